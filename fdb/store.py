@@ -8,6 +8,7 @@ records were new, how many were already there, and which were rejected and why.
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
@@ -201,15 +202,25 @@ class FeatureDB:
         report.rejected = [(int(i), "vector holds NaN or infinity") for i in np.flatnonzero(~finite)]
         keep = np.flatnonzero(finite)
         now = utcnow()
-        for start in range(0, len(keep), batch_size):
-            rows = keep[start:start + batch_size]
-            docs = encode_feature_batch(owners[rows], images[rows], vectors[rows], owner_kind, model_version, layer,
-                                        now)
-            batch_report = bulk_insert(self.features, docs)
+        batches = [keep[start:start + batch_size] for start in range(0, len(keep), batch_size)]
+
+        def merge(rows: np.ndarray, batch_report: WriteReport) -> None:
             # bulk_insert counts positions within the batch; map them back to the caller's rows.
-            report.rejected += [(int(rows[i]), why) for i, why in batch_report.rejected]
+            report.rejected.extend((int(rows[i]), why) for i, why in batch_report.rejected)
             report.inserted += batch_report.inserted
             report.existing += batch_report.existing
+
+        # Encode batch k+1 while batch k is on the wire: the server and the client each keep a core busy.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = None
+            for rows in batches:
+                docs = encode_feature_batch(owners[rows], images[rows], vectors[rows], owner_kind, model_version,
+                                            layer, now)
+                if pending is not None:
+                    merge(pending[0], pending[1].result())
+                pending = (rows, pool.submit(bulk_insert, self.features, docs))
+            if pending is not None:
+                merge(pending[0], pending[1].result())
         return report
 
     def read_vectors(self, model_version: str, layer: str, filter: dict | None = None,
