@@ -64,6 +64,80 @@ def _cmd_fdb_ingest(args) -> int:
     return 0
 
 
+def _cmd_synth(args) -> int:
+    from detectors.synthetic import generate
+
+    paths = generate(args.out, args.train, args.val, args.pool, seed=args.seed)
+    for split, path in paths.items():
+        print(f"{split:<6} {path}")
+    return 0
+
+
+def _cmd_convert_pennfudan(args) -> int:
+    from detectors.pipeline import convert_pennfudan
+
+    for split, path in convert_pennfudan(args.src, args.out, n_train=args.train, seed=args.seed).items():
+        print(f"{split:<6} {path}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from detectors.evaluate import format_table
+    from detectors.pipeline import dataset_split, train_from_scratch
+    from fdb.store import connect
+
+    train_set = dataset_split(args.data, args.train_split, args.images)
+    val_set = dataset_split(args.data, args.val_split, args.images) if args.val_split else None
+    print(f"training preset {args.preset!r} from scratch on {len(train_set)} images "
+          f"({', '.join(train_set.class_names)}), {args.steps} steps of batch {args.batch_size}")
+    checkpoint, result, metrics = train_from_scratch(
+        train_set, val_set, preset=args.preset, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        seed=args.seed, max_minutes=args.max_minutes, out=args.out, fdb=None if args.no_register else connect())
+    print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min"
+          + (" (stopped by --max-minutes)" if result.stopped_early else ""))
+    if "val" in metrics:
+        print(f"evaluation on {args.val_split} ({len(val_set)} images):")
+        print(format_table(metrics["val"]))
+    print(f"model version {checkpoint.version}\ncheckpoint {checkpoint.path}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    import json
+
+    from detectors.evaluate import evaluate_predictions, format_table, predict
+    from detectors.pipeline import dataset_split, resolve_checkpoint
+    from fdb.store import connect
+
+    checkpoint = resolve_checkpoint(None if args.checkpoint else connect(), args.model, args.checkpoint)
+    dataset = dataset_split(args.data, args.split, args.images)
+    metrics = evaluate_predictions(dataset, predict(checkpoint.model, dataset))
+    print(f"model {checkpoint.version} on {args.split} of {args.data} ({len(dataset)} images)")
+    print(format_table(metrics))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(metrics, fh, indent=1)
+        print(f"metrics with PR curves written to {args.json}")
+    return 0
+
+
+def _cmd_detect(args) -> int:
+    from detectors.inference import detect_images
+    from detectors.pipeline import resolve_checkpoint
+    from fdb.images import list_images
+    from fdb.store import connect
+
+    fdb = connect()
+    checkpoint = resolve_checkpoint(fdb, args.model, args.checkpoint)
+    uris = list_images(args.images)
+    report = detect_images(fdb, checkpoint, uris, split=args.split, source=args.source,
+                           batch_size=args.batch_size, min_score=args.min_score)
+    print(report)
+    for uri, reason in report.quarantined:
+        print(f"  quarantined {uri}: {reason}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from flows.demo import run_demo
 
@@ -79,6 +153,74 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Run the whole loop on the embedded default data and print what it did.")
     demo.add_argument("--quick", action="store_true", help="a shorter run, for a first look")
     demo.set_defaults(func=_cmd_demo)
+
+    synth = sub.add_parser("synth", help="generate the synthetic street-scene dataset (COCO, with distractors)",
+                           description="Generate synthetic street scenes (4 classes with masks, plus unlabelled "
+                                       "sign-like distractors clustered in two districts) as a COCO dataset "
+                                       "directory with train / val / pool splits. Deterministic by seed.")
+    synth.add_argument("--out", required=True, help="output directory")
+    synth.add_argument("--train", type=int, default=300, help="train images (default 300)")
+    synth.add_argument("--val", type=int, default=100, help="val images (default 100)")
+    synth.add_argument("--pool", type=int, default=600, help="unlabelled-pool images (default 600)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=_cmd_synth)
+
+    penn = sub.add_parser("convert-pennfudan", help="convert PennFudanPed to a COCO dataset directory",
+                          description="Convert PennFudanPed (instance-id masks) to COCO with RLE masks, split "
+                                      "into train / val by seed. Images are linked, not copied.")
+    penn.add_argument("--src", required=True, help="the PennFudanPed folder (with PNGImages/ and PedMasks/)")
+    penn.add_argument("--out", required=True, help="output dataset directory")
+    penn.add_argument("--train", type=int, default=120, help="images in the train split; the rest is val")
+    penn.add_argument("--seed", type=int, default=0)
+    penn.set_defaults(func=_cmd_convert_pennfudan)
+
+    def data_args(p, split_default):
+        p.add_argument("--data", required=True, help="COCO dataset directory: annotations/<split>.json + images/")
+        p.add_argument("--images", default=None, help="image folder, if not <data>/images")
+        return p
+
+    train = data_args(sub.add_parser(
+        "train", help="train a Mask R-CNN from scratch, evaluate it, register it in fdb",
+        description="Train the detector from scratch (AdamW, warm-up, cosine decay) on a COCO dataset directory, "
+                    "evaluate it with pycocotools on the val split, save a checkpoint and register its version "
+                    "in the feature database."), "train")
+    train.add_argument("--train-split", default="train", help="annotation file used for training (default train)")
+    train.add_argument("--val-split", default="val", help="annotation file to evaluate on ('' to skip)")
+    train.add_argument("--preset", default="small", choices=["small", "r50"],
+                       help="small: ResNet-18-FPN for the CPU; r50: ResNet-50-FPN (detectron2's R_50_FPN)")
+    train.add_argument("--steps", type=int, default=200,
+                       help="optimiser steps (default 200: about 6-7 minutes for the small preset on 2 CPU cores)")
+    train.add_argument("--batch-size", type=int, default=4)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-minutes", type=float, default=None, help="stop early when this time is up")
+    train.add_argument("--out", default=None, help="checkpoint path (default: <data home>/models/<version>.pt)")
+    train.add_argument("--no-register", action="store_true", help="do not register the model in fdb")
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = data_args(sub.add_parser(
+        "evaluate", help="print the pycocotools bbox/segm table of a model on a dataset split",
+        description="Evaluate a model with pycocotools (bbox, and segm where the data has masks): mAP, "
+                    "mAP50, mAP75, per-class AP; --json also writes the PR curves."), "val")
+    evaluate.add_argument("--split", default="val", help="annotation file to evaluate on (default val)")
+    evaluate.add_argument("--model", default=None, help="model version registered in fdb (default: newest)")
+    evaluate.add_argument("--checkpoint", default=None, help="a checkpoint file instead of --model")
+    evaluate.add_argument("--json", default=None, help="write all metrics, PR curves included, to this file")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    detect = sub.add_parser(
+        "detect", help="detect over a folder of images, storing detections and features in fdb",
+        description="Run the detector over every image under a folder, with feature taps: detections (box, "
+                    "score, class, RLE mask), one 1024-d box-head vector per detection and one image vector go "
+                    "to fdb. Images this model already processed are skipped; unreadable ones are quarantined.")
+    detect.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    detect.add_argument("--model", default=None, help="model version registered in fdb (default: newest)")
+    detect.add_argument("--checkpoint", default=None, help="a checkpoint file instead of --model")
+    detect.add_argument("--split", default="pool", help="split recorded for new images (default pool)")
+    detect.add_argument("--source", default="local", help="where the images come from, e.g. a drive id")
+    detect.add_argument("--batch-size", type=int, default=4)
+    detect.add_argument("--min-score", type=float, default=0.25, help="detections below this are not stored")
+    detect.set_defaults(func=_cmd_detect)
 
     fdb = sub.add_parser("fdb", help="the MongoDB feature database: status, start, stop, ingest",
                          description="Manage the feature database (the 'haystack' of images, detections, features).")

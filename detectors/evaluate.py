@@ -1,0 +1,113 @@
+"""Evaluation with pycocotools: bbox and segm mAP, mAP50, per-class AP and precision/recall curves.
+
+`predict` turns a model's outputs into COCO results (original category ids, xywh boxes, RLE masks);
+`evaluate_predictions` scores any list of such results on any subset of image ids, so the same predictions can
+be scored on the superset, on the subset without the mined images, and on the mined subset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from tqdm import tqdm
+
+from detectors.coco import CocoSet, load_image
+
+
+def predict(model, coco: CocoSet, image_ids: list[int] | None = None, batch_size: int = 4,
+            progress: bool = True) -> list[dict]:
+    """COCO-format results of `model` (in eval mode) on the given images of `coco`."""
+    model.eval()
+    image_ids = list(coco.images) if image_ids is None else list(image_ids)
+    results = []
+    for start in tqdm(range(0, len(image_ids), batch_size), desc="predicting", unit="batch",
+                      disable=not progress, leave=False):
+        ids = image_ids[start:start + batch_size]
+        with torch.inference_mode():
+            outputs = model([load_image(coco.image_path(i)) for i in ids])
+        for image_id, out in zip(ids, outputs):
+            results.extend(to_coco_results(image_id, out, coco.category_of))
+    return results
+
+
+def to_coco_results(image_id: int, out: dict, category_of: dict[int, int], mask_threshold: float = 0.5) -> list[dict]:
+    boxes = out["boxes"].numpy()
+    results = []
+    masks = out.get("masks")
+    if masks is not None:
+        binary = (masks[:, 0] > mask_threshold).numpy().astype(np.uint8)
+        rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0))) if len(binary) else []
+    for k, (score, label) in enumerate(zip(out["scores"].tolist(), out["labels"].tolist())):
+        x0, y0, x1, y1 = boxes[k].tolist()
+        result = {"image_id": int(image_id), "category_id": int(category_of[label]),
+                  "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)], "score": float(score)}
+        if masks is not None:
+            result["segmentation"] = {"size": list(rles[k]["size"]), "counts": rles[k]["counts"].decode()}
+        results.append(result)
+    return results
+
+
+def coco_ground_truth(coco: CocoSet) -> COCO:
+    """A pycocotools COCO object for the set (quietly: pycocotools prints while indexing)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(coco.path))
+
+
+def evaluate_predictions(coco: CocoSet, results: list[dict], image_ids: list[int] | None = None,
+                         iou_types: tuple[str, ...] | None = None, gt: COCO | None = None) -> dict:
+    """Score results with COCOeval. Returns, per IoU type: mAP, mAP50, mAP75, per-class AP, PR curves, the table."""
+    gt = gt or coco_ground_truth(coco)
+    image_ids = sorted(coco.images) if image_ids is None else sorted(int(i) for i in image_ids)
+    iou_types = iou_types or (("bbox", "segm") if coco.has_masks else ("bbox",))
+    names = {c["id"]: c["name"] for c in coco.categories}
+    out = {"images": len(image_ids), "detections": sum(r["image_id"] in set(image_ids) for r in results)}
+    for iou_type in iou_types:
+        subset = [r for r in results if r["image_id"] in set(image_ids)]
+        if iou_type == "segm":
+            subset = [r for r in subset if "segmentation" in r]
+        else:
+            subset = [{k: v for k, v in r.items() if k != "segmentation"} for r in subset]
+        if not subset:
+            out[iou_type] = {"mAP": 0.0, "mAP50": 0.0, "mAP75": 0.0, "per_class_AP": {n: 0.0 for n in names.values()},
+                             "pr_curves": {}, "table": "no detections"}
+            continue
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            dt = gt.loadRes(copy.deepcopy(subset))
+            ev = COCOeval(gt, dt, iou_type)
+            ev.params.imgIds = image_ids
+            ev.evaluate()
+            ev.accumulate()
+        table = io.StringIO()
+        with contextlib.redirect_stdout(table):
+            ev.summarize()
+        precision = ev.eval["precision"]  # [T IoUs, R recall points, K classes, A areas, M max dets]
+        per_class, curves = {}, {}
+        for k, cat_id in enumerate(ev.params.catIds):
+            p = precision[:, :, k, 0, -1]
+            per_class[names[cat_id]] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
+            p50 = precision[0, :, k, 0, -1]
+            curves[names[cat_id]] = {"recall": ev.params.recThrs.tolist(),
+                                     "precision_iou50": np.where(p50 > -1, p50, 0).round(4).tolist()}
+        out[iou_type] = {"mAP": float(ev.stats[0]), "mAP50": float(ev.stats[1]), "mAP75": float(ev.stats[2]),
+                         "per_class_AP": per_class, "pr_curves": curves, "table": table.getvalue()}
+    return out
+
+
+def format_table(metrics: dict) -> str:
+    lines = []
+    for iou_type in ("bbox", "segm"):
+        if iou_type not in metrics:
+            continue
+        m = metrics[iou_type]
+        lines.append(f"{iou_type}: mAP {m['mAP']:.3f}  mAP50 {m['mAP50']:.3f}  mAP75 {m['mAP75']:.3f}")
+        lines.append(m["table"].rstrip())
+        lines.append("  per-class AP: " + ", ".join(f"{n} {ap:.3f}" for n, ap in m["per_class_AP"].items()))
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""Training and fine-tuning: AdamW with linear warm-up and cosine decay, as training from scratch needs.
+
+One loop serves training from scratch, fine-tuning a checkpoint, and the retrain arms of the comparison:
+`train_model(model, dataset, steps)`. `oversample` weights images (the mined batch can be drawn more often).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
+from tqdm import tqdm
+
+from detectors.coco import CocoDetection, collate_fn
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 300
+    batch_size: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    max_minutes: float | None = None  # stop early (keeping the model) when the time is up
+    grad_clip: float = 10.0
+    seed: int = 0
+    threads: int | None = None
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    losses: list[float] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return 0.001 + (1 - 0.001) * step / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _batches(dataset, cfg: TrainConfig, weights):
+    generator = torch.Generator().manual_seed(cfg.seed)
+    if weights is not None:
+        sampler = WeightedRandomSampler(weights, num_samples=len(dataset), replacement=True, generator=generator)
+    else:
+        sampler = RandomSampler(dataset, generator=generator)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_fn, drop_last=True,
+                        num_workers=0)
+    while True:
+        yield from loader
+
+
+def train_model(model: torch.nn.Module, dataset: CocoDetection, cfg: TrainConfig,
+                oversample: list[float] | None = None, progress: bool = True) -> TrainResult:
+    """Train `model` in place for `cfg.steps` steps (or until `cfg.max_minutes`)."""
+    if len(dataset) < cfg.batch_size:
+        raise ValueError(f"{len(dataset)} training images, fewer than one batch of {cfg.batch_size}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    result = TrainResult(steps=0, seconds=0.0)
+    start = time.monotonic()
+    bar = tqdm(total=cfg.steps, desc="training", unit="step", disable=not progress)
+    for step, (images, targets) in zip(range(cfg.steps), _batches(dataset, cfg, oversample)):
+        losses = model(list(images), list(targets))
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}: {({k: v.item() for k, v in losses.items()})}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        result.losses.append(loss.item())
+        result.steps = step + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(result.losses[-20:]):.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+        if cfg.max_minutes and time.monotonic() - start > cfg.max_minutes * 60:
+            result.stopped_early = step + 1 < cfg.steps
+            break
+    bar.close()
+    result.seconds = time.monotonic() - start
+    model.eval()
+    return result

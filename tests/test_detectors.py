@@ -1,0 +1,183 @@
+"""Detectors: feature taps, checkpoints, evaluation, synthetic data, training, inference into fdb."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from detectors.checkpoint import load_checkpoint, save_checkpoint
+from detectors.coco import CocoDetection, load_coco
+from detectors.evaluate import evaluate_predictions
+from detectors.inference import detect_images
+from detectors.model import build_model, preset_config
+from detectors.synthetic import DISTRICT_DISTRACTOR_RATE, generate, render_scene
+from detectors.taps import BOX_LAYER, IMAGE_LAYER, detect_with_features
+from detectors.train import TrainConfig, train_model
+from fdb.images import list_images
+
+CLASSES = ["stop_sign", "speed_sign", "car", "bus"]
+
+
+def tiny_model(seed=0, **overrides):
+    torch.manual_seed(seed)
+    cfg = preset_config("small", CLASSES, min_size=96, max_size=128, box_score_thresh=0.0, **overrides)
+    return build_model(cfg).eval(), cfg
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic")
+    generate(out, n_train=8, n_val=4, n_pool=6, seed=3, width=128, height=96, progress=False)
+    return out
+
+
+def test_taps_match_plain_inference_and_reproduce_scores():
+    model, _ = tiny_model()
+    images = [torch.rand(3, 96, 128), torch.rand(3, 80, 100)]
+    plain = model(images)
+    tapped = detect_with_features(model, images)
+    for ref, out in zip(plain, tapped):
+        assert len(out.boxes) > 0
+        assert torch.equal(ref["boxes"], out.boxes) and torch.equal(ref["scores"], out.scores)
+        assert torch.equal(ref["labels"], out.labels) and torch.equal(ref["masks"], out.masks)
+        assert out.box_features.shape == (len(out.boxes), 1024)
+        with torch.no_grad():
+            logits, _ = model.roi_heads.box_predictor(out.box_features.clone())
+        rescored = torch.softmax(logits, -1)[torch.arange(len(out.labels)), out.labels]
+        assert (rescored - out.scores).abs().max().item() < 1e-5
+        # Each detection's vector is its own proposal's: different proposals give different vectors.
+        distinct = len(set(out.proposal_index.tolist()))
+        assert len({tuple(v[:8].tolist()) for v in out.box_features}) == distinct
+
+
+def test_image_vector_ignores_batch_padding():
+    model, _ = tiny_model()
+    small = torch.rand(3, 64, 96)
+    alone = detect_with_features(model, [small])[0].image_feature
+    batched = detect_with_features(model, [small, torch.rand(3, 96, 128)])[0].image_feature
+    assert alone.shape == (4 * 128,)
+    assert torch.allclose(alone, batched, atol=1e-4), (alone - batched).abs().max()
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model, cfg = tiny_model()
+    path = save_checkpoint(tmp_path / "m.pt", model, cfg, "v1", "abc", metrics={"val": {"bbox": {"mAP": 0.5}}})
+    loaded = load_checkpoint(path)
+    assert (loaded.version, loaded.class_names, loaded.metrics["val"]["bbox"]["mAP"]) == ("v1", CLASSES, 0.5)
+    image = [torch.rand(3, 96, 128)]
+    a, b = model(image)[0], loaded.model(image)[0]
+    assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["scores"], b["scores"])
+    # Only plain data inside: it loads with weights_only=True (load_checkpoint does), and a foreign file is refused.
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a gaze-data-engine checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_synthetic_is_deterministic_and_distractors_cluster():
+    a, objects_a, _, _ = render_scene(7, "pool", 3)
+    b, objects_b, _, _ = render_scene(7, "pool", 3)
+    assert a.tobytes() == b.tobytes() and len(objects_a) == len(objects_b)
+    assert render_scene(8, "pool", 3)[0].tobytes() != a.tobytes()
+    by_district = {}
+    for i in range(300):
+        _, objects, distractors, district = render_scene(0, "pool", i, 128, 96)
+        by_district.setdefault(district, []).append(bool(distractors))
+        assert all(o.mask.any() for o in objects)
+    market = np.mean(by_district[4] + by_district[5])
+    elsewhere = np.mean(sum((by_district[d] for d in range(4)), []))
+    assert max(DISTRICT_DISTRACTOR_RATE[:4]) < 0.1 and market > 0.5 > 0.15 > elsewhere
+
+
+def test_synthetic_coco_output_loads(synthetic):
+    train = load_coco(synthetic / "annotations" / "train.json", image_dir=synthetic / "images")
+    assert train.class_names == CLASSES and train.has_masks and len(train) == 8
+    image, target = CocoDetection(train)[0]
+    assert image.shape == (3, 96, 128) and target["masks"].shape[1:] == (96, 128)
+    meta = json.loads((synthetic / "annotations" / "pool.json").read_text())["images"][0]
+    assert "district" in meta and "distractors" in meta
+
+
+def test_evaluation_scores_ground_truth_as_perfect_and_subsets(synthetic):
+    val = load_coco(synthetic / "annotations" / "val.json", image_dir=synthetic / "images")
+    data = json.loads((synthetic / "annotations" / "val.json").read_text())
+    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0,
+                "segmentation": a["segmentation"]} for a in data["annotations"]]
+    metrics = evaluate_predictions(val, perfect)
+    assert metrics["bbox"]["mAP"] == pytest.approx(1.0) and metrics["segm"]["mAP"] == pytest.approx(1.0)
+    assert "Average Precision" in metrics["bbox"]["table"]
+    shifted = [{**p, "bbox": [p["bbox"][0] + p["bbox"][2] * 0.6, *p["bbox"][1:]]} for p in perfect]
+    assert evaluate_predictions(val, shifted, iou_types=("bbox",))["bbox"]["mAP"] < 0.2
+    # Wrong boxes on one image only: the other images' subset stays perfect.
+    first = data["images"][0]["id"]
+    mixed = [s if s["image_id"] == first else p for p, s in zip(perfect, shifted)]
+    others = [im["id"] for im in data["images"] if im["id"] != first]
+    assert evaluate_predictions(val, mixed, image_ids=others, iou_types=("bbox",))["bbox"]["mAP"] == pytest.approx(1.0)
+    curve = metrics["bbox"]["pr_curves"]["car"]
+    assert len(curve["recall"]) == len(curve["precision_iou50"]) == 101
+
+
+def test_training_reduces_the_loss(synthetic):
+    train = load_coco(synthetic / "annotations" / "train.json", image_dir=synthetic / "images")
+    model, _ = tiny_model()
+    result = train_model(model, CocoDetection(train, train=True),
+                         TrainConfig(steps=24, batch_size=2, warmup_steps=4, lr=2e-3), progress=False)
+    assert result.steps == 24 and not model.training
+    assert np.mean(result.losses[-6:]) < 0.7 * np.mean(result.losses[:3])
+
+
+def test_detect_writes_detections_and_features_incrementally(fdb, synthetic, tmp_path, monkeypatch):
+    model, cfg = tiny_model()
+    checkpoint = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model, cfg, "tiny-v1", "h"))
+    folder = tmp_path / "imagery"
+    folder.mkdir()
+    for name in ("pool_00000.png", "pool_00001.png", "pool_00002.png", "pool_00003.png", "pool_00004.png"):
+        (folder / name).write_bytes((synthetic / "images" / name).read_bytes())
+    (folder / "corrupt.png").write_bytes((synthetic / "images" / "pool_00005.png").read_bytes()[:300])
+    uris = list_images(folder)
+
+    # A crash after the first batch: what was written stays, and the next run finishes the rest exactly once.
+    import detectors.inference as inference
+
+    real = inference.detect_with_features
+    calls = {"n": 0}
+
+    def crash_on_second_batch(*args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated crash")
+        return real(*args)
+
+    monkeypatch.setattr(inference, "detect_with_features", crash_on_second_batch)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        detect_images(fdb, checkpoint, uris, batch_size=2, min_score=0.0, progress=False)
+    assert fdb.images.count_documents({"processed_by": "tiny-v1"}) == 2
+    monkeypatch.setattr(inference, "detect_with_features", real)
+
+    report = detect_images(fdb, checkpoint, uris, batch_size=2, min_score=0.0, progress=False)
+    assert report.images_processed == 3 and report.images_skipped == 2
+    assert fdb.images.count_documents({"processed_by": "tiny-v1"}) == 5
+    quarantined = fdb.images.find_one({"uri": str((folder / "corrupt.png").resolve())})
+    assert quarantined["status"] == "quarantined" and "truncated" in quarantined["reason"]
+
+    n_det = fdb.detections.count_documents({"model_version": "tiny-v1"})
+    assert n_det > 0
+    boxes = fdb.read_vectors("tiny-v1", BOX_LAYER)
+    images = fdb.read_vectors("tiny-v1", IMAGE_LAYER)
+    assert boxes.vectors.shape == (n_det, 1024) and images.vectors.shape == (5, 512)
+    assert set(boxes.object_ids()) == {d["_id"] for d in fdb.detections.find({}, {"_id": 1})}
+    det = fdb.detections.find_one({"rank": 0})
+    assert set(det) >= {"box", "score", "category_id", "category_name", "mask"}
+
+    # The tapped vector of a stored detection reproduces its stored score.
+    one = fdb.read_vectors("tiny-v1", BOX_LAYER, filter={"owner_id": det["_id"]})
+    with torch.no_grad():
+        logits, _ = model.roi_heads.box_predictor(torch.from_numpy(one.vectors))
+    assert torch.softmax(logits, -1)[0, det["label"]].item() == pytest.approx(det["score"], abs=1e-5)
+
+    again = detect_images(fdb, checkpoint, uris, batch_size=2, min_score=0.0, progress=False)
+    assert (again.images_processed, again.detections, again.features) == (0, 0, 0)
+    assert fdb.detections.count_documents({}) == n_det and fdb.features.count_documents({}) == n_det + 5
