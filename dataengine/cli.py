@@ -83,16 +83,20 @@ def _cmd_convert_pennfudan(args) -> int:
 
 def _cmd_train(args) -> int:
     from detectors.evaluate import format_table
-    from detectors.pipeline import dataset_split, train_from_scratch
+    from detectors.checkpoint import load_checkpoint
+    from detectors.pipeline import dataset_split, train_detector
     from fdb.store import connect
 
     train_set = dataset_split(args.data, args.train_split, args.images)
     val_set = dataset_split(args.data, args.val_split, args.images) if args.val_split else None
-    print(f"training preset {args.preset!r} from scratch on {len(train_set)} images "
-          f"({', '.join(train_set.class_names)}), {args.steps} steps of batch {args.batch_size}")
-    checkpoint, result, metrics = train_from_scratch(
+    init = load_checkpoint(args.init) if args.init else None
+    start = f"fine-tuning {init.version}" if init else f"training preset {args.preset!r} from scratch"
+    print(f"{start} on {len(train_set)} images ({', '.join(train_set.class_names)}), "
+          f"{args.steps} steps of batch {args.batch_size}")
+    checkpoint, result, metrics = train_detector(
         train_set, val_set, preset=args.preset, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-        seed=args.seed, max_minutes=args.max_minutes, out=args.out, fdb=None if args.no_register else connect())
+        seed=args.seed, max_minutes=args.max_minutes, out=args.out, fdb=None if args.no_register else connect(),
+        init=init)
     print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min"
           + (" (stopped by --max-minutes)" if result.stopped_early else ""))
     if "val" in metrics:
@@ -180,14 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     train = data_args(sub.add_parser(
-        "train", help="train a Mask R-CNN from scratch, evaluate it, register it in fdb",
-        description="Train the detector from scratch (AdamW, warm-up, cosine decay) on a COCO dataset directory, "
+        "train", help="train a Mask R-CNN (from scratch or a checkpoint), evaluate it, register it in fdb",
+        description="Train the detector from scratch, or fine-tune a checkpoint (AdamW, warm-up, cosine decay) on "
+                    "a COCO dataset directory, "
                     "evaluate it with pycocotools on the val split, save a checkpoint and register its version "
                     "in the feature database."), "train")
     train.add_argument("--train-split", default="train", help="annotation file used for training (default train)")
     train.add_argument("--val-split", default="val", help="annotation file to evaluate on ('' to skip)")
     train.add_argument("--preset", default="small", choices=["small", "r50"],
                        help="small: ResNet-18-FPN for the CPU; r50: ResNet-50-FPN (detectron2's R_50_FPN)")
+    train.add_argument("--init", default=None, metavar="CHECKPOINT",
+                       help="fine-tune this project checkpoint instead of starting from scratch")
     train.add_argument("--steps", type=int, default=200,
                        help="optimiser steps (default 200: about 6-7 minutes for the small preset on 2 CPU cores)")
     train.add_argument("--batch-size", type=int, default=4)

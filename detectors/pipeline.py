@@ -33,15 +33,23 @@ def models_dir() -> Path:
     return path
 
 
-def train_from_scratch(train_set: CocoSet, val_set: CocoSet | None, preset: str = "small", steps: int = 300,
-                       batch_size: int = 4, lr: float = 1e-3, seed: int = 0, max_minutes: float | None = None,
-                       out: str | Path | None = None, fdb=None, progress: bool = True,
-                       **model_overrides) -> tuple[Checkpoint, TrainResult, dict]:
-    """Train a new model on `train_set`, evaluate it on `val_set`, save and (with `fdb`) register it."""
+def train_detector(train_set: CocoSet, val_set: CocoSet | None, preset: str = "small", steps: int = 300,
+                   batch_size: int = 4, lr: float = 1e-3, seed: int = 0, max_minutes: float | None = None,
+                   out: str | Path | None = None, fdb=None, progress: bool = True, init: Checkpoint | None = None,
+                   **model_overrides) -> tuple[Checkpoint, TrainResult, dict]:
+    """Train on `train_set` from scratch, or fine-tune `init` (a project checkpoint with the same classes);
+    evaluate on `val_set`, save, and (with `fdb`) register the new version."""
     seed_everything(seed)
-    ids = sorted(train_set.category_of)
-    cfg = preset_config(preset, train_set.class_names, [train_set.category_of[i] for i in ids], **model_overrides)
-    model = build_model(cfg)
+    category_ids = [train_set.category_of[label] for label in sorted(train_set.category_of)]
+    if init is not None:
+        if (init.class_names, init.config.category_ids) != (train_set.class_names, category_ids):
+            raise ValueError(f"checkpoint {init.version} has classes {init.class_names} (ids "
+                             f"{init.config.category_ids}); the training set has {train_set.class_names} "
+                             f"(ids {category_ids})")
+        cfg, model = init.config, init.model
+    else:
+        cfg = preset_config(preset, train_set.class_names, category_ids, **model_overrides)
+        model = build_model(cfg)
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_minutes=max_minutes,
                             warmup_steps=min(50, steps // 5))
     result = train_model(model, CocoDetection(train_set, train=True), train_cfg, progress=progress)
@@ -52,7 +60,8 @@ def train_from_scratch(train_set: CocoSet, val_set: CocoSet | None, preset: str 
     digest = data_hash(Path(train_set.path).read_bytes(), sorted(train_set.images), seed, steps)
     version = new_version(cfg, digest)
     path = Path(out) if out else models_dir() / f"{version}.pt"
-    save_checkpoint(path, model, cfg, version, digest, metrics=_summary(metrics))
+    save_checkpoint(path, model, cfg, version, digest, metrics=_summary(metrics),
+                    parent=init.version if init is not None else None)
     checkpoint = load_checkpoint(path)
     if fdb is not None:
         register(fdb, checkpoint)
