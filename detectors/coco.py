@@ -230,8 +230,8 @@ def annotation_mask(ann: dict, height: int, width: int) -> np.ndarray:
     return mask_utils.decode(rle).astype(np.uint8)
 
 
-def load_image(path: str | Path) -> torch.Tensor:
-    """An image file as the detector takes it: float32 (3, H, W) RGB in [0, 1]."""
+def load_image(path) -> torch.Tensor:
+    """An image (a path or a binary file object) as the detector takes it: float32 (3, H, W) RGB in [0, 1]."""
     with Image.open(path) as pil:
         rgb = np.array(pil.convert("RGB"))
     return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255)

@@ -13,12 +13,11 @@ import io
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from detectors.checkpoint import Checkpoint
+from detectors.coco import load_image
 from detectors.taps import BOX_LAYER, IMAGE_LAYER, TappedDetections, detect_with_features
 from fdb.images import ingest_images, read_uri
 from fdb.store import FeatureDB, utcnow
@@ -38,12 +37,6 @@ class DetectReport:
         return (f"model {self.model_version}: {self.images_seen} images, {self.images_processed} processed, "
                 f"{self.images_skipped} already done, {len(self.quarantined)} quarantined; "
                 f"{self.detections} detections and {self.features} feature vectors written")
-
-
-def _load(uri: str) -> torch.Tensor:
-    with Image.open(io.BytesIO(read_uri(uri))) as pil:
-        rgb = np.array(pil.convert("RGB"))
-    return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255)
 
 
 def detection_records(image_id, out: TappedDetections, checkpoint: Checkpoint,
@@ -86,7 +79,7 @@ def detect_images(fdb: FeatureDB, checkpoint: Checkpoint, uris: list[str], split
         docs, images = [], []
         for doc in todo[start:start + batch_size]:
             try:
-                images.append(_load(doc["uri"]))
+                images.append(load_image(io.BytesIO(read_uri(doc["uri"]))))
                 docs.append(doc)
             except Exception as exc:  # noqa: BLE001 - any decode failure quarantines the image, the run goes on
                 reason = f"failed to load for detection: {exc}"

@@ -90,8 +90,7 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
             _replace_heads(model, cfg.num_classes)
             return model
         # Without pretrained weights torchvision uses real BatchNorm, as training from scratch needs.
-        return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=cfg.num_classes,
-                                     trainable_backbone_layers=5, **kwargs)
+        return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=cfg.num_classes, **kwargs)
     raise ValueError(f"unknown preset {cfg.preset!r}")
 
 
