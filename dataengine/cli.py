@@ -133,12 +133,49 @@ def _cmd_detect(args) -> int:
 
     fdb = connect()
     checkpoint = resolve_checkpoint(fdb, args.model, args.checkpoint)
-    uris = list_images(args.images)
+    uris = list_images(args.images, pattern=args.pattern)
     report = detect_images(fdb, checkpoint, uris, split=args.split, source=args.source,
                            batch_size=args.batch_size, min_score=args.min_score)
     print(report)
     for uri, reason in report.quarantined:
         print(f"  quarantined {uri}: {reason}")
+    return 0
+
+
+def _cmd_mine(args) -> int:
+    from dataengine import config
+    from detectors.coco import load_coco
+    from detectors.errors import MatchParams
+    from detectors.pipeline import resolve_checkpoint
+    from fdb.mining import mine_hard_cases
+    from fdb.store import connect
+
+    fdb = connect()
+    checkpoint = resolve_checkpoint(fdb, args.model, args.checkpoint)
+    ground_truth = load_coco(args.gt, image_dir=args.images)
+    result = mine_hard_cases(
+        fdb, checkpoint, ground_truth, k=args.k, budget=args.budget,
+        params=MatchParams(iou_threshold=args.iou, score_threshold=args.score), types=args.types,
+        classes=args.classes, level=args.level, backend=args.backend, random_arm=not args.no_random_arm,
+        seed=args.seed, out_dir=config.data_home())
+    errors = result.errors
+    print(f"model {checkpoint.version}: errors on {errors.images} labelled images "
+          f"(IoU >= {args.iou}, score >= {args.score}):")
+    print(errors.table())
+    by_level = {lvl: sum(q.level == lvl for q in result.queries) for lvl in ("detection", "image")}
+    print(f"{len(result.queries)} queries ({by_level['detection']} with their detection's FC vector, "
+          f"{by_level['image']} with their image's vector: misses have no detection)")
+    sel = result.selection
+    print(f"selection {sel.selection_id}: {len(sel)} images (budget {args.budget}, k {args.k}), "
+          f"indexes {sel.index_versions}")
+    for img in sel.images[:args.show]:
+        print(f"  {img['rank'] + 1:>4}. {img['uri']}\n        {img['reason']}")
+    if len(sel) > args.show:
+        print(f"  ... and {len(sel) - args.show} more (all recorded in fdb, collection 'selections')")
+    if result.random:
+        print(f"random arm {result.random.selection_id}: {len(result.random)} images from the same pool")
+    if result.montage:
+        print(f"montage of queries and their neighbours: {result.montage}")
     return 0
 
 
@@ -221,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "score, class, RLE mask), one 1024-d box-head vector per detection and one image vector go "
                     "to fdb. Images this model already processed are skipped; unreadable ones are quarantined.")
     detect.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    detect.add_argument("--pattern", default="*", help="only files whose name matches, e.g. 'pool_*' (default *)")
     detect.add_argument("--model", default=None, help="model version registered in fdb (default: newest)")
     detect.add_argument("--checkpoint", default=None, help="a checkpoint file instead of --model")
     detect.add_argument("--split", default="pool", help="split recorded for new images (default pool)")
@@ -228,6 +266,33 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--batch-size", type=int, default=4)
     detect.add_argument("--min-score", type=float, default=0.25, help="detections below this are not stored")
     detect.set_defaults(func=_cmd_detect)
+
+    mine = sub.add_parser(
+        "mine", help="find the model's errors on labelled images and mine look-alikes from the pool",
+        description="Run the model over a labelled COCO set (incrementally), type its errors against the ground "
+                    "truth (background FP, wrong class, duplicate/poor localisation, miss), query the unlabelled "
+                    "pool's feature index with them, and record a selection of up to --budget images with the "
+                    "reason for each, plus a random arm of the same budget. The pool must have been run through "
+                    "`dataengine detect` with the same model. Same inputs, same selection.")
+    mine.add_argument("--gt", required=True, help="COCO json of the labelled images (e.g. the val split)")
+    mine.add_argument("--images", default=None, help="image folder of --gt (default: beside the json)")
+    mine.add_argument("--model", default=None, help="model version registered in fdb (default: newest)")
+    mine.add_argument("--checkpoint", default=None, help="a checkpoint file instead of --model")
+    mine.add_argument("--k", type=int, default=20, help="neighbours per query (default 20)")
+    mine.add_argument("--budget", type=int, default=200, help="most images to select (default 200)")
+    mine.add_argument("--iou", type=float, default=0.5, help="IoU for a detection to match ground truth")
+    mine.add_argument("--score", type=float, default=0.5, help="detections below this score are not errors")
+    mine.add_argument("--types", nargs="*", default=None,
+                      help="error types to query with: fp_background fp_wrong_class fp_localisation miss")
+    mine.add_argument("--classes", nargs="*", default=None, help="only errors of these class names")
+    mine.add_argument("--level", default="detection", choices=["detection", "image"],
+                      help="search with each false positive's own FC vector, or with its image's vector")
+    mine.add_argument("--backend", default="auto", choices=["auto", "annoy", "exact"],
+                      help="vector index: auto uses exact search for small pools, Annoy above")
+    mine.add_argument("--no-random-arm", action="store_true", help="do not draw the random baseline selection")
+    mine.add_argument("--seed", type=int, default=0, help="seed of the random arm")
+    mine.add_argument("--show", type=int, default=15, help="selected images to print (default 15)")
+    mine.set_defaults(func=_cmd_mine)
 
     fdb = sub.add_parser("fdb", help="the MongoDB feature database: status, start, stop, ingest",
                          description="Manage the feature database (the 'haystack' of images, detections, features).")

@@ -64,12 +64,12 @@ def detection_records(image_id, out: TappedDetections, checkpoint: Checkpoint,
 
 
 def detect_images(fdb: FeatureDB, checkpoint: Checkpoint, uris: list[str], split: str = "pool",
-                  source: str = "local", batch_size: int = 4, min_score: float = 0.25,
+                  source: str = "local", batch_size: int = 4, min_score: float = 0.25, labelled: bool = False,
                   progress: bool = True) -> DetectReport:
     """Ingest `uris`, then detect with taps on those this model version has not processed yet."""
     version = checkpoint.version
     report = DetectReport(model_version=version, images_seen=len(uris))
-    ingest = ingest_images(fdb, uris, source=source, split=split)
+    ingest = ingest_images(fdb, uris, source=source, split=split, labelled=labelled)
     report.quarantined.extend(ingest.quarantined)
     todo = fdb.unprocessed(version, {"uri": {"$in": list(uris)}})
     report.images_skipped = fdb.images.count_documents({"uri": {"$in": list(uris)}, "processed_by": version})

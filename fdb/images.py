@@ -55,12 +55,14 @@ def inspect_image(data: bytes) -> ImageInfo:
     return ImageInfo(hashlib.sha256(data).hexdigest(), width, height)
 
 
-def list_images(folder: str | Path) -> list[str]:
-    """Files under `folder` that look like images by name, sorted. Files that only pretend are caught on read."""
+def list_images(folder: str | Path, pattern: str = "*") -> list[str]:
+    """Files under `folder` whose names match `pattern` and look like images, sorted. Files that only pretend
+    are caught on read."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"image folder {folder} does not exist")
-    return sorted(str(p.resolve()) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(str(p.resolve()) for p in folder.rglob(pattern)
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 @dataclass

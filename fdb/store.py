@@ -59,6 +59,15 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("image_id", ASCENDING)], name="image"),
         IndexModel([("export_id", ASCENDING)], name="export"),
     ],
+    "errors": [  # _id = hash(model version, match parameters, image, error type, detection or ground truth)
+        IndexModel([("model_version", ASCENDING), ("params_key", ASCENDING), ("type", ASCENDING)],
+                   name="model_params_type"),
+        IndexModel([("image_id", ASCENDING)], name="image"),
+    ],
+    "indexes": [  # _id = index version: a vector index built from features, with its parameters and file
+        IndexModel([("model_version", ASCENDING), ("layer", ASCENDING), ("created_at", DESCENDING)],
+                   name="model_layer_created"),
+    ],
     "models": [  # _id = model version
         IndexModel([("created_at", DESCENDING)], name="created_at"),
     ],
@@ -131,6 +140,8 @@ class FeatureDB:
         self.runs = db["runs"]
         self.selections = db["selections"]
         self.models = db["models"]
+        self.errors = db["errors"]
+        self.indexes = db["indexes"]
         self._layer_cache: dict[str, tuple[int, str]] = {}
         self.ensure_indexes()
 

@@ -1,0 +1,55 @@
+"""A montage for a person to check mining at a glance: each query's crop (red frame) beside its nearest
+pool neighbours' crops, nearest first, with the distance under each."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageOps
+
+from fdb.images import read_uri
+from fdb.store import FeatureDB
+
+TILE = 96
+
+
+def _crop(uri: str, bbox: list[float] | None, pad: float = 0.25) -> Image.Image:
+    with Image.open(io.BytesIO(read_uri(uri))) as im:
+        im = im.convert("RGB")
+        if bbox:
+            x, y, w, h = bbox
+            px, py = w * pad + 4, h * pad + 4
+            im = im.crop((max(0, x - px), max(0, y - py), min(im.width, x + w + px), min(im.height, y + h + py)))
+        return ImageOps.pad(im, (TILE, TILE), color=(40, 40, 40))
+
+
+def query_montage(fdb: FeatureDB, queries, neighbours: dict, out_path: str | Path, max_queries: int = 12,
+                  per_query: int = 6) -> Path | None:
+    """Write the montage PNG; `neighbours` maps a query's error id (str) to [(owner id, image id, distance)]."""
+    rows = [q for q in queries if neighbours.get(str(q.error_id))][:max_queries]
+    if not rows:
+        return None
+    label_h = 14
+    sheet = Image.new("RGB", ((per_query + 1) * (TILE + 4) + 4, len(rows) * (TILE + label_h + 6) + 4), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    uris = {d["_id"]: d["uri"] for d in fdb.images.find(
+        {"_id": {"$in": list({q.source_image_id for q in rows} | {n[1] for q in rows
+                                                                   for n in neighbours[str(q.error_id)]})}},
+        {"uri": 1})}
+    det_ids = [n[0] for q in rows for n in neighbours[str(q.error_id)][:per_query]]
+    boxes = {d["_id"]: d["box"] for d in fdb.detections.find({"_id": {"$in": det_ids}}, {"box": 1})}
+    for r, q in enumerate(rows):
+        y = 4 + r * (TILE + label_h + 6)
+        tile = _crop(uris[q.source_image_id], q.bbox)
+        sheet.paste(tile, (4, y))
+        draw.rectangle([4, y, 4 + TILE - 1, y + TILE - 1], outline=(220, 0, 0), width=3)
+        draw.text((6, y + TILE + 1), f"{q.type[:14]} {q.category_name[:8]}", fill=(0, 0, 0))
+        for c, (owner, image_id, dist) in enumerate(neighbours[str(q.error_id)][:per_query], start=1):
+            x = 4 + c * (TILE + 4)
+            sheet.paste(_crop(uris[image_id], boxes.get(owner)), (x, y))
+            draw.text((x + 2, y + TILE + 1), f"d={dist:.3f}", fill=(0, 0, 0))
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out_path)
+    return out_path

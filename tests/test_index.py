@@ -1,0 +1,226 @@
+"""Vector indexes (fdb.index): exact reference, Annoy + re-ranking recall, query checks, save/load, atomic swap."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from fdb import index as fi
+from fdb.index import (AnnoyIndex, ExactIndex, IndexShapeError, IndexSpec, build_index, list_versions,
+                       load_current, load_index, prune, read_current, save_index)
+from fdb.index.synthetic import FCLikeGenerator
+
+N, DIM = 5000, 128
+SMALL_ANNOY = dict(proj_dim=32, n_trees=10, search_k=800, rerank=50, pca_samples=5000, n_jobs=1)
+
+
+def make_ids(n: int, offset: int = 0) -> np.ndarray:
+    return np.array([(i + offset).to_bytes(12, "big") for i in range(n)], dtype="S12")
+
+
+@pytest.fixture(scope="module")
+def data():
+    gen = FCLikeGenerator(dim=DIM, latent=32, clusters=16, seed=3)
+    return gen.generate(N), gen.generate(200, stream=1), make_ids(N)
+
+
+@pytest.fixture(scope="module")
+def exact(data):
+    vectors, _, ids = data
+    return ExactIndex("m1", "fc7", name="pool").build(vectors, ids)
+
+
+@pytest.fixture(scope="module")
+def annoy_index(data):
+    vectors, _, ids = data
+    return AnnoyIndex("m1", "fc7", name="pool", **SMALL_ANNOY).build(vectors, ids)
+
+
+def brute_force(base, queries, k, metric):
+    base, queries = base.astype(np.float64), queries.astype(np.float64)
+    if metric == "cosine":
+        d = 1 - (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ \
+            (base / np.linalg.norm(base, axis=1, keepdims=True)).T
+    else:
+        d = np.sqrt(((queries[:, None, :] - base[None, :, :]) ** 2).sum(-1))
+    order = np.argsort(d, axis=1)[:, :k]
+    return order, np.take_along_axis(d, order, axis=1)
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)]))
+
+
+# ---------------------------------------------------------------------- exact
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_exact_matches_numpy(data, metric):
+    vectors, queries, ids = data
+    base, q = vectors[:1500], queries[:40]
+    # A small score budget forces many blocks, so the block-merge path is what is tested.
+    index = ExactIndex("m1", "fc7", metric=metric, score_budget_mb=0.01).build(base, ids[:1500])
+    got_ids, got_d = index.query(q, 10)
+    want_rows, want_d = brute_force(base, q, 10, metric)
+    np.testing.assert_array_equal(got_ids, ids[:1500][want_rows])
+    np.testing.assert_allclose(got_d, want_d, rtol=1e-4, atol=2e-5)
+    assert got_ids.dtype == np.dtype("S12") and got_d.dtype == np.float32
+
+
+def test_exact_self_query_finds_itself(exact, data):
+    vectors, _, ids = data
+    got_ids, got_d = exact.query(vectors[:50], 5)
+    np.testing.assert_array_equal(got_ids[:, 0], ids[:50])
+    assert np.all(np.abs(got_d[:, 0]) < 1e-5)
+    assert np.all(np.diff(got_d, axis=1) >= 0)  # nearest first
+
+
+def test_padding_when_k_exceeds_n(data):
+    vectors, queries, ids = data
+    for backend in ("exact", "annoy"):
+        params = SMALL_ANNOY if backend == "annoy" else {}
+        index = build_index(vectors[:7], ids[:7], "m1", "fc7", backend=backend, **params)
+        got_ids, got_d = index.query(queries[:3], 10)
+        assert got_ids.shape == got_d.shape == (3, 10)
+        assert set(got_ids[:, :7].ravel()) == set(ids[:7])
+        assert np.all(got_ids[:, 7:] == b"") and np.all(np.isinf(got_d[:, 7:]))
+        assert np.all(np.isfinite(got_d[:, :7]))
+
+
+# ---------------------------------------------------------------------- annoy
+def test_annoy_recall_against_exact(annoy_index, exact, data):
+    _, queries, _ = data
+    truth, truth_d = exact.query(queries, 10)
+    found, found_d = annoy_index.query(queries, 10)
+    assert recall(found, truth) >= 0.9
+    # Re-ranked distances are original-space distances: where both found the same id, they agree.
+    same = found[:, 0] == truth[:, 0]
+    assert same.mean() > 0.8
+    np.testing.assert_allclose(found_d[same, 0], truth_d[same, 0], atol=1e-5)
+
+
+def test_annoy_single_and_batched_queries_agree(annoy_index, data):
+    _, queries, _ = data
+    batch_ids, batch_d = annoy_index.query(queries[:64], 10)  # >= 32 queries: the threaded path
+    for i in range(0, 64, 9):
+        ids_i, d_i = annoy_index.query(queries[i], 10)  # a 1-D query is one query
+        np.testing.assert_array_equal(ids_i[0], batch_ids[i])
+        np.testing.assert_allclose(d_i[0], batch_d[i])
+
+
+def test_annoy_build_is_deterministic(data):
+    vectors, queries, ids = data
+    a = AnnoyIndex("m1", "fc7", **SMALL_ANNOY).build(vectors[:2000], ids[:2000])
+    b = AnnoyIndex("m1", "fc7", **SMALL_ANNOY).build(vectors[:2000], ids[:2000])
+    np.testing.assert_array_equal(a.query(queries, 10)[0], b.query(queries, 10)[0])
+
+
+# ---------------------------------------------------------------------- query checks
+@pytest.mark.parametrize("which", ["exact", "annoy"])
+def test_dimension_mismatch_refused(which, exact, annoy_index):
+    index = exact if which == "exact" else annoy_index
+    with pytest.raises(IndexShapeError) as err:
+        index.query(np.ones((2, 64), np.float32), 5)
+    msg = str(err.value)
+    assert "64-d" in msg and f"{DIM}-d" in msg and "'m1'" in msg and "'pool'" in msg
+
+
+def test_model_version_mismatch_refused(exact):
+    with pytest.raises(IndexShapeError, match="'m2'.*'m1'"):
+        exact.query(np.ones((1, DIM), np.float32), 5, model_version="m2")
+    with pytest.raises(IndexShapeError, match="'m2'.*'m1'"):
+        exact.check_query(np.ones((1, DIM), np.float32), model_version="m2")
+    exact.query(np.ones((1, DIM), np.float32), 5, model_version="m1")  # the right one passes
+
+
+def test_non_finite_query_refused(exact):
+    q = np.ones((1, DIM), np.float32)
+    q[0, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        exact.query(q, 5)
+
+
+# ---------------------------------------------------------------------- factory, spec, persistence
+def test_auto_picks_backend_by_size(data):
+    vectors, _, ids = data
+    assert isinstance(build_index(vectors, ids, "m1", "fc7", **SMALL_ANNOY), ExactIndex)
+    small_threshold = build_index(vectors, ids, "m1", "fc7", exact_threshold=1000, **SMALL_ANNOY)
+    assert isinstance(small_threshold, AnnoyIndex)
+    with pytest.raises(ValueError, match="unknown index backend"):
+        build_index(vectors, ids, "m1", "fc7", backend="faiss")
+
+
+def test_spec_is_bson_friendly(annoy_index):
+    bson = pytest.importorskip("bson")
+    d = annoy_index.spec.as_dict()
+    assert d["backend"] == "annoy" and d["dim"] == DIM and d["n"] == N and d["metric"] == "cosine"
+    assert d["params"]["n_trees"] == 10 and d["projection"]["dim"] == 32
+    assert bson.decode(bson.encode(d))["version"] == annoy_index.spec.version
+    assert IndexSpec.from_json(annoy_index.spec.to_json()) == annoy_index.spec
+
+
+@pytest.mark.parametrize("which", ["exact", "annoy"])
+def test_save_load_round_trip(which, exact, annoy_index, data, tmp_path):
+    index = exact if which == "exact" else annoy_index
+    _, queries, _ = data
+    before = index.query(queries, 10)
+    index.save(tmp_path / "idx")
+    loaded = load_index(tmp_path / "idx")
+    assert type(loaded) is type(index) and loaded.spec == index.spec
+    after = loaded.query(queries, 10)
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(after[1], before[1])
+    assert isinstance(loaded._base, np.memmap)  # original vectors are memory-mapped, not read in
+    # A loaded index can be saved again (annoy re-writes from its mmap).
+    loaded.save(tmp_path / "again")
+    np.testing.assert_array_equal(load_index(tmp_path / "again").query(queries, 10)[0], before[0])
+
+
+def test_atomic_swap_and_prune(data, tmp_path, monkeypatch):
+    vectors, queries, ids = data
+    v1 = ExactIndex("m1", "fc7").build(vectors[:1000], ids[:1000])
+    v2 = ExactIndex("m1", "fc7").build(vectors[1000:2000], ids[1000:2000])
+    assert v1.spec.version < v2.spec.version  # versions sort by creation time
+    save_index(v1, tmp_path, "pool")
+    assert read_current(tmp_path, "pool") == v1.spec.version
+    save_index(v2, tmp_path, "pool")
+    assert read_current(tmp_path, "pool") == v2.spec.version
+    assert set(load_current(tmp_path, "pool").query(queries[:5], 3)[0].ravel()) <= set(ids[1000:2000])
+    with pytest.raises(FileExistsError):
+        save_index(v2, tmp_path, "pool")
+
+    # A crash between writing the temp directory and renaming it: CURRENT still names v2, which still loads.
+    v3 = ExactIndex("m1", "fc7").build(vectors[2000:3000], ids[2000:3000])
+
+    def crash(*args, **kwargs):
+        raise OSError("simulated crash")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "rename", crash)
+        with pytest.raises(OSError, match="simulated"):
+            save_index(v3, tmp_path, "pool")
+    assert read_current(tmp_path, "pool") == v2.spec.version
+    assert set(load_current(tmp_path, "pool").query(queries[:5], 3)[0].ravel()) <= set(ids[1000:2000])
+    assert list_versions(tmp_path, "pool") == [v1.spec.version, v2.spec.version]
+    assert not [p for p in (tmp_path / "pool").iterdir() if ".tmp-" in p.name]  # the temp dir was cleaned
+
+    # A crash while replacing CURRENT: the new version directory exists, but CURRENT still names v2.
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", crash)
+        with pytest.raises(OSError, match="simulated"):
+            save_index(v3, tmp_path, "pool")
+    assert read_current(tmp_path, "pool") == v2.spec.version
+    assert load_current(tmp_path, "pool").spec.version == v2.spec.version
+
+    # A stale temp directory left by a hard crash is pruned; old versions beyond `keep` go, CURRENT never does.
+    stale = tmp_path / "pool" / f"{v3.spec.version}.tmp-dead"
+    stale.mkdir()
+    os.utime(stale, (0, 0))
+    removed = prune(tmp_path, "pool", keep=1)
+    assert set(removed) == {v1.spec.version, stale.name}  # v3 is newest, v2 is current
+    assert list_versions(tmp_path, "pool") == [v2.spec.version, v3.spec.version]
+    assert load_current(tmp_path, "pool").spec.version == v2.spec.version
+
+
+def test_fi_exports():
+    assert set(fi.BACKENDS) == {"exact", "annoy"}

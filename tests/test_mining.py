@@ -1,0 +1,138 @@
+"""Mining on a hand-made haystack: error records, exclusions, merge and budget, near-duplicates, provenance,
+determinism, the random arm, the montage, and dimension checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from bson import ObjectId
+from PIL import Image
+
+from detectors.coco import load_coco
+from detectors.errors import MatchParams
+from detectors.taps import BOX_LAYER, IMAGE_LAYER
+from fdb.mining import Query, build_queries, eligible_pool, find_errors, mine, random_selection
+from fdb.montage import query_montage
+
+MODEL = "m1"
+DIM = 16
+
+
+def unit(v):
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture()
+def haystack(fdb, tmp_path):
+    """Ten pool images with one detection each. p0-p2 look like direction A, p3-p4 like B, the rest random.
+    p5 is labelled, p6 quarantined, p7 already exported, p8 is p0's exact copy (same sha256)."""
+    rng = np.random.default_rng(0)
+    a, b = unit(rng.standard_normal(DIM)), unit(rng.standard_normal(DIM))
+    looks = {0: a, 1: a, 2: a, 3: b, 4: b, 5: a, 6: a, 7: a, 8: a}
+    ids = []
+    for i in range(10):
+        path = tmp_path / f"p{i}.png"
+        Image.new("RGB", (64, 48), (20 * i, 100, 100)).save(path)
+        image_id = ObjectId()
+        ids.append(image_id)
+        fdb.images.insert_one({"_id": image_id, "uri": str(path), "sha256": "same" if i in (0, 8) else f"h{i}",
+                               "split": "pool", "labelled": i == 5, "status": "quarantined" if i == 6 else "ok",
+                               "processed_by": [MODEL], "width": 64, "height": 48})
+        det = {"image_id": image_id, "rank": 0, "box": [10.0, 10.0, 20.0, 20.0], "score": 0.9, "category_id": 1}
+        fdb.write_detections(MODEL, [det])
+        base = looks.get(i, unit(rng.standard_normal(DIM)))
+        vec = unit(base + 0.05 * (i + 1) * unit(rng.standard_normal(DIM)))[None]
+        fdb.write_features(MODEL, BOX_LAYER, [fdb.detection_id(image_id, MODEL, 0)], vec, image_ids=[image_id])
+        fdb.write_features(MODEL, IMAGE_LAYER, [image_id], unit(rng.standard_normal(DIM))[None] if i != 8 else
+                           fdb.read_vectors(MODEL, IMAGE_LAYER, filter={"owner_id": ids[0]}).vectors,
+                           owner_kind="image")
+    fdb.selections.insert_one({"selection_id": "old", "image_id": ids[7], "export_id": "batch-1"})
+    source = ObjectId()
+    queries = [Query(ObjectId(), "fp_background", "stop_sign", source, "detection", a, None, [0, 0, 8, 8]),
+               Query(ObjectId(), "fp_background", "stop_sign", source, "detection", unit(a + 0.01), None, [0, 0, 8, 8]),
+               Query(ObjectId(), "fp_wrong_class", "car", source, "detection", b, None, [0, 0, 8, 8])]
+    Image.new("RGB", (64, 48), (200, 0, 0)).save(tmp_path / "source.png")
+    fdb.images.insert_one({"_id": source, "uri": str(tmp_path / "source.png"), "split": "val", "labelled": True,
+                           "status": "ok", "processed_by": [MODEL]})
+    return ids, queries
+
+
+def test_pool_excludes_labelled_quarantined_and_exported(fdb, haystack):
+    ids, _ = haystack
+    eligible = {d["_id"] for d in eligible_pool(fdb, MODEL)}
+    assert eligible == {ids[i] for i in (0, 1, 2, 3, 4, 8, 9)}
+
+
+def test_merge_budget_duplicates_provenance_and_determinism(fdb, haystack, tmp_path):
+    ids, queries = haystack
+    sel = mine(fdb, MODEL, queries, k=3, budget=4, index_root=tmp_path / "idx", backend="exact")
+    chosen = [img["image_id"] for img in sel.images]
+    # Hit by both A-queries first, then B; p8 (a copy of p0) collapsed; the budget caps at 4.
+    assert len(chosen) == 4 and set(chosen[:3]) == {ids[0], ids[1], ids[2]} and chosen[3] in (ids[3], ids[4])
+    assert ids[8] not in chosen and ids[5] not in chosen and ids[6] not in chosen and ids[7] not in chosen
+    top = sel.images[0]
+    assert top["hits"] == 2 and {q["type"] for q in top["queries"]} == {"fp_background"}
+    assert all(q["source_image_id"] == queries[0].source_image_id for q in top["queries"])
+    assert "2 error queries" in top["reason"]
+    stored = list(fdb.selections.find({"selection_id": sel.selection_id}).sort("rank", 1))
+    assert [d["image_id"] for d in stored] == chosen
+    assert stored[0]["index_versions"][BOX_LAYER] == sel.index_versions[BOX_LAYER]
+    assert fdb.indexes.count_documents({}) == 1
+
+    again = mine(fdb, MODEL, queries, k=3, budget=4, index_root=tmp_path / "idx", backend="exact")
+    assert again.selection_id == sel.selection_id and [i["image_id"] for i in again.images] == chosen
+    assert fdb.selections.count_documents({"selection_id": sel.selection_id}) == 4
+    assert fdb.indexes.count_documents({}) == 1  # same pool, same model: the index was reused
+
+    montage = query_montage(fdb, queries, sel.neighbours, tmp_path / "montage.png")
+    with Image.open(montage) as im:
+        assert im.width > 96 * 4 and im.height > 96 * 3
+
+
+def test_class_filter_and_random_arm(fdb, haystack, tmp_path):
+    ids, queries = haystack
+    only_cars = mine(fdb, MODEL, [q for q in queries if q.category_name == "car"], k=2, budget=10,
+                     index_root=tmp_path / "idx", backend="exact")
+    assert {img["image_id"] for img in only_cars.images} == {ids[3], ids[4]}
+    rnd = random_selection(fdb, MODEL, budget=3, seed=1)
+    assert len(rnd) == 3 and {i["image_id"] for i in rnd.images} <= {ids[i] for i in (0, 1, 2, 3, 4, 8, 9)}
+    assert random_selection(fdb, MODEL, budget=3, seed=1).selection_id == rnd.selection_id
+
+
+def test_query_of_wrong_dimension_is_refused(fdb, haystack, tmp_path):
+    _, queries = haystack
+    bad = [Query(ObjectId(), "fp_background", "x", queries[0].source_image_id, "detection", np.ones(8, np.float32))]
+    with pytest.raises(ValueError, match=r"8.*16|16.*8"):
+        mine(fdb, MODEL, bad, k=2, budget=2, index_root=tmp_path / "idx", backend="exact")
+
+
+def test_find_errors_records_typed_errors_and_queries(fdb, tmp_path):
+    Image.new("RGB", (200, 100)).save(tmp_path / "v1.png")
+    gt = {"images": [{"id": 1, "file_name": "v1.png", "width": 200, "height": 100}],
+          "categories": [{"id": 1, "name": "stop_sign"}, {"id": 3, "name": "car"}],
+          "annotations": [{"id": 5, "image_id": 1, "category_id": 3, "bbox": [0, 0, 50, 40], "iscrowd": 0},
+                          {"id": 6, "image_id": 1, "category_id": 1, "bbox": [150, 10, 20, 20], "iscrowd": 0}]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    coco = load_coco(tmp_path / "gt.json", image_dir=tmp_path)
+    image_id = fdb.images.insert_one({"uri": str((tmp_path / "v1.png").resolve()), "split": "val", "labelled": True,
+                                      "status": "ok", "processed_by": [MODEL]}).inserted_id
+    dets = [{"image_id": image_id, "rank": 0, "box": [0.0, 0.0, 50.0, 40.0], "score": 0.9, "category_id": 3},
+            {"image_id": image_id, "rank": 1, "box": [90.0, 50.0, 20.0, 20.0], "score": 0.8, "category_id": 1}]
+    fdb.write_detections(MODEL, dets)
+    det_ids = [fdb.detection_id(image_id, MODEL, r) for r in (0, 1)]
+    fdb.write_features(MODEL, BOX_LAYER, det_ids, np.eye(2, DIM, dtype=np.float32), image_ids=[image_id] * 2)
+    fdb.write_features(MODEL, IMAGE_LAYER, [image_id], np.ones((1, DIM), np.float32), owner_kind="image")
+
+    report = find_errors(fdb, MODEL, coco, MatchParams())
+    assert report.counts["fp_background"] == {"stop_sign": 1} and report.counts["miss"] == {"stop_sign": 1}
+    assert fdb.errors.count_documents({}) == 2
+    find_errors(fdb, MODEL, coco, MatchParams())
+    assert fdb.errors.count_documents({}) == 2  # idempotent
+    queries = build_queries(fdb, MODEL, report.errors)
+    by_type = {q.type: q for q in queries}
+    assert by_type["fp_background"].level == "detection" and by_type["fp_background"].vector[1] == 1.0
+    assert by_type["miss"].level == "image"  # a miss has no detection: its image's vector
+    assert "fp_background" in report.table()
