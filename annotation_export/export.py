@@ -1,0 +1,162 @@
+"""Export a selection as a labelling batch: CVAT XML + COCO + manifest + images, to a folder or to S3.
+
+Layout of a batch (`<target>/<batch_id>/`):
+
+    annotations.xml                          CVAT for images 1.1
+    annotations/instances_default.json       COCO 1.0 as CVAT exports it
+    images/<file name>                       the images (one copy serves both formats)
+    manifest.csv, manifest.json              one row per image: origin and why it was selected
+    _DONE                                    written last: a batch without it is incomplete
+
+Why the protocol: a consumer (CVAT import job, a person) must never pick up half a batch. The files are built in
+a temporary folder, then moved or uploaded, and `_DONE` comes last. The fdb `exports` record goes
+`in_progress` -> `done` only after that, and selection docs get `export_id` only then, so an interrupted export
+leaves the images eligible for mining and the batch visibly unfinished; running it again completes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fdb.images import read_uri
+from fdb.store import FeatureDB, utcnow
+
+from annotation_export import s3 as s3mod
+from annotation_export.formats import build_batch, coco_json, cvat_xml
+from annotation_export.manifest import manifest_csv, manifest_json, manifest_rows
+
+CVAT_XML = "annotations.xml"
+COCO_JSON = "annotations/instances_default.json"
+DONE = "_DONE"
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+@dataclass
+class ExportResult:
+    batch_id: str
+    location: str  # local folder or s3:// prefix of the batch
+    files: list[str]  # relative paths, sorted, without the marker
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def batch_id_for(selection_id: str, image_ids: list, model_version: str, min_score: float) -> str:
+    """Stable batch id: the same selection, images, model and score threshold always give the same batch.
+
+    The threshold is part of it because it changes the annotation files."""
+    key = "\x1f".join([selection_id, model_version, repr(float(min_score)), *sorted(map(str, image_ids))])
+    return "batch-" + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+
+
+def model_categories(fdb: FeatureDB, model_version: str, detections: list[dict]) -> list[dict]:
+    """The model's categories [{id, name}] from its `models` doc (classes + config.category_ids); without a doc,
+    those seen in the detections."""
+    doc = fdb.models.find_one({"_id": model_version})
+    if doc and doc.get("classes"):
+        ids = (doc.get("config") or {}).get("category_ids") or list(range(1, len(doc["classes"]) + 1))
+        if len(ids) != len(doc["classes"]):
+            raise ExportError(f"model {model_version}: {len(doc['classes'])} classes but {len(ids)} category ids")
+        return [{"id": int(i), "name": n} for i, n in zip(ids, doc["classes"])]
+    seen = {int(d["category_id"]): d.get("category_name") or str(d["category_id"]) for d in detections}
+    if not seen:
+        raise ExportError(f"model {model_version} has no models doc and no detections to take categories from")
+    return [{"id": i, "name": n} for i, n in sorted(seen.items())]
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, min_score: float = 0.5,
+                 model_version: str | None = None, presign_expires: int = 7 * 24 * 3600,
+                 s3_client=None) -> ExportResult:
+    """Export the images of `selection_id` with the model's predictions (score >= `min_score`) as a batch
+    under `target` (a folder, or `s3://bucket/prefix`). Safe to run again after a failure or a success."""
+    selection = list(fdb.selections.find({"selection_id": selection_id}).sort([("rank", 1), ("uri", 1)]))
+    if not selection:
+        raise ExportError(f"no selection {selection_id!r} in fdb")
+    model_version = model_version or selection[0].get("model_version")
+    if not model_version:
+        raise ExportError(f"selection {selection_id!r} names no model version; pass model_version")
+    image_ids = [d["image_id"] for d in selection]
+    images = list(fdb.images.find({"_id": {"$in": image_ids}}))
+    missing = set(map(str, image_ids)) - {str(i["_id"]) for i in images}
+    if missing:
+        raise ExportError(f"selection {selection_id!r}: images not in fdb: {sorted(missing)}")
+    detections = list(fdb.detections.find({"image_id": {"$in": image_ids}, "model_version": model_version,
+                                           "score": {"$gte": min_score}}))
+    id_of = {str(i["_id"]): i["_id"] for i in images}
+    categories = model_categories(fdb, model_version, detections)
+    batch, export_cats, cat_map = build_batch(images, detections, categories, min_score)
+
+    batch_id = batch_id_for(selection_id, image_ids, model_version, min_score)
+    target = str(target)
+    is_s3 = target.startswith("s3://")
+    location = (target.rstrip("/") + "/" + batch_id) if is_s3 else str(Path(target) / batch_id)
+
+    previous = fdb.db["exports"].find_one({"_id": batch_id})
+    if previous and previous.get("status") == "labelled":
+        raise ExportError(f"batch {batch_id} was already labelled; it is not exported again")
+    fdb.db["exports"].update_one(
+        {"_id": batch_id},
+        {"$set": {"selection_id": selection_id, "model_version": model_version, "min_score": min_score,
+                  "target": location, "status": "in_progress", "started_at": utcnow()},
+         "$setOnInsert": {"created_at": utcnow()}, "$inc": {"attempts": 1}},
+        upsert=True)
+
+    file_names = {im.uri: im.file_name for im in batch}
+    client = (s3_client or s3mod.s3_client()) if is_s3 else None
+    presigned = ({im.file_name: s3mod.presign_get(f"{location}/images/{im.file_name}", presign_expires, client)
+                  for im in batch} if is_s3 else None)
+    rows = manifest_rows(selection, file_names, presigned)
+    counts = {"images": len(batch), "objects": sum(len(im.objects) for im in batch),
+              "polygons": sum(len(o.polygons) for im in batch for o in im.objects)}
+
+    parent = None if is_s3 else Path(target)
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{batch_id}-", dir=parent) as tmp:
+        root = Path(tmp) / batch_id
+        _write(root / CVAT_XML, cvat_xml(batch, export_cats, task_name=f"{batch_id} ({selection_id})"))
+        _write(root / COCO_JSON, coco_json(batch, export_cats))
+        for im in batch:
+            _write(root / "images" / im.file_name, read_uri(im.uri))
+        _write(root / "manifest.csv", manifest_csv(rows))
+        _write(root / "manifest.json", manifest_json(rows))
+        files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        digests = {f: hashlib.sha256((root / f).read_bytes()).hexdigest() for f in files}
+        marker = (json.dumps({"batch_id": batch_id, "files": digests}, sort_keys=True, indent=1) + "\n").encode()
+        if is_s3:
+            # A re-export must not look done while its files are being replaced: the marker goes first.
+            s3mod.delete_object(f"{location}/{DONE}", client)
+            for f in files:
+                ctype = "application/xml" if f.endswith(".xml") else None
+                s3mod.upload_file(root / f, f"{location}/{f}", client, content_type=ctype)
+            s3mod.put_bytes(marker, f"{location}/{DONE}", client)
+        else:
+            final = Path(location)
+            if final.exists():
+                (final / DONE).unlink(missing_ok=True)
+                shutil.rmtree(final)
+            os.replace(root, final)
+            _write(final / DONE, marker)
+
+    fdb.db["exports"].update_one(
+        {"_id": batch_id},
+        {"$set": {"status": "done", "finished_at": utcnow(), "files": [{"path": f, "sha256": digests[f]}
+                                                                        for f in files],
+                  "counts": counts, "categories": export_cats,
+                  "category_map": {str(k): v for k, v in cat_map.items()},
+                  "images": [{"image_id": id_of[im.image_id], "uri": im.uri, "file_name": im.file_name,
+                              "width": im.width, "height": im.height} for im in batch]}})
+    fdb.selections.update_many({"selection_id": selection_id}, {"$set": {"export_id": batch_id}})
+    return ExportResult(batch_id, location, files, counts)
