@@ -20,7 +20,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import DESCENDING
 
 from fdb.store import FeatureDB, stable_id, utcnow
 
@@ -196,14 +196,6 @@ def _check_box(where: str, bbox, width: int, height: int) -> str | None:
     return None
 
 
-def _ensure_indexes(fdb: FeatureDB) -> None:
-    fdb.db["labels"].create_indexes([
-        IndexModel([("image_id", ASCENDING), ("label_version", DESCENDING)], name="image_version"),
-        IndexModel([("batch_id", ASCENDING), ("label_version", ASCENDING), ("image_id", ASCENDING)], unique=True,
-                   name="batch_version_image_unique"),
-    ])
-
-
 def import_labels(fdb: FeatureDB, path: str | Path, batch_id: str) -> ImportReport:
     """Validate the labelled file against the batch, then store it as a new label version for its images,
     mark them labelled and close the batch (status "labelled")."""
@@ -247,7 +239,6 @@ def import_labels(fdb: FeatureDB, path: str | Path, batch_id: str) -> ImportRepo
     if problems:
         raise LabelImportError(str(path), problems)
 
-    _ensure_indexes(fdb)
     labels = fdb.db["labels"]
     last = labels.find_one({"batch_id": batch_id}, sort=[("label_version", DESCENDING)])
     version = (last["label_version"] if last else 0) + 1

@@ -179,6 +179,37 @@ def _cmd_mine(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from annotation_export.export import export_batch
+    from fdb.store import connect
+
+    result = export_batch(connect(), args.selection, args.to, min_score=args.min_score, model_version=args.model)
+    print(f"batch {result.batch_id}: {result.location}")
+    for key, value in result.counts.items():
+        print(f"  {key}: {value}")
+    images = [f for f in result.files if f.startswith("images/")]
+    for f in result.files:
+        if not f.startswith("images/"):
+            print(f"  {f}")
+    print(f"  images/ ({len(images)} files)")
+    return 0
+
+
+def _cmd_import_labels(args) -> int:
+    from annotation_export.importer import LabelImportError, import_labels
+    from fdb.store import connect
+
+    try:
+        report = import_labels(connect(), args.labels, args.batch)
+    except LabelImportError as exc:
+        print(f"nothing imported: {exc}", file=sys.stderr)
+        return 2
+    print(f"batch {report.batch_id}: label version {report.label_version}, {report.images} images, "
+          f"{report.annotations} annotations" + (f", {len(report.unlabelled)} images without labels"
+                                                 if report.unlabelled else ""))
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from flows.demo import run_demo
 
@@ -293,6 +324,30 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--seed", type=int, default=0, help="seed of the random arm")
     mine.add_argument("--show", type=int, default=15, help="selected images to print (default 15)")
     mine.set_defaults(func=_cmd_mine)
+
+    export = sub.add_parser(
+        "export", help="export a selection as a labelling batch: CVAT 1.1 + COCO 1.0 with pre-annotations",
+        description="Turn a selection into a labelling batch: CVAT for images 1.1 (annotations.xml) and COCO 1.0 "
+                    "(annotations/instances_default.json) with the model's predictions as pre-annotations, the "
+                    "images, and a manifest (CSV and JSON) saying why each image was chosen. The target is a "
+                    "local folder or s3://bucket/prefix (endpoint, region and credentials from the environment: "
+                    "DATAENGINE_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION). "
+                    "The same batch exported twice gives byte-identical annotation files.")
+    export.add_argument("--selection", required=True, help="selection id, as printed by `dataengine mine`")
+    export.add_argument("--to", required=True, help="a folder, or s3://bucket/prefix")
+    export.add_argument("--min-score", type=float, default=0.5, help="pre-annotations below this are left out")
+    export.add_argument("--model", default=None, help="model whose predictions pre-annotate (default: the selection's)")
+    export.set_defaults(func=_cmd_export)
+
+    imp = sub.add_parser(
+        "import-labels", help="import the team's labels (COCO json or CVAT xml/zip) for an exported batch",
+        description="Import labels for a batch: they become ground truth in fdb as a new label version (earlier "
+                    "versions are kept), the images are marked labelled and the batch closed. Unknown categories, "
+                    "images not in the batch, boxes outside the image and empty files are refused with the record "
+                    "named; nothing is written unless the whole file is valid.")
+    imp.add_argument("labels", help="COCO json, CVAT annotations.xml, or a CVAT export zip")
+    imp.add_argument("--batch", required=True, help="the batch id printed by `dataengine export`")
+    imp.set_defaults(func=_cmd_import_labels)
 
     fdb = sub.add_parser("fdb", help="the MongoDB feature database: status, start, stop, ingest",
                          description="Manage the feature database (the 'haystack' of images, detections, features).")

@@ -68,6 +68,12 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("model_version", ASCENDING), ("layer", ASCENDING), ("created_at", DESCENDING)],
                    name="model_layer_created"),
     ],
+    "exports": [],  # _id = batch id: a selection handed to the annotation team (annotation_export.export)
+    "labels": [  # one document per (batch, label version, image): ground truth that came back
+        IndexModel([("image_id", ASCENDING), ("label_version", DESCENDING)], name="image_version"),
+        IndexModel([("batch_id", ASCENDING), ("label_version", ASCENDING), ("image_id", ASCENDING)], unique=True,
+                   name="batch_version_image_unique"),
+    ],
     "models": [  # _id = model version
         IndexModel([("created_at", DESCENDING)], name="created_at"),
     ],
