@@ -147,12 +147,20 @@ def _cmd_mine(args) -> int:
     from detectors.coco import load_coco
     from detectors.errors import MatchParams
     from detectors.pipeline import resolve_checkpoint
-    from fdb.mining import mine_hard_cases
+    from fdb.mining import last_labelled_set, mine_hard_cases
     from fdb.store import connect
 
     fdb = connect()
     checkpoint = resolve_checkpoint(fdb, args.model, args.checkpoint)
-    ground_truth = load_coco(args.gt, image_dir=args.images)
+    gt, images = args.gt, args.images
+    if gt is None:
+        known = last_labelled_set(fdb)
+        if known is None:
+            print("no labelled set known yet: pass --gt <COCO json of labelled images> once", file=sys.stderr)
+            return 2
+        gt, images = known
+        print(f"labelled set of the last mining run: {gt}")
+    ground_truth = load_coco(gt, image_dir=images)
     result = mine_hard_cases(
         fdb, checkpoint, ground_truth, k=args.k, budget=args.budget,
         params=MatchParams(iou_threshold=args.iou, score_threshold=args.score), types=args.types,
@@ -305,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "pool's feature index with them, and record a selection of up to --budget images with the "
                     "reason for each, plus a random arm of the same budget. The pool must have been run through "
                     "`dataengine detect` with the same model. Same inputs, same selection.")
-    mine.add_argument("--gt", required=True, help="COCO json of the labelled images (e.g. the val split)")
+    mine.add_argument("--gt", default=None,
+                      help="COCO json of the labelled images (e.g. the val split); default: the last one used")
     mine.add_argument("--images", default=None, help="image folder of --gt (default: beside the json)")
     mine.add_argument("--model", default=None, help="model version registered in fdb (default: newest)")
     mine.add_argument("--checkpoint", default=None, help="a checkpoint file instead of --model")

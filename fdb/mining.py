@@ -301,6 +301,13 @@ def record_selection(fdb: FeatureDB, selection: Selection) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- the job
+def last_labelled_set(fdb: FeatureDB) -> tuple[str, str] | None:
+    """(COCO json, image folder) of the labelled set the last mining run used, so later runs can omit it."""
+    run = fdb.runs.find_one({"kind": "mine_hard_cases", "parameters.gt_json": {"$exists": True}},
+                            sort=[("started_at", -1)])
+    return (run["parameters"]["gt_json"], run["parameters"]["gt_images"]) if run else None
+
+
 @dataclass
 class MiningResult:
     errors: ErrorReport
@@ -321,7 +328,8 @@ def mine_hard_cases(fdb: FeatureDB, checkpoint, ground_truth, k: int = 20, budge
 
     version = checkpoint.version
     run_params = {"k": k, "budget": budget, "match": params.as_dict(), "types": types, "classes": classes,
-                  "level": level, "backend": backend, "random_arm": random_arm, "seed": seed}
+                  "level": level, "backend": backend, "random_arm": random_arm, "seed": seed,
+                  "gt_json": str(Path(ground_truth.path).resolve()), "gt_images": str(ground_truth.image_dir)}
     run_id = fdb.start_run("mine_hard_cases", run_params, model_version=version)
     uris = [str(ground_truth.image_path(i).resolve()) for i in ground_truth.images]
     detect_images(fdb, checkpoint, uris, split="val", labelled=True, progress=progress)

@@ -136,3 +136,12 @@ def test_find_errors_records_typed_errors_and_queries(fdb, tmp_path):
     assert by_type["fp_background"].level == "detection" and by_type["fp_background"].vector[1] == 1.0
     assert by_type["miss"].level == "image"  # a miss has no detection: its image's vector
     assert "fp_background" in report.table()
+
+
+def test_the_last_labelled_set_is_remembered(fdb):
+    from fdb.mining import last_labelled_set
+
+    assert last_labelled_set(fdb) is None
+    fdb.start_run("mine_hard_cases", {"gt_json": "/a/old.json", "gt_images": "/a"})
+    fdb.start_run("mine_hard_cases", {"gt_json": "/b/val.json", "gt_images": "/b/images"})
+    assert last_labelled_set(fdb) == ("/b/val.json", "/b/images")
