@@ -304,7 +304,7 @@ def record_selection(fdb: FeatureDB, selection: Selection) -> None:
 def last_labelled_set(fdb: FeatureDB) -> tuple[str, str] | None:
     """(COCO json, image folder) of the labelled set the last mining run used, so later runs can omit it."""
     run = fdb.runs.find_one({"kind": "mine_hard_cases", "parameters.gt_json": {"$exists": True}},
-                            sort=[("started_at", -1)])
+                            sort=[("started_at", -1), ("_id", -1)])
     return (run["parameters"]["gt_json"], run["parameters"]["gt_images"]) if run else None
 
 
