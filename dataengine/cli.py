@@ -254,7 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     penn.add_argument("--seed", type=int, default=0)
     penn.set_defaults(func=_cmd_convert_pennfudan)
 
-    def data_args(p, split_default):
+    def model_args(p):
+        p.add_argument("--model", default=None, help="model version registered in fdb (default: newest)")
+        p.add_argument("--checkpoint", default=None, help="a checkpoint file instead of --model")
+
+    def data_args(p):
         p.add_argument("--data", required=True, help="COCO dataset directory: annotations/<split>.json + images/")
         p.add_argument("--images", default=None, help="image folder, if not <data>/images")
         return p
@@ -264,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the detector from scratch, or fine-tune a checkpoint (AdamW, warm-up, cosine decay) on "
                     "a COCO dataset directory, "
                     "evaluate it with pycocotools on the val split, save a checkpoint and register its version "
-                    "in the feature database."), "train")
+                    "in the feature database."))
     train.add_argument("--train-split", default="train", help="annotation file used for training (default train)")
     train.add_argument("--val-split", default="val", help="annotation file to evaluate on ('' to skip)")
     train.add_argument("--preset", default="small", choices=["small", "r50"],
@@ -284,10 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = data_args(sub.add_parser(
         "evaluate", help="print the pycocotools bbox/segm table of a model on a dataset split",
         description="Evaluate a model with pycocotools (bbox, and segm where the data has masks): mAP, "
-                    "mAP50, mAP75, per-class AP; --json also writes the PR curves."), "val")
+                    "mAP50, mAP75, per-class AP; --json also writes the PR curves."))
     evaluate.add_argument("--split", default="val", help="annotation file to evaluate on (default val)")
-    evaluate.add_argument("--model", default=None, help="model version registered in fdb (default: newest)")
-    evaluate.add_argument("--checkpoint", default=None, help="a checkpoint file instead of --model")
+    model_args(evaluate)
     evaluate.add_argument("--json", default=None, help="write all metrics, PR curves included, to this file")
     evaluate.set_defaults(func=_cmd_evaluate)
 
@@ -298,8 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "to fdb. Images this model already processed are skipped; unreadable ones are quarantined.")
     detect.add_argument("--images", required=True, help="folder of images (searched recursively)")
     detect.add_argument("--pattern", default="*", help="only files whose name matches, e.g. 'pool_*' (default *)")
-    detect.add_argument("--model", default=None, help="model version registered in fdb (default: newest)")
-    detect.add_argument("--checkpoint", default=None, help="a checkpoint file instead of --model")
+    model_args(detect)
     detect.add_argument("--split", default="pool", help="split recorded for new images (default pool)")
     detect.add_argument("--source", default="local", help="where the images come from, e.g. a drive id")
     detect.add_argument("--batch-size", type=int, default=4)
@@ -316,8 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--gt", default=None,
                       help="COCO json of the labelled images (e.g. the val split); default: the last one used")
     mine.add_argument("--images", default=None, help="image folder of --gt (default: beside the json)")
-    mine.add_argument("--model", default=None, help="model version registered in fdb (default: newest)")
-    mine.add_argument("--checkpoint", default=None, help="a checkpoint file instead of --model")
+    model_args(mine)
     mine.add_argument("--k", type=int, default=20, help="neighbours per query (default 20)")
     mine.add_argument("--budget", type=int, default=200, help="most images to select (default 200)")
     mine.add_argument("--iou", type=float, default=0.5, help="IoU for a detection to match ground truth")
