@@ -2,7 +2,7 @@
 
 Storage (`labels` collection): one document per (image, label version):
 `{_id, image_id, batch_id, label_version, annotations: [{category_id, category_name, bbox [x,y,w,h],
-segmentation (polygons), area, iscrowd, attributes}], source, source_sha256, created_at}`. One document per image
+segmentation (polygons, or a COCO RLE), area, iscrowd, attributes}], source, source_sha256, created_at}`. One document per image
 keeps an image's labels together (what training reads) and makes a version a single write per image. Every import
 is a new version (1, 2, ... per batch); earlier versions are kept, so a relabel can be compared or rolled back.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import json
 import xml.etree.ElementTree as ET
 import zipfile
@@ -71,7 +72,8 @@ def _parse_coco(data: bytes, source: str) -> list[dict]:
         rec["annotations"].append({
             "where": f"{where} on {rec['file_name']}",
             "category": cats.get(ann.get("category_id"), f"<category id {ann.get('category_id')!r}>"),
-            "bbox": ann.get("bbox"), "segmentation": seg if isinstance(seg, list) else [],
+            # Polygons (what CVAT returns) or an RLE mask (what other COCO tools write): both are kept.
+            "bbox": ann.get("bbox"), "segmentation": seg if isinstance(seg, (list, dict)) else [],
             "iscrowd": int(ann.get("iscrowd", 0) or 0), "attributes": ann.get("attributes") or {}})
     if problems:
         raise LabelImportError(source, problems)
@@ -229,6 +231,12 @@ def import_labels(fdb: FeatureDB, path: str | Path, batch_id: str) -> ImportRepo
             why = _check_box(ann["where"], ann["bbox"], im["width"], im["height"])
             if why:
                 problems.append(why)
+            if isinstance(ann["segmentation"], dict):
+                size = ann["segmentation"].get("size")
+                if size != [im["height"], im["width"]] or "counts" not in ann["segmentation"]:
+                    problems.append(f"{ann['where']}: RLE mask of size {size!r} on a "
+                                    f"{im['width']}x{im['height']} image (size is [height, width])")
+                continue
             for poly in ann["segmentation"]:
                 xs, ys = poly[0::2], poly[1::2]
                 if len(poly) < 6 or len(xs) != len(ys):
@@ -265,3 +273,28 @@ def import_labels(fdb: FeatureDB, path: str | Path, batch_id: str) -> ImportRepo
                                                              "label_version": version}})
     unlabelled = sorted(set(batch_images) - seen)
     return ImportReport(batch_id, version, len(docs), n_ann, unlabelled)
+
+
+def labels_as_coco(fdb: FeatureDB, batch_id: str, image_dir: str | Path,
+                   label_version: int | None = None) -> tuple[list[dict], list[dict]]:
+    """The labels of a batch (its newest version by default) as COCO images and annotations, with file names
+    relative to `image_dir`, ready to be merged into a training set."""
+    query = {"batch_id": batch_id}
+    if label_version is None:
+        last = fdb.db["labels"].find_one(query, sort=[("label_version", DESCENDING)])
+        if last is None:
+            raise LookupError(f"no labels imported for batch {batch_id}")
+        label_version = last["label_version"]
+    docs = list(fdb.db["labels"].find({**query, "label_version": label_version}).sort("image_id", 1))
+    image_docs = {d["_id"]: d for d in fdb.images.find({"_id": {"$in": [d["image_id"] for d in docs]}})}
+    images, annotations = [], []
+    for n, doc in enumerate(docs, start=1):
+        image = image_docs[doc["image_id"]]
+        images.append({"id": n, "file_name": os.path.relpath(image["uri"], image_dir), "width": image["width"],
+                       "height": image["height"]})
+        for ann in doc["annotations"]:
+            annotations.append({"id": len(annotations) + 1, "image_id": n, "category_id": ann["category_id"],
+                                "bbox": ann["bbox"], "segmentation": ann.get("segmentation") or [],
+                                "area": ann.get("area", ann["bbox"][2] * ann["bbox"][3]),
+                                "iscrowd": ann.get("iscrowd", 0)})
+    return images, annotations
