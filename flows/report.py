@@ -1,0 +1,156 @@
+"""The comparison report: Markdown and HTML (plots embedded), for a person to read after `retrain_and_compare`
+or `demo`. Plain functions; flows publish the same tables as Prefect artifacts."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from detectors.compare import Comparison  # noqa: E402
+from detectors.errors import ERROR_TYPES  # noqa: E402
+
+
+def map_markdown(comparison: Comparison) -> str:
+    subsets = list(comparison.subsets)
+    lines = []
+    for iou_type in ("bbox", "segm"):
+        if not any(iou_type in arm.metrics[s] for arm in comparison.arms.values() for s in subsets
+                   if s in arm.metrics):
+            continue
+        lines += [f"**{iou_type} mAP@[.5:.95]**", "",
+                  "| arm | extra images | " + " | ".join(f"{s} ({len(comparison.subsets[s])} img)" for s in subsets) + " |",
+                  "|---|---:|" + "---:|" * len(subsets)]
+        for name, arm in comparison.arms.items():
+            cells = [f"{arm.metrics[s][iou_type]['mAP']:.3f}" if s in arm.metrics and iou_type in arm.metrics[s]
+                     else "–" for s in subsets]
+            lines.append(f"| {name} | {arm.extra_images} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def errors_markdown(comparison: Comparison) -> str:
+    lines = ["| arm | " + " | ".join(ERROR_TYPES) + " |", "|---|" + "---:|" * len(ERROR_TYPES)]
+    for name, arm in comparison.arms.items():
+        lines.append(f"| {name} | " + " | ".join(str(arm.error_counts.get(t, 0)) for t in ERROR_TYPES) + " |")
+    return "\n".join(lines)
+
+
+def _plot_maps(comparison: Comparison, path: Path) -> Path:
+    subsets = list(comparison.subsets)
+    arms = list(comparison.arms)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    width = 0.8 / len(arms)
+    for i, name in enumerate(arms):
+        values = [comparison.arms[name].metrics.get(s, {}).get("bbox", {}).get("mAP", 0.0) for s in subsets]
+        ax.bar([x + i * width for x in range(len(subsets))], values, width, label=name)
+    ax.set_xticks([x + width * (len(arms) - 1) / 2 for x in range(len(subsets))], subsets)
+    ax.set_ylabel("bbox mAP")
+    ax.legend(fontsize=8, ncol=len(arms))
+    ax.set_title("mAP by evaluation subset")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_pr(comparison: Comparison, path: Path) -> Path:
+    classes = list(next(iter(comparison.arms.values())).metrics["superset"]["bbox"]["pr_curves"])
+    fig, axes = plt.subplots(1, len(classes), figsize=(3 * len(classes), 2.8), squeeze=False)
+    for ax, cls in zip(axes[0], classes):
+        for name, arm in comparison.arms.items():
+            curve = arm.metrics["superset"]["bbox"]["pr_curves"].get(cls)
+            if curve:
+                ax.plot(curve["recall"], curve["precision_iou50"], label=name)
+        ax.set_title(cls, fontsize=9)
+        ax.set_xlabel("recall")
+        ax.set_ylim(0, 1.02)
+    axes[0][0].set_ylabel("precision (IoU 0.5)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(comparison: Comparison, out_dir: str | Path, title: str, facts: dict, montage: str | None = None,
+                 hard_case_precision: dict | None = None) -> dict[str, Path]:
+    """Write report.md and report.html (plots beside them and embedded) and comparison.json."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = {"mAP comparison": _plot_maps(comparison, out / "map_comparison.png"),
+             "precision-recall curves (superset)": _plot_pr(comparison, out / "pr_curves.png")}
+    if montage:
+        plots["queries and their nearest pool neighbours"] = Path(montage)
+    md = [f"# {title}", ""] + [f"- {k}: {v}" for k, v in facts.items()] + ["", "## mAP", "", map_markdown(comparison)]
+    if hard_case_precision:
+        md += ["## Hard-case precision", "", "Share of each batch's images that hold the queried kind of error "
+               "(for the synthetic data: an unlabelled look-alike distractor).", "",
+               "| batch | images | with the error | share |", "|---|---:|---:|---:|"]
+        md += [f"| {k} | {v['images']} | {v['hits']} | {v['share']:.2f} |" for k, v in hard_case_precision.items()]
+        md.append("")
+    md += ["## Errors on the superset (score >= threshold)", "", errors_markdown(comparison), "",
+           "## Per-class AP (bbox, superset)", "",
+           "| arm | " + " | ".join(next(iter(comparison.arms.values())).metrics["superset"]["bbox"]["per_class_AP"]) + " |",
+           "|---|" + "---:|" * len(next(iter(comparison.arms.values())).metrics["superset"]["bbox"]["per_class_AP"])]
+    for name, arm in comparison.arms.items():
+        md.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in arm.metrics["superset"]["bbox"]["per_class_AP"].values()) + " |")
+    md.append("")
+    for caption, path in plots.items():
+        md += [f"## {caption[0].upper() + caption[1:]}", "", f"![{caption}]({path.name if path.parent == out else path})", ""]
+    md_text = "\n".join(md)
+    (out / "report.md").write_text(md_text)
+
+    html_text = _to_html(md_text, plots, out)
+    (out / "report.html").write_text(html_text)
+    (out / "comparison.json").write_text(json.dumps({
+        "subsets": {k: len(v) for k, v in comparison.subsets.items()},
+        "arms": {n: {"extra_images": a.extra_images, "steps": a.steps, "seconds": round(a.seconds, 1),
+                     "version": a.version, "errors": a.error_counts,
+                     "mAP": {s: {t: m[t]["mAP"] for t in ("bbox", "segm") if t in m} for s, m in a.metrics.items()}}
+                 for n, a in comparison.arms.items()},
+        "hard_case_precision": hard_case_precision, "facts": facts}, indent=1, default=str))
+    return {"markdown": out / "report.md", "html": out / "report.html", "json": out / "comparison.json"}
+
+
+def _to_html(md_text: str, plots: dict[str, Path], out: Path) -> str:
+    """The report's Markdown (headings, lists, tables, images) as one self-contained HTML page."""
+    images = {(p.name if p.parent == out else str(p)): p for p in plots.values()}
+    parts, table = [], []
+
+    def flush_table():
+        if table:
+            rows = [r for r in table if not set(r.replace("|", "").strip()) <= set("-: ")]
+            cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
+            head = "".join(f"<th>{c}</th>" for c in cells[0])
+            rest = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:])
+            parts.append(f"<table><tr>{head}</tr>{rest}</table>")
+            table.clear()
+
+    for line in md_text.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush_table()
+        if line.startswith("# "):
+            parts.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            parts.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("- "):
+            parts.append(f"<li>{html.escape(line[2:])}</li>")
+        elif line.startswith("!["):
+            target = line[line.index("](") + 2:-1]
+            data = base64.b64encode(images[target].read_bytes()).decode()
+            parts.append(f'<img style="max-width:100%" src="data:image/png;base64,{data}">')
+        elif line.strip():
+            parts.append(f"<p>{html.escape(line).replace('**', '')}</p>")
+    flush_table()
+    style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{''.join(parts)}</body></html>"
