@@ -1,0 +1,48 @@
+"""The `retrain_and_compare` flow: labels back -> fine-tune a mined, a random and a control arm from the same seed
+-> pycocotools on the superset, the subset without the query images, the query subset -> report + artifacts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+
+from annotation_export.importer import labels_as_coco
+from dataengine import config
+from detectors.compare import retrain_and_compare as compare_arms
+from detectors.pipeline import dataset_split
+from fdb.store import connect
+from flows.report import errors_markdown, map_markdown, write_report
+
+
+@task(name="labels of a batch", retries=3, retry_delay_seconds=[2, 10, 30], cache_policy=NONE)
+def batch_labels(batch_id: str, image_dir: str) -> tuple[list, list]:
+    return labels_as_coco(connect(), batch_id, image_dir)
+
+
+@task(name="fine-tune and evaluate the arms", cache_policy=NONE)
+def fine_tune_arms(seed_checkpoint: str, data_dir: str, batches: dict, query_images: list[int], steps: int,
+                   work_dir: str):
+    train, val = dataset_split(data_dir, "train"), dataset_split(data_dir, "val")
+    return compare_arms(seed_checkpoint, train, batches, val, query_images, steps=steps, work_dir=work_dir,
+                        fdb=connect(), progress=False)
+
+
+@flow(name="retrain_and_compare", log_prints=True)
+def retrain_and_compare(seed_checkpoint: str, data_dir: str, mined_batch: str, random_batch: str,
+                        query_images: list[int] | None = None, steps: int = 60) -> str:
+    image_dir = str(dataset_split(data_dir, "train").image_dir)
+    batches = {"mined": batch_labels(mined_batch, image_dir), "random": batch_labels(random_batch, image_dir)}
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    work = config.data_home() / "compare" / stamp
+    comparison = fine_tune_arms(seed_checkpoint, data_dir, batches, query_images or [], steps, str(work))
+    report = write_report(comparison, work / "report", "retrain and compare: mined vs random vs control",
+                          {"seed": Path(seed_checkpoint).name, "mined batch": mined_batch,
+                           "random batch": random_batch, "steps per arm": steps})
+    create_markdown_artifact(key="retrain-and-compare", description="mAP by arm and subset, errors by type",
+                             markdown=map_markdown(comparison) + "\n\n" + errors_markdown(comparison))
+    print(f"report: {report['html']}")
+    return str(report["html"])
