@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
@@ -31,7 +31,7 @@ def fine_tune_arms(seed_checkpoint: str, data_dir: str, batches: dict, query_ima
                         fdb=connect(), progress=False)
 
 
-@flow(name="retrain_and_compare", log_prints=True)
+@flow(name="retrain_and_compare")
 def retrain_and_compare(seed_checkpoint: str, data_dir: str, mined_batch: str, random_batch: str,
                         query_images: list[int] | None = None, steps: int = 60) -> str:
     image_dir = str(dataset_split(data_dir, "train").image_dir)
@@ -44,5 +44,5 @@ def retrain_and_compare(seed_checkpoint: str, data_dir: str, mined_batch: str, r
                            "random batch": random_batch, "steps per arm": steps})
     create_markdown_artifact(key="retrain-and-compare", description="mAP by arm and subset, errors by type",
                              markdown=map_markdown(comparison) + "\n\n" + errors_markdown(comparison))
-    print(f"report: {report['html']}")
+    get_run_logger().info("report: %s", report["html"])
     return str(report["html"])
