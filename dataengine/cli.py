@@ -218,6 +218,21 @@ def _cmd_import_labels(args) -> int:
     return 0
 
 
+def _cmd_nightly(args) -> int:
+    from flows.nightly import nightly
+    from flows.runners import build_task_runner
+
+    flow = nightly.with_options(task_runner=build_task_runner(args.dask_address, args.dask_workers))
+    result = flow(images=args.images, gt_json=args.gt, gt_images=args.gt_images, model_version=args.model,
+                  pattern=args.pattern, k=args.k, budget=args.budget, export_to=args.to, chunk_size=args.chunk_size)
+    detected, exported = result["detect"], result["export"]
+    print(f"detected {detected['processed']} new images ({len(detected['quarantined'])} quarantined) on "
+          f"{len(detected.get('workers', []))} worker(s); selection {result['mine']['selection_id']} "
+          f"({result['mine']['selected']} images)")
+    print(f"batch {exported['batch_id']} at {exported['location']}" if exported else "nothing exported")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from flows.demo import run_demo
 
@@ -233,6 +248,28 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Run the whole loop on the embedded default data and print what it did.")
     demo.add_argument("--quick", action="store_true", help="a shorter run, for a first look")
     demo.set_defaults(func=_cmd_demo)
+
+    night = sub.add_parser(
+        "nightly", help="the nightly flow once, now: detect new images, mine, export a batch",
+        description="Run the scheduled nightly Prefect flow by hand: images under --images (a folder or an "
+                    "s3://bucket/prefix) that the model has not processed are detected into fdb, the pool is "
+                    "mined with the model's errors on the labelled set --gt, and the selection is exported to "
+                    "--to. A second run with nothing new is a no-op. With --dask-workers N (a local cluster) or "
+                    "--dask-address tcp://host:8786, detection chunks run on Dask workers (see flows/runners.py).")
+    night.add_argument("--images", required=True, help="folder or s3:// prefix of new imagery")
+    night.add_argument("--pattern", default="*", help="file name pattern (default *)")
+    night.add_argument("--gt", required=True, help="COCO json of the labelled set (the queries come from it)")
+    night.add_argument("--gt-images", default=None, help="image folder of --gt (default: beside the json)")
+    night.add_argument("--model", default=None, help="model version (default: the newest registered)")
+    night.add_argument("--k", type=int, default=20, help="neighbours per query (default 20)")
+    night.add_argument("--budget", type=int, default=200, help="most images to queue (default 200)")
+    night.add_argument("--to", default=None, help="export target, folder or s3:// prefix (default: "
+                                                  "exports/ in the data home)")
+    night.add_argument("--chunk-size", type=int, default=64, help="images per detection task (default 64)")
+    night.add_argument("--dask-workers", type=int, default=0, help="run detection on a local Dask cluster of N "
+                                                                   "worker processes")
+    night.add_argument("--dask-address", default=None, help="run detection on this Dask scheduler")
+    night.set_defaults(func=_cmd_nightly)
 
     synth = sub.add_parser("synth", help="generate the synthetic street-scene dataset (COCO, with distractors)",
                            description="Generate synthetic street scenes (4 classes with masks, plus unlabelled "

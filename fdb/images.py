@@ -6,6 +6,7 @@ A quarantined image is looked at again on the next ingest, so a file that was re
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import io
 from dataclasses import dataclass, field
@@ -56,8 +57,15 @@ def inspect_image(data: bytes) -> ImageInfo:
 
 
 def list_images(folder: str | Path, pattern: str = "*") -> list[str]:
-    """Files under `folder` whose names match `pattern` and look like images, sorted. Files that only pretend
-    are caught on read."""
+    """Files under `folder` (a local folder or an `s3://bucket/prefix`) whose names match `pattern` and look like
+    images, sorted. Files that only pretend are caught on read."""
+    if str(folder).startswith("s3://"):
+        from annotation_export.s3 import list_keys, parse_s3_uri  # noqa: PLC0415 - S3 is optional for local work
+
+        bucket, _ = parse_s3_uri(str(folder))
+        return sorted(f"s3://{bucket}/{key}" for key in list_keys(str(folder))
+                      if fnmatch.fnmatch(key.rsplit("/", 1)[-1], pattern)
+                      and Path(key).suffix.lower() in IMAGE_SUFFIXES)
     folder = Path(folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"image folder {folder} does not exist")

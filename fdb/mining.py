@@ -348,3 +348,27 @@ def mine_hard_cases(fdb: FeatureDB, checkpoint, ground_truth, k: int = 20, budge
                                     "selection_id": selection.selection_id,
                                     "random_selection_id": baseline.selection_id if baseline else None})
     return MiningResult(errors, queries, selection, baseline, montage, run_id)
+
+
+# ---------------------------------------------------------------------------------------------------- scheduled runs
+def pool_state(fdb: FeatureDB, model_version: str, gt_json: str | Path, params: dict) -> str:
+    """A key for everything a scheduled mining run depends on: the model, the labelled set's bytes, the
+    parameters, the pool images this model has processed and which of them have labels back. A run whose key is
+    already recorded has nothing new to mine: exporting its selection removed those images from the pool, so
+    mining again would queue a second batch for the same night."""
+    pool = sorted(map(str, fdb.images.distinct("_id", {"split": "pool", "processed_by": model_version})))
+    # Labels that came back from the team (the labelled set itself is covered by its file's bytes).
+    labelled = sorted(map(str, fdb.images.distinct("_id", {"label_version": {"$exists": True}})))
+    gt_sha = hashlib.sha256(Path(gt_json).read_bytes()).hexdigest()
+    return "state-" + _key(model_version, gt_sha, params, pool, labelled)
+
+
+def finished_scheduled_run(fdb: FeatureDB, state: str) -> dict | None:
+    """What the scheduled run with this state key produced, if it ran to the end."""
+    return fdb.db["scheduled_runs"].find_one({"_id": state, "status": "done"})
+
+
+def record_scheduled_run(fdb: FeatureDB, state: str, result: dict) -> None:
+    """Mark a scheduled run done (last, after its export), so a crash before this point is simply re-run."""
+    fdb.db["scheduled_runs"].update_one({"_id": state}, {"$set": {"status": "done", "result": result,
+                                                                  "finished_at": utcnow()}}, upsert=True)

@@ -1,42 +1,65 @@
 """The scheduled nightly flow: new imagery in, hard cases out.
 
-ingest and detect the new images with the production model (feature taps into fdb) -> rebuild the pool index
-and mine it with the known errors of the labelled set -> a selection (and its random arm) for the labelling queue.
-Incremental: only images this model has not processed cost anything; a second run the same night is a no-op
-for detection and returns the same selection; a crash is finished by the next run without duplicates.
+ingest and detect the new images (a folder or an s3:// prefix) with the production model (feature taps into fdb)
+-> rebuild the pool index and mine it with the known errors of the labelled set -> export the selection (CVAT +
+COCO with pre-annotations, a manifest of why) to the labelling queue, a folder or an s3:// prefix.
+Incremental: only images this model has not processed cost anything; a second run with nothing new (same images,
+labels, model and parameters) is a no-op that returns the night's batch; a crash is finished by the next run
+without duplicates.
 """
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_markdown_artifact
 
-from tasks import detect, list_new_images, load_model, mine
+from flows.runners import build_task_runner
+from tasks import detect, export, list_new_images, load_model, mine, nightly_state, record_night
 
 
-@flow(name="nightly", log_prints=True)
+@flow(name="nightly", log_prints=True, task_runner=build_task_runner())
 def nightly(images: str, gt_json: str, gt_images: str | None = None, model_version: str | None = None,
-            pattern: str = "*", k: int = 20, budget: int = 200) -> dict:
+            pattern: str = "*", k: int = 20, budget: int = 200, export_to: str | None = None,
+            chunk_size: int = 64) -> dict:
+    """Detection runs in chunks of `chunk_size` images, one task each: the unit a Dask worker takes, and the
+    unit of progress in the logs."""
     logger = get_run_logger()
     checkpoint = load_model(model_version)
     new = list_new_images(images, pattern, checkpoint.version)
     logger.info("%d new images under %s for model %s", len(new), images, checkpoint.version)
-    detected = detect(checkpoint, new) if new else {"processed": 0, "skipped": 0, "detections": 0, "features": 0,
-                                                    "quarantined": []}
+    chunks = [new[i:i + chunk_size] for i in range(0, len(new), chunk_size)]
+    detected = {"processed": 0, "skipped": 0, "detections": 0, "features": 0, "quarantined": [], "workers": []}
+    for n, future in enumerate(detect.map(unmapped(checkpoint.version), chunks), start=1):
+        part = future.result()
+        for key in ("processed", "skipped", "detections", "features", "quarantined"):
+            detected[key] += part[key]
+        detected["workers"] = sorted(set(detected["workers"]) | {part["worker"]})
+        logger.info("detection: %d/%d chunks, %d/%d images", n, len(chunks), detected["processed"], len(new))
+    state, previous = nightly_state(checkpoint.version, gt_json, {"k": k, "budget": budget, "pattern": pattern})
+    if previous is not None:
+        logger.info("nothing new since selection %s (batch %s): no new mining or export",
+                    previous["mine"]["selection_id"], (previous["export"] or {}).get("batch_id"))
+        return {**previous, "detect": detected}
     mined = mine(checkpoint, gt_json, gt_images, k=k, budget=budget)
+    exported = export(mined["selection_id"], export_to) if mined["selected"] else None
     create_markdown_artifact(
         key="nightly-selection",
-        markdown=_summary(checkpoint.version, detected, mined),
+        markdown=_summary(checkpoint.version, detected, mined, exported),
         description="Nightly hard-case selection")
-    return {"model_version": checkpoint.version, "detect": detected, "mine": mined}
+    result = {"model_version": checkpoint.version, "detect": detected, "mine": mined, "export": exported}
+    record_night(state, result)
+    return result
 
 
-def _summary(version: str, detected: dict, mined: dict) -> str:
+def _summary(version: str, detected: dict, mined: dict, exported: dict | None) -> str:
     lines = [f"# Nightly run, model `{version}`", "",
              f"Detected {detected['processed']} new images ({len(detected['quarantined'])} quarantined), "
              f"{detected['detections']} detections.", "", "## Errors on the labelled set", "",
              "```", mined["error_table"], "```", "",
              f"Selection `{mined['selection_id']}`: {mined['selected']} images from {mined['queries']} queries; "
-             f"random arm `{mined['random_selection_id']}`.", "", "| image | why |", "|---|---|"]
+             f"random arm `{mined['random_selection_id']}`.", "",
+             (f"Exported as batch `{exported['batch_id']}` ({exported['images']} images, {exported['objects']} "
+              f"pre-annotations) to `{exported['location']}`." if exported else "Nothing to export."), "",
+             "| image | why |", "|---|---|"]
     lines += [f"| {uri} | {reason} |" for uri, reason in mined["top"]]
     return "\n".join(lines)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
+from pathlib import Path
 
 import pymongo
 import pytest
 
+from annotation_export import s3 as s3mod
 from fdb.server import EmbeddedMongo
 from fdb.store import FeatureDB
 
@@ -39,3 +46,82 @@ def data_home(tmp_path, monkeypatch):
     monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("DATAENGINE_MONGODB_URI", raising=False)
     return tmp_path / "home"
+
+
+# ---------------------------------------------------------------------------------------------------- S3 server
+MOTO = Path(sys.executable).parent / "moto_server"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_moto(env_extra: dict | None = None):
+    port = _free_port()
+    env = {**os.environ, **(env_extra or {})}
+    proc = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1).read()
+            return proc, url
+        except Exception:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError("moto_server did not start")
+            time.sleep(0.1)
+
+
+def _stop(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def moto_url():
+    proc, url = _start_moto()
+    yield url
+    _stop(proc)
+
+
+@pytest.fixture()
+def s3env(moto_url, monkeypatch):
+    """Credentials and endpoint in the environment (as in production), and a fresh bucket."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("DATAENGINE_S3_ENDPOINT_URL", moto_url)
+    bucket = f"exports-{time.time_ns()}"
+    s3mod.s3_client().create_bucket(Bucket=bucket)
+    return bucket
+
+
+# ---------------------------------------------------------------------------------------------------- engine
+@pytest.fixture()
+def engine(mongod, fdb, tmp_path, monkeypatch):
+    """A tiny dataset and an untrained tiny model registered in the test database the tasks connect to."""
+    import torch
+
+    from detectors.checkpoint import load_checkpoint, save_checkpoint
+    from detectors.model import build_model, preset_config
+    from detectors.pipeline import register
+    from detectors.synthetic import CATEGORIES, generate
+
+    monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
+    monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
+    monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
+    data = tmp_path / "data"
+    generate(data, n_train=0, n_val=3, n_pool=6, seed=5, width=128, height=96, progress=False)
+    torch.manual_seed(0)
+    cfg = preset_config("small", [c["name"] for c in CATEGORIES], min_size=96, max_size=128, box_score_thresh=0.0)
+    checkpoint = load_checkpoint(save_checkpoint(tmp_path / "m.pt", build_model(cfg), cfg, "tiny-v1", "h"))
+    register(fdb, checkpoint)
+    return data

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from detectors.checkpoint import load_checkpoint, save_checkpoint
 from detectors.coco import CocoDetection, load_coco

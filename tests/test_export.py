@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -26,62 +22,10 @@ from annotation_export.formats import mask_polygons, unique_file_names
 from annotation_export.importer import LabelImportError, import_labels
 from fdb.images import read_uri
 
+from conftest import _start_moto, _stop
+
 MODEL = "m-test"
 SEL = "sel-test"
-MOTO = Path(sys.executable).parent / "moto_server"
-
-
-# ---------------------------------------------------------------------------------------------------- S3 server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_moto(env_extra: dict | None = None):
-    port = _free_port()
-    env = {**os.environ, **(env_extra or {})}
-    proc = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1).read()
-            return proc, url
-        except Exception:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError("moto_server did not start")
-            time.sleep(0.1)
-
-
-def _stop(proc) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-@pytest.fixture(scope="session")
-def moto_url():
-    proc, url = _start_moto()
-    yield url
-    _stop(proc)
-
-
-@pytest.fixture()
-def s3env(moto_url, monkeypatch):
-    """Credentials and endpoint in the environment (as in production), and a fresh bucket."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("DATAENGINE_S3_ENDPOINT_URL", moto_url)
-    bucket = f"exports-{time.time_ns()}"
-    s3mod.s3_client().create_bucket(Bucket=bucket)
-    return bucket
 
 
 # ---------------------------------------------------------------------------------------------------- haystack
@@ -126,7 +70,7 @@ def haystack(fdb, tmp_path):
          "best_distance": 0.1 * (r + 1),
          "queries": [{"error_id": f"e{r}", "type": "fp_background", "category": "person",
                       "source_image_id": "v1", "level": "detection", "distance": 0.1 * (r + 1)}],
-         "reason": f"nearest pool image to 2 error queries (fp_background; classes person)"}
+         "reason": "nearest pool image to 2 error queries (fp_background; classes person)"}
         for r, image_id in enumerate(ids)])
     return {"uris": uris, "ids": ids, "dets": dets}
 

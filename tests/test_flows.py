@@ -3,14 +3,13 @@ run completes exactly once."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
-import torch
 from prefect.testing.utilities import prefect_test_harness
 
-from detectors.checkpoint import load_checkpoint, save_checkpoint
-from detectors.model import build_model, preset_config
-from detectors.pipeline import register
-from detectors.synthetic import CATEGORIES, generate
+from detectors.synthetic import generate
 
 
 @pytest.fixture(scope="module")
@@ -19,24 +18,9 @@ def prefect_backend():
         yield
 
 
-@pytest.fixture()
-def engine(mongod, fdb, tmp_path, monkeypatch):
-    """A tiny dataset and an untrained tiny model registered in the test database the tasks connect to."""
-    monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
-    monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
-    monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
-    data = tmp_path / "data"
-    generate(data, n_train=0, n_val=3, n_pool=6, seed=5, width=128, height=96, progress=False)
-    torch.manual_seed(0)
-    cfg = preset_config("small", [c["name"] for c in CATEGORIES], min_size=96, max_size=128, box_score_thresh=0.0)
-    checkpoint = load_checkpoint(save_checkpoint(tmp_path / "m.pt", build_model(cfg), cfg, "tiny-v1", "h"))
-    register(fdb, checkpoint)
-    return data
-
-
 def counts(fdb):
     return {name: fdb.db[name].count_documents({}) for name in ("images", "detections", "features", "errors",
-                                                                  "selections")}
+                                                                  "selections", "exports")}
 
 
 def test_nightly_twice_adds_nothing_the_second_time(prefect_backend, engine, fdb):
@@ -47,10 +31,23 @@ def test_nightly_twice_adds_nothing_the_second_time(prefect_backend, engine, fdb
     first = nightly(**args)
     after_first = counts(fdb)
     assert first["detect"]["processed"] == 6 and after_first["detections"] > 0
+    # The selection went to the labelling queue (the data home's exports/ by default), with its manifest.
+    batch = first["export"]
+    assert after_first["exports"] == 1 and batch["images"] == first["mine"]["selected"] > 0
+    assert (Path(batch["location"]) / "annotations.xml").is_file()
+    assert len(json.loads((Path(batch["location"]) / "manifest.json").read_text())["images"]) == batch["images"]
     second = nightly(**args)
     assert second["detect"]["processed"] == 0
     assert second["mine"]["selection_id"] == first["mine"]["selection_id"]
+    assert second["export"]["batch_id"] == batch["batch_id"]
     assert counts(fdb) == after_first
+    # New imagery the next night: only it is detected, and a new batch is queued.
+    generate(engine / "night2", n_train=0, n_val=0, n_pool=2, seed=6, width=128, height=96, progress=False)
+    for png in (engine / "night2" / "images").glob("pool_*.png"):
+        png.rename(engine / "images" / f"pool_night2_{png.name}")
+    third = nightly(**args)
+    assert third["detect"]["processed"] == 2
+    assert fdb.db["exports"].count_documents({}) == 2 and third["export"]["batch_id"] != batch["batch_id"]
 
 
 def test_a_crash_part_way_is_completed_once_by_the_next_run(prefect_backend, engine, fdb, monkeypatch):
@@ -83,3 +80,43 @@ def test_a_crash_part_way_is_completed_once_by_the_next_run(prefect_backend, eng
     assert fdb.features.count_documents({"owner_kind": "detection"}) == n_det
     assert fdb.features.count_documents({"owner_kind": "image"}) == fdb.images.count_documents({"processed_by": "tiny-v1"})
     assert len(fdb.detections.distinct("_id")) == n_det
+
+
+def test_nightly_ingests_an_s3_prefix_and_queues_to_s3(prefect_backend, engine, fdb, s3env):
+    from annotation_export import s3 as s3mod
+    from flows.nightly import nightly
+
+    for png in sorted((engine / "images").glob("pool_*.png")):
+        s3mod.upload_file(png, f"s3://{s3env}/incoming/2026-11-23/{png.name}")
+    s3mod.put_bytes(b"not an image", f"s3://{s3env}/incoming/2026-11-23/notes.txt")  # skipped by suffix
+    s3mod.put_bytes(b"\x89PNG truncated", f"s3://{s3env}/incoming/2026-11-23/broken.png")  # quarantined
+    result = nightly(images=f"s3://{s3env}/incoming/", gt_json=str(engine / "annotations" / "val.json"),
+                     gt_images=str(engine / "images"), k=3, budget=4, export_to=f"s3://{s3env}/queue")
+    assert result["detect"]["processed"] == 6
+    assert [uri for uri, _ in result["detect"]["quarantined"]] == [f"s3://{s3env}/incoming/2026-11-23/broken.png"]
+    assert fdb.images.count_documents({"uri": {"$regex": "^s3://"}, "processed_by": "tiny-v1"}) == 6
+    batch = result["export"]
+    assert batch["location"] == f"s3://{s3env}/queue/{batch['batch_id']}"
+    keys = set(s3mod.list_keys(batch["location"] + "/"))
+    assert f"queue/{batch['batch_id']}/annotations.xml" in keys
+    assert sum(k.startswith(f"queue/{batch['batch_id']}/images/") for k in keys) == batch["images"] > 0
+
+
+def test_nightly_on_a_local_two_worker_dask_cluster(prefect_backend, engine, fdb):
+    """Scale-out: detection chunks spread over two Dask worker processes, each with its own connection and model;
+    the records are the same as on one machine, each exactly once."""
+    import os
+
+    from flows.nightly import nightly
+    from flows.runners import build_task_runner
+
+    on_dask = nightly.with_options(task_runner=build_task_runner(dask_workers=2))
+    result = on_dask(images=str(engine / "images"), pattern="pool_*", gt_json=str(engine / "annotations" / "val.json"),
+                     k=3, budget=4, chunk_size=1)
+    workers = result["detect"]["workers"]
+    assert len(workers) == 2 and all(not w.endswith(f":{os.getpid()}") for w in workers), workers
+    assert result["detect"]["processed"] == 6
+    assert fdb.images.count_documents({"processed_by": "tiny-v1", "split": "pool"}) == 6
+    n_det = fdb.detections.count_documents({})
+    assert n_det > 0 and fdb.features.count_documents({"owner_kind": "detection"}) == n_det
+    assert result["export"]["images"] == result["mine"]["selected"] > 0
