@@ -40,8 +40,9 @@ trap cleanup EXIT
 echo "== prefect server on 127.0.0.1:$PORT"
 prefect server start --host 127.0.0.1 --port "$PORT" >"$PREFECT_HOME/server.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 120); do curl -sf "$PREFECT_API_URL/health" >/dev/null && break; sleep 1; done
-curl -sf "$PREFECT_API_URL/health" >/dev/null || { echo "server did not start"; tail -20 "$PREFECT_HOME/server.log"; exit 1; }
+healthy() { python -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=2)" "$PREFECT_API_URL/health" 2>/dev/null; }
+for _ in $(seq 120); do healthy && break; sleep 1; done
+healthy || { echo "server did not start"; tail -20 "$PREFECT_HOME/server.log"; exit 1; }
 
 echo "== process work pool and prefect deploy"
 prefect work-pool create dataengine --type process >/dev/null

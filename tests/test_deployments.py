@@ -5,18 +5,14 @@ its own process against the test's mongod."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 from conftest import _free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the check script polls the server with curl")
 def test_deploy_and_a_manual_run_with_parameters(engine, fdb):
     from detectors.checkpoint import load_checkpoint
     from detectors.inference import detect_images
