@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -67,7 +68,8 @@ def _cmd_fdb_ingest(args) -> int:
 def _cmd_synth(args) -> int:
     from detectors.synthetic import generate
 
-    paths = generate(args.out, args.train, args.val, args.pool, seed=args.seed)
+    paths = generate(args.out, args.train, args.val, args.pool, seed=args.seed,
+                     train_districts=tuple(args.train_districts) if args.train_districts else None)
     for split, path in paths.items():
         print(f"{split:<6} {path}")
     return 0
@@ -280,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--val", type=int, default=100, help="val images (default 100)")
     synth.add_argument("--pool", type=int, default=600, help="unlabelled-pool images (default 600)")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--train-districts", type=int, nargs="*", default=None,
+                       help="draw the train split from these districts only (0-3 are suburbs, 4-5 the markets "
+                            "full of look-alikes), e.g. 0 1 2 3; default: all")
     synth.set_defaults(func=_cmd_synth)
 
     penn = sub.add_parser("convert-pennfudan", help="convert PennFudanPed to a COCO dataset directory",
@@ -420,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Flows run against Prefect's ephemeral server unless PREFECT_API_URL names one. Its telemetry has nothing to
+    # reach here, and its first write races the server's start-up ("database is locked" tracebacks).
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     args = build_parser().parse_args(argv)
     start = time.monotonic()
     try:

@@ -186,10 +186,13 @@ def _distractor(canvas: _Canvas, rng, width, height, horizon, kind: str) -> None
     canvas.add(None, kind, paint)
 
 
-def render_scene(seed: int, split: str, index: int, width: int = 320, height: int = 240):
-    """One scene: (PIL image, labelled objects, distractor objects, district)."""
+def render_scene(seed: int, split: str, index: int, width: int = 320, height: int = 240,
+                 districts: tuple[int, ...] | None = None):
+    """One scene: (PIL image, labelled objects, distractor objects, district). `districts` restricts where the
+    scene is drawn from (default: all of them, uniformly)."""
     rng = np.random.default_rng([seed, {"train": 0, "val": 1, "pool": 2}.get(split, 3), index])
-    district = int(rng.integers(0, len(DISTRICT_DISTRACTOR_RATE)))
+    draw = int(rng.integers(0, len(DISTRICT_DISTRACTOR_RATE)))
+    district = draw if districts is None else int(districts[draw % len(districts)])
     image, horizon = _background(rng, width, height)
     canvas = _Canvas(image)
     plan: list[tuple[str, object]] = []
@@ -224,8 +227,13 @@ def _bbox(mask: np.ndarray) -> list[float]:
 
 
 def generate(out_dir: str | Path, n_train: int = 300, n_val: int = 100, n_pool: int = 600, seed: int = 0,
-             width: int = 320, height: int = 240, progress: bool = True) -> dict[str, Path]:
-    """Write the dataset; returns {split: annotation json path}. Existing identical files are rewritten as is."""
+             width: int = 320, height: int = 240, progress: bool = True,
+             train_districts: tuple[int, ...] | None = None) -> dict[str, Path]:
+    """Write the dataset; returns {split: annotation json path}. Existing identical files are rewritten as is.
+
+    `train_districts` draws the labelled training split from those districts only, as when the first labelled
+    drives covered the suburbs and the market districts came later: e.g. (0, 1, 2, 3) leaves the distractor-rich
+    districts 4 and 5 to the val and pool splits, so the seed model meets the look-alikes first in the pool."""
     from tqdm import tqdm
 
     out = Path(out_dir)
@@ -238,7 +246,8 @@ def generate(out_dir: str | Path, n_train: int = 300, n_val: int = 100, n_pool: 
         images, annotations = [], []
         for index in tqdm(range(count), desc=f"synthetic {split}", disable=not progress, leave=False):
             image_id += 1
-            image, objects, distractors, district = render_scene(seed, split, index, width, height)
+            image, objects, distractors, district = render_scene(
+                seed, split, index, width, height, districts=train_districts if split == "train" else None)
             name = f"{split}_{index:05d}.png"
             image.save(out / "images" / name)
             images.append({
@@ -255,7 +264,8 @@ def generate(out_dir: str | Path, n_train: int = 300, n_val: int = 100, n_pool: 
                 })
         path = out / "annotations" / f"{split}.json"
         path.write_text(json.dumps({
-            "info": {"description": f"gaze synthetic street scenes, split {split}, seed {seed}"},
+            "info": {"description": f"gaze synthetic street scenes, split {split}, seed {seed}",
+                     "districts": list(train_districts) if split == "train" and train_districts else "all"},
             "images": images, "annotations": annotations, "categories": CATEGORIES}))
         paths[split] = path
     return paths

@@ -77,6 +77,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     "models": [  # _id = model version
         IndexModel([("created_at", DESCENDING)], name="created_at"),
     ],
+    "scheduled_runs": [],  # _id = state key of a scheduled mining run (fdb.mining.pool_state)
 }
 
 

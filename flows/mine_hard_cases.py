@@ -6,13 +6,13 @@ queries -> nearest pool images (k per query, up to the budget) -> export to a fo
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from tasks import export, load_model, mine
 
 
-@flow(name="mine_hard_cases", log_prints=True)
+@flow(name="mine_hard_cases")
 def mine_hard_cases(gt_json: str, gt_images: str | None = None, model_version: str | None = None, k: int = 20,
                     budget: int = 200, iou: float = 0.5, score: float = 0.5, types: list[str] | None = None,
                     classes: list[str] | None = None, level: str = "detection", backend: str = "auto",
@@ -29,6 +29,7 @@ def mine_hard_cases(gt_json: str, gt_images: str | None = None, model_version: s
     create_markdown_artifact(key="mine-hard-cases", description="Errors and selection",
                              markdown=f"```\n{mined['error_table']}\n```\n\nselection `{mined['selection_id']}`: "
                                       f"{mined['selected']} images from {mined['queries']} queries; {where}.")
-    print(mined["error_table"])
-    print(f"selection {mined['selection_id']}: {mined['selected']} images; {where}")
+    logger = get_run_logger()
+    logger.info("errors of %s on the labelled set:\n%s", checkpoint.version, mined["error_table"])
+    logger.info(f"selection {mined['selection_id']}: {mined['selected']} images; {where}")
     return {**mined, "export": exported}

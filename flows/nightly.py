@@ -17,7 +17,7 @@ from flows.runners import build_task_runner
 from tasks import detect, export, list_new_images, load_model, mine, nightly_state, record_night
 
 
-@flow(name="nightly", log_prints=True, task_runner=build_task_runner())
+@flow(name="nightly", task_runner=build_task_runner())
 def nightly(images: str, gt_json: str, gt_images: str | None = None, model_version: str | None = None,
             pattern: str = "*", k: int = 20, budget: int = 200, export_to: str | None = None,
             chunk_size: int = 64) -> dict:

@@ -13,32 +13,65 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from detectors.compare import Comparison  # noqa: E402
+from detectors.compare import Comparison, mean_sd  # noqa: E402
 from detectors.errors import ERROR_TYPES  # noqa: E402
 
 
+def _cell(values: list[float], digits: int = 3) -> str:
+    if not values:
+        return "–"
+    mean, sd = mean_sd(values)
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
+
+
 def map_markdown(comparison: Comparison) -> str:
+    """mAP@[.5:.95] by arm and evaluation subset, bbox and segm: mean ± sd over training seeds."""
     subsets = list(comparison.subsets)
     lines = []
     for iou_type in ("bbox", "segm"):
-        if not any(iou_type in arm.metrics[s] for arm in comparison.arms.values() for s in subsets
-                   if s in arm.metrics):
+        if not any(arm.maps(s, iou_type) for arm in comparison.arms.values() for s in subsets):
             continue
         lines += [f"**{iou_type} mAP@[.5:.95]**", "",
-                  "| arm | extra images | " + " | ".join(f"{s} ({len(comparison.subsets[s])} img)" for s in subsets) + " |",
-                  "|---|---:|" + "---:|" * len(subsets)]
+                  "| arm | extra images | seeds | " + " | ".join(f"{s} ({len(comparison.subsets[s])} img)" for s in subsets) + " |",
+                  "|---|---:|---:|" + "---:|" * len(subsets)]
         for name, arm in comparison.arms.items():
-            cells = [f"{arm.metrics[s][iou_type]['mAP']:.3f}" if s in arm.metrics and iou_type in arm.metrics[s]
-                     else "–" for s in subsets]
-            lines.append(f"| {name} | {arm.extra_images} | " + " | ".join(cells) + " |")
+            cells = [_cell(arm.maps(s, iou_type)) for s in subsets]
+            lines.append(f"| {name} | {arm.extra_images} | {len(arm.runs) or '–'} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
 def errors_markdown(comparison: Comparison) -> str:
+    """High-score errors by type on the superset, before and after (mean ± sd over training seeds)."""
     lines = ["| arm | " + " | ".join(ERROR_TYPES) + " |", "|---|" + "---:|" * len(ERROR_TYPES)]
     for name, arm in comparison.arms.items():
-        lines.append(f"| {name} | " + " | ".join(str(arm.error_counts.get(t, 0)) for t in ERROR_TYPES) + " |")
+        lines.append(f"| {name} | " + " | ".join(_cell(arm.errors(t), 1) for t in ERROR_TYPES) + " |")
+    return "\n".join(lines)
+
+
+def verdict_markdown(comparison: Comparison, queried_types: list[str] | None = None) -> str:
+    """Did the mined batch count? Mined against random and control, in numbers, with the seed spread beside them
+    so that a difference inside the noise is called what it is."""
+    arms = comparison.arms
+    if not {"mined", "random", "control"} <= set(arms):
+        return ""
+    lines = []
+    for subset in ("query subset", "superset"):
+        if not arms["mined"].maps(subset):
+            continue
+        m, r, c = (mean_sd(arms[a].maps(subset)) for a in ("mined", "random", "control"))
+        noise = max(m[1], r[1], c[1])
+        def judge(diff):
+            if len(arms["mined"].runs) < 2:
+                return "one training seed: no noise estimate"
+            return "beyond the seed spread" if abs(diff) > 2 * noise else "within the seed spread"
+        lines.append(f"- bbox mAP on the {subset}: mined {m[0]:.3f}, random {r[0]:.3f}, control {c[0]:.3f}; "
+                     f"mined − random {m[0] - r[0]:+.3f}, mined − control {m[0] - c[0]:+.3f} "
+                     f"(largest seed sd {noise:.3f}: {judge(m[0] - r[0])}).")
+    for error_type in queried_types or []:
+        values = {a: mean_sd(arms[a].errors(error_type))[0] for a in ("before", "mined", "random", "control")}
+        lines.append(f"- {error_type} errors on the superset: before {values['before']:.1f}, mined "
+                     f"{values['mined']:.1f}, random {values['random']:.1f}, control {values['control']:.1f}.")
     return "\n".join(lines)
 
 
@@ -48,10 +81,11 @@ def _plot_maps(comparison: Comparison, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 3.2))
     width = 0.8 / len(arms)
     for i, name in enumerate(arms):
-        values = [comparison.arms[name].metrics.get(s, {}).get("bbox", {}).get("mAP", 0.0) for s in subsets]
-        ax.bar([x + i * width for x in range(len(subsets))], values, width, label=name)
+        stats = [mean_sd(comparison.arms[name].maps(s) or [0.0]) for s in subsets]
+        ax.bar([x + i * width for x in range(len(subsets))], [m for m, _ in stats], width, label=name,
+               yerr=[sd for _, sd in stats], capsize=2)
     ax.set_xticks([x + width * (len(arms) - 1) / 2 for x in range(len(subsets))], subsets)
-    ax.set_ylabel("bbox mAP")
+    ax.set_ylabel("bbox mAP (± sd over seeds)")
     ax.legend(fontsize=8, ncol=len(arms))
     ax.set_title("mAP by evaluation subset")
     fig.tight_layout()
@@ -80,7 +114,7 @@ def _plot_pr(comparison: Comparison, path: Path) -> Path:
 
 
 def write_report(comparison: Comparison, out_dir: str | Path, title: str, facts: dict, montage: str | None = None,
-                 hard_case_precision: dict | None = None) -> dict[str, Path]:
+                 hard_case_precision: dict | None = None, queried_types: list[str] | None = None) -> dict[str, Path]:
     """Write report.md and report.html (plots beside them and embedded) and comparison.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +122,11 @@ def write_report(comparison: Comparison, out_dir: str | Path, title: str, facts:
              "precision-recall curves (superset)": _plot_pr(comparison, out / "pr_curves.png")}
     if montage:
         plots["queries and their nearest pool neighbours"] = Path(montage)
-    md = [f"# {title}", ""] + [f"- {k}: {v}" for k, v in facts.items()] + ["", "## mAP", "", map_markdown(comparison)]
+    md = [f"# {title}", ""] + [f"- {k}: {v}" for k, v in facts.items()]
+    verdict = verdict_markdown(comparison, queried_types)
+    if verdict:
+        md += ["", "## Did the mined batch count?", "", verdict]
+    md += ["", "## mAP", "", map_markdown(comparison)]
     if hard_case_precision:
         md += ["## Hard-case precision", "", "Share of each batch's images that hold the queried kind of error "
                "(for the synthetic data: an unlabelled look-alike distractor).", "",
@@ -96,7 +134,7 @@ def write_report(comparison: Comparison, out_dir: str | Path, title: str, facts:
         md += [f"| {k} | {v['images']} | {v['hits']} | {v['share']:.2f} |" for k, v in hard_case_precision.items()]
         md.append("")
     md += ["## Errors on the superset (score >= threshold)", "", errors_markdown(comparison), "",
-           "## Per-class AP (bbox, superset)", "",
+           "## Per-class AP (bbox, superset, first training seed)", "",
            "| arm | " + " | ".join(next(iter(comparison.arms.values())).metrics["superset"]["bbox"]["per_class_AP"]) + " |",
            "|---|" + "---:|" * len(next(iter(comparison.arms.values())).metrics["superset"]["bbox"]["per_class_AP"])]
     for name, arm in comparison.arms.items():
@@ -112,7 +150,7 @@ def write_report(comparison: Comparison, out_dir: str | Path, title: str, facts:
     (out / "comparison.json").write_text(json.dumps({
         "subsets": {k: len(v) for k, v in comparison.subsets.items()},
         "arms": {n: {"extra_images": a.extra_images, "steps": a.steps, "seconds": round(a.seconds, 1),
-                     "version": a.version, "errors": a.error_counts,
+                     "version": a.version, "errors": a.error_counts, "runs": a.runs,
                      "mAP": {s: {t: m[t]["mAP"] for t in ("bbox", "segm") if t in m} for s, m in a.metrics.items()}}
                  for n, a in comparison.arms.items()},
         "hard_case_precision": hard_case_precision, "facts": facts}, indent=1, default=str))

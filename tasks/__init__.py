@@ -16,9 +16,9 @@ import socket
 from prefect import task
 from prefect.cache_policies import NONE
 
+from dataengine import config
 from detectors.checkpoint import Checkpoint
 from detectors.errors import MatchParams
-from dataengine import config
 from fdb.store import FeatureDB
 from fdb.store import connect as _open
 

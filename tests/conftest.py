@@ -125,3 +125,12 @@ def engine(mongod, fdb, tmp_path, monkeypatch):
     checkpoint = load_checkpoint(save_checkpoint(tmp_path / "m.pt", build_model(cfg), cfg, "tiny-v1", "h"))
     register(fdb, checkpoint)
     return data
+
+
+@pytest.fixture(scope="session")
+def prefect_backend():
+    """A temporary Prefect server and database for the flows under test (prefect_test_harness)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

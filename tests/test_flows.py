@@ -7,15 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from detectors.synthetic import generate
-
-
-@pytest.fixture(scope="module")
-def prefect_backend():
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
 
 
 def counts(fdb):

@@ -1,0 +1,96 @@
+"""Retrain-and-compare and the demo: arms from one seed model, several training seeds, hard negatives, the
+report (Markdown, HTML, JSON) and the whole demo loop at a tiny size, as a Prefect flow, against a real mongod."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from detectors.checkpoint import load_checkpoint, save_checkpoint
+from detectors.compare import retrain_and_compare
+from detectors.model import build_model, preset_config
+from detectors.pipeline import dataset_split
+from detectors.synthetic import CATEGORIES, generate
+from flows.report import write_report
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("scenes")
+    generate(out, n_train=6, n_val=4, n_pool=8, seed=2, width=128, height=96, progress=False,
+             train_districts=(0, 1, 2, 3))
+    return out
+
+
+def _batch(pool_json, names):
+    data = json.loads(pool_json.read_text())
+    images = [im for im in data["images"] if im["file_name"] in names]
+    ids = {im["id"] for im in images}
+    return images, [a for a in data["annotations"] if a["image_id"] in ids]
+
+
+def test_train_districts_keep_the_markets_out_of_the_labelled_set(scenes):
+    train = json.loads((scenes / "annotations" / "train.json").read_text())
+    assert {im["district"] for im in train["images"]} <= {0, 1, 2, 3}
+    assert train["info"]["districts"] == [0, 1, 2, 3]
+
+
+def test_arms_seeds_and_report(scenes, tmp_path, fdb):
+    torch.manual_seed(0)
+    cfg = preset_config("small", [c["name"] for c in CATEGORIES], [c["id"] for c in CATEGORIES], min_size=96,
+                        max_size=128, box_score_thresh=0.0)
+    seed = save_checkpoint(tmp_path / "seed.pt", build_model(cfg), cfg, "seed-v1", "h")
+    train, val = dataset_split(scenes, "train"), dataset_split(scenes, "val")
+    pool_json = scenes / "annotations" / "pool.json"
+    batches = {"mined": _batch(pool_json, {"pool_00000.png", "pool_00001.png"}),
+               "random": _batch(pool_json, {"pool_00005.png", "pool_00006.png"})}
+    queries = sorted(val.images)[:2]
+    comparison = retrain_and_compare(seed, train, batches, val, queries, steps=2, work_dir=tmp_path / "arms",
+                                     seeds=(0, 1), hard_negatives=0.5, oversample=4.0, fdb=fdb, progress=False)
+
+    assert list(comparison.arms) == ["before", "mined", "random", "control"]
+    assert comparison.subsets["query subset"] == queries and len(comparison.subsets["without queries"]) == 2
+    for name, extra in (("mined", 2), ("random", 2), ("control", 0)):
+        arm = comparison.arms[name]
+        assert arm.extra_images == extra and [r["seed"] for r in arm.runs] == [0, 1]
+        assert len(arm.maps("superset", "bbox")) == 2 and len(arm.maps("query subset", "segm")) == 2
+        # The first seed's model is saved, registered, and parented on the seed model.
+        assert fdb.models.find_one({"_id": arm.version})["parent"] == "seed-v1"
+        loaded = load_checkpoint(arm.checkpoint)
+        assert loaded.model.roi_heads.fg_bg_sampler.__class__.__name__ == "BalancedPositiveNegativeSampler"
+    assert comparison.arms["before"].maps("superset") == [comparison.arms["before"].metrics["superset"]["bbox"]["mAP"]]
+    # The arms' training sets: the seed's images plus the batch, nothing lost, nothing twice.
+    merged = json.loads((tmp_path / "arms" / "train_mined.json").read_text())
+    assert len(merged["images"]) == len(train.images) + 2 and len({im["id"] for im in merged["images"]}) == 8
+
+    report = write_report(comparison, tmp_path / "report", "test", {"steps": 2}, queried_types=["fp_background"],
+                          hard_case_precision={"mined": {"images": 2, "hits": 1, "share": 0.5}})
+    md = report["markdown"].read_text()
+    assert "## Did the mined batch count?" in md and "fp_background errors on the superset: before" in md
+    assert "| mined | 2 | 2 |" in md and " ± " in md  # mean ± sd over two training seeds
+    assert "data:image/png;base64," in report["html"].read_text()
+    saved = json.loads(report["json"].read_text())
+    assert len(saved["arms"]["random"]["runs"]) == 2 and saved["hard_case_precision"]["mined"]["share"] == 0.5
+
+
+def test_demo_runs_the_whole_loop_as_a_flow(prefect_backend, mongod, fdb, tmp_path, monkeypatch):
+    from flows.demo import demo
+
+    monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
+    monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
+    monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
+    tiny = dict(train=6, val=4, pool=10, seed_steps=3, arm_steps=2, seeds=[0], budget=3, k=3, width=128,
+                height=96)
+    result = demo(sizes=tiny, progress=False, root=str(tmp_path / "demo"))
+    saved = json.loads(open(result["json"]).read())
+    assert set(saved["arms"]) == {"before", "mined", "random", "control"}
+    assert saved["arms"]["mined"]["extra_images"] == 3 == saved["arms"]["random"]["extra_images"]
+    assert saved["hard_case_precision"]["pool"]["images"] == 10
+    # Both batches went out, came back labelled, and became label versions; three arm models were registered.
+    assert fdb.db["exports"].count_documents({"status": "labelled"}) == 2
+    assert fdb.db["labels"].count_documents({}) == 6
+    assert fdb.models.count_documents({"parent": {"$ne": None}}) == 3
+    md = open(result["markdown"]).read()
+    assert "## mAP" in md and "## Hard-case precision" in md and "## Did the mined batch count?" in md
