@@ -86,8 +86,31 @@ def _plot_maps(comparison: Comparison, path: Path) -> Path:
                yerr=[sd for _, sd in stats], capsize=2)
     ax.set_xticks([x + width * (len(arms) - 1) / 2 for x in range(len(subsets))], subsets)
     ax.set_ylabel("bbox mAP (± sd over seeds)")
-    ax.legend(fontsize=8, ncol=len(arms))
+    # Start the axis near the data: the differences that matter are a few points, not the whole 0-1 range.
+    values = [v for name in arms for s in subsets for v in comparison.arms[name].maps(s)]
+    if values:
+        ax.set_ylim(max(0.0, min(values) - 0.1), min(1.05, max(values) + 0.08))
+    ax.legend(fontsize=8, ncol=len(arms), loc="upper center")
     ax.set_title("mAP by evaluation subset")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_errors(comparison: Comparison, path: Path) -> Path:
+    """High-score errors by type and arm (mean over training seeds): did the queried kind go down?"""
+    arms = list(comparison.arms)
+    fig, ax = plt.subplots(figsize=(7, 3.0))
+    width = 0.8 / len(arms)
+    for i, name in enumerate(arms):
+        stats = [mean_sd(comparison.arms[name].errors(t)) for t in ERROR_TYPES]
+        ax.bar([x + i * width for x in range(len(ERROR_TYPES))], [m for m, _ in stats], width, label=name,
+               yerr=[sd for _, sd in stats], capsize=2)
+    ax.set_xticks([x + width * (len(arms) - 1) / 2 for x in range(len(ERROR_TYPES))], ERROR_TYPES)
+    ax.set_ylabel("errors on the superset")
+    ax.legend(fontsize=8, ncol=len(arms))
+    ax.set_title("errors by type, before and after fine-tuning")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -119,6 +142,7 @@ def write_report(comparison: Comparison, out_dir: str | Path, title: str, facts:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots = {"mAP comparison": _plot_maps(comparison, out / "map_comparison.png"),
+             "errors by type": _plot_errors(comparison, out / "errors_by_type.png"),
              "precision-recall curves (superset)": _plot_pr(comparison, out / "pr_curves.png")}
     if montage:
         plots["queries and their nearest pool neighbours"] = Path(montage)

@@ -94,3 +94,11 @@ def test_demo_runs_the_whole_loop_as_a_flow(prefect_backend, mongod, fdb, tmp_pa
     assert fdb.models.count_documents({"parent": {"$ne": None}}) == 3
     md = open(result["markdown"]).read()
     assert "## mAP" in md and "## Hard-case precision" in md and "## Did the mined batch count?" in md
+    # The same tables are in the Prefect UI, as artifacts of the run.
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        artifacts = {a.key: a for a in client.read_artifacts() if a.key and a.key.startswith("demo-")}
+    assert set(artifacts) == {"demo-map", "demo-errors", "demo-hard-case-precision", "demo-report"}
+    assert "| mined | 3 | 1 |" in artifacts["demo-map"].data
+    assert result["report"].endswith("report.html") and artifacts["demo-report"].data.endswith("report.html)")
