@@ -74,7 +74,8 @@ def hard_case_share(uris: list[str], pool_json: Path) -> dict:
 # Not log_prints: pycocotools prints its tables, which would flood the run's logs; the steps are logged instead.
 @flow(name="demo")
 def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, root: str | None = None) -> dict:
-    """The whole loop; `sizes` overrides the FULL / QUICK sizes (tests run a tiny one), `root` the work folder."""
+    """The whole loop; `sizes` overrides the FULL / QUICK sizes (tests run a tiny one; `data_seed` draws other
+    scenes, for a check on data the fine-tuning recipe was not chosen on), `root` the work folder."""
     sizes = {**(QUICK if quick else FULL), **(sizes or {})}
     say = get_run_logger().info
     start = time.monotonic()
@@ -89,8 +90,9 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
     if not (data_dir / "annotations" / "pool.json").is_file():
         say(f"1. generating synthetic street scenes into {data_dir} (labelled train set from districts "
               f"{sizes['train_districts']}; markets only in val and pool)")
-        generate(data_dir, sizes["train"], sizes["val"], sizes["pool"], seed=0, width=sizes["width"],
-                 height=sizes["height"], progress=progress, train_districts=sizes["train_districts"])
+        generate(data_dir, sizes["train"], sizes["val"], sizes["pool"], seed=sizes.get("data_seed", 0),
+                 width=sizes["width"], height=sizes["height"], progress=progress,
+                 train_districts=sizes["train_districts"])
     else:
         say(f"1. synthetic street scenes already in {data_dir}")
     train, val, pool = (dataset_split(data_dir, s) for s in ("train", "val", "pool"))
