@@ -35,7 +35,8 @@ def nightly(images: str, gt_json: str, gt_images: str | None = None, model_versi
             detected[key] += part[key]
         detected["workers"] = sorted(set(detected["workers"]) | {part["worker"]})
         logger.info("detection: %d/%d chunks, %d/%d images", n, len(chunks), detected["processed"], len(new))
-    state, previous = nightly_state(checkpoint.version, gt_json, {"k": k, "budget": budget, "pattern": pattern})
+    state, previous = nightly_state(checkpoint.version, gt_json, {"k": k, "budget": budget, "pattern": pattern,
+                                                                  "export_to": export_to})
     if previous is not None:
         logger.info("nothing new since selection %s (batch %s): no new mining or export",
                     previous["mine"]["selection_id"], (previous["export"] or {}).get("batch_id"))
