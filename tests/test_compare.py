@@ -102,3 +102,25 @@ def test_demo_runs_the_whole_loop_as_a_flow(prefect_backend, mongod, fdb, tmp_pa
     assert set(artifacts) == {"demo-map", "demo-errors", "demo-hard-case-precision", "demo-report"}
     assert "| mined | 3 | 1 |" in artifacts["demo-map"].data
     assert result["report"].endswith("report.html") and artifacts["demo-report"].data.endswith("report.html)")
+
+
+def test_retrain_and_compare_flow_on_the_demo_batches(prefect_backend, mongod, fdb, tmp_path, monkeypatch):
+    """The flow the annotation team's returned labels trigger: batch ids in, report and artifact out."""
+    from flows.demo import demo
+    from flows.retrain_and_compare import retrain_and_compare as retrain_flow
+
+    monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
+    monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
+    monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
+    root = tmp_path / "demo"
+    demo(sizes=dict(train=6, val=4, pool=10, seed_steps=2, arm_steps=1, seeds=[0], budget=3, k=3, width=128,
+                    height=96), progress=False, root=str(root))
+    batches = {d["selection_id"][:3]: d["_id"] for d in fdb.db["exports"].find({"status": "labelled"})}
+    before = fdb.models.count_documents({})
+    html = retrain_flow(seed_checkpoint=str(root / "work" / "seed-2.pt"), data_dir=str(root / "synthetic"),
+                        mined_batch=batches["sel"], random_batch=batches["rnd"], steps=2, seeds=[0, 1])
+    saved = json.loads((tmp_path / "home" / "compare").glob("*/report/comparison.json").__next__().read_text())
+    assert html.endswith("report.html") and set(saved["arms"]) == {"before", "mined", "random", "control"}
+    assert [r["seed"] for r in saved["arms"]["mined"]["runs"]] == [0, 1]
+    assert saved["facts"]["mined batch"] == batches["sel"] and saved["facts"]["hard-negative share"] == 0.25
+    assert fdb.models.count_documents({}) == before + 3  # the new versions are registered, with their parent
