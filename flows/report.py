@@ -77,46 +77,46 @@ def verdict_markdown(comparison: Comparison, queried_types: list[str] | None = N
     return "\n".join(lines)
 
 
-def _plot_maps(comparison: Comparison, path: Path) -> Path:
-    subsets = list(comparison.subsets)
+def _grouped_bars(ax, groups: list[str], comparison: Comparison, values_of) -> None:
+    """One bar per arm in each group, at the mean over training seeds, with the seed sd as the error bar."""
     arms = list(comparison.arms)
-    fig, ax = plt.subplots(figsize=(7, 3.2))
     width = 0.8 / len(arms)
     for i, name in enumerate(arms):
-        stats = [mean_sd(comparison.arms[name].maps(s) or [0.0]) for s in subsets]
-        ax.bar([x + i * width for x in range(len(subsets))], [m for m, _ in stats], width, label=name,
+        stats = [mean_sd(values_of(comparison.arms[name], g) or [0.0]) for g in groups]
+        ax.bar([x + i * width for x in range(len(groups))], [m for m, _ in stats], width, label=name,
                yerr=[sd for _, sd in stats], capsize=2)
-    ax.set_xticks([x + width * (len(arms) - 1) / 2 for x in range(len(subsets))], subsets)
-    ax.set_ylabel("bbox mAP (± sd over seeds)")
-    # Start the axis near the data: the differences that matter are a few points, not the whole 0-1 range.
-    values = [v for name in arms for s in subsets for v in comparison.arms[name].maps(s)]
-    if values:
-        ax.set_ylim(max(0.0, min(values) - 0.1), min(1.05, max(values) + 0.08))
-    ax.legend(fontsize=8, ncol=len(arms), loc="upper center")
-    ax.set_title("mAP by evaluation subset")
+    ax.set_xticks([x + width * (len(arms) - 1) / 2 for x in range(len(groups))], groups)
+
+
+def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _plot_maps(comparison: Comparison, path: Path) -> Path:
+    subsets = list(comparison.subsets)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    _grouped_bars(ax, subsets, comparison, lambda arm, subset: arm.maps(subset))
+    ax.set_ylabel("bbox mAP (± sd over seeds)")
+    # Start the axis near the data: the differences that matter are a few points, not the whole 0-1 range.
+    values = [v for arm in comparison.arms.values() for s in subsets for v in arm.maps(s)]
+    if values:
+        ax.set_ylim(max(0.0, min(values) - 0.1), min(1.05, max(values) + 0.08))
+    ax.legend(fontsize=8, ncol=len(comparison.arms), loc="upper center")
+    ax.set_title("mAP by evaluation subset")
+    return _save(fig, path)
 
 
 def _plot_errors(comparison: Comparison, path: Path) -> Path:
     """High-score errors by type and arm (mean over training seeds): did the queried kind go down?"""
-    arms = list(comparison.arms)
     fig, ax = plt.subplots(figsize=(7, 3.0))
-    width = 0.8 / len(arms)
-    for i, name in enumerate(arms):
-        stats = [mean_sd(comparison.arms[name].errors(t)) for t in ERROR_TYPES]
-        ax.bar([x + i * width for x in range(len(ERROR_TYPES))], [m for m, _ in stats], width, label=name,
-               yerr=[sd for _, sd in stats], capsize=2)
-    ax.set_xticks([x + width * (len(arms) - 1) / 2 for x in range(len(ERROR_TYPES))], ERROR_TYPES)
+    _grouped_bars(ax, list(ERROR_TYPES), comparison, lambda arm, error_type: arm.errors(error_type))
     ax.set_ylabel("errors on the superset")
-    ax.legend(fontsize=8, ncol=len(arms))
+    ax.legend(fontsize=8, ncol=len(comparison.arms))
     ax.set_title("errors by type, before and after fine-tuning")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _plot_pr(comparison: Comparison, path: Path) -> Path:
@@ -132,10 +132,7 @@ def _plot_pr(comparison: Comparison, path: Path) -> Path:
         ax.set_ylim(0, 1.02)
     axes[0][0].set_ylabel("precision (IoU 0.5)")
     axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_report(comparison: Comparison, out_dir: str | Path, title: str, facts: dict, montage: str | None = None,
