@@ -94,15 +94,15 @@ class HardNegativeSampler:
 
 
 class HardNegativeHandle:
-    def __init__(self, roi_heads, original_sampler, original_add_gt, hooks):
-        self._roi_heads, self._sampler, self._add_gt, self._hooks = roi_heads, original_sampler, original_add_gt, hooks
+    def __init__(self, roi_heads, original_sampler, hooks):
+        self._roi_heads, self._sampler, self._hooks = roi_heads, original_sampler, hooks
 
     def remove(self) -> None:
         for h in self._hooks:
             h.remove()
         self._roi_heads.fg_bg_sampler = self._sampler
         if "add_gt_proposals" in vars(self._roi_heads):
-            del self._roi_heads.add_gt_proposals
+            del self._roi_heads.add_gt_proposals  # the class's method shows through again
 
 
 def enable(model: torch.nn.Module, hard_fraction: float = 0.5, candidates: int = 128,
@@ -128,4 +128,4 @@ def enable(model: torch.nn.Module, hard_fraction: float = 0.5, candidates: int =
     hook = heads.register_forward_pre_hook(capture_inputs, with_kwargs=True)
     heads.add_gt_proposals = add_gt_proposals
     heads.fg_bg_sampler = sampler
-    return HardNegativeHandle(heads, original, original_add_gt, [hook])
+    return HardNegativeHandle(heads, original, [hook])
