@@ -63,9 +63,16 @@ def list_new_images(folder: str, pattern: str = "*", model_version: str | None =
 
 @task(name="load model", tags=["model"], **IO_RETRIES)
 def load_model(model_version: str | None = None, checkpoint: str | None = None) -> Checkpoint:
+    """A checkpoint file, or a registered version (default: the newest) through this process's model cache, so
+    the detect tasks that run here reuse it instead of loading the weights again."""
     from detectors.pipeline import resolve_checkpoint
 
-    return resolve_checkpoint(connect(), model_version, checkpoint)
+    if checkpoint:
+        return resolve_checkpoint(connect(), model_version, checkpoint)
+    version = model_version or (connect().latest_model() or {}).get("_id")
+    if version is None:
+        return resolve_checkpoint(connect(), None)  # raises the "no model registered yet" error
+    return checkpoint_of(version)
 
 
 @task(name="detect with feature taps", tags=["model", "fdb"], **IO_RETRIES)
