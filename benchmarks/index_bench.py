@@ -36,8 +36,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fdb.index import AnnoyIndex, ExactIndex, load_current, save_index  # noqa: E402
-from fdb.index.base import normalize_rows  # noqa: E402
+from fdb.index import AnnoyConfig, AnnoyIndex, ExactIndex, load_current, save_index  # noqa: E402
+from fdb.index.kernels import normalize_rows  # noqa: E402
 from fdb.index.synthetic import FCLikeGenerator  # noqa: E402
 
 
@@ -165,14 +165,14 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000, help="annoy queries timed (single loop and batch)")
     ap.add_argument("--exact-queries", type=int, default=1000, help="queries with exact ground truth")
     ap.add_argument("--exact-single", type=int, default=30, help="exact queries timed one by one")
-    ap.add_argument("--proj-dim", type=int, default=AnnoyIndex.default_params["proj_dim"])
+    ap.add_argument("--proj-dim", type=int, default=AnnoyConfig.proj_dim)
     ap.add_argument("--whiten", action=argparse.BooleanOptionalAction,
-                    default=AnnoyIndex.default_params["whiten"])
-    ap.add_argument("--pca-samples", type=int, default=AnnoyIndex.default_params["pca_samples"])
-    ap.add_argument("--n-trees", type=int, default=AnnoyIndex.default_params["n_trees"])
-    ap.add_argument("--search-k", type=int, default=AnnoyIndex.default_params["search_k"])
-    ap.add_argument("--rerank", type=int, default=AnnoyIndex.default_params["rerank"])
-    ap.add_argument("--n-jobs", type=int, default=AnnoyIndex.default_params["n_jobs"])
+                    default=AnnoyConfig.whiten)
+    ap.add_argument("--pca-samples", type=int, default=AnnoyConfig.pca_samples)
+    ap.add_argument("--n-trees", type=int, default=AnnoyConfig.n_trees)
+    ap.add_argument("--search-k", type=int, default=AnnoyConfig.search_k)
+    ap.add_argument("--rerank", type=int, default=AnnoyConfig.rerank)
+    ap.add_argument("--n-jobs", type=int, default=AnnoyConfig.n_jobs)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default=None, help="where indexes are saved (default: a temp dir)")
     ap.add_argument("--keep-index", action="store_true")

@@ -28,16 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from fdb.index.annoy_index import AnnoyIndex
+from fdb.index.annoy_index import AnnoyConfig, AnnoyIndex
 from fdb.index.base import IndexShapeError, IndexSpec, VectorIndex, new_version, read_spec
-from fdb.index.exact import ExactIndex
+from fdb.index.exact import ExactConfig, ExactIndex
 
 BACKENDS: dict[str, type[VectorIndex]] = {"exact": ExactIndex, "annoy": AnnoyIndex}
 EXACT_THRESHOLD = 20_000
 CURRENT_FILE = "CURRENT"
 TMP_MARK = ".tmp-"
 
-__all__ = ["AnnoyIndex", "BACKENDS", "ExactIndex", "IndexShapeError", "IndexSpec", "VectorIndex",
+__all__ = ["AnnoyConfig", "AnnoyIndex", "BACKENDS", "ExactConfig", "ExactIndex", "IndexShapeError", "IndexSpec", "VectorIndex",
            "build_index", "list_versions", "load_current", "load_index", "new_version", "prune",
            "read_current", "save_index"]
 
@@ -48,7 +48,7 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, model_version: str, layer:
     """Build an index of `vectors` (n, d) whose row i is known as `ids[i]` (S12).
 
     backend "auto" picks exact search below `exact_threshold` vectors (it is both exact and fast enough there)
-    and Annoy with exact re-ranking from there on. `params` go to the backend (see its `default_params`)."""
+    and Annoy with exact re-ranking from there on. `params` go to the backend (its config class: `AnnoyConfig`, `ExactConfig`)."""
     if backend == "auto":
         backend = "exact" if len(vectors) < exact_threshold else "annoy"
     if backend not in BACKENDS:
@@ -57,7 +57,7 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, model_version: str, layer:
     if backend == "exact":
         # Parameters meant for an approximate backend are irrelevant to exact search; drop them so "auto" can
         # be given Annoy parameters whatever size it ends up seeing.
-        params = {k: v for k, v in params.items() if k in cls.default_params}
+        params = {k: v for k, v in params.items() if k in cls.default_params()}
     return cls(model_version, layer, metric=metric, name=name, **params).build(vectors, ids)
 
 

@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import annoy
 import numpy as np
 
-from fdb.index.base import VECTORS_FILE, VectorIndex, normalize_rows, prepare_base, rerank
+from fdb.index.base import VECTORS_FILE, VectorIndex
+from fdb.index.kernels import normalize_rows, prepare_base
 
 ANNOY_FILE = "annoy.ann"
 PROJECTION_FILE = "projection.npz"
@@ -101,26 +103,32 @@ class Projection:
             return cls(z["mean"], z["components"], z["scales"], bool(z["normalize"]))
 
 
+@dataclass(frozen=True)
+class AnnoyConfig:
+    """The Annoy backend's parameters, each default defined once.
+
+    Tuned on 1M FC-like 1024-d vectors (benchmarks/index_bench.py): 128 dims, search_k 16000 and 400 re-ranked
+    candidates gave recall@10 0.99 at ~2 ms/query against 500 ms for exact search; 64 dims, 2000 and 100 (the
+    values measured on earlier data) gave only 0.76 there."""
+
+    proj_dim: int = 128  # dims of the PCA projection Annoy indexes
+    # Scale each PCA direction to unit variance. Off by default: on FC-like vectors it amplifies the low-variance,
+    # noise-dominated directions, and the projected-space candidates then miss more of the original-space
+    # neighbours (at N=100k, 64 dims: the exact top 100 in projected space hold 75% of the true top 10 whitened,
+    # 97% not).
+    whiten: bool = False
+    pca_samples: int = 100_000  # rows the PCA is fitted on (seeded sample)
+    n_trees: int = 50
+    search_k: int = 16000  # Annoy nodes inspected per query (more: better recall, slower)
+    rerank: int = 400  # candidates re-ranked exactly in the original space
+    seed: int = 0
+    n_jobs: int = -1  # threads for Annoy's build
+    query_threads: int = 0  # threads for a batch of queries; 0 = one per core (max 8)
+
+
 class AnnoyIndex(VectorIndex):
     backend = "annoy"
-    default_params = {
-        # Tuned on 1M FC-like 1024-d vectors (benchmarks/index_bench.py): 128 dims, search_k 16000 and 400
-        # re-ranked candidates gave recall@10 0.99 at ~2 ms/query against 500 ms for exact search; 64 dims,
-        # 2000 and 100 (the values measured on earlier data) gave only 0.76 there.
-        "proj_dim": 128,         # dims of the PCA projection Annoy indexes
-        # Scale each PCA direction to unit variance. Off by default: on FC-like vectors it amplifies the
-        # low-variance, noise-dominated directions, and the projected-space candidates then miss more of the
-        # original-space neighbours (at N=100k, 64 dims: the exact top 100 in projected space hold 75% of the
-        # true top 10 whitened, 97% not).
-        "whiten": False,
-        "pca_samples": 100_000,  # rows the PCA is fitted on (seeded sample)
-        "n_trees": 50,
-        "search_k": 16000,       # Annoy nodes inspected per query (more: better recall, slower)
-        "rerank": 400,           # candidates re-ranked exactly in the original space
-        "seed": 0,
-        "n_jobs": -1,            # threads for Annoy's build
-        "query_threads": 0,      # threads for a batch of queries; 0 = one per core (max 8)
-    }
+    config_class = AnnoyConfig
 
     @property
     def annoy_metric(self) -> str:
@@ -187,3 +195,32 @@ class AnnoyIndex(VectorIndex):
         index._annoy = annoy.AnnoyIndex(index._projection.dim, index.annoy_metric)
         index._annoy.load(str(directory / ANNOY_FILE))  # mmap: pages are read on demand and shared
         index._base = np.load(directory / VECTORS_FILE, mmap_mode="r")
+
+
+def rerank(queries: np.ndarray, candidates: np.ndarray, base: np.ndarray, k: int, metric: str
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact re-ranking: for each query, the k nearest of its candidate rows (q, c) int64 (-1 = none) by the true
+    original-space distance. Returns (rows (q, k), distances (q, k)), -1 / inf where fewer candidates."""
+    q, c = candidates.shape
+    rows_out = np.full((q, k), -1, dtype=np.int64)
+    dist_out = np.full((q, k), np.inf, dtype=np.float32)
+    for i in range(q):
+        cand = candidates[i]
+        cand = cand[cand >= 0]
+        if len(cand) == 0:
+            continue
+        # Sorted row order reads a memory-mapped base front to back; the order does not change the answer.
+        cand = np.sort(cand)
+        vecs = np.asarray(base[cand])
+        if metric == "cosine":
+            d = 1.0 - vecs @ queries[i]
+            np.maximum(d, 0.0, out=d)
+        else:
+            diff = vecs - queries[i]
+            d = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        kk = min(k, len(cand))
+        top = np.argpartition(d, kk - 1)[:kk] if kk < len(cand) else np.arange(len(cand))
+        top = top[np.argsort(d[top], kind="stable")]
+        rows_out[i, :kk] = cand[top]
+        dist_out[i, :kk] = d[top]
+    return rows_out, dist_out

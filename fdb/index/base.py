@@ -1,4 +1,4 @@
-"""The interface every vector-index backend implements, and the helpers they share.
+"""The interface every vector-index backend implements: no numeric kernels (each backend keeps its own).
 
 An index maps 12-byte ids (detection or image ObjectIds, dtype S12, as `FeatureDB.read_vectors` returns them) to
 the vectors of one (model version, layer). Whatever the backend, distances are computed *exactly in the original
@@ -20,17 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from fdb.index.kernels import normalize_rows
+
 METRICS = ("cosine", "euclidean")
 SPEC_FILE = "spec.json"
 IDS_FILE = "ids.npy"
 VECTORS_FILE = "vectors.npy"
-SQNORMS_FILE = "sqnorms.npy"
 ID_DTYPE = np.dtype("S12")
 PAD_ID = b""
-
-# Rows of the base matrix multiplied against a block of queries at once: bounds the (queries x rows) float32
-# score matrix to about SCORE_BUDGET bytes whatever N is.
-SCORE_BUDGET = 64 * 2**20
 
 
 class IndexShapeError(ValueError):
@@ -115,16 +112,20 @@ class VectorIndex(abc.ABC):
     """
 
     backend: str = ""
-    default_params: dict[str, Any] = {}
+    config_class: type = type(None)  # each backend's frozen dataclass of parameters (AnnoyConfig, ExactConfig)
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return asdict(cls.config_class())
 
     def __init__(self, model_version: str, layer: str, metric: str = "cosine", name: str | None = None,
                  **params: Any):
-        unknown = set(params) - set(self.default_params)
+        unknown = set(params) - set(self.default_params())
         if unknown:
             raise TypeError(f"unknown {self.backend} index parameters: {sorted(unknown)}; "
-                            f"known: {sorted(self.default_params)}")
+                            f"known: {sorted(self.default_params())}")
         self._spec = IndexSpec(model_version=model_version, layer=layer, metric=metric, name=name,
-                               backend=self.backend, params={**self.default_params, **params})
+                               backend=self.backend, params=asdict(self.config_class(**params)))
         self._ids: np.ndarray | None = None
 
     @property
@@ -263,137 +264,3 @@ class VectorIndex(abc.ABC):
 
 def read_spec(directory: str | os.PathLike) -> IndexSpec:
     return IndexSpec.from_json((Path(directory) / SPEC_FILE).read_text())
-
-
-# ---------------------------------------------------------------------- numeric helpers
-def normalize_rows(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Rows scaled to unit L2 norm (all-zero rows stay zero), as float32."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-    norms[norms == 0] = 1.0
-    if out is None:
-        return x / norms[:, None]
-    np.divide(x, norms[:, None], out=out)
-    return out
-
-
-def prepare_base(vectors: np.ndarray, metric: str, chunk: int = 65536) -> np.ndarray:
-    """The stored form of the base vectors: C-contiguous float32, unit rows for cosine.
-
-    An input that is already in that form is used as is, without a copy: at 1M x 1024 a copy is 4 GB. Otherwise
-    the conversion runs in chunks so the only extra memory is the output itself.
-    """
-    vectors = np.asarray(vectors)
-    if vectors.dtype == np.float32 and vectors.flags.c_contiguous:
-        if metric == "euclidean" or _rows_are_unit(vectors, chunk):
-            return vectors
-    out = np.empty(vectors.shape, dtype=np.float32)
-    for start in range(0, len(vectors), chunk):
-        block = np.asarray(vectors[start:start + chunk], dtype=np.float32)
-        if metric == "cosine":
-            normalize_rows(block, out=out[start:start + chunk])
-        else:
-            out[start:start + chunk] = block
-    return out
-
-
-def _rows_are_unit(x: np.ndarray, chunk: int, tol: float = 1e-4) -> bool:
-    for start in range(0, len(x), chunk):
-        block = x[start:start + chunk]
-        norms = np.einsum("ij,ij->i", block, block)
-        if not np.all(np.abs(norms - 1.0) <= tol):
-            return False
-    return True
-
-
-def squared_norms(x: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    out = np.empty(len(x), dtype=np.float32)
-    for start in range(0, len(x), chunk):
-        block = x[start:start + chunk]
-        out[start:start + chunk] = np.einsum("ij,ij->i", block, block)
-    return out
-
-
-def scores_to_distances(scores: np.ndarray, metric: str, query_sqnorms: np.ndarray | None = None) -> np.ndarray:
-    """Turn "larger is nearer" scores into distances (in place on `scores`).
-
-    cosine: scores are dot products of unit vectors -> 1 - s, clipped at 0 (rounding can push a self-match
-    below 0). euclidean: scores are `q.x - |x|^2 / 2` (see `exact_topk`) -> sqrt(|q|^2 - 2 s)."""
-    if metric == "cosine":
-        np.subtract(1.0, scores, out=scores)
-    else:
-        np.multiply(scores, -2.0, out=scores)
-        scores += query_sqnorms[:, None]
-    np.maximum(scores, 0.0, out=scores)
-    if metric == "euclidean":
-        np.sqrt(scores, out=scores)
-    return scores
-
-
-def exact_topk(queries: np.ndarray, base: np.ndarray, k: int, metric: str,
-               base_half_sqnorms: np.ndarray | None = None, score_budget: int = SCORE_BUDGET
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force k nearest rows of `base` for each query: (rows int64 (q, k), distances float32 (q, k)).
-
-    Scores are "larger is nearer" (dot product for unit cosine vectors; `q.x - |x|^2/2` for euclidean, which
-    orders like -|q - x|^2). The base is walked in blocks of rows so the (queries x rows) score matrix stays near
-    `score_budget` bytes; each block keeps its own top k by `argpartition`, and the running best k are merged.
-    """
-    n = len(base)
-    q = len(queries)
-    k = min(k, n)
-    best_scores = np.full((q, k), -np.inf, dtype=np.float32)
-    best_rows = np.full((q, k), -1, dtype=np.int64)
-    block = int(max(1024, score_budget // (4 * max(q, 1))))
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        scores = queries @ np.asarray(base[start:stop]).T  # (q, b)
-        if metric == "euclidean":
-            scores -= base_half_sqnorms[start:stop][None, :]
-        kb = min(k, stop - start)
-        if kb < stop - start:
-            part = np.argpartition(scores, -kb, axis=1)[:, -kb:]
-        else:
-            part = np.broadcast_to(np.arange(stop - start), (q, kb))
-        part_scores = np.take_along_axis(scores, part, axis=1)
-        # Merge this block's candidates with the running best and keep the top k.
-        cand_scores = np.concatenate([best_scores, part_scores], axis=1)
-        cand_rows = np.concatenate([best_rows, part + start], axis=1)
-        keep = np.argpartition(cand_scores, -k, axis=1)[:, -k:] if cand_scores.shape[1] > k else \
-            np.broadcast_to(np.arange(cand_scores.shape[1]), (q, cand_scores.shape[1]))
-        best_scores = np.take_along_axis(cand_scores, keep, axis=1)
-        best_rows = np.take_along_axis(cand_rows, keep, axis=1)
-    order = np.argsort(-best_scores, axis=1, kind="stable")
-    best_scores = np.take_along_axis(best_scores, order, axis=1)
-    best_rows = np.take_along_axis(best_rows, order, axis=1)
-    qn = np.einsum("ij,ij->i", queries, queries) if metric == "euclidean" else None
-    return best_rows, scores_to_distances(best_scores, metric, qn)
-
-
-def rerank(queries: np.ndarray, candidates: np.ndarray, base: np.ndarray, k: int, metric: str
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact re-ranking: for each query, the k nearest of its candidate rows (q, c) int64 (-1 = none) by the true
-    original-space distance. Returns (rows (q, k), distances (q, k)), -1 / inf where fewer candidates."""
-    q, c = candidates.shape
-    rows_out = np.full((q, k), -1, dtype=np.int64)
-    dist_out = np.full((q, k), np.inf, dtype=np.float32)
-    for i in range(q):
-        cand = candidates[i]
-        cand = cand[cand >= 0]
-        if len(cand) == 0:
-            continue
-        # Sorted row order reads a memory-mapped base front to back; the order does not change the answer.
-        cand = np.sort(cand)
-        vecs = np.asarray(base[cand])
-        if metric == "cosine":
-            d = 1.0 - vecs @ queries[i]
-            np.maximum(d, 0.0, out=d)
-        else:
-            diff = vecs - queries[i]
-            d = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-        kk = min(k, len(cand))
-        top = np.argpartition(d, kk - 1)[:kk] if kk < len(cand) else np.arange(len(cand))
-        top = top[np.argsort(d[top], kind="stable")]
-        rows_out[i, :kk] = cand[top]
-        dist_out[i, :kk] = d[top]
-    return rows_out, dist_out
