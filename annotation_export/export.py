@@ -24,12 +24,17 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fdb.images import read_uri
-from fdb.store import FeatureDB, utcnow
-
-from annotation_export import s3 as s3mod
+from annotation_export.config import ExportConfig
 from annotation_export.formats import build_batch, coco_json, cvat_xml
 from annotation_export.manifest import manifest_csv, manifest_json, manifest_rows
+from fdb import FeatureDB
+from fdb import exports as export_store
+from fdb import images as image_store
+from fdb import models as model_store
+from fdb import selections as selection_store
+from records import Detection
+from storage import read_uri
+from storage import s3 as s3mod
 
 CVAT_XML = "annotations.xml"
 COCO_JSON = "annotations/instances_default.json"
@@ -56,16 +61,16 @@ def batch_id_for(selection_id: str, image_ids: list, model_version: str, min_sco
     return "batch-" + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
 
 
-def model_categories(fdb: FeatureDB, model_version: str, detections: list[dict]) -> list[dict]:
-    """The model's categories [{id, name}] from its `models` doc (classes + config.category_ids); without a doc,
+def model_categories(fdb: FeatureDB, model_version: str, detections: list[Detection]) -> list[dict]:
+    """The model's categories [{id, name}] from its `models` record (classes + category ids); without one,
     those seen in the detections."""
-    doc = fdb.models.find_one({"_id": model_version})
-    if doc and doc.get("classes"):
-        ids = (doc.get("config") or {}).get("category_ids") or list(range(1, len(doc["classes"]) + 1))
-        if len(ids) != len(doc["classes"]):
-            raise ExportError(f"model {model_version}: {len(doc['classes'])} classes but {len(ids)} category ids")
-        return [{"id": int(i), "name": n} for i, n in zip(ids, doc["classes"])]
-    seen = {int(d["category_id"]): d.get("category_name") or str(d["category_id"]) for d in detections}
+    try:
+        known = model_store.categories(fdb, model_version)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    if known:
+        return known
+    seen = {int(d.category_id): d.category_name or str(d.category_id) for d in detections}
     if not seen:
         raise ExportError(f"model {model_version} has no models doc and no detections to take categories from")
     return [{"id": i, "name": n} for i, n in sorted(seen.items())]
@@ -76,24 +81,24 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, min_score: float = 0.5,
-                 model_version: str | None = None, presign_expires: int = 7 * 24 * 3600,
-                 s3_client=None) -> ExportResult:
-    """Export the images of `selection_id` with the model's predictions (score >= `min_score`) as a batch
+def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: ExportConfig = ExportConfig(),
+                 model_version: str | None = None, s3_client=None) -> ExportResult:
+    """Export the images of `selection_id` with the model's predictions (score >= `config.min_score`) as a batch
     under `target` (a folder, or `s3://bucket/prefix`). Safe to run again after a failure or a success."""
-    selection = list(fdb.selections.find({"selection_id": selection_id}).sort([("rank", 1), ("uri", 1)]))
-    if not selection:
+    min_score = config.min_score
+    found = selection_store.read_selection(fdb, selection_id)
+    if found is None:
         raise ExportError(f"no selection {selection_id!r} in fdb")
-    model_version = model_version or selection[0].get("model_version")
+    info, selected = found
+    model_version = model_version or info.model_version
     if not model_version:
         raise ExportError(f"selection {selection_id!r} names no model version; pass model_version")
-    image_ids = [d["image_id"] for d in selection]
-    images = list(fdb.images.find({"_id": {"$in": image_ids}}))
+    image_ids = [img.image_id for img in selected]
+    images = list(image_store.by_id(fdb, image_ids).values())
     missing = set(map(str, image_ids)) - {str(i["_id"]) for i in images}
     if missing:
         raise ExportError(f"selection {selection_id!r}: images not in fdb: {sorted(missing)}")
-    detections = list(fdb.detections.find({"image_id": {"$in": image_ids}, "model_version": model_version,
-                                           "score": {"$gte": min_score}}))
+    detections = fdb.read_detections(model_version, image_ids, min_score=min_score)
     id_of = {str(i["_id"]): i["_id"] for i in images}
     categories = model_categories(fdb, model_version, detections)
     batch, export_cats, cat_map = build_batch(images, detections, categories, min_score)
@@ -103,21 +108,17 @@ def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, min_scor
     is_s3 = target.startswith("s3://")
     location = (target.rstrip("/") + "/" + batch_id) if is_s3 else str(Path(target) / batch_id)
 
-    previous = fdb.db["exports"].find_one({"_id": batch_id})
+    previous = export_store.get(fdb, batch_id)
     if previous and previous.get("status") == "labelled":
         raise ExportError(f"batch {batch_id} was already labelled; it is not exported again")
-    fdb.db["exports"].update_one(
-        {"_id": batch_id},
-        {"$set": {"selection_id": selection_id, "model_version": model_version, "min_score": min_score,
-                  "target": location, "status": "in_progress", "started_at": utcnow()},
-         "$setOnInsert": {"created_at": utcnow()}, "$inc": {"attempts": 1}},
-        upsert=True)
+    export_store.start(fdb, batch_id, selection_id, model_version, min_score, location)
 
     file_names = {im.uri: im.file_name for im in batch}
     client = (s3_client or s3mod.s3_client()) if is_s3 else None
-    presigned = ({im.file_name: s3mod.presign_get(f"{location}/images/{im.file_name}", presign_expires, client)
+    presigned = ({im.file_name: s3mod.presign_get(f"{location}/images/{im.file_name}", config.presign_expires,
+                                                  client)
                   for im in batch} if is_s3 else None)
-    rows = manifest_rows(selection, file_names, presigned)
+    rows = manifest_rows(info, selected, file_names, presigned)
     counts = {"images": len(batch), "objects": sum(len(im.objects) for im in batch),
               "polygons": sum(len(o.polygons) for im in batch for o in im.objects)}
 
@@ -150,13 +151,9 @@ def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, min_scor
             os.replace(root, final)
             _write(final / DONE, marker)
 
-    fdb.db["exports"].update_one(
-        {"_id": batch_id},
-        {"$set": {"status": "done", "finished_at": utcnow(), "files": [{"path": f, "sha256": digests[f]}
-                                                                        for f in files],
-                  "counts": counts, "categories": export_cats,
-                  "category_map": {str(k): v for k, v in cat_map.items()},
-                  "images": [{"image_id": id_of[im.image_id], "uri": im.uri, "file_name": im.file_name,
-                              "width": im.width, "height": im.height} for im in batch]}})
-    fdb.selections.update_many({"selection_id": selection_id}, {"$set": {"export_id": batch_id}})
+    export_store.finish(fdb, batch_id, files=[{"path": f, "sha256": digests[f]} for f in files], counts=counts,
+                        categories=export_cats, category_map=cat_map,
+                        images=[{"image_id": id_of[im.image_id], "uri": im.uri, "file_name": im.file_name,
+                                 "width": im.width, "height": im.height} for im in batch])
+    selection_store.mark_exported(fdb, selection_id, batch_id)
     return ExportResult(batch_id, location, files, counts)

@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from records import Detection
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -142,9 +144,10 @@ def export_categories(categories: list[dict]) -> tuple[list[dict], dict[int, int
     return [{"id": mapping[c["id"]], "name": c["name"]} for c in cats], mapping
 
 
-def build_batch(images: list[dict], detections: list[dict], categories: list[dict],
-                min_score: float = 0.5) -> tuple[list[BatchImage], list[dict], dict[int, int]]:
-    """Join fdb image docs and detections into the batch, in file-name order, objects in rank order.
+def build_batch(images: list[dict], detections: list[Detection], categories: list[dict],
+                min_score: float) -> tuple[list[BatchImage], list[dict], dict[int, int]]:
+    """Join image records (`_id`, `uri`, `width`, `height`) and detections into the batch, in file-name order,
+    objects in rank order.
 
     Returns the batch images, the export categories and the project -> export category id map.
     """
@@ -154,26 +157,25 @@ def build_batch(images: list[dict], detections: list[dict], categories: list[dic
     names = unique_file_names([im["uri"] for im in images])
     batch = {str(im["_id"]): BatchImage(str(im["_id"]), im["uri"], names[im["uri"]], int(im["width"]),
                                         int(im["height"])) for im in images}
-    for det in sorted(detections, key=lambda d: (str(d["image_id"]), d["rank"])):
-        if det["score"] < min_score or str(det["image_id"]) not in batch:
+    for det in sorted(detections, key=lambda d: (str(d.image_id), d.rank)):
+        if det.score < min_score or str(det.image_id) not in batch:
             continue
-        if det.get("category_id") in mapping:
-            cid = mapping[det["category_id"]]
-        elif det.get("category_name") in by_name:
-            cid = by_name[det["category_name"]]
+        if det.category_id in mapping:
+            cid = mapping[det.category_id]
+        elif det.category_name in by_name:
+            cid = by_name[det.category_name]
         else:
-            raise ValueError(f"detection rank {det['rank']} of image {det['image_id']}: category "
-                             f"{det.get('category_id')!r} ({det.get('category_name')!r}) is not among {cats}")
-        polygons = mask_polygons(det["mask"]) if det.get("mask") else []
-        if det.get("mask"):
-            m = det["mask"]
+            raise ValueError(f"detection rank {det.rank} of image {det.image_id}: category "
+                             f"{det.category_id!r} ({det.category_name!r}) is not among {cats}")
+        polygons = mask_polygons(det.mask) if det.mask else []
+        if det.mask:
+            m = det.mask
             area = float(mask_utils.area({"size": list(m["size"]), "counts": m["counts"].encode()
                                           if isinstance(m["counts"], str) else m["counts"]}))
         else:
-            area = float(det["box"][2] * det["box"][3])
-        batch[str(det["image_id"])].objects.append(BatchObject(
-            int(det["rank"]), cid, name_of[cid], [float(v) for v in det["box"]], float(det["score"]), polygons,
-            area))
+            area = float(det.bbox[2] * det.bbox[3])
+        batch[str(det.image_id)].objects.append(BatchObject(
+            int(det.rank), cid, name_of[cid], [float(v) for v in det.bbox], float(det.score), polygons, area))
     return sorted(batch.values(), key=lambda b: b.file_name), cats, mapping
 
 

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import json
+import os
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pymongo import DESCENDING
-
-from fdb.store import FeatureDB, stable_id, utcnow
+from fdb import FeatureDB
+from fdb import exports as export_store
+from fdb import images as image_store
+from fdb import labels as label_store
 
 BOX_TOLERANCE = 1.0  # pixels: CVAT rounds coordinates, so a box may poke a pixel out
 
@@ -201,7 +202,7 @@ def _check_box(where: str, bbox, width: int, height: int) -> str | None:
 def import_labels(fdb: FeatureDB, path: str | Path, batch_id: str) -> ImportReport:
     """Validate the labelled file against the batch, then store it as a new label version for its images,
     mark them labelled and close the batch (status "labelled")."""
-    export = fdb.db["exports"].find_one({"_id": batch_id})
+    export = export_store.get(fdb, batch_id)
     if export is None:
         raise LabelImportError(str(path), [f"no export batch {batch_id!r} in fdb"])
     if export.get("status") not in ("done", "labelled"):
@@ -247,12 +248,9 @@ def import_labels(fdb: FeatureDB, path: str | Path, batch_id: str) -> ImportRepo
     if problems:
         raise LabelImportError(str(path), problems)
 
-    labels = fdb.db["labels"]
-    last = labels.find_one({"batch_id": batch_id}, sort=[("label_version", DESCENDING)])
-    version = (last["label_version"] if last else 0) + 1
-    now = utcnow()
+    version = (label_store.latest_version(fdb, batch_id) or 0) + 1
     digest = hashlib.sha256(data).hexdigest()
-    docs, n_ann = [], 0
+    labelled, n_ann = [], 0
     for rec in sorted(records, key=lambda r: r["file_name"]):
         im = batch_images[rec["file_name"]]
         anns = []
@@ -263,30 +261,24 @@ def import_labels(fdb: FeatureDB, path: str | Path, batch_id: str) -> ImportRepo
                          "area": float(w * h), "iscrowd": ann.get("iscrowd", 0),
                          "attributes": {str(k): v for k, v in (ann["attributes"] or {}).items()}})
         n_ann += len(anns)
-        docs.append({"_id": stable_id("label", batch_id, version, im["image_id"]), "image_id": im["image_id"],
-                     "batch_id": batch_id, "label_version": version, "file_name": rec["file_name"],
-                     "annotations": anns, "source": str(path), "source_sha256": digest, "created_at": now})
-    labels.insert_many(docs, ordered=True)
-    ids = [d["image_id"] for d in docs]
-    fdb.images.update_many({"_id": {"$in": ids}}, {"$set": {"labelled": True, "label_version": version}})
-    fdb.db["exports"].update_one({"_id": batch_id}, {"$set": {"status": "labelled", "labelled_at": now,
-                                                             "label_version": version}})
+        labelled.append({"image_id": im["image_id"], "file_name": rec["file_name"], "annotations": anns})
+    label_store.write_version(fdb, batch_id, version, labelled, source=str(path), source_sha256=digest)
+    image_store.mark_label_version(fdb, [im["image_id"] for im in labelled], version)
+    export_store.mark_labelled(fdb, batch_id, version)
     unlabelled = sorted(set(batch_images) - seen)
-    return ImportReport(batch_id, version, len(docs), n_ann, unlabelled)
+    return ImportReport(batch_id, version, len(labelled), n_ann, unlabelled)
 
 
 def labels_as_coco(fdb: FeatureDB, batch_id: str, image_dir: str | Path,
                    label_version: int | None = None) -> tuple[list[dict], list[dict]]:
     """The labels of a batch (its newest version by default) as COCO images and annotations, with file names
     relative to `image_dir`, ready to be merged into a training set."""
-    query = {"batch_id": batch_id}
     if label_version is None:
-        last = fdb.db["labels"].find_one(query, sort=[("label_version", DESCENDING)])
-        if last is None:
+        label_version = label_store.latest_version(fdb, batch_id)
+        if label_version is None:
             raise LookupError(f"no labels imported for batch {batch_id}")
-        label_version = last["label_version"]
-    docs = list(fdb.db["labels"].find({**query, "label_version": label_version}).sort("image_id", 1))
-    image_docs = {d["_id"]: d for d in fdb.images.find({"_id": {"$in": [d["image_id"] for d in docs]}})}
+    docs = label_store.read_version(fdb, batch_id, label_version)
+    image_docs = image_store.by_id(fdb, [d["image_id"] for d in docs])
     images, annotations = [], []
     for n, doc in enumerate(docs, start=1):
         image = image_docs[doc["image_id"]]

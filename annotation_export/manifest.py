@@ -12,6 +12,8 @@ import io
 import json
 from typing import Any
 
+from records import SelectedImage, SelectionInfo
+
 COLUMNS = ["file_name", "uri", "image_id", "rank", "reason", "error_types", "classes", "hits", "best_distance",
            "query_distances", "selection_id", "arm", "model_version", "index_versions", "presigned_url"]
 
@@ -20,25 +22,21 @@ def _num(x: Any) -> Any:
     return None if x is None else round(float(x), 6)
 
 
-def manifest_rows(selection_docs: list[dict], file_names: dict[str, str],
+def manifest_rows(info: SelectionInfo, images: list[SelectedImage], file_names: dict[str, str],
                   presigned: dict[str, str] | None = None) -> list[dict]:
     """One row per selected image, in rank order. `file_names` maps uri -> file name in the batch, `presigned`
     file name -> presigned GET url (only when staged on S3)."""
     rows = []
-    for doc in sorted(selection_docs, key=lambda d: (d.get("rank", 0), d["uri"])):
-        queries = doc.get("queries") or []
-        name = file_names[doc["uri"]]
+    for img in sorted(images, key=lambda i: (i.rank, i.uri)):
+        name = file_names[img.uri]
         rows.append({
-            "file_name": name, "uri": doc["uri"], "image_id": str(doc["image_id"]), "rank": doc.get("rank"),
-            "reason": doc.get("reason") or "",
-            "error_types": sorted({q.get("type") for q in queries if q.get("type")}),
-            "classes": sorted({q.get("category") for q in queries if q.get("category")}),
-            "hits": doc.get("hits"), "best_distance": _num(doc.get("best_distance")),
-            "query_distances": [{"error_id": str(q.get("error_id")), "type": q.get("type"),
-                                 "category": q.get("category"), "level": q.get("level"),
-                                 "distance": _num(q.get("distance"))} for q in queries],
-            "selection_id": doc["selection_id"], "arm": doc.get("arm"), "model_version": doc.get("model_version"),
-            "index_versions": doc.get("index_versions") or {},
+            "file_name": name, "uri": img.uri, "image_id": str(img.image_id), "rank": img.rank,
+            "reason": img.reason or "", "error_types": img.error_types, "classes": img.classes,
+            "hits": img.hits, "best_distance": _num(img.best_distance),
+            "query_distances": [{"error_id": str(q.error_id), "type": q.type, "category": q.category,
+                                 "level": q.level, "distance": _num(q.distance)} for q in img.queries],
+            "selection_id": info.selection_id, "arm": info.arm, "model_version": info.model_version,
+            "index_versions": info.index_versions or {},
             "presigned_url": (presigned or {}).get(name, ""),
         })
     return rows

@@ -21,8 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectors.compare import retrain_and_compare  # noqa: E402
+from detectors.config import FinetuneConfig  # noqa: E402
 from detectors.pipeline import dataset_split  # noqa: E402
+from tasks.experiment import retrain_and_compare  # noqa: E402
 
 
 def batch_of(arm_json: Path, train_names: set[str]) -> tuple[list, list]:
@@ -34,7 +35,8 @@ def batch_of(arm_json: Path, train_names: set[str]) -> tuple[list, list]:
 
 def parse_recipe(text: str) -> dict:
     keys = {"lr": "lr", "hn": "hard_negatives", "os": "oversample"}
-    recipe = {"lr": 2e-4, "hard_negatives": 0.25, "oversample": 4.0}
+    defaults = FinetuneConfig()
+    recipe = {"lr": defaults.lr, "hard_negatives": defaults.hard_negatives, "oversample": defaults.oversample}
     for part in text.split(","):
         k, v = part.split("=")
         recipe[keys[k.strip()]] = float(v)
@@ -64,8 +66,9 @@ def main() -> None:
     for text in args.recipes:
         recipe = parse_recipe(text)
         start = time.monotonic()
-        comparison = retrain_and_compare(seed, train, batches, val, query_ids, steps=args.steps,
-                                         work_dir=work / "bench", seeds=tuple(args.seeds), progress=False, **recipe)
+        comparison = retrain_and_compare(seed, train, batches, val, query_ids, work / "bench",
+                                         FinetuneConfig(steps=args.steps, seeds=tuple(args.seeds), **recipe),
+                                         progress=False)
         entry = {"recipe": recipe, "steps": args.steps, "seeds": args.seeds, "seed_model": seed.name,
                  "minutes": round((time.monotonic() - start) / 60, 1), "machine": platform.node(), "arms": {}}
         for name, arm in comparison.arms.items():

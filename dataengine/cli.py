@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
+import typing
 
 DESCRIPTION = """\
 gaze data engine: find the images your detector gets wrong, and queue the ones most like them for labelling.
@@ -18,11 +20,57 @@ embedded mongod started on 127.0.0.1 on first use, unless $DATAENGINE_MONGODB_UR
 """
 
 
-def _cmd_fdb_status(args) -> int:
-    from fdb.store import connect
+# ---------------------------------------------------------------------------------------------------- configs
+# Every stage's options are its config's fields (mining.selection.MiningConfig, mining.errors.MatchConfig,
+# detectors.inference.DetectConfig, annotation_export.export.ExportConfig, detectors.train.TrainConfig): the
+# defaults and help texts are defined there once, and the flags below are derived from them.
+def add_config_args(parser, config_type, only: list[str] | None = None, flags: dict[str, str] | None = None) -> None:
+    """One flag per field of `config_type` (or of those in `only`), `--field-name` unless `flags` renames it."""
+    hints = typing.get_type_hints(config_type)
+    for f in dataclasses.fields(config_type):
+        if only is not None and f.name not in only:
+            continue
+        flag = (flags or {}).get(f.name, "--" + f.name.replace("_", "-"))
+        help_text = f.metadata.get("help", f.name.replace("_", " "))
+        kind = hints[f.name]
+        kwargs: dict = {"dest": f"{config_type.__name__}.{f.name}", "default": f.default}
+        shown = "" if f.default is None or "default" in help_text else f" (default: {f.default})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction,
+                                help=f"{help_text} (default: {'yes' if f.default else 'no'})", **kwargs)
+            continue
+        args = typing.get_args(kind)
+        if typing.get_origin(kind) is tuple or (args and any(typing.get_origin(a) is tuple for a in args)):
+            element = next((typing.get_args(a)[0] for a in (kind, *args) if typing.get_origin(a) is tuple), str)
+            kwargs.update(nargs="*", type=element)
+        else:
+            base = next((a for a in args if a is not type(None)), kind)
+            kwargs["type"] = base
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        else:
+            kwargs["metavar"] = f.name.split("_")[0].upper()
+        parser.add_argument(flag, help=help_text + shown, **kwargs)
 
-    fdb = connect()
-    where = fdb.server.uri if fdb.server else "DATAENGINE_MONGODB_URI"
+
+def config_from_args(config_type, args):
+    """The config the flags of `add_config_args` describe (fields without a flag keep their defaults)."""
+    prefix = config_type.__name__ + "."
+    values = {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
+    return config_type(**values)
+
+
+def _store():
+    from dataengine.config import store_config
+
+    return store_config()
+
+
+def _cmd_fdb_status(args) -> int:
+    from fdb import connect
+
+    fdb = connect(_store())
+    where = "DATAENGINE_MONGODB_URI"
     if fdb.server:
         where = f"embedded mongod at 127.0.0.1:{fdb.server.port}, data in {fdb.server.dbpath}"
     print(f"feature database '{fdb.db.name}' ({where})")
@@ -32,33 +80,36 @@ def _cmd_fdb_status(args) -> int:
 
 
 def _cmd_fdb_start(args) -> int:
-    from dataengine import config
+    from pathlib import Path
+
     from fdb.server import EmbeddedMongo
 
-    if config.mongodb_uri():
+    store = _store()
+    if store.uri:
         print("DATAENGINE_MONGODB_URI is set: the engine uses that server, there is nothing to start")
         return 0
-    server = EmbeddedMongo(config.data_home() / "mongodb").start()
+    server = EmbeddedMongo(Path(store.home) / "mongodb", binary=store.mongod).start()
     print(f"embedded mongod running at 127.0.0.1:{server.port}, data in {server.dbpath}")
     return 0
 
 
 def _cmd_fdb_stop(args) -> int:
-    from dataengine import config
+    from pathlib import Path
+
     from fdb.server import EmbeddedMongo
 
-    stopped = EmbeddedMongo(config.data_home() / "mongodb").stop()
+    stopped = EmbeddedMongo(Path(_store().home) / "mongodb").stop()
     print("embedded mongod stopped" if stopped else "no embedded mongod was running")
     return 0
 
 
 def _cmd_fdb_ingest(args) -> int:
-    from fdb.images import ingest_images, list_images
-    from fdb.store import connect
+    from fdb import connect
+    from fdb.images import ingest_images
+    from storage import list_images
 
-    fdb = connect()
     uris = list_images(args.images)
-    report = ingest_images(fdb, uris, source=args.source, split=args.split, labelled=args.labelled)
+    report = ingest_images(connect(_store()), uris, source=args.source, split=args.split, labelled=args.labelled)
     print(f"{len(uris)} files under {args.images}: {report}")
     for uri, reason in report.quarantined:
         print(f"  quarantined {uri}: {reason}")
@@ -84,21 +135,24 @@ def _cmd_convert_pennfudan(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from detectors.evaluate import format_table
     from detectors.checkpoint import load_checkpoint
+    from detectors.config import TrainConfig
+    from detectors.evaluate import format_table
     from detectors.pipeline import dataset_split, train_detector
-    from fdb.store import connect
+    from tasks.context import connection, models_dir, register_checkpoint
 
+    store = _store()
+    train = config_from_args(TrainConfig, args)
     train_set = dataset_split(args.data, args.train_split, args.images)
     val_set = dataset_split(args.data, args.val_split, args.images) if args.val_split else None
     init = load_checkpoint(args.init) if args.init else None
     start = f"fine-tuning {init.version}" if init else f"training preset {args.preset!r} from scratch"
     print(f"{start} on {len(train_set)} images ({', '.join(train_set.class_names)}), "
-          f"{args.steps} steps of batch {args.batch_size}")
-    checkpoint, result, metrics = train_detector(
-        train_set, val_set, preset=args.preset, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-        seed=args.seed, max_minutes=args.max_minutes, out=args.out, fdb=None if args.no_register else connect(),
-        init=init)
+          f"{train.steps} steps of batch {train.batch_size}")
+    checkpoint, result, metrics = train_detector(train_set, val_set, args.out or models_dir(store), train,
+                                                 preset=args.preset, init=init)
+    if not args.no_register:
+        register_checkpoint(connection(store), checkpoint)
     print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min"
           + (" (stopped by --max-minutes)" if result.stopped_early else ""))
     if "val" in metrics:
@@ -111,11 +165,13 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     import json
 
+    from detectors.checkpoint import load_checkpoint
     from detectors.evaluate import evaluate_predictions, format_table, predict
-    from detectors.pipeline import dataset_split, resolve_checkpoint
-    from fdb.store import connect
+    from detectors.pipeline import dataset_split
+    from tasks.context import connection, resolve_checkpoint
 
-    checkpoint = resolve_checkpoint(None if args.checkpoint else connect(), args.model, args.checkpoint)
+    checkpoint = (load_checkpoint(args.checkpoint) if args.checkpoint
+                  else resolve_checkpoint(connection(_store()), args.model))
     dataset = dataset_split(args.data, args.split, args.images)
     metrics = evaluate_predictions(dataset, predict(checkpoint.model, dataset))
     print(f"model {checkpoint.version} on {args.split} of {args.data} ({len(dataset)} images)")
@@ -128,16 +184,16 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_detect(args) -> int:
-    from detectors.inference import detect_images
-    from detectors.pipeline import resolve_checkpoint
-    from fdb.images import list_images
-    from fdb.store import connect
+    from detectors.config import DetectConfig
+    from storage import list_images
+    from tasks.context import connection, resolve_checkpoint
+    from tasks.detect import detect_images
 
-    fdb = connect()
+    fdb = connection(_store())
     checkpoint = resolve_checkpoint(fdb, args.model, args.checkpoint)
     uris = list_images(args.images, pattern=args.pattern)
-    report = detect_images(fdb, checkpoint, uris, split=args.split, source=args.source,
-                           batch_size=args.batch_size, min_score=args.min_score)
+    report = detect_images(fdb, checkpoint, uris, config_from_args(DetectConfig, args), split=args.split,
+                           source=args.source)
     print(report)
     for uri, reason in report.quarantined:
         print(f"  quarantined {uri}: {reason}")
@@ -145,55 +201,50 @@ def _cmd_detect(args) -> int:
 
 
 def _cmd_mine(args) -> int:
-    from dataengine import config
-    from detectors.coco import load_coco
-    from detectors.errors import MatchParams
-    from detectors.pipeline import resolve_checkpoint
-    from fdb.mining import last_labelled_set, mine_hard_cases
-    from fdb.store import connect
+    from mining.config import MatchConfig, MiningConfig
+    from mining.selection import last_labelled_set
+    from tasks import detect_labelled, mine, resolve_model
+    from tasks.context import connection
 
-    fdb = connect()
-    checkpoint = resolve_checkpoint(fdb, args.model, args.checkpoint)
+    store = _store()
     gt, images = args.gt, args.images
     if gt is None:
-        known = last_labelled_set(fdb)
+        known = last_labelled_set(connection(store))
         if known is None:
             print("no labelled set known yet: pass --gt <COCO json of labelled images> once", file=sys.stderr)
             return 2
         gt, images = known
         print(f"labelled set of the last mining run: {gt}")
-    ground_truth = load_coco(gt, image_dir=images)
-    result = mine_hard_cases(
-        fdb, checkpoint, ground_truth, k=args.k, budget=args.budget,
-        params=MatchParams(iou_threshold=args.iou, score_threshold=args.score), types=args.types,
-        classes=args.classes, level=args.level, backend=args.backend, random_arm=not args.no_random_arm,
-        seed=args.seed, out_dir=config.data_home())
-    errors = result.errors
-    print(f"model {checkpoint.version}: errors on {errors.images} labelled images "
-          f"(IoU >= {args.iou}, score >= {args.score}):")
-    print(errors.table())
-    by_level = {lvl: sum(q.level == lvl for q in result.queries) for lvl in ("detection", "image")}
-    print(f"{len(result.queries)} queries ({by_level['detection']} with their detection's FC vector, "
+    mining, match = config_from_args(MiningConfig, args), config_from_args(MatchConfig, args)
+    version = resolve_model.fn(store, args.model, args.checkpoint)
+    detect_labelled.fn(store, version, gt, images, progress=True)
+    result = mine.fn(store, version, gt, images, mining, match)
+    print(f"model {version}: errors of the labelled set (IoU >= {match.iou_threshold}, "
+          f"score >= {match.score_threshold}):")
+    print(result["error_table"])
+    by_level = result["queries_by_level"]
+    print(f"{result['queries']} queries ({by_level['detection']} with their detection's FC vector, "
           f"{by_level['image']} with their image's vector: misses have no detection)")
-    sel = result.selection
-    print(f"selection {sel.selection_id}: {len(sel)} images (budget {args.budget}, k {args.k}), "
-          f"indexes {sel.index_versions}")
-    for img in sel.images[:args.show]:
-        print(f"  {img['rank'] + 1:>4}. {img['uri']}\n        {img['reason']}")
-    if len(sel) > args.show:
-        print(f"  ... and {len(sel) - args.show} more (all recorded in fdb, collection 'selections')")
-    if result.random:
-        print(f"random arm {result.random.selection_id}: {len(result.random)} images from the same pool")
-    if result.montage:
-        print(f"montage of queries and their neighbours: {result.montage}")
+    print(f"selection {result['selection_id']}: {result['selected']} images (budget {mining.budget}, k {mining.k}), "
+          f"indexes {result['index_versions']}")
+    for rank, (uri, reason) in enumerate(result["top"][:args.show], start=1):
+        print(f"  {rank:>4}. {uri}\n        {reason}")
+    if result["selected"] > args.show:
+        print(f"  ... and {result['selected'] - args.show} more (all recorded in fdb, collection 'selections')")
+    if result["random_selection_id"]:
+        print(f"random arm {result['random_selection_id']}: {len(result['random_uris'])} images from the same pool")
+    if result["montage"]:
+        print(f"montage of queries and their neighbours: {result['montage']}")
     return 0
 
 
 def _cmd_export(args) -> int:
+    from annotation_export.config import ExportConfig
     from annotation_export.export import export_batch
-    from fdb.store import connect
+    from tasks.context import connection
 
-    result = export_batch(connect(), args.selection, args.to, min_score=args.min_score, model_version=args.model)
+    result = export_batch(connection(_store()), args.selection, args.to, config_from_args(ExportConfig, args),
+                          model_version=args.model)
     print(f"batch {result.batch_id}: {result.location}")
     for key, value in result.counts.items():
         print(f"  {key}: {value}")
@@ -207,10 +258,10 @@ def _cmd_export(args) -> int:
 
 def _cmd_import_labels(args) -> int:
     from annotation_export.importer import LabelImportError, import_labels
-    from fdb.store import connect
+    from tasks.context import connection
 
     try:
-        report = import_labels(connect(), args.labels, args.batch)
+        report = import_labels(connection(_store()), args.labels, args.batch)
     except LabelImportError as exc:
         print(f"nothing imported: {exc}", file=sys.stderr)
         return 2
@@ -221,12 +272,18 @@ def _cmd_import_labels(args) -> int:
 
 
 def _cmd_nightly(args) -> int:
+    from annotation_export.config import ExportConfig
     from flows.nightly import nightly
     from flows.runners import build_task_runner
+    from mining.config import MatchConfig, MiningConfig
 
-    flow = nightly.with_options(task_runner=build_task_runner(args.dask_address, args.dask_workers))
+    flow = nightly
+    if args.dask_workers or args.dask_address:
+        flow = nightly.with_options(task_runner=build_task_runner(args.dask_address, args.dask_workers))
     result = flow(images=args.images, gt_json=args.gt, gt_images=args.gt_images, model_version=args.model,
-                  pattern=args.pattern, k=args.k, budget=args.budget, export_to=args.to, chunk_size=args.chunk_size)
+                  pattern=args.pattern, mining=config_from_args(MiningConfig, args),
+                  match=config_from_args(MatchConfig, args), export_config=config_from_args(ExportConfig, args),
+                  export_to=args.to, chunk_size=args.chunk_size)
     detected, exported = result["detect"], result["export"]
     print(f"detected {detected['processed']} new images ({len(detected['quarantined'])} quarantined) on "
           f"{len(detected.get('workers', []))} worker(s); selection {result['mine']['selection_id']} "
@@ -241,7 +298,14 @@ def _cmd_demo(args) -> int:
     return run_demo(quick=args.quick)
 
 
+MATCH_FLAGS = {"iou_threshold": "--iou", "score_threshold": "--score"}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from annotation_export.config import ExportConfig
+    from detectors.config import DetectConfig, TrainConfig
+    from mining.config import MatchConfig, MiningConfig
+
     parser = argparse.ArgumentParser(prog="dataengine", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -263,8 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument("--gt", required=True, help="COCO json of the labelled set (the queries come from it)")
     night.add_argument("--gt-images", default=None, help="image folder of --gt (default: beside the json)")
     night.add_argument("--model", default=None, help="model version (default: the newest registered)")
-    night.add_argument("--k", type=int, default=20, help="neighbours per query (default 20)")
-    night.add_argument("--budget", type=int, default=200, help="most images to queue (default 200)")
+    add_config_args(night, MiningConfig)
+    add_config_args(night, MatchConfig, flags=MATCH_FLAGS)
+    add_config_args(night, ExportConfig, only=["min_score"], flags={"min_score": "--export-min-score"})
     night.add_argument("--to", default=None, help="export target, folder or s3:// prefix (default: "
                                                   "exports/ in the data home)")
     night.add_argument("--chunk-size", type=int, default=64, help="images per detection task (default 64)")
@@ -317,12 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="small: ResNet-18-FPN for the CPU; r50: ResNet-50-FPN (detectron2's R_50_FPN)")
     train.add_argument("--init", default=None, metavar="CHECKPOINT",
                        help="fine-tune this project checkpoint instead of starting from scratch")
-    train.add_argument("--steps", type=int, default=200,
-                       help="optimiser steps (default 200: about 6-7 minutes for the small preset on 2 CPU cores)")
-    train.add_argument("--batch-size", type=int, default=4)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--max-minutes", type=float, default=None, help="stop early when this time is up")
+    add_config_args(train, TrainConfig, only=["steps", "batch_size", "lr", "seed", "max_minutes"])
     train.add_argument("--out", default=None, help="checkpoint path (default: <data home>/models/<version>.pt)")
     train.add_argument("--no-register", action="store_true", help="do not register the model in fdb")
     train.set_defaults(func=_cmd_train)
@@ -346,8 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(detect)
     detect.add_argument("--split", default="pool", help="split recorded for new images (default pool)")
     detect.add_argument("--source", default="local", help="where the images come from, e.g. a drive id")
-    detect.add_argument("--batch-size", type=int, default=4)
-    detect.add_argument("--min-score", type=float, default=0.25, help="detections below this are not stored")
+    add_config_args(detect, DetectConfig)
     detect.set_defaults(func=_cmd_detect)
 
     mine = sub.add_parser(
@@ -361,19 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="COCO json of the labelled images (e.g. the val split); default: the last one used")
     mine.add_argument("--images", default=None, help="image folder of --gt (default: beside the json)")
     model_args(mine)
-    mine.add_argument("--k", type=int, default=20, help="neighbours per query (default 20)")
-    mine.add_argument("--budget", type=int, default=200, help="most images to select (default 200)")
-    mine.add_argument("--iou", type=float, default=0.5, help="IoU for a detection to match ground truth")
-    mine.add_argument("--score", type=float, default=0.5, help="detections below this score are not errors")
-    mine.add_argument("--types", nargs="*", default=None,
-                      help="error types to query with: fp_background fp_wrong_class fp_localisation miss")
-    mine.add_argument("--classes", nargs="*", default=None, help="only errors of these class names")
-    mine.add_argument("--level", default="detection", choices=["detection", "image"],
-                      help="search with each false positive's own FC vector, or with its image's vector")
-    mine.add_argument("--backend", default="auto", choices=["auto", "annoy", "exact"],
-                      help="vector index: auto uses exact search for small pools, Annoy above")
-    mine.add_argument("--no-random-arm", action="store_true", help="do not draw the random baseline selection")
-    mine.add_argument("--seed", type=int, default=0, help="seed of the random arm")
+    add_config_args(mine, MiningConfig)
+    add_config_args(mine, MatchConfig, flags=MATCH_FLAGS)
     mine.add_argument("--show", type=int, default=15, help="selected images to print (default 15)")
     mine.set_defaults(func=_cmd_mine)
 
@@ -387,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "The same batch exported twice gives byte-identical annotation files.")
     export.add_argument("--selection", required=True, help="selection id, as printed by `dataengine mine`")
     export.add_argument("--to", required=True, help="a folder, or s3://bucket/prefix")
-    export.add_argument("--min-score", type=float, default=0.5, help="pre-annotations below this are left out")
+    add_config_args(export, ExportConfig)
     export.add_argument("--model", default=None, help="model whose predictions pre-annotate (default: the selection's)")
     export.set_defaults(func=_cmd_export)
 

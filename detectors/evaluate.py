@@ -1,6 +1,7 @@
 """Evaluation with pycocotools: bbox and segm mAP, mAP50, per-class AP and precision/recall curves.
 
-`predict` turns a model's outputs into COCO results (original category ids, xywh boxes, RLE masks);
+`predict` turns a model's outputs into COCO results (original category ids, xywh boxes, RLE masks), and
+`CocoEvaluator` scores one inference pass on several subsets;
 `evaluate_predictions` scores any list of such results on any subset of image ids, so the same predictions can
 be scored on the superset, on the subset without the mined images, and on the mined subset.
 """
@@ -12,46 +13,65 @@ import copy
 import io
 
 import numpy as np
-import torch
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from tqdm import tqdm
 
-from detectors.coco import CocoSet, load_image
+from detectors.inference import ImageDetections, Labels, run_inference
+from records import Detection
+from records.coco import CocoSet
 
 
 def predict(model, coco: CocoSet, image_ids: list[int] | None = None, batch_size: int = 4,
             progress: bool = True) -> list[dict]:
-    """COCO-format results of `model` (in eval mode) on the given images of `coco`."""
-    model.eval()
+    """COCO-format results of `model` on the given images of `coco` (one pass, `detectors.inference`)."""
     image_ids = list(coco.images) if image_ids is None else list(image_ids)
-    results = []
-    for start in tqdm(range(0, len(image_ids), batch_size), desc="predicting", unit="batch",
-                      disable=not progress, leave=False):
-        ids = image_ids[start:start + batch_size]
-        with torch.inference_mode():
-            outputs = model([load_image(coco.image_path(i)) for i in ids])
-        for image_id, out in zip(ids, outputs):
-            results.extend(to_coco_results(image_id, out, coco.category_of))
+    [results] = run_inference(model, dataset_labels(coco), [(i, coco.image_path(i)) for i in image_ids],
+                              [CocoResults()], batch_size=batch_size, progress=progress, desc="predicting")
     return results
 
 
-def to_coco_results(image_id: int, out: dict, category_of: dict[int, int], mask_threshold: float = 0.5) -> list[dict]:
-    boxes = out["boxes"].numpy()
+def dataset_labels(coco: CocoSet) -> Labels:
+    """The set's own label -> category mapping (what its results are scored against)."""
+    labels = sorted(coco.category_of)
+    return Labels([c["name"] for c in coco.categories], [coco.category_of[label] for label in labels])
+
+
+def to_coco_results(image_id: int, detections: list[Detection]) -> list[dict]:
+    """COCO results (xywh boxes to 0.01 px, RLE masks) of one image's detections."""
     results = []
-    masks = out.get("masks")
-    if masks is not None:
-        binary = (masks[:, 0] > mask_threshold).numpy().astype(np.uint8)
-        rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0))) if len(binary) else []
-    for k, (score, label) in enumerate(zip(out["scores"].tolist(), out["labels"].tolist())):
-        x0, y0, x1, y1 = boxes[k].tolist()
-        result = {"image_id": int(image_id), "category_id": int(category_of[label]),
-                  "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)], "score": float(score)}
-        if masks is not None:
-            result["segmentation"] = {"size": list(rles[k]["size"]), "counts": rles[k]["counts"].decode()}
+    for det in detections:
+        result = {"image_id": int(image_id), "category_id": int(det.category_id),
+                  "bbox": [round(v, 2) for v in det.bbox], "score": float(det.score)}
+        if det.mask is not None:
+            result["segmentation"] = det.mask
         results.append(result)
     return results
+
+
+class CocoResults:
+    """A consumer of an inference pass: the pass's detections as COCO results, keyed by the set's image ids."""
+
+    def reset(self) -> None:
+        self.results: list[dict] = []
+
+    def process(self, keys: list, outputs: list[ImageDetections]) -> None:
+        for image_id, out in zip(keys, outputs):
+            self.results.extend(to_coco_results(image_id, out.detections))
+
+    def evaluate(self) -> list[dict]:
+        return self.results
+
+
+class CocoEvaluator(CocoResults):
+    """A consumer of an inference pass: pycocotools on each named subset of the set's images, from one pass."""
+
+    def __init__(self, coco: CocoSet, subsets: dict[str, list[int]] | None = None):
+        self.coco, self.subsets = coco, subsets or {"all": sorted(coco.images)}
+
+    def evaluate(self) -> dict[str, dict]:
+        gt = coco_ground_truth(self.coco)
+        return {name: evaluate_predictions(self.coco, self.results, image_ids=ids, gt=gt)
+                for name, ids in self.subsets.items() if ids}
 
 
 def coco_ground_truth(coco: CocoSet) -> COCO:

@@ -1,114 +1,128 @@
-"""Inference over imagery into the feature database, incremental and crash-safe.
+"""One inference pass over a set of images, feeding several consumers (detectron2's `inference_on_dataset` with
+`DatasetEvaluators`): the store writer (`tasks.detect`), the COCO evaluator (`detectors.evaluate`), the error
+typer (`mining.errors.ErrorCounter`) each see the same outputs, so the model runs once per image.
 
-For each image not yet processed by this model version: run the detector with taps, write its detections
-(box, score, class, mask as RLE), one box-head vector per detection and one image vector, then mark the image
-processed by this version. Every write is idempotent (ids derive from image, model and rank), and the mark comes
-last, so a run killed at any point is finished by the next one without loss or duplicates. An image that cannot
-be decoded is quarantined with its reason and the run goes on.
+The model side writes nothing: images in, typed detections (`records.Detection`) and, with taps, their feature
+vectors out. A consumer is any object with `reset()`, `process(keys, outputs)` and `evaluate()`.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
+import torch
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from detectors.checkpoint import Checkpoint
 from detectors.coco import load_image
-from detectors.taps import BOX_LAYER, IMAGE_LAYER, TappedDetections, detect_with_features
-from fdb.images import ingest_images, read_uri
-from fdb.store import FeatureDB, utcnow
+from detectors.taps import detect_with_features
+from records import Detection
+from storage import read_uri
 
 
 @dataclass
-class DetectReport:
-    model_version: str
-    images_seen: int = 0
-    images_processed: int = 0
-    images_skipped: int = 0  # already processed by this model version
-    detections: int = 0
-    features: int = 0
-    quarantined: list[tuple[str, str]] = field(default_factory=list)
+class ImageDetections:
+    """One image's output of a pass: its detections, and with taps the FC vector of each and the image vector."""
 
-    def __str__(self) -> str:
-        return (f"model {self.model_version}: {self.images_seen} images, {self.images_processed} processed, "
-                f"{self.images_skipped} already done, {len(self.quarantined)} quarantined; "
-                f"{self.detections} detections and {self.features} feature vectors written")
+    detections: list[Detection]
+    box_features: np.ndarray | None = None  # (len(detections), 1024) float32
+    image_feature: np.ndarray | None = None  # (1024,) float32
 
 
-def detection_records(image_id, out: TappedDetections, checkpoint: Checkpoint,
-                      min_score: float) -> tuple[list[dict], list[int]]:
-    """fdb records for the detections scoring at least `min_score`, and their positions in `out`."""
-    cfg = checkpoint.config
-    keep = (out.scores >= min_score).nonzero().flatten().tolist()
-    records = []
-    masks = None
-    if out.masks is not None and keep:
-        binary = (out.masks[keep, 0] > 0.5).numpy().astype(np.uint8)
-        masks = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0)))
+class Consumer(Protocol):
+    def reset(self) -> None: ...
+
+    def process(self, keys: list, outputs: list[ImageDetections]) -> None: ...
+
+    def evaluate(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Labels:
+    """How the model's contiguous labels 1..K map to the dataset's categories."""
+
+    class_names: list[str]
+    category_ids: list[int] | None = None
+
+    def category_id(self, label: int) -> int:
+        return self.category_ids[label - 1] if self.category_ids else label
+
+    def name(self, label: int) -> str:
+        return self.class_names[label - 1]
+
+
+def to_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor | None,
+                  label_map: Labels, keep: list[int], proposal_index: torch.Tensor | None = None) -> list[Detection]:
+    """Typed detections for the positions `keep` of a model output, ranked in that order; masks as COCO RLE."""
+    rles = None
+    if masks is not None and keep:
+        binary = (masks[keep, 0] > 0.5).numpy().astype(np.uint8)
+        rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0)))
+    out = []
     for rank, k in enumerate(keep):
-        x0, y0, x1, y1 = out.boxes[k].tolist()
-        label = int(out.labels[k])
-        record = {
-            "image_id": image_id, "rank": rank, "box": [x0, y0, x1 - x0, y1 - y0], "score": float(out.scores[k]),
-            "label": label, "category_id": cfg.category_ids[label - 1] if cfg.category_ids else label,
-            "category_name": cfg.class_names[label - 1], "proposal_index": int(out.proposal_index[k]),
-        }
-        if masks is not None:
-            record["mask"] = {"size": list(masks[rank]["size"]), "counts": masks[rank]["counts"].decode()}
-        records.append(record)
-    return records, keep
+        x0, y0, x1, y1 = boxes[k].tolist()
+        label = int(labels[k])
+        out.append(Detection(
+            rank=rank, bbox=[x0, y0, x1 - x0, y1 - y0], score=float(scores[k]),
+            category_id=label_map.category_id(label), category_name=label_map.name(label), label=label,
+            proposal_index=int(proposal_index[k]) if proposal_index is not None else None,
+            mask={"size": list(rles[rank]["size"]), "counts": rles[rank]["counts"].decode()} if rles is not None
+            else None))
+    return out
 
 
-def detect_images(fdb: FeatureDB, checkpoint: Checkpoint, uris: list[str], split: str = "pool",
-                  source: str = "local", batch_size: int = 4, min_score: float = 0.25, labelled: bool = False,
-                  progress: bool = True) -> DetectReport:
-    """Ingest `uris`, then detect with taps on those this model version has not processed yet."""
-    version = checkpoint.version
-    report = DetectReport(model_version=version, images_seen=len(uris))
-    ingest = ingest_images(fdb, uris, source=source, split=split, labelled=labelled)
-    report.quarantined.extend(ingest.quarantined)
-    todo = fdb.unprocessed(version, {"uri": {"$in": list(uris)}})
-    report.images_skipped = fdb.images.count_documents({"uri": {"$in": list(uris)}, "processed_by": version})
-    model = checkpoint.model.eval()
-    bar = tqdm(total=len(todo), desc=f"detect ({version})", unit="img", disable=not progress)
-    for start in range(0, len(todo), batch_size):
-        docs, images = [], []
-        for doc in todo[start:start + batch_size]:
+def _forward(model, images: list[torch.Tensor], label_map: Labels, taps: bool,
+             min_score: float | None) -> list[ImageDetections]:
+    if taps:
+        results = []
+        for out in detect_with_features(model, images):
+            keep = (out.scores >= (min_score or 0.0)).nonzero().flatten().tolist()
+            results.append(ImageDetections(
+                to_detections(out.boxes, out.scores, out.labels, out.masks, label_map, keep, out.proposal_index),
+                out.box_features[keep].numpy().astype(np.float32), out.image_feature.numpy().astype(np.float32)))
+        return results
+    with torch.inference_mode():
+        outputs = model(images)
+    results = []
+    for out in outputs:
+        scores = out["scores"]
+        keep = list(range(len(scores))) if min_score is None else (scores >= min_score).nonzero().flatten().tolist()
+        results.append(ImageDetections(to_detections(out["boxes"], scores, out["labels"], out.get("masks"),
+                                                     label_map, keep)))
+    return results
+
+
+def run_inference(model, label_map: Labels, inputs: Sequence[tuple[Any, Any]], consumers: Sequence[Consumer],
+                  batch_size: int = 4, taps: bool = False, min_score: float | None = None,
+                  on_unreadable: Callable[[Any, Exception], None] | None = None, progress: bool = True,
+                  desc: str = "detecting") -> list:
+    """Run `model` once over `inputs` ((key, image) pairs; an image is a path, a uri or a file object) in
+    batches, hand every batch's outputs to each consumer, and return each consumer's `evaluate()`.
+
+    `taps` adds each detection's FC vector and the image vector (`detectors.taps`); `min_score` drops weaker
+    detections (None keeps what the model keeps). An image that cannot be read goes to `on_unreadable` and the
+    pass goes on; without it, the error is raised."""
+    model.eval()
+    for consumer in consumers:
+        consumer.reset()
+    bar = tqdm(total=len(inputs), desc=desc, unit="img", disable=not progress, leave=False)
+    for start in range(0, len(inputs), batch_size):
+        keys, images = [], []
+        for key, source in inputs[start:start + batch_size]:
             try:
-                images.append(load_image(io.BytesIO(read_uri(doc["uri"]))))
-                docs.append(doc)
-            except Exception as exc:  # noqa: BLE001 - any decode failure quarantines the image, the run goes on
-                reason = f"failed to load for detection: {exc}"
-                fdb.images.update_one({"_id": doc["_id"]}, {"$set": {"status": "quarantined", "reason": reason,
-                                                                      "checked_at": utcnow()}})
-                report.quarantined.append((doc["uri"], reason))
-        if docs:
-            _write_batch(fdb, checkpoint, docs, detect_with_features(model, images), min_score, report)
-        bar.update(len(todo[start:start + batch_size]))
+                images.append(load_image(source if not isinstance(source, str) else io.BytesIO(read_uri(source))))
+                keys.append(key)
+            except Exception as exc:  # noqa: BLE001 - any decode failure is the caller's to record
+                if on_unreadable is None:
+                    raise
+                on_unreadable(key, exc)
+        if images:
+            outputs = _forward(model, images, label_map, taps, min_score)
+            for consumer in consumers:
+                consumer.process(keys, outputs)
+        bar.update(len(inputs[start:start + batch_size]))
     bar.close()
-    return report
-
-
-def _write_batch(fdb, checkpoint, docs, outputs, min_score, report) -> None:
-    version = checkpoint.version
-    det_records, det_ids, det_images, det_vectors = [], [], [], []
-    for doc, out in zip(docs, outputs):
-        records, keep = detection_records(doc["_id"], out, checkpoint, min_score)
-        det_records.extend(records)
-        det_ids.extend(fdb.detection_id(doc["_id"], version, r["rank"]) for r in records)
-        det_images.extend(doc["_id"] for _ in records)
-        det_vectors.append(out.box_features[keep].numpy())
-    report.detections += fdb.write_detections(version, det_records).inserted
-    if det_ids:
-        report.features += fdb.write_features(version, BOX_LAYER, det_ids, np.concatenate(det_vectors).astype(np.float32),
-                                              image_ids=det_images).inserted
-    image_vectors = np.stack([out.image_feature.numpy() for out in outputs]).astype(np.float32)
-    report.features += fdb.write_features(version, IMAGE_LAYER, [d["_id"] for d in docs], image_vectors,
-                                          owner_kind="image").inserted
-    # Last: only now is the image's work for this model complete.
-    fdb.mark_processed([d["_id"] for d in docs], version)
-    report.images_processed += len(docs)
+    return [consumer.evaluate() for consumer in consumers]

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
-from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
 from torchvision.models import resnet18
+from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor

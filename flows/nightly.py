@@ -1,7 +1,7 @@
 """The scheduled nightly flow: new imagery in, hard cases out.
 
 ingest and detect the new images (a folder or an s3:// prefix) with the production model (feature taps into fdb)
--> rebuild the pool index and mine it with the known errors of the labelled set -> export the selection (CVAT +
+-> detect on the labelled set and mine the pool with the model's errors there -> export the selection (CVAT +
 COCO with pre-annotations, a manifest of why) to the labelling queue, a folder or an s3:// prefix.
 Incremental: only images this model has not processed cost anything; a second run with nothing new (same images,
 labels, model and parameters) is a no-op that returns the night's batch; a crash is finished by the next run
@@ -13,42 +13,47 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_markdown_artifact
 
+from annotation_export.config import ExportConfig
+from dataengine.config import store_config
+from detectors.config import DetectConfig
 from flows.runners import build_task_runner
-from tasks import detect, export, list_new_images, load_model, mine, nightly_state, record_night
+from mining.config import MatchConfig, MiningConfig
+from tasks import detect, detect_labelled, export, list_new_images, mine, nightly_state, record_night, resolve_model
 
 
 @flow(name="nightly", task_runner=build_task_runner())
 def nightly(images: str, gt_json: str, gt_images: str | None = None, model_version: str | None = None,
-            pattern: str = "*", k: int = 20, budget: int = 200, export_to: str | None = None,
-            chunk_size: int = 64) -> dict:
+            pattern: str = "*", mining: MiningConfig = MiningConfig(), match: MatchConfig = MatchConfig(),
+            detection: DetectConfig = DetectConfig(), export_config: ExportConfig = ExportConfig(),
+            export_to: str | None = None, chunk_size: int = 64) -> dict:
     """Detection runs in chunks of `chunk_size` images, one task each: the unit a Dask worker takes, and the
     unit of progress in the logs."""
     logger = get_run_logger()
-    checkpoint = load_model(model_version)
-    new = list_new_images(images, pattern, checkpoint.version)
-    logger.info("%d new images under %s for model %s", len(new), images, checkpoint.version)
+    store = store_config()
+    version = resolve_model(store, model_version)
+    new = list_new_images(store, images, pattern, version)
+    logger.info("%d new images under %s for model %s", len(new), images, version)
     chunks = [new[i:i + chunk_size] for i in range(0, len(new), chunk_size)]
     detected = {"processed": 0, "skipped": 0, "detections": 0, "features": 0, "quarantined": [], "workers": []}
-    for n, future in enumerate(detect.map(unmapped(checkpoint.version), chunks), start=1):
+    for n, future in enumerate(detect.map(unmapped(store), unmapped(version), chunks, unmapped(detection)), start=1):
         part = future.result()
         for key in ("processed", "skipped", "detections", "features", "quarantined"):
             detected[key] += part[key]
         detected["workers"] = sorted(set(detected["workers"]) | {part["worker"]})
         logger.info("detection: %d/%d chunks, %d/%d images", n, len(chunks), detected["processed"], len(new))
-    state, previous = nightly_state(checkpoint.version, gt_json, {"k": k, "budget": budget, "pattern": pattern,
-                                                                  "export_to": export_to})
+    state, previous = nightly_state(store, version, gt_json, {"mining": mining.as_dict(), "match": match.as_dict(),
+                                                              "pattern": pattern, "export_to": export_to})
     if previous is not None:
         logger.info("nothing new since selection %s (batch %s): no new mining or export",
                     previous["mine"]["selection_id"], (previous["export"] or {}).get("batch_id"))
         return {**previous, "detect": detected}
-    mined = mine(checkpoint, gt_json, gt_images, k=k, budget=budget)
-    exported = export(mined["selection_id"], export_to) if mined["selected"] else None
-    create_markdown_artifact(
-        key="nightly-selection",
-        markdown=_summary(checkpoint.version, detected, mined, exported),
-        description="Nightly hard-case selection")
-    result = {"model_version": checkpoint.version, "detect": detected, "mine": mined, "export": exported}
-    record_night(state, result)
+    detect_labelled(store, version, gt_json, gt_images, detection)
+    mined = mine(store, version, gt_json, gt_images, mining, match)
+    exported = export(store, mined["selection_id"], export_to, export_config) if mined["selected"] else None
+    create_markdown_artifact(key="nightly-selection", markdown=_summary(version, detected, mined, exported),
+                             description="Nightly hard-case selection")
+    result = {"model_version": version, "detect": detected, "mine": mined, "export": exported}
+    record_night(store, state, result)
     return result
 
 

@@ -1,4 +1,4 @@
-"""Typing a detector's errors against COCO ground truth, with pycocotools' matching rules.
+"""A detector's errors against COCO ground truth, typed with pycocotools' matching rules, and recorded in fdb.
 
 Per image and class, detections at or above the score threshold are taken in order of score and each is matched
 to the unmatched ground-truth box of its class with the highest IoU at or above the IoU threshold (greedy, as
@@ -16,35 +16,32 @@ detection is a false positive of one type, and every unmatched ground truth a mi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-ERROR_TYPES = ("fp_background", "fp_wrong_class", "fp_localisation", "miss")
+from fdb import FeatureDB
+from fdb import errors as error_store
+from fdb import images as image_store
+from mining.config import MatchConfig
+from records import ERROR_TYPES, Detection, ModelError
+from records.coco import CocoSet
+
+__all__ = ["ERROR_TYPES", "ErrorCounter", "ErrorReport", "MatchConfig", "find_errors", "type_image_errors"]
 
 
-@dataclass(frozen=True)
-class MatchParams:
-    iou_threshold: float = 0.5
-    score_threshold: float = 0.5
-    background_iou: float = 0.1
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def _ious(dets: list[dict], gts: list[dict]) -> np.ndarray:
+def _ious(dets: list[Detection], gts: list[dict]) -> np.ndarray:
     if not dets or not gts:
         return np.zeros((len(dets), len(gts)))
-    return np.asarray(mask_utils.iou([d["bbox"] for d in dets], [g["bbox"] for g in gts],
+    return np.asarray(mask_utils.iou([list(d.bbox) for d in dets], [g["bbox"] for g in gts],
                                      [int(g.get("iscrowd", 0)) for g in gts]))
 
 
-def type_image_errors(detections: list[dict], ground_truth: list[dict], params: MatchParams) -> list[dict]:
-    """Errors on one image. Detections: dicts with `id`, `category_id`, `bbox` [x, y, w, h], `score`;
-    ground truth: COCO annotations (`id`, `category_id`, `bbox`, `iscrowd`). Returns one dict per error."""
-    dets = sorted((d for d in detections if d["score"] >= params.score_threshold), key=lambda d: -d["score"])
+def type_image_errors(detections: list[Detection], ground_truth: list[dict], params: MatchConfig) -> list[ModelError]:
+    """Errors on one image. Ground truth: COCO annotations (`id`, `category_id`, `bbox`, `iscrowd`)."""
+    dets = sorted((d for d in detections if d.score >= params.score_threshold), key=lambda d: -d.score)
     gts = list(ground_truth)
     iou = _ious(dets, gts)
     crowd = np.array([bool(g.get("iscrowd", 0)) for g in gts], bool)
@@ -52,7 +49,7 @@ def type_image_errors(detections: list[dict], ground_truth: list[dict], params: 
     taken = np.zeros(len(gts), bool)
     status = []  # per detection: "tp", "ignored" or "fp"
     for i, det in enumerate(dets):
-        same = (gt_class == det["category_id"]) if len(gts) else np.zeros(0, bool)
+        same = (gt_class == det.category_id) if len(gts) else np.zeros(0, bool)
         candidates = np.flatnonzero(same & ~crowd & ~taken & (iou[i] >= params.iou_threshold))
         if len(candidates):
             taken[candidates[np.argmax(iou[i, candidates])]] = True
@@ -66,23 +63,22 @@ def type_image_errors(detections: list[dict], ground_truth: list[dict], params: 
     for i, det in enumerate(dets):
         if status[i] != "fp":
             continue
-        error = {"type": "fp_background", "detail": None, "detection_id": det.get("id"),
-                 "category_id": det["category_id"], "true_category_id": None, "gt_id": None,
-                 "score": float(det["score"]), "iou": 0.0, "bbox": list(det["bbox"])}
+        error = ModelError("fp_background", int(det.category_id), list(det.bbox), detection_id=det.id,
+                           score=float(det.score))
         real = ~crowd if len(gts) else np.zeros(0, bool)
-        same = real & (gt_class == det["category_id"]) if len(gts) else real
-        other = real & (gt_class != det["category_id"]) if len(gts) else real
+        same = real & (gt_class == det.category_id) if len(gts) else real
+        other = real & (gt_class != det.category_id) if len(gts) else real
         best_same = int(np.argmax(np.where(same, iou[i], -1))) if same.any() else None
         best_other = int(np.argmax(np.where(other, iou[i], -1))) if other.any() else None
         if best_same is not None and iou[i, best_same] >= params.iou_threshold:
-            error.update(type="fp_localisation", detail="duplicate", gt_id=gts[best_same]["id"],
-                         true_category_id=int(gt_class[best_same]), iou=float(iou[i, best_same]))
+            _update(error, type="fp_localisation", detail="duplicate", gt_id=gts[best_same]["id"],
+                    true_category_id=int(gt_class[best_same]), iou=float(iou[i, best_same]))
         elif best_other is not None and iou[i, best_other] >= params.iou_threshold:
-            error.update(type="fp_wrong_class", gt_id=gts[best_other]["id"],
-                         true_category_id=int(gt_class[best_other]), iou=float(iou[i, best_other]))
+            _update(error, type="fp_wrong_class", gt_id=gts[best_other]["id"],
+                    true_category_id=int(gt_class[best_other]), iou=float(iou[i, best_other]))
         elif best_same is not None and iou[i, best_same] >= params.background_iou:
-            error.update(type="fp_localisation", detail="poor_localisation", gt_id=gts[best_same]["id"],
-                         true_category_id=int(gt_class[best_same]), iou=float(iou[i, best_same]))
+            _update(error, type="fp_localisation", detail="poor_localisation", gt_id=gts[best_same]["id"],
+                    true_category_id=int(gt_class[best_same]), iou=float(iou[i, best_same]))
         errors.append(error)
     for j, gt in enumerate(gts):
         if crowd[j] or taken[j]:
@@ -94,7 +90,93 @@ def type_image_errors(detections: list[dict], ground_truth: list[dict], params: 
             detail = "detected_as_other_class"
         elif best >= params.background_iou:
             detail = "poorly_localised"
-        errors.append({"type": "miss", "detail": detail, "detection_id": None, "category_id": int(gt["category_id"]),
-                       "true_category_id": int(gt["category_id"]), "gt_id": gt["id"], "score": None, "iou": best,
-                       "bbox": list(gt["bbox"])})
+        errors.append(ModelError("miss", int(gt["category_id"]), list(gt["bbox"]), detail=detail,
+                                 true_category_id=int(gt["category_id"]), gt_id=gt["id"], iou=best))
     return errors
+
+
+def _update(error: ModelError, **values) -> None:
+    for name, value in values.items():
+        setattr(error, name, value)
+
+
+# ---------------------------------------------------------------------------------------------------- recorded
+@dataclass
+class ErrorReport:
+    model_version: str
+    params: MatchConfig
+    images: int
+    errors: list[ModelError]
+    counts: dict[str, dict[str, int]]  # error type -> class name -> count
+
+    def table(self) -> str:
+        classes = sorted({c for by_class in self.counts.values() for c in by_class})
+        lines = [f"{'error type':<18}" + "".join(f"{c:>12}" for c in classes) + f"{'total':>8}"]
+        for kind in ERROR_TYPES:
+            row = self.counts.get(kind, {})
+            lines.append(f"{kind:<18}" + "".join(f"{row.get(c, 0):>12}" for c in classes)
+                         + f"{sum(row.values()):>8}")
+        return "\n".join(lines)
+
+    def totals(self) -> dict[str, int]:
+        return {kind: sum(by_class.values()) for kind, by_class in self.counts.items()}
+
+
+def find_errors(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
+                params: MatchConfig = MatchConfig()) -> ErrorReport:
+    """Type the errors of `model_version` on the labelled COCO set `ground_truth` from its stored detections,
+    and record them in fdb. Every labelled image must have been processed by the model first."""
+    names = {c["id"]: c["name"] for c in ground_truth.categories}
+    uri_of = {cid: str(ground_truth.image_path(cid).resolve()) for cid in ground_truth.images}
+    docs = image_store.by_uri(fdb, uri_of.values())
+    done = image_store.processed_uris(fdb, list(uri_of.values()), model_version)
+    not_done = [u for u in uri_of.values() if u not in done]
+    if not_done:
+        raise LookupError(f"{len(not_done)} of {len(uri_of)} labelled images have no detections from model "
+                          f"{model_version} (e.g. {not_done[0]}): run detection over them first")
+    by_image = defaultdict(list)
+    for det in fdb.read_detections(model_version, [docs[u]["_id"] for u in uri_of.values()], masks=False):
+        by_image[det.image_id].append(det)
+
+    params_key = params.key()
+    records = []
+    for coco_id, uri in uri_of.items():
+        image_id = docs[uri]["_id"]
+        for error in type_image_errors(by_image[image_id], ground_truth.annotations_by_image[coco_id], params):
+            subject = error.detection_id if error.detection_id is not None else f"gt{error.gt_id}"
+            _update(error, id=error_store.error_id(model_version, params_key, image_id, error.type, subject),
+                    model_version=model_version, params_key=params_key, params=params.as_dict(),
+                    image_id=image_id, coco_image_id=coco_id, uri=uri,
+                    category_name=names.get(error.category_id),
+                    true_category_name=names.get(error.true_category_id))
+            records.append(error)
+    error_store.record_errors(fdb, records)
+    counts: dict[str, dict[str, int]] = {kind: {} for kind in ERROR_TYPES}
+    for r in records:
+        counts[r.type][r.category_name] = counts[r.type].get(r.category_name, 0) + 1
+    return ErrorReport(model_version, params, len(uri_of), records, counts)
+
+
+# ---------------------------------------------------------------------------------------------------- in a pass
+class ErrorCounter:
+    """A consumer of one inference pass (`detectors.inference.run_inference`): counts the errors of the model's
+    detections on a labelled set by type, without storing anything (the retrain-and-compare experiment)."""
+
+    def __init__(self, ground_truth: CocoSet, params: MatchConfig = MatchConfig()):
+        self.ground_truth, self.params = ground_truth, params
+        self.counts: Counter = Counter()
+
+    def reset(self) -> None:
+        self.counts = Counter()
+
+    def process(self, keys: list, outputs: list) -> None:
+        """`outputs`: one `detectors.inference.ImageDetections` per image (its `detections` are read)."""
+        for image_id, out in zip(keys, outputs):
+            # Boxes to 0.01 px, as the COCO results the evaluator scores: both see the same detections.
+            dets = [Detection(d.rank, [round(v, 2) for v in d.bbox], d.score, d.category_id, d.category_name)
+                    for d in out.detections]
+            for e in type_image_errors(dets, self.ground_truth.annotations_by_image[image_id], self.params):
+                self.counts[e.type] += 1
+
+    def evaluate(self) -> dict[str, int]:
+        return dict(self.counts)

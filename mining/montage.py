@@ -8,8 +8,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
-from fdb.images import read_uri
-from fdb.store import FeatureDB
+from fdb import FeatureDB
+from fdb import images as image_store
+from storage import read_uri
 
 TILE = 96
 
@@ -33,12 +34,9 @@ def query_montage(fdb: FeatureDB, queries, neighbours: dict, out_path: str | Pat
     label_h = 14
     sheet = Image.new("RGB", ((per_query + 1) * (TILE + 4) + 4, len(rows) * (TILE + label_h + 6) + 4), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    uris = {d["_id"]: d["uri"] for d in fdb.images.find(
-        {"_id": {"$in": list({q.source_image_id for q in rows} | {n[1] for q in rows
-                                                                   for n in neighbours[str(q.error_id)]})}},
-        {"uri": 1})}
-    det_ids = [n[0] for q in rows for n in neighbours[str(q.error_id)][:per_query]]
-    boxes = {d["_id"]: d["box"] for d in fdb.detections.find({"_id": {"$in": det_ids}}, {"box": 1})}
+    image_ids = {q.source_image_id for q in rows} | {n[1] for q in rows for n in neighbours[str(q.error_id)]}
+    uris = {i: d["uri"] for i, d in image_store.by_id(fdb, image_ids).items()}
+    boxes = fdb.detection_boxes([n[0] for q in rows for n in neighbours[str(q.error_id)][:per_query]])
     for r, q in enumerate(rows):
         y = 4 + r * (TILE + label_h + 6)
         tile = _crop(uris[q.source_image_id], q.bbox)

@@ -13,8 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from detectors.compare import Comparison, mean_sd  # noqa: E402
-from detectors.errors import ERROR_TYPES  # noqa: E402
+from mining.compare import Comparison, mean_sd  # noqa: E402
+from records import ERROR_TYPES  # noqa: E402
 
 
 def _cell(values: list[float], digits: int = 3) -> str:

@@ -1,4 +1,4 @@
-"""S3 access for exports and for s3:// image uris: one client factory, uploads that survive flaky networks.
+"""S3 access for image uris and exports: one client factory, uploads that survive flaky networks.
 
 Configuration comes from the environment only (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION,
 DATAENGINE_S3_ENDPOINT_URL for MinIO / SeaweedFS / moto), so no secret is ever passed through arguments, logged,
@@ -17,8 +17,13 @@ from typing import Callable, Iterator, TypeVar
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError,
-                                 ReadTimeoutError)
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +150,7 @@ def presign_get(uri: str, expires_in: int = 7 * 24 * 3600, client=None) -> str:
 
 
 def read_s3_uri(uri: str, client=None) -> bytes:
-    """The bytes of an s3:// object (used by `fdb.images.read_uri` for s3:// image uris)."""
+    """The bytes of an s3:// object (`storage.read_uri` reads s3:// image uris through it)."""
     client = client or s3_client()
     bucket, key = parse_s3_uri(uri)
     return with_retries(lambda: client.get_object(Bucket=bucket, Key=key)["Body"].read(), f"read of {uri}")

@@ -14,9 +14,9 @@ from pathlib import Path
 import pymongo
 import pytest
 
-from annotation_export import s3 as s3mod
 from fdb.server import EmbeddedMongo
 from fdb.store import FeatureDB
+from storage import s3 as s3mod
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +38,14 @@ def fdb(mongo_client):
     name = f"test_{uuid.uuid4().hex[:12]}"
     yield FeatureDB(mongo_client[name])
     mongo_client.drop_database(name)
+
+
+@pytest.fixture()
+def store(mongod, fdb, tmp_path):
+    """The `StoreConfig` naming the test's database, as the edges pass it down to tasks."""
+    from fdb import StoreConfig
+
+    return StoreConfig(home=str(tmp_path / "home"), uri=mongod.uri, db_name=fdb.db.name)
 
 
 @pytest.fixture()
@@ -112,8 +120,8 @@ def engine(mongod, fdb, tmp_path, monkeypatch):
 
     from detectors.checkpoint import load_checkpoint, save_checkpoint
     from detectors.model import build_model, preset_config
-    from detectors.pipeline import register
     from detectors.synthetic import CATEGORIES, generate
+    from tasks.context import register_checkpoint
 
     monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
     monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
@@ -123,7 +131,7 @@ def engine(mongod, fdb, tmp_path, monkeypatch):
     torch.manual_seed(0)
     cfg = preset_config("small", [c["name"] for c in CATEGORIES], min_size=96, max_size=128, box_score_thresh=0.0)
     checkpoint = load_checkpoint(save_checkpoint(tmp_path / "m.pt", build_model(cfg), cfg, "tiny-v1", "h"))
-    register(fdb, checkpoint)
+    register_checkpoint(fdb, checkpoint)
     return data
 
 

@@ -17,8 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from detectors.coco import (CocoDetection, CocoFormatError, annotation_mask, collate_fn, load_coco,
-                            pennfudan_to_coco)
+from detectors.coco import CocoDetection, CocoFormatError, annotation_mask, collate_fn, load_coco, pennfudan_to_coco
 
 SHARED_DATA = Path(os.environ.get("DATAENGINE_SHARED_DATA",
                                   Path(__file__).resolve().parents[1].parent / "shared" / "data"))

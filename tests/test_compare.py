@@ -7,13 +7,13 @@ import json
 
 import pytest
 import torch
-
 from detectors.checkpoint import load_checkpoint, save_checkpoint
-from detectors.compare import retrain_and_compare
+from detectors.config import FinetuneConfig
 from detectors.model import build_model, preset_config
 from detectors.pipeline import dataset_split
 from detectors.synthetic import CATEGORIES, generate
-from flows.report import write_report
+from mining.report import write_report
+from tasks.experiment import retrain_and_compare
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,9 @@ def test_arms_seeds_and_report(scenes, tmp_path, fdb):
     batches = {"mined": _batch(pool_json, {"pool_00000.png", "pool_00001.png"}),
                "random": _batch(pool_json, {"pool_00005.png", "pool_00006.png"})}
     queries = sorted(val.images)[:2]
-    comparison = retrain_and_compare(seed, train, batches, val, queries, steps=2, work_dir=tmp_path / "arms",
-                                     seeds=(0, 1), hard_negatives=0.5, oversample=4.0, fdb=fdb, progress=False)
+    recipe = FinetuneConfig(steps=2, seeds=(0, 1), hard_negatives=0.5, oversample=4.0)
+    comparison = retrain_and_compare(seed, train, batches, val, queries, tmp_path / "arms", recipe, fdb=fdb,
+                                     progress=False)
 
     assert list(comparison.arms) == ["before", "mined", "random", "control"]
     assert comparison.subsets["query subset"] == queries and len(comparison.subsets["without queries"]) == 2
@@ -89,8 +90,8 @@ def test_demo_runs_the_whole_loop_as_a_flow(prefect_backend, mongod, fdb, tmp_pa
     assert saved["arms"]["mined"]["extra_images"] == 3 == saved["arms"]["random"]["extra_images"]
     assert saved["hard_case_precision"]["pool"]["images"] == 10
     # Both batches went out, came back labelled, and became label versions; three arm models were registered.
-    assert fdb.db["exports"].count_documents({"status": "labelled"}) == 2
-    assert fdb.db["labels"].count_documents({}) == 6
+    assert fdb.exports.count_documents({"status": "labelled"}) == 2
+    assert fdb.labels.count_documents({}) == 6
     assert fdb.models.count_documents({"parent": {"$ne": None}}) == 3
     md = open(result["markdown"]).read()
     assert "## mAP" in md and "## Hard-case precision" in md and "## Did the mined batch count?" in md
@@ -115,10 +116,11 @@ def test_retrain_and_compare_flow_on_the_demo_batches(prefect_backend, mongod, f
     root = tmp_path / "demo"
     demo(sizes=dict(train=6, val=4, pool=10, seed_steps=2, arm_steps=1, seeds=[0], budget=3, k=3, width=128,
                     height=96), progress=False, root=str(root))
-    batches = {d["selection_id"][:3]: d["_id"] for d in fdb.db["exports"].find({"status": "labelled"})}
+    batches = {d["selection_id"][:3]: d["_id"] for d in fdb.exports.find({"status": "labelled"})}
     before = fdb.models.count_documents({})
     html = retrain_flow(seed_checkpoint=str(root / "work" / "seed-2.pt"), data_dir=str(root / "synthetic"),
-                        mined_batch=batches["sel"], random_batch=batches["rnd"], steps=2, seeds=[0, 1])
+                        mined_batch=batches["sel"], random_batch=batches["rnd"],
+                        recipe=FinetuneConfig(steps=2, seeds=(0, 1)))
     saved = json.loads((tmp_path / "home" / "compare").glob("*/report/comparison.json").__next__().read_text())
     assert html.endswith("report.html") and set(saved["arms"]) == {"before", "mined", "random", "control"}
     assert [r["seed"] for r in saved["arms"]["mined"]["runs"]] == [0, 1]

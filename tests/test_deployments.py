@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_deploy_and_a_manual_run_with_parameters(engine, fdb):
     from detectors.checkpoint import load_checkpoint
-    from detectors.inference import detect_images
+    from tasks.detect import detect_images
 
     checkpoint = load_checkpoint(engine.parent / "m.pt")
     pool = sorted(str(p) for p in (engine / "images").glob("pool_*.png"))
@@ -24,7 +24,7 @@ def test_deploy_and_a_manual_run_with_parameters(engine, fdb):
     env = {**os.environ, "PREFECT_CHECK_PORT": str(_free_port())}
     proc = subprocess.run(
         [str(REPO / "deployments" / "check_deployments.sh"), str(engine / "annotations" / "val.json"),
-         "-p", "budget=4", "-p", "k=3", "-p", "score=0.01", "-p", f"export_to={export_dir}"],
+         "-p", 'mining={"budget": 4, "k": 3}', "-p", 'match={"score_threshold": 0.01}', "-p", f"export_to={export_dir}"],
         env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
@@ -35,6 +35,6 @@ def test_deploy_and_a_manual_run_with_parameters(engine, fdb):
     run = fdb.runs.find_one({"kind": "mine_hard_cases"})
     assert run["parameters"]["budget"] == 4 and run["parameters"]["k"] == 3
     assert run["parameters"]["match"]["score_threshold"] == 0.01
-    batch = fdb.db["exports"].find_one({})
+    batch = fdb.exports.find_one({})
     assert batch["status"] == "done" and batch["target"].startswith(str(export_dir))
     assert (Path(batch["target"]) / "annotations.xml").is_file()

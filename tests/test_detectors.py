@@ -10,13 +10,14 @@ import torch
 
 from detectors.checkpoint import load_checkpoint, save_checkpoint
 from detectors.coco import CocoDetection, load_coco
+from detectors.config import DetectConfig, TrainConfig
 from detectors.evaluate import evaluate_predictions
-from detectors.inference import detect_images
 from detectors.model import build_model, preset_config
 from detectors.synthetic import DISTRICT_DISTRACTOR_RATE, generate, render_scene
 from detectors.taps import BOX_LAYER, IMAGE_LAYER, detect_with_features
-from detectors.train import TrainConfig, train_model
-from fdb.images import list_images
+from detectors.train import train_model
+from storage import list_images
+from tasks.detect import detect_images
 
 CLASSES = ["stop_sign", "speed_sign", "car", "bus"]
 
@@ -152,11 +153,11 @@ def test_detect_writes_detections_and_features_incrementally(fdb, synthetic, tmp
 
     monkeypatch.setattr(inference, "detect_with_features", crash_on_second_batch)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        detect_images(fdb, checkpoint, uris, batch_size=2, min_score=0.0, progress=False)
+        detect_images(fdb, checkpoint, uris, DetectConfig(batch_size=2, min_score=0.0), progress=False)
     assert fdb.images.count_documents({"processed_by": "tiny-v1"}) == 2
     monkeypatch.setattr(inference, "detect_with_features", real)
 
-    report = detect_images(fdb, checkpoint, uris, batch_size=2, min_score=0.0, progress=False)
+    report = detect_images(fdb, checkpoint, uris, DetectConfig(batch_size=2, min_score=0.0), progress=False)
     assert report.images_processed == 3 and report.images_skipped == 2
     assert fdb.images.count_documents({"processed_by": "tiny-v1"}) == 5
     quarantined = fdb.images.find_one({"uri": str((folder / "corrupt.png").resolve())})
@@ -172,12 +173,12 @@ def test_detect_writes_detections_and_features_incrementally(fdb, synthetic, tmp
     assert set(det) >= {"box", "score", "category_id", "category_name", "mask"}
 
     # The tapped vector of a stored detection reproduces its stored score.
-    one = fdb.read_vectors("tiny-v1", BOX_LAYER, filter={"owner_id": det["_id"]})
+    one = fdb.read_vectors("tiny-v1", BOX_LAYER, owner_ids=[det["_id"]])
     with torch.no_grad():
         logits, _ = model.roi_heads.box_predictor(torch.from_numpy(one.vectors))
     assert torch.softmax(logits, -1)[0, det["label"]].item() == pytest.approx(det["score"], abs=1e-5)
 
-    again = detect_images(fdb, checkpoint, uris, batch_size=2, min_score=0.0, progress=False)
+    again = detect_images(fdb, checkpoint, uris, DetectConfig(batch_size=2, min_score=0.0), progress=False)
     assert (again.images_processed, again.detections, again.features) == (0, 0, 0)
     assert fdb.detections.count_documents({}) == n_det and fdb.features.count_documents({}) == n_det + 5
 

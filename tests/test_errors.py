@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from detectors.errors import MatchParams, type_image_errors
+from mining.config import MatchConfig as MatchParams
+from mining.errors import type_image_errors
+from records import Detection
 
 CAR, SIGN = 3, 1
 GT = [
@@ -12,34 +14,38 @@ GT = [
     {"id": 13, "category_id": SIGN, "bbox": [500, 100, 40, 40], "iscrowd": 0},  # never found
     {"id": 14, "category_id": CAR, "bbox": [0, 300, 300, 100], "iscrowd": 1},   # a crowd of cars
 ]
+def det(id, category_id, bbox, score):
+    return Detection(0, bbox, score, category_id, str(category_id), id=id)
+
+
 DETS = [
-    {"id": "tp", "category_id": CAR, "bbox": [0, 0, 100, 50], "score": 0.95},
-    {"id": "dup", "category_id": CAR, "bbox": [2, 1, 100, 50], "score": 0.90},
-    {"id": "wrong", "category_id": SIGN, "bbox": [200, 0, 100, 50], "score": 0.85},
-    {"id": "loc", "category_id": SIGN, "bbox": [410, 10, 40, 40], "score": 0.80},
-    {"id": "bg", "category_id": SIGN, "bbox": [700, 300, 30, 30], "score": 0.75},
-    {"id": "in_crowd", "category_id": CAR, "bbox": [10, 310, 60, 40], "score": 0.70},
-    {"id": "low", "category_id": CAR, "bbox": [800, 0, 30, 30], "score": 0.20},
+    det("tp", CAR, [0, 0, 100, 50], 0.95),
+    det("dup", CAR, [2, 1, 100, 50], 0.90),
+    det("wrong", SIGN, [200, 0, 100, 50], 0.85),
+    det("loc", SIGN, [410, 10, 40, 40], 0.80),
+    det("bg", SIGN, [700, 300, 30, 30], 0.75),
+    det("in_crowd", CAR, [10, 310, 60, 40], 0.70),
+    det("low", CAR, [800, 0, 30, 30], 0.20),
 ]
 
 
 def by_kind(errors):
-    return {(e["type"], e["detection_id"] or e["gt_id"]): e for e in errors}
+    return {(e.type, e.detection_id or e.gt_id): e for e in errors}
 
 
 def test_one_of_each_type():
     errors = by_kind(type_image_errors(DETS, GT, MatchParams(iou_threshold=0.5, score_threshold=0.5)))
     assert set(errors) == {("fp_localisation", "dup"), ("fp_wrong_class", "wrong"), ("fp_localisation", "loc"),
                            ("fp_background", "bg"), ("miss", 11), ("miss", 12), ("miss", 13)}
-    assert errors[("fp_localisation", "dup")]["detail"] == "duplicate"
-    assert errors[("fp_localisation", "dup")]["gt_id"] == 10
-    assert errors[("fp_wrong_class", "wrong")]["true_category_id"] == CAR
-    assert errors[("fp_localisation", "loc")]["detail"] == "poor_localisation"
-    assert 0.1 <= errors[("fp_localisation", "loc")]["iou"] < 0.5
-    assert errors[("miss", 13)]["category_id"] == SIGN and errors[("miss", 13)]["detail"] is None
+    assert errors[("fp_localisation", "dup")].detail == "duplicate"
+    assert errors[("fp_localisation", "dup")].gt_id == 10
+    assert errors[("fp_wrong_class", "wrong")].true_category_id == CAR
+    assert errors[("fp_localisation", "loc")].detail == "poor_localisation"
+    assert 0.1 <= errors[("fp_localisation", "loc")].iou < 0.5
+    assert errors[("miss", 13)].category_id == SIGN and errors[("miss", 13)].detail is None
     # COCO counts a car called a sign twice: a wrong-class FP and a missed car; the miss says why.
-    assert errors[("miss", 11)]["detail"] == "detected_as_other_class"
-    assert errors[("miss", 12)]["detail"] == "poorly_localised"
+    assert errors[("miss", 11)].detail == "detected_as_other_class"
+    assert errors[("miss", 12)].detail == "poorly_localised"
 
 
 def test_thresholds_are_parameters():
@@ -54,11 +60,11 @@ def test_thresholds_are_parameters():
 
 def test_crowd_regions_are_ignored_not_errors():
     errors = type_image_errors(DETS, GT, MatchParams())
-    assert all(e["detection_id"] != "in_crowd" for e in errors)
-    assert all(e["gt_id"] != 14 for e in errors)
+    assert all(e.detection_id != "in_crowd" for e in errors)
+    assert all(e.gt_id != 14 for e in errors)
 
 
 def test_no_detections_means_every_object_is_missed():
     errors = type_image_errors([], GT, MatchParams())
-    assert sorted(e["gt_id"] for e in errors) == [10, 11, 12, 13]
+    assert sorted(e.gt_id for e in errors) == [10, 11, 12, 13]
     assert type_image_errors([], [], MatchParams()) == []

@@ -12,17 +12,19 @@ import boto3
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from conftest import _start_moto, _stop
 from PIL import Image
 from pycocotools import mask as mask_utils
 
 from annotation_export import export as export_mod
-from annotation_export import s3 as s3mod
+from annotation_export.config import ExportConfig
+from storage import s3 as s3mod
 from annotation_export.export import DONE, ExportError, export_batch
 from annotation_export.formats import mask_polygons, unique_file_names
 from annotation_export.importer import LabelImportError, import_labels
-from fdb.images import read_uri
-
-from conftest import _start_moto, _stop
+from fdb.models import register_model
+from records import Detection
+from storage import read_uri
 
 MODEL = "m-test"
 SEL = "sel-test"
@@ -50,7 +52,7 @@ def haystack(fdb, tmp_path):
         images.append({"uri": uri, "width": w, "height": h, "split": "pool", "labelled": False, "status": "ok",
                        "sha256": str(i), "processed_by": [MODEL]})
     ids = fdb.images.insert_many(images).inserted_ids
-    fdb.register_model(MODEL, "/ckpt", ["person", "car"], {"category_ids": [0, 1]})
+    register_model(fdb, MODEL, "/ckpt", ["person", "car"], {"category_ids": [0, 1]})
     dets = []
     for i, image_id in enumerate(ids):
         w, h = 64 + 8 * i, 48
@@ -61,8 +63,8 @@ def haystack(fdb, tmp_path):
         for rank, (m, score, cat) in enumerate(zip(masks, [0.93, 0.71, 0.2], [0, 1, 0])):
             rle = _rle(m)
             box = [float(v) for v in mask_utils.toBbox({"size": rle["size"], "counts": rle["counts"].encode()})]
-            dets.append({"image_id": image_id, "rank": rank, "box": box, "score": score, "label": cat + 1,
-                         "category_id": cat, "category_name": ["person", "car"][cat], "mask": rle})
+            dets.append(Detection(rank, box, score, cat, ["person", "car"][cat], label=cat + 1, mask=rle,
+                                  image_id=image_id))
     fdb.write_detections(MODEL, dets)
     fdb.selections.insert_many([
         {"selection_id": SEL, "arm": "mined", "model_version": MODEL, "index_versions": {"box": "idx-1"},
@@ -93,15 +95,15 @@ def test_local_export_roundtrips_through_datumaro_and_pycocotools(fdb, haystack,
     assert (root / DONE).is_file() and res.counts == {"images": 4, "objects": 8, "polygons": 8}
     names = sorted(p.name for p in (root / "images").iterdir())
     assert "passwd.png" in names and len(names) == 4 and all(".." not in n for n in names)
-    assert fdb.db["exports"].find_one({"_id": res.batch_id})["status"] == "done"
+    assert fdb.exports.find_one({"_id": res.batch_id})["status"] == "done"
     assert {d["export_id"] for d in fdb.selections.find({"selection_id": SEL})} == {res.batch_id}
 
     expected = {}  # (file name, rank) -> (box, polygon)
-    record = fdb.db["exports"].find_one({"_id": res.batch_id})
+    record = fdb.exports.find_one({"_id": res.batch_id})
     name_of = {im["image_id"]: im["file_name"] for im in record["images"]}
     for d in haystack["dets"]:
-        if d["score"] >= 0.5:
-            expected[(name_of[d["image_id"]], d["rank"])] = (d["box"], mask_polygons(d["mask"])[0])
+        if d.score >= 0.5:
+            expected[(name_of[d.image_id], d.rank)] = (d.bbox, mask_polygons(d.mask)[0])
 
     from datumaro.components.annotation import AnnotationType
     from datumaro.components.dataset import Dataset
@@ -154,8 +156,8 @@ def test_reexport_is_byte_identical(fdb, haystack, tmp_path):
     assert a.batch_id == b.batch_id == c.batch_id and a.files == b.files
     for f in a.files + [DONE]:
         assert (Path(a.location) / f).read_bytes() == (Path(b.location) / f).read_bytes(), f
-    assert fdb.db["exports"].find_one({"_id": a.batch_id})["attempts"] == 3
-    assert export_batch(fdb, SEL, tmp_path / "x", min_score=0.8).batch_id != a.batch_id
+    assert fdb.exports.find_one({"_id": a.batch_id})["attempts"] == 3
+    assert export_batch(fdb, SEL, tmp_path / "x", ExportConfig(min_score=0.8)).batch_id != a.batch_id
 
 
 def test_interrupted_local_export_leaves_nothing_done(fdb, haystack, tmp_path, monkeypatch):
@@ -171,13 +173,13 @@ def test_interrupted_local_export_leaves_nothing_done(fdb, haystack, tmp_path, m
     monkeypatch.setattr(export_mod, "read_uri", flaky)
     with pytest.raises(OSError):
         export_batch(fdb, SEL, tmp_path / "out")
-    rec = fdb.db["exports"].find_one({})
+    rec = fdb.exports.find_one({})
     assert rec["status"] == "in_progress"
     assert fdb.selections.count_documents({"export_id": {"$ne": None}}) == 0
     assert not any((tmp_path / "out").rglob(DONE)) and list((tmp_path / "out").iterdir()) == []
     res = export_batch(fdb, SEL, tmp_path / "out")  # retry completes
     assert (Path(res.location) / DONE).exists()
-    assert fdb.db["exports"].find_one({"_id": res.batch_id})["status"] == "done"
+    assert fdb.exports.find_one({"_id": res.batch_id})["status"] == "done"
     assert fdb.selections.count_documents({"export_id": res.batch_id}) == 4
 
 
@@ -279,14 +281,14 @@ def test_s3_export_and_interrupted_upload(fdb, haystack, s3env, monkeypatch, tmp
         export_batch(fdb, SEL, target)
     keys = list(s3mod.list_keys(target + "/"))
     assert keys and not any(k.endswith(DONE) for k in keys)
-    assert fdb.db["exports"].find_one({})["status"] == "in_progress"
+    assert fdb.exports.find_one({})["status"] == "in_progress"
     assert fdb.selections.count_documents({"export_id": {"$ne": None}}) == 0
 
     monkeypatch.setattr(s3mod, "upload_file", real)
     res = export_batch(fdb, SEL, target)
     keys = list(s3mod.list_keys(res.location + "/"))
     assert f"batches/{res.batch_id}/{DONE}" in keys and f"batches/{res.batch_id}/annotations.xml" in keys
-    assert fdb.db["exports"].find_one({"_id": res.batch_id})["status"] == "done"
+    assert fdb.exports.find_one({"_id": res.batch_id})["status"] == "done"
     rows = json.loads(s3mod.read_s3_uri(f"{res.location}/manifest.json"))["images"]
     got = urllib.request.urlopen(rows[0]["presigned_url"]).read()
     assert got == Path(haystack["uris"][0]).read_bytes()
@@ -339,9 +341,9 @@ def test_import_validation_errors(fdb, haystack, tmp_path):
 
     with pytest.raises(LabelImportError, match="no export batch"):
         import_labels(fdb, root / "annotations" / "instances_default.json", "batch-nope")
-    assert fdb.db["labels"].count_documents({}) == 0  # nothing half-written
+    assert fdb.labels.count_documents({}) == 0  # nothing half-written
     assert fdb.images.count_documents({"labelled": True}) == 0
-    assert fdb.db["exports"].find_one({"_id": res.batch_id})["status"] == "done"
+    assert fdb.exports.find_one({"_id": res.batch_id})["status"] == "done"
 
 
 def test_import_versions(fdb, haystack, tmp_path):
@@ -353,8 +355,8 @@ def test_import_versions(fdb, haystack, tmp_path):
     rep = import_labels(fdb, _write_json(tmp_path / "labels.json", doc), res.batch_id)
     assert (rep.label_version, rep.images, rep.annotations) == (1, 4, 7)
     assert fdb.images.count_documents({"labelled": True}) == 4
-    assert fdb.db["exports"].find_one({"_id": res.batch_id})["status"] == "labelled"
-    v1 = list(fdb.db["labels"].find({"label_version": 1}))
+    assert fdb.exports.find_one({"_id": res.batch_id})["status"] == "labelled"
+    v1 = list(fdb.labels.find({"label_version": 1}))
     assert {a["category_id"] for lab in v1 for a in lab["annotations"]} == {0, 1}  # back to the project's ids
     # v2: a CVAT zip (box + polygons of a group merged into one object)
     zpath = tmp_path / "cvat.zip"
@@ -362,9 +364,9 @@ def test_import_versions(fdb, haystack, tmp_path):
         zf.write(root / "annotations.xml", "annotations.xml")
     rep2 = import_labels(fdb, zpath, res.batch_id)
     assert (rep2.label_version, rep2.annotations) == (2, 8)
-    assert fdb.db["labels"].count_documents({"label_version": 1}) == 4  # the earlier version is kept
-    v2 = fdb.db["labels"].find_one({"label_version": 2, "image_id": haystack["ids"][0]})
+    assert fdb.labels.count_documents({"label_version": 1}) == 4  # the earlier version is kept
+    v2 = fdb.labels.find_one({"label_version": 2, "image_id": haystack["ids"][0]})
     person = next(a for a in v2["annotations"] if a["category_name"] == "person")
-    assert np.allclose(person["bbox"], haystack["dets"][0]["box"], atol=0.01) and len(person["segmentation"]) == 1
+    assert np.allclose(person["bbox"], haystack["dets"][0].bbox, atol=0.01) and len(person["segmentation"]) == 1
     with pytest.raises(ExportError, match="already labelled"):
         export_batch(fdb, SEL, tmp_path / "again")

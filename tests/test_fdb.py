@@ -11,6 +11,7 @@ from PIL import Image
 from fdb import FeatureShapeError
 from fdb.images import ingest_images
 from fdb.server import EmbeddedMongo
+from records import Detection
 
 
 def _png(path, size=(32, 24), color=(200, 30, 30)):
@@ -137,12 +138,16 @@ def test_non_finite_vectors_are_rejected_and_reported(fdb):
 
 def test_detections_are_idempotent(fdb):
     image = ObjectId()
-    dets = [{"image_id": image, "rank": r, "box": [1.0, 2.0, 3.0, 4.0], "score": 0.9 - r / 10, "category_id": 1}
-            for r in range(3)]
+    dets = [Detection(r, [1.0, 2.0, 3.0, 4.0], 0.9 - r / 10, 1, "stop_sign", image_id=image) for r in range(3)]
     assert fdb.write_detections("m1", dets).inserted == 3
     again = fdb.write_detections("m1", dets)
     assert (again.inserted, again.existing) == (0, 3)
     assert fdb.detections.find_one({"rank": 1})["_id"] == fdb.detection_id(image, "m1", 1)
+    # Read back as the same typed records, by rank.
+    back = fdb.read_detections("m1", [image])
+    assert [(d.rank, d.bbox, d.score, d.category_id) for d in back] == [(d.rank, d.bbox, d.score, 1) for d in dets]
+    assert [d.id for d in back] == [fdb.detection_id(image, "m1", r) for r in range(3)]
+    assert [d.rank for d in fdb.read_detections("m1", [image], min_score=0.75)] == [0, 1]
 
 
 def test_client_reconnects_after_server_restart(tmp_path):

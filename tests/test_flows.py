@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from detectors.synthetic import generate
+from mining.config import MiningConfig
 
 
 def counts(fdb):
@@ -20,7 +21,7 @@ def test_nightly_twice_adds_nothing_the_second_time(prefect_backend, engine, fdb
     from flows.nightly import nightly
 
     args = dict(images=str(engine / "images"), pattern="pool_*", gt_json=str(engine / "annotations" / "val.json"),
-                k=3, budget=4)
+                mining=MiningConfig(k=3, budget=4))
     first = nightly(**args)
     after_first = counts(fdb)
     assert first["detect"]["processed"] == 6 and after_first["detections"] > 0
@@ -40,7 +41,7 @@ def test_nightly_twice_adds_nothing_the_second_time(prefect_backend, engine, fdb
         png.rename(engine / "images" / f"pool_night2_{png.name}")
     third = nightly(**args)
     assert third["detect"]["processed"] == 2
-    assert fdb.db["exports"].count_documents({}) == 2 and third["export"]["batch_id"] != batch["batch_id"]
+    assert fdb.exports.count_documents({}) == 2 and third["export"]["batch_id"] != batch["batch_id"]
 
 
 def test_a_crash_part_way_is_completed_once_by_the_next_run(prefect_backend, engine, fdb, monkeypatch):
@@ -59,7 +60,7 @@ def test_a_crash_part_way_is_completed_once_by_the_next_run(prefect_backend, eng
 
     monkeypatch.setattr(inference, "detect_with_features", crash_after_first_batch)
     args = dict(images=str(engine / "images"), pattern="pool_*", gt_json=str(engine / "annotations" / "val.json"),
-                k=3, budget=4)
+                mining=MiningConfig(k=3, budget=4))
     with pytest.raises(RuntimeError, match="simulated crash"):
         nightly(**args)
     done_before = fdb.images.count_documents({"processed_by": "tiny-v1"})
@@ -76,7 +77,7 @@ def test_a_crash_part_way_is_completed_once_by_the_next_run(prefect_backend, eng
 
 
 def test_nightly_ingests_an_s3_prefix_and_queues_to_s3(prefect_backend, engine, fdb, s3env):
-    from annotation_export import s3 as s3mod
+    from storage import s3 as s3mod
     from flows.nightly import nightly
 
     for png in sorted((engine / "images").glob("pool_*.png")):
@@ -84,7 +85,7 @@ def test_nightly_ingests_an_s3_prefix_and_queues_to_s3(prefect_backend, engine, 
     s3mod.put_bytes(b"not an image", f"s3://{s3env}/incoming/2026-11-23/notes.txt")  # skipped by suffix
     s3mod.put_bytes(b"\x89PNG truncated", f"s3://{s3env}/incoming/2026-11-23/broken.png")  # quarantined
     result = nightly(images=f"s3://{s3env}/incoming/", gt_json=str(engine / "annotations" / "val.json"),
-                     gt_images=str(engine / "images"), k=3, budget=4, export_to=f"s3://{s3env}/queue")
+                     gt_images=str(engine / "images"), mining=MiningConfig(k=3, budget=4), export_to=f"s3://{s3env}/queue")
     assert result["detect"]["processed"] == 6
     assert [uri for uri, _ in result["detect"]["quarantined"]] == [f"s3://{s3env}/incoming/2026-11-23/broken.png"]
     assert fdb.images.count_documents({"uri": {"$regex": "^s3://"}, "processed_by": "tiny-v1"}) == 6
@@ -105,7 +106,7 @@ def test_nightly_on_a_local_two_worker_dask_cluster(prefect_backend, engine, fdb
 
     on_dask = nightly.with_options(task_runner=build_task_runner(dask_workers=2))
     result = on_dask(images=str(engine / "images"), pattern="pool_*", gt_json=str(engine / "annotations" / "val.json"),
-                     k=3, budget=4, chunk_size=1)
+                     mining=MiningConfig(k=3, budget=4), chunk_size=1)
     workers = result["detect"]["workers"]
     assert len(workers) == 2 and all(not w.endswith(f":{os.getpid()}") for w in workers), workers
     assert result["detect"]["processed"] == 6

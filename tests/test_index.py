@@ -8,8 +8,19 @@ import numpy as np
 import pytest
 
 from fdb import index as fi
-from fdb.index import (AnnoyIndex, ExactIndex, IndexShapeError, IndexSpec, build_index, list_versions,
-                       load_current, load_index, prune, read_current, save_index)
+from fdb.index import (
+    AnnoyIndex,
+    ExactIndex,
+    IndexShapeError,
+    IndexSpec,
+    build_index,
+    list_versions,
+    load_current,
+    load_index,
+    prune,
+    read_current,
+    save_index,
+)
 from fdb.index.synthetic import FCLikeGenerator
 
 N, DIM = 5000, 128

@@ -10,11 +10,16 @@ import pytest
 from bson import ObjectId
 from PIL import Image
 
-from detectors.coco import load_coco
-from detectors.errors import MatchParams
-from detectors.taps import BOX_LAYER, IMAGE_LAYER
-from fdb.mining import Query, build_queries, eligible_pool, find_errors, mine, random_selection
-from fdb.montage import query_montage
+from fdb.images import eligible_pool
+from fdb.runs import start_run
+from mining.config import MatchConfig as MatchParams
+from mining.config import MiningConfig
+from mining.errors import find_errors
+from mining.montage import query_montage
+from mining.queries import Query, build_queries
+from mining.selection import mine, random_selection
+from records import BOX_LAYER, IMAGE_LAYER, Detection
+from records.coco import load_coco
 
 MODEL = "m1"
 DIM = 16
@@ -41,13 +46,12 @@ def haystack(fdb, tmp_path):
         fdb.images.insert_one({"_id": image_id, "uri": str(path), "sha256": "same" if i in (0, 8) else f"h{i}",
                                "split": "pool", "labelled": i == 5, "status": "quarantined" if i == 6 else "ok",
                                "processed_by": [MODEL], "width": 64, "height": 48})
-        det = {"image_id": image_id, "rank": 0, "box": [10.0, 10.0, 20.0, 20.0], "score": 0.9, "category_id": 1}
-        fdb.write_detections(MODEL, [det])
+        fdb.write_detections(MODEL, [Detection(0, [10.0, 10.0, 20.0, 20.0], 0.9, 1, "stop_sign", image_id=image_id)])
         base = looks.get(i, unit(rng.standard_normal(DIM)))
         vec = unit(base + 0.05 * (i + 1) * unit(rng.standard_normal(DIM)))[None]
         fdb.write_features(MODEL, BOX_LAYER, [fdb.detection_id(image_id, MODEL, 0)], vec, image_ids=[image_id])
         fdb.write_features(MODEL, IMAGE_LAYER, [image_id], unit(rng.standard_normal(DIM))[None] if i != 8 else
-                           fdb.read_vectors(MODEL, IMAGE_LAYER, filter={"owner_id": ids[0]}).vectors,
+                           fdb.read_vectors(MODEL, IMAGE_LAYER, owner_ids=[ids[0]]).vectors,
                            owner_kind="image")
     fdb.selections.insert_one({"selection_id": "old", "image_id": ids[7], "export_id": "batch-1"})
     source = ObjectId()
@@ -68,22 +72,22 @@ def test_pool_excludes_labelled_quarantined_and_exported(fdb, haystack):
 
 def test_merge_budget_duplicates_provenance_and_determinism(fdb, haystack, tmp_path):
     ids, queries = haystack
-    sel = mine(fdb, MODEL, queries, k=3, budget=4, index_root=tmp_path / "idx", backend="exact")
-    chosen = [img["image_id"] for img in sel.images]
+    sel = mine(fdb, MODEL, queries, MiningConfig(k=3, budget=4, backend="exact"), index_root=tmp_path / "idx")
+    chosen = [img.image_id for img in sel.images]
     # Hit by both A-queries first, then B; p8 (a copy of p0) collapsed; the budget caps at 4.
     assert len(chosen) == 4 and set(chosen[:3]) == {ids[0], ids[1], ids[2]} and chosen[3] in (ids[3], ids[4])
     assert ids[8] not in chosen and ids[5] not in chosen and ids[6] not in chosen and ids[7] not in chosen
     top = sel.images[0]
-    assert top["hits"] == 2 and {q["type"] for q in top["queries"]} == {"fp_background"}
-    assert all(q["source_image_id"] == queries[0].source_image_id for q in top["queries"])
-    assert "2 error queries" in top["reason"]
+    assert top.hits == 2 and {q.type for q in top.queries} == {"fp_background"}
+    assert all(q.source_image_id == queries[0].source_image_id for q in top.queries)
+    assert "2 error queries" in top.reason
     stored = list(fdb.selections.find({"selection_id": sel.selection_id}).sort("rank", 1))
     assert [d["image_id"] for d in stored] == chosen
     assert stored[0]["index_versions"][BOX_LAYER] == sel.index_versions[BOX_LAYER]
     assert fdb.indexes.count_documents({}) == 1
 
-    again = mine(fdb, MODEL, queries, k=3, budget=4, index_root=tmp_path / "idx", backend="exact")
-    assert again.selection_id == sel.selection_id and [i["image_id"] for i in again.images] == chosen
+    again = mine(fdb, MODEL, queries, MiningConfig(k=3, budget=4, backend="exact"), index_root=tmp_path / "idx")
+    assert again.selection_id == sel.selection_id and [i.image_id for i in again.images] == chosen
     assert fdb.selections.count_documents({"selection_id": sel.selection_id}) == 4
     assert fdb.indexes.count_documents({}) == 1  # same pool, same model: the index was reused
 
@@ -94,11 +98,11 @@ def test_merge_budget_duplicates_provenance_and_determinism(fdb, haystack, tmp_p
 
 def test_class_filter_and_random_arm(fdb, haystack, tmp_path):
     ids, queries = haystack
-    only_cars = mine(fdb, MODEL, [q for q in queries if q.category_name == "car"], k=2, budget=10,
-                     index_root=tmp_path / "idx", backend="exact")
-    assert {img["image_id"] for img in only_cars.images} == {ids[3], ids[4]}
+    only_cars = mine(fdb, MODEL, [q for q in queries if q.category_name == "car"],
+                     MiningConfig(k=2, budget=10, backend="exact"), index_root=tmp_path / "idx")
+    assert {img.image_id for img in only_cars.images} == {ids[3], ids[4]}
     rnd = random_selection(fdb, MODEL, budget=3, seed=1)
-    assert len(rnd) == 3 and {i["image_id"] for i in rnd.images} <= {ids[i] for i in (0, 1, 2, 3, 4, 8, 9)}
+    assert len(rnd) == 3 and {i.image_id for i in rnd.images} <= {ids[i] for i in (0, 1, 2, 3, 4, 8, 9)}
     assert random_selection(fdb, MODEL, budget=3, seed=1).selection_id == rnd.selection_id
 
 
@@ -106,7 +110,7 @@ def test_query_of_wrong_dimension_is_refused(fdb, haystack, tmp_path):
     _, queries = haystack
     bad = [Query(ObjectId(), "fp_background", "x", queries[0].source_image_id, "detection", np.ones(8, np.float32))]
     with pytest.raises(ValueError, match=r"8.*16|16.*8"):
-        mine(fdb, MODEL, bad, k=2, budget=2, index_root=tmp_path / "idx", backend="exact")
+        mine(fdb, MODEL, bad, MiningConfig(k=2, budget=2, backend="exact"), index_root=tmp_path / "idx")
 
 
 def test_find_errors_records_typed_errors_and_queries(fdb, tmp_path):
@@ -119,8 +123,8 @@ def test_find_errors_records_typed_errors_and_queries(fdb, tmp_path):
     coco = load_coco(tmp_path / "gt.json", image_dir=tmp_path)
     image_id = fdb.images.insert_one({"uri": str((tmp_path / "v1.png").resolve()), "split": "val", "labelled": True,
                                       "status": "ok", "processed_by": [MODEL]}).inserted_id
-    dets = [{"image_id": image_id, "rank": 0, "box": [0.0, 0.0, 50.0, 40.0], "score": 0.9, "category_id": 3},
-            {"image_id": image_id, "rank": 1, "box": [90.0, 50.0, 20.0, 20.0], "score": 0.8, "category_id": 1}]
+    dets = [Detection(0, [0.0, 0.0, 50.0, 40.0], 0.9, 3, "car", image_id=image_id),
+            Detection(1, [90.0, 50.0, 20.0, 20.0], 0.8, 1, "stop_sign", image_id=image_id)]
     fdb.write_detections(MODEL, dets)
     det_ids = [fdb.detection_id(image_id, MODEL, r) for r in (0, 1)]
     fdb.write_features(MODEL, BOX_LAYER, det_ids, np.eye(2, DIM, dtype=np.float32), image_ids=[image_id] * 2)
@@ -139,9 +143,9 @@ def test_find_errors_records_typed_errors_and_queries(fdb, tmp_path):
 
 
 def test_the_last_labelled_set_is_remembered(fdb):
-    from fdb.mining import last_labelled_set
+    from mining.selection import last_labelled_set
 
     assert last_labelled_set(fdb) is None
-    fdb.start_run("mine_hard_cases", {"gt_json": "/a/old.json", "gt_images": "/a"})
-    fdb.start_run("mine_hard_cases", {"gt_json": "/b/val.json", "gt_images": "/b/images"})
+    start_run(fdb, "mine_hard_cases", {"gt_json": "/a/old.json", "gt_images": "/a"})
+    start_run(fdb, "mine_hard_cases", {"gt_json": "/b/val.json", "gt_images": "/b/images"})
     assert last_labelled_set(fdb) == ("/b/val.json", "/b/images")

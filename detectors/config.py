@@ -1,0 +1,55 @@
+"""The detection and training stages' configs: each default defined once, here; the CLI's flags, the flows'
+parameters and the deployments derive from them. No torch here, so `dataengine --help` stays fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """How the detection stage runs over new imagery (its one config)."""
+
+    batch_size: int = field(default=4, metadata={"help": "images per forward pass"})
+    min_score: float = field(default=0.25, metadata={
+        "help": "detections below this score are not stored (pre-annotations have their own threshold)"})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run (the training stage's config; fine-tuning arms add `FinetuneConfig`)."""
+
+    steps: int = field(default=200, metadata={
+        "help": "optimiser steps (200: about 6-7 minutes for the small preset on 2 CPU cores)"})
+    batch_size: int = field(default=4, metadata={"help": "images per step"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW)"})
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    max_minutes: float | None = field(default=None, metadata={"help": "stop early when this time is up"})
+    grad_clip: float = 10.0
+    seed: int = field(default=0, metadata={"help": "seed of the data order, augmentation and initialisation"})
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """The fine-tuning recipe of the retrain-and-compare arms (every arm alike).
+
+    The defaults are what benchmarks/finetune_bench.py measured on the demo (results/finetune.json): at lr 5e-4
+    even the control arm lost 0.01 bbox mAP; hard negatives at 0.5 of the quota cut background false positives
+    but cost 0.02-0.03 mAP; lr 2e-4 with 0.25 let the mined arm gain mAP and lose every background FP."""
+
+    steps: int = field(default=60, metadata={"help": "fine-tuning steps per arm and training seed"})
+    lr: float = field(default=2e-4, metadata={"help": "peak learning rate"})
+    oversample: float = field(default=4.0, metadata={"help": "new images are drawn this many times as often"})
+    hard_negatives: float = field(default=0.25, metadata={
+        "help": "share of each image's background quota given to the box head's highest-scoring background "
+                "proposals (0 turns hard-negative mining off)"})
+    seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={
+        "help": "training seeds per arm: their spread is the noise a difference must clear"})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+
+    def train_config(self, seed: int) -> TrainConfig:
+        return TrainConfig(steps=self.steps, lr=self.lr, warmup_steps=max(1, self.steps // 10), seed=seed)

@@ -1,0 +1,39 @@
+"""The `exports` collection: labelling batches, `in_progress` -> `done` -> `labelled`.
+
+A batch is marked `done` only after its files are complete where the team reads them, so an interrupted export
+stays visibly unfinished and is completed by the next attempt."""
+
+from __future__ import annotations
+
+from fdb.store import FeatureDB, utcnow
+
+
+def get(fdb: FeatureDB, batch_id: str) -> dict | None:
+    """The batch record: `selection_id`, `model_version`, `min_score`, `target`, `status`, and once done `files`,
+    `counts`, `categories`, `category_map` (project id -> export id, as strings) and `images` (image_id, uri,
+    file_name, width, height)."""
+    return fdb.exports.find_one({"_id": batch_id})
+
+
+def start(fdb: FeatureDB, batch_id: str, selection_id: str, model_version: str, min_score: float,
+          location: str) -> None:
+    fdb.exports.update_one(
+        {"_id": batch_id},
+        {"$set": {"selection_id": selection_id, "model_version": model_version, "min_score": min_score,
+                  "target": location, "status": "in_progress", "started_at": utcnow()},
+         "$setOnInsert": {"created_at": utcnow()}, "$inc": {"attempts": 1}},
+        upsert=True)
+
+
+def finish(fdb: FeatureDB, batch_id: str, files: list[dict], counts: dict, categories: list[dict],
+           category_map: dict[int, int], images: list[dict]) -> None:
+    fdb.exports.update_one(
+        {"_id": batch_id},
+        {"$set": {"status": "done", "finished_at": utcnow(), "files": files, "counts": counts,
+                  "categories": categories, "category_map": {str(k): v for k, v in category_map.items()},
+                  "images": images}})
+
+
+def mark_labelled(fdb: FeatureDB, batch_id: str, label_version: int) -> None:
+    fdb.exports.update_one({"_id": batch_id}, {"$set": {"status": "labelled", "labelled_at": utcnow(),
+                                                        "label_version": label_version}})

@@ -1,0 +1,38 @@
+"""The `runs` and `scheduled_runs` collections: what each job was asked to do, and what a night produced."""
+
+from __future__ import annotations
+
+from bson import ObjectId
+
+from fdb.store import FeatureDB, utcnow
+
+
+def start_run(fdb: FeatureDB, kind: str, parameters: dict, model_version: str | None = None,
+              flow_run_id: str | None = None) -> ObjectId:
+    return fdb.runs.insert_one({"kind": kind, "parameters": parameters, "model_version": model_version,
+                                "flow_run_id": flow_run_id, "status": "running", "started_at": utcnow(),
+                                "metrics": {}}).inserted_id
+
+
+def finish_run(fdb: FeatureDB, run_id: ObjectId, status: str = "completed", metrics: dict | None = None) -> None:
+    fdb.runs.update_one({"_id": run_id}, {"$set": {"status": status, "finished_at": utcnow(),
+                                                   "metrics": metrics or {}}})
+
+
+def last_run_parameters(fdb: FeatureDB, kind: str, having: str) -> dict | None:
+    """The parameters of the newest run of `kind` that had the parameter `having`."""
+    run = fdb.runs.find_one({"kind": kind, f"parameters.{having}": {"$exists": True}},
+                            sort=[("started_at", -1), ("_id", -1)])
+    return run["parameters"] if run else None
+
+
+def finished_scheduled_run(fdb: FeatureDB, state: str) -> dict | None:
+    """What the scheduled run with this state key produced, if it ran to the end."""
+    doc = fdb.scheduled_runs.find_one({"_id": state, "status": "done"})
+    return doc["result"] if doc else None
+
+
+def record_scheduled_run(fdb: FeatureDB, state: str, result: dict) -> None:
+    """Mark a scheduled run done (last, after its export), so a crash before this point is simply re-run."""
+    fdb.scheduled_runs.update_one({"_id": state}, {"$set": {"status": "done", "result": result,
+                                                            "finished_at": utcnow()}}, upsert=True)

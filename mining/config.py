@@ -1,0 +1,55 @@
+"""The matching and mining stages' configs: each default defined once, here; the CLI's flags, the flows'
+parameters and the deployments derive from them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """How a detection is matched to ground truth (the matching stage's one config)."""
+
+    iou_threshold: float = field(default=0.5, metadata={"help": "IoU for a detection to match ground truth"})
+    score_threshold: float = field(default=0.5, metadata={"help": "detections below this score are not errors"})
+    background_iou: float = field(default=0.1, metadata={
+        "help": "below this IoU with every object of its class, a false positive fired on background"})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps([self.as_dict()], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class MiningConfig:
+    """How hard cases are mined (the mining stage's one config; matching has `MatchConfig`)."""
+
+    k: int = field(default=20, metadata={"help": "neighbours per query"})
+    budget: int = field(default=200, metadata={"help": "most images to select"})
+    types: tuple[str, ...] | None = field(default=None, metadata={
+        "help": "error types to query with: fp_background fp_wrong_class fp_localisation miss (default: all)"})
+    classes: tuple[str, ...] | None = field(default=None, metadata={"help": "only errors of these class names"})
+    level: str = field(default="detection", metadata={
+        "help": "search with each false positive's own FC vector (detection) or its image's vector (image)",
+        "choices": ["detection", "image"]})
+    backend: str = field(default="auto", metadata={
+        "help": "vector index: auto uses exact search for small pools, Annoy above",
+        "choices": ["auto", "annoy", "exact"]})
+    random_arm: bool = field(default=True, metadata={"help": "draw a random selection of the same budget beside"})
+    seed: int = field(default=0, metadata={"help": "seed of the random arm"})
+    duplicate_distance: float = field(default=1e-4, metadata={
+        "help": "images closer than this (cosine, centred image vectors) to one already chosen are duplicates"})
+
+    def __post_init__(self) -> None:
+        # Lists from a CLI, a flow parameter or JSON become tuples, so the config stays hashable and comparable.
+        for name in ("types", "classes"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+
+    def as_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}

@@ -1,0 +1,44 @@
+"""Queries: every error of the chosen kinds becomes a vector to search the pool with.
+
+A false positive searches with its own box-head FC vector (detection level) or its image's vector (image level);
+a miss has no detection, so it always searches with its image's vector."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fdb import FeatureDB
+from records import BOX_LAYER, IMAGE_LAYER, ModelError
+
+
+@dataclass
+class Query:
+    error_id: object
+    type: str
+    category_name: str
+    source_image_id: object
+    level: str  # "detection" or "image": which vector it searches with
+    vector: np.ndarray
+    detection_id: object | None = None
+    bbox: list[float] | None = None
+
+
+def build_queries(fdb: FeatureDB, model_version: str, errors: list[ModelError], types=None, classes=None,
+                  level: str = "detection") -> list[Query]:
+    """One query per error of the chosen types and classes, in error-id order."""
+    chosen = [e for e in errors if (not types or e.type in types) and (not classes or e.category_name in classes)]
+    chosen.sort(key=lambda e: str(e.id))
+    det_ids = [e.detection_id for e in chosen if e.detection_id is not None and level == "detection"]
+    det_vectors = fdb.vectors_by_owner(model_version, BOX_LAYER, det_ids) if det_ids else {}
+    image_vectors = fdb.vectors_by_owner(model_version, IMAGE_LAYER, list({e.image_id for e in chosen}))
+    queries = []
+    for e in chosen:
+        if level == "detection" and e.detection_id is not None:
+            queries.append(Query(e.id, e.type, e.category_name, e.image_id, "detection",
+                                 det_vectors[e.detection_id], e.detection_id, e.bbox))
+        else:
+            queries.append(Query(e.id, e.type, e.category_name, e.image_id, "image",
+                                 image_vectors[e.image_id], None, e.bbox))
+    return queries

@@ -1,0 +1,117 @@
+"""The records that cross a stage boundary, typed once for every stage: the ground floor every package stands on.
+
+- `Detection`: one kept detection of one image, as the model made it (`detectors`) and the store keeps it (`fdb`);
+  mining types it against ground truth and the export turns it into a pre-annotation.
+- `ModelError`: one error of a model on a labelled image (`mining.errors`), recorded in `fdb`, queried with.
+- `SelectedImage`: one image of a selection, with why it was chosen (`mining.selection`), recorded in `fdb`,
+  written into the labelling batch's manifest (`annotation_export`).
+- `BOX_LAYER`, `IMAGE_LAYER`: the names of the two feature layers the detector taps and the store keeps.
+
+Boxes are COCO's `bbox` [x, y, width, height] in pixels everywhere. Ids of stored records (`id`, `image_id`,
+`detection_id`) are the store's, opaque to everybody else; they are None until a record is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+BOX_LAYER = "roi_heads.box_head.fc7"  # one 1024-d vector per kept detection: the box head's last FC layer
+IMAGE_LAYER = "backbone.fpn.mean_p2_p5"  # one vector per image: each FPN level averaged over the image
+
+ERROR_TYPES = ("fp_background", "fp_wrong_class", "fp_localisation", "miss")
+
+
+@dataclass
+class Detection:
+    """One kept detection. `rank` is its order among its image's kept detections: with the image and the model
+    version it identifies the detection, so writing it again adds nothing."""
+
+    rank: int
+    bbox: list[float]  # [x, y, w, h]
+    score: float
+    category_id: int  # the dataset's category id
+    category_name: str
+    label: int | None = None  # the model's contiguous label (1..K)
+    proposal_index: int | None = None  # which RPN proposal it came from (its FC vector is that proposal's)
+    mask: dict | None = None  # COCO compressed RLE {"size": [h, w], "counts": str}
+    id: Any = None
+    image_id: Any = None
+    model_version: str | None = None
+
+
+@dataclass
+class ModelError:
+    """One error of a model on one labelled image, typed with pycocotools' matching rules (`mining.errors`).
+
+    `type` is one of ERROR_TYPES; `detail` refines it (`duplicate` / `poor_localisation` for fp_localisation,
+    `detected_as_other_class` / `poorly_localised` for a miss an FP explains). A false positive carries its
+    detection (`detection_id`, `score`, `bbox`); a miss carries its ground truth (`gt_id`, `bbox`)."""
+
+    type: str
+    category_id: int
+    bbox: list[float]
+    detail: str | None = None
+    detection_id: Any = None
+    true_category_id: int | None = None
+    gt_id: int | None = None
+    score: float | None = None
+    iou: float = 0.0
+    # Where it happened, filled in when it is recorded:
+    id: Any = None
+    image_id: Any = None
+    uri: str | None = None
+    coco_image_id: int | None = None
+    category_name: str | None = None
+    true_category_name: str | None = None
+    model_version: str | None = None
+    params_key: str | None = None
+    params: dict | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class QueryHit:
+    """One query that reached a selected image: which error, of what kind, and how near it came."""
+
+    error_id: Any
+    type: str
+    category: str | None
+    source_image_id: Any
+    level: str  # "detection" (searched with the FP's own FC vector) or "image" (with its image's vector)
+    distance: float
+
+
+@dataclass
+class SelectedImage:
+    """One image of a selection, in rank order, with its provenance: the queries that found it."""
+
+    image_id: Any
+    uri: str
+    rank: int
+    reason: str
+    hits: int = 0
+    best_distance: float | None = None
+    queries: list[QueryHit] = field(default_factory=list)
+
+    @property
+    def error_types(self) -> list[str]:
+        return sorted({q.type for q in self.queries if q.type})
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted({q.category for q in self.queries if q.category})
+
+
+@dataclass
+class SelectionInfo:
+    """What a selection is, beside its images: which arm, from which model, pool index and parameters."""
+
+    selection_id: str
+    arm: str  # "mined" or "random"
+    model_version: str
+    params: dict = field(default_factory=dict)
+    index_versions: dict[str, str] = field(default_factory=dict)
+    export_id: str | None = None

@@ -1,0 +1,169 @@
+"""Thin Prefect tasks over the plain functions of detectors/, fdb/, mining/ and annotation_export/.
+
+This is where a model's output meets the store (detect -> write -> mark processed, `tasks.detect`), and where
+every other step of the loop becomes a task the flows call. Tasks take and return plain or typed values (a
+`StoreConfig`, model versions, paths, stage configs), never an open connection or a loaded model: each process
+opens one connection and loads a model once (`tasks.context`), so tasks can run in other processes or on other
+machines (Dask workers, see flows/runners.py). Retries with backoff cover database, S3 and file I/O; every task
+is idempotent, so a retry or a re-run never duplicates a record.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from annotation_export.config import ExportConfig
+from annotation_export.export import export_batch
+from annotation_export.importer import import_labels, labels_as_coco
+from detectors.config import DetectConfig, FinetuneConfig
+from fdb import StoreConfig
+from fdb import images as image_store
+from fdb import labels as label_store
+from fdb import runs as run_store
+from mining.config import MatchConfig, MiningConfig
+from mining.selection import mine_hard_cases, pool_state
+from records.coco import load_coco
+from storage import list_images
+from tasks.context import checkpoint_of, connection, resolve_checkpoint
+from tasks.detect import detect_images
+
+# No input caching: every task is idempotent against fdb anyway.
+IO_RETRIES = dict(retries=3, retry_delay_seconds=[2, 10, 30], cache_policy=NONE)
+
+
+@task(name="list new images", tags=["io"], **IO_RETRIES)
+def list_new_images(store: StoreConfig, folder: str, pattern: str = "*", model_version: str | None = None) -> list[str]:
+    """Images under `folder` not yet processed by `model_version`: the nightly cost follows new images only."""
+    uris = list_images(folder, pattern)
+    if model_version is None:
+        return uris
+    done = image_store.processed_uris(connection(store), uris, model_version)
+    return [u for u in uris if u not in done]
+
+
+@task(name="resolve the model", tags=["model"], **IO_RETRIES)
+def resolve_model(store: StoreConfig, model_version: str | None = None, checkpoint: str | None = None) -> str:
+    """The model version to use: a checkpoint file (registered on the way), the given version, or the newest
+    registered one. The weights are loaded into this process's cache, so the detect tasks that run here reuse
+    them."""
+    if checkpoint:
+        return resolve_checkpoint(connection(store), model_version, checkpoint).version
+    version = model_version or resolve_checkpoint(connection(store)).version
+    return checkpoint_of(store, version).version
+
+
+@task(name="detect with feature taps", tags=["model", "fdb"], **IO_RETRIES)
+def detect(store: StoreConfig, model_version: str, uris: list[str], config: DetectConfig = DetectConfig(),
+           split: str = "pool", source: str = "nightly", progress: bool = False) -> dict:
+    """One chunk of images through the detector into fdb; `worker` says which host and process ran it."""
+    report = detect_images(connection(store), checkpoint_of(store, model_version), uris, config, split=split,
+                           source=source, progress=progress)
+    return {"processed": report.images_processed, "skipped": report.images_skipped,
+            "detections": report.detections, "features": report.features, "quarantined": report.quarantined,
+            "worker": f"{socket.gethostname()}:{os.getpid()}", "summary": str(report)}
+
+
+@task(name="detect on the labelled set", tags=["model", "fdb"], **IO_RETRIES)
+def detect_labelled(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | None = None,
+                    config: DetectConfig = DetectConfig(), progress: bool = False) -> dict:
+    """The labelled set through the detector (incrementally), so its errors can be typed from the store. Images
+    with ground truth are labelled, whatever an earlier ingest called them: never mined."""
+    ground_truth = load_coco(gt_json, image_dir=gt_images)
+    uris = [str(ground_truth.image_path(i).resolve()) for i in ground_truth.images]
+    fdb = connection(store)
+    report = detect_images(fdb, checkpoint_of(store, model_version), uris, config, split="val", labelled=True,
+                           progress=progress)
+    image_store.mark_labelled(fdb, uris, split="val")
+    return {"processed": report.images_processed, "skipped": report.images_skipped,
+            "quarantined": report.quarantined, "summary": str(report)}
+
+
+@task(name="mine hard cases", tags=["fdb", "index"], **IO_RETRIES)
+def mine(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | None = None,
+         mining: MiningConfig = MiningConfig(), match: MatchConfig = MatchConfig()) -> dict:
+    """Errors on the labelled set -> queries -> the pool's nearest images, recorded as a selection."""
+    result = mine_hard_cases(connection(store), model_version, load_coco(gt_json, image_dir=gt_images), mining,
+                             match, out_dir=store.home)
+    return {"errors": result.errors.counts, "error_table": result.errors.table(), "queries": len(result.queries),
+            "query_image_ids": sorted({str(q.source_image_id) for q in result.queries}),
+            "query_coco_ids": sorted({e.coco_image_id for e in result.errors.errors
+                                      if e.id in {q.error_id for q in result.queries}}),
+            "queries_by_level": {lvl: sum(q.level == lvl for q in result.queries) for lvl in ("detection", "image")},
+            "selection_id": result.selection.selection_id, "selected": len(result.selection),
+            "index_versions": result.selection.index_versions,
+            "selected_uris": [img.uri for img in result.selection.images],
+            "random_selection_id": result.random.selection_id if result.random else None,
+            "random_uris": [img.uri for img in result.random.images] if result.random else [],
+            "montage": str(result.montage) if result.montage else None,
+            "top": [(img.uri, img.reason) for img in result.selection.images[:20]]}
+
+
+@task(name="export to the labelling queue", tags=["io", "s3"], **IO_RETRIES)
+def export(store: StoreConfig, selection_id: str, target: str | None = None,
+           config: ExportConfig = ExportConfig()) -> dict:
+    """The selection as a CVAT + COCO batch with pre-annotations and a manifest, under a folder or s3:// prefix
+    (default: `exports/` in the data home). Idempotent: the batch id derives from the selection."""
+    result = export_batch(connection(store), selection_id, target or Path(store.home) / "exports", config)
+    return {"batch_id": result.batch_id, "location": result.location, **result.counts}
+
+
+@task(name="import the team's labels", tags=["fdb"], **IO_RETRIES)
+def import_batch_labels(store: StoreConfig, labels_path: str, batch_id: str, skip_if_labelled: bool = False) -> dict:
+    """Labels for an exported batch become its next label version (nothing is written unless all are valid).
+    `skip_if_labelled` keeps a batch that already has labels as it is (a resumed run)."""
+    fdb = connection(store)
+    if skip_if_labelled and label_store.latest_version(fdb, batch_id) is not None:
+        return {"batch_id": batch_id, "label_version": label_store.latest_version(fdb, batch_id), "skipped": True}
+    report = import_labels(fdb, labels_path, batch_id)
+    return {"batch_id": report.batch_id, "label_version": report.label_version, "images": report.images,
+            "annotations": report.annotations}
+
+
+@task(name="labels of a batch", tags=["fdb"], **IO_RETRIES)
+def batch_labels(store: StoreConfig, batch_id: str, image_dir: str) -> tuple[list, list]:
+    """A batch's newest labels as COCO images and annotations, ready to be merged into a training set."""
+    return labels_as_coco(connection(store), batch_id, image_dir)
+
+
+@task(name="what changed since the last night", tags=["fdb"], **IO_RETRIES)
+def nightly_state(store: StoreConfig, model_version: str, gt_json: str, params: dict) -> tuple[str, dict | None]:
+    """(state key, the finished run with that key or None): a second run with nothing new is a no-op."""
+    fdb = connection(store)
+    state = pool_state(fdb, model_version, gt_json, params)
+    return state, run_store.finished_scheduled_run(fdb, state)
+
+
+@task(name="record the night", tags=["fdb"], **IO_RETRIES)
+def record_night(store: StoreConfig, state: str, result: dict) -> None:
+    run_store.record_scheduled_run(connection(store), state, result)
+
+
+@task(name="fine-tune and score the arms", tags=["model"], cache_policy=NONE)
+def compare_arms(store: StoreConfig, seed_checkpoint: str, train_json: str, eval_json: str, image_dir: str,
+                 batches: dict, query_images: list[int], work_dir: str, recipe: FinetuneConfig = FinetuneConfig(),
+                 progress: bool = False):
+    """The mined / random / control experiment (`tasks.experiment`), its arm models registered in fdb."""
+    from tasks.experiment import retrain_and_compare  # noqa: PLC0415 - torch training, only for this task
+
+    return retrain_and_compare(seed_checkpoint, load_coco(train_json, image_dir=image_dir), batches,
+                               load_coco(eval_json, image_dir=image_dir), query_images, work_dir, recipe,
+                               fdb=connection(store), progress=progress)
+
+
+@task(name="write the comparison report", tags=["io"], cache_policy=NONE)
+def write_comparison_report(comparison, out_dir: str, title: str, facts: dict, montage: str | None = None,
+                            hard_case_precision: dict | None = None, queried_types: list[str] | None = None) -> dict:
+    from mining.report import write_report  # noqa: PLC0415 - matplotlib, only for this task
+
+    return {k: str(v) for k, v in write_report(comparison, out_dir, title, facts, montage=montage,
+                                               hard_case_precision=hard_case_precision,
+                                               queried_types=queried_types).items()}
+
+
+__all__ = ["batch_labels", "compare_arms", "detect", "detect_labelled", "export", "import_batch_labels",
+           "list_new_images", "mine", "nightly_state", "record_night", "resolve_model", "write_comparison_report"]

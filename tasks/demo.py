@@ -1,0 +1,53 @@
+"""Tasks only the demo and the benchmarks need: synthetic scenes, a seed model, and the generator's ground truth
+playing the annotation team."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from detectors.config import TrainConfig
+from detectors.pipeline import dataset_split, train_detector
+from detectors.synthetic import generate, hard_case_share, oracle_labels
+from fdb import StoreConfig
+from tasks.context import connection, register_checkpoint
+
+
+@task(name="generate synthetic street scenes", cache_policy=NONE)
+def generate_scenes(data_dir: str, sizes: dict, progress: bool = True) -> str:
+    """The demo's scenes (train from the suburbs only, val and pool with the markets), unless already there."""
+    if not (Path(data_dir) / "annotations" / "pool.json").is_file():
+        generate(data_dir, sizes["train"], sizes["val"], sizes["pool"], seed=sizes.get("data_seed", 0),
+                 width=sizes["width"], height=sizes["height"], progress=progress,
+                 train_districts=sizes["train_districts"])
+    return data_dir
+
+
+@task(name="train the seed model", tags=["model"], cache_policy=NONE)
+def train_seed(store: StoreConfig, data_dir: str, out: str, train: TrainConfig, progress: bool = True,
+               **model_overrides) -> dict:
+    """A model trained from scratch on the train split, evaluated on val, saved to `out` and registered; an
+    existing checkpoint at `out` is registered and reused (a re-run resumes)."""
+    from detectors.checkpoint import load_checkpoint  # noqa: PLC0415
+    from detectors.evaluate import format_table  # noqa: PLC0415
+
+    if Path(out).is_file():
+        checkpoint, summary = load_checkpoint(out), "already trained"
+    else:
+        checkpoint, result, metrics = train_detector(dataset_split(data_dir, "train"), dataset_split(data_dir, "val"),
+                                                     out, train, progress=progress, **model_overrides)
+        summary = f"{result.seconds / 60:.1f} min; val " + format_table(metrics["val"]).splitlines()[0]
+    register_checkpoint(connection(store), checkpoint)
+    return {"version": checkpoint.version, "path": str(checkpoint.path), "summary": summary}
+
+
+@task(name="the oracle labels a batch", cache_policy=NONE)
+def oracle_label_batch(batch_location: str, pool_json: str, out: str) -> str:
+    return str(oracle_labels(Path(batch_location) / "manifest.json", Path(pool_json), Path(out)))
+
+
+@task(name="share of hard cases", cache_policy=NONE)
+def hard_cases(batches: dict[str, list[str]], pool_json: str) -> dict:
+    return {name: hard_case_share(uris, Path(pool_json)) for name, uris in batches.items()}

@@ -1,0 +1,95 @@
+"""Where the model's output meets the store: ingest -> detect with taps -> write detections and features -> mark
+processed. Incremental and crash-safe.
+
+For each image not yet processed by this model version: one inference pass (`detectors.inference`) whose
+`StoreWriter` consumer writes its detections (box, score, class, mask as RLE), one box-head vector per detection
+and one image vector, then marks the image processed by this version. Every write is idempotent (ids derive from
+image, model and rank), and the mark comes last, so a run killed at any point is finished by the next one without
+loss or duplicates. An image that cannot be decoded is quarantined with its reason and the run goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from detectors.checkpoint import Checkpoint
+from detectors.config import DetectConfig
+from detectors.inference import ImageDetections, Labels, run_inference
+from fdb import FeatureDB
+from fdb import images as image_store
+from records import BOX_LAYER, IMAGE_LAYER
+
+
+@dataclass
+class DetectReport:
+    model_version: str
+    images_seen: int = 0
+    images_processed: int = 0
+    images_skipped: int = 0  # already processed by this model version
+    detections: int = 0
+    features: int = 0
+    quarantined: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (f"model {self.model_version}: {self.images_seen} images, {self.images_processed} processed, "
+                f"{self.images_skipped} already done, {len(self.quarantined)} quarantined; "
+                f"{self.detections} detections and {self.features} feature vectors written")
+
+
+class StoreWriter:
+    """A consumer of a tapped inference pass: each batch's detections and vectors into fdb, then the mark."""
+
+    def __init__(self, fdb: FeatureDB, model_version: str, report: DetectReport):
+        self.fdb, self.version, self.report = fdb, model_version, report
+
+    def reset(self) -> None:
+        pass
+
+    def process(self, docs: list[dict], outputs: list[ImageDetections]) -> None:
+        fdb, version, report = self.fdb, self.version, self.report
+        detections, det_ids, det_images, det_vectors = [], [], [], []
+        for doc, out in zip(docs, outputs):
+            for det in out.detections:
+                det.image_id = doc["_id"]
+                detections.append(det)
+                det_ids.append(fdb.detection_id(doc["_id"], version, det.rank))
+                det_images.append(doc["_id"])
+            det_vectors.append(out.box_features)
+        report.detections += fdb.write_detections(version, detections).inserted
+        if det_ids:
+            report.features += fdb.write_features(version, BOX_LAYER, det_ids, np.concatenate(det_vectors),
+                                                  image_ids=det_images).inserted
+        image_vectors = np.stack([out.image_feature for out in outputs])
+        report.features += fdb.write_features(version, IMAGE_LAYER, [d["_id"] for d in docs], image_vectors,
+                                              owner_kind="image").inserted
+        # Last: only now is the image's work for this model complete.
+        image_store.mark_processed(fdb, [d["_id"] for d in docs], version)
+        report.images_processed += len(docs)
+
+    def evaluate(self) -> DetectReport:
+        return self.report
+
+
+def detect_images(fdb: FeatureDB, checkpoint: Checkpoint, uris: list[str], config: DetectConfig = DetectConfig(),
+                  split: str = "pool", source: str = "local", labelled: bool = False,
+                  progress: bool = True) -> DetectReport:
+    """Ingest `uris`, then detect with taps on those this model version has not processed yet."""
+    version = checkpoint.version
+    report = DetectReport(model_version=version, images_seen=len(uris))
+    ingest = image_store.ingest_images(fdb, uris, source=source, split=split, labelled=labelled)
+    report.quarantined.extend(ingest.quarantined)
+    todo = image_store.unprocessed(fdb, uris, version)
+    report.images_skipped = len(image_store.processed_uris(fdb, uris, version))
+
+    def quarantine(doc: dict, exc: Exception) -> None:
+        reason = f"failed to load for detection: {exc}"
+        image_store.quarantine(fdb, doc["_id"], reason)
+        report.quarantined.append((doc["uri"], reason))
+
+    labels = Labels(checkpoint.config.class_names, checkpoint.config.category_ids)
+    run_inference(checkpoint.model, labels, [(doc, doc["uri"]) for doc in todo], [StoreWriter(fdb, version, report)],
+                  batch_size=config.batch_size, taps=True, min_score=config.min_score, on_unreadable=quarantine,
+                  progress=progress, desc=f"detect ({version})")
+    return report
