@@ -1,0 +1,71 @@
+"""The one-way data flow is enforced, not hoped for: import-linter's contracts in pyproject.toml hold on this tree,
+and an import against them (module-level or inside a function) breaks them, with the offending line named."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LINT = Path(sys.executable).parent / "lint-imports"
+PACKAGES = ["dataengine", "flows", "tasks", "mining", "annotation_export", "fdb", "detectors", "storage", "records"]
+
+
+def lint(root: Path) -> subprocess.CompletedProcess:
+    # import-linter reads the packages from the working directory first, so a copy is linted as it stands.
+    return subprocess.run([str(LINT), "--no-cache", "--config", str(root / "pyproject.toml")], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_layering_contracts_hold():
+    result = lint(REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "2 kept, 0 broken" in result.stdout
+
+
+@pytest.mark.parametrize("module, line, broken", [
+    # The model side writes nothing: a function-level import of the store is as wrong as a module-level one.
+    ("detectors/model.py", "def _sneak():\n    from fdb.store import connect\n    return connect\n",
+     "detectors is not allowed to import fdb"),
+    # The store knows no model.
+    ("fdb/images.py", "from detectors.checkpoint import load_checkpoint\n", "fdb is not allowed to import detectors"),
+    # Mining never runs a model, not even through torch directly.
+    ("mining/queries.py", "def _sneak():\n    import torch\n    return torch\n", "mining is not allowed to import torch"),
+    # The ground floor stands on nothing of the project.
+    ("storage/uris.py", "from annotation_export import formats\n", "storage is not allowed to import annotation_export"),
+    # Tasks do not read the environment: the edges pass configs down.
+    ("tasks/detect.py", "from dataengine.config import store_config\n", "tasks is not allowed to import dataengine.config"),
+])
+def test_an_import_against_the_flow_breaks_the_contracts(tmp_path, module, line, broken):
+    for name in PACKAGES:
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    assert lint(tmp_path).returncode == 0  # the copy holds, as the tree does
+    with open(tmp_path / module, "a") as fh:
+        fh.write("\n\n" + line)
+    result = lint(tmp_path)
+    assert result.returncode != 0 and broken in result.stdout, result.stdout[-3000:]
+
+
+# The store owns its collections: outside fdb/, nobody names one or queries it raw.
+RAW_ACCESS = re.compile(r"\.db\[|\b\w+\.(images|detections|features|feature_layers|selections|errors|runs|models|"
+                        r"indexes|exports|labels|scheduled_runs)\.(find|find_one|insert_one|insert_many|update_one|"
+                        r"update_many|distinct|count_documents|delete_many|aggregate)\(|\bprocessed_by\b")
+
+
+def test_only_the_store_touches_its_collections():
+    offenders = []
+    for name in PACKAGES:
+        if name == "fdb":
+            continue
+        for path in sorted((REPO / name).rglob("*.py")):
+            for n, line in enumerate(path.read_text().splitlines(), start=1):
+                if RAW_ACCESS.search(line):
+                    offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    assert not offenders, "raw collection access outside fdb/:\n" + "\n".join(offenders)
+    assert RAW_ACCESS.search('docs = fdb.images.find({"status": "ok"})')  # the check itself can fail
