@@ -76,6 +76,17 @@ def model_categories(fdb: FeatureDB, model_version: str, detections: list[Detect
     return [{"id": i, "name": n} for i, n in sorted(seen.items())]
 
 
+def _pre_annotating_model(fdb: FeatureDB, mined_by: str | None, selected: list) -> str | None:
+    """The production model when it has processed every selected image (its predictions are the best guess the
+    team can start from), else the model that mined the selection."""
+    production = model_store.production_version(fdb)
+    if production and production != mined_by:
+        uris = [img.uri for img in selected]
+        if len(image_store.processed_uris(fdb, uris, production)) == len(set(uris)):
+            return production
+    return mined_by
+
+
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -90,10 +101,10 @@ def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: 
     if found is None:
         raise ExportError(f"no selection {selection_id!r} in fdb")
     info, selected = found
-    model_version = model_version or info.model_version
+    image_ids = [img.image_id for img in selected]
+    model_version = model_version or _pre_annotating_model(fdb, info.model_version, selected)
     if not model_version:
         raise ExportError(f"selection {selection_id!r} names no model version; pass model_version")
-    image_ids = [img.image_id for img in selected]
     images = list(image_store.by_id(fdb, image_ids).values())
     missing = set(map(str, image_ids)) - {str(i["_id"]) for i in images}
     if missing:

@@ -120,7 +120,8 @@ def _cmd_synth(args) -> int:
     from detectors.synthetic import generate
 
     paths = generate(args.out, args.train, args.val, args.pool, seed=args.seed,
-                     train_districts=tuple(args.train_districts) if args.train_districts else None)
+                     train_districts=tuple(args.train_districts) if args.train_districts else None,
+                     boxes_only=args.boxes_only)
     for split, path in paths.items():
         print(f"{split:<6} {path}")
     return 0
@@ -152,7 +153,10 @@ def _cmd_train(args) -> int:
     checkpoint, result, metrics = train_detector(train_set, val_set, args.out or models_dir(store), train,
                                                  preset=args.preset, init=init)
     if not args.no_register:
-        register_checkpoint(connection(store), checkpoint)
+        register_checkpoint(connection(store), checkpoint, first_is_production=True,
+                            training_data={"train": str(train_set.path), "images": str(train_set.image_dir)},
+                            recipe={"preset": args.preset, **dataclasses.asdict(train),
+                                    "init": init.version if init else None})
     print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min"
           + (" (stopped by --max-minutes)" if result.stopped_early else ""))
     if "val" in metrics:
@@ -292,6 +296,90 @@ def _cmd_nightly(args) -> int:
     return 0
 
 
+def _cmd_models(args) -> int:
+    import json
+
+    from fdb import models as registry
+    from tasks.context import connection
+
+    fdb = connection(_store())
+    if args.action == "list":
+        docs = registry.list_models(fdb)
+        if not docs:
+            print("no model registered yet: train one with `dataengine train`")
+        for doc in docs:
+            superset = ((doc.get("evaluation") or {}).get("mAP") or {}).get("superset", {}).get("bbox")
+            print(f"{doc['stage']:<11} {doc['_id']:<48} parent {doc.get('parent') or '-':<40} "
+                  f"{doc.get('role', 'model'):<5} " + (f"bbox mAP {superset:.3f}" if superset is not None else ""))
+        return 0
+    if args.action == "show":
+        doc = registry.get_model(fdb, args.version or registry.production_version(fdb) or "")
+        if doc is None:
+            print(f"no model {args.version!r}; known: {registry.known_versions(fdb)}", file=sys.stderr)
+            return 2
+        doc.pop("config", None)
+        print(json.dumps(doc, indent=1, default=str))
+        switches = [p for p in registry.promotions(fdb) if doc["_id"] in (p["from"], p["to"])]
+        for p in switches:
+            print(f"{p['at']:%Y-%m-%d %H:%M} production {p['from']} -> {p['to']}: {p['why']}")
+        return 0
+    try:
+        if args.action == "promote":
+            if not args.version:
+                print("promote needs a VERSION", file=sys.stderr)
+                return 2
+            switch = registry.promote(fdb, args.version, why=args.why or "promoted by hand")
+        else:
+            switch = registry.rollback(fdb, why=args.why or "rolled back by hand")
+    except (LookupError, registry.PromotionConflict) as exc:
+        print(f"nothing switched: {exc}", file=sys.stderr)
+        return 2
+    print(f"production: {switch['from']} -> {switch['to']}" if switch["switched"] else
+          f"{switch['to']} is already in production")
+    return 0
+
+
+def _cmd_retrain(args) -> int:
+    from detectors.config import FinetuneConfig
+    from flows.retrain import retrain
+
+    try:
+        result = retrain(data_dir=args.data, recipe=config_from_args(FinetuneConfig, args), promote=args.promote,
+                         base_model=args.model, train_split=args.train_split, eval_split=args.eval_split)
+    except LookupError as exc:
+        print(f"nothing retrained: {exc}", file=sys.stderr)
+        return 2
+    decision = result["decision"]
+    print(f"candidate {result['candidate']} on the labelled set plus {len(result['batches'])} labelled batch(es)")
+    for ok, reason in zip(decision["checks"].values(), decision["reasons"]):
+        print(f"  {'PASS' if ok else 'FAIL'}: {reason}")
+    print(f"production: {result['production_before']} -> {result['production_after']}" if result["promoted"] else
+          f"not promoted; production stays {result['production_before']}")
+    print(f"report: {result['report']}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from pathlib import Path
+
+    from detectors.config import FinetuneConfig
+    from flows.retrain_and_compare import retrain_and_compare
+    from tasks import query_images
+    from tasks.context import connection, resolve_checkpoint
+
+    store = _store()
+    seed = args.seed_checkpoint or str(resolve_checkpoint(connection(store), args.model).path)
+    eval_json = str(Path(args.data) / "annotations" / f"{args.eval_split}.json")
+    queries = query_images.fn(store, args.mined, eval_json, str(Path(args.data) / "images"))
+    html = retrain_and_compare(seed_checkpoint=seed, data_dir=args.data, mined_batch=args.mined,
+                               random_batch=args.random, query_images=queries,
+                               recipe=config_from_args(FinetuneConfig, args), train_split=args.train_split,
+                               eval_split=args.eval_split)
+    print(f"seed model {seed}; query subset: {len(queries)} evaluation images")
+    print(f"report: {html}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from flows.demo import run_demo
 
@@ -303,7 +391,7 @@ MATCH_FLAGS = {"iou_threshold": "--iou", "score_threshold": "--score"}
 
 def build_parser() -> argparse.ArgumentParser:
     from annotation_export.config import ExportConfig
-    from detectors.config import DetectConfig, TrainConfig
+    from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
     from mining.config import MatchConfig, MiningConfig
 
     parser = argparse.ArgumentParser(prog="dataengine", description=DESCRIPTION,
@@ -338,6 +426,49 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument("--dask-address", default=None, help="run detection on this Dask scheduler")
     night.set_defaults(func=_cmd_nightly)
 
+    retrain = sub.add_parser(
+        "retrain", help="train a candidate on everything labelled so far and promote it only if it is better",
+        description="Fine-tune the production model on the labelled set plus every batch whose labels came back "
+                    "(newest label version), once per training seed; score the candidate and production with "
+                    "pycocotools and typed errors on the fixed evaluation set; promote the candidate only when it "
+                    "is not worse on the superset beyond the seed-to-seed noise and makes fewer of the errors the "
+                    "batches were mined for. The decision and its numbers go to fdb and a report.")
+    retrain.add_argument("--data", required=True, help="dataset directory: annotations/<split>.json + images/")
+    retrain.add_argument("--train-split", default="train", help="the labelled set (default train)")
+    retrain.add_argument("--eval-split", default="val", help="the fixed evaluation set (default val)")
+    retrain.add_argument("--promote", default="auto", choices=["auto", "never"],
+                         help="auto: switch production when the gate passes; never: judge and report only")
+    retrain.add_argument("--model", default=None, help="fine-tune this version instead of production")
+    add_config_args(retrain, FinetuneConfig)
+    retrain.set_defaults(func=_cmd_retrain)
+
+    compare = sub.add_parser(
+        "compare", help="the mined / random / control experiment on your data, with the report",
+        description="Fine-tune the seed model (default: production) three ways from the same start: with the "
+                    "mined batch's labels, with the random batch's, and with no new data (control); score every "
+                    "arm with pycocotools on the superset, the subset without the query images and the query "
+                    "subset; write the report (Markdown, HTML with plots, JSON).")
+    compare.add_argument("--data", required=True, help="dataset directory: annotations/<split>.json + images/")
+    compare.add_argument("--mined", required=True, help="batch id of the mined batch (labels imported)")
+    compare.add_argument("--random", required=True, help="batch id of the random batch (labels imported)")
+    compare.add_argument("--train-split", default="train", help="the seed's labelled set (default train)")
+    compare.add_argument("--eval-split", default="val", help="the evaluation set (default val)")
+    compare.add_argument("--model", default=None, help="seed model version (default: production)")
+    compare.add_argument("--seed-checkpoint", default=None, help="a checkpoint file as the seed instead")
+    add_config_args(compare, FinetuneConfig)
+    compare.set_defaults(func=_cmd_compare)
+
+    models = sub.add_parser(
+        "models", help="the model registry: list, show, promote, roll back",
+        description="Every registered model version with its stage (candidate, production, archived), parent, "
+                    "training data, recipe and metrics. Exactly one model is in production: nightly, mine and "
+                    "export use it unless told otherwise. `promote VERSION` switches production to it atomically "
+                    "and records the switch; `rollback` goes back to the model the last switch replaced.")
+    models.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    models.add_argument("version", nargs="?", default=None, help="model version (show: default production)")
+    models.add_argument("--why", default=None, help="the reason recorded with a promote or rollback")
+    models.set_defaults(func=_cmd_models)
+
     synth = sub.add_parser("synth", help="generate the synthetic street-scene dataset (COCO, with distractors)",
                            description="Generate synthetic street scenes (4 classes with masks, plus unlabelled "
                                        "sign-like distractors clustered in two districts) as a COCO dataset "
@@ -350,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--train-districts", type=int, nargs="*", default=None,
                        help="draw the train split from these districts only (0-3 are suburbs, 4-5 the markets "
                             "full of look-alikes), e.g. 0 1 2 3; default: all")
+    synth.add_argument("--boxes-only", action="store_true",
+                       help="leave the instance masks out (boxes only, as most street datasets come)")
     synth.set_defaults(func=_cmd_synth)
 
     penn = sub.add_parser("convert-pennfudan", help="convert PennFudanPed to a COCO dataset directory",
@@ -436,7 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--selection", required=True, help="selection id, as printed by `dataengine mine`")
     export.add_argument("--to", required=True, help="a folder, or s3://bucket/prefix")
     add_config_args(export, ExportConfig)
-    export.add_argument("--model", default=None, help="model whose predictions pre-annotate (default: the selection's)")
+    export.add_argument("--model", default=None, help="model whose predictions pre-annotate (default: the production "
+                                                      "model if it processed every image, else the selection's)")
     export.set_defaults(func=_cmd_export)
 
     imp = sub.add_parser(

@@ -10,6 +10,7 @@ once, then they are cached under $TORCH_HOME). Project checkpoints are loaded by
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -38,6 +39,9 @@ class ModelConfig:
     box_score_thresh: float = 0.05
     box_detections_per_img: int = 100
     fpn_channels: int = 256
+    # A mask head: trained on instance masks, it predicts them. A model built from a box-only dataset has none
+    # (torchvision then skips the mask loss and mask inference); a checkpoint from before this field had one.
+    masks: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +68,30 @@ class OfflineWeightsError(RuntimeError):
 
 
 def build_model(cfg: ModelConfig) -> MaskRCNN:
+    model = _build(cfg)
+    if not cfg.masks:
+        _drop_mask_branch(model.roi_heads)
+    return model
+
+
+def _drop_mask_branch(roi_heads) -> None:
+    roi_heads.mask_roi_pool = roi_heads.mask_head = roi_heads.mask_predictor = None
+
+
+@contextlib.contextmanager
+def without_masks(model: MaskRCNN):
+    """The model with its mask branch switched off for the duration: a box-only dataset trains the rest of a
+    Mask R-CNN (backbone, RPN, box head) without a mask loss, and the mask branch comes back unchanged."""
+    heads = model.roi_heads
+    saved = (heads.mask_roi_pool, heads.mask_head, heads.mask_predictor)
+    _drop_mask_branch(heads)
+    try:
+        yield model
+    finally:
+        heads.mask_roi_pool, heads.mask_head, heads.mask_predictor = saved
+
+
+def _build(cfg: ModelConfig) -> MaskRCNN:
     kwargs = dict(
         min_size=cfg.min_size, max_size=cfg.max_size,
         rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,

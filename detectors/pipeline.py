@@ -43,7 +43,9 @@ def train_detector(train_set: CocoSet, val_set: CocoSet | None, out: str | Path,
                              f"(ids {category_ids})")
         cfg, model = init.config, init.model
     else:
-        cfg = preset_config(preset, train_set.class_names, category_ids, **model_overrides)
+        # A box-only dataset builds a model without a mask head: nothing could train it.
+        cfg = preset_config(preset, train_set.class_names, category_ids,
+                            **{"masks": train_set.has_masks, **model_overrides})
         model = build_model(cfg)
     # Short runs warm up for a fifth of their steps at most.
     train_cfg = replace(train, warmup_steps=min(train.warmup_steps, steps // 5))

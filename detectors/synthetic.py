@@ -228,8 +228,10 @@ def _bbox(mask: np.ndarray) -> list[float]:
 
 def generate(out_dir: str | Path, n_train: int = 300, n_val: int = 100, n_pool: int = 600, seed: int = 0,
              width: int = 320, height: int = 240, progress: bool = True,
-             train_districts: tuple[int, ...] | None = None) -> dict[str, Path]:
+             train_districts: tuple[int, ...] | None = None, boxes_only: bool = False) -> dict[str, Path]:
     """Write the dataset; returns {split: annotation json path}. Existing identical files are rewritten as is.
+
+    `boxes_only` leaves the segmentations out, as most street datasets come: boxes, no instance masks.
 
     `train_districts` draws the labelled training split from those districts only, as when the first labelled
     drives covered the suburbs and the market districts came later: e.g. (0, 1, 2, 3) leaves the distractor-rich
@@ -256,12 +258,12 @@ def generate(out_dir: str | Path, n_train: int = 300, n_val: int = 100, n_pool: 
             })
             for obj in objects:
                 ann_id += 1
-                rle = mask_utils.encode(np.asfortranarray(obj.mask.astype(np.uint8)))
-                annotations.append({
-                    "id": ann_id, "image_id": image_id, "category_id": obj.category_id,
-                    "segmentation": {"size": list(rle["size"]), "counts": rle["counts"].decode()},
-                    "area": float(obj.mask.sum()), "bbox": _bbox(obj.mask), "iscrowd": 0,
-                })
+                annotation = {"id": ann_id, "image_id": image_id, "category_id": obj.category_id}
+                if not boxes_only:
+                    rle = mask_utils.encode(np.asfortranarray(obj.mask.astype(np.uint8)))
+                    annotation["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"].decode()}
+                annotations.append({**annotation, "area": float(obj.mask.sum()), "bbox": _bbox(obj.mask),
+                                    "iscrowd": 0})
         path = out / "annotations" / f"{split}.json"
         path.write_text(json.dumps({
             "info": {"description": f"gaze synthetic street scenes, split {split}, seed {seed}",

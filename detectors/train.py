@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from detectors.coco import CocoDetection, collate_fn
 from detectors.config import TrainConfig
+from detectors.model import without_masks
 
 
 @dataclass
@@ -55,7 +56,17 @@ def _batches(dataset, cfg: TrainConfig, weights):
 
 def train_model(model: torch.nn.Module, dataset: CocoDetection, cfg: TrainConfig,
                 oversample: list[float] | None = None, progress: bool = True) -> TrainResult:
-    """Train `model` in place for `cfg.steps` steps (or until `cfg.max_minutes`)."""
+    """Train `model` in place for `cfg.steps` steps (or until `cfg.max_minutes`). A box-only dataset trains a
+    Mask R-CNN without its mask branch (no mask loss), which is left as it was."""
+    heads = getattr(model, "roi_heads", None)
+    if heads is not None and heads.has_mask() and not dataset.coco.has_masks:
+        with without_masks(model):
+            return _train(model, dataset, cfg, oversample, progress)
+    return _train(model, dataset, cfg, oversample, progress)
+
+
+def _train(model: torch.nn.Module, dataset: CocoDetection, cfg: TrainConfig, oversample: list[float] | None,
+           progress: bool) -> TrainResult:
     if len(dataset) < cfg.batch_size:
         raise ValueError(f"{len(dataset)} training images, fewer than one batch of {cfg.batch_size}")
     if cfg.threads:

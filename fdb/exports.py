@@ -37,3 +37,11 @@ def finish(fdb: FeatureDB, batch_id: str, files: list[dict], counts: dict, categ
 def mark_labelled(fdb: FeatureDB, batch_id: str, label_version: int) -> None:
     fdb.exports.update_one({"_id": batch_id}, {"$set": {"status": "labelled", "labelled_at": utcnow(),
                                                         "label_version": label_version}})
+
+
+def labelled_batches(fdb: FeatureDB) -> list[dict]:
+    """Every batch whose labels came back: `batch_id`, `selection_id`, `label_version` (the newest), in the
+    order they came back."""
+    docs = fdb.exports.find({"status": "labelled"}, {"selection_id": 1, "label_version": 1, "labelled_at": 1})
+    return [{"batch_id": d["_id"], "selection_id": d["selection_id"], "label_version": d.get("label_version")}
+            for d in sorted(docs, key=lambda d: (d.get("labelled_at") or 0, d["_id"]))]

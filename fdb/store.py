@@ -81,8 +81,12 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("batch_id", ASCENDING), ("label_version", ASCENDING), ("image_id", ASCENDING)], unique=True,
                    name="batch_version_image_unique"),
     ],
-    "models": [  # _id = model version
+    "models": [  # _id = model version; stage, parent, training data, recipe, metrics (fdb.models)
         IndexModel([("created_at", DESCENDING)], name="created_at"),
+    ],
+    "registry": [],  # _id = "production": the one pointer to the production model, switched atomically
+    "promotions": [  # every switch of production: when, from, to, why, the numbers
+        IndexModel([("at", DESCENDING)], name="at"),
     ],
     "scheduled_runs": [],  # _id = state key of a scheduled mining run (fdb.runs)
 }
@@ -159,6 +163,8 @@ class FeatureDB:
         self.exports = db["exports"]
         self.labels = db["labels"]
         self.scheduled_runs = db["scheduled_runs"]
+        self.registry = db["registry"]
+        self.promotions = db["promotions"]
         self._layer_cache: dict[str, tuple[int, str]] = {}
         self.ensure_indexes()
 

@@ -20,7 +20,8 @@ QUERIED_TYPES = ["fp_background", "fp_wrong_class"]
 @flow(name="retrain_and_compare")
 def retrain_and_compare(seed_checkpoint: str, data_dir: str, mined_batch: str, random_batch: str,
                         query_images: list[int] | None = None, recipe: FinetuneConfig = FinetuneConfig(),
-                        queried_types: list[str] | None = None) -> str:
+                        queried_types: list[str] | None = None, train_split: str = "train",
+                        eval_split: str = "val") -> str:
     """`data_dir` holds the seed's train split and the val split (COCO, `annotations/` + `images/`) that every
     arm is scored on. Each arm is trained with every seed of the recipe; `queried_types` are the error types the
     batch was mined for (default fp_background and fp_wrong_class), whose counts the report follows."""
@@ -29,8 +30,9 @@ def retrain_and_compare(seed_checkpoint: str, data_dir: str, mined_batch: str, r
     annotations, images = Path(data_dir) / "annotations", str(Path(data_dir) / "images")
     batches = {"mined": batch_labels(store, mined_batch, images), "random": batch_labels(store, random_batch, images)}
     work = Path(store.home) / "compare" / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    comparison = compare_arms(store, seed_checkpoint, str(annotations / "train.json"), str(annotations / "val.json"),
-                              images, batches, query_images or [], str(work), recipe)
+    comparison = compare_arms(store, seed_checkpoint, str(annotations / f"{train_split}.json"),
+                              str(annotations / f"{eval_split}.json"), images, batches, query_images or [], str(work),
+                              recipe)
     report = write_comparison_report(
         comparison, str(work / "report"), "retrain and compare: mined vs random vs control",
         {"seed": Path(seed_checkpoint).name, "mined batch": mined_batch, "random batch": random_batch,

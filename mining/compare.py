@@ -112,3 +112,16 @@ def summarise_errors(arm: ArmResult) -> None:
     """An arm's error counts: the mean over its training seeds."""
     arm.error_counts = {t: statistics.fmean(r["errors"].get(t, 0) for r in arm.runs)
                         for t in {t for r in arm.runs for t in r["errors"]}}
+
+
+def combine_batches(batches: list[tuple[list[dict], list[dict]]]) -> tuple[list[dict], list[dict]]:
+    """Several batches' COCO images and annotations as one, ids renumbered (each batch numbers its own from 1)."""
+    images, annotations = [], []
+    for batch_images, batch_annotations in batches:
+        new_id = {}
+        for im in batch_images:
+            new_id[im["id"]] = len(images) + 1
+            images.append({**im, "id": new_id[im["id"]]})
+        for ann in batch_annotations:
+            annotations.append({**ann, "id": len(annotations) + 1, "image_id": new_id[ann["image_id"]]})
+    return images, annotations

@@ -146,6 +146,8 @@ def write_report(comparison: Comparison, out_dir: str | Path, title: str, facts:
     if montage:
         plots["queries and their nearest pool neighbours"] = Path(montage)
     md = [f"# {title}", ""] + [f"- {k}: {v}" for k, v in facts.items()]
+    if not any(arm.maps(s, "segm") for arm in comparison.arms.values() for s in comparison.subsets):
+        md.append("- masks: none (a box-only dataset: boxes trained and scored, no mask loss, no segm metrics)")
     verdict = verdict_markdown(comparison, queried_types)
     if verdict:
         md += ["", "## Did the mined batch count?", "", verdict]

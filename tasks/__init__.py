@@ -10,6 +10,7 @@ is idempotent, so a retry or a re-run never duplicates a record.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 from pathlib import Path
@@ -22,14 +23,16 @@ from annotation_export.export import export_batch
 from annotation_export.importer import import_labels, labels_as_coco
 from detectors.config import DetectConfig, FinetuneConfig
 from fdb import StoreConfig
+from fdb import exports as export_store
 from fdb import images as image_store
 from fdb import labels as label_store
 from fdb import runs as run_store
+from fdb import selections as selection_store
 from mining.config import MatchConfig, MiningConfig
 from mining.selection import mine_hard_cases, pool_state
 from records.coco import load_coco
 from storage import list_images
-from tasks.context import checkpoint_of, connection, resolve_checkpoint
+from tasks.context import checkpoint_of, connection, production_or, resolve_checkpoint
 from tasks.detect import detect_images
 
 # No input caching: every task is idempotent against fdb anyway.
@@ -48,13 +51,11 @@ def list_new_images(store: StoreConfig, folder: str, pattern: str = "*", model_v
 
 @task(name="resolve the model", tags=["model"], **IO_RETRIES)
 def resolve_model(store: StoreConfig, model_version: str | None = None, checkpoint: str | None = None) -> str:
-    """The model version to use: a checkpoint file (registered on the way), the given version, or the newest
-    registered one. The weights are loaded into this process's cache, so the detect tasks that run here reuse
-    them."""
+    """The model version to use: a checkpoint file (registered on the way), the given version, or the production
+    model. The weights are loaded into this process's cache, so the detect tasks that run here reuse them."""
     if checkpoint:
         return resolve_checkpoint(connection(store), model_version, checkpoint).version
-    version = model_version or resolve_checkpoint(connection(store)).version
-    return checkpoint_of(store, version).version
+    return checkpoint_of(store, production_or(connection(store), model_version)).version
 
 
 @task(name="detect with feature taps", tags=["model", "fdb"], **IO_RETRIES)
@@ -155,6 +156,35 @@ def compare_arms(store: StoreConfig, seed_checkpoint: str, train_json: str, eval
                                fdb=connection(store), progress=progress)
 
 
+@task(name="retrain a candidate and judge it", tags=["model", "fdb"], cache_policy=NONE)
+def retrain_candidate(store: StoreConfig, train_json: str, eval_json: str, image_dir: str,
+                      recipe: FinetuneConfig = FinetuneConfig(), promote: str = "auto", base: str | None = None,
+                      match: MatchConfig = MatchConfig(), progress: bool = False) -> dict:
+    """A candidate on everything labelled so far, the gate against production, a promotion if it passes."""
+    from tasks.retrain import retrain  # noqa: PLC0415 - torch training, only for this task
+
+    work = Path(store.home) / "retrain" / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    result = retrain(connection(store), train_json, eval_json, image_dir, work, recipe, promote, base, match,
+                     progress=progress)
+    return {"candidate": result.candidate, "production_before": result.production_before,
+            "production_after": result.production_after, "promoted": result.production_after != result.production_before,
+            "decision": result.decision.as_dict(), "report": result.report, "batches": result.batches}
+
+
+@task(name="query images of a selection", tags=["fdb"], **IO_RETRIES)
+def query_images(store: StoreConfig, batch_id: str, eval_json: str, image_dir: str | None = None) -> list[int]:
+    """The evaluation set's ids of the images whose errors queried the batch's selection: the query subset."""
+    fdb = connection(store)
+    evaluation = load_coco(eval_json, image_dir=image_dir)
+    batch = export_store.get(fdb, batch_id)
+    found = selection_store.read_selection(fdb, batch["selection_id"]) if batch else None
+    if found is None:
+        raise LookupError(f"no exported batch {batch_id!r} with a selection in fdb")
+    sources = {q.source_image_id for img in found[1] for q in img.queries}
+    uris = {d["uri"] for d in image_store.by_id(fdb, sources).values()}
+    return sorted(i for i in evaluation.images if str(evaluation.image_path(i).resolve()) in uris)
+
+
 @task(name="write the comparison report", tags=["io"], cache_policy=NONE)
 def write_comparison_report(comparison, out_dir: str, title: str, facts: dict, montage: str | None = None,
                             hard_case_precision: dict | None = None, queried_types: list[str] | None = None) -> dict:
@@ -165,5 +195,5 @@ def write_comparison_report(comparison, out_dir: str, title: str, facts: dict, m
                                                queried_types=queried_types).items()}
 
 
-__all__ = ["batch_labels", "compare_arms", "detect", "detect_labelled", "export", "import_batch_labels",
+__all__ = ["batch_labels", "compare_arms", "query_images", "retrain_candidate", "detect", "detect_labelled", "export", "import_batch_labels",
            "list_new_images", "mine", "nightly_state", "record_night", "resolve_model", "write_comparison_report"]

@@ -21,24 +21,42 @@ def connection(store: StoreConfig) -> FeatureDB:
     return _open(store)
 
 
-def register_checkpoint(fdb: FeatureDB, checkpoint: Checkpoint) -> None:
-    """Make a checkpoint known to the store as a model version (idempotent)."""
+def register_checkpoint(fdb: FeatureDB, checkpoint: Checkpoint, training_data: dict | None = None,
+                        recipe: dict | None = None, role: str = "model", first_is_production: bool = False) -> None:
+    """Make a checkpoint known to the store as a model version (idempotent; a new one is a candidate). With
+    `first_is_production`, it becomes production when there is none yet (the first model a user trains)."""
     model_store.register_model(fdb, checkpoint.version, str(checkpoint.path.resolve()), checkpoint.class_names,
-                               checkpoint.config.to_dict(), metrics=checkpoint.metrics, parent=checkpoint.parent)
+                               checkpoint.config.to_dict(), metrics=checkpoint.metrics, parent=checkpoint.parent,
+                               training_data=training_data, recipe=recipe, role=role)
+    if first_is_production and model_store.production_version(fdb) is None:
+        model_store.promote(fdb, checkpoint.version, why="the first model: nothing was in production",
+                            numbers=checkpoint.metrics, expected=None)
+
+
+def production_or(fdb: FeatureDB, model_version: str | None) -> str:
+    """`model_version` when given, else the production model's version."""
+    if model_version:
+        return model_version
+    version = model_store.production_version(fdb)
+    if version is None:
+        known = model_store.known_versions(fdb)
+        raise LookupError("no production model yet: " + (
+            f"promote one with `dataengine models promote VERSION` (registered: {known})" if known else
+            "train one with `dataengine train` (the first model becomes production)"))
+    return version
 
 
 def resolve_checkpoint(fdb: FeatureDB, model_version: str | None = None, checkpoint: str | None = None) -> Checkpoint:
-    """A checkpoint file (registered on the way), or the model version registered in fdb (default: the
-    newest)."""
+    """A checkpoint file (registered on the way, as a candidate), or a model version registered in fdb
+    (default: the production model)."""
     if checkpoint:
         loaded = load_checkpoint(checkpoint)
         register_checkpoint(fdb, loaded)
         return loaded
-    doc = model_store.get_model(fdb, model_version) if model_version else model_store.latest_model(fdb)
+    version = production_or(fdb, model_version)
+    doc = model_store.get_model(fdb, version)
     if doc is None:
-        raise LookupError(f"no model {model_version!r} registered in fdb; known: {model_store.known_versions(fdb)}"
-                          if model_version else
-                          "no model registered in fdb yet: train one with `dataengine train` first")
+        raise LookupError(f"no model {version!r} registered in fdb; known: {model_store.known_versions(fdb)}")
     return load_checkpoint(doc["checkpoint"])
 
 

@@ -3,6 +3,7 @@ playing the annotation team."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from prefect import task
@@ -39,7 +40,9 @@ def train_seed(store: StoreConfig, data_dir: str, out: str, train: TrainConfig, 
         checkpoint, result, metrics = train_detector(dataset_split(data_dir, "train"), dataset_split(data_dir, "val"),
                                                      out, train, progress=progress, **model_overrides)
         summary = f"{result.seconds / 60:.1f} min; val " + format_table(metrics["val"]).splitlines()[0]
-    register_checkpoint(connection(store), checkpoint)
+    register_checkpoint(connection(store), checkpoint, first_is_production=True,
+                        training_data={"train": str(Path(data_dir) / "annotations" / "train.json")},
+                        recipe={"preset": "small", **asdict(train)})
     return {"version": checkpoint.version, "path": str(checkpoint.path), "summary": summary}
 
 

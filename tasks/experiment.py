@@ -5,6 +5,7 @@ where models meet the store."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from detectors import hard_negatives as hard_negative_mining
@@ -68,7 +69,9 @@ def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: di
                 path = save_checkpoint(work_dir / f"{version}.pt", checkpoint.model, checkpoint.config, version,
                                        digest, metrics=run["mAP"], parent=seed_ckpt.version)
                 if fdb is not None:
-                    register_checkpoint(fdb, load_checkpoint(path))
+                    # An arm is a candidate in an experiment: never served unless someone names it.
+                    register_checkpoint(fdb, load_checkpoint(path), role="arm", recipe=asdict(recipe),
+                                        training_data={"train": str(arm_set.path), "arm": name})
                 arm = ArmResult(name, len(new_names), result.steps, 0.0, metrics, {}, str(path), version)
             arm.seconds += result.seconds
             arm.runs.append(run)

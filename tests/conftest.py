@@ -131,7 +131,7 @@ def engine(mongod, fdb, tmp_path, monkeypatch):
     torch.manual_seed(0)
     cfg = preset_config("small", [c["name"] for c in CATEGORIES], min_size=96, max_size=128, box_score_thresh=0.0)
     checkpoint = load_checkpoint(save_checkpoint(tmp_path / "m.pt", build_model(cfg), cfg, "tiny-v1", "h"))
-    register_checkpoint(fdb, checkpoint)
+    register_checkpoint(fdb, checkpoint, first_is_production=True)
     return data
 
 

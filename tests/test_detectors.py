@@ -223,3 +223,19 @@ def test_hard_negative_sampler_picks_the_top_scoring_background_and_restores_the
     assert model.roi_heads.fg_bg_sampler is original and "add_gt_proposals" not in vars(model.roi_heads)
     assert not model.roi_heads._forward_pre_hooks
     model(list(images), list(targets))  # trains as before
+
+
+def test_a_mask_model_fine_tunes_on_boxes_without_touching_its_mask_branch(tmp_path):
+    """Box-only labels (most street datasets) train a Mask R-CNN's backbone, RPN and box head; its mask branch,
+    which nothing could train, is switched off for the run and comes back exactly as it was."""
+    generate(tmp_path, n_train=4, n_val=0, n_pool=0, seed=4, width=128, height=96, progress=False, boxes_only=True)
+    boxes = load_coco(tmp_path / "annotations" / "train.json")
+    model, _ = tiny_model()
+    mask_before = {k: v.clone() for k, v in model.roi_heads.mask_predictor.state_dict().items()}
+    box_before = model.roi_heads.box_predictor.cls_score.weight.clone()
+    result = train_model(model, CocoDetection(boxes, train=True), TrainConfig(steps=2, batch_size=2, warmup_steps=1),
+                         progress=False)
+    assert result.steps == 2 and model.roi_heads.has_mask()
+    assert all(torch.equal(v, mask_before[k]) for k, v in model.roi_heads.mask_predictor.state_dict().items())
+    assert not torch.equal(model.roi_heads.box_predictor.cls_score.weight, box_before)
+    assert "masks" in model.eval()([torch.rand(3, 96, 128)])[0]  # still predicts masks

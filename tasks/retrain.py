@@ -1,0 +1,152 @@
+"""Retrain: a candidate trained on everything labelled so far, judged against production, promoted only through
+the gate.
+
+production model -> fine-tuned (the recipe's steps, once per training seed) on the labelled set plus every batch
+whose labels came back, at its newest label version (new images drawn `oversample` times as often, so the old
+data is replayed and the new data counts) -> pycocotools and typed errors on the fixed evaluation set, for the
+candidate's seeds and for production -> the gate (`mining.gate`) -> with `promote="auto"`, production switches
+to the candidate when it passes. The decision with its numbers goes to fdb (`runs`, and `promotions` when it
+switches) and to a report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from annotation_export.importer import labels_as_coco
+from detectors import hard_negatives as hard_negative_mining
+from detectors.checkpoint import data_hash, load_checkpoint, new_version, save_checkpoint
+from detectors.coco import CocoDetection
+from detectors.config import FinetuneConfig
+from detectors.train import train_model
+from fdb import FeatureDB
+from fdb import exports as export_store
+from fdb import models as registry
+from fdb import runs as run_store
+from fdb import selections as selection_store
+from mining.compare import arm_training_set, combine_batches
+from mining.config import MatchConfig
+from mining.gate import GateDecision, decide
+from records import ERROR_TYPES
+from records.coco import load_coco
+from tasks.context import production_or, register_checkpoint
+from tasks.experiment import score_model
+
+DEFAULT_QUERIED = ["fp_background", "fp_wrong_class"]
+
+
+@dataclass
+class RetrainResult:
+    decision: GateDecision
+    candidate: str
+    production_before: str
+    production_after: str
+    batches: list[dict]
+    report: str
+
+
+def queried_types(fdb: FeatureDB, batches: list[dict]) -> list[str]:
+    """The error types the labelled batches were mined for (a mined batch without a type filter: all of them)."""
+    types: set[str] = set()
+    for batch in batches:
+        found = selection_store.read_selection(fdb, batch["selection_id"])
+        if found is None or found[0].arm != "mined":
+            continue
+        chosen = found[0].params.get("types")
+        types |= set(chosen) if chosen else set(ERROR_TYPES)
+    return sorted(types) or DEFAULT_QUERIED
+
+
+def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, work_dir: str | Path,
+            recipe: FinetuneConfig = FinetuneConfig(), promote: str = "auto", base: str | None = None,
+            match: MatchConfig = MatchConfig(), progress: bool = False) -> RetrainResult:
+    if promote not in ("auto", "never"):
+        raise ValueError(f"promote must be 'auto' or 'never', got {promote!r}")
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    production = production_or(fdb, base)
+    base_doc = registry.get_model(fdb, production)
+    batches = export_store.labelled_batches(fdb)
+    train, evaluation = load_coco(train_json, image_dir=image_dir), load_coco(eval_json, image_dir=image_dir)
+    if not batches:
+        raise LookupError("no labelled batch yet: import the team's labels (`dataengine import-labels`) first")
+    labelled = combine_batches([labels_as_coco(fdb, b["batch_id"], image_dir, b["label_version"]) for b in batches])
+    types = queried_types(fdb, batches)
+    run_id = run_store.start_run(fdb, "retrain", {"train_json": str(train_json), "eval_json": str(eval_json),
+                                                  "recipe": asdict(recipe), "promote": promote,
+                                                  "batches": batches, "queried_types": types},
+                                 model_version=production)
+
+    subsets = {"superset": sorted(evaluation.images)}
+    base_metrics, base_errors = score_model(load_checkpoint(base_doc["checkpoint"]).model, evaluation, subsets, match)
+    production_numbers = {"version": production, "bbox_map": base_metrics["superset"]["bbox"]["mAP"],
+                          "errors": base_errors}
+    train_set, weights, new_names = arm_training_set(train, "retrain", *labelled, work_dir, recipe.oversample)
+    runs, candidate = [], None
+    for seed in recipe.seeds:
+        checkpoint = load_checkpoint(base_doc["checkpoint"])  # each seed starts from production
+        handle = (hard_negative_mining.enable(checkpoint.model, recipe.hard_negatives)
+                  if recipe.hard_negatives > 0 else None)
+        try:
+            result = train_model(checkpoint.model, CocoDetection(train_set, train=True), recipe.train_config(seed),
+                                 oversample=weights, progress=progress)
+        finally:
+            if handle is not None:
+                handle.remove()
+        metrics, errors = score_model(checkpoint.model, evaluation, subsets, match)
+        runs.append({"seed": seed, "seconds": round(result.seconds, 1), "errors": errors,
+                     "bbox_map": metrics["superset"]["bbox"]["mAP"],
+                     "mAP": {t: m["mAP"] for t, m in metrics["superset"].items() if isinstance(m, dict) and "mAP" in m}})
+        if candidate is None:
+            digest = data_hash(Path(train_set.path).read_bytes(), asdict(recipe), production)
+            version = new_version(checkpoint.config, digest)
+            path = save_checkpoint(work_dir / f"{version}.pt", checkpoint.model, checkpoint.config, version, digest,
+                                   metrics={"superset": runs[0]["mAP"]}, parent=production)
+            candidate = version
+            register_checkpoint(fdb, load_checkpoint(path), recipe=asdict(recipe), training_data={
+                "labelled_set": str(train_json), "batches": batches, "images": len(train_set.images),
+                "new_images": len(new_names)})
+
+    decision = decide(production_numbers, runs, types, candidate)
+    evaluation_set = {"set": str(eval_json), "sha256": hashlib.sha256(Path(eval_json).read_bytes()).hexdigest()}
+    registry.set_metrics(fdb, production, {**evaluation_set, "mAP": {"superset": {"bbox": production_numbers["bbox_map"]}},
+                                           "errors": base_errors})
+    registry.set_metrics(fdb, candidate, {**evaluation_set, "mAP": {"superset": {"bbox": decision.candidate["bbox_map"]}},
+                                          "bbox_map_sd": decision.candidate["bbox_map_sd"],
+                                          "errors": decision.candidate["errors"], "runs": runs})
+    after = production
+    if decision.promote and promote == "auto":
+        registry.promote(fdb, candidate, why="retrain: the gate passed; " + "; ".join(decision.reasons),
+                         numbers=decision.as_dict(), expected=production)
+        after = candidate
+    report = write_decision(work_dir / "report", decision, promote, production, after, batches)
+    run_store.finish_run(fdb, run_id, metrics={"decision": decision.as_dict(), "candidate": candidate,
+                                               "production_after": after, "report": report})
+    return RetrainResult(decision, candidate, production, after, batches, report)
+
+
+def write_decision(out: Path, decision: GateDecision, promote: str, before: str, after: str,
+                   batches: list[dict]) -> str:
+    """decision.md and decision.json: what was compared, the numbers, what the gate said and what was done."""
+    out.mkdir(parents=True, exist_ok=True)
+    c, p = decision.candidate, decision.production
+    types = sorted(set(c["errors"]) | set(p["errors"]))
+    done = (f"promoted: production {before} -> {after}" if after != before else
+            f"not promoted ({'--promote never' if promote == 'never' and decision.promote else 'the gate refused'})"
+            f": production stays {before}")
+    lines = [f"# Retrain: candidate {c['version']}", "", f"**{done}**", "",
+             f"- trained on the labelled set plus {len(batches)} labelled batch(es): "
+             + ", ".join(f"{b['batch_id']} (labels v{b['label_version']})" for b in batches),
+             f"- queried error types: {', '.join(decision.queried_types)}", "", "## The gate", ""]
+    lines += [f"- {'PASS' if ok else 'FAIL'}: {reason}" for ok, reason in zip(decision.checks.values(), decision.reasons)]
+    lines += ["", "## Numbers on the fixed evaluation set", "", "| | bbox mAP (superset) | " + " | ".join(types) + " |",
+              "|---|---:|" + "---:|" * len(types),
+              f"| production {p['version']} | {p['bbox_map']:.4f} | " + " | ".join(f"{p['errors'].get(t, 0)}" for t in types) + " |",
+              f"| candidate {c['version']} ({c['seeds']} seeds) | {c['bbox_map']:.4f} ± {c['bbox_map_sd']:.4f} | "
+              + " | ".join(f"{c['errors'].get(t, 0):.1f}" for t in types) + " |", ""]
+    (out / "decision.md").write_text("\n".join(lines))
+    (out / "decision.json").write_text(json.dumps({"done": done, **decision.as_dict()}, indent=1, default=str))
+    return str(out / "decision.md")
