@@ -381,6 +381,14 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_demo(args) -> int:
+    if args.rounds > 1:
+        from flows.loop import loop
+
+        result = loop(rounds=args.rounds, progress=True)
+        for engine, rounds in result["engines"].items():
+            print(f"{engine:<7} " + "  ".join(f"round {r['round']}: bbox mAP {r['bbox_superset']:.3f}"
+                                              f"{' (promoted)' if r['promoted'] else ''}" for r in rounds))
+        return 0
     from flows.demo import run_demo
 
     return run_demo(quick=args.quick)
@@ -401,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the end-to-end loop on embedded synthetic street scenes",
                           description="Run the whole loop on the embedded default data and print what it did.")
     demo.add_argument("--quick", action="store_true", help="a shorter run, for a first look")
+    demo.add_argument("--rounds", type=int, default=1,
+                      help="turn the loop this many times for a mined, a random and a no-new-data engine side by "
+                           "side, retraining and gating each round (default 1: the single-round demo)")
     demo.set_defaults(func=_cmd_demo)
 
     night = sub.add_parser(

@@ -159,16 +159,18 @@ def compare_arms(store: StoreConfig, seed_checkpoint: str, train_json: str, eval
 @task(name="retrain a candidate and judge it", tags=["model", "fdb"], cache_policy=NONE)
 def retrain_candidate(store: StoreConfig, train_json: str, eval_json: str, image_dir: str,
                       recipe: FinetuneConfig = FinetuneConfig(), promote: str = "auto", base: str | None = None,
-                      match: MatchConfig = MatchConfig(), progress: bool = False) -> dict:
+                      match: MatchConfig = MatchConfig(), progress: bool = False,
+                      query_images: list[int] | None = None, allow_no_batches: bool = False) -> dict:
     """A candidate on everything labelled so far, the gate against production, a promotion if it passes."""
     from tasks.retrain import retrain  # noqa: PLC0415 - torch training, only for this task
 
-    work = Path(store.home) / "retrain" / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    work = Path(store.home) / "retrain" / store.db_name / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     result = retrain(connection(store), train_json, eval_json, image_dir, work, recipe, promote, base, match,
-                     progress=progress)
+                     progress=progress, query_images=query_images, allow_no_batches=allow_no_batches)
     return {"candidate": result.candidate, "production_before": result.production_before,
             "production_after": result.production_after, "promoted": result.production_after != result.production_before,
-            "decision": result.decision.as_dict(), "report": result.report, "batches": result.batches}
+            "decision": result.decision.as_dict(), "report": result.report, "batches": result.batches,
+            "production_numbers": result.production_numbers, "candidate_runs": result.runs}
 
 
 @task(name="query images of a selection", tags=["fdb"], **IO_RETRIES)

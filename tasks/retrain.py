@@ -46,6 +46,8 @@ class RetrainResult:
     production_after: str
     batches: list[dict]
     report: str
+    production_numbers: dict  # the model it was judged against: bbox_map, mAP by subset, errors
+    runs: list[dict]  # the candidate's, one per training seed
 
 
 def queried_types(fdb: FeatureDB, batches: list[dict]) -> list[str]:
@@ -62,7 +64,10 @@ def queried_types(fdb: FeatureDB, batches: list[dict]) -> list[str]:
 
 def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, work_dir: str | Path,
             recipe: FinetuneConfig = FinetuneConfig(), promote: str = "auto", base: str | None = None,
-            match: MatchConfig = MatchConfig(), progress: bool = False) -> RetrainResult:
+            match: MatchConfig = MatchConfig(), progress: bool = False, query_images: list[int] | None = None,
+            allow_no_batches: bool = False) -> RetrainResult:
+    """`query_images` (ids in the evaluation set) are scored as a second subset beside the superset;
+    `allow_no_batches` retrains on the labelled set alone when no labels came back (the no-new-data control)."""
     if promote not in ("auto", "never"):
         raise ValueError(f"promote must be 'auto' or 'never', got {promote!r}")
     work_dir = Path(work_dir)
@@ -71,7 +76,7 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
     base_doc = registry.get_model(fdb, production)
     batches = export_store.labelled_batches(fdb)
     train, evaluation = load_coco(train_json, image_dir=image_dir), load_coco(eval_json, image_dir=image_dir)
-    if not batches:
+    if not batches and not allow_no_batches:
         raise LookupError("no labelled batch yet: import the team's labels (`dataengine import-labels`) first")
     labelled = combine_batches([labels_as_coco(fdb, b["batch_id"], image_dir, b["label_version"]) for b in batches])
     types = queried_types(fdb, batches)
@@ -80,10 +85,10 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
                                                   "batches": batches, "queried_types": types},
                                  model_version=production)
 
-    subsets = {"superset": sorted(evaluation.images)}
+    subsets = {"superset": sorted(evaluation.images), "query subset": sorted(query_images or [])}
     base_metrics, base_errors = score_model(load_checkpoint(base_doc["checkpoint"]).model, evaluation, subsets, match)
     production_numbers = {"version": production, "bbox_map": base_metrics["superset"]["bbox"]["mAP"],
-                          "errors": base_errors}
+                          "errors": base_errors, "mAP": _maps(base_metrics)}
     train_set, weights, new_names = arm_training_set(train, "retrain", *labelled, work_dir, recipe.oversample)
     runs, candidate = [], None
     for seed in recipe.seeds:
@@ -98,13 +103,12 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
                 handle.remove()
         metrics, errors = score_model(checkpoint.model, evaluation, subsets, match)
         runs.append({"seed": seed, "seconds": round(result.seconds, 1), "errors": errors,
-                     "bbox_map": metrics["superset"]["bbox"]["mAP"],
-                     "mAP": {t: m["mAP"] for t, m in metrics["superset"].items() if isinstance(m, dict) and "mAP" in m}})
+                     "bbox_map": metrics["superset"]["bbox"]["mAP"], "mAP": _maps(metrics)})
         if candidate is None:
             digest = data_hash(Path(train_set.path).read_bytes(), asdict(recipe), production)
             version = new_version(checkpoint.config, digest)
             path = save_checkpoint(work_dir / f"{version}.pt", checkpoint.model, checkpoint.config, version, digest,
-                                   metrics={"superset": runs[0]["mAP"]}, parent=production)
+                                   metrics=runs[0]["mAP"], parent=production)
             candidate = version
             register_checkpoint(fdb, load_checkpoint(path), recipe=asdict(recipe), training_data={
                 "labelled_set": str(train_json), "batches": batches, "images": len(train_set.images),
@@ -112,9 +116,9 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
 
     decision = decide(production_numbers, runs, types, candidate)
     evaluation_set = {"set": str(eval_json), "sha256": hashlib.sha256(Path(eval_json).read_bytes()).hexdigest()}
-    registry.set_metrics(fdb, production, {**evaluation_set, "mAP": {"superset": {"bbox": production_numbers["bbox_map"]}},
-                                           "errors": base_errors})
-    registry.set_metrics(fdb, candidate, {**evaluation_set, "mAP": {"superset": {"bbox": decision.candidate["bbox_map"]}},
+    registry.set_metrics(fdb, production, {**evaluation_set, "mAP": production_numbers["mAP"], "errors": base_errors})
+    registry.set_metrics(fdb, candidate, {**evaluation_set, "mAP": runs[0]["mAP"],
+                                          "bbox_map_mean": decision.candidate["bbox_map"],
                                           "bbox_map_sd": decision.candidate["bbox_map_sd"],
                                           "errors": decision.candidate["errors"], "runs": runs})
     after = production
@@ -125,7 +129,12 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
     report = write_decision(work_dir / "report", decision, promote, production, after, batches)
     run_store.finish_run(fdb, run_id, metrics={"decision": decision.as_dict(), "candidate": candidate,
                                                "production_after": after, "report": report})
-    return RetrainResult(decision, candidate, production, after, batches, report)
+    return RetrainResult(decision, candidate, production, after, batches, report, production_numbers, runs)
+
+
+def _maps(metrics: dict) -> dict:
+    """subset -> {bbox, segm} mAP."""
+    return {s: {t: m[t]["mAP"] for t in ("bbox", "segm") if t in m} for s, m in metrics.items()}
 
 
 def write_decision(out: Path, decision: GateDecision, promote: str, before: str, after: str,

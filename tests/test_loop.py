@@ -170,3 +170,37 @@ def test_a_box_only_dataset_through_the_whole_loop(prefect_backend, mongod, fdb,
     # Experiment arms are registered, never in production by accident.
     assert all(registry.get_model(fdb, a["version"])["stage"] == "candidate" for n, a in saved["arms"].items()
                if n != "before")
+
+
+def test_two_rounds_of_the_loop_for_two_engines(prefect_backend, mongod, fdb, tmp_path, monkeypatch):
+    """The multi-round loop at a tiny size: every engine starts from one seed, each round's production model is
+    the one the gate left, no promoted model is worse than the one it replaced, and the numbers are written."""
+    from detectors.config import DetectConfig, FinetuneConfig
+    from flows.loop import loop
+    from mining.config import MatchConfig
+
+    monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
+    monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
+    monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
+    tiny = dict(train=6, val=4, pool=12, seed_steps=3, budget=2, k=3, width=128, height=96)
+    # A few steps of training make weak detections only: store and count them all.
+    result = loop(rounds=2, engines=["mined", "none"], sizes=tiny, recipe=FinetuneConfig(steps=1, seeds=(0, 1)),
+                  root=str(tmp_path / "loop"), detection=DetectConfig(min_score=0.0),
+                  match=MatchConfig(score_threshold=0.0))
+    saved = json.loads((tmp_path / "loop" / "loop.json").read_text())
+    assert saved["engines"] == json.loads(json.dumps(result["engines"], default=str))
+    for engine, rounds in result["engines"].items():
+        assert [r["round"] for r in rounds] == [0, 1, 2]
+        assert rounds[0]["production"] == result["engines"]["mined"][0]["production"]  # one seed for all
+        for before, after in zip(rounds, rounds[1:]):
+            if after["promoted"]:  # the gate let it through: not worse beyond the noise
+                assert after["production"] != before["production"]
+            else:
+                assert after["production"] == before["production"]
+    assert [r["batch"] is not None for r in result["engines"]["mined"][1:]] == [True, True]
+    assert all(r["batch"] is None for r in result["engines"]["none"])
+    # Each engine has its own registry: the mined engine's labels never reach the no-new-data engine.
+    from pymongo import MongoClient
+
+    dbs = [n for n in MongoClient(mongod.uri).list_database_names() if n.startswith(fdb.db.name + "-loop-")]
+    assert len(dbs) == 2

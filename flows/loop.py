@@ -1,0 +1,111 @@
+"""Several turns of the loop, for several engines side by side (`dataengine demo --rounds N`,
+`benchmarks/loop_bench.py`).
+
+Every engine starts from the same seed model and the same scenes, keeps its own feature database and registry,
+and gets the same labelling budget and the same retraining each round:
+- `mined`: the product's night: detect the pool with the production model -> mine with its errors on the labelled
+  val set -> export the mined batch -> the generator's ground truth labels it -> retrain -> the gate;
+- `random`: the same, but the batch is drawn at random from the same pool;
+- `none`: no new data; the same retraining on the labelled set alone.
+After each round the production model's numbers on the fixed evaluation set are recorded: bbox mAP on the
+superset and on the query subset (the val images where the seed model made a false positive of the queried
+types), and the errors by type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from dataengine.config import store_config
+from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
+from mining.config import MatchConfig, MiningConfig
+from tasks import detect, detect_labelled, export, import_batch_labels, mine, resolve_model, retrain_candidate
+from tasks.demo import generate_scenes, oracle_label_batch, train_seed
+
+ENGINES = ("mined", "random", "none")
+QUERY_TYPES = ["fp_background", "fp_wrong_class"]
+LOOP = dict(train=60, val=40, pool=120, seed_steps=60, budget=10, k=10, width=320, height=240,
+            train_districts=(0, 1, 2, 3), data_seed=0)
+
+
+@flow(name="loop")
+def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None = None,
+         recipe: FinetuneConfig = FinetuneConfig(steps=20, seeds=(0, 1)), root: str | None = None,
+         progress: bool = False, detection: DetectConfig = DetectConfig(), match: MatchConfig = MatchConfig()) -> dict:
+    """Returns {"rounds": [...], "engines": {engine: [one record per round]}} and writes loop.json under
+    `root`. Round 0 is the seed model."""
+    say = get_run_logger().info
+    sizes = {**LOOP, **(sizes or {})}
+    engines = list(engines or ENGINES)
+    store = store_config()
+    tag = hashlib.sha256(json.dumps(sizes, sort_keys=True).encode()).hexdigest()[:8]
+    root = Path(root) if root else Path(store.home) / "loop" / tag
+    data_dir = root / "synthetic"
+    annotations, images = data_dir / "annotations", str(data_dir / "images")
+    train_json, val_json, pool_json = (str(annotations / f"{s}.json") for s in ("train", "val", "pool"))
+    generate_scenes(str(data_dir), sizes, progress)
+    pool = [str((data_dir / "images" / im["file_name"]).resolve())
+            for im in json.loads(Path(pool_json).read_text())["images"]]
+    history: dict[str, list[dict]] = {}
+    query_subset: list[int] | None = None
+    for engine in engines:
+        # Each engine keeps its own database (its own registry and labels) under the same data home.
+        estore = replace(store, db_name=f"{store.db_name}-loop-{tag}-{engine}")
+        seed = train_seed(estore, str(data_dir), str(root / f"seed-{sizes['seed_steps']}.pt"),
+                          TrainConfig(steps=sizes["seed_steps"]), progress=progress,
+                          min_size=min(sizes["height"], 240), max_size=min(sizes["width"], 320))
+        history[engine] = []
+        for round_no in range(1, rounds + 1):
+            version = resolve_model(estore)
+            detect(estore, version, pool, detection, source="loop", progress=progress)
+            detect_labelled(estore, version, val_json, images, detection)
+            mined = mine(estore, version, val_json, images,
+                         MiningConfig(k=sizes["k"], budget=sizes["budget"], types=QUERY_TYPES), match)
+            if query_subset is None:  # the seed's queried errors: the same subset for every engine and round
+                query_subset = mined["query_coco_ids"]
+            batch = None
+            selection = {"mined": mined["selection_id"] if mined["selected"] else None,
+                         "random": mined["random_selection_id"] if mined["random_uris"] else None}.get(engine)
+            if selection:  # a model without queried errors mines nothing: there is nothing to label this round
+                batch = export(estore, selection, str(root / engine / "exports"))
+                labels = oracle_label_batch(batch["location"], pool_json,
+                                            str(root / engine / f"labels-{round_no}.json"))
+                import_batch_labels(estore, labels, batch["batch_id"], skip_if_labelled=True)
+            result = retrain_candidate(estore, train_json, val_json, images, recipe, "auto", match=match,
+                                       query_images=query_subset, allow_no_batches=True)
+            if round_no == 1:
+                history[engine].append(_numbers(0, seed["version"], [result["production_numbers"]], False, None))
+            promoted = result["promoted"]
+            runs = result["candidate_runs"] if promoted else [result["production_numbers"]]
+            record = _numbers(round_no, result["production_after"], runs, promoted, batch)
+            record["gate"] = result["decision"]["reasons"]
+            history[engine].append(record)
+            say(f"{engine} round {round_no}: {'promoted' if promoted else 'kept'} {result['production_after']}; "
+                f"bbox mAP {record['bbox_superset']:.3f}, query subset {record['bbox_query']:.3f}, "
+                f"fp_background {record['errors'].get('fp_background', 0):.1f}")
+    out = {"sizes": sizes, "recipe": {"steps": recipe.steps, "lr": recipe.lr, "oversample": recipe.oversample,
+                                      "hard_negatives": recipe.hard_negatives, "seeds": list(recipe.seeds)},
+           "query_subset": query_subset, "engines": history}
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "loop.json").write_text(json.dumps(out, indent=1, default=str))
+    return out
+
+
+def _numbers(round_no: int, version: str, runs: list[dict], promoted: bool, batch: dict | None) -> dict:
+    """The production model's numbers after a round: the mean over the training seeds it was measured with."""
+    def mean(values):
+        return sum(values) / len(values)
+
+    maps = [r["mAP"] for r in runs]
+    types = sorted({t for r in runs for t in r["errors"]})
+    return {"round": round_no, "production": version, "promoted": promoted,
+            "batch": batch["batch_id"] if batch else None,
+            "bbox_superset": mean([m["superset"]["bbox"] for m in maps]),
+            "bbox_superset_runs": [m["superset"]["bbox"] for m in maps],
+            "bbox_query": mean([m.get("query subset", {}).get("bbox", 0.0) for m in maps]),
+            "errors": {t: mean([r["errors"].get(t, 0) for r in runs]) for t in types}}
