@@ -437,6 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument("--dask-address", default=None, help="run detection on this Dask scheduler")
     night.set_defaults(func=_cmd_nightly)
 
+    def splits_args(p):
+        p.add_argument("--data", required=True, help="dataset directory: annotations/<split>.json + images/")
+        p.add_argument("--train-split", default="train", help="the labelled set (default train)")
+        p.add_argument("--eval-split", default="val", help="the fixed evaluation set (default val)")
+
     retrain = sub.add_parser(
         "retrain", help="train a candidate on everything labelled so far and promote it only if it is better",
         description="Fine-tune the production model on the labelled set plus every batch whose labels came back "
@@ -444,9 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "pycocotools and typed errors on the fixed evaluation set; promote the candidate only when it "
                     "is not worse on the superset beyond the seed-to-seed noise and makes fewer of the errors the "
                     "batches were mined for. The decision and its numbers go to fdb and a report.")
-    retrain.add_argument("--data", required=True, help="dataset directory: annotations/<split>.json + images/")
-    retrain.add_argument("--train-split", default="train", help="the labelled set (default train)")
-    retrain.add_argument("--eval-split", default="val", help="the fixed evaluation set (default val)")
+    splits_args(retrain)
     retrain.add_argument("--promote", default="auto", choices=["auto", "never"],
                          help="auto: switch production when the gate passes; never: judge and report only")
     retrain.add_argument("--model", default=None, help="fine-tune this version instead of production")
@@ -459,11 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "mined batch's labels, with the random batch's, and with no new data (control); score every "
                     "arm with pycocotools on the superset, the subset without the query images and the query "
                     "subset; write the report (Markdown, HTML with plots, JSON).")
-    compare.add_argument("--data", required=True, help="dataset directory: annotations/<split>.json + images/")
+    splits_args(compare)
     compare.add_argument("--mined", required=True, help="batch id of the mined batch (labels imported)")
     compare.add_argument("--random", required=True, help="batch id of the random batch (labels imported)")
-    compare.add_argument("--train-split", default="train", help="the seed's labelled set (default train)")
-    compare.add_argument("--eval-split", default="val", help="the evaluation set (default val)")
     compare.add_argument("--model", default=None, help="seed model version (default: production)")
     compare.add_argument("--seed-checkpoint", default=None, help="a checkpoint file as the seed instead")
     add_config_args(compare, FinetuneConfig)

@@ -9,12 +9,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from detectors import hard_negatives as hard_negative_mining
-from detectors.checkpoint import data_hash, load_checkpoint, new_version, save_checkpoint
+from detectors.checkpoint import Checkpoint, data_hash, load_checkpoint, new_version, save_checkpoint
 from detectors.coco import CocoDetection
 from detectors.config import FinetuneConfig
 from detectors.evaluate import CocoEvaluator, dataset_labels
 from detectors.inference import run_inference
-from detectors.train import train_model
+from detectors.train import TrainResult, train_model
 from fdb import FeatureDB
 from mining.compare import ArmResult, Comparison, arm_training_set, evaluation_subsets, summarise_errors
 from mining.config import MatchConfig
@@ -30,6 +30,21 @@ def score_model(model, evaluation: CocoSet, subsets: dict[str, list[int]], param
     return run_inference(model, dataset_labels(evaluation), images,
                          [CocoEvaluator(evaluation, subsets), ErrorCounter(evaluation, params)],
                          progress=progress, desc="scoring")
+
+
+def fine_tune(start: str | Path, train_set: CocoSet, weights: list[float] | None, recipe: FinetuneConfig,
+              seed: int, progress: bool = False) -> tuple[Checkpoint, TrainResult]:
+    """A fresh copy of the checkpoint at `start`, fine-tuned with the recipe and one training seed (hard-negative
+    mining on for the run when the recipe asks for it)."""
+    checkpoint = load_checkpoint(start)
+    handle = hard_negative_mining.enable(checkpoint.model, recipe.hard_negatives) if recipe.hard_negatives > 0 else None
+    try:
+        result = train_model(checkpoint.model, CocoDetection(train_set, train=True), recipe.train_config(seed),
+                             oversample=weights, progress=progress)
+    finally:
+        if handle is not None:
+            handle.remove()
+    return checkpoint, result
 
 
 def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: dict[str, tuple[list, list]],
@@ -50,15 +65,7 @@ def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: di
         arm_set, weights, new_names = arm_training_set(train, name, images, labels, work_dir, recipe.oversample)
         arm = None
         for seed in recipe.seeds:
-            checkpoint = load_checkpoint(seed_checkpoint)  # a fresh copy of the seed model for every run
-            handle = (hard_negative_mining.enable(checkpoint.model, recipe.hard_negatives)
-                      if recipe.hard_negatives > 0 else None)
-            try:
-                result = train_model(checkpoint.model, CocoDetection(arm_set, train=True), recipe.train_config(seed),
-                                     oversample=weights, progress=progress)
-            finally:
-                if handle is not None:
-                    handle.remove()
+            checkpoint, result = fine_tune(seed_checkpoint, arm_set, weights, recipe, seed, progress)
             metrics, errors = score_model(checkpoint.model, evaluation, subsets, params)
             run = {"seed": seed, "seconds": round(result.seconds, 1), "errors": errors,
                    "mAP": {s: {t: m[t]["mAP"] for t in ("bbox", "segm") if t in m} for s, m in metrics.items()}}

@@ -17,11 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from annotation_export.importer import labels_as_coco
-from detectors import hard_negatives as hard_negative_mining
 from detectors.checkpoint import data_hash, load_checkpoint, new_version, save_checkpoint
-from detectors.coco import CocoDetection
 from detectors.config import FinetuneConfig
-from detectors.train import train_model
 from fdb import FeatureDB
 from fdb import exports as export_store
 from fdb import models as registry
@@ -33,7 +30,7 @@ from mining.gate import GateDecision, decide
 from records import ERROR_TYPES
 from records.coco import load_coco
 from tasks.context import production_or, register_checkpoint
-from tasks.experiment import score_model
+from tasks.experiment import fine_tune, score_model
 
 DEFAULT_QUERIED = ["fp_background", "fp_wrong_class"]
 
@@ -92,15 +89,7 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
     train_set, weights, new_names = arm_training_set(train, "retrain", *labelled, work_dir, recipe.oversample)
     runs, candidate = [], None
     for seed in recipe.seeds:
-        checkpoint = load_checkpoint(base_doc["checkpoint"])  # each seed starts from production
-        handle = (hard_negative_mining.enable(checkpoint.model, recipe.hard_negatives)
-                  if recipe.hard_negatives > 0 else None)
-        try:
-            result = train_model(checkpoint.model, CocoDetection(train_set, train=True), recipe.train_config(seed),
-                                 oversample=weights, progress=progress)
-        finally:
-            if handle is not None:
-                handle.remove()
+        checkpoint, result = fine_tune(base_doc["checkpoint"], train_set, weights, recipe, seed, progress)
         metrics, errors = score_model(checkpoint.model, evaluation, subsets, match)
         runs.append({"seed": seed, "seconds": round(result.seconds, 1), "errors": errors,
                      "bbox_map": metrics["superset"]["bbox"]["mAP"], "mAP": _maps(metrics)})
