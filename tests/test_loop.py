@@ -204,3 +204,24 @@ def test_two_rounds_of_the_loop_for_two_engines(prefect_backend, mongod, fdb, tm
 
     dbs = [n for n in MongoClient(mongod.uri).list_database_names() if n.startswith(fdb.db.name + "-loop-")]
     assert len(dbs) == 2
+
+
+def test_models_from_the_command_line(mongod, fdb, tmp_path, monkeypatch, capsys):
+    from dataengine.cli import main
+
+    monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
+    monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
+    monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
+    _register(fdb, "m-1", "m-2")
+    assert main(["models", "rollback"]) == 2 and "nothing to roll back" in capsys.readouterr().err
+    assert main(["models", "promote", "m-1", "--why", "first"]) == 0
+    assert main(["models", "promote", "m-2", "--why", "better on val"]) == 0
+    assert "production: m-1 -> m-2" in capsys.readouterr().out
+    assert main(["models", "list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listing] == ["production", "archived"]
+    assert main(["models", "show"]) == 0
+    shown = capsys.readouterr().out
+    assert '"_id": "m-2"' in shown and "m-1 -> m-2: better on val" in shown
+    assert main(["models", "rollback", "--why", "regression"]) == 0 and registry.production_version(fdb) == "m-1"
+    assert main(["models", "promote", "nope"]) == 2 and "no model 'nope'" in capsys.readouterr().err
