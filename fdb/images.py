@@ -17,6 +17,7 @@ from bson import ObjectId
 from PIL import Image, UnidentifiedImageError
 from pymongo import ASCENDING
 
+from fdb.selections import exported_image_ids
 from fdb.store import FeatureDB, WriteReport, bulk_insert, utcnow
 from storage import read_uri
 
@@ -119,9 +120,8 @@ def unprocessed(fdb: FeatureDB, uris: Sequence[str], model_version: str) -> list
 def eligible_pool(fdb: FeatureDB, model_version: str) -> list[dict]:
     """Pool images that may be selected: unlabelled, readable, processed by this model, not yet exported.
     Records with `_id`, `uri` and `sha256`, in `_id` order."""
-    exported = fdb.selections.distinct("image_id", {"export_id": {"$ne": None}})
     return list(fdb.images.find({"split": "pool", "labelled": False, "status": "ok", "processed_by": model_version,
-                                 "_id": {"$nin": exported}}, {"uri": 1, "sha256": 1}).sort("_id", 1))
+                                 "_id": {"$nin": exported_image_ids(fdb)}}, {"uri": 1, "sha256": 1}).sort("_id", 1))
 
 
 def processed_pool_ids(fdb: FeatureDB, model_version: str) -> list[ObjectId]:

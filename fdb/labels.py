@@ -30,6 +30,3 @@ def read_version(fdb: FeatureDB, batch_id: str, label_version: int) -> list[dict
     """The labelled images of one version of a batch (`image_id`, `file_name`, `annotations`), by image id."""
     return list(fdb.labels.find({"batch_id": batch_id, "label_version": label_version}).sort("image_id", 1))
 
-
-def has_labels(fdb: FeatureDB, batch_id: str) -> bool:
-    return fdb.labels.find_one({"batch_id": batch_id}, {"_id": 1}) is not None

@@ -61,10 +61,6 @@ def list_models(fdb: FeatureDB) -> list[dict]:
     return docs
 
 
-def latest_model(fdb: FeatureDB) -> dict | None:
-    return fdb.models.find_one(sort=[("created_at", DESCENDING)])
-
-
 def known_versions(fdb: FeatureDB) -> list[str]:
     return [d["_id"] for d in fdb.models.find({}, {"_id": 1}).sort("created_at", 1)]
 

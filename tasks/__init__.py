@@ -118,8 +118,9 @@ def import_batch_labels(store: StoreConfig, labels_path: str, batch_id: str, ski
     """Labels for an exported batch become its next label version (nothing is written unless all are valid).
     `skip_if_labelled` keeps a batch that already has labels as it is (a resumed run)."""
     fdb = connection(store)
-    if skip_if_labelled and label_store.latest_version(fdb, batch_id) is not None:
-        return {"batch_id": batch_id, "label_version": label_store.latest_version(fdb, batch_id), "skipped": True}
+    existing = label_store.latest_version(fdb, batch_id) if skip_if_labelled else None
+    if existing is not None:
+        return {"batch_id": batch_id, "label_version": existing, "skipped": True}
     report = import_labels(fdb, labels_path, batch_id)
     return {"batch_id": report.batch_id, "label_version": report.label_version, "images": report.images,
             "annotations": report.annotations}

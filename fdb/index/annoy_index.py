@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import annoy
