@@ -22,6 +22,34 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+QUERIED_COST = "fp_background+fp_wrong_class"
+
+
+def checks(per_draw: dict[int, dict]) -> dict:
+    """The issue's per-round conditions, draw by draw: did the queried FP types fall in every round of the mined
+    engine, and was any promoted model worse than the one it replaced?"""
+    out = {"mined_queried_fps_fell_every_round": {}, "mined_queried_cost_fell_every_round": {},
+           "promotions": 0, "promoted_worse_than_replaced": []}
+    for draw, result in per_draw.items():
+        for engine, rounds in result["engines"].items():
+            for before, after in zip(rounds, rounds[1:]):
+                if after["promoted"]:
+                    out["promotions"] += 1
+                    if after["bbox_superset"] < before["bbox_superset"]:
+                        out["promoted_worse_than_replaced"].append(
+                            {"draw": draw, "engine": engine, "round": after["round"],
+                             "before": before["bbox_superset"], "after": after["bbox_superset"]})
+        mined = result["engines"].get("mined", [])
+        fps = [sum(r["errors"].get(t, 0) for t in ("fp_background", "fp_wrong_class")) for r in mined]
+        cost = [r.get("error_cost", {}).get(QUERIED_COST) for r in mined]
+        out["mined_queried_fps_fell_every_round"][draw] = {
+            "per_round": fps, "fell_every_round": all(b > a for a, b in zip(fps[1:], fps))}
+        out["mined_queried_cost_fell_every_round"][draw] = {
+            "per_round": cost, "fell_every_round": None if None in cost[1:] else
+            all(b is None or b > a for a, b in zip(cost[1:], cost))}
+    return out
+
+
 def summarise(per_draw: dict[int, dict]) -> dict:
     """engine -> round -> metric -> (mean, sd) over draws."""
     engines = next(iter(per_draw.values()))["engines"]
@@ -38,6 +66,9 @@ def summarise(per_draw: dict[int, dict]) -> dict:
             for t in ("fp_background", "fp_wrong_class"):
                 values = [row["errors"].get(t, 0) for row in rows]
                 entry[t] = [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
+            # What the queried types cost the served model in bbox mAP (the gate's third check).
+            values = [row.get("error_cost", {}).get(QUERIED_COST, float("nan")) for row in rows]
+            entry["queried_cost"] = [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
             entry["seed_sd"] = max((statistics.stdev(row["bbox_superset_runs"]) if len(row["bbox_superset_runs"]) > 1
                                     else 0.0) for row in rows)
             entry["promoted"] = [row["promoted"] for row in rows]
@@ -93,7 +124,7 @@ def main() -> None:
         gap = final["mined"][0] - final["random"][0]
         noise = max(s[-1]["seed_sd"] for s in summary.values())
         result["verdict"] = {"mined_minus_random_after_last_round": gap, "largest_seed_sd": noise,
-                             "target_met": gap >= 0.02 and gap > 2 * noise}
+                             "target_met": gap >= 0.02 and gap > 2 * noise, **checks(per_draw)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str))
     plot(summary, args.out.with_suffix(".png"))

@@ -24,6 +24,7 @@ from prefect import flow, get_run_logger
 from dataengine.config import store_config
 from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
 from mining.config import MatchConfig, MiningConfig
+from mining.gate import served_run
 from tasks import detect, detect_labelled, export, import_batch_labels, mine, resolve_model, retrain_candidate
 from tasks.demo import generate_scenes, oracle_label_batch, train_seed
 
@@ -98,19 +99,20 @@ def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None =
 
 def _numbers(round_no: int, version: str, runs: list[dict], promoted: bool, batch: dict | None) -> dict:
     """The production model's numbers after a round. A promoted candidate was trained once per training seed and
-    the first seed's model is the one served: its own numbers are `bbox_superset` etc.; the mean over all seeds
-    (what the gate judged) is beside them, as `*_seeds_mean`, with every seed's superset mAP."""
+    the seed best on the superset is the one served: its own numbers are `bbox_superset` etc.; the mean over all
+    seeds (what the gate judged) is beside them, as `*_seeds_mean`, with every seed's superset mAP."""
     def mean(values):
         return sum(values) / len(values)
 
     maps = [r["mAP"] for r in runs]
-    served = runs[0]
+    served = runs[served_run(runs)]
     types = sorted({t for r in runs for t in r["errors"]})
     return {"round": round_no, "production": version, "promoted": promoted,
             "batch": batch["batch_id"] if batch else None,
             "bbox_superset": served["mAP"]["superset"]["bbox"],
             "bbox_query": served["mAP"].get("query subset", {}).get("bbox", 0.0),
             "errors": {t: served["errors"].get(t, 0) for t in types},
+            "error_cost": served.get("error_cost", {}),
             "bbox_superset_seeds_mean": mean([m["superset"]["bbox"] for m in maps]),
             "bbox_superset_runs": [m["superset"]["bbox"] for m in maps],
             "bbox_query_seeds_mean": mean([m.get("query subset", {}).get("bbox", 0.0) for m in maps]),

@@ -16,20 +16,25 @@ detection is a false positive of one type, and every unmatched ground truth a mi
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import io
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from fdb import FeatureDB
 from fdb import errors as error_store
 from fdb import images as image_store
 from mining.config import MatchConfig
-from records import ERROR_TYPES, Detection, ModelError
+from records import ERROR_TYPES, FP_TYPES, Detection, ModelError
 from records.coco import CocoSet
 
-__all__ = ["ERROR_TYPES", "ErrorCounter", "ErrorReport", "MatchConfig", "find_errors", "type_image_errors"]
+__all__ = ["ERROR_TYPES", "ErrorCost", "ErrorCounter", "ErrorReport", "MatchConfig", "find_errors", "type_image_errors"]
 
 
 def _ious(dets: list[Detection], gts: list[dict]) -> np.ndarray:
@@ -180,3 +185,60 @@ class ErrorCounter:
 
     def evaluate(self) -> dict[str, int]:
         return dict(self.counts)
+
+
+
+class ErrorCost:
+    """A consumer of one inference pass: what each false-positive type costs the model in bbox mAP on a labelled
+    set, threshold-free.
+
+    Every detection the model kept (any score) is typed as above; the cost of a type is the COCO bbox mAP
+    (IoU .50:.95) an oracle would gain by deleting that type's detections (TIDE's "fix" of background errors,
+    Bolya et al., ECCV 2020; here wrong-class detections are deleted too). Why not counts at a score threshold:
+    a retrained model is usually more confident everywhere, so it can show more high-score false positives while
+    ranking them further below its true positives; the mAP they cost is what a user of the model pays. A
+    background or wrong-class detection is a false positive at every IoU threshold of the mean, so deleting one
+    never lowers mAP. `evaluate()` returns {"bbox_map", "cost": {type: mAP points, "+".join(types): all of
+    `types` at once}}."""
+
+    def __init__(self, ground_truth: CocoSet, params: MatchConfig = MatchConfig(), types: list[str] | None = None):
+        self.ground_truth, self.types = ground_truth, list(types or FP_TYPES)
+        self.params = replace(params, score_threshold=0.0)  # every kept detection is ranked, as in COCOeval
+        self.reset()
+
+    def reset(self) -> None:
+        self.results: list[dict] = []
+        self.types_of: list[str] = []
+
+    def process(self, keys: list, outputs: list) -> None:
+        for image_id, out in zip(keys, outputs):
+            dets = [Detection(i, [round(v, 2) for v in d.bbox], d.score, d.category_id, d.category_name, id=i)
+                    for i, d in enumerate(out.detections)]
+            typed = {e.detection_id: e.type for e in type_image_errors(dets, self.ground_truth.annotations_by_image[
+                image_id], self.params) if e.detection_id is not None}
+            for det in dets:
+                self.results.append({"image_id": int(image_id), "category_id": int(det.category_id),
+                                     "bbox": list(det.bbox), "score": float(det.score)})
+                self.types_of.append(typed.get(det.id, "tp"))
+
+    def evaluate(self) -> dict:
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO(str(self.ground_truth.path))
+        base = _bbox_map(gt, self.results, sorted(self.ground_truth.images))
+        cost = {}
+        for removed in [[t] for t in FP_TYPES] + ([self.types] if len(self.types) > 1 else []):
+            kept = [r for r, t in zip(self.results, self.types_of) if t not in removed]
+            cost["+".join(removed)] = max(0.0, _bbox_map(gt, kept, sorted(self.ground_truth.images)) - base)
+        return {"bbox_map": base, "cost": cost}
+
+
+def _bbox_map(gt: COCO, results: list[dict], image_ids: list[int]) -> float:
+    if not results:
+        return 0.0
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluation = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), "bbox")
+        evaluation.params.imgIds = image_ids
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return float(evaluation.stats[0])

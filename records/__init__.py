@@ -20,6 +20,7 @@ BOX_LAYER = "roi_heads.box_head.fc7"  # one 1024-d vector per kept detection: th
 IMAGE_LAYER = "backbone.fpn.mean_p2_p5"  # one vector per image: each FPN level averaged over the image
 
 ERROR_TYPES = ("fp_background", "fp_wrong_class", "fp_localisation", "miss")
+FP_TYPES = ERROR_TYPES[:3]  # the false positives: a detection to delete
 
 
 @dataclass

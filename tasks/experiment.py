@@ -18,18 +18,22 @@ from detectors.train import TrainResult, train_model
 from fdb import FeatureDB
 from mining.compare import ArmResult, Comparison, arm_training_set, evaluation_subsets, summarise_errors
 from mining.config import MatchConfig
-from mining.errors import ErrorCounter
+from mining.errors import ErrorCost, ErrorCounter
 from records.coco import CocoSet
 from tasks.context import register_checkpoint
 
 
 def score_model(model, evaluation: CocoSet, subsets: dict[str, list[int]], params: MatchConfig,
-                progress: bool = False) -> tuple[dict, dict]:
-    """pycocotools metrics on each subset and error counts by type, from one pass over the evaluation set."""
+                progress: bool = False, cost_types: list[str] | None = None) -> tuple[dict, dict, dict]:
+    """From one pass over the evaluation set: pycocotools metrics on each subset, error counts by type (at the
+    matching score threshold) and the bbox mAP each false-positive type costs (`mining.errors.ErrorCost`;
+    `cost_types` are also costed together)."""
     images = [(i, evaluation.image_path(i)) for i in evaluation.images]
-    return run_inference(model, dataset_labels(evaluation), images,
-                         [CocoEvaluator(evaluation, subsets), ErrorCounter(evaluation, params)],
-                         progress=progress, desc="scoring")
+    metrics, errors, cost = run_inference(
+        model, dataset_labels(evaluation), images,
+        [CocoEvaluator(evaluation, subsets), ErrorCounter(evaluation, params),
+         ErrorCost(evaluation, params, cost_types)], progress=progress, desc="scoring")
+    return metrics, errors, cost["cost"]
 
 
 def fine_tune(start: str | Path, train_set: CocoSet, weights: list[float] | None, recipe: FinetuneConfig,
@@ -58,7 +62,7 @@ def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: di
     subsets = evaluation_subsets(evaluation, query_image_ids)
     comparison = Comparison(subsets)
     seed_ckpt = load_checkpoint(seed_checkpoint)
-    metrics, errors = score_model(seed_ckpt.model, evaluation, subsets, params)
+    metrics, errors, _ = score_model(seed_ckpt.model, evaluation, subsets, params)
     comparison.arms["before"] = ArmResult("before", 0, 0, 0.0, metrics, errors, str(seed_checkpoint),
                                           seed_ckpt.version)
     for name, (images, labels) in {**batches, "control": ([], [])}.items():
@@ -66,8 +70,8 @@ def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: di
         arm = None
         for seed in recipe.seeds:
             checkpoint, result = fine_tune(seed_checkpoint, arm_set, weights, recipe, seed, progress)
-            metrics, errors = score_model(checkpoint.model, evaluation, subsets, params)
-            run = {"seed": seed, "seconds": round(result.seconds, 1), "errors": errors,
+            metrics, errors, cost = score_model(checkpoint.model, evaluation, subsets, params)
+            run = {"seed": seed, "seconds": round(result.seconds, 1), "errors": errors, "error_cost": cost,
                    "mAP": {s: {t: m[t]["mAP"] for t in ("bbox", "segm") if t in m} for s, m in metrics.items()}}
             if arm is None:
                 digest = data_hash(Path(arm_set.path).read_bytes(), recipe.steps, seed, name, recipe.oversample,

@@ -3,8 +3,9 @@ the gate.
 
 production model -> fine-tuned (the recipe's steps, once per training seed) on the labelled set plus every batch
 whose labels came back, at its newest label version (new images drawn `oversample` times as often, so the old
-data is replayed and the new data counts) -> pycocotools and typed errors on the fixed evaluation set, for the
-candidate's seeds and for production -> the gate (`mining.gate`) -> with `promote="auto"`, production switches
+data is replayed and the new data counts) -> pycocotools, typed errors and what each error type costs in mAP on
+the fixed evaluation set, for the candidate's seeds and for production; the seed best on the superset is the
+candidate that would be served -> the gate (`mining.gate`) -> with `promote="auto"`, production switches
 to the candidate when it passes. The decision with its numbers goes to fdb (`runs`, and `promotions` when it
 switches) and to a report.
 """
@@ -26,7 +27,7 @@ from fdb import runs as run_store
 from fdb import selections as selection_store
 from mining.compare import arm_training_set, combine_batches
 from mining.config import MatchConfig
-from mining.gate import GateDecision, decide
+from mining.gate import GateDecision, decide, served_run
 from records import ERROR_TYPES
 from records.coco import load_coco
 from tasks.context import production_or, register_checkpoint
@@ -83,33 +84,42 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
                                  model_version=production)
 
     subsets = {"superset": sorted(evaluation.images), "query subset": sorted(query_images or [])}
-    base_metrics, base_errors = score_model(load_checkpoint(base_doc["checkpoint"]).model, evaluation, subsets, match)
+    base_metrics, base_errors, base_cost = score_model(load_checkpoint(base_doc["checkpoint"]).model, evaluation,
+                                                       subsets, match, cost_types=types)
     production_numbers = {"version": production, "bbox_map": base_metrics["superset"]["bbox"]["mAP"],
-                          "errors": base_errors, "mAP": _maps(base_metrics)}
+                          "errors": base_errors, "error_cost": base_cost, "mAP": _maps(base_metrics)}
     train_set, weights, new_names = arm_training_set(train, "retrain", *labelled, work_dir, recipe.oversample)
-    runs, candidate = [], None
+    runs, paths = [], []
     for seed in recipe.seeds:
         checkpoint, result = fine_tune(base_doc["checkpoint"], train_set, weights, recipe, seed, progress)
-        metrics, errors = score_model(checkpoint.model, evaluation, subsets, match)
-        runs.append({"seed": seed, "seconds": round(result.seconds, 1), "errors": errors,
+        metrics, errors, cost = score_model(checkpoint.model, evaluation, subsets, match, cost_types=types)
+        runs.append({"seed": seed, "seconds": round(result.seconds, 1), "errors": errors, "error_cost": cost,
                      "bbox_map": metrics["superset"]["bbox"]["mAP"], "mAP": _maps(metrics)})
-        if candidate is None:
-            digest = data_hash(Path(train_set.path).read_bytes(), asdict(recipe), production)
-            version = new_version(checkpoint.config, digest)
-            path = save_checkpoint(work_dir / f"{version}.pt", checkpoint.model, checkpoint.config, version, digest,
-                                   metrics=runs[0]["mAP"], parent=production)
-            candidate = version
-            register_checkpoint(fdb, load_checkpoint(path), recipe=asdict(recipe), training_data={
-                "labelled_set": str(train_json), "batches": batches, "images": len(train_set.images),
-                "new_images": len(new_names)})
+        # Every seed's model is kept until the gate has named the one that would be served.
+        digest = data_hash(Path(train_set.path).read_bytes(), asdict(recipe), production, seed)
+        version = new_version(checkpoint.config, digest)
+        paths.append(save_checkpoint(work_dir / f"{version}.pt", checkpoint.model, checkpoint.config, version,
+                                     digest, metrics=runs[-1]["mAP"], parent=production))
+
+    served = served_run(runs)
+    for i, path in enumerate(paths):
+        if i != served:
+            path.unlink()
+    served_checkpoint = load_checkpoint(paths[served])
+    candidate = served_checkpoint.version
+    register_checkpoint(fdb, served_checkpoint, recipe=asdict(recipe), training_data={
+        "labelled_set": str(train_json), "batches": batches, "images": len(train_set.images),
+        "new_images": len(new_names), "training_seed": recipe.seeds[served]})
 
     decision = decide(production_numbers, runs, types, candidate)
     evaluation_set = {"set": str(eval_json), "sha256": hashlib.sha256(Path(eval_json).read_bytes()).hexdigest()}
-    registry.set_metrics(fdb, production, {**evaluation_set, "mAP": production_numbers["mAP"], "errors": base_errors})
-    registry.set_metrics(fdb, candidate, {**evaluation_set, "mAP": runs[0]["mAP"],
+    registry.set_metrics(fdb, production, {**evaluation_set, "mAP": production_numbers["mAP"], "errors": base_errors,
+                                           "error_cost": base_cost})
+    registry.set_metrics(fdb, candidate, {**evaluation_set, "mAP": runs[served]["mAP"],
                                           "bbox_map_mean": decision.candidate["bbox_map"],
                                           "bbox_map_sd": decision.candidate["bbox_map_sd"],
-                                          "errors": decision.candidate["errors"], "runs": runs})
+                                          "errors": decision.candidate["errors"],
+                                          "error_cost": decision.candidate["error_cost"], "runs": runs})
     after = production
     if decision.promote and promote == "auto":
         registry.promote(fdb, candidate, why="retrain: the gate passed; " + "; ".join(decision.reasons),
@@ -140,11 +150,19 @@ def write_decision(out: Path, decision: GateDecision, promote: str, before: str,
              + ", ".join(f"{b['batch_id']} (labels v{b['label_version']})" for b in batches),
              f"- queried error types: {', '.join(decision.queried_types)}", "", "## The gate", ""]
     lines += [f"- {'PASS' if ok else 'FAIL'}: {reason}" for ok, reason in zip(decision.checks.values(), decision.reasons)]
-    lines += ["", "## Numbers on the fixed evaluation set", "", "| | bbox mAP (superset) | " + " | ".join(types) + " |",
-              "|---|---:|" + "---:|" * len(types),
-              f"| production {p['version']} | {p['bbox_map']:.4f} | " + " | ".join(f"{p['errors'].get(t, 0)}" for t in types) + " |",
-              f"| candidate {c['version']} ({c['seeds']} seeds) | {c['bbox_map']:.4f} ± {c['bbox_map_sd']:.4f} | "
-              + " | ".join(f"{c['errors'].get(t, 0):.1f}" for t in types) + " |", ""]
+    costs = sorted(set(c.get("error_cost", {})) | set(p.get("error_cost", {})))
+    lines += ["", "## Numbers on the fixed evaluation set", "",
+              "Errors at the matching score threshold; *mAP lost* is what an oracle deleting that type's detections "
+              "would gain (all scores).", "",
+              "| | bbox mAP (superset) | " + " | ".join(types) + " | " + " | ".join(f"mAP lost: {k}" for k in costs)
+              + " |", "|---|---:|" + "---:|" * (len(types) + len(costs)),
+              f"| production {p['version']} | {p['bbox_map']:.4f} | "
+              + " | ".join(f"{p['errors'].get(t, 0)}" for t in types) + " | "
+              + " | ".join(f"{p.get('error_cost', {}).get(k, 0):.4f}" for k in costs) + " |",
+              f"| candidate {c['version']} (seed #{c.get('served_seed', 0)} of {c['seeds']}: "
+              f"{c.get('served_bbox_map', c['bbox_map']):.4f}) | {c['bbox_map']:.4f} ± {c['bbox_map_sd']:.4f} | "
+              + " | ".join(f"{c['errors'].get(t, 0):.1f}" for t in types) + " | "
+              + " | ".join(f"{c.get('error_cost', {}).get(k, 0):.4f}" for k in costs) + " |", ""]
     (out / "decision.md").write_text("\n".join(lines))
     (out / "decision.json").write_text(json.dumps({"done": done, **decision.as_dict()}, indent=1, default=str))
     return str(out / "decision.md")

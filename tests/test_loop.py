@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fdb import models as registry
-from mining.gate import decide
+from mining.gate import COST_FLOOR, decide
 
 
 def _register(fdb, *versions):
@@ -61,20 +61,76 @@ def test_concurrent_promotions_leave_one_winner(fdb):
 
 
 def test_the_gate_refuses_a_worse_candidate_and_one_that_fixes_nothing():
-    production = {"version": "p", "bbox_map": 0.60, "errors": {"fp_background": 10, "miss": 5}}
-    better = decide(production, [{"bbox_map": 0.61, "errors": {"fp_background": 4}},
-                                 {"bbox_map": 0.62, "errors": {"fp_background": 6}}], ["fp_background"], "c")
+    key = "fp_background+fp_wrong_class"
+    types = ["fp_background", "fp_wrong_class"]
+    production = {"version": "p", "bbox_map": 0.60, "errors": {"fp_background": 10, "miss": 5},
+                  "error_cost": {key: 0.030}}
+
+    def run(bbox_map, cost, fps=3):
+        return {"bbox_map": bbox_map, "errors": {"fp_background": fps}, "error_cost": {key: cost}}
+
+    better = decide(production, [run(0.61, 0.010, 4), run(0.62, 0.014, 6)], types, "c")
     assert better.promote and better.candidate["errors"]["fp_background"] == 5.0
-    worse = decide(production, [{"bbox_map": 0.55, "errors": {"fp_background": 1}},
-                                {"bbox_map": 0.56, "errors": {"fp_background": 1}}], ["fp_background"], "c")
-    assert not worse.promote and not worse.checks["not_worse_on_superset"] and worse.checks["fewer_queried_errors"]
-    # Within the seed noise (2 sd = 0.02) a small drop is not "worse"; but the queried errors must fall.
-    noisy = decide(production, [{"bbox_map": 0.58, "errors": {"fp_background": 10}},
-                                {"bbox_map": 0.60, "errors": {"fp_background": 11}}], ["fp_background"], "c")
-    assert noisy.checks["not_worse_on_superset"] and not noisy.checks["fewer_queried_errors"] and not noisy.promote
-    one_seed = decide(production, [{"bbox_map": 0.599, "errors": {}}], ["fp_background"], "c")
-    assert not one_seed.promote  # no noise estimate: it must not trail at all
+    assert better.candidate["served_seed"] == 1 and better.candidate["served_bbox_map"] == 0.62
+    assert better.candidate["error_cost"][key] == pytest.approx(0.012)
+    worse = decide(production, [run(0.55, 0.001), run(0.56, 0.001)], types, "c")
+    assert not worse.promote and not worse.checks["not_worse_on_superset"] and worse.checks["queried_errors_cost_less"]
     assert "worse beyond the noise" in worse.reasons[0]
+    # Within the seed noise (2 sd = 0.02) the mean may trail, but the served model may not, and the queried errors
+    # must cost less.
+    noisy = decide(production, [run(0.58, 0.030), run(0.60, 0.031)], types, "c")
+    assert noisy.checks["not_worse_on_superset"] and noisy.checks["served_model_not_worse"]
+    assert not noisy.checks["queried_errors_cost_less"] and not noisy.promote
+    trailing = decide(production, [run(0.57, 0.01), run(0.595, 0.01)], types, "c")
+    assert trailing.checks["not_worse_on_superset"] and not trailing.checks["served_model_not_worse"]
+    assert not trailing.promote
+    one_seed = decide(production, [run(0.599, 0.0)], types, "c")
+    assert not one_seed.promote  # no noise estimate: it must not trail at all
+    # More high-score false positives, but they cost less mAP (ranked below the true positives): it passes.
+    confident = decide(production, [run(0.68, 0.012, fps=21), run(0.66, 0.016, fps=19)], types, "c")
+    assert confident.promote and confident.candidate["errors"]["fp_background"] == 20
+    # Production's queried errors already cost (almost) nothing: staying under the floor is enough, rising is not.
+    clean = {**production, "error_cost": {key: COST_FLOOR / 2}}
+    assert decide(clean, [run(0.62, COST_FLOOR * 0.8), run(0.63, COST_FLOOR * 0.9)], types, "c").promote
+    assert not decide(clean, [run(0.62, 0.02), run(0.63, 0.02)], types, "c").promote
+    # Misses only: nothing to delete, their count must fall.
+    misses = decide({**production, "errors": {"miss": 5}}, [
+        {"bbox_map": 0.61, "errors": {"miss": 3}}, {"bbox_map": 0.62, "errors": {"miss": 4}}], ["miss"], "c")
+    assert misses.promote and "fewer" in misses.reasons[2]
+
+
+def test_error_cost_is_the_map_an_oracle_gains_by_deleting_each_error_type(tmp_path):
+    """ErrorCost against pycocotools by hand: one TP per image, one background FP ranked above the TP on one
+    image (it costs AP) and a wrong-class FP ranked below everything (it costs nothing at this recall)."""
+    from types import SimpleNamespace
+
+    from mining.config import MatchConfig
+    from mining.errors import ErrorCost
+    from records.coco import load_coco
+
+    images = [{"id": i, "file_name": f"{i}.png", "width": 100, "height": 100} for i in (1, 2)]
+    gts = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "area": 900, "iscrowd": 0},
+           {"id": 2, "image_id": 2, "category_id": 1, "bbox": [50, 50, 30, 30], "area": 900, "iscrowd": 0},
+           {"id": 3, "image_id": 2, "category_id": 2, "bbox": [5, 5, 20, 20], "area": 400, "iscrowd": 0}]
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps({"images": images, "annotations": gts,
+                                "categories": [{"id": 1, "name": "sign"}, {"id": 2, "name": "car"}]}))
+    coco = load_coco(path, image_dir=tmp_path)
+
+    def det(bbox, score, category_id):
+        return SimpleNamespace(bbox=bbox, score=score, category_id=category_id, category_name=str(category_id))
+
+    cost = ErrorCost(coco, MatchConfig(), ["fp_background", "fp_wrong_class"])
+    cost.process([1, 2], [SimpleNamespace(detections=[det([10, 10, 30, 30], 0.9, 1), det([60, 0, 20, 20], 0.95, 1)]),
+                          SimpleNamespace(detections=[det([50, 50, 30, 30], 0.8, 1), det([5, 5, 20, 20], 0.1, 1),
+                                                      det([5, 5, 20, 20], 0.7, 2)])])
+    out = cost.evaluate()
+    # sign: FP(0.95) TP(0.9) TP(0.8) FP(0.1): interpolated AP = 2/3 at every recall point; car: TP only, AP 1.
+    assert out["bbox_map"] == pytest.approx((2 / 3 + 1) / 2, abs=1e-3)
+    assert out["cost"]["fp_background"] == pytest.approx((1 - 2 / 3) / 2, abs=1e-3)
+    assert out["cost"]["fp_wrong_class"] == pytest.approx(0.0, abs=1e-6)  # ranked after both true positives
+    assert out["cost"]["fp_localisation"] == 0.0
+    assert out["cost"]["fp_background+fp_wrong_class"] == pytest.approx(out["cost"]["fp_background"], abs=1e-6)
 
 
 def test_nightly_runs_the_production_model_not_the_newest(prefect_backend, engine, fdb, tmp_path):
