@@ -108,12 +108,19 @@ def _cmd_fdb_ingest(args) -> int:
     from fdb.images import ingest_images
     from storage import list_images
 
-    uris = list_images(args.images)
+    refused: list[tuple[str, str]] = []
+    uris = list_images(args.images, allow_links_out=args.allow_links_out, refused=refused)
     report = ingest_images(connect(_store()), uris, source=args.source, split=args.split, labelled=args.labelled)
     print(f"{len(uris)} files under {args.images}: {report}")
-    for uri, reason in report.quarantined:
-        print(f"  quarantined {uri}: {reason}")
+    _print_refused(refused, report.quarantined)
     return 0
+
+
+def _print_refused(refused: list[tuple[str, str]], quarantined: list[tuple[str, str]]) -> None:
+    for path, reason in refused:
+        print(f"  not read {path}: {reason} (--allow-links-out follows it)")
+    for uri, reason in quarantined:
+        print(f"  quarantined {uri}: {reason}")
 
 
 def _cmd_synth(args) -> int:
@@ -195,12 +202,12 @@ def _cmd_detect(args) -> int:
 
     fdb = connection(_store())
     checkpoint = resolve_checkpoint(fdb, args.model, args.checkpoint)
-    uris = list_images(args.images, pattern=args.pattern)
+    refused: list[tuple[str, str]] = []
+    uris = list_images(args.images, pattern=args.pattern, allow_links_out=args.allow_links_out, refused=refused)
     report = detect_images(fdb, checkpoint, uris, config_from_args(DetectConfig, args), split=args.split,
                            source=args.source)
     print(report)
-    for uri, reason in report.quarantined:
-        print(f"  quarantined {uri}: {reason}")
+    _print_refused(refused, report.quarantined)
     return 0
 
 
@@ -287,7 +294,7 @@ def _cmd_nightly(args) -> int:
     result = flow(images=args.images, gt_json=args.gt, gt_images=args.gt_images, model_version=args.model,
                   pattern=args.pattern, mining=config_from_args(MiningConfig, args),
                   match=config_from_args(MatchConfig, args), export_config=config_from_args(ExportConfig, args),
-                  export_to=args.to, chunk_size=args.chunk_size)
+                  export_to=args.to, chunk_size=args.chunk_size, allow_links_out=args.allow_links_out)
     detected, exported = result["detect"], result["export"]
     print(f"detected {detected['processed']} new images ({len(detected['quarantined'])} quarantined) on "
           f"{len(detected.get('workers', []))} worker(s); selection {result['mine']['selection_id']} "
@@ -422,10 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "--to. A second run with nothing new is a no-op. With --dask-workers N (a local cluster) or "
                     "--dask-address tcp://host:8786, detection chunks run on Dask workers (see flows/runners.py).")
     night.add_argument("--images", required=True, help="folder or s3:// prefix of new imagery")
+    night.add_argument("--allow-links-out", action="store_true",
+                        help="follow symbolic links that lead out of the image folder (refused by default: only "
+                             "what lies under the folder is read)")
     night.add_argument("--pattern", default="*", help="file name pattern (default *)")
     night.add_argument("--gt", required=True, help="COCO json of the labelled set (the queries come from it)")
     night.add_argument("--gt-images", default=None, help="image folder of --gt (default: beside the json)")
-    night.add_argument("--model", default=None, help="model version (default: the newest registered)")
+    night.add_argument("--model", default=None, help="model version (default: the production model)")
     add_config_args(night, MiningConfig)
     add_config_args(night, MatchConfig, flags=MATCH_FLAGS)
     add_config_args(night, ExportConfig, only=["min_score"], flags={"min_score": "--export-min-score"})
@@ -547,6 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "score, class, RLE mask), one 1024-d box-head vector per detection and one image vector go "
                     "to fdb. Images this model already processed are skipped; unreadable ones are quarantined.")
     detect.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    detect.add_argument("--allow-links-out", action="store_true",
+                        help="follow symbolic links that lead out of the image folder (refused by default: only "
+                             "what lies under the folder is read)")
     detect.add_argument("--pattern", default="*", help="only files whose name matches, e.g. 'pool_*' (default *)")
     model_args(detect)
     detect.add_argument("--split", default="pool", help="split recorded for new images (default pool)")
@@ -611,6 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Register every image under a folder. Known images are skipped "
                                             "without being read; unreadable ones are quarantined with a reason.")
     ingest.add_argument("images", help="folder of images (searched recursively)")
+    ingest.add_argument("--allow-links-out", action="store_true",
+                        help="follow symbolic links that lead out of the image folder (refused by default: only "
+                             "what lies under the folder is read)")
     ingest.add_argument("--split", default="pool", help="train, val or pool (default: pool, the unlabelled pool)")
     ingest.add_argument("--source", default="local", help="where the images come from, e.g. a drive id")
     ingest.add_argument("--labelled", action="store_true", help="the images have ground truth")

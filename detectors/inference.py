@@ -113,7 +113,16 @@ def run_inference(model, label_map: Labels, inputs: Sequence[tuple[Any, Any]], c
         keys, images = [], []
         for key, source in inputs[start:start + batch_size]:
             try:
-                images.append(load_image(source if not isinstance(source, str) else io.BytesIO(read_uri(source))))
+                # A file gone since its ingest is the image's problem; any other read error (S3, network) is
+                # raised, so the caller's retry reads it again instead of quarantining a good image.
+                data = io.BytesIO(read_uri(source)) if isinstance(source, str) else source
+            except FileNotFoundError as exc:
+                if on_unreadable is None:
+                    raise
+                on_unreadable(key, exc)
+                continue
+            try:
+                images.append(load_image(data))
                 keys.append(key)
             except Exception as exc:  # noqa: BLE001 - any decode failure is the caller's to record
                 if on_unreadable is None:

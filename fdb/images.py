@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -26,6 +27,13 @@ class UnreadableImage(Exception):
     """An image that cannot be decoded; its message is the quarantine reason."""
 
 
+# The largest image the engine decodes: 100 megapixels. Street cameras stay under it (a 12K x 6K 360-degree
+# panorama is 75 MP) and one decoded image then needs at most 300 MB; a file that declares more (a decompression
+# bomb, or a mosaic that was never meant for a detector) is quarantined from its header, before any decoding.
+# Pillow's own guard warns from 89 MP and refuses from 179 MP; this limit replaces it here.
+MAX_IMAGE_PIXELS = 100_000_000
+
+
 @dataclass
 class ImageInfo:
     sha256: str
@@ -33,16 +41,30 @@ class ImageInfo:
     height: int
 
 
-def inspect_image(data: bytes) -> ImageInfo:
-    """Decode the whole image (not only its header), so truncated files are caught here, not in the detector."""
+def inspect_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageInfo:
+    """Decode the whole image (not only its header), so truncated files are caught here, not in the detector.
+    Any failure to decode is an `UnreadableImage` with the reason: one bad file never stops an ingest."""
+    if not data:
+        raise UnreadableImage("empty file (0 bytes)")
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            width, height = im.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below is the engine's
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise UnreadableImage(f"too large to decode: {width}x{height} = {width * height / 1e6:.0f} MP, "
+                                          f"above the engine's limit of {max_pixels / 1e6:.0f} MP")
+                im.load()
+    except UnreadableImage:
+        raise
     except UnidentifiedImageError:
         raise UnreadableImage("not an image file (no known image format)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise UnreadableImage(f"corrupt image: {exc}") from None
+    except Image.DecompressionBombError as exc:
+        raise UnreadableImage(f"too large to decode (decompression bomb): {exc}") from None
+    except MemoryError:
+        raise UnreadableImage("too large to decode: out of memory") from None
+    except Exception as exc:  # noqa: BLE001 - whatever a decoder raises, the file is unreadable, not the run
+        raise UnreadableImage(f"corrupt image: {type(exc).__name__}: {exc}") from None
     if width == 0 or height == 0:
         raise UnreadableImage(f"empty image ({width}x{height})")
     return ImageInfo(hashlib.sha256(data).hexdigest(), width, height)
@@ -54,10 +76,13 @@ class IngestReport:
     existing: int = 0
     recovered: int = 0
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (uri, reason)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (uri, the uri with the same bytes)
     write: WriteReport = field(default_factory=WriteReport)
 
     def __str__(self) -> str:
         s = f"{self.new} new images, {self.existing} already known, {len(self.quarantined)} quarantined"
+        if self.duplicates:
+            s += f", {len(self.duplicates)} duplicates of known images"
         if self.recovered:
             s += f", {self.recovered} recovered from quarantine"
         return s
@@ -65,14 +90,21 @@ class IngestReport:
 
 def ingest_images(fdb: FeatureDB, uris: Iterable[str], source: str = "local", split: str = "pool",
                   labelled: bool = False, extra: dict | None = None) -> IngestReport:
-    """Register images in fdb. Known good uris are skipped without being read."""
+    """Register images in fdb. Known uris are skipped without being read (a quarantined one is read again).
+
+    An image that cannot be read or decoded is quarantined with its reason. A pool image with the same bytes
+    as a known image is recorded as a `duplicate` (`duplicate_of`: that uri) and never detected or mined: the team would
+    label the same picture twice, and a pool copy of a labelled image must never go out for labelling. A local
+    file that cannot be read is the file's problem (quarantined); an S3 read that still fails after its retries
+    is the network's (raised, so the task is retried), unless the object is gone."""
     uris = list(dict.fromkeys(str(u) for u in uris))
     report = IngestReport()
     known = {d["uri"]: d for d in fdb.images.find({"uri": {"$in": uris}}, {"uri": 1, "status": 1})}
+    seen: dict[str, str] = {}  # sha256 -> uri, among this call's new images
     docs = []
     for uri in uris:
         previous = known.get(uri)
-        if previous and previous["status"] == "ok":
+        if previous and previous["status"] in ("ok", "duplicate"):
             report.existing += 1
             continue
         try:
@@ -80,9 +112,19 @@ def ingest_images(fdb: FeatureDB, uris: Iterable[str], source: str = "local", sp
             fields = {"sha256": info.sha256, "width": info.width, "height": info.height, "status": "ok",
                       "reason": None}
         except (UnreadableImage, OSError) as exc:
+            if uri.startswith("s3://") and isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+                raise
             reason = f"file not found: {uri}" if isinstance(exc, FileNotFoundError) else str(exc)
             fields = {"sha256": None, "width": None, "height": None, "status": "quarantined", "reason": reason}
             report.quarantined.append((uri, reason))
+        if fields["status"] == "ok" and split == "pool" and not labelled:
+            original = _same_bytes(fdb, fields["sha256"], uri, seen)
+            if original is not None:
+                fields.update(status="duplicate", reason=f"same bytes as {original['uri']}",
+                              duplicate_of=original["uri"])
+                report.duplicates.append((uri, original["uri"]))
+            else:
+                seen[fields["sha256"]] = uri
         if previous:  # a quarantined image seen again: update it in place
             fdb.images.update_one({"_id": previous["_id"]}, {"$set": {**fields, "checked_at": utcnow()}})
             if fields["status"] == "ok":
@@ -94,6 +136,14 @@ def ingest_images(fdb: FeatureDB, uris: Iterable[str], source: str = "local", sp
     report.new = report.write.inserted
     report.existing += report.write.existing
     return report
+
+
+def _same_bytes(fdb: FeatureDB, sha256: str, uri: str, seen: dict[str, str]) -> dict | None:
+    """A readable image already known (or new in this ingest) with these bytes under another uri."""
+    if sha256 in seen:
+        return {"uri": seen[sha256]}
+    return fdb.images.find_one({"sha256": sha256, "status": "ok", "uri": {"$ne": uri}}, {"uri": 1},
+                               sort=[("_id", ASCENDING)])
 
 
 # ---------------------------------------------------------------------------------------------------- reads

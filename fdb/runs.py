@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bson import ObjectId
+from pymongo import ReturnDocument
 
 from fdb.store import FeatureDB, utcnow
 
@@ -26,10 +27,27 @@ def last_run_parameters(fdb: FeatureDB, kind: str, having: str) -> dict | None:
     return run["parameters"] if run else None
 
 
+def scheduled_run(fdb: FeatureDB, state: str) -> dict | None:
+    """The night with this state key as far as it got: None (not mined yet), status `exporting` (its selection is
+    recorded, the export may or may not have happened) or `done` (with its result)."""
+    return fdb.scheduled_runs.find_one({"_id": state})
+
+
 def finished_scheduled_run(fdb: FeatureDB, state: str) -> dict | None:
     """What the scheduled run with this state key produced, if it ran to the end."""
     doc = fdb.scheduled_runs.find_one({"_id": state, "status": "done"})
     return doc["result"] if doc else None
+
+
+def record_export_intent(fdb: FeatureDB, state: str, mined: dict) -> dict:
+    """Record, before anything is exported, which selection this night ships; returns the recorded mining result.
+    The first record wins: a run that mined the same night again (a crash before this point, or two runs at
+    once) ships the recorded selection, so a night never queues two batches."""
+    doc = fdb.scheduled_runs.find_one_and_update(
+        {"_id": state}, {"$setOnInsert": {"status": "exporting", "mine": mined, "selection_id": mined["selection_id"],
+                                          "recorded_at": utcnow()}},
+        upsert=True, return_document=ReturnDocument.AFTER)
+    return doc["mine"] if "mine" in doc else doc["result"]["mine"]
 
 
 def record_scheduled_run(fdb: FeatureDB, state: str, result: dict) -> None:

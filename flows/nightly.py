@@ -5,7 +5,8 @@ ingest and detect the new images (a folder or an s3:// prefix) with the producti
 COCO with pre-annotations, a manifest of why) to the labelling queue, a folder or an s3:// prefix.
 Incremental: only images this model has not processed cost anything; a second run with nothing new (same images,
 labels, model and parameters) is a no-op that returns the night's batch; a crash is finished by the next run
-without duplicates.
+without duplicates. One batch per night however a run ends: the night's selection is recorded before its export,
+and a run that finds it recorded exports that selection (the idempotent step) instead of mining again.
 """
 
 from __future__ import annotations
@@ -18,20 +19,21 @@ from dataengine.config import store_config
 from detectors.config import DetectConfig
 from flows.runners import build_task_runner
 from mining.config import MatchConfig, MiningConfig
-from tasks import detect, detect_labelled, export, list_new_images, mine, nightly_state, record_night, resolve_model
+from tasks import (detect, detect_labelled, export, list_new_images, mine, nightly_state, record_export_intent,
+                   record_night, resolve_model)
 
 
 @flow(name="nightly", task_runner=build_task_runner())
 def nightly(images: str, gt_json: str, gt_images: str | None = None, model_version: str | None = None,
             pattern: str = "*", mining: MiningConfig = MiningConfig(), match: MatchConfig = MatchConfig(),
             detection: DetectConfig = DetectConfig(), export_config: ExportConfig = ExportConfig(),
-            export_to: str | None = None, chunk_size: int = 64) -> dict:
+            export_to: str | None = None, chunk_size: int = 64, allow_links_out: bool = False) -> dict:
     """Detection runs in chunks of `chunk_size` images, one task each: the unit a Dask worker takes, and the
-    unit of progress in the logs."""
+    unit of progress in the logs. Only files under `images` are read (`allow_links_out` follows links out)."""
     logger = get_run_logger()
     store = store_config()
     version = resolve_model(store, model_version)
-    new = list_new_images(store, images, pattern, version)
+    new = list_new_images(store, images, pattern, version, allow_links_out)
     logger.info("%d new images under %s for model %s", len(new), images, version)
     chunks = [new[i:i + chunk_size] for i in range(0, len(new), chunk_size)]
     detected = {"processed": 0, "skipped": 0, "detections": 0, "features": 0, "quarantined": [], "workers": []}
@@ -41,14 +43,19 @@ def nightly(images: str, gt_json: str, gt_images: str | None = None, model_versi
             detected[key] += part[key]
         detected["workers"] = sorted(set(detected["workers"]) | {part["worker"]})
         logger.info("detection: %d/%d chunks, %d/%d images", n, len(chunks), detected["processed"], len(new))
-    state, previous = nightly_state(store, version, gt_json, {"mining": mining.as_dict(), "match": match.as_dict(),
-                                                              "pattern": pattern, "export_to": export_to})
-    if previous is not None:
+    state, night = nightly_state(store, version, gt_json, {"mining": mining.as_dict(), "match": match.as_dict(),
+                                                           "pattern": pattern, "export_to": export_to})
+    if night is not None and night["status"] == "done":
+        previous = night["result"]
         logger.info("nothing new since selection %s (batch %s): no new mining or export",
                     previous["mine"]["selection_id"], (previous["export"] or {}).get("batch_id"))
         return {**previous, "detect": detected}
-    detect_labelled(store, version, gt_json, gt_images, detection)
-    mined = mine(store, version, gt_json, gt_images, mining, match)
+    if night is not None:  # an earlier run recorded this night's selection and stopped before the end
+        mined = night["mine"]
+        logger.info("finishing the night of selection %s: exporting it (idempotent)", mined["selection_id"])
+    else:
+        detect_labelled(store, version, gt_json, gt_images, detection)
+        mined = record_export_intent(store, state, mine(store, version, gt_json, gt_images, mining, match))
     exported = export(store, mined["selection_id"], export_to, export_config) if mined["selected"] else None
     create_markdown_artifact(key="nightly-selection", markdown=_summary(version, detected, mined, exported),
                              description="Nightly hard-case selection")

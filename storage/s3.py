@@ -153,7 +153,11 @@ def read_s3_uri(uri: str, client=None) -> bytes:
     """The bytes of an s3:// object (`storage.read_uri` reads s3:// image uris through it)."""
     client = client or s3_client()
     bucket, key = parse_s3_uri(uri)
-    return with_retries(lambda: client.get_object(Bucket=bucket, Key=key)["Body"].read(), f"read of {uri}")
+    try:
+        return with_retries(lambda: client.get_object(Bucket=bucket, Key=key)["Body"].read(), f"read of {uri}")
+    except client.exceptions.NoSuchKey:
+        # Gone since it was listed: the object's problem, like a missing file, not the network's.
+        raise FileNotFoundError(f"no such object: {uri}") from None
 
 
 def list_keys(uri: str, client=None) -> Iterator[str]:

@@ -18,18 +18,34 @@ def read_uri(uri: str) -> bytes:
     return path.read_bytes()
 
 
-def list_images(folder: str | Path, pattern: str = "*") -> list[str]:
+def list_images(folder: str | Path, pattern: str = "*", allow_links_out: bool = False,
+                refused: list[tuple[str, str]] | None = None) -> list[str]:
     """Files under `folder` (a local folder or an `s3://bucket/prefix`) whose names match `pattern` and look like
-    images, sorted. Files that only pretend are caught on read."""
+    images, sorted. Files that only pretend are caught on read.
+
+    Only what lies under the root is listed: a symbolic link (to a file or a folder) that leads out of a local
+    root is refused unless `allow_links_out`, and an S3 prefix is a folder (`s3://b/night1` lists
+    `night1/...`, never `night10/...`). Refused paths are appended to `refused` as (path, reason)."""
     if str(folder).startswith("s3://"):
         from storage.s3 import list_keys, parse_s3_uri  # noqa: PLC0415 - boto3 only when S3 is used
 
-        bucket, _ = parse_s3_uri(str(folder))
-        return sorted(f"s3://{bucket}/{key}" for key in list_keys(str(folder))
+        bucket, prefix = parse_s3_uri(str(folder))
+        root = f"s3://{bucket}/{prefix.rstrip('/') + '/' if prefix.strip('/') else ''}"
+        return sorted(f"s3://{bucket}/{key}" for key in list_keys(root)
                       if fnmatch.fnmatch(key.rsplit("/", 1)[-1], pattern)
                       and Path(key).suffix.lower() in IMAGE_SUFFIXES)
     folder = Path(folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"image folder {folder} does not exist")
-    return sorted(str(p.resolve()) for p in folder.rglob(pattern)
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    root = folder.resolve()
+    found = []
+    for path in folder.rglob(pattern):
+        if not (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
+            continue
+        target = path.resolve()
+        if not allow_links_out and not target.is_relative_to(root):
+            if refused is not None:
+                refused.append((str(path), f"a link out of the image root {root} (to {target})"))
+            continue
+        found.append(str(target))
+    return sorted(set(found))

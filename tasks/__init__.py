@@ -15,7 +15,7 @@ import os
 import socket
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
 from annotation_export.config import ExportConfig
@@ -40,9 +40,14 @@ IO_RETRIES = dict(retries=3, retry_delay_seconds=[2, 10, 30], cache_policy=NONE)
 
 
 @task(name="list new images", tags=["io"], **IO_RETRIES)
-def list_new_images(store: StoreConfig, folder: str, pattern: str = "*", model_version: str | None = None) -> list[str]:
-    """Images under `folder` not yet processed by `model_version`: the nightly cost follows new images only."""
-    uris = list_images(folder, pattern)
+def list_new_images(store: StoreConfig, folder: str, pattern: str = "*", model_version: str | None = None,
+                    allow_links_out: bool = False) -> list[str]:
+    """Images under `folder` not yet processed by `model_version`: the nightly cost follows new images only.
+    Links out of the folder are refused (and logged) unless `allow_links_out`."""
+    refused: list[tuple[str, str]] = []
+    uris = list_images(folder, pattern, allow_links_out=allow_links_out, refused=refused)
+    for path, reason in refused:
+        get_run_logger().warning("not read: %s: %s", path, reason)
     if model_version is None:
         return uris
     done = image_store.processed_uris(connection(store), uris, model_version)
@@ -134,10 +139,17 @@ def batch_labels(store: StoreConfig, batch_id: str, image_dir: str) -> tuple[lis
 
 @task(name="what changed since the last night", tags=["fdb"], **IO_RETRIES)
 def nightly_state(store: StoreConfig, model_version: str, gt_json: str, params: dict) -> tuple[str, dict | None]:
-    """(state key, the finished run with that key or None): a second run with nothing new is a no-op."""
+    """(state key, the night with that key as far as it got, or None): `status` "done" with its `result` (a
+    second run with nothing new is a no-op) or "exporting" with its recorded selection under `mine`."""
     fdb = connection(store)
     state = pool_state(fdb, model_version, gt_json, params)
-    return state, run_store.finished_scheduled_run(fdb, state)
+    return state, run_store.scheduled_run(fdb, state)
+
+
+@task(name="record what the night ships", tags=["fdb"], **IO_RETRIES)
+def record_export_intent(store: StoreConfig, state: str, mined: dict) -> dict:
+    """The night's selection, recorded before its export; returns the one recorded first (see fdb.runs)."""
+    return run_store.record_export_intent(connection(store), state, mined)
 
 
 @task(name="record the night", tags=["fdb"], **IO_RETRIES)
@@ -199,4 +211,4 @@ def write_comparison_report(comparison, out_dir: str, title: str, facts: dict, m
 
 
 __all__ = ["batch_labels", "compare_arms", "query_images", "retrain_candidate", "detect", "detect_labelled", "export", "import_batch_labels",
-           "list_new_images", "mine", "nightly_state", "record_night", "resolve_model", "write_comparison_report"]
+           "list_new_images", "mine", "nightly_state", "record_export_intent", "record_night", "resolve_model", "write_comparison_report"]

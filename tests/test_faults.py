@@ -1,0 +1,148 @@
+"""Faults a night brings: bad files, links out of the folder, and a run that stops at any step boundary. The nightly
+runs for real (Prefect, a real mongod, the tiny model) and must end with every good image once, every bad one
+quarantined with its reason, nothing read from outside its root, and exactly one batch per night."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from fdb.images import MAX_IMAGE_PIXELS, UnreadableImage, inspect_image
+from mining.config import MiningConfig
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny file whose header declares width x height RGB pixels (a decompression bomb when large)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b""))
+
+
+def test_the_decoder_refuses_what_it_cannot_decode_with_a_reason():
+    with pytest.raises(UnreadableImage, match="too large to decode.*900000000 pixels"):
+        inspect_image(png_declaring(30_000, 30_000))  # Pillow raises DecompressionBombError (no OSError) here
+    with pytest.raises(UnreadableImage, match="above the engine's limit of 100 MP"):
+        inspect_image(png_declaring(11_000, 10_000))  # 110 MP: Pillow would only warn
+    with pytest.raises(UnreadableImage, match="empty file"):
+        inspect_image(b"")
+    with pytest.raises(UnreadableImage, match="not an image"):
+        inspect_image(b"hello")
+    with pytest.raises(UnreadableImage, match="corrupt image"):
+        inspect_image(png_declaring(64, 64))  # a valid header over too little pixel data
+    assert MAX_IMAGE_PIXELS == 100_000_000
+
+
+def test_a_night_of_bad_files_quarantines_each_and_reads_nothing_outside(prefect_backend, engine, fdb, tmp_path):
+    from flows.nightly import nightly
+
+    images = engine / "images"
+    (images / "pool_bomb.png").write_bytes(png_declaring(30_000, 30_000))
+    (images / "pool_empty.png").write_bytes(b"")
+    good = sorted(images.glob("pool_*.png"))[0]
+    shutil.copy(good, images / "pool_straße 7 – copy.png")  # spaces, non-ASCII, and the same bytes as `good`
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copy(sorted(images.glob("pool_*.png"))[1], outside / "private.png")
+    (outside / "private.png").write_bytes((outside / "private.png").read_bytes() + b"\x00")  # other bytes
+    (images / "pool_link.png").symlink_to(outside / "private.png")
+    (images / "pool_dir").symlink_to(outside, target_is_directory=True)
+
+    result = nightly(images=str(images), pattern="pool_*", gt_json=str(engine / "annotations" / "val.json"),
+                     mining=MiningConfig(k=3, budget=4))
+    reasons = dict(result["detect"]["quarantined"])
+    assert "too large to decode" in reasons[str((images / "pool_bomb.png").resolve())]
+    assert "empty file" in reasons[str((images / "pool_empty.png").resolve())]
+    assert result["detect"]["processed"] == 6 and result["export"]["images"] > 0
+    # Nothing outside the root was read or registered.
+    assert fdb.images.count_documents({"uri": {"$regex": "elsewhere|pool_link|pool_dir"}}) == 0
+    # The same bytes under a second name: recorded as a duplicate, never detected, never mined.
+    copy = fdb.images.find_one({"uri": str((images / "pool_straße 7 – copy.png").resolve())})
+    assert copy["status"] == "duplicate" and copy["duplicate_of"] == str(good.resolve())
+    assert copy["processed_by"] == []
+    # A second run: nothing new, the quarantined are looked at again and stay quarantined, no new batch.
+    again = nightly(images=str(images), pattern="pool_*", gt_json=str(engine / "annotations" / "val.json"),
+                    mining=MiningConfig(k=3, budget=4))
+    assert again["export"]["batch_id"] == result["export"]["batch_id"] and fdb.exports.count_documents({}) == 1
+    assert fdb.images.count_documents({"status": "quarantined"}) == 2
+
+
+def test_a_name_with_spaces_and_non_ascii_letters_goes_through_detect_and_export(engine, fdb, tmp_path):
+    from annotation_export.export import export_batch
+    from detectors.checkpoint import load_checkpoint
+    from fdb import selections as selection_store
+    from records import SelectedImage, SelectionInfo
+    from tasks.detect import detect_images
+
+    folder = tmp_path / "night"
+    folder.mkdir()
+    name = folder / "Straße 7 – Kreuzung ö.png"
+    shutil.copy(sorted((engine / "images").glob("pool_*.png"))[0], name)
+    report = detect_images(fdb, load_checkpoint(tmp_path / "m.pt"), [str(name)], progress=False)
+    assert report.images_processed == 1 and not report.quarantined
+    doc = fdb.images.find_one({"uri": str(name)})
+    selection_store.record_selection(fdb, SelectionInfo("sel-names", "mined", "tiny-v1"),
+                                     [SelectedImage(doc["_id"], str(name), 1, "test")])
+    batch = export_batch(fdb, "sel-names", tmp_path / "queue")
+    exported = list((Path(batch.location) / "images").iterdir())
+    assert len(exported) == 1 and exported[0].read_bytes() == name.read_bytes()
+    manifest = json.loads((Path(batch.location) / "manifest.json").read_text(encoding="utf-8"))
+    assert [im["uri"] for im in manifest["images"]] == [str(name)]
+
+
+def test_an_s3_prefix_is_a_folder(s3env):
+    from storage import list_images
+    from storage import s3 as s3mod
+
+    for key in ("night1/a.png", "night1/sub/b.png", "night10/c.png", "night1.png"):
+        s3mod.put_bytes(b"x", f"s3://{s3env}/{key}")
+    expected = [f"s3://{s3env}/night1/a.png", f"s3://{s3env}/night1/sub/b.png"]
+    assert list_images(f"s3://{s3env}/night1") == expected
+    assert list_images(f"s3://{s3env}/night1/") == expected
+    assert len(list_images(f"s3://{s3env}")) == 4
+
+
+# boundary -> (the step, whether it completes before the run dies)
+BOUNDARIES = {
+    "after detect": ("nightly_state", False),  # the night's state was never computed
+    "after mine": ("mine", True),  # a selection exists, nothing recorded for the night
+    "after the intent": ("record_export_intent", True),  # the night's selection is recorded, nothing exported
+    "after export": ("export", True),  # the batch is out, the night not marked done
+    "before the record": ("record_night", False),
+}
+
+
+@pytest.mark.parametrize("boundary", list(BOUNDARIES))
+def test_a_night_ships_exactly_one_batch_however_the_run_ends(prefect_backend, engine, fdb, monkeypatch, boundary):
+    """Before the night's selection was recorded, the engine shipped a second batch when a run died after its
+    export (the next run mined the pool again, without the exported images)."""
+    import flows.nightly as module
+
+    name, completes = BOUNDARIES[boundary]
+    real = getattr(module, name)
+
+    def fail_after(*args, **kwargs):
+        if completes:
+            real(*args, **kwargs)
+        raise RuntimeError(f"killed {boundary}")
+
+    args = dict(images=str(engine / "images"), pattern="pool_*", gt_json=str(engine / "annotations" / "val.json"),
+                mining=MiningConfig(k=3, budget=4))
+    monkeypatch.setattr(module, name, fail_after)
+    with pytest.raises(RuntimeError, match="killed"):
+        module.nightly(**args)
+    monkeypatch.setattr(module, name, real)
+    finished = module.nightly(**args)
+    again = module.nightly(**args)
+    assert fdb.exports.count_documents({}) == 1, boundary
+    assert finished["export"]["batch_id"] == again["export"]["batch_id"]
+    assert fdb.scheduled_runs.count_documents({"status": "done"}) == 1
+    exported = fdb.exports.find_one({})
+    assert exported["selection_id"] == finished["mine"]["selection_id"]
