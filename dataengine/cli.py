@@ -645,6 +645,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; everything written so far is kept, and a re-run resumes", file=sys.stderr)
         return 130
+    except Exception as exc:  # the one failure a user must act on gets a message, not a traceback
+        from fdb import StoreUnavailable
+        from pymongo.errors import ServerSelectionTimeoutError
+
+        if isinstance(exc, StoreUnavailable):
+            print(f"error: {exc}", file=sys.stderr)
+            return 3
+        if isinstance(exc, ServerSelectionTimeoutError):
+            print("error: the feature database stopped answering during the run and did not come back within 30 s. "
+                  "Check the server (`dataengine fdb status`), then run the same command again: it resumes where "
+                  "it stopped, nothing is duplicated.", file=sys.stderr)
+            return 3
+        raise
     if args.command == "demo":
         print(f"done in {time.monotonic() - start:.1f}s")
     return code

@@ -5,7 +5,7 @@ Records in, records out: each module owns one collection and its field names (`i
 feature vectors. The store knows no model: a model is a record in `models`, loading it is `detectors`' job.
 """
 
-from fdb.store import FeatureDB, StoreConfig, WriteReport, connect, stable_id
+from fdb.store import FeatureDB, StoreConfig, StoreUnavailable, WriteReport, connect, stable_id
 from fdb.vectors import FeatureShapeError, VectorSet
 
-__all__ = ["FeatureDB", "FeatureShapeError", "StoreConfig", "VectorSet", "WriteReport", "connect", "stable_id"]
+__all__ = ["FeatureDB", "FeatureShapeError", "StoreConfig", "StoreUnavailable", "VectorSet", "WriteReport", "connect", "stable_id"]

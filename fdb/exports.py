@@ -5,7 +5,7 @@ stays visibly unfinished and is completed by the next attempt."""
 
 from __future__ import annotations
 
-from fdb.store import FeatureDB, utcnow
+from fdb.store import FeatureDB, durable, utcnow
 
 
 def get(fdb: FeatureDB, batch_id: str) -> dict | None:
@@ -27,7 +27,7 @@ def start(fdb: FeatureDB, batch_id: str, selection_id: str, model_version: str, 
 
 def finish(fdb: FeatureDB, batch_id: str, files: list[dict], counts: dict, categories: list[dict],
            category_map: dict[int, int], images: list[dict]) -> None:
-    fdb.exports.update_one(
+    durable(fdb.exports).update_one(
         {"_id": batch_id},
         {"$set": {"status": "done", "finished_at": utcnow(), "files": files, "counts": counts,
                   "categories": categories, "category_map": {str(k): v for k, v in category_map.items()},

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from pymongo import ASCENDING
 
 from fdb.selections import exported_image_ids
-from fdb.store import FeatureDB, WriteReport, bulk_insert, utcnow
+from fdb.store import FeatureDB, WriteReport, bulk_insert, durable, utcnow
 from storage import read_uri
 
 
@@ -186,8 +186,9 @@ def ids_with_labels_back(fdb: FeatureDB) -> list[ObjectId]:
 
 # ---------------------------------------------------------------------------------------------------- writes
 def mark_processed(fdb: FeatureDB, image_ids: Sequence[ObjectId], model_version: str) -> None:
-    """Record that the images' detections and features from this model are complete (the incremental key)."""
-    fdb.images.update_many({"_id": {"$in": list(image_ids)}}, {"$addToSet": {"processed_by": model_version}})
+    """Record that the images' detections and features from this model are complete (the incremental key): a
+    commit point, durable with everything written before it."""
+    durable(fdb.images).update_many({"_id": {"$in": list(image_ids)}}, {"$addToSet": {"processed_by": model_version}})
 
 
 def quarantine(fdb: FeatureDB, image_id: ObjectId, reason: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from fdb.store import FeatureDB, utcnow
+from fdb.store import FeatureDB, durable, utcnow
 
 
 def start_run(fdb: FeatureDB, kind: str, parameters: dict, model_version: str | None = None,
@@ -43,7 +43,7 @@ def record_export_intent(fdb: FeatureDB, state: str, mined: dict) -> dict:
     """Record, before anything is exported, which selection this night ships; returns the recorded mining result.
     The first record wins: a run that mined the same night again (a crash before this point, or two runs at
     once) ships the recorded selection, so a night never queues two batches."""
-    doc = fdb.scheduled_runs.find_one_and_update(
+    doc = durable(fdb.scheduled_runs).find_one_and_update(
         {"_id": state}, {"$setOnInsert": {"status": "exporting", "mine": mined, "selection_id": mined["selection_id"],
                                           "recorded_at": utcnow()}},
         upsert=True, return_document=ReturnDocument.AFTER)
@@ -52,5 +52,5 @@ def record_export_intent(fdb: FeatureDB, state: str, mined: dict) -> dict:
 
 def record_scheduled_run(fdb: FeatureDB, state: str, result: dict) -> None:
     """Mark a scheduled run done (last, after its export), so a crash before this point is simply re-run."""
-    fdb.scheduled_runs.update_one({"_id": state}, {"$set": {"status": "done", "result": result,
+    durable(fdb.scheduled_runs).update_one({"_id": state}, {"$set": {"status": "done", "result": result,
                                                             "finished_at": utcnow()}}, upsert=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bson import ObjectId
 
-from fdb.store import FeatureDB, bulk_insert, utcnow
+from fdb.store import FeatureDB, bulk_insert, durable, utcnow
 from records import QueryHit, SelectedImage, SelectionInfo
 
 
@@ -40,7 +40,7 @@ def read_selection(fdb: FeatureDB, selection_id: str) -> tuple[SelectionInfo, li
 
 def mark_exported(fdb: FeatureDB, selection_id: str, batch_id: str) -> None:
     """The selection's images went to the annotation team as `batch_id`: they leave the eligible pool."""
-    fdb.selections.update_many({"selection_id": selection_id}, {"$set": {"export_id": batch_id}})
+    durable(fdb.selections).update_many({"selection_id": selection_id}, {"$set": {"export_id": batch_id}})
 
 
 def exported_image_ids(fdb: FeatureDB) -> list[ObjectId]:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ import pymongo
 from pymongo.errors import PyMongoError
 
 STATE_FILE = "dataengine-mongod.json"
+log = logging.getLogger(__name__)
 
 
 class MongodNotFound(RuntimeError):
@@ -196,3 +199,39 @@ class EmbeddedMongo:
                 os.waitpid(pid, os.WNOHANG)
             self._state_path.unlink(missing_ok=True)
             return True
+
+    # ------------------------------------------------------------------ a server that dies under a run
+    def restart_if_dead(self) -> bool:
+        """Start the server again, on its port, when its process died (True if this call restarted it); one
+        stopped with `stop()` stays stopped. Under the start lock, so of several processes watching one server
+        only one restarts it."""
+        if self.port is None:
+            return False
+        with self._lock():
+            state = self._read_state()
+            # No record: stopped on purpose (`stop()` removes it), not dead; a live pid: nothing to do.
+            if state is None or _pid_alive(state["pid"]):
+                return False
+            self.port = state["port"]
+            self._launch(timeout_s=60.0)  # WiredTiger replays its journal after a kill: give it time
+            return True
+
+    def watch(self, interval_s: float = 1.0, max_restarts: int = 3) -> threading.Event:
+        """A daemon thread that restarts the server when its process dies, at most `max_restarts` times (a server
+        that keeps dying needs a person, not a loop). The client's server selection waits while it comes back, so
+        the run carries on. Returns the event that stops the watch."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            restarts = 0
+            while not stop.wait(interval_s) and restarts < max_restarts:
+                try:
+                    if self.restart_if_dead():
+                        restarts += 1
+                        log.warning("the embedded mongod (%s) had died; restarted it on port %d (restart %d of at "
+                                    "most %d)", self.dbpath, self.port, restarts, max_restarts)
+                except Exception as exc:  # noqa: BLE001 - the watch must outlive one failed restart
+                    log.error("could not restart the embedded mongod (%s): %s", self.dbpath, exc)
+
+        threading.Thread(target=loop, name="embedded-mongod-watch", daemon=True).start()
+        return stop

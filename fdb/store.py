@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pymongo
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, WriteConcern
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, CollectionInvalid
 
@@ -90,6 +91,14 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     "scheduled_runs": [],  # _id = state key of a scheduled mining run (fdb.runs)
 }
+
+
+def durable(collection):
+    """`collection` for a commit point: the write returns only once it is journaled (and, on a replica set, on a
+    majority). MongoDB journals in order, so every write acknowledged before it survives a kill of the server
+    with it; the writes before a commit point can stay fast (w:1), and a crash loses nothing a commit point
+    claimed (e.g. an image marked processed whose features were still in the journal buffer)."""
+    return collection.with_options(write_concern=WriteConcern(w="majority", j=True))
 
 
 def utcnow() -> dt.datetime:
@@ -339,14 +348,41 @@ class StoreConfig:
     mongod: str | None = None  # the embedded server's binary, when not the one the project installs
 
 
-def connect(config: StoreConfig, timeout_ms: int = 30_000) -> FeatureDB:
+class StoreUnavailable(RuntimeError):
+    """The feature database does not answer; the message says which one and what to do."""
+
+
+def connect(config: StoreConfig, timeout_ms: int = 30_000, watch: bool = True) -> FeatureDB:
     """Open the feature database `config` names: its `uri`, else the embedded mongod (started if needed, its data
     under `config.home`). A lost connection is retried for `timeout_ms` before failing, which rides over a
-    server restart."""
+    server restart or a replica-set election.
+
+    The embedded server is watched (`watch`): if it dies under a run it is restarted on its port and the run
+    carries on. An external server is not ours to restart: when it does not answer at connection time the call
+    fails fast with `StoreUnavailable`, naming the server (without credentials) and what to run."""
     uri = config.uri
     server = None
     if uri is None:
         server = EmbeddedMongo(Path(config.home) / "mongodb", binary=config.mongod).start()
         uri = server.uri
+        if watch:
+            server.watch()
+    else:
+        probe = pymongo.MongoClient(uri, serverSelectionTimeoutMS=min(timeout_ms, 5_000), tz_aware=True)
+        try:
+            probe.admin.command("ping")
+        except pymongo.errors.PyMongoError as exc:
+            raise StoreUnavailable(
+                f"the feature database at {redact(uri)} (DATAENGINE_MONGODB_URI) does not answer "
+                f"({type(exc).__name__}). Start that server, or point DATAENGINE_MONGODB_URI at one that runs (unset "
+                f"it to use the embedded mongod under the data home), then run the same command again: the run "
+                f"resumes where it stopped, nothing is duplicated.") from None
+        finally:
+            probe.close()
     client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, appname="dataengine")
     return FeatureDB(client[config.db_name], server=server)
+
+
+def redact(uri: str) -> str:
+    """A MongoDB uri without its password, for messages and logs."""
+    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", uri)

@@ -35,8 +35,23 @@ from storage import list_images
 from tasks.context import checkpoint_of, connection, production_or, resolve_checkpoint
 from tasks.detect import detect_images
 
+def _worth_retrying(task, task_run, state) -> bool:
+    """Transient errors are retried; a database that did not answer for the client's whole server-selection
+    window (30 s, longer than a replica-set election or an embedded restart) is gone: fail fast instead of
+    waiting through three more such windows."""
+    from pymongo.errors import ServerSelectionTimeoutError  # noqa: PLC0415
+
+    try:
+        state.result(raise_on_failure=True)
+    except ServerSelectionTimeoutError:
+        return False
+    except Exception:  # noqa: BLE001 - any other failure goes to the retry policy
+        return True
+    return True
+
+
 # No input caching: every task is idempotent against fdb anyway.
-IO_RETRIES = dict(retries=3, retry_delay_seconds=[2, 10, 30], cache_policy=NONE)
+IO_RETRIES = dict(retries=3, retry_delay_seconds=[2, 10, 30], cache_policy=NONE, retry_condition_fn=_worth_retrying)
 
 
 @task(name="list new images", tags=["io"], **IO_RETRIES)

@@ -146,3 +146,60 @@ def test_a_night_ships_exactly_one_batch_however_the_run_ends(prefect_backend, e
     assert fdb.scheduled_runs.count_documents({"status": "done"}) == 1
     exported = fdb.exports.find_one({})
     assert exported["selection_id"] == finished["mine"]["selection_id"]
+
+
+def test_the_embedded_mongod_killed_mid_run_is_restarted_and_the_night_carries_on(prefect_backend, engine, tmp_path,
+                                                                                 monkeypatch, caplog):
+    import os
+    import signal
+
+    import detectors.inference as inference
+    from detectors.checkpoint import load_checkpoint
+    from fdb import StoreConfig, connect
+    from fdb.server import EmbeddedMongo
+    from flows.nightly import nightly
+    from tasks.context import register_checkpoint
+
+    home = tmp_path / "own-home"
+    monkeypatch.delenv("DATAENGINE_MONGODB_URI")  # the engine's own embedded server, under the data home
+    monkeypatch.setenv("DATAENGINE_HOME", str(home))
+    fdb = connect(StoreConfig(home=str(home), db_name=os.environ["DATAENGINE_DB"]), watch=False)
+    register_checkpoint(fdb, load_checkpoint(tmp_path / "m.pt"), first_is_production=True)
+    server = EmbeddedMongo(home / "mongodb")
+    real, calls = inference.detect_with_features, {"n": 0}
+
+    def kill_the_server_on_the_second_batch(*a):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(json.loads((home / "mongodb" / "dataengine-mongod.json").read_text())["pid"], signal.SIGKILL)
+        return real(*a)
+
+    monkeypatch.setattr(inference, "detect_with_features", kill_the_server_on_the_second_batch)
+    try:
+        with caplog.at_level("WARNING", logger="fdb.server"):
+            result = nightly(images=str(engine / "images"), pattern="pool_*",
+                             gt_json=str(engine / "annotations" / "val.json"), mining=MiningConfig(k=3, budget=4))
+        assert calls["n"] >= 2 and "had died; restarted it" in caplog.text
+        assert result["detect"]["processed"] == 6 and result["export"]["images"] > 0
+        n_det = fdb.detections.count_documents({})
+        assert fdb.images.count_documents({"processed_by": "tiny-v1", "split": "pool"}) == 6
+        assert fdb.features.count_documents({"owner_kind": "detection"}) == n_det == len(fdb.detections.distinct("_id"))
+        assert fdb.exports.count_documents({}) == 1
+    finally:
+        server.stop()
+
+
+def test_an_external_database_that_is_gone_fails_fast_and_says_what_to_do(tmp_path, capsys, monkeypatch):
+    import time
+
+    from dataengine.cli import main
+    from fdb.server import free_port
+
+    monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DATAENGINE_MONGODB_URI", f"mongodb://user:s3cret@127.0.0.1:{free_port()}/")
+    start = time.monotonic()
+    assert main(["fdb", "status"]) == 3
+    err = capsys.readouterr().err
+    assert time.monotonic() - start < 15
+    assert "does not answer" in err and "DATAENGINE_MONGODB_URI" in err and "run the same command again" in err
+    assert "s3cret" not in err and "user:***@127.0.0.1" in err
