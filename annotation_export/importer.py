@@ -262,9 +262,11 @@ def import_labels(fdb: FeatureDB, path: str | Path, batch_id: str) -> ImportRepo
                          "attributes": {str(k): v for k, v in (ann["attributes"] or {}).items()}})
         n_ann += len(anns)
         labelled.append({"image_id": im["image_id"], "file_name": rec["file_name"], "annotations": anns})
-    label_store.write_version(fdb, batch_id, version, labelled, source=str(path), source_sha256=digest)
-    image_store.mark_label_version(fdb, [im["image_id"] for im in labelled], version)
-    export_store.mark_labelled(fdb, batch_id, version)
+    with fdb.transaction() as session:  # one transaction on a replica set; in order, committed last, elsewhere
+        label_store.write_version(fdb, batch_id, version, labelled, source=str(path), source_sha256=digest,
+                                  session=session)
+        image_store.mark_label_version(fdb, [im["image_id"] for im in labelled], version, session=session)
+        export_store.mark_labelled(fdb, batch_id, version, session=session)
     unlabelled = sorted(set(batch_images) - seen)
     return ImportReport(batch_id, version, len(labelled), n_ann, unlabelled)
 

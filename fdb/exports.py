@@ -34,9 +34,10 @@ def finish(fdb: FeatureDB, batch_id: str, files: list[dict], counts: dict, categ
                   "images": images}})
 
 
-def mark_labelled(fdb: FeatureDB, batch_id: str, label_version: int) -> None:
-    fdb.exports.update_one({"_id": batch_id}, {"$set": {"status": "labelled", "labelled_at": utcnow(),
-                                                        "label_version": label_version}})
+def mark_labelled(fdb: FeatureDB, batch_id: str, label_version: int, session=None) -> None:
+    """The commit point of a labels import: from now on `label_version` is the batch's newest labels."""
+    durable(fdb.exports).update_one({"_id": batch_id}, {"$set": {"status": "labelled", "labelled_at": utcnow(),
+                                                                 "label_version": label_version}}, session=session)
 
 
 def labelled_batches(fdb: FeatureDB) -> list[dict]:

@@ -202,7 +202,7 @@ def mark_labelled(fdb: FeatureDB, uris: Sequence[str], split: str = "val") -> No
     fdb.images.update_many({"uri": {"$in": list(uris)}}, {"$set": {"split": split, "labelled": True}})
 
 
-def mark_label_version(fdb: FeatureDB, image_ids: Sequence[ObjectId], label_version: int) -> None:
+def mark_label_version(fdb: FeatureDB, image_ids: Sequence[ObjectId], label_version: int, session=None) -> None:
     """Labels came back for these images: they are labelled, at this version."""
     fdb.images.update_many({"_id": {"$in": list(image_ids)}},
-                           {"$set": {"labelled": True, "label_version": label_version}})
+                           {"$set": {"labelled": True, "label_version": label_version}}, session=session)

@@ -1,29 +1,33 @@
 """The `labels` collection: ground truth that came back from the annotation team, one version per import.
 
-An import never overwrites: it adds the next label version of its batch, so earlier versions stay readable."""
+An import never overwrites: it adds the next label version of its batch, so earlier versions stay readable. A
+version exists once its batch's export record names it (`exports.mark_labelled`, the commit point): an import
+killed before that left nothing anyone reads, and the next import writes the same version again over its remains.
+On a replica set the whole import is also one transaction (`FeatureDB.transaction`)."""
 
 from __future__ import annotations
-
-from pymongo import DESCENDING
 
 from fdb.store import FeatureDB, stable_id, utcnow
 
 
-def latest_version(fdb: FeatureDB, batch_id: str) -> int | None:
-    last = fdb.labels.find_one({"batch_id": batch_id}, sort=[("label_version", DESCENDING)])
-    return last["label_version"] if last else None
+def latest_version(fdb: FeatureDB, batch_id: str, session=None) -> int | None:
+    """The batch's newest committed label version (None: no labels back yet)."""
+    export = fdb.exports.find_one({"_id": batch_id}, {"label_version": 1}, session=session)
+    return export.get("label_version") if export else None
 
 
 def write_version(fdb: FeatureDB, batch_id: str, label_version: int, images: list[dict], source: str,
-                  source_sha256: str) -> None:
-    """Store one label version of a batch: `images` holds `image_id`, `file_name` and `annotations` each."""
+                  source_sha256: str, session=None) -> None:
+    """Store one label version of a batch: `images` holds `image_id`, `file_name` and `annotations` each. What a
+    killed import of the same (uncommitted) version left is replaced."""
     now = utcnow()
     docs = [{"_id": stable_id("label", batch_id, label_version, im["image_id"]), "image_id": im["image_id"],
              "batch_id": batch_id, "label_version": label_version, "file_name": im["file_name"],
              "annotations": im["annotations"], "source": source, "source_sha256": source_sha256, "created_at": now}
             for im in images]
+    fdb.labels.delete_many({"batch_id": batch_id, "label_version": label_version}, session=session)
     if docs:
-        fdb.labels.insert_many(docs, ordered=True)
+        fdb.labels.insert_many(docs, ordered=True, session=session)
 
 
 def read_version(fdb: FeatureDB, batch_id: str, label_version: int) -> list[dict]:

@@ -177,6 +177,20 @@ class FeatureDB:
         self._layer_cache: dict[str, tuple[int, str]] = {}
         self.ensure_indexes()
 
+    # ------------------------------------------------------------------ transactions
+    @contextlib.contextmanager
+    def transaction(self):
+        """A session in a transaction where the server supports one (a replica set or a sharded cluster): the
+        writes that take it are all applied or none. On a standalone server it yields None and the writes are
+        made in order, so callers put their commit point last."""
+        hello = self.db.client.admin.command("hello")
+        if not (hello.get("setName") or hello.get("msg") == "isdbgrid"):
+            yield None
+            return
+        with self.db.client.start_session() as session:
+            with session.start_transaction(write_concern=WriteConcern(w="majority")):
+                yield session
+
     # ------------------------------------------------------------------ setup
     def ensure_indexes(self) -> None:
         if "features" not in self.db.list_collection_names(filter={"name": "features"}):

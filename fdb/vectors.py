@@ -62,8 +62,9 @@ def check_dtype(dtype: np.dtype) -> str:
     return name
 
 
-# BSON element layout: type byte, field name as a C string, then the value.
-_FIXED_SIZES = {0x07: 12, 0x01: 8, 0x10: 4, 0x12: 8, 0x08: 1, 0x09: 8}
+# BSON element layout: type byte, field name as a C string, then the value. Fixed sizes: ObjectId, double, int32,
+# int64, bool, datetime, Timestamp (a replica set's reply carries `operationTime`), Decimal128, null, min/max key.
+_FIXED_SIZES = {0x07: 12, 0x01: 8, 0x10: 4, 0x12: 8, 0x08: 1, 0x09: 8, 0x11: 8, 0x13: 16, 0x0A: 0, 0xFF: 0, 0x7F: 0}
 
 
 def _field_offsets(buf: bytes, start: int = 0) -> dict[str, tuple[int, int, int]]:

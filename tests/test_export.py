@@ -233,8 +233,8 @@ def test_s3_retry_after_transient_failure(s3env, tmp_path, monkeypatch):
     monkeypatch.setattr(client, "upload_file", flaky)
     s3mod.upload_file(f, f"s3://{s3env}/r/f.txt", client=client, base_delay=0.01)
     assert calls["n"] == 2 and s3mod.read_s3_uri(f"s3://{s3env}/r/f.txt", client) == b"data"
-    # a permanent error is not retried
-    with pytest.raises(ClientError):
+    # a permanent error is not retried: an object that is not there reads as a missing file
+    with pytest.raises(FileNotFoundError, match="no such object"):
         s3mod.read_s3_uri(f"s3://{s3env}/r/missing")
 
 
@@ -370,3 +370,33 @@ def test_import_versions(fdb, haystack, tmp_path):
     assert np.allclose(person["bbox"], haystack["dets"][0].bbox, atol=0.01) and len(person["segmentation"]) == 1
     with pytest.raises(ExportError, match="already labelled"):
         export_batch(fdb, SEL, tmp_path / "again")
+
+
+def test_a_killed_import_leaves_no_partial_label_version(fdb, haystack, tmp_path, monkeypatch):
+    """The import dies after its label documents are written and before its commit point: no label version is
+    visible, and the next import writes version 1 again over the remains (on a standalone server; on a replica
+    set the import is one transaction, see tests/test_replica_set.py)."""
+    import fdb.images as image_store
+    from annotation_export.importer import labels_as_coco
+    from fdb import labels as label_store
+
+    res = export_batch(fdb, SEL, tmp_path / "out")
+    labels = _write_json(tmp_path / "labels.json", _coco_labels(Path(res.location)))
+    real = image_store.mark_label_version
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed mid-import")
+
+    monkeypatch.setattr(image_store, "mark_label_version", killed)
+    with pytest.raises(KeyboardInterrupt):
+        import_labels(fdb, labels, res.batch_id)
+    assert fdb.labels.count_documents({}) == 4  # written, but not committed: nobody reads them
+    assert label_store.latest_version(fdb, res.batch_id) is None
+    assert fdb.exports.find_one({"_id": res.batch_id})["status"] == "done"
+    with pytest.raises(LookupError):
+        labels_as_coco(fdb, res.batch_id, tmp_path)
+    monkeypatch.setattr(image_store, "mark_label_version", real)
+    report = import_labels(fdb, labels, res.batch_id)
+    assert report.label_version == 1 and fdb.labels.count_documents({}) == 4
+    assert label_store.latest_version(fdb, res.batch_id) == 1
+    assert len(labels_as_coco(fdb, res.batch_id, tmp_path)[0]) == 4
