@@ -1,0 +1,205 @@
+"""A soak of the nightly's fault tolerance: random SIGKILLs of `dataengine nightly` and of its embedded mongod over
+one night's folder that holds bad files, then a full run and a repeat. Not a timed test.
+
+    .venv/bin/python benchmarks/soak_bench.py [--kills 20] [--db-kills 2] [--pool 160] [--seed 0]
+        [--home /tmp/dataengine-soak] [--out benchmarks/results/soak.json]
+
+The folder: `--pool` synthetic street scenes (128x96), plus a decompression bomb (a PNG declaring 30000 x 30000
+pixels), an empty file, a truncated PNG, a text file named .jpg, the same bytes under a second name, a name with
+spaces and non-ASCII letters, and a link out of the folder to a real image. The model is an untrained small Mask
+R-CNN that keeps every detection (many detections per image: the most writes to lose). Each kill lands at a random
+moment 3-45 s into a run (some while Prefect starts, most during detection, some in mining or export); each
+database kill SIGKILLs the embedded mongod 5-20 s into a run that is then left to finish (the engine restarts the
+server). Then a full run and a repeat. Counted in fdb and in the export folder:
+
+- lost: good images never processed; detections without their feature vector; images without their image vector;
+- duplicated: images by uri, detections by (image, model, rank), features by owner and layer;
+- batches for the night (target 1), and anything read from outside the folder (target 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def prepare(home: Path, pool: int, seed: int) -> dict:
+    """The night's folder with its bad files, the labelled set, and an untrained model in production."""
+    import torch
+
+    from detectors.checkpoint import load_checkpoint, save_checkpoint
+    from detectors.model import build_model, preset_config
+    from detectors.synthetic import CATEGORIES, generate
+    from fdb import StoreConfig, connect
+    from tasks.context import register_checkpoint
+
+    data = home / "data"
+    generate(data, n_train=0, n_val=8, n_pool=pool, seed=seed, width=128, height=96, progress=False)
+    images = data / "images"
+    good = sorted(images.glob("pool_*.png"))
+    (images / "pool_bomb.png").write_bytes(png_declaring(30_000, 30_000))
+    (images / "pool_empty.png").write_bytes(b"")
+    (images / "pool_truncated.png").write_bytes(good[0].read_bytes()[:200])
+    (images / "pool_text.jpg").write_text("not an image")
+    shutil.copy(good[1], images / "pool_copy of 1.png")
+    (images / "pool_Straße 7 – ö.png").write_bytes(good[2].read_bytes() + b"\x00")  # its own bytes
+    outside = home / "outside"
+    outside.mkdir(exist_ok=True)
+    (outside / "private.png").write_bytes(good[3].read_bytes() + b"\x00")
+    (images / "pool_link.png").symlink_to(outside / "private.png")
+    torch.manual_seed(0)
+    cfg = preset_config("small", [c["name"] for c in CATEGORIES], min_size=96, max_size=128, box_score_thresh=0.0)
+    checkpoint = load_checkpoint(save_checkpoint(home / "model.pt", build_model(cfg), cfg, "soak-v1", "soak"))
+    fdb = connect(StoreConfig(home=str(home / "store"), db_name="soak"), watch=False)
+    register_checkpoint(fdb, checkpoint, first_is_production=True)
+    # good files: the scenes and the non-ASCII name; the copy is a duplicate, five files are bad
+    return {"data": data, "images": images, "good": len(good) + 1, "duplicates": 1, "bad": 5, "outside": outside}
+
+
+def run_nightly(env: dict, images: Path, gt: Path, exports: Path, log) -> subprocess.Popen:
+    cmd = [str(ROOT / ".venv" / "bin" / "dataengine"), "nightly", "--images", str(images), "--pattern", "pool_*",
+           "--gt", str(gt), "--k", "5", "--budget", "12", "--to", str(exports)]
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def mongod_pid(home: Path) -> int | None:
+    try:
+        return json.loads((home / "store" / "mongodb" / "dataengine-mongod.json").read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def count(home: Path, prepared: dict, exports: Path) -> dict:
+    from fdb import StoreConfig, connect
+
+    fdb = connect(StoreConfig(home=str(home / "store"), db_name="soak"), watch=False)
+    images = fdb.images
+    pool = {"split": "pool"}
+    dup = lambda coll, key: sum(g["n"] - 1 for g in coll.aggregate(  # noqa: E731
+        [{"$group": {"_id": key, "n": {"$sum": 1}}}, {"$match": {"n": {"$gt": 1}}}]))
+    det_ids = set(fdb.detections.distinct("_id"))
+    det_with_vectors = set(fdb.features.distinct("owner_id", {"owner_kind": "detection"}))
+    processed = set(images.distinct("_id", {"processed_by": "soak-v1"}))
+    image_vectors = set(fdb.features.distinct("owner_id", {"owner_kind": "image"}))
+    batches = [p for p in exports.iterdir() if p.is_dir()] if exports.is_dir() else []
+    return {
+        "images": images.count_documents({}),
+        "pool_ok_processed": images.count_documents({**pool, "status": "ok", "processed_by": "soak-v1"}),
+        "pool_duplicates_recorded": images.count_documents({**pool, "status": "duplicate"}),
+        "quarantined": sorted((d["uri"].rsplit("/", 1)[-1], d["reason"][:60])
+                              for d in images.find({"status": "quarantined"})),
+        "detections": len(det_ids),
+        "lost": {"good_images_not_processed": prepared["good"] - images.count_documents(
+                     {**pool, "status": "ok", "processed_by": "soak-v1"}),
+                 "detections_without_vector": len(det_ids - det_with_vectors),
+                 "processed_images_without_vector": len(processed - image_vectors)},
+        "duplicated": {"images_by_uri": dup(images, "$uri"),
+                       "detections_by_image_model_rank": dup(fdb.detections,
+                                                             {"i": "$image_id", "m": "$model_version", "r": "$rank"}),
+                       "features_by_owner_and_layer": dup(fdb.features, {"o": "$owner_id", "l": "$layer"})},
+        "batches_for_the_night": {"in_fdb": fdb.exports.count_documents({}), "in_the_queue": len(batches)},
+        "read_from_outside": images.count_documents({"uri": {"$regex": "outside|pool_link"}}),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--db-kills", type=int, default=2)
+    parser.add_argument("--pool", type=int, default=160)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--home", type=Path, default=Path("/tmp/dataengine-soak"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "soak.json")
+    args = parser.parse_args()
+    if args.home.exists():
+        from fdb.server import EmbeddedMongo
+
+        EmbeddedMongo(args.home / "store" / "mongodb").stop()
+        shutil.rmtree(args.home)
+    args.home.mkdir(parents=True)
+    prepared = prepare(args.home, args.pool, args.seed)
+    exports = args.home / "queue"
+    env = {**os.environ, "DATAENGINE_HOME": str(args.home / "store"), "DATAENGINE_DB": "soak",
+           "PREFECT_HOME": str(args.home / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("DATAENGINE_MONGODB_URI", None)
+    gt = prepared["data"] / "annotations" / "val.json"
+    rng = random.Random(args.seed)
+    plan = ["nightly"] * args.kills + ["mongod"] * args.db_kills
+    rng.shuffle(plan)
+    events, start = [], time.monotonic()
+    with open(args.home / "runs.log", "w") as log:
+        for n, target in enumerate(plan, start=1):
+            proc = run_nightly(env, prepared["images"], gt, exports, log)
+            delay = rng.uniform(3, 45) if target == "nightly" else rng.uniform(5, 20)
+            try:
+                proc.wait(delay)
+                events.append({"run": n, "target": target, "at_s": round(delay, 1), "exit": proc.returncode,
+                               "note": "finished before the kill"})
+                continue
+            except subprocess.TimeoutExpired:
+                pass
+            if target == "nightly":
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                events.append({"run": n, "target": "nightly", "at_s": round(delay, 1), "exit": proc.returncode})
+            else:
+                pid = mongod_pid(args.home)
+                if pid:
+                    os.kill(pid, signal.SIGKILL)
+                code = proc.wait(600)  # the engine restarts its server and the run goes on
+                events.append({"run": n, "target": "mongod", "at_s": round(delay, 1), "exit": code})
+            processed = count(args.home, prepared, exports)["pool_ok_processed"]
+            events[-1]["processed_so_far"] = processed
+            print(f"run {n:>2}: killed {events[-1]['target']} at {delay:.0f}s (exit {events[-1]['exit']}); "
+                  f"{processed}/{prepared['good']} good images processed", flush=True)
+        finals = []
+        for label in ("full run", "repeat"):
+            proc = run_nightly(env, prepared["images"], gt, exports, log)
+            finals.append({"run": label, "exit": proc.wait(1800)})
+            print(f"{label}: exit {finals[-1]['exit']}", flush=True)
+    result = count(args.home, prepared, exports)
+    from fdb.server import EmbeddedMongo
+
+    EmbeddedMongo(args.home / "store" / "mongodb").stop()
+    lost = sum(result["lost"].values())
+    duplicated = sum(result["duplicated"].values())
+    batches = result["batches_for_the_night"]
+    summary = {"lost": lost, "duplicated": duplicated, "batches_per_night": batches["in_fdb"],
+               "read_from_outside": result["read_from_outside"],
+               "target_met": lost == 0 and duplicated == 0 and batches["in_fdb"] == batches["in_the_queue"] == 1
+               and result["read_from_outside"] == 0 and all(f["exit"] == 0 for f in finals)}
+    out = {"machine": platform.node(), "minutes": round((time.monotonic() - start) / 60, 1),
+           "folder": {"pool_scenes": args.pool, "good": prepared["good"], "duplicates": prepared["duplicates"],
+                      "bad": prepared["bad"], "link_out": 1},
+           "kills": {"nightly": args.kills, "mongod": args.db_kills}, "events": events, "finals": finals,
+           "counts": result, "summary": summary}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1, default=str))
+    print(json.dumps({"counts": {k: v for k, v in result.items() if k != "quarantined"}, "summary": summary},
+                     indent=1))
+
+
+if __name__ == "__main__":
+    main()
