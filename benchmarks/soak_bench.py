@@ -1,16 +1,18 @@
 """A soak of the nightly's fault tolerance: random SIGKILLs of `dataengine nightly` and of its embedded mongod over
 one night's folder that holds bad files, then a full run and a repeat. Not a timed test.
 
-    .venv/bin/python benchmarks/soak_bench.py [--kills 20] [--db-kills 2] [--pool 160] [--seed 0]
+    .venv/bin/python benchmarks/soak_bench.py [--kills 20] [--db-kills 2] [--pool 480] [--seed 0]
         [--home /tmp/dataengine-soak] [--out benchmarks/results/soak.json]
 
 The folder: `--pool` synthetic street scenes (128x96), plus a decompression bomb (a PNG declaring 30000 x 30000
 pixels), an empty file, a truncated PNG, a text file named .jpg, the same bytes under a second name, a name with
 spaces and non-ASCII letters, and a link out of the folder to a real image. The model is an untrained small Mask
-R-CNN that keeps every detection (many detections per image: the most writes to lose). Each kill lands at a random
-moment 3-45 s into a run (some while Prefect starts, most during detection, some in mining or export); each
-database kill SIGKILLs the embedded mongod 5-20 s into a run that is then left to finish (the engine restarts the
-server). Then a full run and a repeat. Counted in fdb and in the export folder:
+R-CNN that keeps every detection (many detections per image: the most writes to lose). Most kills land during
+detection, 5-40 images after the run's first new image is stored (the bench watches fdb); the last four land
+3-30 s into a run, when detection is done (in start-up, mining or export, or after the night finished). Each
+database kill SIGKILLs the embedded mongod 5-40 images into a run; the run must carry on (the engine restarts its
+server) and detect more, and is then killed too, so later kills still find work. Then a full run and a repeat.
+Counted in fdb and in the export folder:
 
 - lost: good images never processed; detections without their feature vector; images without their image vector;
 - duplicated: images by uri, detections by (image, model, rank), features by owner and layer;
@@ -128,7 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--db-kills", type=int, default=2)
-    parser.add_argument("--pool", type=int, default=160)
+    parser.add_argument("--pool", type=int, default=480)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--home", type=Path, default=Path("/tmp/dataengine-soak"))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "soak.json")
@@ -146,34 +148,58 @@ def main() -> None:
     env.pop("DATAENGINE_MONGODB_URI", None)
     gt = prepared["data"] / "annotations" / "val.json"
     rng = random.Random(args.seed)
-    plan = ["nightly"] * args.kills + ["mongod"] * args.db_kills
+    timed = min(4, args.kills)
+    plan = ["nightly"] * (args.kills - timed) + ["mongod"] * args.db_kills
     rng.shuffle(plan)
+    plan += ["nightly-timed"] * timed
     events, start = [], time.monotonic()
+    from fdb import StoreConfig, connect
+
+    watcher = connect(StoreConfig(home=str(args.home / "store"), db_name="soak"), watch=False)
+
+    def processed() -> int:
+        return watcher.images.count_documents({"split": "pool", "processed_by": "soak-v1"})
+
+    def wait_for(proc, target: int, timeout_s: float = 600) -> bool:
+        """True when `target` pool images are processed while `proc` runs; False when it ended first."""
+        deadline = time.monotonic() + timeout_s
+        while proc.poll() is None and time.monotonic() < deadline:
+            if processed() >= target:
+                return True
+            time.sleep(0.2)
+        return False
+
     with open(args.home / "runs.log", "w") as log:
         for n, target in enumerate(plan, start=1):
+            before = processed()
             proc = run_nightly(env, prepared["images"], gt, exports, log)
-            delay = rng.uniform(3, 45) if target == "nightly" else rng.uniform(5, 20)
-            try:
-                proc.wait(delay)
-                events.append({"run": n, "target": target, "at_s": round(delay, 1), "exit": proc.returncode,
-                               "note": "finished before the kill"})
-                continue
-            except subprocess.TimeoutExpired:
-                pass
-            if target == "nightly":
-                os.killpg(proc.pid, signal.SIGKILL)
+            event = {"run": n, "target": target, "processed_before": before}
+            if target == "nightly-timed":
+                delay = rng.uniform(3, 30)
+                event["at_s"] = round(delay, 1)
+                try:
+                    proc.wait(delay)
+                    event["note"] = "finished before the kill"
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            elif wait_for(proc, before + rng.randint(5, 40)):
+                event["killed_at_processed"] = processed()
+                if target == "mongod":
+                    os.kill(mongod_pid(args.home), signal.SIGKILL)
+                    # The engine restarts its server; the run must go on and store more images.
+                    event["carried_on"] = wait_for(proc, event["killed_at_processed"] + 5)
+                    event["processed_after_restart"] = processed()
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                events.append({"run": n, "target": "nightly", "at_s": round(delay, 1), "exit": proc.returncode})
             else:
-                pid = mongod_pid(args.home)
-                if pid:
-                    os.kill(pid, signal.SIGKILL)
-                code = proc.wait(600)  # the engine restarts its server and the run goes on
-                events.append({"run": n, "target": "mongod", "at_s": round(delay, 1), "exit": code})
-            processed = count(args.home, prepared, exports)["pool_ok_processed"]
-            events[-1]["processed_so_far"] = processed
-            print(f"run {n:>2}: killed {events[-1]['target']} at {delay:.0f}s (exit {events[-1]['exit']}); "
-                  f"{processed}/{prepared['good']} good images processed", flush=True)
+                event["note"] = "finished before the kill"
+            event["exit"] = proc.returncode
+            event["processed_so_far"] = processed()
+            events.append(event)
+            print(f"run {n:>2}: {target:<13} {json.dumps({k: v for k, v in event.items() if k not in ('run', 'target')})}",
+                  flush=True)
         finals = []
         for label in ("full run", "repeat"):
             proc = run_nightly(env, prepared["images"], gt, exports, log)
@@ -189,11 +215,14 @@ def main() -> None:
     summary = {"lost": lost, "duplicated": duplicated, "batches_per_night": batches["in_fdb"],
                "read_from_outside": result["read_from_outside"],
                "target_met": lost == 0 and duplicated == 0 and batches["in_fdb"] == batches["in_the_queue"] == 1
-               and result["read_from_outside"] == 0 and all(f["exit"] == 0 for f in finals)}
+               and result["read_from_outside"] == 0 and all(f["exit"] == 0 for f in finals)
+               and all(e.get("carried_on", True) for e in events)}
     out = {"machine": platform.node(), "minutes": round((time.monotonic() - start) / 60, 1),
            "folder": {"pool_scenes": args.pool, "good": prepared["good"], "duplicates": prepared["duplicates"],
                       "bad": prepared["bad"], "link_out": 1},
-           "kills": {"nightly": args.kills, "mongod": args.db_kills}, "events": events, "finals": finals,
+           "kills": {"nightly": args.kills, "mongod": args.db_kills,
+                     "mongod_runs_carried_on": [e.get("carried_on") for e in events if e["target"] == "mongod"]},
+           "events": events, "finals": finals,
            "counts": result, "summary": summary}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1, default=str))

@@ -187,7 +187,6 @@ class ErrorCounter:
         return dict(self.counts)
 
 
-
 class ErrorCost:
     """A consumer of one inference pass: what each false-positive type costs the model in bbox mAP on a labelled
     set, threshold-free.
@@ -202,7 +201,8 @@ class ErrorCost:
     `types` at once}}."""
 
     def __init__(self, ground_truth: CocoSet, params: MatchConfig = MatchConfig(), types: list[str] | None = None):
-        self.ground_truth, self.types = ground_truth, list(types or FP_TYPES)
+        # Misses have no detection to delete: only false-positive types are priced.
+        self.ground_truth, self.types = ground_truth, [t for t in (types or FP_TYPES) if t in FP_TYPES]
         self.params = replace(params, score_threshold=0.0)  # every kept detection is ranked, as in COCOeval
         self.reset()
 
