@@ -203,3 +203,25 @@ def test_an_external_database_that_is_gone_fails_fast_and_says_what_to_do(tmp_pa
     assert time.monotonic() - start < 15
     assert "does not answer" in err and "DATAENGINE_MONGODB_URI" in err and "run the same command again" in err
     assert "s3cret" not in err and "user:***@127.0.0.1" in err
+
+
+def test_an_s3_read_that_fails_is_retried_not_quarantined_and_a_vanished_object_is(fdb, s3env, monkeypatch):
+    from botocore.exceptions import EndpointConnectionError
+
+    from fdb.images import ingest_images
+    from storage import s3 as s3mod
+
+    uri = f"s3://{s3env}/night/a.png"
+    s3mod.put_bytes(png_declaring(8, 8), uri)
+
+    def network_down(*args, **kwargs):
+        raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+
+    real = s3mod.read_s3_uri
+    monkeypatch.setattr(s3mod, "read_s3_uri", network_down)
+    with pytest.raises(EndpointConnectionError):  # the task's retry reads it again later
+        ingest_images(fdb, [uri])
+    assert fdb.images.count_documents({}) == 0
+    monkeypatch.setattr(s3mod, "read_s3_uri", real)
+    report = ingest_images(fdb, [f"s3://{s3env}/night/gone.png"])
+    assert report.quarantined == [(f"s3://{s3env}/night/gone.png", f"file not found: s3://{s3env}/night/gone.png")]

@@ -54,8 +54,9 @@ def test_unreadable_images_are_quarantined_with_reason_and_run_continues(fdb, tm
     assert stored["status"] == "quarantined" and "truncated" in stored["reason"]
     assert fdb.counts()["images_quarantined"] == 3
 
-    # Repairing the file brings it back on the next ingest, without a second record.
-    _png(truncated)
+    # Repairing the file brings it back on the next ingest, without a second record (other pixels than good.png,
+    # which would make it a duplicate of that image).
+    _png(truncated, color=(10, 200, 30))
     again = ingest_images(fdb, [str(truncated)])
     assert again.recovered == 1 and again.new == 0
     assert fdb.images.find_one({"uri": str(truncated)})["status"] == "ok"
