@@ -8,8 +8,9 @@ The folder: `--pool` synthetic street scenes (128x96), plus a decompression bomb
 pixels), an empty file, a truncated PNG, a text file named .jpg, the same bytes under a second name, a name with
 spaces and non-ASCII letters, and a link out of the folder to a real image. The model is an untrained small Mask
 R-CNN that keeps every detection (many detections per image: the most writes to lose). Most kills land during
-detection, 5-40 images after the run's first new image is stored (the bench watches fdb); the last four land
-3-30 s into a run, when detection is done (in start-up, mining or export, or after the night finished). Each
+detection, 5-40 images further than the run found it (the bench watches fdb); once every image is detected they
+land 0.5-20 s later (in the labelled set's detection, mining, export or the record); the last four land 3-30 s
+into a run (in start-up, or after the night finished). Each
 database kill SIGKILLs the embedded mongod 5-40 images into a run; the run must carry on (the engine restarts its
 server) and detect more, and is then killed too, so later kills still find work. Then a full run and a repeat.
 Counted in fdb and in the export folder:
@@ -183,12 +184,22 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
-            elif wait_for(proc, before + rng.randint(5, 40)):
+            elif wait_for(proc, min(before + rng.randint(5, 40), prepared["good"])):
                 event["killed_at_processed"] = processed()
+                if event["killed_at_processed"] >= prepared["good"] and target == "nightly":
+                    # Detection is done: the kill lands in the labelled set, mining, export or the record.
+                    event["after_detection_s"] = round(rng.uniform(0.5, 20), 1)
+                    try:
+                        proc.wait(event["after_detection_s"])
+                        event["note"] = "finished before the kill"
+                    except subprocess.TimeoutExpired:
+                        pass
                 if target == "mongod":
                     os.kill(mongod_pid(args.home), signal.SIGKILL)
                     # The engine restarts its server; the run must go on and store more images.
-                    event["carried_on"] = wait_for(proc, event["killed_at_processed"] + 5)
+                    more = min(event["killed_at_processed"] + 5, prepared["good"])
+                    event["carried_on"] = wait_for(proc, more) if more > event["killed_at_processed"] else (
+                        proc.wait(600) == 0)  # nothing left to detect: the run must finish the night
                     event["processed_after_restart"] = processed()
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
