@@ -225,3 +225,16 @@ def test_an_s3_read_that_fails_is_retried_not_quarantined_and_a_vanished_object_
     monkeypatch.setattr(s3mod, "read_s3_uri", real)
     report = ingest_images(fdb, [f"s3://{s3env}/night/gone.png"])
     assert report.quarantined == [(f"s3://{s3env}/night/gone.png", f"file not found: s3://{s3env}/night/gone.png")]
+
+
+def test_tasks_do_not_retry_a_database_that_stayed_away():
+    """A server-selection timeout means the database did not answer for 30 s: retrying three more times only
+    delays the message; any other failure goes to the task's retry policy."""
+    from prefect.states import Failed
+    from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
+
+    from tasks import _worth_retrying
+
+    assert not _worth_retrying(None, None, Failed(data=ServerSelectionTimeoutError("no servers")))
+    assert _worth_retrying(None, None, Failed(data=AutoReconnect("primary stepped down")))
+    assert _worth_retrying(None, None, Failed(data=OSError("disk busy")))
