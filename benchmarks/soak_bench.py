@@ -209,8 +209,8 @@ def main() -> None:
             event["exit"] = proc.returncode
             event["processed_so_far"] = processed()
             events.append(event)
-            print(f"run {n:>2}: {target:<13} {json.dumps({k: v for k, v in event.items() if k not in ('run', 'target')})}",
-                  flush=True)
+            shown = {k: v for k, v in event.items() if k not in ("run", "target")}
+            print(f"run {n:>2}: {target:<13} {json.dumps(shown)}", flush=True)
         finals = []
         for label in ("full run", "repeat"):
             proc = run_nightly(env, prepared["images"], gt, exports, log)
