@@ -22,7 +22,7 @@ from annotation_export.config import ExportConfig
 from annotation_export.export import export_batch
 from annotation_export.importer import import_labels, labels_as_coco
 from detectors.config import DetectConfig, FinetuneConfig
-from fdb import StoreConfig
+from fdb import StoreConfig, StoreUnavailable
 from fdb import exports as export_store
 from fdb import images as image_store
 from fdb import labels as label_store
@@ -37,13 +37,13 @@ from tasks.detect import detect_images
 
 def _worth_retrying(task, task_run, state) -> bool:
     """Transient errors are retried; a database that did not answer for the client's whole server-selection
-    window (30 s, longer than a replica-set election or an embedded restart) is gone: fail fast instead of
-    waiting through three more such windows."""
+    window (30 s, longer than a replica-set election or an embedded restart), or an external one that does not
+    answer at all, is gone: fail fast instead of waiting through three more such windows."""
     from pymongo.errors import ServerSelectionTimeoutError  # noqa: PLC0415
 
     try:
         state.result(raise_on_failure=True)
-    except ServerSelectionTimeoutError:
+    except (ServerSelectionTimeoutError, StoreUnavailable):
         return False
     except Exception:  # noqa: BLE001 - any other failure goes to the retry policy
         return True

@@ -189,7 +189,8 @@ def test_the_embedded_mongod_killed_mid_run_is_restarted_and_the_night_carries_o
         server.stop()
 
 
-def test_an_external_database_that_is_gone_fails_fast_and_says_what_to_do(tmp_path, capsys, monkeypatch):
+def test_an_external_database_that_is_gone_fails_fast_and_says_what_to_do(prefect_backend, tmp_path, capsys,
+                                                                          monkeypatch):
     import time
 
     from dataengine.cli import main
@@ -203,6 +204,13 @@ def test_an_external_database_that_is_gone_fails_fast_and_says_what_to_do(tmp_pa
     assert time.monotonic() - start < 15
     assert "does not answer" in err and "DATAENGINE_MONGODB_URI" in err and "run the same command again" in err
     assert "s3cret" not in err and "user:***@127.0.0.1" in err
+    # The nightly too: its first task meets the dead server and is not retried (three retries took minutes).
+    (tmp_path / "night").mkdir()
+    start = time.monotonic()
+    assert main(["nightly", "--images", str(tmp_path / "night"), "--gt", str(tmp_path / "val.json")]) == 3
+    assert time.monotonic() - start < 40
+    err = capsys.readouterr().err
+    assert "does not answer" in err and "s3cret" not in err
 
 
 def test_an_s3_read_that_fails_is_retried_not_quarantined_and_a_vanished_object_is(fdb, s3env, monkeypatch):
@@ -235,6 +243,9 @@ def test_tasks_do_not_retry_a_database_that_stayed_away():
 
     from tasks import _worth_retrying
 
+    from fdb import StoreUnavailable
+
     assert not _worth_retrying(None, None, Failed(data=ServerSelectionTimeoutError("no servers")))
+    assert not _worth_retrying(None, None, Failed(data=StoreUnavailable("the feature database does not answer")))
     assert _worth_retrying(None, None, Failed(data=AutoReconnect("primary stepped down")))
     assert _worth_retrying(None, None, Failed(data=OSError("disk busy")))
