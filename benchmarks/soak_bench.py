@@ -94,10 +94,7 @@ def mongod_pid(home: Path) -> int | None:
         return None
 
 
-def count(home: Path, prepared: dict, exports: Path) -> dict:
-    from fdb import StoreConfig, connect
-
-    fdb = connect(StoreConfig(home=str(home / "store"), db_name="soak"), watch=False)
+def count(fdb, prepared: dict, exports: Path) -> dict:
     images = fdb.images
     pool = {"split": "pool"}
     dup = lambda coll, key: sum(g["n"] - 1 for g in coll.aggregate(  # noqa: E731
@@ -216,7 +213,7 @@ def main() -> None:
             proc = run_nightly(env, prepared["images"], gt, exports, log)
             finals.append({"run": label, "exit": proc.wait(1800)})
             print(f"{label}: exit {finals[-1]['exit']}", flush=True)
-    result = count(args.home, prepared, exports)
+    result = count(watcher, prepared, exports)
     from fdb.server import EmbeddedMongo
 
     EmbeddedMongo(args.home / "store" / "mongodb").stop()

@@ -404,6 +404,12 @@ def _cmd_demo(args) -> int:
 MATCH_FLAGS = {"iou_threshold": "--iou", "score_threshold": "--score"}
 
 
+def links_out_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-links-out", action="store_true",
+                        help="follow symbolic links that lead out of the image folder (refused by default: only "
+                             "what lies under the folder is read)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from annotation_export.config import ExportConfig
     from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
@@ -429,9 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "--to. A second run with nothing new is a no-op. With --dask-workers N (a local cluster) or "
                     "--dask-address tcp://host:8786, detection chunks run on Dask workers (see flows/runners.py).")
     night.add_argument("--images", required=True, help="folder or s3:// prefix of new imagery")
-    night.add_argument("--allow-links-out", action="store_true",
-                        help="follow symbolic links that lead out of the image folder (refused by default: only "
-                             "what lies under the folder is read)")
+    links_out_arg(night)
     night.add_argument("--pattern", default="*", help="file name pattern (default *)")
     night.add_argument("--gt", required=True, help="COCO json of the labelled set (the queries come from it)")
     night.add_argument("--gt-images", default=None, help="image folder of --gt (default: beside the json)")
@@ -557,9 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "score, class, RLE mask), one 1024-d box-head vector per detection and one image vector go "
                     "to fdb. Images this model already processed are skipped; unreadable ones are quarantined.")
     detect.add_argument("--images", required=True, help="folder of images (searched recursively)")
-    detect.add_argument("--allow-links-out", action="store_true",
-                        help="follow symbolic links that lead out of the image folder (refused by default: only "
-                             "what lies under the folder is read)")
+    links_out_arg(detect)
     detect.add_argument("--pattern", default="*", help="only files whose name matches, e.g. 'pool_*' (default *)")
     model_args(detect)
     detect.add_argument("--split", default="pool", help="split recorded for new images (default pool)")
@@ -624,9 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Register every image under a folder. Known images are skipped "
                                             "without being read; unreadable ones are quarantined with a reason.")
     ingest.add_argument("images", help="folder of images (searched recursively)")
-    ingest.add_argument("--allow-links-out", action="store_true",
-                        help="follow symbolic links that lead out of the image folder (refused by default: only "
-                             "what lies under the folder is read)")
+    links_out_arg(ingest)
     ingest.add_argument("--split", default="pool", help="train, val or pool (default: pool, the unlabelled pool)")
     ingest.add_argument("--source", default="local", help="where the images come from, e.g. a drive id")
     ingest.add_argument("--labelled", action="store_true", help="the images have ground truth")

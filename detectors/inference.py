@@ -20,7 +20,7 @@ from tqdm import tqdm
 from detectors.coco import load_image
 from detectors.taps import detect_with_features
 from records import Detection
-from storage import read_uri
+from storage import read_uri, the_files_fault
 
 
 @dataclass
@@ -113,11 +113,11 @@ def run_inference(model, label_map: Labels, inputs: Sequence[tuple[Any, Any]], c
         keys, images = [], []
         for key, source in inputs[start:start + batch_size]:
             try:
-                # A file gone since its ingest is the image's problem; any other read error (S3, network) is
-                # raised, so the caller's retry reads it again instead of quarantining a good image.
                 data = io.BytesIO(read_uri(source)) if isinstance(source, str) else source
-            except FileNotFoundError as exc:
-                if on_unreadable is None:
+            except OSError as exc:
+                # The file's own problem is the caller's to record; a network error (S3) is raised, so the
+                # caller's retry reads it again instead of quarantining a good image.
+                if on_unreadable is None or not the_files_fault(source, exc):
                     raise
                 on_unreadable(key, exc)
                 continue

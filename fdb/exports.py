@@ -34,6 +34,12 @@ def finish(fdb: FeatureDB, batch_id: str, files: list[dict], counts: dict, categ
                   "images": images}})
 
 
+def label_version(fdb: FeatureDB, batch_id: str, session=None) -> int | None:
+    """The batch's newest committed label version (None: no labels back yet)."""
+    export = fdb.exports.find_one({"_id": batch_id}, {"label_version": 1}, session=session)
+    return export.get("label_version") if export else None
+
+
 def mark_labelled(fdb: FeatureDB, batch_id: str, label_version: int, session=None) -> None:
     """The commit point of a labels import: from now on `label_version` is the batch's newest labels."""
     durable(fdb.exports).update_one({"_id": batch_id}, {"$set": {"status": "labelled", "labelled_at": utcnow(),

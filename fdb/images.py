@@ -20,7 +20,7 @@ from pymongo import ASCENDING
 
 from fdb.selections import exported_image_ids
 from fdb.store import FeatureDB, WriteReport, bulk_insert, durable, utcnow
-from storage import read_uri
+from storage import read_uri, the_files_fault
 
 
 class UnreadableImage(Exception):
@@ -112,7 +112,7 @@ def ingest_images(fdb: FeatureDB, uris: Iterable[str], source: str = "local", sp
             fields = {"sha256": info.sha256, "width": info.width, "height": info.height, "status": "ok",
                       "reason": None}
         except (UnreadableImage, OSError) as exc:
-            if uri.startswith("s3://") and isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            if isinstance(exc, OSError) and not the_files_fault(uri, exc):
                 raise
             reason = f"file not found: {uri}" if isinstance(exc, FileNotFoundError) else str(exc)
             fields = {"sha256": None, "width": None, "height": None, "status": "quarantined", "reason": reason}

@@ -7,13 +7,13 @@ On a replica set the whole import is also one transaction (`FeatureDB.transactio
 
 from __future__ import annotations
 
+from fdb import exports
 from fdb.store import FeatureDB, stable_id, utcnow
 
 
-def latest_version(fdb: FeatureDB, batch_id: str, session=None) -> int | None:
-    """The batch's newest committed label version (None: no labels back yet)."""
-    export = fdb.exports.find_one({"_id": batch_id}, {"label_version": 1}, session=session)
-    return export.get("label_version") if export else None
+def latest_version(fdb: FeatureDB, batch_id: str) -> int | None:
+    """The batch's newest committed label version (None: no labels back yet), as its export record names it."""
+    return exports.label_version(fdb, batch_id)
 
 
 def write_version(fdb: FeatureDB, batch_id: str, label_version: int, images: list[dict], source: str,

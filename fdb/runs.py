@@ -33,12 +33,6 @@ def scheduled_run(fdb: FeatureDB, state: str) -> dict | None:
     return fdb.scheduled_runs.find_one({"_id": state})
 
 
-def finished_scheduled_run(fdb: FeatureDB, state: str) -> dict | None:
-    """What the scheduled run with this state key produced, if it ran to the end."""
-    doc = fdb.scheduled_runs.find_one({"_id": state, "status": "done"})
-    return doc["result"] if doc else None
-
-
 def record_export_intent(fdb: FeatureDB, state: str, mined: dict) -> dict:
     """Record, before anything is exported, which selection this night ships; returns the recorded mining result.
     The first record wins: a run that mined the same night again (a crash before this point, or two runs at

@@ -381,19 +381,18 @@ def connect(config: StoreConfig, timeout_ms: int = 30_000, watch: bool = True) -
         uri = server.uri
         if watch:
             server.watch()
-    else:
-        probe = pymongo.MongoClient(uri, serverSelectionTimeoutMS=min(timeout_ms, 5_000), tz_aware=True)
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, appname="dataengine")
+    if server is None:
         try:
-            probe.admin.command("ping")
+            with pymongo.timeout(min(timeout_ms, 5_000) / 1000):  # this one check only: later calls wait longer
+                client.admin.command("ping")
         except pymongo.errors.PyMongoError as exc:
+            client.close()
             raise StoreUnavailable(
                 f"the feature database at {redact(uri)} (DATAENGINE_MONGODB_URI) does not answer "
                 f"({type(exc).__name__}). Start that server, or point DATAENGINE_MONGODB_URI at one that runs (unset "
                 f"it to use the embedded mongod under the data home), then run the same command again: the run "
                 f"resumes where it stopped, nothing is duplicated.") from None
-        finally:
-            probe.close()
-    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, appname="dataengine")
     return FeatureDB(client[config.db_name], server=server)
 
 

@@ -34,7 +34,7 @@ from mining.config import MatchConfig
 from records import ERROR_TYPES, FP_TYPES, Detection, ModelError
 from records.coco import CocoSet
 
-__all__ = ["ERROR_TYPES", "ErrorCost", "ErrorCounter", "ErrorReport", "MatchConfig", "find_errors", "type_image_errors"]
+__all__ = ["ERROR_TYPES", "ErrorCost", "ErrorCounter", "cost_key", "ErrorReport", "MatchConfig", "find_errors", "type_image_errors"]
 
 
 def _ious(dets: list[Detection], gts: list[dict]) -> np.ndarray:
@@ -187,6 +187,13 @@ class ErrorCounter:
         return dict(self.counts)
 
 
+def cost_key(types: list[str]) -> str | None:
+    """The key under which `ErrorCost` prices `types` together: their false-positive types joined by "+" (misses
+    have no detection to delete; None when only misses are left)."""
+    fp = [t for t in types if t in FP_TYPES]
+    return "+".join(fp) if fp else None
+
+
 class ErrorCost:
     """A consumer of one inference pass: what each false-positive type costs the model in bbox mAP on a labelled
     set, threshold-free.
@@ -201,8 +208,7 @@ class ErrorCost:
     `types` at once}}."""
 
     def __init__(self, ground_truth: CocoSet, params: MatchConfig = MatchConfig(), types: list[str] | None = None):
-        # Misses have no detection to delete: only false-positive types are priced.
-        self.ground_truth, self.types = ground_truth, [t for t in (types or FP_TYPES) if t in FP_TYPES]
+        self.ground_truth, self.joint = ground_truth, cost_key(list(types or FP_TYPES))
         self.params = replace(params, score_threshold=0.0)  # every kept detection is ranked, as in COCOeval
         self.reset()
 
@@ -226,9 +232,10 @@ class ErrorCost:
             gt = COCO(str(self.ground_truth.path))
         base = _bbox_map(gt, self.results, sorted(self.ground_truth.images))
         cost = {}
-        for removed in [[t] for t in FP_TYPES] + ([self.types] if len(self.types) > 1 else []):
+        for key in dict.fromkeys([*FP_TYPES, *([self.joint] if self.joint else [])]):
+            removed = key.split("+")
             kept = [r for r, t in zip(self.results, self.types_of) if t not in removed]
-            cost["+".join(removed)] = max(0.0, _bbox_map(gt, kept, sorted(self.ground_truth.images)) - base)
+            cost[key] = max(0.0, _bbox_map(gt, kept, sorted(self.ground_truth.images)) - base)
         return {"bbox_map": base, "cost": cost}
 
 

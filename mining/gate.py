@@ -21,7 +21,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass, field
 
-from records import FP_TYPES
+from mining.errors import cost_key
 
 # Half a point of mAP: below it the queried errors are rounding on an evaluation set of this project's sizes
 # (a handful of low-ranked detections), so demanding a further fall would stall the loop on noise. Set a priori,
@@ -42,12 +42,6 @@ class GateDecision:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def cost_key(queried_types: list[str]) -> str | None:
-    """The key of `ErrorCost`'s result that prices the queried false-positive types together (None: misses only)."""
-    fp = [t for t in queried_types if t in FP_TYPES]
-    return "+".join(fp) if fp else None
 
 
 def served_run(candidate_runs: list[dict]) -> int:

@@ -18,6 +18,12 @@ def read_uri(uri: str) -> bytes:
     return path.read_bytes()
 
 
+def the_files_fault(uri: str, exc: BaseException) -> bool:
+    """Whether a failed `read_uri` is the file's own problem (quarantine it) rather than the network's (retry the
+    read): any OS error on a local file, only a missing object on S3 (`read_s3_uri` raises FileNotFoundError)."""
+    return isinstance(exc, FileNotFoundError if uri.startswith("s3://") else OSError)
+
+
 def list_images(folder: str | Path, pattern: str = "*", allow_links_out: bool = False,
                 refused: list[tuple[str, str]] | None = None) -> list[str]:
     """Files under `folder` (a local folder or an `s3://bucket/prefix`) whose names match `pattern` and look like

@@ -35,6 +35,7 @@ from storage import list_images
 from tasks.context import checkpoint_of, connection, production_or, resolve_checkpoint
 from tasks.detect import detect_images
 
+
 def _worth_retrying(task, task_run, state) -> bool:
     """Transient errors are retried; a database that did not answer for the client's whole server-selection
     window (30 s, longer than a replica-set election or an embedded restart), or an external one that does not
