@@ -1,7 +1,9 @@
 """Training and fine-tuning: AdamW with linear warm-up and cosine decay, as training from scratch needs.
 
 One loop serves training from scratch, fine-tuning a checkpoint, and the retrain arms of the comparison:
-`train_model(model, dataset, steps)`. `oversample` weights images (the mined batch can be drawn more often).
+`train_model(model, dataset, steps)`. `oversample` weights images (the mined batch can be drawn more often);
+`hooks` watch the run (detectron2's way: `before_train(model)`, `after_step(step, model) -> stop?`,
+`after_train(model, steps)`), e.g. `detectors.early_stopping.BestOnHoldout`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class TrainResult:
     seconds: float
     losses: list[float] = field(default_factory=list)
     stopped_early: bool = False
+    holdout: dict | None = None  # the early-stopping hook's curve, when there was one
 
 
 def seed_everything(seed: int) -> None:
@@ -55,18 +58,18 @@ def _batches(dataset, cfg: TrainConfig, weights):
 
 
 def train_model(model: torch.nn.Module, dataset: CocoDetection, cfg: TrainConfig,
-                oversample: list[float] | None = None, progress: bool = True) -> TrainResult:
-    """Train `model` in place for `cfg.steps` steps (or until `cfg.max_minutes`). A box-only dataset trains a
-    Mask R-CNN without its mask branch (no mask loss), which is left as it was."""
+                oversample: list[float] | None = None, progress: bool = True, hooks: tuple = ()) -> TrainResult:
+    """Train `model` in place for `cfg.steps` steps (or until `cfg.max_minutes`, or until a hook asks to stop). A
+    box-only dataset trains a Mask R-CNN without its mask branch (no mask loss), which is left as it was."""
     heads = getattr(model, "roi_heads", None)
     if heads is not None and heads.has_mask() and not dataset.coco.has_masks:
         with without_masks(model):
-            return _train(model, dataset, cfg, oversample, progress)
-    return _train(model, dataset, cfg, oversample, progress)
+            return _train(model, dataset, cfg, oversample, progress, hooks)
+    return _train(model, dataset, cfg, oversample, progress, hooks)
 
 
 def _train(model: torch.nn.Module, dataset: CocoDetection, cfg: TrainConfig, oversample: list[float] | None,
-           progress: bool) -> TrainResult:
+           progress: bool, hooks: tuple) -> TrainResult:
     if len(dataset) < cfg.batch_size:
         raise ValueError(f"{len(dataset)} training images, fewer than one batch of {cfg.batch_size}")
     if cfg.threads:
@@ -78,6 +81,9 @@ def _train(model: torch.nn.Module, dataset: CocoDetection, cfg: TrainConfig, ove
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     result = TrainResult(steps=0, seconds=0.0)
     start = time.monotonic()
+    for hook in hooks:
+        hook.before_train(model)
+    model.train()
     bar = tqdm(total=cfg.steps, desc="training", unit="step", disable=not progress)
     for step, (images, targets) in zip(range(cfg.steps), _batches(dataset, cfg, oversample)):
         losses = model(list(images), list(targets))
@@ -93,10 +99,15 @@ def _train(model: torch.nn.Module, dataset: CocoDetection, cfg: TrainConfig, ove
         result.steps = step + 1
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(result.losses[-20:]):.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
-        if cfg.max_minutes and time.monotonic() - start > cfg.max_minutes * 60:
+        stop = [hook.after_step(step + 1, model) for hook in hooks]
+        if any(stop) or (cfg.max_minutes and time.monotonic() - start > cfg.max_minutes * 60):
             result.stopped_early = step + 1 < cfg.steps
             break
     bar.close()
+    for hook in hooks:
+        hook.after_train(model, result.steps)
+        if hasattr(hook, "curve"):
+            result.holdout = hook.curve.as_dict()
     result.seconds = time.monotonic() - start
     model.eval()
     return result

@@ -12,6 +12,7 @@ from detectors import hard_negatives as hard_negative_mining
 from detectors.checkpoint import Checkpoint, data_hash, load_checkpoint, new_version, save_checkpoint
 from detectors.coco import CocoDetection
 from detectors.config import FinetuneConfig
+from detectors.early_stopping import BestOnHoldout, holdout_ids
 from detectors.evaluate import CocoEvaluator, dataset_labels
 from detectors.inference import run_inference
 from detectors.train import TrainResult, train_model
@@ -39,12 +40,19 @@ def score_model(model, evaluation: CocoSet, subsets: dict[str, list[int]], param
 def fine_tune(start: str | Path, train_set: CocoSet, weights: list[float] | None, recipe: FinetuneConfig,
               seed: int, progress: bool = False) -> tuple[Checkpoint, TrainResult]:
     """A fresh copy of the checkpoint at `start`, fine-tuned with the recipe and one training seed (hard-negative
-    mining on for the run when the recipe asks for it)."""
+    mining on for the run when the recipe asks for it; with `recipe.holdout`, a slice of `train_set` is held out
+    and the weights best on it are kept, `detectors.early_stopping`)."""
     checkpoint = load_checkpoint(start)
+    held_out = holdout_ids(train_set, recipe.holdout)
+    train_ids = [i for i in train_set.images if i not in set(held_out)]
+    if weights is not None:
+        weight_of = dict(zip(train_set.images, weights))
+        weights = [weight_of[i] for i in train_ids]
+    hooks = (BestOnHoldout(train_set, held_out, recipe.check_every, recipe.patience),) if held_out else ()
     handle = hard_negative_mining.enable(checkpoint.model, recipe.hard_negatives) if recipe.hard_negatives > 0 else None
     try:
-        result = train_model(checkpoint.model, CocoDetection(train_set, train=True), recipe.train_config(seed),
-                             oversample=weights, progress=progress)
+        result = train_model(checkpoint.model, CocoDetection(train_set, train_ids, train=True),
+                             recipe.train_config(seed), oversample=weights, progress=progress, hooks=hooks)
     finally:
         if handle is not None:
             handle.remove()
@@ -71,7 +79,8 @@ def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: di
         for seed in recipe.seeds:
             checkpoint, result = fine_tune(seed_checkpoint, arm_set, weights, recipe, seed, progress)
             metrics, errors, cost = score_model(checkpoint.model, evaluation, subsets, params)
-            run = {"seed": seed, "seconds": round(result.seconds, 1), "errors": errors, "error_cost": cost,
+            run = {"seed": seed, "seconds": round(result.seconds, 1), "steps": result.steps, "errors": errors,
+                   "error_cost": cost, "holdout": result.holdout,
                    "mAP": {s: {t: m[t]["mAP"] for t in ("bbox", "segm") if t in m} for s, m in metrics.items()}}
             if arm is None:
                 digest = data_hash(Path(arm_set.path).read_bytes(), recipe.steps, seed, name, recipe.oversample,

@@ -93,8 +93,9 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
     for seed in recipe.seeds:
         checkpoint, result = fine_tune(base_doc["checkpoint"], train_set, weights, recipe, seed, progress)
         metrics, errors, cost = score_model(checkpoint.model, evaluation, subsets, match, cost_types=types)
-        runs.append({"seed": seed, "seconds": round(result.seconds, 1), "errors": errors, "error_cost": cost,
-                     "bbox_map": metrics["superset"]["bbox"]["mAP"], "mAP": _maps(metrics)})
+        runs.append({"seed": seed, "seconds": round(result.seconds, 1), "steps": result.steps, "errors": errors,
+                     "error_cost": cost, "holdout": result.holdout, "bbox_map": metrics["superset"]["bbox"]["mAP"],
+                     "mAP": _maps(metrics)})
         # Every seed's model is kept until the gate has named the one that would be served.
         digest = data_hash(Path(train_set.path).read_bytes(), asdict(recipe), production, seed)
         version = new_version(checkpoint.config, digest)

@@ -11,6 +11,7 @@ import torch
 from detectors.checkpoint import load_checkpoint, save_checkpoint
 from detectors.coco import CocoDetection, load_coco
 from detectors.config import DetectConfig, TrainConfig
+from detectors.early_stopping import BestOnHoldout, holdout_ids
 from detectors.evaluate import evaluate_predictions
 from detectors.model import build_model, preset_config
 from detectors.synthetic import DISTRICT_DISTRACTOR_RATE, generate, render_scene
@@ -239,3 +240,50 @@ def test_a_mask_model_fine_tunes_on_boxes_without_touching_its_mask_branch(tmp_p
     assert all(torch.equal(v, mask_before[k]) for k, v in model.roi_heads.mask_predictor.state_dict().items())
     assert not torch.equal(model.roi_heads.box_predictor.cls_score.weight, box_before)
     assert "masks" in model.eval()([torch.rand(3, 96, 128)])[0]  # still predicts masks
+
+
+def test_holdout_ids_are_chosen_by_file_name_and_never_take_every_image(synthetic):
+    train = load_coco(synthetic / "annotations" / "train.json")
+    held = holdout_ids(train, 0.25)
+    assert len(held) == 4 and held == holdout_ids(load_coco(synthetic / "annotations" / "train.json"), 0.25)
+    assert set(held) < set(train.images)
+    assert holdout_ids(train, 0.0) == [] and len(holdout_ids(train, 1.0)) == len(train.images) - 1
+
+
+class ScriptedHoldout(BestOnHoldout):
+    """The real hook with its scores given, so the test knows which check is best; every checked state is kept."""
+
+    def __init__(self, coco, ids, every, patience, values):
+        super().__init__(coco, ids, every, patience)
+        self.values, self.states = list(values), []
+
+    def score(self, model):
+        self.states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return self.values.pop(0)
+
+
+def test_early_stopping_keeps_the_best_checks_weights_and_stops_after_patience(synthetic):
+    train = load_coco(synthetic / "annotations" / "train.json")
+    model, _ = tiny_model()
+    hook = ScriptedHoldout(train, holdout_ids(train, 0.25), every=2, patience=2, values=[0.1, 0.3, 0.2, 0.25, 0.9])
+    result = train_model(model, CocoDetection(train, train=True), TrainConfig(steps=20, warmup_steps=1, lr=1e-3),
+                         progress=False, hooks=(hook,))
+    # Checks at steps 0, 2, 4, 6: the best is step 2, and two checks without improvement stop the run at step 6.
+    assert result.steps == 6 and result.stopped_early
+    assert result.holdout["best_step"] == 2 and [s for s, _ in result.holdout["checks"]] == [0, 2, 4, 6]
+    kept = model.state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in hook.states[1].items())
+    assert not all(torch.equal(kept[k], v) for k, v in hook.states[3].items())
+
+
+def test_early_stopping_never_ends_worse_on_the_holdout_than_it_began(synthetic):
+    train = load_coco(synthetic / "annotations" / "train.json")
+    model, _ = tiny_model()
+    ids = holdout_ids(train, 0.25)
+    hook = BestOnHoldout(train, ids, every=3, patience=None)
+    result = train_model(model, CocoDetection(train, [i for i in train.images if i not in ids], train=True),
+                         TrainConfig(steps=7, warmup_steps=1, lr=1e-3), progress=False, hooks=(hook,))
+    checks = hook.curve.checks
+    assert [s for s, _ in checks] == [0, 3, 6, 7] == [s for s, _ in result.holdout["checks"]]  # the last step too
+    assert hook.curve.best_map == max(m for _, m in checks) >= checks[0][1]
+    assert hook.score(model) == pytest.approx(hook.curve.best_map)  # the kept weights are the best check's

@@ -1,0 +1,100 @@
+"""Early stopping on a held-out slice of the labelled data: train to the plateau, keep the best weights.
+
+A training hook (`train_model(..., hooks=[...])`): before the first step and every `every` steps it scores the model
+with pycocotools (bbox mAP) on labelled images the run does not train on, keeps a copy of the best weights, stops
+after `patience` checks without improvement, and puts the best weights back at the end. The weights the run
+started from are the first check, so a fine-tuning run never ends worse on the held-out slice than it began: if
+every step hurts, the run returns its starting model.
+
+Which images are held out is decided by their file names (`holdout_ids`), so every arm, training seed and round
+holds out the same labelled images and a retrained model is judged on images it never trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from detectors.evaluate import CocoEvaluator, dataset_labels
+from detectors.inference import run_inference
+from records.coco import CocoSet
+
+
+def holdout_ids(coco: CocoSet, share: float, minimum: int = 4) -> list[int]:
+    """The ids of about `share` of the set's images, chosen by a hash of each file name (stable across runs, arms
+    and rounds; no random state). At least `minimum` images when `share` > 0, and never every image."""
+    if share <= 0:
+        return []
+    ranked = sorted(coco.images, key=lambda i: hashlib.sha256(coco.images[i]["file_name"].encode()).hexdigest())
+    count = min(len(ranked) - 1, max(minimum, round(share * len(ranked))))
+    return sorted(ranked[:max(0, count)])
+
+
+@dataclass
+class HoldoutCurve:
+    """What the hook saw: (step, bbox mAP on the held-out slice) per check, and the step whose weights were kept."""
+
+    checks: list[tuple[int, float]] = field(default_factory=list)
+    best_step: int = 0
+    best_map: float = float("-inf")
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"checks": [[s, round(m, 4)] for s, m in self.checks], "best_step": self.best_step,
+                "best_map": round(self.best_map, 4), "seconds": round(self.seconds, 1)}
+
+
+class BestOnHoldout:
+    """Training hook: check every `every` steps on the held-out images, keep the best weights, stop after `patience`
+    checks without an improvement of more than `min_delta` (None: never stop early, only keep the best)."""
+
+    def __init__(self, coco: CocoSet, image_ids: list[int], every: int, patience: int | None = 2,
+                 min_delta: float = 0.0):
+        if not image_ids:
+            raise ValueError("early stopping needs at least one held-out image")
+        if every < 1:
+            raise ValueError(f"every must be at least 1 step, got {every}")
+        self.coco, self.image_ids, self.every = coco, list(image_ids), every
+        self.patience, self.min_delta = patience, min_delta
+        self.curve = HoldoutCurve()
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._since_best = 0
+
+    def score(self, model: torch.nn.Module) -> float:
+        start = time.monotonic()
+        was_training = model.training
+        [metrics] = run_inference(model, dataset_labels(self.coco),
+                                  [(i, self.coco.image_path(i)) for i in self.image_ids],
+                                  [CocoEvaluator(self.coco, {"holdout": self.image_ids})], progress=False)
+        model.train(was_training)
+        self.curve.seconds += time.monotonic() - start
+        return metrics["holdout"]["bbox"]["mAP"] if "holdout" in metrics else 0.0
+
+    def _check(self, step: int, model: torch.nn.Module) -> None:
+        value = self.score(model)
+        self.curve.checks.append((step, value))
+        if value > self.curve.best_map + self.min_delta or self._best_state is None:
+            self.curve.best_step, self.curve.best_map = step, value
+            self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self._since_best = 0
+        else:
+            self._since_best += 1
+
+    def before_train(self, model: torch.nn.Module) -> None:
+        self._check(0, model)
+
+    def after_step(self, step: int, model: torch.nn.Module) -> bool:
+        """`step` counts finished steps; True asks the loop to stop."""
+        if step % self.every:
+            return False
+        self._check(step, model)
+        return self.patience is not None and self._since_best >= self.patience
+
+    def after_train(self, model: torch.nn.Module, steps: int) -> None:
+        if steps % self.every and (not self.curve.checks or self.curve.checks[-1][0] != steps):
+            self._check(steps, model)  # the last steps since the last check count too
+        if self._best_state is not None:
+            model.load_state_dict(self._best_state)
