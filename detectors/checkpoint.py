@@ -73,8 +73,8 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
     payload = torch.load(path, map_location=map_location, weights_only=True)
     if payload.get("format") != "gaze-data-engine/maskrcnn/1":
         raise ValueError(f"{path} is not a gaze-data-engine checkpoint (format {payload.get('format')!r})")
-    cfg = ModelConfig(**{**payload["config"], "weights": "none"})
-    model = build_model(cfg)
+    cfg = ModelConfig(**payload["config"])
+    model = build_model(cfg, load_weights=False)  # the architecture only: the checkpoint holds every weight
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return Checkpoint(model, cfg, payload["version"], payload["data_hash"], payload["metrics"], payload["parent"],

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -69,11 +70,12 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
         f"markets only in val and pool)")
     generate_scenes(str(data_dir), sizes, progress)
 
-    say(f"2. the seed Mask R-CNN, from scratch on the labelled train split, {sizes['seed_steps']} steps")
+    preset = sizes.get("preset", "small")
+    say(f"2. the seed Mask R-CNN ({preset} preset) on the labelled train split, {sizes['seed_steps']} steps")
     seed = train_seed(store, str(data_dir), str(work / f"seed-{sizes['seed_steps']}.pt"),
-                      TrainConfig(steps=sizes["seed_steps"]), progress=progress,
+                      TrainConfig(steps=sizes["seed_steps"]), progress=progress, preset=preset,
                       min_size=min(sizes["height"], 240), max_size=min(sizes["width"], 320))
-    say(f"   {seed['version']}: {seed['summary']}")
+    say(f"   {seed['version']}: {seed['summary']}; started from {seed['started_from']}")
 
     pool_json = annotations / "pool.json"
     # In the file's order: the order images are ingested in is the order the random arm draws from.
@@ -104,8 +106,8 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
         say(f"   {arm}: batch {exported['batch_id']} ({exported['images']} images) "
             f"-> {len(batches[arm][1])} labelled objects")
 
-    recipe = FinetuneConfig(steps=sizes["arm_steps"], lr=sizes["lr"], oversample=sizes["oversample"],
-                            hard_negatives=sizes["hard_negatives"], seeds=tuple(sizes["seeds"]))
+    recipe = replace(RECIPE, steps=sizes["arm_steps"], lr=sizes["lr"], oversample=sizes["oversample"],
+                     hard_negatives=sizes["hard_negatives"], seeds=tuple(sizes["seeds"]))
     say(f"6. fine-tuning three arms from the seed (mined, random, control), {recipe.steps} steps each, "
         f"training seeds {list(recipe.seeds)}; new images drawn {recipe.oversample:g}x as often, hard negatives "
         f"{recipe.hard_negatives:.0%} of the background quota")
@@ -121,7 +123,7 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
     train_images = len(json.loads((annotations / "train.json").read_text())["images"])
     report = write_comparison_report(
         comparison, str(root / "reports" / stamp), "gaze data engine demo: mined vs random vs control", {
-            "seed model": seed["version"],
+            "seed model": seed["version"], "seed model started from": seed["started_from"],
             "labelled train images": f"{train_images} (districts {sizes['train_districts']})",
             "val images": len(comparison.subsets["superset"]), "pool images": len(uris), "budget": sizes["budget"],
             "k": sizes["k"], "queried error types": ", ".join(queried or ["all"]),
@@ -138,7 +140,8 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
     say(f"report: {report['html']}\n        {report['markdown']}")
     say(f"demo finished in {minutes:.1f} min")
     return {"report": report["html"], "markdown": report["markdown"], "json": report["json"],
-            "minutes": minutes, "hard_case_precision": precision, "queries": mined["queries"]}
+            "minutes": minutes, "hard_case_precision": precision, "queries": mined["queries"],
+            "seed_checkpoint": seed["path"], "mined_uris": mined["selected_uris"], "pool_json": str(pool_json)}
 
 
 def publish_artifacts(comparison, precision: dict, queried: list[str], report: dict) -> None:
@@ -153,7 +156,8 @@ def publish_artifacts(comparison, precision: dict, queried: list[str], report: d
                          link_text="report (HTML, plots embedded)", description="the full demo report")
 
 
-def run_demo(quick: bool = False, progress: bool = True) -> int:
-    result = demo(quick=quick, progress=progress)
+def run_demo(quick: bool = False, progress: bool = True, preset: str = "small") -> int:
+    # The default preset leaves the sizes (and so the demo's folder) as they always were.
+    result = demo(quick=quick, progress=progress, sizes=None if preset == "small" else {"preset": preset})
     print(f"\nreport: {result['report']}\n        {result['markdown']}\ndemo finished in {result['minutes']:.1f} min")
     return 0

@@ -12,6 +12,7 @@ from prefect.cache_policies import NONE
 from detectors.config import TrainConfig
 from detectors.pipeline import dataset_split, train_detector
 from detectors.synthetic import generate, hard_case_share, oracle_labels
+from detectors.weights import describe_start
 from fdb import StoreConfig
 from tasks.context import connection, register_checkpoint
 
@@ -42,8 +43,10 @@ def train_seed(store: StoreConfig, data_dir: str, out: str, train: TrainConfig, 
         summary = f"{result.seconds / 60:.1f} min; val " + format_table(metrics["val"]).splitlines()[0]
     register_checkpoint(connection(store), checkpoint, first_is_production=True,
                         training_data={"train": str(Path(data_dir) / "annotations" / "train.json")},
-                        recipe={"preset": "small", **asdict(train)})
-    return {"version": checkpoint.version, "path": str(checkpoint.path), "summary": summary}
+                        recipe={"preset": checkpoint.config.preset, **asdict(train),
+                                "started_from": checkpoint.config.started_from})
+    return {"version": checkpoint.version, "path": str(checkpoint.path), "summary": summary,
+            "started_from": describe_start(checkpoint.config.started_from)}
 
 
 @task(name="the oracle labels a batch", cache_policy=NONE)
