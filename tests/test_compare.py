@@ -9,11 +9,13 @@ import pytest
 import torch
 from detectors.checkpoint import load_checkpoint, save_checkpoint
 from detectors.config import FinetuneConfig
+from detectors.early_stopping import holdout_ids
 from detectors.model import build_model, preset_config
 from detectors.pipeline import dataset_split
 from detectors.synthetic import CATEGORIES, generate
+from mining.compare import arm_training_set
 from mining.report import write_report
-from tasks.experiment import retrain_and_compare
+from tasks.experiment import fine_tune, retrain_and_compare
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +128,24 @@ def test_retrain_and_compare_flow_on_the_demo_batches(prefect_backend, mongod, f
     assert [r["seed"] for r in saved["arms"]["mined"]["runs"]] == [0, 1]
     assert saved["facts"]["mined batch"] == batches["sel"] and saved["facts"]["hard-negative share"] == 0.25
     assert fdb.models.count_documents({}) == before + 3  # the new versions are registered, with their parent
+
+
+def test_fine_tuning_with_a_held_out_slice_keeps_the_best_check_and_trains_on_the_rest(scenes, tmp_path):
+    torch.manual_seed(0)
+    cfg = preset_config("small", [c["name"] for c in CATEGORIES], [c["id"] for c in CATEGORIES], min_size=96,
+                        max_size=128, box_score_thresh=0.0)
+    seed = save_checkpoint(tmp_path / "seed.pt", build_model(cfg), cfg, "seed-v1", "h")
+    train = dataset_split(scenes, "train")
+    images, labels = _batch(scenes / "annotations" / "pool.json", {f"pool_0000{i}.png" for i in range(6)})
+    arm_set, weights, _ = arm_training_set(train, "mined", images, labels, tmp_path, oversample=4.0)
+    recipe = FinetuneConfig(steps=4, seeds=(0,), holdout=0.25, check_every=2, patience=None)
+    held_out = holdout_ids(arm_set, recipe.holdout)
+    assert len(held_out) == 4 and len(arm_set.images) == 12
+    # The sampling weights follow the images left to train on (a misaligned list would sample outside them).
+    checkpoint, result = fine_tune(seed, arm_set, weights, recipe, seed=0)
+    assert result.steps == 4 and [s for s, _ in result.holdout["checks"]] == [0, 2, 4]
+    best = max(m for _, m in result.holdout["checks"])
+    assert result.holdout["best_map"] == best
+    # Without a held-out slice the same run trains on every image and keeps its last weights.
+    _, plain = fine_tune(seed, arm_set, weights, FinetuneConfig(steps=4, seeds=(0,)), seed=0)
+    assert plain.holdout is None and plain.steps == 4
