@@ -2,7 +2,7 @@
 arms x training seeds, from each draw's own seed model.
 
     .venv/bin/python benchmarks/finetune_bench.py [--draws 0 1] [--seeds 0 1 2]
-        [--recipes 'steps=30' 'steps=30,ho=0.15,ce=10' 'steps=60,ho=0.15,ce=10,pa=2']
+        [--recipes 'steps=30' 'steps=30,ho=0.25,ce=10']
         [--home /tmp/dataengine-finetune-bench] [--out benchmarks/results/finetune.json]
 
 Each draw is a `dataengine demo` at its full sizes on other scenes (`data_seed`), prepared once under --home: its
@@ -132,7 +132,7 @@ def summarise(per_draw: dict[int, dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", nargs="+",
-                        default=["steps=30", "steps=30,ho=0.15,ce=10", "steps=60,ho=0.15,ce=10,pa=2"])
+                        default=["steps=30", "steps=30,ho=0.25,ce=10"])
     parser.add_argument("--draws", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--home", type=Path, default=Path("/tmp/dataengine-finetune-bench"),

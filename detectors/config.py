@@ -48,9 +48,10 @@ class FinetuneConfig:
     seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={
         "help": "training seeds per arm: their spread is the noise a difference must clear"})
     holdout: float = field(default=0.0, metadata={
-        "help": "share of the labelled training images held out (chosen by file name, the same in every run) to "
-                "check the model on while it trains; the best check's weights are kept, the starting weights "
-                "included, so a run never ends worse there than it began (0 turns early stopping off)"})
+        "help": "share of the new labelled images (those the starting model never saw) held out, chosen by file "
+                "name and the same in every run and round, to check the model on while it trains; the best "
+                "check's weights are kept, the starting weights included, so a run never ends worse there than it "
+                "began (0 turns early stopping off)"})
     check_every: int = field(default=10, metadata={"help": "steps between checks on the held-out images"})
     patience: int | None = field(default=None, metadata={
         "help": "stop after this many checks without improvement (None: train every step, keep the best)"})

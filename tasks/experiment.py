@@ -38,12 +38,13 @@ def score_model(model, evaluation: CocoSet, subsets: dict[str, list[int]], param
 
 
 def fine_tune(start: str | Path, train_set: CocoSet, weights: list[float] | None, recipe: FinetuneConfig,
-              seed: int, progress: bool = False) -> tuple[Checkpoint, TrainResult]:
+              seed: int, progress: bool = False, new_names: set[str] | None = None) -> tuple[Checkpoint, TrainResult]:
     """A fresh copy of the checkpoint at `start`, fine-tuned with the recipe and one training seed (hard-negative
-    mining on for the run when the recipe asks for it; with `recipe.holdout`, a slice of `train_set` is held out
-    and the weights best on it are kept, `detectors.early_stopping`)."""
+    mining on for the run when the recipe asks for it). With `recipe.holdout`, a share of the new images
+    (`new_names`: those the starting model never trained on) is held out and the weights best on it are kept,
+    `detectors.early_stopping`; with no new images the run trains every step."""
     checkpoint = load_checkpoint(start)
-    held_out = holdout_ids(train_set, recipe.holdout)
+    held_out = holdout_ids(train_set, recipe.holdout, among=new_names or set())
     train_ids = [i for i in train_set.images if i not in set(held_out)]
     if weights is not None:
         weight_of = dict(zip(train_set.images, weights))
@@ -77,7 +78,7 @@ def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: di
         arm_set, weights, new_names = arm_training_set(train, name, images, labels, work_dir, recipe.oversample)
         arm = None
         for seed in recipe.seeds:
-            checkpoint, result = fine_tune(seed_checkpoint, arm_set, weights, recipe, seed, progress)
+            checkpoint, result = fine_tune(seed_checkpoint, arm_set, weights, recipe, seed, progress, new_names)
             metrics, errors, cost = score_model(checkpoint.model, evaluation, subsets, params)
             run = {"seed": seed, "seconds": round(result.seconds, 1), "steps": result.steps, "errors": errors,
                    "error_cost": cost, "holdout": result.holdout,

@@ -91,7 +91,7 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
     train_set, weights, new_names = arm_training_set(train, "retrain", *labelled, work_dir, recipe.oversample)
     runs, paths = [], []
     for seed in recipe.seeds:
-        checkpoint, result = fine_tune(base_doc["checkpoint"], train_set, weights, recipe, seed, progress)
+        checkpoint, result = fine_tune(base_doc["checkpoint"], train_set, weights, recipe, seed, progress, new_names)
         metrics, errors, cost = score_model(checkpoint.model, evaluation, subsets, match, cost_types=types)
         runs.append({"seed": seed, "seconds": round(result.seconds, 1), "steps": result.steps, "errors": errors,
                      "error_cost": cost, "holdout": result.holdout, "bbox_map": metrics["superset"]["bbox"]["mAP"],

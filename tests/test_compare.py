@@ -130,22 +130,22 @@ def test_retrain_and_compare_flow_on_the_demo_batches(prefect_backend, mongod, f
     assert fdb.models.count_documents({}) == before + 3  # the new versions are registered, with their parent
 
 
-def test_fine_tuning_with_a_held_out_slice_keeps_the_best_check_and_trains_on_the_rest(scenes, tmp_path):
+def test_fine_tuning_holds_out_new_images_keeps_the_best_check_and_trains_on_the_rest(scenes, tmp_path):
     torch.manual_seed(0)
     cfg = preset_config("small", [c["name"] for c in CATEGORIES], [c["id"] for c in CATEGORIES], min_size=96,
                         max_size=128, box_score_thresh=0.0)
     seed = save_checkpoint(tmp_path / "seed.pt", build_model(cfg), cfg, "seed-v1", "h")
     train = dataset_split(scenes, "train")
     images, labels = _batch(scenes / "annotations" / "pool.json", {f"pool_0000{i}.png" for i in range(6)})
-    arm_set, weights, _ = arm_training_set(train, "mined", images, labels, tmp_path, oversample=4.0)
-    recipe = FinetuneConfig(steps=4, seeds=(0,), holdout=0.25, check_every=2, patience=None)
-    held_out = holdout_ids(arm_set, recipe.holdout)
-    assert len(held_out) == 4 and len(arm_set.images) == 12
+    arm_set, weights, new_names = arm_training_set(train, "mined", images, labels, tmp_path, oversample=4.0)
+    recipe = FinetuneConfig(steps=4, seeds=(0,), holdout=0.5, check_every=2, patience=None)
+    held_out = holdout_ids(arm_set, recipe.holdout, among=new_names)
+    # Only new images are held out: the seed model trained on the others and would win the first check by memory.
+    assert len(held_out) == 3 and {arm_set.images[i]["file_name"] for i in held_out} < new_names
     # The sampling weights follow the images left to train on (a misaligned list would sample outside them).
-    checkpoint, result = fine_tune(seed, arm_set, weights, recipe, seed=0)
+    checkpoint, result = fine_tune(seed, arm_set, weights, recipe, seed=0, new_names=new_names)
     assert result.steps == 4 and [s for s, _ in result.holdout["checks"]] == [0, 2, 4]
-    best = max(m for _, m in result.holdout["checks"])
-    assert result.holdout["best_map"] == best
-    # Without a held-out slice the same run trains on every image and keeps its last weights.
-    _, plain = fine_tune(seed, arm_set, weights, FinetuneConfig(steps=4, seeds=(0,)), seed=0)
+    assert result.holdout["best_map"] == max(m for _, m in result.holdout["checks"])
+    # With no new images (the control arm) nothing is held out: the run trains every step on every image.
+    _, plain = fine_tune(seed, arm_set, weights, recipe, seed=0)
     assert plain.holdout is None and plain.steps == 4

@@ -245,9 +245,13 @@ def test_a_mask_model_fine_tunes_on_boxes_without_touching_its_mask_branch(tmp_p
 def test_holdout_ids_are_chosen_by_file_name_and_never_take_every_image(synthetic):
     train = load_coco(synthetic / "annotations" / "train.json")
     held = holdout_ids(train, 0.25)
-    assert len(held) == 4 and held == holdout_ids(load_coco(synthetic / "annotations" / "train.json"), 0.25)
+    assert len(held) == 2 and held == holdout_ids(load_coco(synthetic / "annotations" / "train.json"), 0.25)
     assert set(held) < set(train.images)
     assert holdout_ids(train, 0.0) == [] and len(holdout_ids(train, 1.0)) == len(train.images) - 1
+    names = sorted(im["file_name"] for im in train.images.values())
+    among = holdout_ids(train, 0.5, among=set(names[:4]))
+    assert len(among) == 2 and {train.images[i]["file_name"] for i in among} < set(names[:4])
+    assert holdout_ids(train, 0.5, among=set(names[:1])) == []  # one new image: nothing to hold out and train on
 
 
 class ScriptedHoldout(BestOnHoldout):
