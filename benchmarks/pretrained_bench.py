@@ -1,7 +1,7 @@
 """From scratch vs ImageNet-pretrained on two CPU cores, at equal training minutes.
 
     .venv/bin/python benchmarks/pretrained_bench.py [--pennfudan ../shared/data/PennFudanPed] [--minutes 10]
-        [--synthetic-minutes 5] [--skip-demo] [--work /tmp/dataengine-pretrained-bench]
+        [--synthetic-minutes 5] [--parts pennfudan synthetic retrieval] [--work /tmp/dataengine-pretrained-bench]
         [--out benchmarks/results/pretrained.json]
 
 For each preset, `small` (ResNet-18-FPN from scratch) and `mobilenet` (MobileNetV2-FPN from the ImageNet weights
@@ -125,7 +125,8 @@ def main() -> None:
                         / "PennFudanPed")
     parser.add_argument("--minutes", type=float, default=10.0, help="training minutes per preset on PennFudan")
     parser.add_argument("--synthetic-minutes", type=float, default=5.0)
-    parser.add_argument("--skip-demo", action="store_true", help="leave out the retrieval measurement")
+    parser.add_argument("--parts", nargs="+", default=["pennfudan", "synthetic", "retrieval"],
+                        choices=["pennfudan", "synthetic", "retrieval"], help="what to measure (default: all)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/dataengine-pretrained-bench"))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pretrained.json")
     args = parser.parse_args()
@@ -138,9 +139,11 @@ def main() -> None:
     from detectors.synthetic import generate
     from detectors.weights import packaged_mobilenet_v2
 
-    result = {"machine": platform.node(), "torch_threads": torch.get_num_threads(),
-              "imagenet_weights": str(packaged_mobilenet_v2()), "date": time.strftime("%Y-%m-%d"),
-              "pennfudan": {}, "synthetic": {}, "retrieval": {}}
+    # Parts measured in separate runs add up in one file.
+    result = json.loads(args.out.read_text()) if args.out.is_file() else {"pennfudan": {}, "synthetic": {},
+                                                                           "retrieval": {}}
+    result.update({"machine": platform.node(), "torch_threads": torch.get_num_threads(),
+                   "imagenet_weights": str(packaged_mobilenet_v2()), "date": time.strftime("%Y-%m-%d")})
 
     def save():
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +152,7 @@ def main() -> None:
     pennfudan = args.work / "pennfudan"
     convert_pennfudan(args.pennfudan, pennfudan, n_train=120)
     train, val = dataset_split(pennfudan, "train"), dataset_split(pennfudan, "val")
-    for preset in PRESETS:
+    for preset in PRESETS if "pennfudan" in args.parts else ():
         result["pennfudan"][preset] = train_and_score(train, val, preset, args.minutes, args.work / "models", {})
         print("pennfudan", json.dumps(result["pennfudan"][preset]), flush=True)
         save()
@@ -158,7 +161,7 @@ def main() -> None:
     if not (synthetic / "annotations" / "val.json").is_file():
         generate(synthetic, 150, 100, 0, seed=0, width=320, height=240, progress=False, train_districts=(0, 1, 2, 3))
     train, val = dataset_split(synthetic, "train"), dataset_split(synthetic, "val")
-    for preset in PRESETS:
+    for preset in PRESETS if "synthetic" in args.parts else ():
         entry = train_and_score(train, val, preset, args.synthetic_minutes, args.work / "models",
                                 {"min_size": 240, "max_size": 320})
         entry["tapped_images_per_s"] = tapped_images_per_second(entry["checkpoint"], val)
@@ -166,7 +169,7 @@ def main() -> None:
         print("synthetic", json.dumps(entry), flush=True)
         save()
 
-    if not args.skip_demo:
+    if "retrieval" in args.parts:
         from flows.demo import demo
 
         for preset in PRESETS:
