@@ -125,6 +125,7 @@ def main() -> None:
                         / "PennFudanPed")
     parser.add_argument("--minutes", type=float, default=10.0, help="training minutes per preset on PennFudan")
     parser.add_argument("--synthetic-minutes", type=float, default=5.0)
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
     parser.add_argument("--parts", nargs="+", default=["pennfudan", "synthetic", "retrieval"],
                         choices=["pennfudan", "synthetic", "retrieval"], help="what to measure (default: all)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/dataengine-pretrained-bench"))
@@ -152,7 +153,7 @@ def main() -> None:
     pennfudan = args.work / "pennfudan"
     convert_pennfudan(args.pennfudan, pennfudan, n_train=120)
     train, val = dataset_split(pennfudan, "train"), dataset_split(pennfudan, "val")
-    for preset in PRESETS if "pennfudan" in args.parts else ():
+    for preset in args.presets if "pennfudan" in args.parts else ():
         result["pennfudan"][preset] = train_and_score(train, val, preset, args.minutes, args.work / "models", {})
         print("pennfudan", json.dumps(result["pennfudan"][preset]), flush=True)
         save()
@@ -161,7 +162,7 @@ def main() -> None:
     if not (synthetic / "annotations" / "val.json").is_file():
         generate(synthetic, 150, 100, 0, seed=0, width=320, height=240, progress=False, train_districts=(0, 1, 2, 3))
     train, val = dataset_split(synthetic, "train"), dataset_split(synthetic, "val")
-    for preset in PRESETS if "synthetic" in args.parts else ():
+    for preset in args.presets if "synthetic" in args.parts else ():
         entry = train_and_score(train, val, preset, args.synthetic_minutes, args.work / "models",
                                 {"min_size": 240, "max_size": 320})
         entry["tapped_images_per_s"] = tapped_images_per_second(entry["checkpoint"], val)
@@ -172,7 +173,7 @@ def main() -> None:
     if "retrieval" in args.parts:
         from flows.demo import demo
 
-        for preset in PRESETS:
+        for preset in args.presets:
             out = demo(quick=True, progress=False, sizes={"preset": preset}, root=str(args.work / f"demo-{preset}"))
             result["retrieval"][preset] = {
                 "lookalike_share": out["hard_case_precision"],
