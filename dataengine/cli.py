@@ -168,8 +168,7 @@ def _cmd_train(args) -> int:
         register_checkpoint(connection(store), checkpoint, first_is_production=True,
                             training_data={"train": str(train_set.path), "images": str(train_set.image_dir)},
                             recipe={"preset": args.preset, **dataclasses.asdict(train),
-                                    "init": init.version if init else None,
-                                    "started_from": checkpoint.config.started_from})
+                                    "init": init.version if init else None})
     print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min"
           + (" (stopped by --max-minutes)" if result.stopped_early else ""))
     if "val" in metrics:

@@ -77,7 +77,7 @@ class BestOnHoldout:
                                   [CocoEvaluator(self.coco, {"holdout": self.image_ids})], progress=False)
         model.train(was_training)
         self.curve.seconds += time.monotonic() - start
-        return metrics["holdout"]["bbox"]["mAP"] if "holdout" in metrics else 0.0
+        return metrics["holdout"]["bbox"]["mAP"]
 
     def _check(self, step: int, model: torch.nn.Module) -> None:
         value = self.score(model)
@@ -100,7 +100,7 @@ class BestOnHoldout:
         return self.patience is not None and self._since_best >= self.patience
 
     def after_train(self, model: torch.nn.Module, steps: int) -> None:
-        if steps % self.every and (not self.curve.checks or self.curve.checks[-1][0] != steps):
+        if steps % self.every:
             self._check(steps, model)  # the last steps since the last check count too
         if self._best_state is not None:
             model.load_state_dict(self._best_state)

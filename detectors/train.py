@@ -83,7 +83,6 @@ def _train(model: torch.nn.Module, dataset: CocoDetection, cfg: TrainConfig, ove
     start = time.monotonic()
     for hook in hooks:
         hook.before_train(model)
-    model.train()
     bar = tqdm(total=cfg.steps, desc="training", unit="step", disable=not progress)
     for step, (images, targets) in zip(range(cfg.steps), _batches(dataset, cfg, oversample)):
         losses = model(list(images), list(targets))

@@ -125,7 +125,7 @@ def load_detector(model: nn.Module, path: str | Path, what: str) -> LoadedWeight
     file_state = read_state_dict(path)
     target = model.state_dict()
     names = dict(zip(_strip_module(list(file_state)), file_state.values()))
-    missing = [k for k in target if k not in names and not k.endswith("num_batches_tracked")]
+    missing = [k for k in target if k not in names and not _is_counter(target[k])]
     class_heads = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits")
     wrong = [k for k in target if k in names and names[k].shape != target[k].shape and not k.startswith(class_heads)]
     if missing or wrong:

@@ -43,8 +43,7 @@ def train_seed(store: StoreConfig, data_dir: str, out: str, train: TrainConfig, 
         summary = f"{result.seconds / 60:.1f} min; val " + format_table(metrics["val"]).splitlines()[0]
     register_checkpoint(connection(store), checkpoint, first_is_production=True,
                         training_data={"train": str(Path(data_dir) / "annotations" / "train.json")},
-                        recipe={"preset": checkpoint.config.preset, **asdict(train),
-                                "started_from": checkpoint.config.started_from})
+                        recipe={"preset": checkpoint.config.preset, **asdict(train)})
     return {"version": checkpoint.version, "path": str(checkpoint.path), "summary": summary,
             "started_from": describe_start(checkpoint.config.started_from)}
 

@@ -44,12 +44,12 @@ def fine_tune(start: str | Path, train_set: CocoSet, weights: list[float] | None
     (`new_names`: those the starting model never trained on) is held out and the weights best on it are kept,
     `detectors.early_stopping`; with no new images the run trains every step."""
     checkpoint = load_checkpoint(start)
-    held_out = holdout_ids(train_set, recipe.holdout, among=new_names or set())
-    train_ids = [i for i in train_set.images if i not in set(held_out)]
+    held_out = set(holdout_ids(train_set, recipe.holdout, among=new_names or set()))
+    train_ids = [i for i in train_set.images if i not in held_out]
     if weights is not None:
         weight_of = dict(zip(train_set.images, weights))
         weights = [weight_of[i] for i in train_ids]
-    hooks = (BestOnHoldout(train_set, held_out, recipe.check_every, recipe.patience),) if held_out else ()
+    hooks = (BestOnHoldout(train_set, sorted(held_out), recipe.check_every, recipe.patience),) if held_out else ()
     handle = hard_negative_mining.enable(checkpoint.model, recipe.hard_negatives) if recipe.hard_negatives > 0 else None
     try:
         result = train_model(checkpoint.model, CocoDetection(train_set, train_ids, train=True),
