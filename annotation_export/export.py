@@ -133,17 +133,33 @@ def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: 
     counts = {"images": len(batch), "objects": sum(len(im.objects) for im in batch),
               "polygons": sum(len(o.polygons) for im in batch for o in im.objects)}
 
+    files, digests = ship_batch(batch_id, target, location, {
+        CVAT_XML: cvat_xml(batch, export_cats, task_name=f"{batch_id} ({selection_id})"),
+        COCO_JSON: coco_json(batch, export_cats), "manifest.csv": manifest_csv(rows),
+        "manifest.json": manifest_json(rows)}, {im.file_name: im.uri for im in batch}, client)
+    export_store.finish(fdb, batch_id, files=[{"path": f, "sha256": digests[f]} for f in files], counts=counts,
+                        categories=export_cats, category_map=cat_map,
+                        images=[{"image_id": id_of[im.image_id], "uri": im.uri, "file_name": im.file_name,
+                                 "width": im.width, "height": im.height} for im in batch])
+    selection_store.mark_exported(fdb, selection_id, batch_id)
+    return ExportResult(batch_id, location, files, counts)
+
+
+def ship_batch(batch_id: str, target: str, location: str, documents: dict[str, bytes], images: dict[str, str],
+               client=None) -> tuple[list[str], dict[str, str]]:
+    """Write a batch's `documents` (relative path -> bytes) and its images (file name -> uri, under `images/`)
+    to `location` (a folder under `target`, or an s3:// prefix) with the `_DONE` protocol above; returns the
+    files (relative, sorted) and their sha256."""
+    is_s3 = location.startswith("s3://")
     parent = None if is_s3 else Path(target)
     if parent is not None:
         parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{batch_id}-", dir=parent) as tmp:
         root = Path(tmp) / batch_id
-        _write(root / CVAT_XML, cvat_xml(batch, export_cats, task_name=f"{batch_id} ({selection_id})"))
-        _write(root / COCO_JSON, coco_json(batch, export_cats))
-        for im in batch:
-            _write(root / "images" / im.file_name, read_uri(im.uri))
-        _write(root / "manifest.csv", manifest_csv(rows))
-        _write(root / "manifest.json", manifest_json(rows))
+        for name, data in documents.items():
+            _write(root / name, data)
+        for file_name, uri in images.items():
+            _write(root / "images" / file_name, read_uri(uri))
         files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
         digests = {f: hashlib.sha256((root / f).read_bytes()).hexdigest() for f in files}
         marker = (json.dumps({"batch_id": batch_id, "files": digests}, sort_keys=True, indent=1) + "\n").encode()
@@ -161,10 +177,4 @@ def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: 
                 shutil.rmtree(final)
             os.replace(root, final)
             _write(final / DONE, marker)
-
-    export_store.finish(fdb, batch_id, files=[{"path": f, "sha256": digests[f]} for f in files], counts=counts,
-                        categories=export_cats, category_map=cat_map,
-                        images=[{"image_id": id_of[im.image_id], "uri": im.uri, "file_name": im.file_name,
-                                 "width": im.width, "height": im.height} for im in batch])
-    selection_store.mark_exported(fdb, selection_id, batch_id)
-    return ExportResult(batch_id, location, files, counts)
+    return files, digests

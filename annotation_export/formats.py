@@ -122,9 +122,11 @@ class BatchObject:
     category_id: int
     category_name: str
     box: list[float]
-    score: float
+    score: float | None  # None: a label, not a prediction
     polygons: list[list[float]]
     area: float
+    source: str = "auto"  # CVAT's shape source: "auto" for a prediction, "manual" for a label someone drew
+    attributes: dict[str, str] = field(default_factory=dict)  # extra text attributes (a review batch's tags)
 
 
 def export_categories(categories: list[dict]) -> tuple[list[dict], dict[int, int]]:
@@ -193,9 +195,11 @@ def _r(x: float, nd: int = 2) -> float:
 def cvat_xml(batch: list[BatchImage], categories: list[dict], task_name: str) -> bytes:
     """CVAT for images 1.1 `annotations.xml`: boxes with a `score` attribute, polygons from masks.
 
-    The score attribute is declared in each label's meta (number, 0..1), otherwise CVAT refuses the import.
-    Box and polygons of one detection share a `group_id`, so the labeller sees they are one object.
+    The score attribute is declared in each label's meta (number, 0..1), otherwise CVAT refuses the import;
+    objects' extra attributes are declared there too, as text. Box and polygons of one detection share a
+    `group_id`, so the labeller sees they are one object.
     """
+    extra = sorted({name for im in batch for obj in im.objects for name in obj.attributes})
     lines = ['<?xml version="1.0" encoding="utf-8"?>', "<annotations>", "  <version>1.1</version>", "  <meta>",
              "    <task>", f"      <name>{escape(task_name)}</name>", f"      <size>{len(batch)}</size>",
              "      <mode>annotation</mode>", "      <labels>"]
@@ -204,7 +208,13 @@ def cvat_xml(batch: list[BatchImage], categories: list[dict], task_name: str) ->
                   "          <attributes>", "            <attribute>", "              <name>score</name>",
                   "              <mutable>False</mutable>", "              <input_type>number</input_type>",
                   "              <default_value>0</default_value>", "              <values>0\n1\n0.0001</values>",
-                  "            </attribute>", "          </attributes>", "        </label>"]
+                  "            </attribute>"]
+        for name in extra:
+            lines += ["            <attribute>", f"              <name>{escape(name)}</name>",
+                      "              <mutable>True</mutable>", "              <input_type>text</input_type>",
+                      "              <default_value></default_value>", "              <values></values>",
+                      "            </attribute>"]
+        lines += ["          </attributes>", "        </label>"]
     lines += ["      </labels>", "    </task>", "  </meta>"]
     for i, im in enumerate(batch):
         lines.append(f"  <image id=\"{i}\" name={quoteattr(im.file_name)} width=\"{im.width}\" "
@@ -213,15 +223,20 @@ def cvat_xml(batch: list[BatchImage], categories: list[dict], task_name: str) ->
             x, y, w, h = obj.box
             label = quoteattr(obj.category_name)
             group = obj.rank + 1
-            lines.append(f"    <box label={label} source=\"auto\" occluded=\"0\" xtl=\"{_f(x)}\" ytl=\"{_f(y)}\" "
+            attributes = ([f"      <attribute name=\"score\">{obj.score:.4f}</attribute>"] if obj.score is not None
+                          else [])
+            attributes += [f"      <attribute name={quoteattr(k)}>{escape(str(v))}</attribute>"
+                           for k, v in sorted(obj.attributes.items())]
+            source = quoteattr(obj.source)
+            lines.append(f"    <box label={label} source={source} occluded=\"0\" xtl=\"{_f(x)}\" ytl=\"{_f(y)}\" "
                          f"xbr=\"{_f(x + w)}\" ybr=\"{_f(y + h)}\" z_order=\"0\" group_id=\"{group}\">")
-            lines.append(f"      <attribute name=\"score\">{obj.score:.4f}</attribute>")
+            lines += attributes
             lines.append("    </box>")
             for poly in obj.polygons:
                 points = ";".join(f"{_f(poly[k])},{_f(poly[k + 1])}" for k in range(0, len(poly), 2))
-                lines.append(f"    <polygon label={label} source=\"auto\" occluded=\"0\" points=\"{points}\" "
+                lines.append(f"    <polygon label={label} source={source} occluded=\"0\" points=\"{points}\" "
                              f"z_order=\"0\" group_id=\"{group}\">")
-                lines.append(f"      <attribute name=\"score\">{obj.score:.4f}</attribute>")
+                lines += attributes
                 lines.append("    </polygon>")
         lines.append("  </image>")
     lines.append("</annotations>")
@@ -244,7 +259,8 @@ def coco_json(batch: list[BatchImage], categories: list[dict]) -> bytes:
                 "id": len(annotations) + 1, "image_id": i, "category_id": obj.category_id,
                 "segmentation": [[_r(v) for v in p] for p in obj.polygons], "area": _r(obj.area),
                 "bbox": [_r(v) for v in obj.box], "iscrowd": 0,
-                "attributes": {"occluded": False, "score": _r(obj.score, 4), "rank": obj.rank}})
+                "attributes": {"occluded": False, **({"score": _r(obj.score, 4)} if obj.score is not None else {}),
+                               "rank": obj.rank, **obj.attributes}})
     doc = {"licenses": [{"name": "", "id": 0, "url": ""}],
            "info": {"contributor": "", "date_created": "", "description": "", "url": "", "version": "", "year": ""},
            "categories": [{"id": c["id"], "name": c["name"], "supercategory": ""} for c in categories],

@@ -217,7 +217,7 @@ def _cmd_detect(args) -> int:
 
 
 def _cmd_mine(args) -> int:
-    from mining.config import MatchConfig, MiningConfig
+    from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
     from mining.selection import last_labelled_set
     from tasks import detect_labelled, mine, resolve_model
     from tasks.context import connection
@@ -234,7 +234,7 @@ def _cmd_mine(args) -> int:
     mining, match = config_from_args(MiningConfig, args), config_from_args(MatchConfig, args)
     version = resolve_model.fn(store, args.model, args.checkpoint)
     detect_labelled.fn(store, version, gt, images, progress=True)
-    result = mine.fn(store, version, gt, images, mining, match)
+    result = mine.fn(store, version, gt, images, mining, match, config_from_args(LabelErrorConfig, args))
     print(f"model {version}: errors of the labelled set (IoU >= {match.iou_threshold}, "
           f"score >= {match.score_threshold}):")
     print(result["error_table"])
@@ -284,6 +284,56 @@ def _cmd_import_labels(args) -> int:
     print(f"batch {report.batch_id}: label version {report.label_version}, {report.images} images, "
           f"{report.annotations} annotations" + (f", {len(report.unlabelled)} images without labels"
                                                  if report.unlabelled else ""))
+    return 0
+
+
+def _cmd_review_labels(args) -> int:
+    from annotation_export.importer import LabelImportError
+    from mining.config import LabelErrorConfig, MatchConfig
+    from mining.selection import last_labelled_set
+    from tasks import detect_labelled, export_review, import_review, judge_labels, resolve_model
+    from tasks.context import connection
+
+    store = _store()
+    if args.import_labels:
+        if not args.batch:
+            print("--import needs --batch (the review batch id printed by the export)", file=sys.stderr)
+            return 2
+        try:
+            result = import_review.fn(store, args.import_labels, args.batch)
+        except LabelImportError as exc:
+            print(f"nothing imported: {exc}", file=sys.stderr)
+            return 2
+        changes = ", ".join(f"{n} {k}" for k, n in result["changes"].items() if k != "images")
+        print(f"review batch {result['batch_id']}: label version {result['label_version']}, {result['images']} images "
+              f"({changes})")
+        print(f"labelled set version {result['version']}: {result['labelled_set']} (the older versions are kept; "
+              "evaluation, mining and retraining read this one from now on)")
+        return 0
+    gt, images = args.gt, args.images
+    if gt is None:
+        known = last_labelled_set(connection(store))
+        if known is None:
+            print("no labelled set known yet: pass --gt <COCO json of labelled images>", file=sys.stderr)
+            return 2
+        gt, images = known
+    version = resolve_model.fn(store, args.model, args.checkpoint)
+    detect_labelled.fn(store, version, gt, images, progress=True)
+    judged = judge_labels.fn(store, version, gt, images, config_from_args(LabelErrorConfig, args),
+                             config_from_args(MatchConfig, args))
+    print(f"model {version} on {judged['labelled_set']}:")
+    print(judged["table"])
+    for uri, kind, suspicion, why in judged["top"][:args.show]:
+        print(f"  {suspicion:.2f} {kind:<21} {uri}\n        {why}")
+    if not sum(judged["counts"].values()):
+        print("no suspected label errors: nothing to review")
+        return 0
+    if args.dry_run:
+        return 0
+    exported = export_review.fn(store, version, gt, images, args.to)
+    print(f"review batch {exported['batch_id']}: {exported['location']} ({exported['images']} images, "
+          f"{exported['labels']} labels, {exported['predictions']} disagreeing predictions)")
+    print(f"when the corrections are back: dataengine review-labels --import FILE --batch {exported['batch_id']}")
     return 0
 
 
@@ -407,6 +457,9 @@ def _cmd_demo(args) -> int:
 
 
 MATCH_FLAGS = {"iou_threshold": "--iou", "score_threshold": "--score"}
+# Beside mining's own flags, the label-error judge's say whose they are.
+LABEL_ERROR_FLAGS = {name: "--label-" + name.replace("_", "-") for name in
+                     ("min_score", "bad_box_iou", "spurious_support", "neighbours", "threshold")}
 
 
 def links_out_arg(parser: argparse.ArgumentParser) -> None:
@@ -418,7 +471,7 @@ def links_out_arg(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from annotation_export.config import ExportConfig
     from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
-    from mining.config import MatchConfig, MiningConfig
+    from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
 
     parser = argparse.ArgumentParser(prog="dataengine", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -599,6 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(mine)
     add_config_args(mine, MiningConfig)
     add_config_args(mine, MatchConfig, flags=MATCH_FLAGS)
+    add_config_args(mine, LabelErrorConfig, flags=LABEL_ERROR_FLAGS)
     mine.add_argument("--show", type=int, default=15, help="selected images to print (default 15)")
     mine.set_defaults(func=_cmd_mine)
 
@@ -626,6 +680,32 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("labels", help="COCO json, CVAT annotations.xml, or a CVAT export zip")
     imp.add_argument("--batch", required=True, help="the batch id printed by `dataengine export`")
     imp.set_defaults(func=_cmd_import_labels)
+
+    review = sub.add_parser(
+        "review-labels", help="find suspected label errors and send them back to the team for correction",
+        description="Judge a labelled COCO set with the model's predictions on the images it never trained on: "
+                    "a confident prediction on no label (possible_missing), of another class on a label "
+                    "(possible_wrong_class), a sloppy box (possible_bad_box), a label nothing supports "
+                    "(possible_spurious). Each suspect is scored and stored in fdb with its evidence, and the "
+                    "suspected images are exported as a CVAT 1.1 + COCO 1.0 batch holding the current labels "
+                    "(source manual, origin=label) and the disagreeing predictions (source auto, "
+                    "origin=prediction), with a manifest saying what is suspected and why. The corrected file, "
+                    "imported with --import, becomes a new version of the labelled set (the old one is kept) "
+                    "that evaluation, mining and retraining then use. Mining leaves suspected label errors out "
+                    "of its queries by default (`dataengine mine --keep-label-errors` to include them).")
+    review.add_argument("--gt", default=None, help="COCO json of the labelled images; default: the last one mined with")
+    review.add_argument("--images", default=None, help="image folder of --gt (default: beside the json)")
+    model_args(review)
+    add_config_args(review, LabelErrorConfig)
+    add_config_args(review, MatchConfig, flags=MATCH_FLAGS)
+    review.add_argument("--to", default=None, help="a folder or s3://bucket/prefix for the review batch "
+                                                   "(default: exports/ in the data home)")
+    review.add_argument("--dry-run", action="store_true", help="judge and record, export nothing")
+    review.add_argument("--show", type=int, default=15, help="suspects to print (default 15)")
+    review.add_argument("--import", dest="import_labels", metavar="FILE", default=None,
+                        help="import the team's corrections (COCO json, CVAT xml or zip) of a review batch")
+    review.add_argument("--batch", default=None, help="with --import: the review batch id")
+    review.set_defaults(func=_cmd_review_labels)
 
     fdb = sub.add_parser("fdb", help="the MongoDB feature database: status, start, stop, ingest",
                          description="Manage the feature database (the 'haystack' of images, detections, features).")

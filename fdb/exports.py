@@ -15,12 +15,15 @@ def get(fdb: FeatureDB, batch_id: str) -> dict | None:
     return fdb.exports.find_one({"_id": batch_id})
 
 
-def start(fdb: FeatureDB, batch_id: str, selection_id: str, model_version: str, min_score: float,
-          location: str) -> None:
+def start(fdb: FeatureDB, batch_id: str, selection_id: str | None, model_version: str, min_score: float | None,
+          location: str, kind: str = "selection", extra: dict | None = None) -> None:
+    """`kind`: "selection" (mined or random images to label) or "review" (labelled images whose labels are
+    suspected, to correct; `extra` names the labelled set and its version)."""
     fdb.exports.update_one(
         {"_id": batch_id},
         {"$set": {"selection_id": selection_id, "model_version": model_version, "min_score": min_score,
-                  "target": location, "status": "in_progress", "started_at": utcnow()},
+                  "target": location, "status": "in_progress", "started_at": utcnow(), "kind": kind,
+                  **(extra or {})},
          "$setOnInsert": {"created_at": utcnow()}, "$inc": {"attempts": 1}},
         upsert=True)
 
@@ -47,8 +50,10 @@ def mark_labelled(fdb: FeatureDB, batch_id: str, label_version: int, session=Non
 
 
 def labelled_batches(fdb: FeatureDB) -> list[dict]:
-    """Every batch whose labels came back: `batch_id`, `selection_id`, `label_version` (the newest), in the
-    order they came back."""
-    docs = fdb.exports.find({"status": "labelled"}, {"selection_id": 1, "label_version": 1, "labelled_at": 1})
+    """Every batch of new images whose labels came back: `batch_id`, `selection_id`, `label_version` (the
+    newest), in the order they came back. Review batches are not among them: their corrections become a new
+    version of the labelled set they came from (`labelled_sets`)."""
+    docs = fdb.exports.find({"status": "labelled", "kind": {"$ne": "review"}},
+                            {"selection_id": 1, "label_version": 1, "labelled_at": 1})
     return [{"batch_id": d["_id"], "selection_id": d["selection_id"], "label_version": d.get("label_version")}
             for d in sorted(docs, key=lambda d: (d.get("labelled_at") or 0, d["_id"]))]

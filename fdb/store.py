@@ -72,6 +72,15 @@ INDEXES: dict[str, list[IndexModel]] = {
                    name="model_params_type"),
         IndexModel([("image_id", ASCENDING)], name="image"),
     ],
+    "label_errors": [  # _id = hash(judging model, parameters, labelled set's bytes, image, type, subject)
+        IndexModel([("model_version", ASCENDING), ("labels_version", ASCENDING), ("suspicion", DESCENDING)],
+                   name="model_labels_suspicion"),
+        IndexModel([("image_id", ASCENDING)], name="image"),
+    ],
+    "labelled_sets": [  # _id = "<first file's path>#<version>"
+        IndexModel([("path", ASCENDING)], name="path"),
+        IndexModel([("set", ASCENDING), ("version", ASCENDING)], unique=True, name="set_version_unique"),
+    ],
     "indexes": [  # _id = index version: a vector index built from features, with its parameters and file
         IndexModel([("model_version", ASCENDING), ("layer", ASCENDING), ("created_at", DESCENDING)],
                    name="model_layer_created"),
@@ -168,6 +177,8 @@ class FeatureDB:
         self.selections = db["selections"]
         self.models = db["models"]
         self.errors = db["errors"]
+        self.label_errors = db["label_errors"]
+        self.labelled_sets = db["labelled_sets"]
         self.indexes = db["indexes"]
         self.exports = db["exports"]
         self.labels = db["labels"]

@@ -25,6 +25,28 @@ class MatchConfig:
 
 
 @dataclass(frozen=True)
+class LabelErrorConfig:
+    """When the model's predictions accuse a label (the label-error stage's one config; `mining.label_errors`)."""
+
+    min_score: float = field(default=0.5, metadata={
+        "help": "a prediction at least this confident can accuse a label"})
+    bad_box_iou: float = field(default=0.75, metadata={
+        "help": "a confident prediction of the label's class below this IoU with it suspects the box"})
+    spurious_support: float = field(default=0.3, metadata={
+        "help": "a label no prediction of its class supports above this score is suspected spurious"})
+    neighbours: int = field(default=10, metadata={
+        "help": "nearest labelled detections (FC vectors) asked whether a prediction looks like its class"})
+    threshold: float = field(default=0.5, metadata={
+        "help": "suspicion at or above which a suspect counts as a label error (left out of mining, reviewed)"})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps([self.as_dict()], sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
 class MiningConfig:
     """How hard cases are mined (the mining stage's one config; matching has `MatchConfig`)."""
 
@@ -43,6 +65,8 @@ class MiningConfig:
     seed: int = field(default=0, metadata={"help": "seed of the random arm"})
     duplicate_distance: float = field(default=1e-4, metadata={
         "help": "images closer than this (cosine, centred image vectors) to one already chosen are duplicates"})
+    keep_label_errors: bool = field(default=False, metadata={
+        "help": "query with errors the labels are suspected of too (by default they are left out)"})
 
     def __post_init__(self) -> None:
         # Lists from a CLI, a flow parameter or JSON become tuples, so the config stays hashable and comparable.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,11 +26,12 @@ from fdb import runs as run_store
 from fdb import selections as selection_store
 from fdb.index import build_index, load_index, save_index
 from fdb.vectors import to_object_ids
-from mining.config import MatchConfig, MiningConfig
+from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
 from mining.errors import ErrorReport, find_errors
+from mining.label_errors import LabelErrorReport, explained_errors, find_label_errors
 from mining.montage import query_montage
 from mining.queries import Query, build_queries
-from records import BOX_LAYER, IMAGE_LAYER, QueryHit, SelectedImage, SelectionInfo
+from records import BOX_LAYER, ERROR_TYPES, IMAGE_LAYER, QueryHit, SelectedImage, SelectionInfo
 from records.coco import CocoSet
 
 
@@ -204,22 +206,34 @@ class MiningResult:
     random: Selection | None
     montage: Path | None
     run_id: object
+    label_errors: LabelErrorReport | None = None
+    left_out: dict[str, int] = field(default_factory=dict)  # suspect type -> errors it explained, not queried
 
 
 def mine_hard_cases(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
                     config: MiningConfig = MiningConfig(), match: MatchConfig = MatchConfig(),
-                    out_dir: str | Path = ".") -> MiningResult:
+                    out_dir: str | Path = ".", label_config: LabelErrorConfig = LabelErrorConfig()) -> MiningResult:
     """The "mine hard cases" job over what the store holds: type the model's errors on the labelled set (whose
-    images it must have processed), query the pool with them, record the selection (and a random arm of the
+    images it must have processed), leave out those a suspected label error explains (unless
+    `config.keep_label_errors`), query the pool with the rest, record the selection (and a random arm of the
     same budget), and draw the montage."""
     run_params = {"k": config.k, "budget": config.budget, "match": match.as_dict(), "types": _list(config.types),
                   "classes": _list(config.classes), "level": config.level, "backend": config.backend,
                   "random_arm": config.random_arm, "seed": config.seed,
+                  "keep_label_errors": config.keep_label_errors, "label_errors": label_config.as_dict(),
                   "gt_json": str(Path(ground_truth.path).resolve()), "gt_images": str(ground_truth.image_dir)}
     run_id = run_store.start_run(fdb, "mine_hard_cases", run_params, model_version=model_version)
     errors = find_errors(fdb, model_version, ground_truth, match)
-    queries = build_queries(fdb, model_version, errors.errors, types=config.types, classes=config.classes,
+    # Suspects are judged (and recorded) either way, so the report can show them beside the model's errors.
+    label_errors = find_label_errors(fdb, model_version, ground_truth, label_config, match)
+    explained = explained_errors(errors.errors, label_errors.suspects, label_config.threshold)
+    model_errors = errors.errors if config.keep_label_errors else [e for e in errors.errors if e.id not in explained]
+    queries = build_queries(fdb, model_version, model_errors, types=config.types, classes=config.classes,
                             level=config.level)
+    queried_types = set(config.types or ERROR_TYPES)
+    left_out = {} if config.keep_label_errors else dict(Counter(
+        kind for e in errors.errors if (kind := explained.get(e.id)) and e.type in queried_types
+        and (not config.classes or e.category_name in config.classes)))
     out_dir = Path(out_dir)
     selection = mine(fdb, model_version, queries, config, index_root=out_dir / "indexes",
                      params={"match": match.as_dict(), "types": _list(config.types),
@@ -228,9 +242,10 @@ def mine_hard_cases(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
     montage = query_montage(fdb, queries, selection.neighbours,
                             out_dir / "selections" / selection.selection_id / "montage.png")
     run_store.finish_run(fdb, run_id, metrics={
-        "errors": errors.totals(), "queries": len(queries), "selected": len(selection),
+        "errors": errors.totals(), "label_errors": label_errors.counts(), "left_out_as_label_errors": left_out,
+        "label_error_predictions": label_errors.predictions, "queries": len(queries), "selected": len(selection),
         "selection_id": selection.selection_id, "random_selection_id": baseline.selection_id if baseline else None})
-    return MiningResult(errors, queries, selection, baseline, montage, run_id)
+    return MiningResult(errors, queries, selection, baseline, montage, run_id, label_errors, left_out)
 
 
 def _list(values):

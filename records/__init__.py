@@ -21,6 +21,8 @@ IMAGE_LAYER = "backbone.fpn.mean_p2_p5"  # one vector per image: each FPN level 
 
 ERROR_TYPES = ("fp_background", "fp_wrong_class", "fp_localisation", "miss")
 FP_TYPES = ERROR_TYPES[:3]  # the false positives: a detection to delete
+# Disagreements the labels, not the model, are suspected of (`mining.label_errors`).
+LABEL_ERROR_TYPES = ("possible_missing", "possible_wrong_class", "possible_bad_box", "possible_spurious")
 
 
 @dataclass
@@ -68,6 +70,45 @@ class ModelError:
     model_version: str | None = None
     params_key: str | None = None
     params: dict | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LabelSuspect:
+    """One label of a labelled image the model's predictions disagree with, typed and scored (`mining.label_errors`).
+
+    `type` is one of LABEL_ERROR_TYPES; `suspicion` in [0, 1] ranks suspects (at or above the run's threshold a
+    suspect counts as a label error). The evidence: the prediction (`detection_id`, `score`, `bbox`, its class)
+    and/or the ground truth (`gt_id`, `gt_bbox`, `gt_category_id`), their `iou`, the `agreement` of the
+    prediction's FC-vector neighbours with its class, the `support` the model gives a ground-truth box.
+    `predictions` says whether the model judging the label had trained on it: "held_out" or "k_fold"."""
+
+    type: str
+    suspicion: float
+    category_id: int  # the class the label should have (the prediction's), or the label's own for spurious
+    detection_id: Any = None
+    score: float | None = None
+    bbox: list[float] | None = None
+    gt_id: int | None = None
+    gt_bbox: list[float] | None = None
+    gt_category_id: int | None = None
+    iou: float = 0.0
+    agreement: float | None = None
+    support: float | None = None
+    why: str = ""
+    # Where it was found, filled in when it is recorded:
+    id: Any = None
+    image_id: Any = None
+    uri: str | None = None
+    coco_image_id: int | None = None
+    category_name: str | None = None
+    gt_category_name: str | None = None
+    model_version: str | None = None
+    params_key: str | None = None
+    predictions: str | None = None
+    labels_version: str | None = None  # the sha256 of the labelled set's file the suspect was found in
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -21,14 +21,17 @@ from prefect.cache_policies import NONE
 from annotation_export.config import ExportConfig
 from annotation_export.export import export_batch
 from annotation_export.importer import import_labels, labels_as_coco
+from annotation_export.review import apply_review, export_review_batch
 from detectors.config import DetectConfig, FinetuneConfig
 from fdb import StoreConfig, StoreUnavailable
 from fdb import exports as export_store
 from fdb import images as image_store
+from fdb import labelled_sets
 from fdb import labels as label_store
 from fdb import runs as run_store
 from fdb import selections as selection_store
-from mining.config import MatchConfig, MiningConfig
+from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
+from mining.label_errors import find_label_errors
 from mining.selection import mine_hard_cases, pool_state
 from records.coco import load_coco
 from storage import list_images
@@ -49,6 +52,12 @@ def _worth_retrying(task, task_run, state) -> bool:
     except Exception:  # noqa: BLE001 - any other failure goes to the retry policy
         return True
     return True
+
+
+def newest_labels(store: StoreConfig, path: str) -> str:
+    """The file to read for a labelled set: its newest version once a review corrected it (`fdb.labelled_sets`),
+    beside the original, so its images resolve the same way."""
+    return labelled_sets.newest_path(connection(store), path)
 
 
 # No input caching: every task is idempotent against fdb anyway.
@@ -95,7 +104,7 @@ def detect_labelled(store: StoreConfig, model_version: str, gt_json: str, gt_ima
                     config: DetectConfig = DetectConfig(), progress: bool = False) -> dict:
     """The labelled set through the detector (incrementally), so its errors can be typed from the store. Images
     with ground truth are labelled, whatever an earlier ingest called them: never mined."""
-    ground_truth = load_coco(gt_json, image_dir=gt_images)
+    ground_truth = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
     uris = [str(ground_truth.image_path(i).resolve()) for i in ground_truth.images]
     fdb = connection(store)
     report = detect_images(fdb, checkpoint_of(store, model_version), uris, config, split="val", labelled=True,
@@ -107,11 +116,22 @@ def detect_labelled(store: StoreConfig, model_version: str, gt_json: str, gt_ima
 
 @task(name="mine hard cases", tags=["fdb", "index"], **IO_RETRIES)
 def mine(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | None = None,
-         mining: MiningConfig = MiningConfig(), match: MatchConfig = MatchConfig()) -> dict:
-    """Errors on the labelled set -> queries -> the pool's nearest images, recorded as a selection."""
-    result = mine_hard_cases(connection(store), model_version, load_coco(gt_json, image_dir=gt_images), mining,
-                             match, out_dir=store.home)
-    return {"errors": result.errors.counts, "error_table": result.errors.table(), "queries": len(result.queries),
+         mining: MiningConfig = MiningConfig(), match: MatchConfig = MatchConfig(),
+         label_config: LabelErrorConfig = LabelErrorConfig()) -> dict:
+    """Errors on the labelled set (less those a suspected label error explains) -> queries -> the pool's nearest
+    images, recorded as a selection."""
+    result = mine_hard_cases(connection(store), model_version,
+                             load_coco(newest_labels(store, gt_json), image_dir=gt_images), mining, match,
+                             out_dir=store.home, label_config=label_config)
+    label_errors = result.label_errors
+    table = result.errors.table() + ("\n" + label_errors.table() if label_errors else "")
+    if result.left_out:
+        table += "\nleft out of the queries as label errors: " + ", ".join(
+            f"{n} ({kind})" for kind, n in sorted(result.left_out.items()))
+    return {"errors": result.errors.counts, "error_table": table, "queries": len(result.queries),
+            "label_errors": label_errors.counts() if label_errors else {},
+            "label_error_predictions": label_errors.predictions if label_errors else None,
+            "left_out": result.left_out,
             "query_image_ids": sorted({str(q.source_image_id) for q in result.queries}),
             "query_coco_ids": sorted({e.coco_image_id for e in result.errors.errors
                                       if e.id in {q.error_id for q in result.queries}}),
@@ -123,6 +143,40 @@ def mine(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | 
             "random_uris": [img.uri for img in result.random.images] if result.random else [],
             "montage": str(result.montage) if result.montage else None,
             "top": [(img.uri, img.reason) for img in result.selection.images[:20]]}
+
+
+@task(name="judge the labels", tags=["fdb"], **IO_RETRIES)
+def judge_labels(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | None = None,
+                 config: LabelErrorConfig = LabelErrorConfig(), match: MatchConfig = MatchConfig()) -> dict:
+    """Suspected label errors of the labelled set's newest version, judged by the model's stored predictions
+    on the images it never trained on, recorded in fdb."""
+    path = newest_labels(store, gt_json)
+    report = find_label_errors(connection(store), model_version, load_coco(path, image_dir=gt_images), config, match)
+    return {"labelled_set": path, "table": report.table(), "counts": report.counts(), "images": report.images,
+            "skipped_in_sample": report.skipped_in_sample, "predictions": report.predictions,
+            "top": [(s.uri, s.type, round(s.suspicion, 3), s.why) for s in report.label_errors[:20]]}
+
+
+@task(name="export the review batch", tags=["io", "s3"], **IO_RETRIES)
+def export_review(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | None = None,
+                  target: str | None = None) -> dict:
+    """The labelled images with suspected label errors, their labels and the disagreeing predictions, as a
+    CVAT + COCO batch for the team to correct (default: `exports/` in the data home)."""
+    ground_truth = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
+    result = export_review_batch(connection(store), ground_truth, model_version,
+                                 target or Path(store.home) / "exports")
+    return {"batch_id": result.batch_id, "location": result.location, **result.counts}
+
+
+@task(name="import the corrected labels", tags=["fdb"], **IO_RETRIES)
+def import_review(store: StoreConfig, labels_path: str, batch_id: str) -> dict:
+    """The team's corrections of a review batch: a label version of the batch, then the next version of the
+    labelled set it came from (what evaluation, mining and retraining read from then on)."""
+    fdb = connection(store)
+    report = import_labels(fdb, labels_path, batch_id)
+    version = apply_review(fdb, batch_id)
+    return {"batch_id": batch_id, "label_version": report.label_version, "images": report.images,
+            "labelled_set": version["path"], "version": version["version"], "changes": version.get("changes", {})}
 
 
 @task(name="export to the labelling queue", tags=["io", "s3"], **IO_RETRIES)
@@ -158,7 +212,7 @@ def nightly_state(store: StoreConfig, model_version: str, gt_json: str, params: 
     """(state key, the night with that key as far as it got, or None): `status` "done" with its `result` (a
     second run with nothing new is a no-op) or "exporting" with its recorded selection under `mine`."""
     fdb = connection(store)
-    state = pool_state(fdb, model_version, gt_json, params)
+    state = pool_state(fdb, model_version, newest_labels(store, gt_json), params)
     return state, run_store.scheduled_run(fdb, state)
 
 
@@ -180,8 +234,9 @@ def compare_arms(store: StoreConfig, seed_checkpoint: str, train_json: str, eval
     """The mined / random / control experiment (`tasks.experiment`), its arm models registered in fdb."""
     from tasks.experiment import retrain_and_compare  # noqa: PLC0415 - torch training, only for this task
 
-    return retrain_and_compare(seed_checkpoint, load_coco(train_json, image_dir=image_dir), batches,
-                               load_coco(eval_json, image_dir=image_dir), query_images, work_dir, recipe,
+    return retrain_and_compare(seed_checkpoint, load_coco(newest_labels(store, train_json), image_dir=image_dir),
+                               batches, load_coco(newest_labels(store, eval_json), image_dir=image_dir),
+                               query_images, work_dir, recipe,
                                fdb=connection(store), progress=progress)
 
 
@@ -194,7 +249,8 @@ def retrain_candidate(store: StoreConfig, train_json: str, eval_json: str, image
     from tasks.retrain import retrain  # noqa: PLC0415 - torch training, only for this task
 
     work = Path(store.home) / "retrain" / store.db_name / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    result = retrain(connection(store), train_json, eval_json, image_dir, work, recipe, promote, base, match,
+    result = retrain(connection(store), newest_labels(store, train_json), newest_labels(store, eval_json),
+                     image_dir, work, recipe, promote, base, match,
                      progress=progress, query_images=query_images, allow_no_batches=allow_no_batches)
     return {"candidate": result.candidate, "production_before": result.production_before,
             "production_after": result.production_after, "promoted": result.production_after != result.production_before,
@@ -206,7 +262,7 @@ def retrain_candidate(store: StoreConfig, train_json: str, eval_json: str, image
 def query_images(store: StoreConfig, batch_id: str, eval_json: str, image_dir: str | None = None) -> list[int]:
     """The evaluation set's ids of the images whose errors queried the batch's selection: the query subset."""
     fdb = connection(store)
-    evaluation = load_coco(eval_json, image_dir=image_dir)
+    evaluation = load_coco(newest_labels(store, eval_json), image_dir=image_dir)
     batch = export_store.get(fdb, batch_id)
     found = selection_store.read_selection(fdb, batch["selection_id"]) if batch else None
     if found is None:
@@ -226,5 +282,5 @@ def write_comparison_report(comparison, out_dir: str, title: str, facts: dict, m
                                                queried_types=queried_types).items()}
 
 
-__all__ = ["batch_labels", "compare_arms", "query_images", "retrain_candidate", "detect", "detect_labelled", "export", "import_batch_labels",
+__all__ = ["batch_labels", "compare_arms", "export_review", "import_review", "judge_labels", "newest_labels", "query_images", "retrain_candidate", "detect", "detect_labelled", "export", "import_batch_labels",
            "list_new_images", "mine", "nightly_state", "record_export_intent", "record_night", "resolve_model", "write_comparison_report"]

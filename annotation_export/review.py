@@ -1,0 +1,219 @@
+"""The re-annotation queue: labelled images whose labels are suspected, sent back to the team to correct.
+
+A review batch has the layout of a labelling batch (`annotation_export.export`): CVAT for images 1.1 XML, COCO 1.0,
+the images, a manifest and `_DONE`. Each image carries its current labels *and* the model's predictions that
+disagree with them, told apart twice over: CVAT's `source` ("manual" for a label, "auto" for a prediction) and an
+`origin` attribute ("label" / "prediction"); a `suspect` attribute names what is suspected of the object. The
+annotators fix the labels and delete the predictions that are wrong; whatever the returned file holds is the
+truth for those images (a kept prediction is an accepted one, as with any pre-annotation).
+
+The corrections come back through the usual import (`importer.import_labels`, a new label version of the batch),
+then `apply_review` writes the next version of the labelled set: a new COCO file beside the reviewed one, where
+the reviewed images' annotations are replaced, every other image kept as it was. The old file is never changed.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from annotation_export.export import COCO_JSON, CVAT_XML, ExportError, ExportResult, ship_batch
+from annotation_export.formats import BatchImage, BatchObject, coco_json, cvat_xml, export_categories, unique_file_names
+from fdb import FeatureDB
+from fdb import exports as export_store
+from fdb import images as image_store
+from fdb import label_errors as suspect_store
+from fdb import labelled_sets
+from fdb import labels as label_store
+from records.coco import CocoSet
+from storage import s3 as s3mod
+
+MANIFEST_COLUMNS = ["file_name", "uri", "coco_image_id", "suspects", "labelled_set", "labels_version",
+                    "model_version", "predictions"]
+
+
+def _sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def review_batch_id(labels_sha256: str, model_version: str, suspect_ids: list) -> str:
+    key = "\x1f".join([labels_sha256, model_version, *sorted(map(str, suspect_ids))])
+    return "review-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def export_review_batch(fdb: FeatureDB, ground_truth: CocoSet, model_version: str, target: str | Path,
+                        s3_client=None) -> ExportResult:
+    """Export the images of `ground_truth` with suspected label errors (judged by `model_version` on this very
+    version of the file, recorded in fdb) as a review batch under `target` (a folder or s3:// prefix)."""
+    labels_sha = _sha256(ground_truth.path)
+    suspects = suspect_store.read_suspects(fdb, model_version, labels_version=labels_sha)
+    if not suspects:
+        raise ExportError(f"no suspected label errors of {ground_truth.path} (sha256 {labels_sha[:12]}) judged "
+                          f"by model {model_version} in fdb: judge the labelled set first")
+    by_image: dict[int, list[dict]] = {}
+    for s in suspects:
+        by_image.setdefault(int(s["coco_image_id"]), []).append(s)
+    cats, mapping = export_categories(ground_truth.categories)
+    name_of = {c["id"]: c["name"] for c in cats}
+    uris = {cid: str(ground_truth.image_path(cid).resolve()) for cid in by_image}
+    names = unique_file_names(list(uris.values()))
+    docs = image_store.by_uri(fdb, uris.values())
+    batch, rows = [], []
+    for cid in sorted(by_image, key=lambda c: names[uris[c]]):
+        im = ground_truth.images[cid]
+        accused: dict = {}
+        for s in by_image[cid]:
+            if s.get("gt_id") is not None:
+                accused.setdefault(s["gt_id"], []).append(s["type"])
+        image = BatchImage(str(docs[uris[cid]]["_id"]), uris[cid], names[uris[cid]], int(im["width"]),
+                           int(im["height"]))
+        for rank, ann in enumerate(ground_truth.annotations_by_image[cid]):
+            seg = ann.get("segmentation")
+            polygons = [list(map(float, p)) for p in seg] if isinstance(seg, list) else []
+            image.objects.append(BatchObject(
+                rank, mapping[ann["category_id"]], name_of[mapping[ann["category_id"]]], list(map(float, ann["bbox"])),
+                None, polygons, float(ann.get("area") or ann["bbox"][2] * ann["bbox"][3]), source="manual",
+                attributes={"origin": "label", "suspect": ";".join(sorted(set(accused.get(ann["id"], []))))}))
+        predictions = [s for s in by_image[cid] if s.get("detection_id") is not None]
+        for rank, s in enumerate(predictions, start=len(image.objects)):
+            x, y, w, h = s["bbox"]
+            image.objects.append(BatchObject(
+                rank, mapping[s["category_id"]], name_of[mapping[s["category_id"]]], [float(v) for v in s["bbox"]],
+                float(s["score"]), [], float(w * h), source="auto",
+                attributes={"origin": "prediction", "suspect": s["type"]}))
+        batch.append(image)
+        rows.append({"file_name": image.file_name, "uri": image.uri, "coco_image_id": cid,
+                     "suspects": [{"type": s["type"], "suspicion": round(float(s["suspicion"]), 4), "why": s["why"],
+                                   "label_id": s.get("gt_id"), "label_class": s.get("gt_category_name"),
+                                   "predicted_class": s.get("category_name") if s.get("detection_id") is not None
+                                   else None, "score": s.get("score"), "iou": round(float(s["iou"]), 3)}
+                                  for s in by_image[cid]],
+                     "labelled_set": str(Path(ground_truth.path).resolve()), "labels_version": labels_sha,
+                     "model_version": model_version, "predictions": by_image[cid][0].get("predictions")})
+
+    batch_id = review_batch_id(labels_sha, model_version, [s["_id"] for s in suspects])
+    target = str(target)
+    is_s3 = target.startswith("s3://")
+    location = (target.rstrip("/") + "/" + batch_id) if is_s3 else str(Path(target) / batch_id)
+    previous = export_store.get(fdb, batch_id)
+    if previous and previous.get("status") == "labelled":
+        raise ExportError(f"review batch {batch_id} was already corrected; it is not exported again")
+    export_store.start(fdb, batch_id, None, model_version, None, location, kind="review", extra={
+        "labelled_set": str(Path(ground_truth.path).resolve()), "image_dir": str(ground_truth.image_dir),
+        "labels_sha256": labels_sha})
+    client = (s3_client or s3mod.s3_client()) if is_s3 else None
+    files, digests = ship_batch(batch_id, target, location, {
+        CVAT_XML: cvat_xml(batch, cats, task_name=f"{batch_id} (review of suspected label errors)"),
+        COCO_JSON: coco_json(batch, cats), "manifest.json": _manifest_json(rows), "manifest.csv": _manifest_csv(rows)},
+        {im.file_name: im.uri for im in batch}, client)
+    counts = {"images": len(batch), "labels": sum(o.source == "manual" for im in batch for o in im.objects),
+              "predictions": sum(o.source == "auto" for im in batch for o in im.objects),
+              "suspects": len(suspects)}
+    export_store.finish(fdb, batch_id, files=[{"path": f, "sha256": digests[f]} for f in files], counts=counts,
+                        categories=cats, category_map=mapping,
+                        images=[{"image_id": docs[im.uri]["_id"], "uri": im.uri, "file_name": im.file_name,
+                                 "width": im.width, "height": im.height, "coco_image_id": row["coco_image_id"]}
+                                for im, row in zip(batch, rows)])
+    return ExportResult(batch_id, location, files, counts)
+
+
+def _manifest_json(rows: list[dict]) -> bytes:
+    return (json.dumps({"how_to_review": "Fix the labels (origin=label) and delete every prediction (origin="
+                                         "prediction) that is wrong: what the returned file holds is the truth.",
+                        "images": rows}, sort_keys=True, indent=1, default=str) + "\n").encode()
+
+
+def _manifest_csv(rows: list[dict]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "suspects": ";".join(f"{s['type']}:{s['suspicion']}" for s in row["suspects"])})
+    return buf.getvalue().encode()
+
+
+# ---------------------------------------------------------------------------------------------------- back
+def _box_iou(a: list, b: list) -> np.ndarray:
+    if not a or not b:
+        return np.zeros((len(a), len(b)))
+    return np.asarray(mask_utils.iou([list(x) for x in a], [list(x) for x in b], [0] * len(b)))
+
+
+def label_changes(before: list[dict], after: list[dict]) -> dict[str, int]:
+    """What the annotators changed on one image: labels kept, moved (IoU < 0.95 with their old box), relabelled
+    (another class), removed and added, matched greedily at IoU >= 0.5."""
+    iou = _box_iou([a["bbox"] for a in before], [a["bbox"] for a in after])
+    pairs = sorted(((iou[i, j], i, j) for i in range(len(before)) for j in range(len(after)) if iou[i, j] >= 0.5),
+                   reverse=True)
+    used_b, used_a, out = set(), set(), {"kept": 0, "moved": 0, "relabelled": 0, "removed": 0, "added": 0}
+    for value, i, j in pairs:
+        if i in used_b or j in used_a:
+            continue
+        used_b.add(i)
+        used_a.add(j)
+        if before[i]["category_id"] != after[j]["category_id"]:
+            out["relabelled"] += 1
+        elif value < 0.95:
+            out["moved"] += 1
+        else:
+            out["kept"] += 1
+    out["removed"] = len(before) - len(used_b)
+    out["added"] = len(after) - len(used_a)
+    return out
+
+
+def apply_review(fdb: FeatureDB, batch_id: str) -> dict:
+    """The corrected labels of review batch `batch_id` (its newest label version) as the next version of the
+    labelled set it was cut from: a new COCO file `<stem>.v<N>.json` beside it, recorded in `labelled_sets`.
+    Returns that record (`path`, `version`, `changes`). Applying the same labels again changes nothing."""
+    export = export_store.get(fdb, batch_id)
+    if export is None or export.get("kind") != "review":
+        raise LookupError(f"no review batch {batch_id!r} in fdb")
+    label_version = label_store.latest_version(fdb, batch_id)
+    if label_version is None:
+        raise LookupError(f"review batch {batch_id}: no corrected labels imported yet")
+    reviewed = export["labelled_set"]
+    base = labelled_sets.newest_path(fdb, reviewed)  # corrections of another review may have landed meanwhile
+    coco = json.loads(Path(base).read_text())
+    by_image_id = {str(im["image_id"]): im for im in export["images"]}
+    corrected = {by_image_id[str(d["image_id"])]["coco_image_id"]: d
+                 for d in label_store.read_version(fdb, batch_id, label_version)}
+    known_ids = {im["id"] for im in coco["images"]}
+    lost = sorted(set(corrected) - known_ids)
+    if lost:
+        raise ValueError(f"review batch {batch_id}: images {lost} are not in {base}")
+    old = [a for a in coco["annotations"] if a["image_id"] in corrected]
+    kept = [a for a in coco["annotations"] if a["image_id"] not in corrected]
+    next_id = max((a["id"] for a in coco["annotations"]), default=0) + 1
+    new, changes = [], {"images": len(corrected), "kept": 0, "moved": 0, "relabelled": 0, "removed": 0,
+                        "added": 0}
+    for cid in sorted(corrected):
+        anns = []
+        for ann in corrected[cid]["annotations"]:
+            anns.append({"id": next_id, "image_id": cid, "category_id": int(ann["category_id"]),
+                         "bbox": [float(v) for v in ann["bbox"]], "area": float(ann.get("area") or 0.0),
+                         "segmentation": ann.get("segmentation") or [], "iscrowd": int(ann.get("iscrowd", 0))})
+            next_id += 1
+        for key, n in label_changes([a for a in old if a["image_id"] == cid], anns).items():
+            changes[key] += n
+        new += anns
+    coco["annotations"] = sorted(kept + new, key=lambda a: (a["image_id"], a["id"]))
+    data = (json.dumps(coco, indent=1) + "\n").encode()
+    versions = labelled_sets.versions(fdb, reviewed)
+    sha = hashlib.sha256(data).hexdigest()
+    same = next((v for v in versions if v["sha256"] == sha), None)
+    if same is not None:
+        return same
+    number = (versions[-1]["version"] if versions else 1) + 1
+    first = Path(versions[0]["path"] if versions else reviewed)
+    out = first.with_name(f"{first.stem}.v{number}.json")
+    out.write_bytes(data)
+    return labelled_sets.add_version(fdb, reviewed, out, source=f"review {batch_id}, labels v{label_version}",
+                                     changes=changes)
+

@@ -1,0 +1,264 @@
+"""Can the engine tell the annotators' mistakes from the model's? Plant known label errors in a labelled set, let
+a model judge it, and rank the suspects.
+
+    .venv/bin/python benchmarks/label_errors_bench.py [--parts synthetic mining pennfudan coco128]
+        [--shared ../shared/data] [--work /tmp/dataengine-label-errors-bench]
+        [--out benchmarks/results/label_errors.json]
+
+Planting (seeded), over the labelled set's boxes: delete 10 %, swap the class of 10 % (to another class), shift or
+shrink 10 % so the new box has IoU 0.3-0.7 with the old one (at least 0.3 IoU lost), and add boxes on background
+numbering 5 % (sizes drawn from the set's boxes, IoU < 0.05 with every box, and on the synthetic scenes with every
+unlabelled look-alike too). Each planted error has one suspect type that finds it: deleted -> possible_missing
+(a suspect prediction at IoU >= 0.5 with the deleted box), swapped -> possible_wrong_class, shifted ->
+possible_bad_box, added -> possible_spurious (the suspect's label is the planted one).
+
+Per kind: the suspects of its type ranked by suspicion, recall within the top 2 x planted and within the top
+planted, precision at both cuts (at the 2 x cut it cannot exceed 0.5), and recall and precision of the suspects at
+the default threshold (what mining leaves out and `review-labels` ships).
+
+Parts:
+- synthetic: the demo's scenes at full size; the seed model (120 steps) judges the val split it never trained on;
+- mining: the same scenes with 10 % of the val labels deleted; mining with and without leaving suspected label
+  errors out, against clean labels: the share of the mined batch holding a look-alike (a real model error);
+- pennfudan: PennFudanPed (120 train / 50 val), the pretrained mobilenet preset (the small one without the optional
+  weights) judges the planted val split;
+- coco128: 20 % of coco128's labels swapped; two folds, each judged by a model trained on the other (k-fold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PLANT = {"deleted": 0.10, "swapped": 0.10, "shifted": 0.10, "added": 0.05}
+FINDS = {"deleted": "possible_missing", "swapped": "possible_wrong_class", "shifted": "possible_bad_box",
+         "added": "possible_spurious"}
+
+
+def _iou(a, b) -> float:
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    w, h = max(0.0, min(ax2, bx2) - max(a[0], b[0])), max(0.0, min(ay2, by2) - max(a[1], b[1]))
+    inter = w * h
+    return inter / max(a[2] * a[3] + b[2] * b[3] - inter, 1e-9)
+
+
+def plant(coco: dict, seed: int, rates: dict[str, float] = PLANT, avoid: dict | None = None) -> tuple[dict, dict]:
+    """A copy of `coco` with label errors planted, and what was planted: kind -> list of records (`ann_id`, the
+    image, the box before and after, the classes)."""
+    rng = np.random.default_rng(seed)
+    coco = json.loads(json.dumps(coco))
+    images = {im["id"]: im for im in coco["images"]}
+    anns = [a for a in coco["annotations"] if not a.get("iscrowd", 0)]
+    order = rng.permutation(len(anns))
+    n = {kind: int(round(rate * len(anns))) for kind, rate in rates.items()}
+    take = {}
+    start = 0
+    for kind in ("deleted", "swapped", "shifted"):
+        take[kind] = [anns[i] for i in order[start:start + n.get(kind, 0)]]
+        start += n.get(kind, 0)
+    class_ids = sorted(c["id"] for c in coco["categories"])
+    planted: dict[str, list] = {kind: [] for kind in FINDS}
+    for a in take["deleted"]:
+        planted["deleted"].append({"ann_id": a["id"], "image_id": a["image_id"], "bbox": a["bbox"],
+                                   "category_id": a["category_id"]})
+    gone = {a["id"] for a in take["deleted"]}
+    coco["annotations"] = [a for a in coco["annotations"] if a["id"] not in gone]
+    for a in take["swapped"]:
+        new = int(rng.choice([c for c in class_ids if c != a["category_id"]]))
+        planted["swapped"].append({"ann_id": a["id"], "image_id": a["image_id"], "bbox": a["bbox"],
+                                   "category_id": a["category_id"], "new_category_id": new})
+        a["category_id"] = new
+    for a in take["shifted"]:
+        im = images[a["image_id"]]
+        x, y, w, h = a["bbox"]
+        for _ in range(200):
+            if rng.random() < 0.5:  # shift by a share of the box
+                dx, dy = rng.uniform(-0.45, 0.45) * w, rng.uniform(-0.45, 0.45) * h
+                box = [x + dx, y + dy, w, h]
+            else:  # shrink or grow about a corner-ish anchor
+                s = rng.uniform(0.45, 0.8) if rng.random() < 0.7 else rng.uniform(1.3, 1.8)
+                box = [x + rng.uniform(0, 1) * w * (1 - s), y + rng.uniform(0, 1) * h * (1 - s), w * s, h * s]
+            box = [max(0.0, box[0]), max(0.0, box[1]), box[2], box[3]]
+            box[2], box[3] = min(box[2], im["width"] - box[0]), min(box[3], im["height"] - box[1])
+            if box[2] >= 2 and box[3] >= 2 and 0.3 <= _iou(box, a["bbox"]) <= 0.7:
+                break
+        else:
+            continue
+        planted["shifted"].append({"ann_id": a["id"], "image_id": a["image_id"], "bbox": a["bbox"], "new_bbox": box,
+                                   "iou": _iou(box, a["bbox"]), "category_id": a["category_id"]})
+        a["bbox"] = [round(v, 2) for v in box]
+        a["area"] = box[2] * box[3]
+        a["segmentation"] = [[box[0], box[1], box[0] + box[2], box[1], box[0] + box[2], box[1] + box[3], box[0],
+                              box[1] + box[3]]] if a.get("segmentation") else a.get("segmentation", [])
+    sizes = [(a["bbox"][2], a["bbox"][3]) for a in anns]
+    next_id = max((a["id"] for a in coco["annotations"]), default=0) + 1
+    by_image: dict[int, list] = {}
+    for a in coco["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a["bbox"])
+    for _ in range(n.get("added", 0)):
+        for _ in range(500):
+            im = images[int(rng.choice(list(images)))]
+            w, h = sizes[int(rng.integers(len(sizes)))]
+            if w >= im["width"] or h >= im["height"]:
+                continue
+            box = [float(rng.uniform(0, im["width"] - w)), float(rng.uniform(0, im["height"] - h)), w, h]
+            others = by_image.get(im["id"], []) + [o["bbox"] for o in planted["deleted"] if o["image_id"] == im["id"]]
+            others += (avoid or {}).get(im["id"], [])
+            if all(_iou(box, o) < 0.05 for o in others):
+                break
+        else:
+            continue
+        cid = int(rng.choice(class_ids))
+        coco["annotations"].append({"id": next_id, "image_id": im["id"], "category_id": cid, "bbox": box,
+                                    "area": w * h, "iscrowd": 0, "segmentation": []})
+        by_image.setdefault(im["id"], []).append(box)
+        planted["added"].append({"ann_id": next_id, "image_id": im["id"], "bbox": box, "category_id": cid})
+        next_id += 1
+    return coco, planted
+
+
+def score_suspects(suspects: list, planted: dict, threshold: float) -> dict:
+    """Per planted kind: recall and precision of that kind's suspects at the cuts (see the module's text)."""
+    out = {}
+    for kind, suspect_type in FINDS.items():
+        ranked = [s for s in suspects if s.type == suspect_type]
+        truth = planted[kind]
+        if kind == "deleted":
+            def hit(s, t):
+                return s.coco_image_id == t["image_id"] and s.bbox is not None and _iou(s.bbox, t["bbox"]) >= 0.5
+        else:
+            def hit(s, t):
+                return s.coco_image_id == t["image_id"] and s.gt_id == t["ann_id"]
+
+        def found(cut):
+            chosen = ranked[:cut]
+            true_suspects = [s for s in chosen if any(hit(s, t) for t in truth)]
+            recalled = sum(any(hit(s, t) for s in chosen) for t in truth)
+            return {"suspects": len(chosen), "recall": recalled / max(1, len(truth)),
+                    "precision": len(true_suspects) / max(1, len(chosen))}
+
+        above = [s for s in ranked if s.suspicion >= threshold]
+        out[kind] = {"planted": len(truth), "suspect_type": suspect_type, "candidates": len(ranked),
+                     "top_2x": found(2 * len(truth)), "top_1x": found(len(truth)),
+                     "at_threshold": found(len(above))}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- parts
+def synthetic_setup(work: Path):
+    """The demo's scenes at full size, its seed model registered, and detections over val and pool in fdb."""
+    from dataengine.config import store_config
+    from detectors.config import TrainConfig
+    from flows.demo import FULL
+    from tasks.context import checkpoint_of, connection
+    from tasks.demo import generate_scenes, train_seed
+    from tasks.detect import detect_images
+
+    store = store_config()
+    data = work / "synthetic"
+    generate_scenes.fn(str(data), FULL, progress=False)
+    seed = train_seed.fn(store, str(data), str(work / "seed-120.pt"), TrainConfig(steps=FULL["seed_steps"]),
+                         progress=False, min_size=240, max_size=320)
+    fdb = connection(store)
+    checkpoint = checkpoint_of(store, seed["version"])
+    images = data / "images"
+    for split in ("val", "pool"):
+        uris = [str((images / im["file_name"]).resolve())
+                for im in json.loads((data / "annotations" / f"{split}.json").read_text())["images"]]
+        detect_images(fdb, checkpoint, uris, split=split, labelled=split == "val", progress=False)
+    return store, fdb, seed["version"], data
+
+
+def part_synthetic(work: Path, seed: int = 0) -> dict:
+    from mining.label_errors import LabelErrorConfig, find_label_errors
+    from records.coco import load_coco
+
+    _, fdb, version, data = synthetic_setup(work)
+    clean = json.loads((data / "annotations" / "val.json").read_text())
+    avoid = {im["id"]: [d["bbox"] for d in im.get("distractors", [])] for im in clean["images"]}
+    noisy, planted = plant(clean, seed, avoid=avoid)
+    path = work / "val_noisy.json"
+    path.write_text(json.dumps(noisy))
+    config = LabelErrorConfig()
+    start = time.monotonic()
+    report = find_label_errors(fdb, version, load_coco(path, image_dir=data / "images"), config)
+    seconds = time.monotonic() - start
+    clean_report = find_label_errors(fdb, version, load_coco(data / "annotations" / "val.json"), config)
+    return {"model": version, "labelled_set": "demo val split, 100 images (the seed never trained on it)",
+            "boxes": len([a for a in clean["annotations"] if not a.get("iscrowd", 0)]),
+            "predictions": report.predictions, "seconds": round(seconds, 2), "threshold": config.threshold,
+            "by_kind": score_suspects(report.suspects, planted, config.threshold),
+            "label_errors_at_threshold": report.counts(),
+            "on_clean_labels": {"label_errors_at_threshold": clean_report.counts(),
+                                "note": "the generator's labels are exact: every suspect here is a false alarm"}}
+
+
+def part_mining(work: Path, seed: int = 0) -> dict:
+    """Mining with 10 % of the val labels deleted: leaving suspected label errors out, or not, against clean."""
+    from detectors.synthetic import hard_case_share
+    from flows.demo import FULL, QUERY_TYPES
+    from mining.config import MiningConfig
+    from mining.selection import mine_hard_cases
+    from records.coco import load_coco
+
+    store, fdb, version, data = synthetic_setup(work)
+    clean_path = data / "annotations" / "val.json"
+    noisy, planted = plant(json.loads(clean_path.read_text()), seed, {"deleted": 0.10})
+    noisy_path = work / "val_missing10.json"
+    noisy_path.write_text(json.dumps(noisy))
+    out = {"deleted_labels": len(planted["deleted"])}
+    for name, path, keep in (("clean labels", clean_path, True), ("noisy, label errors kept", noisy_path, True),
+                             ("noisy, label errors left out", noisy_path, False)):
+        config = MiningConfig(k=FULL["k"], budget=FULL["budget"], types=tuple(QUERY_TYPES), keep_label_errors=keep,
+                              random_arm=False)
+        result = mine_hard_cases(fdb, version, load_coco(path, image_dir=data / "images"), config,
+                                 out_dir=work / "mining")
+        share = hard_case_share([im.uri for im in result.selection.images], data / "annotations" / "pool.json")
+        out[name] = {"queries": len(result.queries), "left_out": result.left_out, "mined": share["images"],
+                     "lookalike_share": round(share["share"], 3)}
+        print("mining", name, json.dumps(out[name]), flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", nargs="+", default=["synthetic", "mining", "pennfudan", "coco128"],
+                        choices=["synthetic", "mining", "pennfudan", "coco128"])
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the planting")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/dataengine-label-errors-bench"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "label_errors.json")
+    args = parser.parse_args()
+    os.environ["DATAENGINE_HOME"] = str(args.work / "home")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    args.work.mkdir(parents=True, exist_ok=True)
+    result = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    result.update({"machine": platform.node(), "date": time.strftime("%Y-%m-%d"), "planting": PLANT,
+                   "planting_seed": args.seed})
+
+    def save():
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1, default=str))
+
+    parts = {"synthetic": lambda: part_synthetic(args.work, args.seed),
+             "mining": lambda: part_mining(args.work, args.seed)}
+    for name in args.parts:
+        if name not in parts:
+            continue
+        start = time.monotonic()
+        result[name] = {**parts[name](), "minutes": round((time.monotonic() - start) / 60, 1)}
+        print(name, json.dumps(result[name], default=str), flush=True)
+        save()
+
+
+if __name__ == "__main__":
+    main()

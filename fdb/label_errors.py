@@ -1,0 +1,36 @@
+"""The `label_errors` collection: suspected label errors on a labelled set, each with its evidence.
+
+A suspect is keyed by the model that judged, the judging parameters, the labelled set's bytes (its version), the
+image and what it accuses, so judging again adds nothing and a corrected labelled set gets suspects of its own."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fdb.store import FeatureDB, bulk_insert, stable_id, utcnow
+from records import LabelSuspect
+
+
+def suspect_id(model_version: str, params_key: str, labels_sha256: str, image_id, kind: str, subject) -> object:
+    return stable_id("label-error", model_version, params_key, labels_sha256, image_id, kind, subject)
+
+
+def record_suspects(fdb: FeatureDB, suspects: list[LabelSuspect], threshold: float) -> None:
+    """Store suspects whose `id` is set; `is_label_error` says whether each reached the run's threshold."""
+    now = utcnow()
+    docs = [{"_id": s.id, **{k: v for k, v in asdict(s).items() if k != "id"},
+             "is_label_error": s.suspicion >= threshold, "created_at": now} for s in suspects]
+    bulk_insert(fdb.label_errors, docs)
+
+
+def read_suspects(fdb: FeatureDB, model_version: str | None = None, labels_version: str | None = None,
+                  only_errors: bool = True) -> list[dict]:
+    """Stored suspects, by suspicion (highest first)."""
+    query: dict = {}
+    if model_version:
+        query["model_version"] = model_version
+    if labels_version:
+        query["labels_version"] = labels_version
+    if only_errors:
+        query["is_label_error"] = True
+    return list(fdb.label_errors.find(query).sort([("suspicion", -1), ("_id", 1)]))

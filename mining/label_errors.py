@@ -1,0 +1,332 @@
+"""Label errors: where the model and the labels disagree, and the labels are the likelier to be wrong.
+
+Every disagreement is counted as a model error by `mining.errors`. Some are the annotators' mistakes instead, and a
+mining query made from one sends the miner after objects the model already gets right. Per labelled image, the
+model's confident predictions (score >= `min_score`) are matched greedily to the labels of their class at IoU >=
+`match.iou_threshold`, as COCOeval does, and then:
+
+- `possible_bad_box`: a confident prediction matched to a label of its class below `bad_box_iou`, or overlapping
+  an unmatched label of its class at `match.background_iou` <= IoU < `iou_threshold` — the box was drawn sloppily
+  or shifted. Suspicion: score x how far the IoU falls below `bad_box_iou` (1 at IoU 0.5 and below).
+- `possible_wrong_class`: a confident prediction on an unmatched label of another class (IoU >= iou_threshold)
+  that no prediction of the label's class claims. Suspicion: score x agreement.
+- `possible_missing`: a confident prediction that overlaps no label (IoU < iou_threshold with all of them, and
+  not a sloppy box above) — an object nobody labelled, or a false positive. Suspicion: score x agreement.
+- `possible_spurious`: a label no prediction of its class supports: the best score of a prediction of its class at
+  IoU >= iou_threshold (any score the model kept) is `support`; suspicion (1 - support / `spurious_support`),
+  halved as far as any prediction of any class roughly there (IoU >= background_iou) is confident: a model's miss
+  usually leaves a trace, a box on nothing does not.
+
+Agreement is what tells a missing label from a false positive of the model: the fraction of the prediction's
+`neighbours` nearest labelled detections (box-head FC vectors, centred, cosine; other images only) that are matched
+predictions of the same class. An unlabelled car looks like the labelled cars the model found; the model's false
+positives on a logo or a balloon look like each other. (FiftyOne's mistakenness uses the score alone; cleanlab's
+object-detection scores add a similarity term of the same spirit.) Without vectors the agreement is 1: the score
+alone decides.
+
+A model that trained on a label cannot judge it: it has learned the mistake. `find_label_errors` therefore only
+judges images the model never trained on ("held_out"), and says how many it skipped; `k_fold` predictions (each
+image judged by a model trained without it) are recorded as such by whoever made them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from fdb import FeatureDB
+from fdb import images as image_store
+from fdb import label_errors as suspect_store
+from fdb import models as model_store
+from mining.config import LabelErrorConfig, MatchConfig
+from records import BOX_LAYER, LABEL_ERROR_TYPES, Detection, LabelSuspect, ModelError
+from records.coco import CocoSet, load_coco
+
+__all__ = ["LABEL_ERROR_TYPES", "LabelErrorConfig", "LabelErrorReport", "explained_errors", "find_label_errors",
+           "neighbour_agreement", "suspect_image_labels", "trained_on"]
+
+
+def _key(det: Detection):
+    return det.id if det.id is not None else det.rank
+
+
+def _ious(boxes_a: list, boxes_b: list) -> np.ndarray:
+    if not boxes_a or not boxes_b:
+        return np.zeros((len(boxes_a), len(boxes_b)))
+    return np.asarray(mask_utils.iou([list(b) for b in boxes_a], [list(b) for b in boxes_b], [0] * len(boxes_b)))
+
+
+def match_confident(detections: list[Detection], ground_truth: list[dict], min_score: float,
+                    iou_threshold: float) -> tuple[list[Detection], list[dict], np.ndarray, dict[int, int]]:
+    """(confident detections by score, non-crowd labels, their IoUs, detection index -> matched label index):
+    COCOeval's greedy matching of each confident detection to the best free label of its class."""
+    dets = sorted((d for d in detections if d.score >= min_score), key=lambda d: -d.score)
+    gts = [g for g in ground_truth if not g.get("iscrowd", 0)]
+    iou = _ious([d.bbox for d in dets], [g["bbox"] for g in gts])
+    taken: dict[int, int] = {}
+    matched: dict[int, int] = {}
+    for i, det in enumerate(dets):
+        best, best_iou = None, iou_threshold
+        for j, g in enumerate(gts):
+            if j not in taken and g["category_id"] == det.category_id and iou[i, j] >= best_iou:
+                best, best_iou = j, iou[i, j]
+        if best is not None:
+            taken[best] = i
+            matched[i] = best
+    return dets, gts, iou, matched
+
+
+def suspect_image_labels(detections: list[Detection], ground_truth: list[dict],
+                         config: LabelErrorConfig = LabelErrorConfig(), match: MatchConfig = MatchConfig(),
+                         agreement: dict | None = None) -> list[LabelSuspect]:
+    """The suspected label errors of one image, every candidate with its suspicion (the caller applies the
+    threshold). `detections`: every detection the model kept (any score; the low ones give `support`);
+    `ground_truth`: COCO annotations; `agreement`: detection id (or rank) -> neighbour agreement."""
+    agreement = agreement or {}
+    dets, gts, iou, matched = match_confident(detections, ground_truth, config.min_score, match.iou_threshold)
+    claimed = set(matched.values())  # labels a confident prediction of their class matched
+    suspects: list[LabelSuspect] = []
+
+    def suspect(kind: str, suspicion: float, det: Detection | None, g: dict | None, overlap: float, why: str,
+                **extra) -> None:
+        suspects.append(LabelSuspect(
+            kind, float(np.clip(suspicion, 0.0, 1.0)),
+            int(det.category_id) if det is not None else int(g["category_id"]),
+            detection_id=_key(det) if det is not None else None, score=float(det.score) if det else None,
+            bbox=[float(v) for v in det.bbox] if det is not None else None,
+            gt_id=g["id"] if g is not None else None, gt_bbox=[float(v) for v in g["bbox"]] if g else None,
+            gt_category_id=int(g["category_id"]) if g is not None else None, iou=float(overlap), why=why, **extra))
+
+    def disagreement(overlap: float) -> float:
+        return min(1.0, (config.bad_box_iou - overlap) / max(config.bad_box_iou - match.iou_threshold, 1e-6))
+
+    accused: set[int] = set()  # labels already suspected through a prediction
+    for i, det in enumerate(dets):
+        if i in matched:
+            j = matched[i]
+            if iou[i, j] < config.bad_box_iou:
+                suspect("possible_bad_box", det.score * disagreement(iou[i, j]), det, gts[j], iou[i, j],
+                        f"a {det.score:.2f} prediction of its class overlaps the box at IoU {iou[i, j]:.2f} only")
+                accused.add(j)
+            continue
+        row = iou[i] if len(gts) else np.zeros(0)
+        same = [j for j, g in enumerate(gts) if g["category_id"] == det.category_id]
+        other = [j for j, g in enumerate(gts) if g["category_id"] != det.category_id]
+        if any(row[j] >= match.iou_threshold for j in same):
+            continue  # a duplicate of a matched prediction: the model's error, not the label's
+        wrong = [j for j in other if row[j] >= match.iou_threshold and j not in claimed]
+        if wrong:
+            j = max(wrong, key=lambda j: row[j])
+            agree = agreement.get(_key(det), 1.0)
+            suspect("possible_wrong_class", det.score * agree, det, gts[j], row[j],
+                    f"a {det.score:.2f} prediction of another class sits on the label (IoU {row[j]:.2f}); "
+                    f"{agree:.0%} of its nearest labelled look-alikes are that class", agreement=agree)
+            accused.add(j)
+            continue
+        if any(row[j] >= match.iou_threshold for j in other):
+            continue  # another class, on a label its own class's prediction claims: the model's confusion
+        sloppy = [j for j in same if j not in claimed and row[j] >= match.background_iou]
+        if sloppy:
+            j = max(sloppy, key=lambda j: row[j])
+            suspect("possible_bad_box", det.score * disagreement(row[j]), det, gts[j], row[j],
+                    f"a {det.score:.2f} prediction of its class overlaps the unmatched box at IoU {row[j]:.2f}")
+            accused.add(j)
+            continue
+        agree = agreement.get(_key(det), 1.0)
+        best = float(row.max()) if len(row) else 0.0
+        suspect("possible_missing", det.score * agree, det, None, best,
+                f"a {det.score:.2f} prediction overlaps no label (best IoU {best:.2f}); {agree:.0%} of its nearest "
+                f"labelled look-alikes are matched objects of its class", agreement=agree)
+
+    every = sorted(detections, key=lambda d: -d.score)
+    all_iou = _ious([d.bbox for d in every], [g["bbox"] for g in gts])
+    for j, g in enumerate(gts):
+        if j in claimed or j in accused:
+            continue
+        support = max((d.score for i, d in enumerate(every) if d.category_id == g["category_id"]
+                       and all_iou[i, j] >= match.iou_threshold), default=0.0)
+        if support >= config.spurious_support:
+            continue
+        # Something the model saw there, of any class and roughly there, says an object is there: a miss of the
+        # model rather than a box on nothing.
+        presence = max((d.score for i, d in enumerate(every) if all_iou[i, j] >= match.background_iou),
+                       default=0.0)
+        suspect("possible_spurious", (1.0 - support / config.spurious_support) * (1.0 - 0.5 * presence), None, g,
+                float(all_iou[:, j].max()) if len(every) else 0.0,
+                f"no prediction of its class supports the label (best score {support:.2f}; anything there "
+                f"{presence:.2f})", support=support)
+    return suspects
+
+
+def neighbour_agreement(vectors: np.ndarray, classes: np.ndarray, matched: np.ndarray, images: np.ndarray,
+                        asked: np.ndarray, k: int) -> np.ndarray:
+    """For each row in `asked`: the share of its k nearest other-image rows (cosine, on vectors centred on their
+    mean) that are `matched` and of its class."""
+    if len(asked) == 0:
+        return np.zeros(0)
+    x = vectors.astype(np.float32) - vectors.mean(axis=0, dtype=np.float64).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-12
+    out = np.zeros(len(asked))
+    for start in range(0, len(asked), 512):
+        rows = asked[start:start + 512]
+        sims = x[rows] @ x.T
+        sims[images[rows][:, None] == images[None, :]] = -np.inf  # the image's own detections say nothing
+        take = min(k, max(1, len(x) - 1))
+        nearest = np.argpartition(-sims, take - 1, axis=1)[:, :take]
+        for r, (row, nbrs) in enumerate(zip(rows, nearest)):
+            nbrs = nbrs[np.isfinite(sims[r, nbrs])]
+            out[start + r] = float(np.mean(matched[nbrs] & (classes[nbrs] == classes[row]))) if len(nbrs) else 1.0
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- recorded
+@dataclass
+class LabelErrorReport:
+    model_version: str
+    config: LabelErrorConfig
+    predictions: str  # "held_out" or "k_fold"
+    images: int  # images judged
+    skipped_in_sample: int  # labelled images the model trained on: not judged
+    suspects: list[LabelSuspect]  # every candidate, by suspicion (highest first)
+
+    @property
+    def label_errors(self) -> list[LabelSuspect]:
+        """The suspects at or above the threshold: what counts as a label error."""
+        return [s for s in self.suspects if s.suspicion >= self.config.threshold]
+
+    def counts(self) -> dict[str, int]:
+        found = Counter(s.type for s in self.label_errors)
+        return {kind: found.get(kind, 0) for kind in LABEL_ERROR_TYPES}
+
+    def table(self) -> str:
+        counts = self.counts()
+        lines = [f"suspected label errors (suspicion >= {self.config.threshold:g}, {self.predictions} predictions "
+                 f"on {self.images} images" + (f"; {self.skipped_in_sample} the model trained on were not judged"
+                                               if self.skipped_in_sample else "") + ")"]
+        lines += [f"  {kind:<22}{counts[kind]:>6}" for kind in LABEL_ERROR_TYPES]
+        return "\n".join(lines)
+
+
+def trained_on(fdb: FeatureDB, model_version: str) -> tuple[set[str], set]:
+    """(resolved image paths, fdb image ids) of every image the model or its ancestors trained on, as far as the
+    registry records it: the COCO file of each training set and the labelled batches it took."""
+    paths: set[str] = set()
+    image_ids: set = set()
+    version, seen = model_version, set()
+    while version and version not in seen:
+        seen.add(version)
+        doc = model_store.get_model(fdb, version) or {}
+        data = doc.get("training_data") or {}
+        for key in ("train", "labelled_set"):
+            path = data.get(key)
+            if path and Path(path).is_file():
+                with contextlib.suppress(Exception):  # an unreadable old file: it cannot be compared
+                    coco = load_coco(path, image_dir=data.get("images") if isinstance(data.get("images"), str)
+                                     else None)
+                    paths.update(str(coco.image_path(i).resolve()) for i in coco.images)
+        batches = data.get("batches") or []
+        if batches:
+            image_ids.update(fdb.labels.distinct("image_id", {"batch_id": {"$in": list(batches)}}))
+        version = doc.get("parent")
+    return paths, image_ids
+
+
+def find_label_errors(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
+                      config: LabelErrorConfig = LabelErrorConfig(), match: MatchConfig = MatchConfig(),
+                      predictions: str = "held_out", detections: dict | None = None) -> LabelErrorReport:
+    """Suspect the labels of `ground_truth` with the predictions of `model_version` stored in fdb, and record the
+    suspects. Images the model trained on are skipped unless `predictions` is "k_fold", where `detections`
+    (coco image id -> that image's out-of-fold detections, with box vectors in fdb under `model_version`) stand
+    in for the stored ones."""
+    uri_of = {cid: str(ground_truth.image_path(cid).resolve()) for cid in ground_truth.images}
+    docs = image_store.by_uri(fdb, uri_of.values())
+    missing = [u for u in uri_of.values() if u not in docs]
+    if missing:
+        raise LookupError(f"{len(missing)} of {len(uri_of)} labelled images are not in fdb (e.g. {missing[0]}): "
+                          "run detection over them first")
+    skipped: set[int] = set()
+    if predictions == "held_out":
+        paths, ids = trained_on(fdb, model_version)
+        skipped = {cid for cid, uri in uri_of.items() if uri in paths or docs[uri]["_id"] in ids}
+    judged = [cid for cid in uri_of if cid not in skipped]
+    if detections is None:
+        image_ids = [docs[uri_of[c]]["_id"] for c in judged]
+        done = image_store.processed_uris(fdb, [uri_of[c] for c in judged], model_version)
+        if len(done) < len(judged):
+            raise LookupError(f"{len(judged) - len(done)} of {len(judged)} labelled images have no detections "
+                              f"from model {model_version}: run detection over them first")
+        by_image: dict = defaultdict(list)
+        for det in fdb.read_detections(model_version, image_ids, masks=False):
+            by_image[det.image_id].append(det)
+        dets_of = {c: by_image[docs[uri_of[c]]["_id"]] for c in judged}
+    else:
+        dets_of = {c: list(detections.get(c, [])) for c in judged}
+
+    agreement = _agreements(fdb, model_version, ground_truth, dets_of, config, match)
+    names = {c["id"]: c["name"] for c in ground_truth.categories}
+    labels_sha = hashlib.sha256(Path(ground_truth.path).read_bytes()).hexdigest()
+    params_key = hashlib.sha256(json.dumps([config.as_dict(), match.as_dict(), predictions],
+                                           sort_keys=True).encode()).hexdigest()[:16]
+    found = []
+    for cid in judged:
+        image_id = docs[uri_of[cid]]["_id"]
+        for s in suspect_image_labels(dets_of[cid], ground_truth.annotations_by_image[cid], config, match,
+                                      agreement):
+            subject = s.detection_id if s.detection_id is not None else f"gt{s.gt_id}"
+            s.id = suspect_store.suspect_id(model_version, params_key, labels_sha, image_id, s.type, subject)
+            s.image_id, s.uri, s.coco_image_id = image_id, uri_of[cid], cid
+            s.category_name, s.gt_category_name = names.get(s.category_id), names.get(s.gt_category_id)
+            s.model_version, s.params_key, s.predictions, s.labels_version = (model_version, params_key,
+                                                                              predictions, labels_sha)
+            found.append(s)
+    found.sort(key=lambda s: (-s.suspicion, str(s.id)))
+    suspect_store.record_suspects(fdb, found, threshold=config.threshold)
+    return LabelErrorReport(model_version, config, predictions, len(judged), len(skipped), found)
+
+
+def _agreements(fdb: FeatureDB, model_version: str, ground_truth: CocoSet, dets_of: dict, config: LabelErrorConfig,
+                match: MatchConfig) -> dict:
+    """Neighbour agreement of every confident detection that matched no label (the ones a suspicion needs it
+    for), over the box vectors of every confident detection on the judged images."""
+    rows = []  # (detection, coco image id, matched?)
+    for cid, dets in dets_of.items():
+        confident, _, _, matched = match_confident(dets, ground_truth.annotations_by_image[cid], config.min_score,
+                                                   match.iou_threshold)
+        rows += [(d, cid, i in matched) for i, d in enumerate(confident)]
+    vectors = fdb.vectors_by_owner(model_version, BOX_LAYER, [d.id for d, _, _ in rows if d.id is not None])
+    rows = [r for r in rows if r[0].id in vectors]
+    asked = np.array([i for i, r in enumerate(rows) if not r[2]], dtype=int)
+    if len(rows) < 2 or not len(asked):
+        return {}
+    values = neighbour_agreement(np.stack([vectors[d.id] for d, _, _ in rows]),
+                                 np.array([d.category_id for d, _, _ in rows]), np.array([m for _, _, m in rows]),
+                                 np.array([c for _, c, _ in rows]), asked, config.neighbours)
+    return {rows[i][0].id: float(v) for i, v in zip(asked, values)}
+
+
+def explained_errors(errors: list[ModelError], suspects: list[LabelSuspect], threshold: float) -> dict:
+    """Error id -> the suspect type that explains it: a false positive on a prediction a label error accuses, a
+    miss of a label suspected itself. Those errors are the labels' mistakes, not the model's."""
+    by_detection, by_label = {}, {}
+    for s in suspects:
+        if s.suspicion < threshold:
+            continue
+        if s.detection_id is not None:
+            by_detection.setdefault((str(s.image_id), str(s.detection_id)), s.type)
+        if s.gt_id is not None:
+            by_label.setdefault((str(s.image_id), s.gt_id), s.type)
+    explained = {}
+    for e in errors:
+        kind = (by_detection.get((str(e.image_id), str(e.detection_id))) if e.detection_id is not None
+                else by_label.get((str(e.image_id), e.gt_id)))
+        if kind:
+            explained[e.id] = kind
+    return explained
+

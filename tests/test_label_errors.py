@@ -1,0 +1,308 @@
+"""Label-error suspects on hand-made cases with known answers, neighbour agreement, and which model errors a
+suspect explains (so mining leaves them out)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
+from mining.label_errors import explained_errors, neighbour_agreement, suspect_image_labels
+from mining.errors import type_image_errors
+from records import Detection
+
+CAR, SIGN = 3, 1
+
+
+def det(id, category_id, bbox, score):
+    return Detection(0, bbox, score, category_id, str(category_id), id=id)
+
+
+def gt(id, category_id, bbox, iscrowd=0):
+    return {"id": id, "category_id": category_id, "bbox": bbox, "iscrowd": iscrowd}
+
+
+def suspects_of(dets, gts, agreement=None, **config):
+    found = suspect_image_labels(dets, gts, LabelErrorConfig(**config), MatchConfig(), agreement)
+    return {(s.type, s.detection_id if s.detection_id is not None else s.gt_id): s for s in found}
+
+
+def test_agreeing_prediction_and_label_raise_nothing():
+    assert suspects_of([det("a", CAR, [10, 10, 100, 50], 0.95)], [gt(1, CAR, [10, 10, 100, 50])]) == {}
+
+
+def test_possible_missing_is_a_confident_prediction_on_no_label():
+    found = suspects_of([det("a", CAR, [10, 10, 100, 50], 0.9), det("low", CAR, [300, 10, 50, 50], 0.3)], [],
+                        agreement={"a": 0.8})
+    assert set(found) == {("possible_missing", "a")}  # the 0.3 prediction is not confident enough to accuse
+    s = found[("possible_missing", "a")]
+    assert s.suspicion == pytest.approx(0.9 * 0.8) and s.agreement == 0.8 and s.gt_id is None
+    assert s.bbox == [10, 10, 100, 50] and s.category_id == CAR
+
+
+def test_a_prediction_unlike_its_class_is_the_models_error_not_a_missing_label():
+    found = suspects_of([det("logo", SIGN, [10, 10, 30, 30], 0.9)], [], agreement={"logo": 0.1})
+    assert found[("possible_missing", "logo")].suspicion == pytest.approx(0.09)
+
+
+def test_possible_wrong_class_names_both_classes():
+    found = suspects_of([det("a", SIGN, [10, 10, 100, 50], 0.9)], [gt(7, CAR, [12, 10, 100, 50])])
+    assert set(found) == {("possible_wrong_class", "a")}  # the label is accused, not suspected spurious as well
+    s = found[("possible_wrong_class", "a")]
+    assert (s.category_id, s.gt_category_id, s.gt_id) == (SIGN, CAR, 7) and s.iou > 0.9
+
+
+def test_another_class_on_a_label_its_own_class_found_is_the_models_confusion():
+    dets = [det("car", CAR, [10, 10, 100, 50], 0.95), det("sign", SIGN, [11, 10, 100, 50], 0.9)]
+    assert suspects_of(dets, [gt(7, CAR, [10, 10, 100, 50])]) == {}
+
+
+def test_possible_bad_box_on_a_matched_but_sloppy_label_and_on_a_shifted_one():
+    found = suspects_of([det("a", CAR, [0, 0, 100, 100], 0.9), det("b", CAR, [300, 0, 100, 100], 0.8)],
+                        [gt(1, CAR, [0, 0, 100, 60]), gt(2, CAR, [360, 0, 100, 100])])
+    assert set(found) == {("possible_bad_box", "a"), ("possible_bad_box", "b")}
+    a, b = found[("possible_bad_box", "a")], found[("possible_bad_box", "b")]
+    assert a.gt_id == 1 and a.iou == pytest.approx(0.6)  # matched at 0.5 <= IoU < bad_box_iou
+    assert a.suspicion == pytest.approx(0.9 * (0.75 - 0.6) / 0.25)
+    assert b.gt_id == 2 and b.iou == pytest.approx(0.25) and b.suspicion == pytest.approx(0.8)  # unmatched: full
+
+
+def test_a_duplicate_prediction_accuses_nothing():
+    dets = [det("a", CAR, [0, 0, 100, 50], 0.95), det("dup", CAR, [2, 0, 100, 50], 0.9)]
+    assert suspects_of(dets, [gt(1, CAR, [0, 0, 100, 50])]) == {}
+
+
+def test_possible_spurious_is_a_label_nothing_supports():
+    dets = [det("weak", SIGN, [200, 0, 40, 40], 0.26), det("other", CAR, [400, 0, 40, 40], 0.9)]
+    gts = [gt(1, SIGN, [0, 0, 40, 40]), gt(2, SIGN, [200, 0, 40, 40]), gt(3, SIGN, [400, 0, 40, 40])]
+    found = suspects_of(dets, gts)
+    assert found[("possible_spurious", 1)].suspicion == pytest.approx(1.0)  # nothing there at all
+    assert found[("possible_spurious", 1)].gt_category_id == SIGN
+    weak = found[("possible_spurious", 2)]  # a weak prediction of its class: a miss of the model more likely
+    assert weak.support == pytest.approx(0.26) and weak.suspicion < 0.15
+    # a confident car on a sign label: the label's class is suspected, not its existence
+    assert ("possible_spurious", 3) not in found and ("possible_wrong_class", "other") in found
+
+
+def test_crowd_labels_are_never_suspected():
+    assert suspects_of([], [gt(1, CAR, [0, 0, 300, 100], iscrowd=1)]) == {}
+
+
+def test_neighbour_agreement_counts_matched_neighbours_of_the_same_class_in_other_images():
+    rng = np.random.default_rng(0)
+    cars = rng.normal(0, 0.05, (6, 8)) + np.eye(8)[0] * 3
+    logos = rng.normal(0, 0.05, (6, 8)) + np.eye(8)[1] * 3
+    vectors = np.vstack([cars, logos])
+    classes = np.array([CAR] * 6 + [CAR] * 6)  # the model calls the logos cars too
+    matched = np.array([True] * 5 + [False] + [False] * 6)
+    images = np.arange(12)
+    agreement = neighbour_agreement(vectors, classes, matched, images, np.array([5, 6]), k=4)
+    assert agreement[0] == pytest.approx(1.0)  # an unlabelled car: its neighbours are labelled cars
+    assert agreement[1] == pytest.approx(0.0)  # a logo: its neighbours are the other unmatched logos
+    same_image = neighbour_agreement(vectors, classes, matched, np.zeros(12, int), np.array([5]), k=4)
+    assert same_image[0] == 1.0  # no other image to ask: no evidence against the prediction
+
+
+def test_explained_errors_link_false_positives_and_misses_to_their_suspects():
+    dets = [det("sign_on_car", SIGN, [0, 0, 100, 50], 0.9), det("unlabelled", CAR, [300, 0, 100, 50], 0.9),
+            det("logo", SIGN, [600, 0, 30, 30], 0.9)]
+    gts = [gt(1, CAR, [0, 0, 100, 50]), gt(2, SIGN, [800, 0, 30, 30])]
+    errors = type_image_errors(dets, gts, MatchConfig())
+    suspects = suspect_image_labels(dets, gts, LabelErrorConfig(), MatchConfig(),
+                                    {"unlabelled": 0.9, "logo": 0.1, "sign_on_car": 0.9})
+    for e in errors:
+        e.id, e.image_id = (e.type, e.detection_id or e.gt_id), "im"
+    for s in suspects:
+        s.image_id = "im"
+    explained = explained_errors(errors, suspects, threshold=0.5)
+    assert explained == {("fp_wrong_class", "sign_on_car"): "possible_wrong_class", ("miss", 1): "possible_wrong_class",
+                         ("fp_background", "unlabelled"): "possible_missing", ("miss", 2): "possible_spurious"}
+    # the logo stays a model error: its suspicion (0.9 x 0.1) is under the threshold
+    assert ("fp_background", "logo") not in explained
+
+
+# ---------------------------------------------------------------------------------------------------- in the store
+MODEL = "m-label-errors"
+DIM = 16
+CAR_ID, SIGN_ID = 1, 2  # the labelled set's category ids
+CATEGORIES = [{"id": CAR_ID, "name": "car"}, {"id": SIGN_ID, "name": "sign"}]
+
+
+def _unit(v):
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+@pytest.fixture()
+def labelled_world(fdb, tmp_path):
+    """A labelled set of 8 images (v0-v7) the model never trained on, and a pool of 8 (p0-p7), in fdb with the
+    model's detections and FC vectors. Cars look like direction A, the logos the model calls cars like B.
+
+    v0-v5: a labelled car the model finds; v6: a car nobody labelled (a missing label); v5, v7 and v4: a logo
+    the model calls a car (its error); v2: a sign label on what the model calls a car (a wrong class); v3: a
+    sign label on nothing (spurious). Pool: p0-p3 hold cars, p4-p7 logos."""
+    from fdb import images as image_store
+    from fdb.models import register_model
+    from PIL import Image
+    from records import BOX_LAYER, IMAGE_LAYER
+
+    rng = np.random.default_rng(0)
+    car, logo = _unit(rng.standard_normal(DIM)), _unit(rng.standard_normal(DIM))
+    root = tmp_path / "labelled"
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    images, annotations, plan = [], [], {}
+    for i in range(8):
+        name = f"v{i}.png"
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / "images" / name)
+        images.append({"id": i + 1, "file_name": name, "width": 64, "height": 48})
+        dets = []
+        if i <= 5:
+            label_class = SIGN_ID if i == 2 else CAR_ID
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": label_class,
+                                "bbox": [4.0, 4.0, 20.0, 14.0], "area": 280.0, "iscrowd": 0, "segmentation": []})
+            dets.append(([4.0, 4.0, 20.0, 14.0], 0.95, car))
+        if i == 6:
+            dets.append(([30.0, 20.0, 20.0, 14.0], 0.9, car))
+        if i in (4, 5, 7):
+            dets.append(([40.0, 30.0, 10.0, 10.0], 0.9, logo))
+        if i == 3:
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": SIGN_ID,
+                                "bbox": [44.0, 2.0, 10.0, 10.0], "area": 100.0, "iscrowd": 0, "segmentation": []})
+        plan[str((root / "images" / name).resolve())] = dets
+    gt_json = root / "annotations" / "val.json"
+    gt_json.write_text(json.dumps({"images": images, "annotations": annotations, "categories": CATEGORIES}))
+    for i in range(8):
+        path = tmp_path / "pool" / f"p{i}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
+        plan[str(path.resolve())] = [([10.0, 10.0, 20.0, 14.0], 0.8, car if i < 4 else logo)]
+
+    labelled_uris = [u for u in plan if "/labelled/" in u]
+    image_store.ingest_images(fdb, labelled_uris, split="val", labelled=True)
+    image_store.ingest_images(fdb, [u for u in plan if "/pool/" in u], split="pool")
+    docs = image_store.by_uri(fdb, plan)
+    for uri, dets in plan.items():
+        image_id = docs[uri]["_id"]
+        fdb.write_detections(MODEL, [Detection(r, box, score, CAR_ID, "car", image_id=image_id)
+                                     for r, (box, score, _) in enumerate(dets)])
+        if dets:
+            vectors = np.stack([_unit(look + 0.05 * rng.standard_normal(DIM)) for _, _, look in dets])
+            fdb.write_features(MODEL, BOX_LAYER, [fdb.detection_id(image_id, MODEL, r) for r in range(len(dets))],
+                               vectors, image_ids=[image_id] * len(dets))
+        fdb.write_features(MODEL, IMAGE_LAYER, [image_id], _unit(rng.standard_normal(DIM))[None], owner_kind="image")
+        image_store.mark_processed(fdb, [image_id], MODEL)
+    train_json = tmp_path / "train.json"  # what the model trained on: other images
+    train_json.write_text(json.dumps({"images": [], "annotations": [], "categories": CATEGORIES}))
+    register_model(fdb, MODEL, "/ckpt", ["car", "sign"], {"category_ids": [CAR_ID, SIGN_ID]},
+                   training_data={"train": str(train_json)})
+    return {"gt_json": gt_json, "root": root, "docs": docs}
+
+
+CONFIG = LabelErrorConfig(neighbours=3)
+
+
+def test_find_label_errors_types_and_records_each_suspect(fdb, labelled_world):
+    from mining.label_errors import find_label_errors
+    from records.coco import load_coco
+
+    report = find_label_errors(fdb, MODEL, load_coco(labelled_world["gt_json"]), CONFIG)
+    assert report.predictions == "held_out" and report.images == 8 and report.skipped_in_sample == 0
+    errors = {(s.type, s.uri.rsplit("/", 1)[1]) for s in report.label_errors}
+    assert errors == {("possible_missing", "v6.png"), ("possible_wrong_class", "v2.png"),
+                      ("possible_spurious", "v3.png")}
+    logos = [s for s in report.suspects if s.type == "possible_missing" and s.uri.endswith(("v4.png", "v7.png"))]
+    assert len(logos) == 2 and all(s.suspicion < CONFIG.threshold for s in logos)  # the model's own errors
+    stored = fdb.label_errors.find_one({"type": "possible_wrong_class"})
+    assert stored["gt_category_name"] == "sign" and stored["category_name"] == "car" and stored["is_label_error"]
+    assert stored["iou"] == pytest.approx(1.0) and stored["predictions"] == "held_out"
+    again = find_label_errors(fdb, MODEL, load_coco(labelled_world["gt_json"]), CONFIG)
+    assert fdb.label_errors.count_documents({}) == len(again.suspects) == len(report.suspects)  # no duplicates
+
+
+def test_a_model_never_judges_labels_it_trained_on(fdb, labelled_world):
+    from fdb.models import register_model
+    from mining.label_errors import find_label_errors
+    from records.coco import load_coco
+
+    register_model(fdb, MODEL, "/ckpt", ["car", "sign"], {"category_ids": [CAR_ID, SIGN_ID]},
+                   training_data={"train": str(labelled_world["gt_json"])})
+    report = find_label_errors(fdb, MODEL, load_coco(labelled_world["gt_json"]), CONFIG)
+    assert report.images == 0 and report.skipped_in_sample == 8 and report.suspects == []
+    assert "8 the model trained on were not judged" in report.table()
+
+
+def test_mining_leaves_label_errors_out_of_its_queries_unless_asked(fdb, labelled_world, tmp_path):
+    from mining.config import MiningConfig
+    from mining.selection import mine_hard_cases
+    from records.coco import load_coco
+
+    gt = load_coco(labelled_world["gt_json"])
+    config = MiningConfig(k=2, budget=4, types=("fp_background",), random_arm=False)
+    default = mine_hard_cases(fdb, MODEL, gt, config, out_dir=tmp_path / "m1", label_config=CONFIG)
+    assert len(default.queries) == 3 and default.left_out == {"possible_missing": 1}
+    assert {Path(im.uri).name for im in default.selection.images} <= {"p4.png", "p5.png", "p6.png", "p7.png"}
+    kept = mine_hard_cases(fdb, MODEL, gt, MiningConfig(**{**config.as_dict(), "types": ("fp_background",),
+                                                           "keep_label_errors": True}),
+                           out_dir=tmp_path / "m2", label_config=CONFIG)
+    assert len(kept.queries) == 4 and kept.left_out == {}
+    run = fdb.runs.find_one({"_id": default.run_id})
+    assert run["metrics"]["left_out_as_label_errors"] == {"possible_missing": 1}
+    assert run["metrics"]["label_errors"]["possible_spurious"] == 1
+
+
+def test_review_batch_round_trip_makes_a_new_labelled_set_version(fdb, store, labelled_world, tmp_path):
+    from datumaro.components.annotation import AnnotationType
+    from datumaro.components.dataset import Dataset
+
+    from fdb import labelled_sets
+    from mining.errors import find_errors
+    from records.coco import load_coco
+    from tasks import export_review, import_review, judge_labels, mine, newest_labels
+
+    gt_json = str(labelled_world["gt_json"])
+    judged = judge_labels.fn(store, MODEL, gt_json, config=CONFIG)
+    assert judged["counts"] == {"possible_missing": 1, "possible_wrong_class": 1, "possible_bad_box": 0,
+                                "possible_spurious": 1}
+    exported = export_review.fn(store, MODEL, gt_json, target=str(tmp_path / "review"))
+    assert exported["images"] == 3 and exported["predictions"] == 2 and exported["labels"] == 3
+    root = Path(exported["location"])
+    manifest = json.loads((root / "manifest.json").read_text())
+    why = {row["file_name"]: [s["type"] for s in row["suspects"]] for row in manifest["images"]}
+    assert why == {"v2.png": ["possible_wrong_class"], "v3.png": ["possible_spurious"],
+                   "v6.png": ["possible_missing"]}
+
+    cvat = Dataset.import_from(str(root / "annotations.xml"), "cvat")  # read back by datumaro
+    origins = {}
+    for item in cvat:
+        for ann in item.annotations:
+            if ann.type == AnnotationType.bbox:
+                origins.setdefault(Path(item.id).name, []).append((ann.attributes["origin"], ann.attributes["suspect"]))
+    assert sorted(origins["v2"]) == [("label", "possible_wrong_class"), ("prediction", "possible_wrong_class")]
+    assert sorted(origins["v3"]) == [("label", ""), ("label", "possible_spurious")]  # its car is not suspected
+    assert origins["v6"] == [("prediction", "possible_missing")]
+
+    # The team: v2 relabelled a car (the prediction kept, the label deleted), v3's sign deleted, v6's car kept.
+    coco = json.loads((root / "annotations" / "instances_default.json").read_text())
+    coco["annotations"] = [a for a in coco["annotations"]
+                           if not (a["attributes"]["origin"] == "label" and a["attributes"]["suspect"])]
+    corrected = tmp_path / "corrected.json"
+    corrected.write_text(json.dumps(coco))
+    result = import_review.fn(store, str(corrected), exported["batch_id"])
+    assert result["version"] == 2 and result["changes"] == {"images": 3, "kept": 1, "moved": 0, "relabelled": 1,
+                                                             "removed": 1, "added": 1}
+    assert newest_labels(store, gt_json) == result["labelled_set"] != gt_json
+    assert Path(gt_json).read_text() == labelled_world["gt_json"].read_text()  # the old version is kept
+    assert [v["version"] for v in labelled_sets.versions(fdb, gt_json)] == [1, 2]
+
+    newest = load_coco(result["labelled_set"])
+    assert newest.image_dir == load_coco(gt_json).image_dir
+    errors = find_errors(fdb, MODEL, newest).totals()
+    assert errors["miss"] == 0 and errors["fp_background"] == 3  # only the logos are left as the model's errors
+    # the mining task reads the newest version too
+    mined = mine.fn(store, MODEL, gt_json, mining=MiningConfig(k=2, budget=4, random_arm=False), label_config=CONFIG)
+    assert mined["errors"]["miss"] == {} and sum(mined["label_errors"].values()) == 0
+    again = judge_labels.fn(store, MODEL, gt_json, config=CONFIG)
+    assert again["labelled_set"] == result["labelled_set"] and sum(again["counts"].values()) == 0
