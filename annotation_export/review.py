@@ -42,20 +42,21 @@ def _sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def review_batch_id(labels_sha256: str, model_version: str, suspect_ids: list) -> str:
-    key = "\x1f".join([labels_sha256, model_version, *sorted(map(str, suspect_ids))])
+def review_batch_id(labels_sha256: str, suspect_ids: list) -> str:
+    key = "\x1f".join([labels_sha256, *sorted(map(str, suspect_ids))])
     return "review-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def export_review_batch(fdb: FeatureDB, ground_truth: CocoSet, model_version: str, target: str | Path,
-                        s3_client=None) -> ExportResult:
-    """Export the images of `ground_truth` with suspected label errors (judged by `model_version` on this very
-    version of the file, recorded in fdb) as a review batch under `target` (a folder or s3:// prefix)."""
+def export_review_batch(fdb: FeatureDB, ground_truth: CocoSet, model_version: str | list[str], target: str | Path,
+                        params_key: str | None = None, s3_client=None) -> ExportResult:
+    """Export the images of `ground_truth` with suspected label errors (judged by `model_version`, or by its
+    fold models, on this very version of the file, with the judgment `params_key` names when given; recorded in
+    fdb) as a review batch under `target` (a folder or s3:// prefix)."""
     labels_sha = _sha256(ground_truth.path)
-    suspects = suspect_store.read_suspects(fdb, model_version, labels_version=labels_sha)
+    suspects = suspect_store.read_suspects(fdb, model_version, labels_version=labels_sha, params_key=params_key)
     if not suspects:
         raise ExportError(f"no suspected label errors of {ground_truth.path} (sha256 {labels_sha[:12]}) judged "
-                          f"by model {model_version} in fdb: judge the labelled set first")
+                          f"by {model_version} in fdb: judge the labelled set first")
     by_image: dict[int, list[dict]] = {}
     for s in suspects:
         by_image.setdefault(int(s["coco_image_id"]), []).append(s)
@@ -95,16 +96,18 @@ def export_review_batch(fdb: FeatureDB, ground_truth: CocoSet, model_version: st
                                    else None, "score": s.get("score"), "iou": round(float(s["iou"]), 3)}
                                   for s in by_image[cid]],
                      "labelled_set": str(Path(ground_truth.path).resolve()), "labels_version": labels_sha,
-                     "model_version": model_version, "predictions": by_image[cid][0].get("predictions")})
+                     "model_version": by_image[cid][0]["model_version"],
+                     "predictions": by_image[cid][0].get("predictions")})
 
-    batch_id = review_batch_id(labels_sha, model_version, [s["_id"] for s in suspects])
+    batch_id = review_batch_id(labels_sha, [s["_id"] for s in suspects])
     target = str(target)
     is_s3 = target.startswith("s3://")
     location = (target.rstrip("/") + "/" + batch_id) if is_s3 else str(Path(target) / batch_id)
     previous = export_store.get(fdb, batch_id)
     if previous and previous.get("status") == "labelled":
         raise ExportError(f"review batch {batch_id} was already corrected; it is not exported again")
-    export_store.start(fdb, batch_id, None, model_version, None, location, kind="review", extra={
+    judges = sorted({s["model_version"] for s in suspects})
+    export_store.start(fdb, batch_id, None, " + ".join(judges), None, location, kind="review", extra={
         "labelled_set": str(Path(ground_truth.path).resolve()), "image_dir": str(ground_truth.image_dir),
         "labels_sha256": labels_sha})
     client = (s3_client or s3mod.s3_client()) if is_s3 else None

@@ -291,7 +291,7 @@ def _cmd_review_labels(args) -> int:
     from annotation_export.importer import LabelImportError
     from mining.config import LabelErrorConfig, MatchConfig
     from mining.selection import last_labelled_set
-    from tasks import detect_labelled, export_review, import_review, judge_labels, resolve_model
+    from tasks import detect_labelled, export_review, fold_judges, import_review, judge_labels, resolve_model
     from tasks.context import connection
 
     store = _store()
@@ -317,11 +317,19 @@ def _cmd_review_labels(args) -> int:
             print("no labelled set known yet: pass --gt <COCO json of labelled images>", file=sys.stderr)
             return 2
         gt, images = known
-    version = resolve_model.fn(store, args.model, args.checkpoint)
-    detect_labelled.fn(store, version, gt, images, progress=True)
+    if args.folds:
+        from detectors.config import TrainConfig
+
+        print(f"training {args.folds} out-of-fold judges ({args.preset} preset, {args.steps} steps each)")
+        version = fold_judges.fn(store, gt, images, args.folds, TrainConfig(steps=args.steps), args.preset,
+                                 progress=True)
+    else:
+        version = resolve_model.fn(store, args.model, args.checkpoint)
+        detect_labelled.fn(store, version, gt, images, progress=True)
     judged = judge_labels.fn(store, version, gt, images, config_from_args(LabelErrorConfig, args),
                              config_from_args(MatchConfig, args))
-    print(f"model {version} on {judged['labelled_set']}:")
+    who = f"{len(version)} fold models" if isinstance(version, list) else f"model {version}"
+    print(f"{who} on {judged['labelled_set']}:")
     print(judged["table"])
     for uri, kind, suspicion, why in judged["top"][:args.show]:
         print(f"  {suspicion:.2f} {kind:<21} {uri}\n        {why}")
@@ -330,7 +338,7 @@ def _cmd_review_labels(args) -> int:
         return 0
     if args.dry_run:
         return 0
-    exported = export_review.fn(store, version, gt, images, args.to)
+    exported = export_review.fn(store, version, gt, images, args.to, params_key=judged["params_key"])
     print(f"review batch {exported['batch_id']}: {exported['location']} ({exported['images']} images, "
           f"{exported['labels']} labels, {exported['predictions']} disagreeing predictions)")
     print(f"when the corrections are back: dataengine review-labels --import FILE --batch {exported['batch_id']}")
@@ -698,6 +706,13 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(review)
     add_config_args(review, LabelErrorConfig)
     add_config_args(review, MatchConfig, flags=MATCH_FLAGS)
+    review.add_argument("--folds", type=int, default=0, metavar="K",
+                        help="the labelled set is the training set: train K models, each without one fold, and "
+                             "judge every image with the one that never saw it (k-fold; default: judge with --model, "
+                             "on the images it never trained on)")
+    review.add_argument("--preset", default="small", help="with --folds: the fold models' preset (default small)")
+    review.add_argument("--steps", type=int, default=TrainConfig.steps,
+                        help=f"with --folds: training steps per fold model (default {TrainConfig.steps})")
     review.add_argument("--to", default=None, help="a folder or s3://bucket/prefix for the review batch "
                                                    "(default: exports/ in the data home)")
     review.add_argument("--dry-run", action="store_true", help="judge and record, export nothing")

@@ -23,14 +23,17 @@ def record_suspects(fdb: FeatureDB, suspects: list[LabelSuspect], threshold: flo
     bulk_insert(fdb.label_errors, docs)
 
 
-def read_suspects(fdb: FeatureDB, model_version: str | None = None, labels_version: str | None = None,
-                  only_errors: bool = True) -> list[dict]:
-    """Stored suspects, by suspicion (highest first)."""
+def read_suspects(fdb: FeatureDB, model_version: str | list[str] | None = None, labels_version: str | None = None,
+                  only_errors: bool = True, params_key: str | None = None) -> list[dict]:
+    """Stored suspects (judged by `model_version`, or by any of a list of fold models), by suspicion (highest
+    first)."""
     query: dict = {}
     if model_version:
-        query["model_version"] = model_version
+        query["model_version"] = {"$in": [model_version] if isinstance(model_version, str) else list(model_version)}
     if labels_version:
         query["labels_version"] = labels_version
+    if params_key:
+        query["params_key"] = params_key
     if only_errors:
         query["is_label_error"] = True
     return list(fdb.label_errors.find(query).sort([("suspicion", -1), ("_id", 1)]))

@@ -25,8 +25,8 @@ object-detection scores add a similarity term of the same spirit.) Without vecto
 alone decides.
 
 A model that trained on a label cannot judge it: it has learned the mistake. `find_label_errors` therefore only
-judges images the model never trained on ("held_out"), and says how many it skipped; `k_fold` predictions (each
-image judged by a model trained without it) are recorded as such by whoever made them.
+judges images the model never trained on ("held_out"), and says how many it skipped. Where the labelled set is
+the training set, k models each trained without one fold judge it ("k_fold", `tasks.label_folds`).
 """
 
 from __future__ import annotations
@@ -195,6 +195,7 @@ class LabelErrorReport:
     images: int  # images judged
     skipped_in_sample: int  # labelled images the model trained on: not judged
     suspects: list[LabelSuspect]  # every candidate, by suspicion (highest first)
+    params_key: str = ""  # names this judgment's parameters and judges in fdb
 
     @property
     def label_errors(self) -> list[LabelSuspect]:
@@ -238,57 +239,70 @@ def trained_on(fdb: FeatureDB, model_version: str) -> tuple[set[str], set]:
     return paths, image_ids
 
 
-def find_label_errors(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
-                      config: LabelErrorConfig = LabelErrorConfig(), match: MatchConfig = MatchConfig(),
-                      predictions: str = "held_out", detections: dict | None = None) -> LabelErrorReport:
-    """Suspect the labels of `ground_truth` with the predictions of `model_version` stored in fdb, and record the
-    suspects. Images the model trained on are skipped unless `predictions` is "k_fold", where `detections`
-    (coco image id -> that image's out-of-fold detections, with box vectors in fdb under `model_version`) stand
-    in for the stored ones."""
+def find_label_errors(fdb: FeatureDB, model_version: str | list[str], ground_truth: CocoSet,
+                      config: LabelErrorConfig = LabelErrorConfig(),
+                      match: MatchConfig = MatchConfig()) -> LabelErrorReport:
+    """Suspect the labels of `ground_truth` with the predictions stored in fdb, and record the suspects.
+
+    Each image is judged by the first of the models `model_version` names that never trained on it (as the
+    registry records their training data); an image every model trained on is skipped. One model judging a set
+    it did not train on gives "held_out" predictions; k models each trained without one fold of the set
+    (`tasks.label_folds`) give "k_fold" ones, every image judged by the model that did not see it."""
+    versions = [model_version] if isinstance(model_version, str) else list(model_version)
     uri_of = {cid: str(ground_truth.image_path(cid).resolve()) for cid in ground_truth.images}
     docs = image_store.by_uri(fdb, uri_of.values())
     missing = [u for u in uri_of.values() if u not in docs]
     if missing:
         raise LookupError(f"{len(missing)} of {len(uri_of)} labelled images are not in fdb (e.g. {missing[0]}): "
                           "run detection over them first")
-    skipped: set[int] = set()
-    if predictions == "held_out":
-        paths, ids = trained_on(fdb, model_version)
-        skipped = {cid for cid, uri in uri_of.items() if uri in paths or docs[uri]["_id"] in ids}
-    judged = [cid for cid in uri_of if cid not in skipped]
-    if detections is None:
-        image_ids = [docs[uri_of[c]]["_id"] for c in judged]
-        done = image_store.processed_uris(fdb, [uri_of[c] for c in judged], model_version)
-        if len(done) < len(judged):
-            raise LookupError(f"{len(judged) - len(done)} of {len(judged)} labelled images have no detections "
-                              f"from model {model_version}: run detection over them first")
+    judge_of: dict[int, str] = {}
+    for version in versions:
+        paths, ids = trained_on(fdb, version)
+        for cid, uri in uri_of.items():
+            if cid not in judge_of and uri not in paths and docs[uri]["_id"] not in ids:
+                judge_of[cid] = version
+    predictions = "held_out" if len(versions) == 1 else "k_fold"
+    judged = [cid for cid in uri_of if cid in judge_of]
+    dets_of: dict[int, list[Detection]] = {}
+    for version in versions:
+        mine = [c for c in judged if judge_of[c] == version]
+        if not mine:
+            continue
+        done = image_store.processed_uris(fdb, [uri_of[c] for c in mine], version)
+        if len(done) < len(mine):
+            raise LookupError(f"{len(mine) - len(done)} of {len(mine)} labelled images have no detections "
+                              f"from model {version}: run detection over them first")
         by_image: dict = defaultdict(list)
-        for det in fdb.read_detections(model_version, image_ids, masks=False):
+        for det in fdb.read_detections(version, [docs[uri_of[c]]["_id"] for c in mine], masks=False):
             by_image[det.image_id].append(det)
-        dets_of = {c: by_image[docs[uri_of[c]]["_id"]] for c in judged}
-    else:
-        dets_of = {c: list(detections.get(c, [])) for c in judged}
+        dets_of.update({c: by_image[docs[uri_of[c]]["_id"]] for c in mine})
 
-    agreement = _agreements(fdb, model_version, ground_truth, dets_of, config, match)
+    # Vectors of different models live in different spaces: each model's detections are compared among
+    # themselves.
+    agreement: dict = {}
+    for version in versions:
+        agreement.update(_agreements(fdb, version, ground_truth,
+                                     {c: d for c, d in dets_of.items() if judge_of[c] == version}, config, match))
     names = {c["id"]: c["name"] for c in ground_truth.categories}
     labels_sha = hashlib.sha256(Path(ground_truth.path).read_bytes()).hexdigest()
-    params_key = hashlib.sha256(json.dumps([config.as_dict(), match.as_dict(), predictions],
+    params_key = hashlib.sha256(json.dumps([config.as_dict(), match.as_dict(), sorted(versions)],
                                            sort_keys=True).encode()).hexdigest()[:16]
     found = []
     for cid in judged:
-        image_id = docs[uri_of[cid]]["_id"]
+        image_id, version = docs[uri_of[cid]]["_id"], judge_of[cid]
         for s in suspect_image_labels(dets_of[cid], ground_truth.annotations_by_image[cid], config, match,
                                       agreement):
             subject = s.detection_id if s.detection_id is not None else f"gt{s.gt_id}"
-            s.id = suspect_store.suspect_id(model_version, params_key, labels_sha, image_id, s.type, subject)
+            s.id = suspect_store.suspect_id(version, params_key, labels_sha, image_id, s.type, subject)
             s.image_id, s.uri, s.coco_image_id = image_id, uri_of[cid], cid
             s.category_name, s.gt_category_name = names.get(s.category_id), names.get(s.gt_category_id)
-            s.model_version, s.params_key, s.predictions, s.labels_version = (model_version, params_key,
-                                                                              predictions, labels_sha)
+            s.model_version, s.params_key, s.predictions, s.labels_version = (version, params_key, predictions,
+                                                                              labels_sha)
             found.append(s)
     found.sort(key=lambda s: (-s.suspicion, str(s.id)))
     suspect_store.record_suspects(fdb, found, threshold=config.threshold)
-    return LabelErrorReport(model_version, config, predictions, len(judged), len(skipped), found)
+    return LabelErrorReport(" + ".join(versions), config, predictions, len(judged), len(uri_of) - len(judged),
+                            found, params_key)
 
 
 def _agreements(fdb: FeatureDB, model_version: str, ground_truth: CocoSet, dets_of: dict, config: LabelErrorConfig,
@@ -300,7 +314,10 @@ def _agreements(fdb: FeatureDB, model_version: str, ground_truth: CocoSet, dets_
         confident, _, _, matched = match_confident(dets, ground_truth.annotations_by_image[cid], config.min_score,
                                                    match.iou_threshold)
         rows += [(d, cid, i in matched) for i, d in enumerate(confident)]
-    vectors = fdb.vectors_by_owner(model_version, BOX_LAYER, [d.id for d, _, _ in rows if d.id is not None])
+    owners = [d.id for d, _, _ in rows if d.id is not None]
+    if not owners or fdb.layer_shape(model_version, BOX_LAYER) is None:
+        return {}  # no vectors to ask: the score alone decides
+    vectors = fdb.vectors_by_owner(model_version, BOX_LAYER, owners)
     rows = [r for r in rows if r[0].id in vectors]
     asked = np.array([i for i, r in enumerate(rows) if not r[2]], dtype=int)
     if len(rows) < 2 or not len(asked):

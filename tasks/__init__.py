@@ -22,7 +22,7 @@ from annotation_export.config import ExportConfig
 from annotation_export.export import export_batch
 from annotation_export.importer import import_labels, labels_as_coco
 from annotation_export.review import apply_review, export_review_batch
-from detectors.config import DetectConfig, FinetuneConfig
+from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
 from fdb import StoreConfig, StoreUnavailable
 from fdb import exports as export_store
 from fdb import images as image_store
@@ -146,7 +146,7 @@ def mine(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | 
 
 
 @task(name="judge the labels", tags=["fdb"], **IO_RETRIES)
-def judge_labels(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | None = None,
+def judge_labels(store: StoreConfig, model_version: str | list[str], gt_json: str, gt_images: str | None = None,
                  config: LabelErrorConfig = LabelErrorConfig(), match: MatchConfig = MatchConfig()) -> dict:
     """Suspected label errors of the labelled set's newest version, judged by the model's stored predictions
     on the images it never trained on, recorded in fdb."""
@@ -154,17 +154,34 @@ def judge_labels(store: StoreConfig, model_version: str, gt_json: str, gt_images
     report = find_label_errors(connection(store), model_version, load_coco(path, image_dir=gt_images), config, match)
     return {"labelled_set": path, "table": report.table(), "counts": report.counts(), "images": report.images,
             "skipped_in_sample": report.skipped_in_sample, "predictions": report.predictions,
+            "params_key": report.params_key,
             "top": [(s.uri, s.type, round(s.suspicion, 3), s.why) for s in report.label_errors[:20]]}
 
 
+@task(name="train out-of-fold judges", tags=["model"], cache_policy=NONE)
+def fold_judges(store: StoreConfig, gt_json: str, gt_images: str | None, folds: int, train: TrainConfig,
+                preset: str = "small", progress: bool = False) -> list[str]:
+    """k models, each trained on the labelled set without one fold and run over that fold (`tasks.label_folds`):
+    judges for a labelled set that is also the training set."""
+    import hashlib  # noqa: PLC0415
+
+    from tasks.label_folds import fold_models  # noqa: PLC0415 - torch training, only for this task
+
+    path = newest_labels(store, gt_json)
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    work = Path(store.home) / "label_folds" / f"{digest}-{preset}-{train.steps}"
+    return fold_models(connection(store), load_coco(path, image_dir=gt_images), folds, work, train, preset,
+                       progress=progress)
+
+
 @task(name="export the review batch", tags=["io", "s3"], **IO_RETRIES)
-def export_review(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | None = None,
-                  target: str | None = None) -> dict:
+def export_review(store: StoreConfig, model_version: str | list[str], gt_json: str, gt_images: str | None = None,
+                  target: str | None = None, params_key: str | None = None) -> dict:
     """The labelled images with suspected label errors, their labels and the disagreeing predictions, as a
     CVAT + COCO batch for the team to correct (default: `exports/` in the data home)."""
     ground_truth = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
     result = export_review_batch(connection(store), ground_truth, model_version,
-                                 target or Path(store.home) / "exports")
+                                 target or Path(store.home) / "exports", params_key=params_key)
     return {"batch_id": result.batch_id, "location": result.location, **result.counts}
 
 
@@ -282,5 +299,5 @@ def write_comparison_report(comparison, out_dir: str, title: str, facts: dict, m
                                                queried_types=queried_types).items()}
 
 
-__all__ = ["batch_labels", "compare_arms", "export_review", "import_review", "judge_labels", "newest_labels", "query_images", "retrain_candidate", "detect", "detect_labelled", "export", "import_batch_labels",
+__all__ = ["batch_labels", "compare_arms", "export_review", "fold_judges", "import_review", "judge_labels", "newest_labels", "query_images", "retrain_candidate", "detect", "detect_labelled", "export", "import_batch_labels",
            "list_new_images", "mine", "nightly_state", "record_export_intent", "record_night", "resolve_model", "write_comparison_report"]

@@ -306,3 +306,28 @@ def test_review_batch_round_trip_makes_a_new_labelled_set_version(fdb, store, la
     assert mined["errors"]["miss"] == {} and sum(mined["label_errors"].values()) == 0
     again = judge_labels.fn(store, MODEL, gt_json, config=CONFIG)
     assert again["labelled_set"] == result["labelled_set"] and sum(again["counts"].values()) == 0
+
+
+def test_k_fold_judges_every_image_with_the_model_that_never_saw_it(fdb, tmp_path):
+    from detectors.config import TrainConfig
+    from detectors.synthetic import generate
+    from mining.label_errors import find_label_errors, trained_on
+    from records.coco import load_coco
+    from tasks.label_folds import fold_models
+
+    paths = generate(tmp_path / "data", n_train=6, n_val=0, n_pool=0, seed=5, width=128, height=96, progress=False)
+    labelled = load_coco(paths["train"])
+    versions = fold_models(fdb, labelled, 2, tmp_path / "folds", TrainConfig(steps=2, batch_size=2, warmup_steps=1),
+                           min_size=96, max_size=128)
+    assert len(set(versions)) == 2
+    seen = [trained_on(fdb, v)[0] for v in versions]
+    uris = {str(labelled.image_path(i).resolve()) for i in labelled.images}
+    assert not seen[0] & seen[1] and seen[0] | seen[1] == uris  # each fold model trained on the other fold only
+    report = find_label_errors(fdb, versions, labelled)
+    assert report.predictions == "k_fold" and report.images == 6 and report.skipped_in_sample == 0
+    for s in report.suspects:
+        judge = versions.index(s.model_version)
+        assert s.uri not in seen[judge] and s.predictions == "k_fold"
+    # one fold model alone can only judge the images it did not train on
+    alone = find_label_errors(fdb, versions[0], labelled)
+    assert alone.images == len(uris - seen[0]) and alone.skipped_in_sample == len(seen[0])
