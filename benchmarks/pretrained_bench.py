@@ -127,7 +127,9 @@ def main() -> None:
     parser.add_argument("--synthetic-minutes", type=float, default=5.0)
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
     parser.add_argument("--parts", nargs="+", default=["pennfudan", "synthetic", "retrieval"],
-                        choices=["pennfudan", "synthetic", "retrieval"], help="what to measure (default: all)")
+                        choices=["pennfudan", "synthetic", "retrieval", "speed"],
+                        help="what to measure (default: all; speed: measure the synthetic models' tapped images/s "
+                             "again, alone on the machine)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/dataengine-pretrained-bench"))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pretrained.json")
     args = parser.parse_args()
@@ -169,6 +171,13 @@ def main() -> None:
         result["synthetic"][preset] = entry
         print("synthetic", json.dumps(entry), flush=True)
         save()
+
+    for preset in args.presets if "speed" in args.parts else ():
+        entry = result["synthetic"].get(preset)
+        if entry and Path(entry["checkpoint"]).is_file():
+            entry["tapped_images_per_s"] = tapped_images_per_second(entry["checkpoint"], val)
+            print("speed", preset, entry["tapped_images_per_s"], flush=True)
+            save()
 
     if "retrieval" in args.parts:
         from flows.demo import demo

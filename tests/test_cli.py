@@ -19,7 +19,8 @@ def test_every_command_has_help(capsys):
     assert exit_info.value.code == 0
     top = capsys.readouterr().out
     names = dict(_subcommands(build_parser()))
-    assert {"demo", "fdb", "synth", "train", "evaluate", "detect", "convert-pennfudan", "mine", "export", "import-labels"} <= set(names)
+    assert {"demo", "fdb", "synth", "train", "evaluate", "detect", "convert-pennfudan", "mine", "export", "import-labels",
+            "review-labels"} <= set(names)
     for name, sub in names.items():
         assert name in top
         assert sub.description, f"`dataengine {name}` has no description"

@@ -331,3 +331,28 @@ def test_k_fold_judges_every_image_with_the_model_that_never_saw_it(fdb, tmp_pat
     # one fold model alone can only judge the images it did not train on
     alone = find_label_errors(fdb, versions[0], labelled)
     assert alone.images == len(uris - seen[0]) and alone.skipped_in_sample == len(seen[0])
+
+
+def test_review_labels_from_the_command_line(engine, capsys):
+    """An untrained model supports no label: every val label is suspected spurious, shipped for review, and the
+    corrections (here: the team deletes the first image's labels, keeps the rest) become version 2."""
+    from dataengine.cli import main
+
+    gt = str(engine / "annotations" / "val.json")
+    assert main(["review-labels", "--gt", gt, "--model", "tiny-v1", "--to", str(engine / "review")]) == 0
+    out = capsys.readouterr().out
+    assert "possible_spurious" in out and "review batch review-" in out
+    batch = out.split("review batch ")[1].split(":")[0]
+    root = engine / "review" / batch
+    coco = json.loads((root / "annotations" / "instances_default.json").read_text())
+    assert coco["annotations"] and all(a["attributes"]["origin"] == "label" for a in coco["annotations"])
+    first = coco["images"][0]["id"]
+    removed = sum(a["image_id"] == first for a in coco["annotations"])
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] != first]
+    corrected = engine / "corrected.json"
+    corrected.write_text(json.dumps(coco))
+    assert main(["review-labels", "--import", str(corrected), "--batch", batch]) == 0
+    out = capsys.readouterr().out
+    assert f"{removed} removed" in out and "labelled set version 2" in out
+    assert main(["review-labels", "--import", str(corrected)]) == 2  # no --batch: refused with what is missing
+    assert "--import needs --batch" in capsys.readouterr().err
