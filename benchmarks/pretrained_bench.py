@@ -183,6 +183,9 @@ def main() -> None:
         from flows.demo import demo
 
         for preset in args.presets:
+            # A database per preset: the demos draw the same scenes, and a pool image already in the database
+            # (the other preset's copy) is a duplicate that is never detected or mined.
+            os.environ["DATAENGINE_DB"] = f"pretrained-bench-{preset}"
             out = demo(quick=True, progress=False, sizes={"preset": preset}, root=str(args.work / f"demo-{preset}"))
             result["retrieval"][preset] = {
                 "lookalike_share": out["hard_case_precision"],
