@@ -184,13 +184,20 @@ def _cmd_evaluate(args) -> int:
     from detectors.checkpoint import load_checkpoint
     from detectors.evaluate import evaluate_predictions, format_table, predict
     from detectors.pipeline import dataset_split
+    from fdb import labelled_sets
+    from records.coco import load_coco
     from tasks.context import connection, resolve_checkpoint
 
-    checkpoint = (load_checkpoint(args.checkpoint) if args.checkpoint
-                  else resolve_checkpoint(connection(_store()), args.model))
+    fdb = connection(_store())
+    checkpoint = load_checkpoint(args.checkpoint) if args.checkpoint else resolve_checkpoint(fdb, args.model)
     dataset = dataset_split(args.data, args.split, args.images)
+    newest = labelled_sets.newest_path(fdb, dataset.path)
+    corrected = str(newest) != str(dataset.path)
+    if corrected:  # a review corrected the split's labels: score against the newest version
+        dataset = load_coco(newest, image_dir=dataset.image_dir)
     metrics = evaluate_predictions(dataset, predict(checkpoint.model, dataset))
-    print(f"model {checkpoint.version} on {args.split} of {args.data} ({len(dataset)} images)")
+    print(f"model {checkpoint.version} on {args.split} of {args.data} ({len(dataset)} images"
+          + (f"; labels: {newest}, corrected by review" if corrected else "") + ")")
     print(format_table(metrics))
     if args.json:
         with open(args.json, "w") as fh:

@@ -354,5 +354,7 @@ def test_review_labels_from_the_command_line(engine, capsys):
     assert main(["review-labels", "--import", str(corrected), "--batch", batch]) == 0
     out = capsys.readouterr().out
     assert f"{removed} removed" in out and "labelled set version 2" in out
+    assert main(["evaluate", "--data", str(engine), "--split", "val", "--model", "tiny-v1"]) == 0
+    assert "val.v2.json, corrected by review" in capsys.readouterr().out  # evaluation reads the newest labels
     assert main(["review-labels", "--import", str(corrected)]) == 2  # no --batch: refused with what is missing
     assert "--import needs --batch" in capsys.readouterr().err
