@@ -2,7 +2,7 @@
 a model judge it, and rank the suspects.
 
     .venv/bin/python benchmarks/label_errors_bench.py [--parts synthetic mining pennfudan coco128]
-        [--shared ../shared/data] [--work /tmp/dataengine-label-errors-bench]
+        [--seeds 0 1 2] [--shared ../shared/data] [--work /tmp/dataengine-label-errors-bench]
         [--out benchmarks/results/label_errors.json]
 
 Planting (seeded), over the labelled set's boxes: delete 10 %, swap the class of 10 % (to another class), shift or
@@ -180,31 +180,46 @@ def synthetic_setup(work: Path):
     return store, fdb, seed["version"], data
 
 
-def part_synthetic(work: Path, seed: int = 0) -> dict:
+def part_synthetic(work: Path, seeds: list[int]) -> dict:
     from mining.label_errors import LabelErrorConfig, find_label_errors
     from records.coco import load_coco
 
     _, fdb, version, data = synthetic_setup(work)
     clean = json.loads((data / "annotations" / "val.json").read_text())
     avoid = {im["id"]: [d["bbox"] for d in im.get("distractors", [])] for im in clean["images"]}
-    noisy, planted = plant(clean, seed, avoid=avoid)
-    path = work / "val_noisy.json"
-    path.write_text(json.dumps(noisy))
     config = LabelErrorConfig()
-    start = time.monotonic()
-    report = find_label_errors(fdb, version, load_coco(path, image_dir=data / "images"), config)
-    seconds = time.monotonic() - start
+    by_seed = {}
+    for seed in seeds:
+        noisy, planted = plant(clean, seed, avoid=avoid)
+        path = work / f"val_noisy_{seed}.json"
+        path.write_text(json.dumps(noisy))
+        start = time.monotonic()
+        report = find_label_errors(fdb, version, load_coco(path, image_dir=data / "images"), config)
+        by_seed[str(seed)] = {"seconds": round(time.monotonic() - start, 2),
+                              "by_kind": score_suspects(report.suspects, planted, config.threshold),
+                              "label_errors_at_threshold": report.counts()}
     clean_report = find_label_errors(fdb, version, load_coco(data / "annotations" / "val.json"), config)
+    targets = {}
+    for kind in FINDS:
+        runs = [r["by_kind"][kind] for r in by_seed.values()]
+        targets[kind] = {"recall_top_2x_min": min(r["top_2x"]["recall"] for r in runs),
+                         "precision_top_2x_min": min(r["top_2x"]["precision"] for r in runs),
+                         "precision_top_1x_min": min(r["top_1x"]["precision"] for r in runs)}
+        targets[kind]["recall_met"] = targets[kind]["recall_top_2x_min"] >= 0.9
+        targets[kind]["precision_at_2x_met"] = targets[kind]["precision_top_2x_min"] >= 0.8
+        targets[kind]["precision_at_1x_met"] = targets[kind]["precision_top_1x_min"] >= 0.8
     return {"model": version, "labelled_set": "demo val split, 100 images (the seed never trained on it)",
             "boxes": len([a for a in clean["annotations"] if not a.get("iscrowd", 0)]),
-            "predictions": report.predictions, "seconds": round(seconds, 2), "threshold": config.threshold,
-            "by_kind": score_suspects(report.suspects, planted, config.threshold),
-            "label_errors_at_threshold": report.counts(),
+            "predictions": clean_report.predictions, "threshold": config.threshold, "planting_seeds": seeds,
+            "by_seed": by_seed, "targets": targets,
+            "targets_note": "the issue asks recall >= 0.9 within the top 2 x planted and precision >= 0.8 at that "
+                            "cut; with only the planted errors true, precision at 2 x planted cannot exceed 0.5 "
+                            "when that many candidates exist, so precision is also given at 1 x planted",
             "on_clean_labels": {"label_errors_at_threshold": clean_report.counts(),
                                 "note": "the generator's labels are exact: every suspect here is a false alarm"}}
 
 
-def part_mining(work: Path, seed: int = 0) -> dict:
+def part_mining(work: Path, seeds: list[int]) -> dict:
     """Mining with 10 % of the val labels deleted: leaving suspected label errors out, or not, against clean."""
     from detectors.synthetic import hard_case_share
     from flows.demo import FULL, QUERY_TYPES
@@ -214,14 +229,18 @@ def part_mining(work: Path, seed: int = 0) -> dict:
 
     store, fdb, version, data = synthetic_setup(work)
     clean_path = data / "annotations" / "val.json"
-    noisy, planted = plant(json.loads(clean_path.read_text()), seed, {"deleted": 0.10})
-    noisy_path = work / "val_missing10.json"
-    noisy_path.write_text(json.dumps(noisy))
-    out = {"deleted_labels": len(planted["deleted"])}
-    for name, path, keep in (("clean labels, label errors kept", clean_path, True),
-                             ("clean labels, label errors left out", clean_path, False),
-                             ("noisy, label errors kept", noisy_path, True),
-                             ("noisy, label errors left out", noisy_path, False)):
+    runs = [("clean labels, label errors kept", clean_path, True, None),
+            ("clean labels, label errors left out", clean_path, False, None)]
+    deleted = {}
+    for seed in seeds:
+        noisy, planted = plant(json.loads(clean_path.read_text()), seed, {"deleted": 0.10})
+        noisy_path = work / f"val_missing10_{seed}.json"
+        noisy_path.write_text(json.dumps(noisy))
+        deleted[str(seed)] = len(planted["deleted"])
+        runs += [(f"noisy (seed {seed}), label errors kept", noisy_path, True, seed),
+                 (f"noisy (seed {seed}), label errors left out", noisy_path, False, seed)]
+    out = {"deleted_labels": deleted, "query_types": QUERY_TYPES, "k": FULL["k"], "budget": FULL["budget"]}
+    for name, path, keep, _ in runs:
         config = MiningConfig(k=FULL["k"], budget=FULL["budget"], types=tuple(QUERY_TYPES), keep_label_errors=keep,
                               random_arm=False)
         result = mine_hard_cases(fdb, version, load_coco(path, image_dir=data / "images"), config,
@@ -230,6 +249,17 @@ def part_mining(work: Path, seed: int = 0) -> dict:
         out[name] = {"queries": len(result.queries), "left_out": result.left_out, "mined": share["images"],
                      "lookalike_share": round(share["share"], 3)}
         print("mining", name, json.dumps(out[name]), flush=True)
+    noisy_kept = [out[n]["lookalike_share"] for n, _, keep, seed in runs if seed is not None and keep]
+    noisy_out = [out[n]["lookalike_share"] for n, _, keep, seed in runs if seed is not None and not keep]
+    out["summary"] = {"clean, kept": out["clean labels, label errors kept"]["lookalike_share"],
+                      "clean, left out (the default)": out["clean labels, label errors left out"]["lookalike_share"],
+                      "noisy, kept (mean over seeds)": round(sum(noisy_kept) / len(noisy_kept), 3),
+                      "noisy, left out (mean over seeds)": round(sum(noisy_out) / len(noisy_out), 3)}
+    # The target: with the product's default (label errors left out), noisy labels must not lower the share
+    # clean labels give. Against clean labels with nothing left out (mining before this feature), beside it.
+    noisy = out["summary"]["noisy, left out (mean over seeds)"]
+    out["summary"]["target_met"] = noisy >= out["summary"]["clean, left out (the default)"]
+    out["summary"]["not_below_clean_kept"] = noisy >= out["summary"]["clean, kept"]
     return out
 
 
@@ -325,7 +355,8 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["synthetic", "mining", "pennfudan", "coco128"],
                         choices=["synthetic", "mining", "pennfudan", "coco128"])
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the planting")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="planting seeds (synthetic and mining parts; the others plant with the first)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/dataengine-label-errors-bench"))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "label_errors.json")
     args = parser.parse_args()
@@ -333,17 +364,16 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     args.work.mkdir(parents=True, exist_ok=True)
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    result.update({"machine": platform.node(), "date": time.strftime("%Y-%m-%d"), "planting": PLANT,
-                   "planting_seed": args.seed})
+    result.update({"machine": platform.node(), "date": time.strftime("%Y-%m-%d"), "planting": PLANT})
 
     def save():
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1, default=str))
 
-    parts = {"synthetic": lambda: part_synthetic(args.work, args.seed),
-             "mining": lambda: part_mining(args.work, args.seed),
-             "pennfudan": lambda: part_pennfudan(args.work, args.shared, args.seed),
-             "coco128": lambda: part_coco128(args.work, args.shared, args.seed)}
+    parts = {"synthetic": lambda: part_synthetic(args.work, args.seeds),
+             "mining": lambda: part_mining(args.work, args.seeds),
+             "pennfudan": lambda: {**part_pennfudan(args.work, args.shared, args.seeds[0]), "planting_seed": args.seeds[0]},
+             "coco128": lambda: {**part_coco128(args.work, args.shared, args.seeds[0]), "planting_seed": args.seeds[0]}}
     for name in args.parts:
         if name not in parts:
             continue
