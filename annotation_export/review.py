@@ -23,13 +23,25 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from annotation_export.export import COCO_JSON, CVAT_XML, ExportError, ExportResult, ship_batch
-from annotation_export.formats import BatchImage, BatchObject, coco_json, cvat_xml, export_categories, unique_file_names
-from fdb import FeatureDB
+from annotation_export.export import (
+    COCO_JSON,
+    CVAT_XML,
+    ExportError,
+    ExportResult,
+    ship_batch,
+)
+from annotation_export.formats import (
+    BatchImage,
+    BatchObject,
+    coco_json,
+    cvat_xml,
+    export_categories,
+    unique_file_names,
+)
+from fdb import FeatureDB, labelled_sets
 from fdb import exports as export_store
 from fdb import images as image_store
 from fdb import label_errors as suspect_store
-from fdb import labelled_sets
 from fdb import labels as label_store
 from records.coco import CocoSet
 from storage import s3 as s3mod
@@ -83,7 +95,7 @@ def export_review_batch(fdb: FeatureDB, ground_truth: CocoSet, model_version: st
                 attributes={"origin": "label", "suspect": ";".join(sorted(set(accused.get(ann["id"], []))))}))
         predictions = [s for s in by_image[cid] if s.get("detection_id") is not None]
         for rank, s in enumerate(predictions, start=len(image.objects)):
-            x, y, w, h = s["bbox"]
+            _, _, w, h = s["bbox"]
             image.objects.append(BatchObject(
                 rank, mapping[s["category_id"]], name_of[mapping[s["category_id"]]], [float(v) for v in s["bbox"]],
                 float(s["score"]), [], float(w * h), source="auto",

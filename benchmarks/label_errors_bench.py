@@ -61,7 +61,7 @@ def plant(coco: dict, seed: int, rates: dict[str, float] = PLANT, avoid: dict | 
     images = {im["id"]: im for im in coco["images"]}
     anns = [a for a in coco["annotations"] if not a.get("iscrowd", 0)]
     order = rng.permutation(len(anns))
-    n = {kind: int(round(rate * len(anns))) for kind, rate in rates.items()}
+    n = {kind: round(rate * len(anns)) for kind, rate in rates.items()}
     take = {}
     start = 0
     for kind in ("deleted", "swapped", "shifted"):
@@ -128,30 +128,34 @@ def plant(coco: dict, seed: int, rates: dict[str, float] = PLANT, avoid: dict | 
     return coco, planted
 
 
+def _finds(kind: str, suspect, truth: dict) -> bool:
+    """Whether `suspect` finds the planted error `truth` of `kind`."""
+    if suspect.coco_image_id != truth["image_id"]:
+        return False
+    if kind == "deleted":  # no label left to name: the suspect prediction must sit on the deleted box
+        return suspect.bbox is not None and _iou(suspect.bbox, truth["bbox"]) >= 0.5
+    return suspect.gt_id == truth["ann_id"]
+
+
+def _at_cut(kind: str, ranked: list, truths: list, cut: int) -> dict:
+    chosen = ranked[:cut]
+    true_suspects = [s for s in chosen if any(_finds(kind, s, t) for t in truths)]
+    recalled = sum(any(_finds(kind, s, t) for s in chosen) for t in truths)
+    return {"suspects": len(chosen), "recall": recalled / max(1, len(truths)),
+            "precision": len(true_suspects) / max(1, len(chosen))}
+
+
 def score_suspects(suspects: list, planted: dict, threshold: float) -> dict:
     """Per planted kind: recall and precision of that kind's suspects at the cuts (see the module's text)."""
     out = {}
     for kind, suspect_type in FINDS.items():
-        ranked = [s for s in suspects if s.type == suspect_type]
-        truth = planted[kind]
-        if kind == "deleted":
-            def hit(s, t):
-                return s.coco_image_id == t["image_id"] and s.bbox is not None and _iou(s.bbox, t["bbox"]) >= 0.5
-        else:
-            def hit(s, t):
-                return s.coco_image_id == t["image_id"] and s.gt_id == t["ann_id"]
-
-        def found(cut):
-            chosen = ranked[:cut]
-            true_suspects = [s for s in chosen if any(hit(s, t) for t in truth)]
-            recalled = sum(any(hit(s, t) for s in chosen) for t in truth)
-            return {"suspects": len(chosen), "recall": recalled / max(1, len(truth)),
-                    "precision": len(true_suspects) / max(1, len(chosen))}
-
-        above = [s for s in ranked if s.suspicion >= threshold]
-        out[kind] = {"planted": len(truth), "suspect_type": suspect_type, "candidates": len(ranked),
-                     "top_2x": found(2 * len(truth)), "top_1x": found(len(truth)),
-                     "at_threshold": found(len(above))}
+        ranked = sorted((s for s in suspects if s.type == suspect_type), key=lambda s: -s.suspicion)
+        truths = planted[kind]
+        above = sum(s.suspicion >= threshold for s in ranked)
+        out[kind] = {"planted": len(truths), "suspect_type": suspect_type, "candidates": len(ranked),
+                     "top_2x": _at_cut(kind, ranked, truths, 2 * len(truths)),
+                     "top_1x": _at_cut(kind, ranked, truths, len(truths)),
+                     "at_threshold": _at_cut(kind, ranked, truths, above)}
     return out
 
 
@@ -227,7 +231,7 @@ def part_mining(work: Path, seeds: list[int]) -> dict:
     from mining.selection import mine_hard_cases
     from records.coco import load_coco
 
-    store, fdb, version, data = synthetic_setup(work)
+    _, fdb, version, data = synthetic_setup(work)
     clean_path = data / "annotations" / "val.json"
     runs = [("clean labels, label errors kept", clean_path, True, None),
             ("clean labels, label errors left out", clean_path, False, None)]

@@ -223,21 +223,30 @@ def _cmd_detect(args) -> int:
     return 0
 
 
-def _cmd_mine(args) -> int:
-    from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
+def _labelled_set(args, store) -> tuple[str | None, str | None]:
+    """(COCO json, image folder) of the labelled set: --gt / --images, else the last mining run's (said so);
+    (None, None) with the reason on stderr when there is none."""
     from mining.selection import last_labelled_set
-    from tasks import detect_labelled, mine, resolve_model
     from tasks.context import connection
 
+    if args.gt is not None:
+        return args.gt, args.images
+    known = last_labelled_set(connection(store))
+    if known is None:
+        print("no labelled set known yet: pass --gt <COCO json of labelled images> once", file=sys.stderr)
+        return None, None
+    print(f"labelled set of the last mining run: {known[0]}")
+    return known
+
+
+def _cmd_mine(args) -> int:
+    from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
+    from tasks import detect_labelled, mine, resolve_model
+
     store = _store()
-    gt, images = args.gt, args.images
+    gt, images = _labelled_set(args, store)
     if gt is None:
-        known = last_labelled_set(connection(store))
-        if known is None:
-            print("no labelled set known yet: pass --gt <COCO json of labelled images> once", file=sys.stderr)
-            return 2
-        gt, images = known
-        print(f"labelled set of the last mining run: {gt}")
+        return 2
     mining, match = config_from_args(MiningConfig, args), config_from_args(MatchConfig, args)
     version = resolve_model.fn(store, args.model, args.checkpoint)
     detect_labelled.fn(store, version, gt, images, progress=True)
@@ -297,9 +306,14 @@ def _cmd_import_labels(args) -> int:
 def _cmd_review_labels(args) -> int:
     from annotation_export.importer import LabelImportError
     from mining.config import LabelErrorConfig, MatchConfig
-    from mining.selection import last_labelled_set
-    from tasks import detect_labelled, export_review, fold_judges, import_review, judge_labels, resolve_model
-    from tasks.context import connection
+    from tasks import (
+        detect_labelled,
+        export_review,
+        fold_judges,
+        import_review,
+        judge_labels,
+        resolve_model,
+    )
 
     store = _store()
     if args.import_labels:
@@ -317,13 +331,9 @@ def _cmd_review_labels(args) -> int:
         print(f"labelled set version {result['version']}: {result['labelled_set']} (the older versions are kept; "
               "evaluation, mining and retraining read this one from now on)")
         return 0
-    gt, images = args.gt, args.images
+    gt, images = _labelled_set(args, store)
     if gt is None:
-        known = last_labelled_set(connection(store))
-        if known is None:
-            print("no labelled set known yet: pass --gt <COCO json of labelled images>", file=sys.stderr)
-            return 2
-        gt, images = known
+        return 2
     if args.folds:
         from detectors.config import TrainConfig
 
@@ -765,9 +775,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; everything written so far is kept, and a re-run resumes", file=sys.stderr)
         return 130
     except Exception as exc:  # the one failure a user must act on gets a message, not a traceback
+        from pymongo.errors import ServerSelectionTimeoutError
+
         from detectors.weights import WeightsMismatchError
         from fdb import StoreUnavailable
-        from pymongo.errors import ServerSelectionTimeoutError
 
         if isinstance(exc, StoreUnavailable):
             print(f"error: {exc}", file=sys.stderr)

@@ -23,10 +23,9 @@ from annotation_export.export import export_batch
 from annotation_export.importer import import_labels, labels_as_coco
 from annotation_export.review import apply_review, export_review_batch
 from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
-from fdb import StoreConfig, StoreUnavailable
+from fdb import StoreConfig, StoreUnavailable, labelled_sets
 from fdb import exports as export_store
 from fdb import images as image_store
-from fdb import labelled_sets
 from fdb import labels as label_store
 from fdb import runs as run_store
 from fdb import selections as selection_store
@@ -43,7 +42,7 @@ def _worth_retrying(task, task_run, state) -> bool:
     """Transient errors are retried; a database that did not answer for the client's whole server-selection
     window (30 s, longer than a replica-set election or an embedded restart), or an external one that does not
     answer at all, is gone: fail fast instead of waiting through three more such windows."""
-    from pymongo.errors import ServerSelectionTimeoutError  # noqa: PLC0415
+    from pymongo.errors import ServerSelectionTimeoutError
 
     try:
         state.result(raise_on_failure=True)
@@ -163,9 +162,9 @@ def fold_judges(store: StoreConfig, gt_json: str, gt_images: str | None, folds: 
                 preset: str = "small", progress: bool = False) -> list[str]:
     """k models, each trained on the labelled set without one fold and run over that fold (`tasks.label_folds`):
     judges for a labelled set that is also the training set."""
-    import hashlib  # noqa: PLC0415
+    import hashlib
 
-    from tasks.label_folds import fold_models  # noqa: PLC0415 - torch training, only for this task
+    from tasks.label_folds import fold_models
 
     path = newest_labels(store, gt_json)
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
@@ -249,7 +248,7 @@ def compare_arms(store: StoreConfig, seed_checkpoint: str, train_json: str, eval
                  batches: dict, query_images: list[int], work_dir: str, recipe: FinetuneConfig = FinetuneConfig(),
                  progress: bool = False):
     """The mined / random / control experiment (`tasks.experiment`), its arm models registered in fdb."""
-    from tasks.experiment import retrain_and_compare  # noqa: PLC0415 - torch training, only for this task
+    from tasks.experiment import retrain_and_compare
 
     return retrain_and_compare(seed_checkpoint, load_coco(newest_labels(store, train_json), image_dir=image_dir),
                                batches, load_coco(newest_labels(store, eval_json), image_dir=image_dir),
@@ -263,9 +262,9 @@ def retrain_candidate(store: StoreConfig, train_json: str, eval_json: str, image
                       match: MatchConfig = MatchConfig(), progress: bool = False,
                       query_images: list[int] | None = None, allow_no_batches: bool = False) -> dict:
     """A candidate on everything labelled so far, the gate against production, a promotion if it passes."""
-    from tasks.retrain import retrain  # noqa: PLC0415 - torch training, only for this task
+    from tasks.retrain import retrain
 
-    work = Path(store.home) / "retrain" / store.db_name / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    work = Path(store.home) / "retrain" / store.db_name / dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     result = retrain(connection(store), newest_labels(store, train_json), newest_labels(store, eval_json),
                      image_dir, work, recipe, promote, base, match,
                      progress=progress, query_images=query_images, allow_no_batches=allow_no_batches)
@@ -292,12 +291,32 @@ def query_images(store: StoreConfig, batch_id: str, eval_json: str, image_dir: s
 @task(name="write the comparison report", tags=["io"], cache_policy=NONE)
 def write_comparison_report(comparison, out_dir: str, title: str, facts: dict, montage: str | None = None,
                             hard_case_precision: dict | None = None, queried_types: list[str] | None = None) -> dict:
-    from mining.report import write_report  # noqa: PLC0415 - matplotlib, only for this task
+    from mining.report import write_report
 
     return {k: str(v) for k, v in write_report(comparison, out_dir, title, facts, montage=montage,
                                                hard_case_precision=hard_case_precision,
                                                queried_types=queried_types).items()}
 
 
-__all__ = ["batch_labels", "compare_arms", "export_review", "fold_judges", "import_review", "judge_labels", "newest_labels", "query_images", "retrain_candidate", "detect", "detect_labelled", "export", "import_batch_labels",
-           "list_new_images", "mine", "nightly_state", "record_export_intent", "record_night", "resolve_model", "write_comparison_report"]
+__all__ = [
+    "batch_labels",
+    "compare_arms",
+    "detect",
+    "detect_labelled",
+    "export",
+    "export_review",
+    "fold_judges",
+    "import_batch_labels",
+    "import_review",
+    "judge_labels",
+    "list_new_images",
+    "mine",
+    "newest_labels",
+    "nightly_state",
+    "query_images",
+    "record_export_intent",
+    "record_night",
+    "resolve_model",
+    "retrain_candidate",
+    "write_comparison_report",
+]

@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 
 from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
-from mining.label_errors import explained_errors, neighbour_agreement, suspect_image_labels
 from mining.errors import type_image_errors
+from mining.label_errors import (
+    explained_errors,
+    neighbour_agreement,
+    suspect_image_labels,
+)
 from records import Detection
 
 CAR, SIGN = 3, 1
@@ -143,9 +147,10 @@ def labelled_world(fdb, tmp_path):
     v0-v5: a labelled car the model finds; v6: a car nobody labelled (a missing label); v5, v7 and v4: a logo
     the model calls a car (its error); v2: a sign label on what the model calls a car (a wrong class); v3: a
     sign label on nothing (spurious). Pool: p0-p3 hold cars, p4-p7 logos."""
+    from PIL import Image
+
     from fdb import images as image_store
     from fdb.models import register_model
-    from PIL import Image
     from records import BOX_LAYER, IMAGE_LAYER
 
     rng = np.random.default_rng(0)
