@@ -196,6 +196,15 @@ class LabelErrorReport:
     skipped_in_sample: int  # labelled images the model trained on: not judged
     suspects: list[LabelSuspect]  # every candidate, by suspicion (highest first)
     params_key: str = ""  # names this judgment's parameters and judges in fdb
+    labels: int = 0  # non-crowd labels on the judged images
+
+    @property
+    def judge_too_weak(self) -> bool:
+        """The model supports fewer than half the labels it judged: it is too weak to tell a wrong label from
+        its own blindness (a model that barely detects calls every label spurious). Its suspects are kept for a
+        look, but mining leaves nothing out on its word."""
+        spurious = sum(s.type == "possible_spurious" for s in self.label_errors)
+        return self.labels > 0 and spurious > self.labels / 2
 
     @property
     def label_errors(self) -> list[LabelSuspect]:
@@ -212,6 +221,9 @@ class LabelErrorReport:
                  f"on {self.images} images" + (f"; {self.skipped_in_sample} the model trained on were not judged"
                                                if self.skipped_in_sample else "") + ")"]
         lines += [f"  {kind:<22}{counts[kind]:>6}" for kind in LABEL_ERROR_TYPES]
+        if self.judge_too_weak:
+            lines.append(f"  the model supports fewer than half of the {self.labels} labels: too weak to judge them "
+                         "(train it longer, or from pretrained weights); mining leaves nothing out on its word")
         return "\n".join(lines)
 
 
@@ -301,8 +313,9 @@ def find_label_errors(fdb: FeatureDB, model_version: str | list[str], ground_tru
             found.append(s)
     found.sort(key=lambda s: (-s.suspicion, str(s.id)))
     suspect_store.record_suspects(fdb, found, threshold=config.threshold)
+    labels = sum(not a.get("iscrowd", 0) for c in judged for a in ground_truth.annotations_by_image[c])
     return LabelErrorReport(" + ".join(versions), config, predictions, len(judged), len(uri_of) - len(judged),
-                            found, params_key)
+                            found, params_key, labels)
 
 
 def _agreements(fdb: FeatureDB, model_version: str, ground_truth: CocoSet, dets_of: dict, config: LabelErrorConfig,

@@ -226,7 +226,8 @@ def mine_hard_cases(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
     errors = find_errors(fdb, model_version, ground_truth, match)
     # Suspects are judged (and recorded) either way, so the report can show them beside the model's errors.
     label_errors = find_label_errors(fdb, model_version, ground_truth, label_config, match)
-    explained = explained_errors(errors.errors, label_errors.suspects, label_config.threshold)
+    explained = ({} if label_errors.judge_too_weak else
+                 explained_errors(errors.errors, label_errors.suspects, label_config.threshold))
     model_errors = errors.errors if config.keep_label_errors else [e for e in errors.errors if e.id not in explained]
     queries = build_queries(fdb, model_version, model_errors, types=config.types, classes=config.classes,
                             level=config.level)
@@ -243,7 +244,8 @@ def mine_hard_cases(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
                             out_dir / "selections" / selection.selection_id / "montage.png")
     run_store.finish_run(fdb, run_id, metrics={
         "errors": errors.totals(), "label_errors": label_errors.counts(), "left_out_as_label_errors": left_out,
-        "label_error_predictions": label_errors.predictions, "queries": len(queries), "selected": len(selection),
+        "label_error_predictions": label_errors.predictions, "label_error_judge_too_weak": label_errors.judge_too_weak,
+        "queries": len(queries), "selected": len(selection),
         "selection_id": selection.selection_id, "random_selection_id": baseline.selection_id if baseline else None})
     return MiningResult(errors, queries, selection, baseline, montage, run_id, label_errors, left_out)
 

@@ -363,3 +363,18 @@ def test_review_labels_from_the_command_line(engine, capsys):
     assert "val.v2.json, corrected by review" in capsys.readouterr().out  # evaluation reads the newest labels
     assert main(["review-labels", "--import", str(corrected)]) == 2  # no --batch: refused with what is missing
     assert "--import needs --batch" in capsys.readouterr().err
+
+
+def test_a_judge_that_supports_no_label_leaves_nothing_out_of_mining(fdb, labelled_world, tmp_path):
+    """A model that barely detects calls every label spurious: its word must not strip mining of its misses."""
+    from mining.config import MiningConfig
+    from mining.selection import mine_hard_cases
+    from records.coco import load_coco
+
+    fdb.detections.delete_many({"box": [4.0, 4.0, 20.0, 14.0]})  # the model now finds none of the labelled cars
+    gt = load_coco(labelled_world["gt_json"])
+    result = mine_hard_cases(fdb, MODEL, gt, MiningConfig(k=2, budget=4, types=("miss",), random_arm=False),
+                             out_dir=tmp_path, label_config=CONFIG)
+    assert result.label_errors.judge_too_weak and result.label_errors.counts()["possible_spurious"] == 7
+    assert result.left_out == {} and len(result.queries) == 7  # every miss still queries
+    assert "too weak to judge them" in result.label_errors.table()
