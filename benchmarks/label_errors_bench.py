@@ -282,7 +282,7 @@ def _judge_planted(fdb, versions, labelled_path: Path, image_dir: Path, seed: in
     return {"images": report.images, "boxes": len([a for a in clean["annotations"] if not a.get("iscrowd", 0)]),
             "predictions": report.predictions, "seconds": round(time.monotonic() - start, 2),
             "threshold": config.threshold, "by_kind": score_suspects(report.suspects, planted, config.threshold),
-            "label_errors_at_threshold": report.counts()}
+            "label_errors_at_threshold": report.counts(), "judge_too_weak": report.judge_too_weak}
 
 
 def part_pennfudan(work: Path, shared: Path, seed: int = 0, steps: int = 150) -> dict:
@@ -351,6 +351,7 @@ def part_coco128(work: Path, shared: Path, seed: int = 0, steps: int = 150, fold
     return {"fold_models": versions, "preset": preset, "steps_per_fold": steps, "folds": folds,
             "train_and_detect_minutes": round(minutes, 1), "predictions": report.predictions,
             "images": report.images, "swapped": scored, "label_errors_at_threshold": report.counts(),
+            "labels": report.labels, "judge_too_weak": report.judge_too_weak,
             "for_scale": "FiftyOne's compute_mistakenness with a pretrained COCO model: 43 of 46 planted swaps"}
 
 

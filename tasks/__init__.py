@@ -42,7 +42,7 @@ def _worth_retrying(task, task_run, state) -> bool:
     """Transient errors are retried; a database that did not answer for the client's whole server-selection
     window (30 s, longer than a replica-set election or an embedded restart), or an external one that does not
     answer at all, is gone: fail fast instead of waiting through three more such windows."""
-    from pymongo.errors import ServerSelectionTimeoutError
+    from pymongo.errors import ServerSelectionTimeoutError  # noqa: PLC0415
 
     try:
         state.result(raise_on_failure=True)
@@ -162,9 +162,9 @@ def fold_judges(store: StoreConfig, gt_json: str, gt_images: str | None, folds: 
                 preset: str = "small", progress: bool = False) -> list[str]:
     """k models, each trained on the labelled set without one fold and run over that fold (`tasks.label_folds`):
     judges for a labelled set that is also the training set."""
-    import hashlib
+    import hashlib  # noqa: PLC0415
 
-    from tasks.label_folds import fold_models
+    from tasks.label_folds import fold_models  # noqa: PLC0415 - torch training, only for this task
 
     path = newest_labels(store, gt_json)
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
@@ -248,7 +248,7 @@ def compare_arms(store: StoreConfig, seed_checkpoint: str, train_json: str, eval
                  batches: dict, query_images: list[int], work_dir: str, recipe: FinetuneConfig = FinetuneConfig(),
                  progress: bool = False):
     """The mined / random / control experiment (`tasks.experiment`), its arm models registered in fdb."""
-    from tasks.experiment import retrain_and_compare
+    from tasks.experiment import retrain_and_compare  # noqa: PLC0415 - torch training, only for this task
 
     return retrain_and_compare(seed_checkpoint, load_coco(newest_labels(store, train_json), image_dir=image_dir),
                                batches, load_coco(newest_labels(store, eval_json), image_dir=image_dir),
@@ -262,7 +262,7 @@ def retrain_candidate(store: StoreConfig, train_json: str, eval_json: str, image
                       match: MatchConfig = MatchConfig(), progress: bool = False,
                       query_images: list[int] | None = None, allow_no_batches: bool = False) -> dict:
     """A candidate on everything labelled so far, the gate against production, a promotion if it passes."""
-    from tasks.retrain import retrain
+    from tasks.retrain import retrain  # noqa: PLC0415 - torch training, only for this task
 
     work = Path(store.home) / "retrain" / store.db_name / dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     result = retrain(connection(store), newest_labels(store, train_json), newest_labels(store, eval_json),
@@ -291,7 +291,7 @@ def query_images(store: StoreConfig, batch_id: str, eval_json: str, image_dir: s
 @task(name="write the comparison report", tags=["io"], cache_policy=NONE)
 def write_comparison_report(comparison, out_dir: str, title: str, facts: dict, montage: str | None = None,
                             hard_case_precision: dict | None = None, queried_types: list[str] | None = None) -> dict:
-    from mining.report import write_report
+    from mining.report import write_report  # noqa: PLC0415 - matplotlib, only for this task
 
     return {k: str(v) for k, v in write_report(comparison, out_dir, title, facts, montage=montage,
                                                hard_case_precision=hard_case_precision,
