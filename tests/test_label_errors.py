@@ -378,3 +378,16 @@ def test_a_judge_that_supports_no_label_leaves_nothing_out_of_mining(fdb, labell
     assert result.label_errors.judge_too_weak and result.label_errors.counts()["possible_spurious"] == 7
     assert result.left_out == {} and len(result.queries) == 7  # every miss still queries
     assert "too weak to judge them" in result.label_errors.table()
+
+
+def test_the_nightly_summary_shows_label_errors_beside_the_model_errors(store, labelled_world):
+    from flows.nightly import _summary
+    from tasks import mine
+
+    mined = mine.fn(store, MODEL, str(labelled_world["gt_json"]),
+                    mining=MiningConfig(k=2, budget=4, types=("fp_background",), random_arm=False),
+                    label_config=CONFIG)
+    summary = _summary(MODEL, {"processed": 0, "quarantined": [], "detections": 0}, mined, None)
+    assert "fp_background" in summary and "possible_missing" in summary and "possible_spurious" in summary
+    assert "left out of the queries as label errors: 1 (possible_missing)" in summary
+    assert mined["left_out"] == {"possible_missing": 1} and mined["label_error_predictions"] == "held_out"
