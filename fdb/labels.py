@@ -34,3 +34,8 @@ def read_version(fdb: FeatureDB, batch_id: str, label_version: int) -> list[dict
     """The labelled images of one version of a batch (`image_id`, `file_name`, `annotations`), by image id."""
     return list(fdb.labels.find({"batch_id": batch_id, "label_version": label_version}).sort("image_id", 1))
 
+
+
+def images_of_batches(fdb: FeatureDB, batch_ids: list[str]) -> set:
+    """The image ids any label version of these batches holds (what a model that trained on them has seen)."""
+    return set(fdb.labels.distinct("image_id", {"batch_id": {"$in": list(batch_ids)}}))

@@ -44,6 +44,7 @@ from pycocotools import mask as mask_utils
 from fdb import FeatureDB
 from fdb import images as image_store
 from fdb import label_errors as suspect_store
+from fdb import labels as label_store
 from fdb import models as model_store
 from mining.config import LabelErrorConfig, MatchConfig
 from records import BOX_LAYER, LABEL_ERROR_TYPES, Detection, LabelSuspect, ModelError
@@ -246,7 +247,7 @@ def trained_on(fdb: FeatureDB, model_version: str) -> tuple[set[str], set]:
                     paths.update(str(coco.image_path(i).resolve()) for i in coco.images)
         batches = data.get("batches") or []
         if batches:
-            image_ids.update(fdb.labels.distinct("image_id", {"batch_id": {"$in": list(batches)}}))
+            image_ids.update(label_store.images_of_batches(fdb, batches))
         version = doc.get("parent")
     return paths, image_ids
 

@@ -54,7 +54,7 @@ def test_an_import_against_the_flow_breaks_the_contracts(tmp_path, module, line,
 
 # The store owns its collections: outside fdb/, nobody names one or queries it raw.
 RAW_ACCESS = re.compile(r"\.db\[|\b\w+\.(images|detections|features|feature_layers|selections|errors|runs|models|"
-                        r"indexes|exports|labels|scheduled_runs)\.(find|find_one|insert_one|insert_many|update_one|"
+                        r"indexes|exports|labels|scheduled_runs|label_errors|labelled_sets)\.(find|find_one|insert_one|insert_many|update_one|"
                         r"update_many|distinct|count_documents|delete_many|aggregate)\(|\bprocessed_by\b")
 
 
