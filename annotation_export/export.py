@@ -116,12 +116,8 @@ def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: 
 
     batch_id = batch_id_for(selection_id, image_ids, model_version, min_score)
     target = str(target)
-    is_s3 = target.startswith("s3://")
-    location = (target.rstrip("/") + "/" + batch_id) if is_s3 else str(Path(target) / batch_id)
-
-    previous = export_store.get(fdb, batch_id)
-    if previous and previous.get("status") == "labelled":
-        raise ExportError(f"batch {batch_id} was already labelled; it is not exported again")
+    location = batch_location(fdb, target, batch_id, "batch {} was already labelled")
+    is_s3 = location.startswith("s3://")
     export_store.start(fdb, batch_id, selection_id, model_version, min_score, location)
 
     file_names = {im.uri: im.file_name for im in batch}
@@ -143,6 +139,17 @@ def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: 
                                  "width": im.width, "height": im.height} for im in batch])
     selection_store.mark_exported(fdb, selection_id, batch_id)
     return ExportResult(batch_id, location, files, counts)
+
+
+def batch_location(fdb: FeatureDB, target: str, batch_id: str, refusal: str) -> str:
+    """Where batch `batch_id` goes under `target` (a folder, or an s3:// prefix). A batch whose labels already
+    came back is never exported again: refused with `refusal` (formatted with the batch id)."""
+    previous = export_store.get(fdb, batch_id)
+    if previous and previous.get("status") == "labelled":
+        raise ExportError(refusal.format(batch_id) + "; it is not exported again")
+    if target.startswith("s3://"):
+        return target.rstrip("/") + "/" + batch_id
+    return str(Path(target) / batch_id)
 
 
 def ship_batch(batch_id: str, target: str, location: str, documents: dict[str, bytes], images: dict[str, str],

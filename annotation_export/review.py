@@ -28,6 +28,7 @@ from annotation_export.export import (
     CVAT_XML,
     ExportError,
     ExportResult,
+    batch_location,
     ship_batch,
 )
 from annotation_export.formats import (
@@ -113,11 +114,8 @@ def export_review_batch(fdb: FeatureDB, ground_truth: CocoSet, model_version: st
 
     batch_id = review_batch_id(labels_sha, [s["_id"] for s in suspects])
     target = str(target)
-    is_s3 = target.startswith("s3://")
-    location = (target.rstrip("/") + "/" + batch_id) if is_s3 else str(Path(target) / batch_id)
-    previous = export_store.get(fdb, batch_id)
-    if previous and previous.get("status") == "labelled":
-        raise ExportError(f"review batch {batch_id} was already corrected; it is not exported again")
+    location = batch_location(fdb, target, batch_id, "review batch {} was already corrected")
+    is_s3 = location.startswith("s3://")
     judges = sorted({s["model_version"] for s in suspects})
     export_store.start(fdb, batch_id, None, " + ".join(judges), None, location, kind="review", extra={
         "labelled_set": str(Path(ground_truth.path).resolve()), "image_dir": str(ground_truth.image_dir),
@@ -225,9 +223,7 @@ def apply_review(fdb: FeatureDB, batch_id: str) -> dict:
     same = next((v for v in versions if v["sha256"] == sha), None)
     if same is not None:
         return same
-    number = (versions[-1]["version"] if versions else 1) + 1
-    first = Path(versions[0]["path"] if versions else reviewed)
-    out = first.with_name(f"{first.stem}.v{number}.json")
+    out = Path(labelled_sets.next_path(fdb, reviewed))
     out.write_bytes(data)
     return labelled_sets.add_version(fdb, reviewed, out, source=f"review {batch_id}, labels v{label_version}",
                                      changes=changes)

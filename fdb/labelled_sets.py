@@ -36,6 +36,15 @@ def newest_path(fdb: FeatureDB, path: str | Path) -> str:
     return found[-1]["path"] if found else str(path)
 
 
+def next_path(fdb: FeatureDB, path: str | Path) -> str:
+    """Where the next version of the labelled set `path` belongs to is written: `<first stem>.v<N>.json` beside
+    its first file, N the version `add_version` will give it."""
+    found = versions(fdb, path)
+    first = Path(found[0]["path"] if found else set_name(path))
+    number = (found[-1]["version"] if found else 1) + 1
+    return str(first.with_name(f"{first.stem}.v{number}.json"))
+
+
 def add_version(fdb: FeatureDB, base: str | Path, new_file: str | Path, source: str, changes: dict) -> dict:
     """Record `new_file` as the next version of the labelled set `base` belongs to (recording `base` as version 1
     when it is the first correction). Recording the same file again returns the existing version."""

@@ -25,11 +25,16 @@ class Query:
     bbox: list[float] | None = None
 
 
+def chosen_errors(errors: list[ModelError], types=None, classes=None) -> list[ModelError]:
+    """The errors of the chosen types and classes (None: all), in error-id order."""
+    chosen = [e for e in errors if (not types or e.type in types) and (not classes or e.category_name in classes)]
+    return sorted(chosen, key=lambda e: str(e.id))
+
+
 def build_queries(fdb: FeatureDB, model_version: str, errors: list[ModelError], types=None, classes=None,
                   level: str = "detection") -> list[Query]:
     """One query per error of the chosen types and classes, in error-id order."""
-    chosen = [e for e in errors if (not types or e.type in types) and (not classes or e.category_name in classes)]
-    chosen.sort(key=lambda e: str(e.id))
+    chosen = chosen_errors(errors, types, classes)
     det_ids = [e.detection_id for e in chosen if e.detection_id is not None and level == "detection"]
     det_vectors = fdb.vectors_by_owner(model_version, BOX_LAYER, det_ids) if det_ids else {}
     image_vectors = fdb.vectors_by_owner(model_version, IMAGE_LAYER, list({e.image_id for e in chosen}))

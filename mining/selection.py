@@ -30,8 +30,8 @@ from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
 from mining.errors import ErrorReport, find_errors
 from mining.label_errors import LabelErrorReport, explained_errors, find_label_errors
 from mining.montage import query_montage
-from mining.queries import Query, build_queries
-from records import BOX_LAYER, ERROR_TYPES, IMAGE_LAYER, QueryHit, SelectedImage, SelectionInfo
+from mining.queries import Query, build_queries, chosen_errors
+from records import BOX_LAYER, IMAGE_LAYER, QueryHit, SelectedImage, SelectionInfo
 from records.coco import CocoSet
 
 
@@ -231,10 +231,8 @@ def mine_hard_cases(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
     model_errors = errors.errors if config.keep_label_errors else [e for e in errors.errors if e.id not in explained]
     queries = build_queries(fdb, model_version, model_errors, types=config.types, classes=config.classes,
                             level=config.level)
-    queried_types = set(config.types or ERROR_TYPES)
     left_out = {} if config.keep_label_errors else dict(Counter(
-        kind for e in errors.errors if (kind := explained.get(e.id)) and e.type in queried_types
-        and (not config.classes or e.category_name in config.classes)))
+        explained[e.id] for e in chosen_errors(errors.errors, config.types, config.classes) if e.id in explained))
     out_dir = Path(out_dir)
     selection = mine(fdb, model_version, queries, config, index_root=out_dir / "indexes",
                      params={"match": match.as_dict(), "types": _list(config.types),

@@ -11,6 +11,7 @@ is idempotent, so a retry or a re-run never duplicates a record.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import socket
 from pathlib import Path
@@ -162,8 +163,6 @@ def fold_judges(store: StoreConfig, gt_json: str, gt_images: str | None, folds: 
                 preset: str = "small", progress: bool = False) -> list[str]:
     """k models, each trained on the labelled set without one fold and run over that fold (`tasks.label_folds`):
     judges for a labelled set that is also the training set."""
-    import hashlib  # noqa: PLC0415
-
     from tasks.label_folds import fold_models  # noqa: PLC0415 - torch training, only for this task
 
     path = newest_labels(store, gt_json)
