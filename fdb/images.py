@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+import numpy as np
 from bson import ObjectId
 from PIL import Image, UnidentifiedImageError
 from pymongo import ASCENDING
@@ -170,18 +171,65 @@ def unprocessed(fdb: FeatureDB, uris: Sequence[str], model_version: str) -> list
 def eligible_pool(fdb: FeatureDB, model_version: str) -> list[dict]:
     """Pool images that may be selected: unlabelled, readable, processed by this model, not yet exported.
     Records with `_id`, `uri` and `sha256`, in `_id` order."""
-    return list(fdb.images.find({"split": "pool", "labelled": False, "status": "ok", "processed_by": model_version,
-                                 "_id": {"$nin": exported_image_ids(fdb)}}, {"uri": 1, "sha256": 1}).sort("_id", 1))
+    return list(fdb.images.find({**_eligible_filter(model_version), "_id": {"$nin": exported_image_ids(fdb)}},
+                                {"uri": 1, "sha256": 1}).sort("_id", 1))
 
 
-def processed_pool_ids(fdb: FeatureDB, model_version: str) -> list[ObjectId]:
-    """Every pool image `model_version` has processed, exported or not."""
-    return fdb.images.distinct("_id", {"split": "pool", "processed_by": model_version})
+def _eligible_filter(model_version: str) -> dict:
+    # Field order matches the index processed_split_labelled_status, which answers it alone.
+    return {"processed_by": model_version, "split": "pool", "labelled": False, "status": "ok"}
 
 
-def ids_with_labels_back(fdb: FeatureDB) -> list[ObjectId]:
-    """Images whose labels came back from the annotation team (any label version)."""
-    return fdb.images.distinct("_id", {"label_version": {"$exists": True}})
+def _ids_array(cursor) -> np.ndarray:
+    return np.array([d["_id"].binary for d in cursor], dtype="S12")
+
+
+def pool_image_ids(fdb: FeatureDB, model_version: str) -> np.ndarray:
+    """Every pool image `model_version` has processed, exported or not, as sorted 12-byte ids (S12): what the pool
+    index holds (fdb.pool_index). Read from the index alone, in batches, so a million ids cost a second, not a
+    16 MB `distinct` reply."""
+    cursor = fdb.images.find({"processed_by": model_version, "split": "pool"}, {"_id": 1},
+                             batch_size=50_000).sort("_id", ASCENDING)
+    return _ids_array(cursor)
+
+
+def pool_images_among(fdb: FeatureDB, image_ids: np.ndarray) -> np.ndarray:
+    """Those of `image_ids` (S12) that are pool images, as S12."""
+    found = fdb.images.distinct("_id", {"_id": {"$in": [ObjectId(bytes(i).ljust(12, b"\0")) for i in image_ids]},
+                                        "split": "pool"})
+    return np.array([i.binary for i in found], dtype="S12")
+
+
+def eligible_pool_ids(fdb: FeatureDB, model_version: str) -> np.ndarray:
+    """The images `eligible_pool` returns, as sorted 12-byte ids (S12), without reading their records: the random
+    arm draws from these and then reads only the images it drew."""
+    ids = _ids_array(fdb.images.find(_eligible_filter(model_version), {"_id": 1},
+                                     batch_size=50_000).sort("_id", ASCENDING))
+    exported = exported_image_ids(fdb)
+    if exported:
+        ids = ids[~np.isin(ids, np.array([i.binary for i in exported], dtype="S12"))]
+    return ids
+
+
+def eligible_among(fdb: FeatureDB, model_version: str, image_ids: Iterable[ObjectId]) -> dict[ObjectId, dict]:
+    """Those of `image_ids` that may be selected (as `eligible_pool`), id -> {`uri`, `sha256`}: the question a
+    query's neighbours ask, at a cost that follows the neighbours, not the pool."""
+    image_ids = list(set(image_ids))
+    found = {d["_id"]: d for d in fdb.images.find({**_eligible_filter(model_version), "_id": {"$in": image_ids}},
+                                                  {"uri": 1, "sha256": 1})}
+    for exported in fdb.selections.distinct("image_id", {"image_id": {"$in": list(found)},
+                                                         "export_id": {"$ne": None}}):
+        found.pop(exported, None)
+    return found
+
+
+def pool_generation(fdb: FeatureDB, model_version: str) -> dict[str, int]:
+    """Counts that change whenever what may be mined does: pool images this model processed, images with labels
+    back, images exported. Each only grows (a processed mark, a label or an export is never taken back), so equal
+    counts mean an unchanged pool, and the counts come from indexes whatever the archive's size."""
+    return {"processed_pool": fdb.images.count_documents({"processed_by": model_version, "split": "pool"}),
+            "labels_back": fdb.labels.count_documents({}),
+            "exported": fdb.selections.count_documents({"export_id": {"$ne": None}})}
 
 
 # ---------------------------------------------------------------------------------------------------- writes

@@ -29,6 +29,7 @@ from fdb.vectors import (
     VectorSet,
     check_dtype,
     encode_feature_batch,
+    feature_id,
     from_object_ids,
     iter_vector_batches,
 )
@@ -43,6 +44,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("sha256", ASCENDING)], name="sha256"),
         IndexModel([("split", ASCENDING), ("labelled", ASCENDING), ("status", ASCENDING)], name="split_labelled"),
         IndexModel([("processed_by", ASCENDING)], name="processed_by"),
+        # The pool a model processed, and the part of it that may be mined, counted and listed from the index
+        # alone (fdb.images.pool_generation, eligible_pool_ids): no document is read however large the pool.
+        IndexModel([("processed_by", ASCENDING), ("split", ASCENDING), ("labelled", ASCENDING),
+                    ("status", ASCENDING)], name="processed_split_labelled_status"),
         IndexModel([("ingested_at", DESCENDING)], name="ingested_at"),
     ],
     "detections": [
@@ -55,6 +60,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         # _id = hash(owner, model version, layer) keeps one feature per key (see fdb.vectors.feature_id).
         IndexModel([("model_version", ASCENDING), ("layer", ASCENDING), ("image_id", ASCENDING)],
                    name="model_layer_image"),
+        # What was written since a pool index was last grown (fdb.pool_index): a range scan of the night's rows.
+        IndexModel([("model_version", ASCENDING), ("layer", ASCENDING), ("created_at", ASCENDING)],
+                   name="model_layer_created"),
     ],
     "feature_layers": [],  # _id = "<model_version>|<layer>": the dim and dtype every vector of that layer must have
     "runs": [
@@ -84,6 +92,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     "indexes": [  # _id = index version: a vector index built from features, with its parameters and file
         IndexModel([("model_version", ASCENDING), ("layer", ASCENDING), ("created_at", DESCENDING)],
                    name="model_layer_created"),
+        IndexModel([("pool_key", ASCENDING), ("created_at", DESCENDING)], name="pool_created"),
     ],
     "exports": [],  # _id = batch id: a selection handed to the annotation team (fdb.exports)
     "labels": [  # one document per (batch, label version, image): ground truth that came back
@@ -293,9 +302,10 @@ class FeatureDB:
 
     def read_vectors(self, model_version: str, layer: str, filter: dict | None = None, batch_size: int = 4000,
                      image_ids: Sequence[ObjectId] | None = None,
-                     owner_ids: Sequence[ObjectId] | None = None) -> VectorSet:
+                     owner_ids: Sequence[ObjectId] | None = None, by_image: bool = False) -> VectorSet:
         """All vectors of a (model version, layer), of the given images or owners (and matching `filter`), as one
-        array, in index order (by image)."""
+        array, in index order. `by_image` makes that the (model, layer, image) index whatever the filter, so
+        the rows come in image order (then in the order they were written)."""
         shape = self.layer_shape(model_version, layer)
         if shape is None:
             raise KeyError(f"no features stored for layer {layer!r} of model {model_version!r}")
@@ -310,7 +320,8 @@ class FeatureDB:
         owners, images = np.empty(capacity, "S12"), np.empty(capacity, "S12")
         vectors = np.empty((capacity, dim), dtype)
         n = 0
-        for o, i, v in iter_vector_batches(self.features, query, dtype, dim, batch_size):
+        for o, i, v in iter_vector_batches(self.features, query, dtype, dim, batch_size,
+                                           hint="model_layer_image" if by_image else None):
             if n + len(o) > capacity:  # written to while we read: grow
                 capacity = max(2 * capacity, n + len(o))
                 owners, images = np.resize(owners, capacity), np.resize(images, capacity)
@@ -318,6 +329,12 @@ class FeatureDB:
             owners[n:n + len(o)], images[n:n + len(o)], vectors[n:n + len(o)] = o, i, v
             n += len(o)
         return VectorSet(owners[:n], images[:n], vectors[:n])
+
+    def image_ids_of(self, model_version: str, layer: str, owner_ids: Sequence[ObjectId]) -> dict[ObjectId, ObjectId]:
+        """owner id (a detection or an image) -> the image its vector belongs to, by `_id` (see `feature_id`)."""
+        by_feature = {ObjectId(feature_id(o.binary, model_version, layer)): o for o in owner_ids}
+        return {by_feature[d["_id"]]: d["image_id"]
+                for d in self.features.find({"_id": {"$in": list(by_feature)}}, {"image_id": 1})}
 
     def vectors_by_owner(self, model_version: str, layer: str,
                          owner_ids: Sequence[ObjectId]) -> dict[ObjectId, np.ndarray]:

@@ -149,7 +149,8 @@ def decode_documents(docs: list[dict], dtype: str, dim: int) -> tuple[np.ndarray
 RAW = CodecOptions(document_class=RawBSONDocument)
 
 
-def iter_vector_batches(collection, query: dict, dtype: str, dim: int, batch_size: int = 4000):
+def iter_vector_batches(collection, query: dict, dtype: str, dim: int, batch_size: int = 4000,
+                        hint: str | None = None):
     """Yield (owner_ids, image_ids, vectors) per server batch of `find(query)`.
 
     pymongo's `find_raw_batches` still wraps every document of a getMore reply in a Python object; here the
@@ -158,8 +159,10 @@ def iter_vector_batches(collection, query: dict, dtype: str, dim: int, batch_siz
     db = collection.database
     projection = {"_id": 0, "owner_id": 1, "image_id": 1, "vector": 1}
     with db.client.start_session() as session:
-        reply = db.command({"find": collection.name, "filter": query, "projection": projection,
-                            "batchSize": batch_size}, codec_options=RAW, session=session).raw
+        command = {"find": collection.name, "filter": query, "projection": projection, "batchSize": batch_size}
+        if hint:
+            command["hint"] = hint
+        reply = db.command(command, codec_options=RAW, session=session).raw
         cursor_id = 0
         try:
             while True:

@@ -1,8 +1,9 @@
 """Selecting hard cases: the nearest pool images to the error queries become a labelling selection, with the
 reason for every image recorded; a random arm of the same budget is drawn beside it.
 
-`mine` indexes the eligible pool (unlabelled, not quarantined, not yet exported, processed by this model), takes
-each query's k nearest neighbours, merges them per image (more queries hitting an image rank it higher; the best
+`mine` asks the pool index (fdb.pool_index: every pool image this model processed, grown with each night) for each
+query's k nearest neighbours among the images still eligible (unlabelled, not quarantined, not yet exported),
+merges them per image (more queries hitting an image rank it higher; the best
 distance breaks ties), collapses near-duplicate images, caps at the budget, and records the selection with its
 provenance in fdb. `random_selection` draws the same budget from the same pool: the baseline arm every
 comparison needs. `mine_hard_cases` is the whole job over errors the store already holds: mining never runs a
@@ -21,10 +22,9 @@ import numpy as np
 
 from fdb import FeatureDB
 from fdb import images as image_store
-from fdb import indexes as index_store
 from fdb import runs as run_store
 from fdb import selections as selection_store
-from fdb.index import build_index, load_index, save_index
+from fdb.pool_index import pool_index
 from fdb.vectors import to_object_ids
 from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
 from mining.errors import ErrorReport, find_errors
@@ -57,26 +57,41 @@ class Selection:
         return len(self.images)
 
 
-def _build_pool_index(fdb, model_version, layer, pool_ids, index_root, backend):
-    """The pool's index for one layer, over mean-centred vectors, and the mean queries must be centred with.
+def _eligible_neighbours(fdb: FeatureDB, model_version: str, pool, query_vectors: np.ndarray, k: int, layer: str):
+    """Each query's k nearest pool vectors whose images may still be selected, as rows of (owner id, image id,
+    distance), and those images' records. The index holds the whole processed pool (fdb.pool_index); exported or
+    labelled images are dropped here, so more neighbours are fetched until each query has k (or none are left)."""
+    index = pool.index
+    fetch = min(len(index), 2 * k)
+    image_of: dict = {}
+    eligible: dict = {}
+    checked: set = set()
+    while True:
+        found_ids, distances = index.query(query_vectors, k=fetch)
+        owners = {o for o in to_object_ids(np.unique(found_ids[found_ids != b""])) if o not in image_of}
+        if owners:
+            image_of.update(owners_to_images(fdb, model_version, layer, owners))
+        unchecked = set(image_of.values()) - checked
+        if unchecked:
+            eligible.update(image_store.eligible_among(fdb, model_version, unchecked))
+            checked |= unchecked
+        rows = []
+        for row_ids, row_d in zip(found_ids, distances):
+            row = []
+            for owner, dist in zip(to_object_ids(row_ids[row_ids != b""]), row_d[row_ids != b""]):
+                image_id = image_of.get(owner)
+                if image_id in eligible and np.isfinite(dist) and len(row) < k:
+                    row.append((owner, image_id, float(dist)))
+            rows.append(row)
+        if fetch >= len(index) or all(len(row) == k for row in rows):
+            return rows, eligible
+        fetch = min(len(index), fetch * 4)
 
-    FC and pooled FPN vectors share a large common component (every image has road and sky), so raw cosine
-    distances crowd together; centring on the pool's mean spreads them (a probe here: 83 % -> 88-90 % of mined
-    images holding the queried error). The index is keyed by its content, so an unchanged pool reuses it.
-    """
-    vs = fdb.read_vectors(model_version, layer, image_ids=pool_ids)
-    if len(vs) == 0:
-        return None, vs, None
-    vectors = vs.vectors.astype(np.float32)
-    mean = vectors.mean(axis=0)
-    content = _key(model_version, layer, backend, "centred", hashlib.sha256(vs.owner_ids.tobytes()).hexdigest())
-    existing = index_store.find_by_content(fdb, content)
-    if existing:
-        return load_index(existing), vs, mean
-    index = build_index(vectors - mean, vs.owner_ids, model_version=model_version, layer=layer, backend=backend)
-    path = save_index(index, Path(index_root), f"{model_version}-{layer}".replace("/", "_"))
-    index_store.record_index(fdb, index.spec.as_dict(), content, str(path), centred_on_pool_mean=True)
-    return index, vs, mean
+
+def owners_to_images(fdb: FeatureDB, model_version: str, layer: str, owners) -> dict:
+    if layer == IMAGE_LAYER:
+        return {o: o for o in owners}
+    return fdb.image_ids_of(model_version, layer, list(owners))
 
 
 def mine(fdb: FeatureDB, model_version: str, queries: list[Query], config: MiningConfig = MiningConfig(),
@@ -84,36 +99,31 @@ def mine(fdb: FeatureDB, model_version: str, queries: list[Query], config: Minin
     """Select up to `config.budget` pool images nearest to the queries (`config.k` each), and record the
     selection in fdb. `params` are recorded with it (and name it) beside the mining parameters."""
     k, budget, backend, duplicate_distance = config.k, config.budget, config.backend, config.duplicate_distance
-    pool = image_store.eligible_pool(fdb, model_version)
-    uri_of = {d["_id"]: d["uri"] for d in pool}
-    sha_of = {d["_id"]: d.get("sha256") for d in pool}
-    pool_ids = list(uri_of)
+    uri_of: dict = {}
+    sha_of: dict = {}
     hits: dict = {}  # image id -> its hits
     neighbours: dict[str, list] = {}
     index_versions = {}
     means: dict[str, np.ndarray] = {}
     for level, layer in (("detection", BOX_LAYER), ("image", IMAGE_LAYER)):
         level_queries = [q for q in queries if q.level == level]
-        if not level_queries or not pool_ids:
+        if not level_queries:
             continue
-        index, vs, mean = _build_pool_index(fdb, model_version, layer, pool_ids, index_root, backend)
-        if index is None:
+        pool = pool_index(fdb, model_version, layer, index_root, backend=backend)
+        if pool is None or len(pool.index) == 0:
             continue
+        mean = pool.centre
         means[layer] = mean
-        index_versions[layer] = index.spec.version
-        image_of = dict(zip(map(_id_bytes, vs.owner_ids), to_object_ids(vs.image_ids)))
+        index_versions[layer] = pool.index.spec.version
         query_vectors = np.stack([q.vector for q in level_queries])
         if query_vectors.shape[1] == len(mean):  # a wrong dimension is left for check_query to name
             query_vectors = query_vectors - mean
-        index.check_query(query_vectors, model_version)  # refuses another dimension or model, naming both
-        found_ids, distances = index.query(query_vectors, k=k)
-        for q, row_ids, row_d in zip(level_queries, found_ids, distances):
-            row = []
-            for owner, dist in zip(row_ids, row_d):
-                if not np.isfinite(dist):
-                    continue
-                image_id = image_of[_id_bytes(owner)]
-                row.append((to_object_ids([owner])[0], image_id, float(dist)))
+        pool.index.check_query(query_vectors, model_version)  # refuses another dimension or model, naming both
+        rows, eligible = _eligible_neighbours(fdb, model_version, pool, query_vectors, k, layer)
+        for image_id, doc in eligible.items():
+            uri_of[image_id], sha_of[image_id] = doc["uri"], doc.get("sha256")
+        for q, row in zip(level_queries, rows):
+            for _owner, image_id, dist in row:
                 h = hits.setdefault(image_id, {"queries": {}, "best_distance": np.inf})
                 # A query counts once per image, at its nearest neighbour there.
                 previous = h["queries"].get(q.error_id)
@@ -149,8 +159,10 @@ def mine(fdb: FeatureDB, model_version: str, queries: list[Query], config: Minin
 
     params = {"k": k, "budget": budget, "backend": backend, "duplicate_distance": duplicate_distance,
               **(params or {})}
+    # What may be selected is the index's content less what was exported or labelled since: the generation's
+    # counts say which, at a cost that does not grow with the pool.
     selection_id = "sel-" + _key(model_version, params, sorted(str(q.error_id) for q in queries), index_versions,
-                                 sorted(map(str, pool_ids)))
+                                 image_store.pool_generation(fdb, model_version))
     images = []
     for rank, (image_id, h) in enumerate(chosen):
         qs = sorted(h["queries"].values(), key=lambda q: q.distance)
@@ -165,10 +177,6 @@ def mine(fdb: FeatureDB, model_version: str, queries: list[Query], config: Minin
     return Selection(info, images, neighbours)
 
 
-def _id_bytes(item) -> bytes:
-    return bytes(item).ljust(12, b"\0")  # numpy drops an S12 item's trailing NUL bytes
-
-
 def _min_cosine_distance(vec: np.ndarray, others: list[np.ndarray]) -> float:
     m = np.stack(others)
     sims = m @ vec / (np.linalg.norm(m, axis=1) * np.linalg.norm(vec) + 1e-12)
@@ -178,14 +186,16 @@ def _min_cosine_distance(vec: np.ndarray, others: list[np.ndarray]) -> float:
 def random_selection(fdb: FeatureDB, model_version: str, budget: int, seed: int = 0,
                      params: dict | None = None) -> Selection:
     """The baseline arm: `budget` images drawn uniformly from the same eligible pool."""
-    pool = image_store.eligible_pool(fdb, model_version)
+    pool = image_store.eligible_pool_ids(fdb, model_version)  # sorted ids only: the pool's records stay unread
     rng = np.random.default_rng(seed)
-    picked = sorted(rng.choice(len(pool), size=min(budget, len(pool)), replace=False).tolist()) if pool else []
+    picked = sorted(rng.choice(len(pool), size=min(budget, len(pool)), replace=False).tolist()) if len(pool) else []
     params = {"budget": budget, "seed": seed, **(params or {})}
-    selection_id = "rnd-" + _key(model_version, params, sorted(str(d["_id"]) for d in pool))
-    images = [SelectedImage(pool[i]["_id"], pool[i]["uri"], r,
+    selection_id = "rnd-" + _key(model_version, params, hashlib.sha256(pool.tobytes()).hexdigest())
+    drawn = to_object_ids(pool[picked]) if picked else []
+    records = image_store.by_id(fdb, drawn)
+    images = [SelectedImage(image_id, records[image_id]["uri"], r,
                             reason=f"random draw (seed {seed}) from {len(pool)} eligible pool images")
-              for r, i in enumerate(picked)]
+              for r, image_id in enumerate(drawn)]
     info = SelectionInfo(selection_id, "random", model_version, params)
     selection_store.record_selection(fdb, info, images)
     return Selection(info, images)
@@ -258,8 +268,8 @@ def pool_state(fdb: FeatureDB, model_version: str, gt_json: str | Path, params: 
     parameters, the pool images this model has processed and which of them have labels back. A run whose key is
     already recorded has nothing new to mine: exporting its selection removed those images from the pool, so
     mining again would queue a second batch for the same night."""
-    pool = sorted(map(str, image_store.processed_pool_ids(fdb, model_version)))
-    # Labels that came back from the team (the labelled set itself is covered by its file's bytes).
-    labelled = sorted(map(str, image_store.ids_with_labels_back(fdb)))
+    # Counts of processed pool images, labels back and exports: each only grows, so they change whenever the pool
+    # does, and they cost the same at a million images as at ten (the labelled set is covered by its bytes).
+    generation = image_store.pool_generation(fdb, model_version)
     gt_sha = hashlib.sha256(Path(gt_json).read_bytes()).hexdigest()
-    return "state-" + _key(model_version, gt_sha, params, pool, labelled)
+    return "state-" + _key(model_version, gt_sha, params, generation)

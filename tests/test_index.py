@@ -11,6 +11,7 @@ from fdb import index as fi
 from fdb.index import (
     AnnoyIndex,
     ExactIndex,
+    HnswIndex,
     IndexShapeError,
     IndexSpec,
     build_index,
@@ -25,6 +26,7 @@ from fdb.index.synthetic import FCLikeGenerator
 
 N, DIM = 5000, 128
 SMALL_ANNOY = dict(proj_dim=32, n_trees=10, search_k=800, rerank=50, pca_samples=5000, n_jobs=1)
+SMALL_HNSW = dict(M=8, ef_construction=64, ef=100, threads=1)
 
 
 def make_ids(n: int, offset: int = 0) -> np.ndarray:
@@ -126,6 +128,48 @@ def test_annoy_build_is_deterministic(data):
     np.testing.assert_array_equal(a.query(queries, 10)[0], b.query(queries, 10)[0])
 
 
+# ---------------------------------------------------------------------- hnsw: an index that grows
+def test_hnsw_recall_and_growth(exact, data, tmp_path):
+    vectors, queries, ids = data
+    truth, truth_d = exact.query(queries, 10)
+    grown = HnswIndex("m1", "fc7", proj_dim=32, **SMALL_HNSW).build(vectors[:3000], ids[:3000])
+    grown.add(vectors[3000:4000], ids[3000:4000]).add(vectors[4000:], ids[4000:])  # two nights
+    assert len(grown) == N and grown.spec.n == N
+    found, found_d = grown.query(queries, 10)
+    assert recall(found, truth) >= 0.9  # items added after the build are found like the first ones
+    same = found[:, 0] == truth[:, 0]
+    # Re-ranked against the float16 base: distances agree with exact search to float16 precision.
+    np.testing.assert_allclose(found_d[same, 0], truth_d[same, 0], atol=2e-3)
+    assert grown.spec.dtype == "float16"
+
+
+def test_hnsw_saved_growth_links_old_chunks(data, tmp_path):
+    vectors, queries, ids = data
+    first = HnswIndex("m1", "fc7", proj_dim=32, **SMALL_HNSW).build(vectors[:4000], ids[:4000])
+    v1 = save_index(first, tmp_path, "pool")
+    loaded = load_current(tmp_path, "pool")
+    before = loaded.spec.version
+    loaded.add(vectors[4000:], ids[4000:])
+    assert loaded.spec.version != before  # new content, new version: the old one stays as it was
+    v2 = save_index(loaded, tmp_path, "pool")
+    # The first night's chunk is the same file in both versions (hard-linked, not copied); only the new one is new.
+    assert os.path.samefile(v1 / "base-00000.npy", v2 / "base-00000.npy")
+    assert not (v1 / "base-00001.npy").exists() and (v2 / "base-00001.npy").exists()
+    again = load_current(tmp_path, "pool")
+    assert len(again) == N and len(load_index(v1)) == 4000
+    np.testing.assert_array_equal(again.query(vectors[4990:], 1)[0][:, 0], ids[4990:])  # added rows find themselves
+
+
+def test_add_refuses_a_wrong_dimension_and_annoy_cannot_add(exact, annoy_index, data):
+    vectors, _, ids = data
+    with pytest.raises(IndexShapeError, match="holds 128-d"):
+        build_index(vectors[:10], ids[:10], "m1", "fc7", backend="exact").add(np.ones((2, 64)), make_ids(2, N))
+    with pytest.raises(NotImplementedError, match="rebuild"):
+        annoy_index.add(vectors[:2], make_ids(2, N))
+    small = build_index(vectors[:10], ids[:10], "m1", "fc7", backend="exact").add(vectors[10:20], ids[10:20])
+    np.testing.assert_array_equal(small.query(vectors[10:20], 1)[0][:, 0], ids[10:20])
+
+
 # ---------------------------------------------------------------------- query checks
 @pytest.mark.parametrize("which", ["exact", "annoy"])
 def test_dimension_mismatch_refused(which, exact, annoy_index):
@@ -155,8 +199,10 @@ def test_non_finite_query_refused(exact):
 def test_auto_picks_backend_by_size(data):
     vectors, _, ids = data
     assert isinstance(build_index(vectors, ids, "m1", "fc7", **SMALL_ANNOY), ExactIndex)
-    small_threshold = build_index(vectors, ids, "m1", "fc7", exact_threshold=1000, **SMALL_ANNOY)
-    assert isinstance(small_threshold, AnnoyIndex)
+    small_threshold = build_index(vectors, ids, "m1", "fc7", exact_threshold=1000, **SMALL_ANNOY, **SMALL_HNSW)
+    assert isinstance(small_threshold, HnswIndex)  # the approximate backend that can grow
+    assert small_threshold.params["proj_dim"] == 32 and small_threshold.params["M"] == SMALL_HNSW["M"]
+    assert isinstance(build_index(vectors, ids, "m1", "fc7", backend="annoy", **SMALL_ANNOY), AnnoyIndex)
     with pytest.raises(ValueError, match="unknown index backend"):
         build_index(vectors, ids, "m1", "fc7", backend="faiss")
 
@@ -234,4 +280,4 @@ def test_atomic_swap_and_prune(data, tmp_path, monkeypatch):
 
 
 def test_fi_exports():
-    assert set(fi.BACKENDS) == {"exact", "annoy"}
+    assert set(fi.BACKENDS) == {"exact", "annoy", "hnsw"}

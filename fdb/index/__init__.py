@@ -31,13 +31,15 @@ import numpy as np
 from fdb.index.annoy_index import AnnoyConfig, AnnoyIndex
 from fdb.index.base import IndexShapeError, IndexSpec, VectorIndex, new_version, read_spec
 from fdb.index.exact import ExactConfig, ExactIndex
+from fdb.index.hnsw_index import HnswConfig, HnswIndex
 
-BACKENDS: dict[str, type[VectorIndex]] = {"exact": ExactIndex, "annoy": AnnoyIndex}
+BACKENDS: dict[str, type[VectorIndex]] = {"exact": ExactIndex, "annoy": AnnoyIndex, "hnsw": HnswIndex}
 EXACT_THRESHOLD = 20_000
 CURRENT_FILE = "CURRENT"
 TMP_MARK = ".tmp-"
 
-__all__ = ["AnnoyConfig", "AnnoyIndex", "BACKENDS", "ExactConfig", "ExactIndex", "IndexShapeError", "IndexSpec", "VectorIndex",
+__all__ = ["AnnoyConfig", "AnnoyIndex", "BACKENDS", "ExactConfig", "ExactIndex", "HnswConfig", "HnswIndex",
+           "IndexShapeError", "IndexSpec", "VectorIndex",
            "build_index", "list_versions", "load_current", "load_index", "new_version", "prune",
            "read_current", "save_index"]
 
@@ -48,15 +50,18 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, model_version: str, layer:
     """Build an index of `vectors` (n, d) whose row i is known as `ids[i]` (S12).
 
     backend "auto" picks exact search below `exact_threshold` vectors (it is both exact and fast enough there)
-    and Annoy with exact re-ranking from there on. `params` go to the backend (its config class: `AnnoyConfig`, `ExactConfig`)."""
-    if backend == "auto":
-        backend = "exact" if len(vectors) < exact_threshold else "annoy"
+    and HNSW with exact re-ranking from there on: it takes new vectors without a rebuild, so a pool index grows
+    with the night (benchmarks/results/index.json compares it with Annoy). `params` go to the backend (its config
+    class: `ExactConfig`, `HnswConfig`, `AnnoyConfig`)."""
+    chosen = backend == "auto"
+    if chosen:
+        backend = "exact" if len(vectors) < exact_threshold else "hnsw"
     if backend not in BACKENDS:
         raise ValueError(f"unknown index backend {backend!r}; known: {sorted(BACKENDS)} or 'auto'")
     cls = BACKENDS[backend]
-    if backend == "exact":
-        # Parameters meant for an approximate backend are irrelevant to exact search; drop them so "auto" can
-        # be given Annoy parameters whatever size it ends up seeing.
+    if chosen or backend == "exact":
+        # "auto" may be given parameters of any backend (whichever size it ends up seeing): each takes its own.
+        # Exact search needs none of an approximate backend's.
         params = {k: v for k, v in params.items() if k in cls.default_params()}
     return cls(model_version, layer, metric=metric, name=name, **params).build(vectors, ids)
 

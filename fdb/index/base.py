@@ -154,6 +154,13 @@ class VectorIndex(abc.ABC):
     def build(self, vectors: np.ndarray, ids: np.ndarray) -> "VectorIndex":
         """Index `vectors` (n, d), row i known as `ids[i]`. Returns self."""
 
+    supports_add: bool = False
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> "VectorIndex":
+        """Index more vectors without a rebuild (backends with `supports_add`). Returns self."""
+        raise NotImplementedError(f"the {self.backend!r} backend cannot take new vectors after its build: rebuild "
+                                  f"it over all of them, or use a backend that can ('exact', 'hnsw')")
+
     @abc.abstractmethod
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Row indices (q, k') int64 and original-space distances (q, k') float32 of the k' = min(k, n) nearest
@@ -239,6 +246,18 @@ class VectorIndex(abc.ABC):
         cls._load_arrays(index, directory)
         return index
 
+    @staticmethod
+    def _as_ids(ids, n: int) -> np.ndarray:
+        ids = np.asarray(ids)
+        if ids.dtype != ID_DTYPE:
+            if ids.dtype.kind == "O":  # e.g. a list of bson.ObjectId
+                ids = np.array([getattr(i, "binary", i) for i in ids], dtype=ID_DTYPE)
+            else:
+                ids = ids.astype(ID_DTYPE)
+        if ids.shape != (n,):
+            raise ValueError(f"{len(ids)} ids for {n} vectors")
+        return ids
+
     def _require_built(self) -> None:
         if self._ids is None:
             raise RuntimeError(f"{type(self).__name__} has not been built or loaded")
@@ -248,14 +267,7 @@ class VectorIndex(abc.ABC):
         vectors = np.asarray(vectors)
         if vectors.ndim != 2:
             raise IndexShapeError(f"vectors must be a 2-D array (n, dim), got shape {vectors.shape}")
-        ids = np.asarray(ids)
-        if ids.dtype != ID_DTYPE:
-            if ids.dtype.kind == "O":  # e.g. a list of bson.ObjectId
-                ids = np.array([getattr(i, "binary", i) for i in ids], dtype=ID_DTYPE)
-            else:
-                ids = ids.astype(ID_DTYPE)
-        if ids.shape != (len(vectors),):
-            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        ids = self._as_ids(ids, len(vectors))
         self._spec.n, self._spec.dim = vectors.shape
         self._spec.dtype = "float32"
         self._ids = ids

@@ -1,0 +1,161 @@
+"""Approximate search that grows: PCA projection + an HNSW graph (hnswlib) for candidates, exact re-ranking.
+
+The same three stages as `AnnoyIndex` (see its docstring for why a projection and a re-rank), with one difference
+that matters to a pool that grows every night: an HNSW graph takes new items after it is built (`add`), where an
+Annoy forest must be rebuilt from all vectors. The projection is fitted once, on the vectors of the first build,
+and new vectors are projected with it; a pool that drifts far from those first vectors is better served by a
+rebuild (`dataengine reindex`), which also refits the projection.
+
+Storage grows by appending, never by rewriting: the original-space vectors kept for re-ranking live in chunk
+files (`base-00000.npy`, `base-00001.npy`, ...; one per build or `add`), stored as `base_dtype` (float16 by
+default: half the disk and page cache of float32; recall measured in benchmarks/results/index.json). Saving a
+grown index as a new version hard-links the chunks it already had from the version it was loaded from, so a
+night's save writes the night's vectors, the ids and the graph (about `M` links + the projected vector per item),
+not the whole base again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+from fdb.index.annoy_index import Projection, rerank
+from fdb.index.base import IndexShapeError, VectorIndex, new_version
+from fdb.index.kernels import prepare_base
+
+GRAPH_FILE = "hnsw.bin"
+PROJECTION_FILE = "projection.npz"
+CHUNK_PATTERN = "base-{:05d}.npy"
+
+
+@dataclass(frozen=True)
+class HnswConfig:
+    """The HNSW backend's parameters, each default defined once (chosen in benchmarks/index_real_bench.py)."""
+
+    proj_dim: int = 128  # dims of the PCA projection the graph is built over
+    pca_samples: int = 100_000  # rows the PCA is fitted on (seeded sample)
+    M: int = 16  # links per node: more = better recall, bigger graph
+    ef_construction: int = 200  # candidate list while inserting
+    ef: int = 400  # candidate list while searching (at least `rerank`)
+    rerank: int = 200  # candidates re-ranked exactly in the original space
+    base_dtype: str = "float16"  # of the stored original-space vectors used to re-rank
+    seed: int = 0
+    threads: int = 0  # threads for inserts and batched queries; 0 = one per core
+
+
+class ChunkedRows:
+    """Rows of several (memory-mapped) 2-D arrays seen as one: `rows[sorted int array]` -> float32 (m, d)."""
+
+    def __init__(self, chunks: list[np.ndarray]):
+        self.chunks = chunks
+        self.starts = np.cumsum([0] + [len(c) for c in chunks])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows)
+        which = np.searchsorted(self.starts, rows, side="right") - 1
+        out = np.empty((len(rows), self.chunks[0].shape[1]), dtype=np.float32)
+        for c in np.unique(which):
+            sel = which == c
+            out[sel] = self.chunks[c][rows[sel] - self.starts[c]]
+        return out
+
+
+class HnswIndex(VectorIndex):
+    backend = "hnsw"
+    config_class = HnswConfig
+    supports_add = True
+
+    @property
+    def _space(self) -> str:
+        return "ip" if self._spec.metric == "cosine" else "l2"  # projected rows are unit rows for cosine
+
+    def _threads(self) -> int:
+        return int(self.params["threads"]) or (os.cpu_count() or 1)
+
+    def build(self, vectors: np.ndarray, ids: np.ndarray) -> "HnswIndex":
+        p = self.params
+        vectors = self._start_build(vectors, ids)
+        base = prepare_base(vectors, self._spec.metric)
+        t0 = time.perf_counter()
+        self._projection, explained = Projection.fit(base, p["proj_dim"], False, p["pca_samples"], p["seed"],
+                                                     normalize=self._spec.metric == "cosine")
+        t1 = time.perf_counter()
+        self._graph = hnswlib.Index(space=self._space, dim=self._projection.dim)
+        self._graph.init_index(max_elements=max(len(base), 1), M=int(p["M"]),
+                               ef_construction=int(p["ef_construction"]), random_seed=int(p["seed"]))
+        self._chunks, self._chunk_sources = [], []
+        self._insert(base, 0)
+        t2 = time.perf_counter()
+        self._spec.projection = {"kind": "pca", "dim": self._projection.dim, "whiten": False,
+                                 "samples": int(min(len(base), p["pca_samples"])), "explained_variance": explained}
+        self._spec.build_seconds = {"projection": t1 - t0, "hnsw_add": t2 - t1}
+        self._spec.dtype = p["base_dtype"]
+        return self
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> "HnswIndex":
+        """Insert more vectors (projected with the projection fitted at build); they are searchable at once."""
+        self._require_built()
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2 or vectors.shape[1] != self._spec.dim:
+            raise IndexShapeError(f"vectors to add have shape {vectors.shape}; index {self._spec.label!r} holds "
+                                  f"{self._spec.dim}-d vectors")
+        ids = self._as_ids(ids, len(vectors))
+        if len(vectors) == 0:
+            return self
+        start = self._spec.n
+        needed = start + len(vectors)
+        if needed > self._graph.get_max_elements():
+            self._graph.resize_index(max(needed, int(self._graph.get_max_elements() * 1.25)))
+        self._insert(prepare_base(vectors, self._spec.metric), start)
+        self._ids = np.concatenate([np.asarray(self._ids), ids])
+        self._spec.n = needed
+        self._spec.version = new_version()  # other content: another version (save_index keeps both)
+        return self
+
+    def _insert(self, base: np.ndarray, start: int) -> None:
+        chunk = 65536
+        for lo in range(0, len(base), chunk):
+            block = base[lo:lo + chunk]
+            self._graph.add_items(self._projection(block), np.arange(start + lo, start + lo + len(block)),
+                                  num_threads=self._threads())
+        self._chunks.append(np.ascontiguousarray(base, dtype=self.params["base_dtype"]))
+        self._chunk_sources.append(None)  # not on disk yet
+        self._base = ChunkedRows(self._chunks)
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        p = self.params
+        n_cand = min(max(int(p["rerank"]), k), self._spec.n)
+        self._graph.set_ef(max(int(p["ef"]), n_cand))
+        labels, _ = self._graph.knn_query(self._projection(queries), k=n_cand, num_threads=self._threads())
+        return rerank(queries, labels.astype(np.int64), self._base, k, self._spec.metric)
+
+    def _save_arrays(self, directory: Path) -> None:
+        self._graph.save_index(str(directory / GRAPH_FILE))
+        self._projection.save(directory / PROJECTION_FILE)
+        for i, (chunk, source) in enumerate(zip(self._chunks, self._chunk_sources)):
+            target = directory / CHUNK_PATTERN.format(i)
+            if source is not None:
+                os.link(source, target)  # the same bytes as the version it came from: no copy
+            else:
+                np.save(target, chunk)
+                self._chunks[i] = np.load(target, mmap_mode="r")
+            self._chunk_sources[i] = target
+        self._base = ChunkedRows(self._chunks)
+
+    @classmethod
+    def _load_arrays(cls, index: "HnswIndex", directory: Path) -> None:
+        index._projection = Projection.load(directory / PROJECTION_FILE)
+        index._graph = hnswlib.Index(space=index._space, dim=index._projection.dim)
+        index._graph.load_index(str(directory / GRAPH_FILE), max_elements=max(index._spec.n, 1))
+        paths = sorted(directory.glob("base-*.npy"))
+        index._chunks = [np.load(path, mmap_mode="r") for path in paths]
+        index._chunk_sources = list(paths)
+        index._base = ChunkedRows(index._chunks)

@@ -1,0 +1,127 @@
+"""The pool's vector index for one (model version, layer): built once, then grown with each night's vectors.
+
+Mining asks one question of the pool every night: the nearest pool vectors to the model's errors. Rebuilding the
+index for it every night costs what the archive holds (every pool vector read and indexed again); this module keeps
+one index per (model, layer, backend) and, each time it is asked for, adds only the vectors written since it was
+last grown:
+
+- **What is new** is found by a range scan of `features` on (model, layer, `created_at`) from the index's
+  watermark (less `WATERMARK_SLACK`, for writers whose clocks differ; rows already indexed are dropped by id), then
+  kept if their image is a pool image. Cost: the night's vectors.
+- **Centring**: pool vectors are indexed centred on the pool mean (FC vectors share a large common component; see
+  mining.selection). The mean is fixed when the index is built and stored with it, and queries are centred on
+  that same mean, so vectors added later are comparable with the first ones.
+- **Eligibility is not the index's business**: it holds every pool image the model processed, and mining drops
+  neighbours that were exported, labelled or quarantined since (`fdb.images.eligible_among`). So an export never
+  forces a rebuild.
+- **Backends**: a small pool is served by exact search; once it reaches `exact_threshold` vectors it is rebuilt
+  once as an HNSW index (`fdb.index.hnsw_index`), which takes new vectors from then on. Annoy cannot take new
+  vectors, so an Annoy pool index is rebuilt whenever the pool grew. `rebuild=True` (`dataengine reindex`) builds
+  afresh: a new mean and projection for a pool that drifted.
+
+Every version is saved through `fdb.index.save_index` (atomic CURRENT switch; HNSW chunks hard-linked, not
+copied) and recorded in `indexes` with its watermark and centre; the two newest versions are kept on disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fdb import images as image_store
+from fdb.index import EXACT_THRESHOLD, VectorIndex, build_index, load_index, prune, save_index
+from fdb.store import FeatureDB, utcnow
+
+WATERMARK_SLACK = dt.timedelta(minutes=10)
+KEEP_VERSIONS = 2
+
+
+@dataclass
+class PoolIndex:
+    index: VectorIndex
+    centre: np.ndarray  # queries are centred on it, as the indexed vectors were
+    added: int = 0  # vectors this call added
+    rebuilt: bool = False  # built from every pool vector by this call
+
+
+def pool_key(model_version: str, layer: str, backend: str) -> str:
+    return f"pool-{model_version}-{layer}-{backend}".replace("/", "_")
+
+
+def pool_index(fdb: FeatureDB, model_version: str, layer: str, root: str | Path, backend: str = "auto",
+               exact_threshold: int = EXACT_THRESHOLD, rebuild: bool = False) -> PoolIndex | None:
+    """The pool index of (model, layer), grown by what was written since it was last asked for; None when the
+    pool holds no vector of that layer."""
+    if fdb.layer_shape(model_version, layer) is None:
+        return None
+    key = pool_key(model_version, layer, backend)
+    record = None if rebuild else fdb.indexes.find_one({"pool_key": key}, sort=[("created_at", -1)])
+    if record is not None and Path(record["path"]).is_dir():
+        current = load_index(record["path"])
+        centre = np.frombuffer(record["centre"], dtype=np.float32)
+        since = record["watermark"] - WATERMARK_SLACK
+        new = fdb.read_vectors(model_version, layer, filter={"created_at": {"$gte": since}})
+        watermark = max(record["watermark"], _newest(fdb, model_version, layer, since) or record["watermark"])
+        in_pool = _in_pool(fdb, new.image_ids)
+        fresh = in_pool & ~np.isin(new.owner_ids, np.asarray(current.ids))
+        added = int(fresh.sum())
+        if added == 0:
+            return PoolIndex(current, centre)
+        too_big_for_exact = backend == "auto" and current.spec.backend == "exact" \
+            and len(current) + added >= exact_threshold
+        if current.supports_add and not too_big_for_exact:
+            vectors = new.vectors[fresh].astype(np.float32) - centre
+            current.add(vectors, new.owner_ids[fresh])
+            _save(fdb, current, root, key, centre, watermark, added=added)
+            return PoolIndex(current, centre, added=added)
+    return _build(fdb, model_version, layer, root, backend, key, exact_threshold)
+
+
+def _build(fdb, model_version, layer, root, backend, key, exact_threshold) -> PoolIndex | None:
+    started = utcnow()
+    vs = fdb.read_vectors(model_version, layer, by_image=True)
+    keep = np.isin(vs.image_ids, image_store.pool_image_ids(fdb, model_version))
+    if not keep.any():
+        return None
+    vs_owner_ids = vs.owner_ids[keep]
+    vectors = vs.vectors[keep].astype(np.float32)
+    del vs
+    centre = vectors.mean(axis=0)
+    vectors -= centre  # in place: at a million 1024-d vectors each copy is 4 GB
+    index = build_index(vectors, vs_owner_ids, model_version=model_version, layer=layer,
+                        backend=backend, exact_threshold=exact_threshold)
+    # Rows written while this build read are picked up by the next call: the watermark is when it began.
+    _save(fdb, index, root, key, centre, _newest(fdb, model_version, layer) or started, added=int(keep.sum()),
+          rebuilt=True)
+    return PoolIndex(index, centre, added=int(keep.sum()), rebuilt=True)
+
+
+def _newest(fdb: FeatureDB, model_version: str, layer: str, since: dt.datetime | None = None) -> dt.datetime | None:
+    query = {"model_version": model_version, "layer": layer}
+    if since is not None:
+        query["created_at"] = {"$gte": since}
+    doc = fdb.features.find_one(query, {"created_at": 1}, sort=[("created_at", -1)])
+    return doc["created_at"] if doc else None
+
+
+def _in_pool(fdb: FeatureDB, image_ids: np.ndarray) -> np.ndarray:
+    """Which rows' images are pool images (the labelled set's vectors share the layer, not the pool)."""
+    if len(image_ids) == 0:
+        return np.zeros(0, dtype=bool)
+    unique = np.unique(image_ids)
+    pool = image_store.pool_images_among(fdb, unique)
+    return np.isin(image_ids, pool)
+
+
+def _save(fdb, index, root, key, centre, watermark, added: int, rebuilt: bool = False) -> None:
+    path = save_index(index, Path(root), key)
+    fdb.indexes.update_one({"_id": index.spec.version},
+                           {"$set": {**index.spec.as_dict(), "pool_key": key, "path": str(path),
+                                     "centre": centre.astype(np.float32).tobytes(), "watermark": watermark,
+                                     "added": added, "rebuilt": rebuilt, "centred_on_pool_mean": True,
+                                     "created_at": utcnow()}}, upsert=True)
+    for version in prune(Path(root), key, keep=KEEP_VERSIONS):
+        fdb.indexes.delete_one({"_id": version, "pool_key": key})
