@@ -374,7 +374,8 @@ def _cmd_nightly(args) -> int:
     result = flow(images=args.images, gt_json=args.gt, gt_images=args.gt_images, model_version=args.model,
                   pattern=args.pattern, mining=config_from_args(MiningConfig, args),
                   match=config_from_args(MatchConfig, args), export_config=config_from_args(ExportConfig, args),
-                  export_to=args.to, chunk_size=args.chunk_size, allow_links_out=args.allow_links_out)
+                  export_to=args.to, chunk_size=args.chunk_size, allow_links_out=args.allow_links_out,
+                  full_listing=args.full_listing)
     detected, exported = result["detect"], result["export"]
     print(f"detected {detected['processed']} new images ({len(detected['quarantined'])} quarantined) on "
           f"{len(detected.get('workers', []))} worker(s); selection {result['mine']['selection_id']} "
@@ -523,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument("--images", required=True, help="folder or s3:// prefix of new imagery")
     links_out_arg(night)
     night.add_argument("--pattern", default="*", help="file name pattern (default *)")
+    night.add_argument("--full-listing", action="store_true",
+                       help="list every image under --images, not only those since the last complete night (a "
+                            "reconciliation: finds S3 objects written under keys that sort before the mark)")
     night.add_argument("--gt", required=True, help="COCO json of the labelled set (the queries come from it)")
     night.add_argument("--gt-images", default=None, help="image folder of --gt (default: beside the json)")
     night.add_argument("--model", default=None, help="model version (default: the production model)")

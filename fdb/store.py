@@ -108,6 +108,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("at", DESCENDING)], name="at"),
     ],
     "scheduled_runs": [],  # _id = state key of a scheduled mining run (fdb.runs)
+    "listings": [],  # _id = "<root>|<pattern>|<model version>": where the next night's listing starts (fdb.listings)
 }
 
 
@@ -192,6 +193,7 @@ class FeatureDB:
         self.exports = db["exports"]
         self.labels = db["labels"]
         self.scheduled_runs = db["scheduled_runs"]
+        self.listings = db["listings"]
         self.registry = db["registry"]
         self.promotions = db["promotions"]
         self._layer_cache: dict[str, tuple[int, str]] = {}

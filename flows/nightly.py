@@ -3,7 +3,8 @@
 ingest and detect the new images (a folder or an s3:// prefix) with the production model (feature taps into fdb)
 -> detect on the labelled set and mine the pool with the model's errors there -> export the selection (CVAT +
 COCO with pre-annotations, a manifest of why) to the labelling queue, a folder or an s3:// prefix.
-Incremental: only images this model has not processed cost anything; a second run with nothing new (same images,
+Incremental: the images root is listed from the last complete night's mark (fdb.listings), the pool index grows by
+the night's vectors (fdb.pool_index), and only images this model has not processed cost anything; a second run with nothing new (same images,
 labels, model and parameters) is a no-op that returns the night's batch; a crash is finished by the next run
 without duplicates. One batch per night however a run ends: the night's selection is recorded before its export,
 and a run that finds it recorded exports that selection (the idempotent step) instead of mining again.
@@ -20,21 +21,26 @@ from detectors.config import DetectConfig
 from flows.runners import build_task_runner
 from mining.config import MatchConfig, MiningConfig
 from tasks import (detect, detect_labelled, export, list_new_images, mine, nightly_state, record_export_intent,
-                   record_night, resolve_model)
+                   record_listing, record_night, resolve_model)
 
 
 @flow(name="nightly", task_runner=build_task_runner())
 def nightly(images: str, gt_json: str, gt_images: str | None = None, model_version: str | None = None,
             pattern: str = "*", mining: MiningConfig = MiningConfig(), match: MatchConfig = MatchConfig(),
             detection: DetectConfig = DetectConfig(), export_config: ExportConfig = ExportConfig(),
-            export_to: str | None = None, chunk_size: int = 64, allow_links_out: bool = False) -> dict:
+            export_to: str | None = None, chunk_size: int = 64, allow_links_out: bool = False,
+            full_listing: bool = False) -> dict:
     """Detection runs in chunks of `chunk_size` images, one task each: the unit a Dask worker takes, and the
-    unit of progress in the logs. Only files under `images` are read (`allow_links_out` follows links out)."""
+    unit of progress in the logs. Only files under `images` are read (`allow_links_out` follows links out).
+    `images` is listed from where the last complete night left off; `full_listing` lists all of it (the weekly
+    reconciliation: S3 objects written under keys that sort before the mark)."""
     logger = get_run_logger()
     store = store_config()
     version = resolve_model(store, model_version)
-    new = list_new_images(store, images, pattern, version, allow_links_out)
-    logger.info("%d new images under %s for model %s", len(new), images, version)
+    listing = list_new_images(store, images, pattern, version, allow_links_out, full_listing)
+    new = listing["uris"]
+    logger.info("%d new images under %s for model %s (%d listed%s)", len(new), images, version, listing["listed"],
+                "" if listing["since"] is None else " since the last night's mark")
     chunks = [new[i:i + chunk_size] for i in range(0, len(new), chunk_size)]
     detected = {"processed": 0, "skipped": 0, "detections": 0, "features": 0, "quarantined": [], "workers": []}
     for n, future in enumerate(detect.map(unmapped(store), unmapped(version), chunks, unmapped(detection)), start=1):
@@ -43,6 +49,7 @@ def nightly(images: str, gt_json: str, gt_images: str | None = None, model_versi
             detected[key] += part[key]
         detected["workers"] = sorted(set(detected["workers"]) | {part["worker"]})
         logger.info("detection: %d/%d chunks, %d/%d images", n, len(chunks), detected["processed"], len(new))
+    record_listing(store, listing)  # every listed image is detected (or quarantined): list from here next time
     state, night = nightly_state(store, version, gt_json, {"mining": mining.as_dict(), "match": match.as_dict(),
                                                            "pattern": pattern, "export_to": export_to})
     if night is not None and night["status"] == "done":

@@ -2,6 +2,6 @@
 with retries. Both the feature database (ingest) and the annotation export (staging) stand on it; it stands on
 nothing of the project."""
 
-from storage.uris import IMAGE_SUFFIXES, list_images, read_uri, the_files_fault
+from storage.uris import IMAGE_SUFFIXES, Listing, list_images, list_images_since, read_uri, the_files_fault
 
-__all__ = ["IMAGE_SUFFIXES", "list_images", "read_uri", "the_files_fault"]
+__all__ = ["IMAGE_SUFFIXES", "Listing", "list_images", "list_images_since", "read_uri", "the_files_fault"]

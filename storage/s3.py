@@ -160,10 +160,12 @@ def read_s3_uri(uri: str, client=None) -> bytes:
         raise FileNotFoundError(f"no such object: {uri}") from None
 
 
-def list_keys(uri: str, client=None) -> Iterator[str]:
-    """Every key under an s3:// prefix, in the server's (lexicographic) order, across pages."""
+def list_keys(uri: str, client=None, start_after: str | None = None) -> Iterator[str]:
+    """Every key under an s3:// prefix, in the server's (lexicographic) order, across pages; only those after
+    `start_after` when given (S3 starts the listing there: the keys before it are never sent)."""
     client = client or s3_client()
     bucket, prefix = parse_s3_uri(uri)
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    extra = {"StartAfter": start_after} if start_after else {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **extra):
         for obj in page.get("Contents", []):
             yield obj["Key"]

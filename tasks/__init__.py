@@ -24,7 +24,7 @@ from annotation_export.export import export_batch
 from annotation_export.importer import import_labels, labels_as_coco
 from annotation_export.review import apply_review, export_review_batch
 from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
-from fdb import StoreConfig, StoreUnavailable, labelled_sets
+from fdb import StoreConfig, StoreUnavailable, labelled_sets, listings
 from fdb import exports as export_store
 from fdb import images as image_store
 from fdb import labels as label_store
@@ -34,7 +34,7 @@ from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
 from mining.label_errors import find_label_errors
 from mining.selection import mine_hard_cases, pool_state
 from records.coco import load_coco
-from storage import list_images
+from storage import list_images_since
 from tasks.context import checkpoint_of, connection, production_or, resolve_checkpoint
 from tasks.detect import detect_images
 
@@ -66,17 +66,30 @@ IO_RETRIES = dict(retries=3, retry_delay_seconds=[2, 10, 30], cache_policy=NONE,
 
 @task(name="list new images", tags=["io"], **IO_RETRIES)
 def list_new_images(store: StoreConfig, folder: str, pattern: str = "*", model_version: str | None = None,
-                    allow_links_out: bool = False) -> list[str]:
-    """Images under `folder` not yet processed by `model_version`: the nightly cost follows new images only.
-    Links out of the folder are refused (and logged) unless `allow_links_out`."""
+                    allow_links_out: bool = False, full_listing: bool = False) -> dict:
+    """Images under `folder` not yet processed by `model_version`, listed from where the last complete night of
+    this model left off (`fdb.listings`; `full_listing` lists everything): the cost follows the night's images,
+    and the database is asked only about those. Links out of the folder are refused (and logged) unless
+    `allow_links_out`. Returns the `uris`, and the `mark` that `record_listing` stores once they are detected."""
     refused: list[tuple[str, str]] = []
-    uris = list_images(folder, pattern, allow_links_out=allow_links_out, refused=refused)
+    fdb = connection(store) if model_version is not None else None
+    key = listings.listing_key(str(folder), pattern, model_version or "")
+    since = None if fdb is None or full_listing else listings.since(fdb, key)
+    listing = list_images_since(folder, pattern, since, allow_links_out=allow_links_out, refused=refused)
     for path, reason in refused:
         get_run_logger().warning("not read: %s: %s", path, reason)
-    if model_version is None:
-        return uris
-    done = image_store.processed_uris(connection(store), uris, model_version)
-    return [u for u in uris if u not in done]
+    uris = listing.uris
+    if fdb is not None:
+        done = image_store.processed_uris(fdb, uris, model_version)
+        uris = [u for u in uris if u not in done]
+    return {"uris": uris, "listed": len(listing.uris), "scanned": listing.scanned, "key": key,
+            "since": since, "mark": listing.mark}
+
+
+@task(name="record where the listing ends", tags=["fdb"], **IO_RETRIES)
+def record_listing(store: StoreConfig, listing: dict) -> None:
+    """After the listed images were all detected: the next night lists from here."""
+    listings.advance(connection(store), listing["key"], listing["mark"], listing["listed"], listing["scanned"])
 
 
 @task(name="resolve the model", tags=["model"], **IO_RETRIES)
@@ -314,6 +327,7 @@ __all__ = [
     "nightly_state",
     "query_images",
     "record_export_intent",
+    "record_listing",
     "record_night",
     "resolve_model",
     "retrain_candidate",

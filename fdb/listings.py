@@ -1,0 +1,41 @@
+"""The `listings` collection: where each image root's last complete night left off, so the next night lists from
+there (storage.list_images_since) instead of asking the database about every file the archive holds.
+
+One record per (root, pattern, model version): `mark` is the newest change time (ns) seen under a local folder,
+or the greatest key seen under an S3 prefix, by a listing whose images were then all detected. It is advanced only
+after detection finished (`advance`), so a night that dies half-way is listed again from the old mark, and what it
+already processed is skipped by the database check on the (small) listed set. A new model version has no mark:
+its first night lists the whole root, since every image needs that model's features.
+"""
+
+from __future__ import annotations
+
+from fdb.store import FeatureDB, utcnow
+
+# A local mark is used less this much: a file created while the walk was passing its folder has a change time
+# just before the newest one seen, yet was not listed. The overlap is re-listed and filtered by the database.
+LOCAL_SLACK_NS = 10 * 60 * 10**9
+
+
+def listing_key(root: str, pattern: str, model_version: str) -> str:
+    return f"{root}|{pattern}|{model_version}"
+
+
+def since(fdb: FeatureDB, key: str) -> int | str | None:
+    """Where the next listing of `key` starts: None (everything) when no night finished yet."""
+    doc = fdb.listings.find_one({"_id": key})
+    if doc is None or doc.get("mark") is None:
+        return None
+    return doc["mark"] - LOCAL_SLACK_NS if doc["kind"] == "local" else doc["mark"]
+
+
+def advance(fdb: FeatureDB, key: str, mark: int | str | None, listed: int, scanned: int) -> None:
+    """Record that every image listed up to `mark` was processed; a mark never moves back."""
+    if mark is None:
+        return
+    kind = "s3" if isinstance(mark, str) else "local"
+    doc = fdb.listings.find_one({"_id": key})
+    if doc is not None and doc.get("mark") is not None and doc["kind"] == kind and mark <= doc["mark"]:
+        mark = doc["mark"]
+    fdb.listings.update_one({"_id": key}, {"$set": {"mark": mark, "kind": kind, "listed": listed,
+                                                    "scanned": scanned, "at": utcnow()}}, upsert=True)
