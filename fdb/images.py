@@ -100,7 +100,8 @@ def ingest_images(fdb: FeatureDB, uris: Iterable[str], source: str = "local", sp
     is the network's (raised, so the task is retried), unless the object is gone."""
     uris = list(dict.fromkeys(str(u) for u in uris))
     report = IngestReport()
-    known = {d["uri"]: d for d in fdb.images.find({"uri": {"$in": uris}}, {"uri": 1, "status": 1})}
+    known = {d["uri"]: d for part in _parts(uris)
+             for d in fdb.images.find({"uri": {"$in": part}}, {"uri": 1, "status": 1})}
     seen: dict[str, str] = {}  # sha256 -> uri, among this call's new images
     docs = []
     for uri in uris:
@@ -148,9 +149,15 @@ def _same_bytes(fdb: FeatureDB, sha256: str, uri: str, seen: dict[str, str]) -> 
 
 
 # ---------------------------------------------------------------------------------------------------- reads
+def _parts(uris: list[str], size: int = 20_000) -> list[list[str]]:
+    """A long list of uris in parts: one query's `$in` must fit a 16 MB command (a full listing of a million-image
+    root is about 60 MB of uris)."""
+    return [uris[i:i + size] for i in range(0, len(uris), size)] or [[]]
+
+
 def by_uri(fdb: FeatureDB, uris: Iterable[str]) -> dict[str, dict]:
     """uri -> its image record (`_id`, `uri`, `width`, `height`, `status`, `split`, `labelled`, ...)."""
-    return {d["uri"]: d for d in fdb.images.find({"uri": {"$in": list(uris)}})}
+    return {d["uri"]: d for part in _parts(list(uris)) for d in fdb.images.find({"uri": {"$in": part}})}
 
 
 def by_id(fdb: FeatureDB, image_ids: Iterable[ObjectId]) -> dict[ObjectId, dict]:
@@ -159,13 +166,15 @@ def by_id(fdb: FeatureDB, image_ids: Iterable[ObjectId]) -> dict[ObjectId, dict]
 
 def processed_uris(fdb: FeatureDB, uris: Sequence[str], model_version: str) -> set[str]:
     """Those of `uris` whose detections and features from `model_version` are complete."""
-    return set(fdb.images.distinct("uri", {"uri": {"$in": list(uris)}, "processed_by": model_version}))
+    return {d["uri"] for part in _parts(list(uris))
+            for d in fdb.images.find({"uri": {"$in": part}, "processed_by": model_version}, {"uri": 1, "_id": 0})}
 
 
 def unprocessed(fdb: FeatureDB, uris: Sequence[str], model_version: str) -> list[dict]:
     """Readable images among `uris` that `model_version` has not processed yet, by uri."""
-    query = {"status": "ok", "processed_by": {"$ne": model_version}, "uri": {"$in": list(uris)}}
-    return list(fdb.images.find(query).sort("uri", ASCENDING))
+    found = [d for part in _parts(list(uris))
+             for d in fdb.images.find({"status": "ok", "processed_by": {"$ne": model_version}, "uri": {"$in": part}})]
+    return sorted(found, key=lambda d: d["uri"])
 
 
 def eligible_pool(fdb: FeatureDB, model_version: str) -> list[dict]:

@@ -1,0 +1,354 @@
+"""Nightly benchmark: what one night costs when the archive holds 10k, 100k and a million pool images.
+
+    python benchmarks/nightly_bench.py [--sizes 10000 100000 1000000] [--night 2000] [--work /tmp/nightly-bench]
+                                       [--out benchmarks/results/nightly.json]
+
+The archive is simulated, the stages are the engine's own functions:
+
+- **Archive**: N pool images in one MongoDB (a throwaway embedded mongod), each with an image record (processed
+  by the model, as the detect task leaves it), one detection, one box-head (fc7) vector and one image vector
+  (1024-d, float16, from the FC-like generator `fdb.index.synthetic`), and a file under the incoming root
+  (hard links to a few real PNGs: the listing walks a million real directory entries, the disk holds a few
+  images). The pool index is grown as nights would grow it (`fdb.pool_index`, after every 100k images), and the
+  root's listing mark is recorded, as a finished night leaves them.
+- **One night**: --night new real PNG files arrive in a new folder; then, timed stage by stage in a fresh process
+  (so its peak memory is its own; each stage's peak is measured by resetting the kernel's high-water mark):
+  `listing` (tasks.list_new_images: the walk from the mark, and the database asked about the night's files),
+  `ingest` (fdb.images.ingest_images: read, decode and hash each new file, duplicates checked),
+  `detect` (tasks.detect.detect_images with the detector replaced by a fixed-cost stub that makes 3 detections
+  and their vectors per image; the stub's own time is subtracted, the rest is writing detections and vectors),
+  `state` (mining.selection.pool_state), `index` (fdb.pool_index for both layers: load, add the night's vectors,
+  save), `mining` (mining.selection.mine with 30 detection-level queries, and the random arm) and `export`
+  (annotation_export.export_batch of the selection to a folder).
+- **The target**: the night's non-detection time at 1M is at most 2x its value at 10k and at most 60 s, with peak
+  memory (this process) under 8 GB. mongod's resident memory is reported beside it (its cache is capped at 1 GB).
+
+The archive grows in place from one size to the next (each night's 2,000 images stay in it), so the sizes are
+measured in one database. Setting up 1M takes about half an hour on the 2-core machine, most of it the pool index
+growing (HNSW inserts). `--float16` also measures exact recall@10 with float16 instead of float32 stored vectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+MODEL = "bench-model"
+DIM = 1024
+BOXES_PER_NIGHT_IMAGE = 3
+QUERIES = 30
+GROW_STEP = 100_000
+
+
+# ---------------------------------------------------------------------------------------------------- memory
+def _status(pid: int | str, field: str) -> float:
+    """A /proc status field (VmRSS, VmHWM) of a process, GB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+
+
+def mongod_pid(dbpath: Path) -> int | None:
+    import psutil  # noqa: PLC0415
+
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "mongod" and str(dbpath) in " ".join(proc.info["cmdline"] or []):
+            return proc.pid
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- archive
+def seed_images(folder: Path, n: int, seed: int) -> list[Path]:
+    from PIL import Image  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"{i:05d}.png"
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def grow_archive(fdb, root: Path, seeds: list[Path], start: int, stop: int, index_root: Path, gen) -> dict:
+    """Pool images start..stop-1 into the archive: files, records, detections, vectors; then the pool index grows."""
+    from bson import ObjectId  # noqa: PLC0415
+
+    from fdb.pool_index import pool_index  # noqa: PLC0415
+    from records import BOX_LAYER, IMAGE_LAYER, Detection  # noqa: PLC0415
+
+    timings = {"files": 0.0, "records": 0.0, "vectors": 0.0, "index": 0.0}
+    chunk = 10_000
+    for lo in range(start, stop, chunk):
+        hi = min(stop, lo + chunk)
+        t0 = time.perf_counter()
+        for day in range(lo // 2000, (hi - 1) // 2000 + 1):
+            (root / f"day-{day:05d}").mkdir(parents=True, exist_ok=True)
+        uris = []
+        for i in range(lo, hi):
+            path = root / f"day-{i // 2000:05d}" / f"{i:07d}.png"
+            if not path.exists():
+                os.link(seeds[i % len(seeds)], path)
+            uris.append(str(path))
+        t1 = time.perf_counter()
+        ids = [ObjectId() for _ in uris]
+        now = dt.datetime.now(dt.UTC)
+        fdb.images.insert_many([{"_id": image_id, "uri": uri, "sha256": f"{i:064x}", "width": 64, "height": 48,
+                                 "status": "ok", "reason": None, "source": "archive", "split": "pool",
+                                 "labelled": False, "ingested_at": now, "processed_by": [MODEL]}
+                                for i, image_id, uri in zip(range(lo, hi), ids, uris)], ordered=False)
+        fdb.write_detections(MODEL, [Detection(0, [8.0, 8.0, 16.0, 16.0], 0.8, 1, "sign", image_id=image_id)
+                                     for image_id in ids])
+        t2 = time.perf_counter()
+        fdb.write_features(MODEL, BOX_LAYER, [fdb.detection_id(i, MODEL, 0) for i in ids],
+                           gen.generate(len(ids), stream=1 + lo // chunk).astype(np.float16), image_ids=ids)
+        fdb.write_features(MODEL, IMAGE_LAYER, ids, gen.generate(len(ids), stream=10_000 + lo // chunk)
+                           .astype(np.float16), owner_kind="image")
+        t3 = time.perf_counter()
+        timings["files"] += t1 - t0
+        timings["records"] += t2 - t1
+        timings["vectors"] += t3 - t2
+        if hi % GROW_STEP == 0 or hi == stop:
+            t4 = time.perf_counter()
+            for layer in (BOX_LAYER, IMAGE_LAYER):
+                pool_index(fdb, MODEL, layer, index_root)
+            timings["index"] += time.perf_counter() - t4
+        print(f"  archive {hi:,} images ({sum(timings.values()):.0f} s)", flush=True)
+    return timings
+
+
+# ---------------------------------------------------------------------------------------------------- the night
+def stub_inference(cost_s: float, gen, spent: list):
+    """run_inference's stand-in: a fixed cost per image, 3 detections with vectors from the generator."""
+    from detectors.inference import ImageDetections  # noqa: PLC0415
+    from records import Detection  # noqa: PLC0415
+
+    def run(model, labels, inputs, consumers, batch_size=4, taps=False, min_score=None, on_unreadable=None,
+            progress=True, desc=""):
+        for consumer in consumers:
+            consumer.reset()
+        for start in range(0, len(inputs), batch_size):
+            t0 = time.perf_counter()
+            keys = [key for key, _ in inputs[start:start + batch_size]]
+            boxes = gen.generate(len(keys) * BOXES_PER_NIGHT_IMAGE, stream=50_000 + start).astype(np.float16)
+            images = gen.generate(len(keys), stream=90_000 + start).astype(np.float16)
+            outputs = [ImageDetections([Detection(r, [4.0 * r, 4.0, 20.0, 20.0], 0.9 - 0.1 * r, 1, "sign")
+                                        for r in range(BOXES_PER_NIGHT_IMAGE)],
+                                       boxes[j * BOXES_PER_NIGHT_IMAGE:(j + 1) * BOXES_PER_NIGHT_IMAGE], images[j])
+                       for j in range(len(keys))]
+            if cost_s:
+                time.sleep(cost_s * len(keys))
+            spent.append(time.perf_counter() - t0)
+            for consumer in consumers:
+                consumer.process(keys, outputs)
+        return [consumer.evaluate() for consumer in consumers]
+
+    return run
+
+
+def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
+    """One night over the archive, stage by stage, in this (fresh) process."""
+    from bson import ObjectId  # noqa: PLC0415
+
+    import importlib  # noqa: PLC0415
+    from annotation_export.export import export_batch  # noqa: PLC0415
+    from detectors.config import DetectConfig  # noqa: PLC0415
+    from fdb import StoreConfig, listings  # noqa: PLC0415
+    from fdb import images as image_store  # noqa: PLC0415
+    from fdb.index.synthetic import FCLikeGenerator  # noqa: PLC0415
+    from fdb.pool_index import pool_index  # noqa: PLC0415
+    from mining.config import MiningConfig  # noqa: PLC0415
+    from mining.queries import Query  # noqa: PLC0415
+    from mining.selection import mine, pool_state, random_selection  # noqa: PLC0415
+    from records import BOX_LAYER, IMAGE_LAYER  # noqa: PLC0415
+    from tasks import list_new_images, record_listing  # noqa: PLC0415
+    from tasks.context import connection  # noqa: PLC0415
+
+    # The module, not the `detect` task that the tasks package exports under the same name.
+    detect_module = importlib.import_module("tasks.detect")
+    work = Path(work)
+    store = StoreConfig(home=str(work / "home"), uri=uri, db_name="nightly_bench")
+    fdb = connection(store)
+    # The archive was written minutes ago, so the listing's safety overlap (the 10 minutes before the mark, for
+    # files that arrived during the last walk) would re-list all of it; in service it re-lists the end of the
+    # last night's arrivals. Measured without it.
+    listings.LOCAL_SLACK_NS = 0
+    gen = FCLikeGenerator(dim=DIM, seed=7)
+    spent: list[float] = []
+    detect_module.run_inference = stub_inference(stub_cost, gen, spent)
+    checkpoint = SimpleNamespace(version=MODEL, model=None,
+                                 config=SimpleNamespace(class_names=["sign"], category_ids=[1]))
+    gt = work / "labelled.json"
+    gt.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "sign"}]}))
+    stages: dict[str, dict] = {}
+    carried: dict = {}
+
+    def stage(name, fn):
+        reset_peak()
+        t0 = time.perf_counter()
+        out = fn()
+        stages[name] = {"s": round(time.perf_counter() - t0, 3), "peak_rss_gb": round(_status("self", "VmHWM"), 3)}
+        return out
+
+    listing = stage("listing", lambda: list_new_images.fn(store, root, "*", MODEL))
+    uris = listing["uris"]
+    stage("ingest", lambda: image_store.ingest_images(fdb, uris, source="nightly"))
+    report = stage("detect", lambda: detect_module.detect_images(fdb, checkpoint, uris, DetectConfig(batch_size=8),
+                                                                 source="nightly", progress=False))
+    stages["detect"]["stub_s"] = round(sum(spent), 3)
+    record_listing.fn(store, listing)
+    stage("state", lambda: pool_state(fdb, MODEL, gt, {"k": 10}))
+    grown = stage("index", lambda: [pool_index(fdb, MODEL, layer, work / "indexes") for layer in (BOX_LAYER,
+                                                                                                   IMAGE_LAYER)])
+    queries = [Query(ObjectId(), "fp_background", "sign", ObjectId(), "detection", vec, None, [0, 0, 8, 8])
+               for vec in FCLikeGenerator(dim=DIM, seed=7).generate(QUERIES, stream=123_456)]
+    config = MiningConfig(k=10, budget=40, backend="auto")
+
+    def mining():
+        carried["selection"] = mine(fdb, MODEL, queries, config, index_root=work / "indexes")
+        carried["random"] = random_selection(fdb, MODEL, config.budget, seed=0)
+    stage("mining", mining)
+    exported = stage("export", lambda: export_batch(fdb, carried["selection"].selection_id, work / "exports"))
+    overhead = sum(v["s"] for v in stages.values()) - stages["detect"]["stub_s"]
+    return {"new_images": len(uris), "listed": listing["listed"], "scanned": listing["scanned"],
+            "processed": report.images_processed, "quarantined": len(report.quarantined),
+            "pool_images": int(fdb.images.count_documents({"split": "pool"})),
+            "index": {idx.index.spec.layer: {"backend": idx.index.spec.backend, "n": len(idx.index),
+                                             "added": idx.added, "rebuilt": idx.rebuilt} for idx in grown},
+            "selected": len(carried["selection"]), "random": len(carried["random"]),
+            "exported_images": exported.counts.get("images"),
+            "stages": stages, "non_detection_s": round(overhead, 3),
+            "peak_rss_gb": round(max(v["peak_rss_gb"] for v in stages.values()), 3)}
+
+
+# ---------------------------------------------------------------------------------------------------- float16
+def float16_recall(n: int = 100_000, queries: int = 500) -> dict:
+    """Exact recall@10 when the stored vectors are float16 instead of float32 (queries stay float32)."""
+    from fdb.index import ExactIndex  # noqa: PLC0415
+    from fdb.index.synthetic import FCLikeGenerator  # noqa: PLC0415
+
+    gen = FCLikeGenerator(dim=DIM, seed=11)
+    base, q = gen.generate(n), gen.generate(queries, stream=1)
+    base -= base.mean(axis=0)
+    q -= base.mean(axis=0)
+    ids = np.array([i.to_bytes(12, "big") for i in range(n)], dtype="S12")
+    truth = ExactIndex("m", "fc7").build(base, ids).query(q, 10)[0]
+    half = ExactIndex("m", "fc7").build(base.astype(np.float16).astype(np.float32), ids).query(q, 10)[0]
+    recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(half.tolist(), truth.tolist())]))
+    return {"n": n, "queries": queries, "recall_at_10_float16_vs_float32": round(recall, 4)}
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--night", type=int, default=2000, help="new images in the night")
+    ap.add_argument("--stub-cost", type=float, default=0.0, help="seconds the detector stub spends per image")
+    ap.add_argument("--work", default="/tmp/nightly-bench", help="scratch folder (emptied first)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "nightly.json"))
+    ap.add_argument("--float16", action="store_true", help="also measure float16 storage's recall")
+    ap.add_argument("--night-of", default=None, help=argparse.SUPPRESS)  # internal: run one night, print JSON
+    args = ap.parse_args()
+    if args.night_of:
+        uri, root, work = args.night_of.split("|")
+        print("NIGHT " + json.dumps(night(uri, root, work, args.stub_cost)), flush=True)
+        return
+
+    from fdb.index.synthetic import FCLikeGenerator  # noqa: PLC0415
+    from fdb.server import EmbeddedMongo  # noqa: PLC0415
+    from fdb import StoreConfig, listings  # noqa: PLC0415
+    from storage import list_images_since  # noqa: PLC0415
+    from tasks.context import connection  # noqa: PLC0415
+
+    work = Path(args.work)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    root = work / "incoming"
+    server = EmbeddedMongo(work / "db").start()
+    store = StoreConfig(home=str(work / "home"), uri=server.uri, db_name="nightly_bench")
+    fdb = connection(store)
+    seeds = seed_images(work / "seeds", 64, seed=0)
+    gen = FCLikeGenerator(dim=DIM, seed=7)
+    results = {"benchmark": "nightly", "date": dt.date.today().isoformat(),
+               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+               "parameters": {"sizes": args.sizes, "night": args.night, "stub_cost_s": args.stub_cost,
+                              "dim": DIM, "dtype": "float16", "boxes_per_night_image": BOXES_PER_NIGHT_IMAGE,
+                              "queries": QUERIES},
+               "runs": []}
+    out = Path(args.out)
+    t_start = time.perf_counter()
+    size, night_no = 0, 0
+    try:
+        for target in args.sizes:
+            print(f"archive -> {target:,}", flush=True)
+            setup = grow_archive(fdb, root, seeds, size, target, work / "home" / "indexes", gen)
+            size = target
+            # The root's mark, as the last finished night leaves it; the walk of the whole root is timed (the weekly
+            # full listing walks it, then asks the database about every file).
+            t0 = time.perf_counter()
+            full = list_images_since(root)
+            full_s = time.perf_counter() - t0
+            listings.advance(fdb, listings.listing_key(str(root), "*", MODEL), full.mark, len(full.uris),
+                             full.scanned)
+            night_no += 1
+            seed_images(root / f"night-{night_no:03d}", args.night, seed=1000 + night_no)
+            print(f"night over {size:,} archive images", flush=True)
+            proc = subprocess.run([sys.executable, __file__, "--night-of", f"{server.uri}|{root}|{work / 'home'}",
+                                   "--stub-cost", str(args.stub_cost)], capture_output=True, text=True)
+            line = [x for x in proc.stdout.splitlines() if x.startswith("NIGHT ")]
+            if proc.returncode or not line:
+                raise RuntimeError(f"the night failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+            run = json.loads(line[0][len("NIGHT "):])
+            pid = mongod_pid(work / "db")
+            run.update({"archive_images": size, "setup_s": {k: round(v, 1) for k, v in setup.items()},
+                        "full_walk_s": round(full_s, 2), "full_walk_files": full.scanned,
+                        "mongod_rss_gb": round(_status(pid, "VmRSS"), 3) if pid else None,
+                        "disk_gb": round(sum(p.stat().st_size for p in (work / "db").rglob("*") if p.is_file())
+                                         / 2**30, 2)})
+            size += args.night
+            results["runs"].append(run)
+            print(json.dumps({k: run[k] for k in ("archive_images", "non_detection_s", "peak_rss_gb")}),
+                  {k: v["s"] for k, v in run["stages"].items()}, flush=True)
+            _write(out, results, t_start)
+        base, top = results["runs"][0], results["runs"][-1]
+        results["target"] = {
+            "ratio_largest_to_smallest": round(top["non_detection_s"] / max(base["non_detection_s"], 1e-9), 2),
+            "largest_non_detection_s": top["non_detection_s"], "largest_peak_rss_gb": top["peak_rss_gb"],
+            "met": bool(top["non_detection_s"] <= 2 * base["non_detection_s"] and top["non_detection_s"] <= 60
+                        and top["peak_rss_gb"] < 8)}
+        if args.float16:
+            results["float16"] = float16_recall()
+        _write(out, results, t_start)
+    finally:
+        server.stop()
+
+
+def _write(out: Path, results: dict, t_start: float) -> None:
+    results["total_wall_s"] = round(time.perf_counter() - t_start, 1)
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    previous.update(results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(previous, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
