@@ -23,6 +23,12 @@ The archive is simulated, the stages are the engine's own functions:
 - **The target**: the night's non-detection time at 1M is at most 2x its value at 10k and at most 60 s, with peak
   memory (this process) under 8 GB. mongod's resident memory is reported beside it (its cache is capped at 1 GB).
 
+`--parts real --checkpoint SEED.pt` measures the other target: the whole nightly Prefect flow over --real-images
+(500) real images against bare tapped inference (`detectors.inference.run_inference` with taps, nothing stored) on
+the same images with the same model: target at most 1.15x. The images are the demo's street scenes (generated),
+the model a trained checkpoint (e.g. the quick demo's seed, `<data home>/demo/quick-*/work/seed-40.pt`). The
+labelled set is detected by a first night, so the timed night is a routine one: list, detect, mine, export.
+
 The archive grows in place from one size to the next (each night's 2,000 images stay in it), so the sizes are
 measured in one database. Setting up 1M takes about half an hour on the 2-core machine, most of it the pool index
 growing (HNSW inserts). `--float16` also measures exact recall@10 with float16 instead of float32 stored vectors.
@@ -257,6 +263,57 @@ def float16_recall(n: int = 100_000, queries: int = 500) -> dict:
     return {"n": n, "queries": queries, "recall_at_10_float16_vs_float32": round(recall, 4)}
 
 
+# ---------------------------------------------------------------------------------------------------- real
+def real_night(checkpoint_path: str, n_images: int, work: Path) -> dict:
+    """The nightly flow over `n_images` real images vs bare tapped inference over the same images."""
+    # As `dataengine` runs flows: Prefect's ephemeral server, without telemetry, given time to start on 2 cores.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ["PREFECT_HOME"] = str(work / "prefect")
+    from detectors.checkpoint import load_checkpoint  # noqa: PLC0415
+    from detectors.config import DetectConfig  # noqa: PLC0415
+    from detectors.inference import Labels, run_inference  # noqa: PLC0415
+    from detectors.synthetic import generate  # noqa: PLC0415
+    from fdb.server import EmbeddedMongo  # noqa: PLC0415
+
+    data = work / "scenes"
+    paths = generate(data, n_train=0, n_val=40, n_pool=n_images, seed=5, progress=False)
+    incoming = work / "incoming"
+    incoming.mkdir(parents=True)
+    server = EmbeddedMongo(work / "db").start()
+    os.environ.update({"DATAENGINE_HOME": str(work / "home"), "DATAENGINE_MONGODB_URI": server.uri,
+                       "DATAENGINE_DB": "real_night"})
+    try:
+        from flows.nightly import nightly  # noqa: PLC0415 - after the environment names the store
+        from tasks.context import connection, register_checkpoint  # noqa: PLC0415
+        from dataengine.config import store_config  # noqa: PLC0415
+
+        checkpoint = load_checkpoint(checkpoint_path)
+        register_checkpoint(connection(store_config()), checkpoint, first_is_production=True)
+        gt = str(paths["val"])
+        nightly(images=str(incoming), gt_json=gt)  # the first night: the labelled set is detected once
+        pool = sorted((data / "images").glob("pool_*"))[:n_images]
+        for path in pool:
+            os.link(path, incoming / path.name)
+            path.read_bytes()  # both measurements read from the page cache
+        config = DetectConfig()
+        labels = Labels(checkpoint.config.class_names, checkpoint.config.category_ids)
+        t0 = time.perf_counter()
+        run_inference(checkpoint.model, labels, [(str(p), str(p)) for p in pool], [], batch_size=config.batch_size,
+                      taps=True, min_score=config.min_score, progress=False)
+        bare_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        result = nightly(images=str(incoming), gt_json=gt)
+        night_s = time.perf_counter() - t0
+    finally:
+        server.stop()
+    return {"images": len(pool), "checkpoint": Path(checkpoint_path).name, "bare_tapped_inference_s": round(bare_s, 2),
+            "nightly_flow_s": round(night_s, 2), "ratio": round(night_s / bare_s, 3),
+            "target_met": night_s / bare_s <= 1.15, "processed": result["detect"]["processed"],
+            "selected": result["mine"]["selected"],
+            "exported": (result["export"] or {}).get("images"), "batch_size": DetectConfig().batch_size}
+
+
 # ---------------------------------------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -266,6 +323,11 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/nightly-bench", help="scratch folder (emptied first)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "nightly.json"))
     ap.add_argument("--float16", action="store_true", help="also measure float16 storage's recall")
+    ap.add_argument("--parts", nargs="+", default=["archive"], choices=["archive", "real"],
+                    help="archive: the night over simulated archives (default); real: the nightly flow over real "
+                         "images against bare tapped inference (needs --checkpoint)")
+    ap.add_argument("--checkpoint", default=None, help="a trained checkpoint for --parts real")
+    ap.add_argument("--real-images", type=int, default=500, help="images in the real night (default 500)")
     ap.add_argument("--night-of", default=None, help=argparse.SUPPRESS)  # internal: run one night, print JSON
     args = ap.parse_args()
     if args.night_of:
@@ -282,6 +344,17 @@ def main() -> None:
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    out = Path(args.out)
+    if "real" in args.parts:
+        if not args.checkpoint:
+            ap.error("--parts real needs --checkpoint")
+        real = real_night(args.checkpoint, args.real_images, work / "real")
+        print(json.dumps(real), flush=True)
+        previous = json.loads(out.read_text()) if out.exists() else {}
+        previous["real_night"] = {**real, "date": dt.date.today().isoformat(), "cpus": os.cpu_count()}
+        out.write_text(json.dumps(previous, indent=2) + "\n")
+        if "archive" not in args.parts:
+            return
     root = work / "incoming"
     server = EmbeddedMongo(work / "db").start()
     store = StoreConfig(home=str(work / "home"), uri=server.uri, db_name="nightly_bench")
@@ -294,7 +367,6 @@ def main() -> None:
                               "dim": DIM, "dtype": "float16", "boxes_per_night_image": BOXES_PER_NIGHT_IMAGE,
                               "queries": QUERIES},
                "runs": []}
-    out = Path(args.out)
     t_start = time.perf_counter()
     size, night_no = 0, 0
     try:
