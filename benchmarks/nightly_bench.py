@@ -181,6 +181,7 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
     from fdb import StoreConfig, listings  # noqa: PLC0415
     from fdb import images as image_store  # noqa: PLC0415
     from fdb.index.synthetic import FCLikeGenerator  # noqa: PLC0415
+    from fdb import pool_index as pool_index_module  # noqa: PLC0415
     from fdb.pool_index import pool_index  # noqa: PLC0415
     from mining.config import MiningConfig  # noqa: PLC0415
     from mining.queries import Query  # noqa: PLC0415
@@ -194,10 +195,12 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
     work = Path(work)
     store = StoreConfig(home=str(work / "home"), uri=uri, db_name="nightly_bench")
     fdb = connection(store)
-    # The archive was written minutes ago, so the listing's safety overlap (the 10 minutes before the mark, for
-    # files that arrived during the last walk) would re-list all of it; in service it re-lists the end of the
-    # last night's arrivals. Measured without it.
+    # The archive was written minutes ago, so the safety overlaps of the listing (the 10 minutes before the mark,
+    # for files that arrived during the last walk) and of the pool index (the 10 minutes before its watermark, for
+    # writers whose clocks differ) would take all of it for new; in service they re-read the end of the last
+    # night. Measured without them.
     listings.LOCAL_SLACK_NS = 0
+    pool_index_module.WATERMARK_SLACK = dt.timedelta(0)
     gen = FCLikeGenerator(dim=DIM, seed=7)
     spent: list[float] = []
     detect_module.run_inference = stub_inference(stub_cost, gen, spent)

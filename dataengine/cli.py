@@ -239,6 +239,20 @@ def _labelled_set(args, store) -> tuple[str | None, str | None]:
     return known
 
 
+def _cmd_reindex(args) -> int:
+    from tasks import reindex_pool, resolve_model
+
+    store = _store()
+    version = resolve_model.fn(store, args.model)
+    for layer, built in reindex_pool.fn(store, version, args.backend).items():
+        if built is None:
+            print(f"{layer}: no pool vectors of model {version}")
+        else:
+            print(f"{layer}: {built['vectors']:,} pool vectors of model {version} in a {built['backend']} index "
+                  f"(version {built['version']}, {built['seconds']} s)")
+    return 0
+
+
 def _cmd_mine(args) -> int:
     from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
     from tasks import detect_labelled, mine, resolve_model
@@ -742,6 +756,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="import the team's corrections (COCO json, CVAT xml or zip) of a review batch")
     review.add_argument("--batch", default=None, help="with --import: the review batch id")
     review.set_defaults(func=_cmd_review_labels)
+
+    reindex = sub.add_parser(
+        "reindex", help="rebuild the pool's vector indexes from every pool vector (nights only add to them)",
+        description="Each night adds its vectors to the pool indexes mining asks (an HNSW index once the pool holds "
+                    "20,000 vectors, exact search below), centred on the pool mean and projected as when they were "
+                    "built. When the pool has grown far beyond that (several times its size), rebuild them: a new "
+                    "mean and projection, over every pool vector. Takes minutes at a million vectors.")
+    reindex.add_argument("--model", default=None, help="model version (default: the production model)")
+    reindex.add_argument("--backend", default="auto", choices=["auto", "exact", "hnsw", "annoy"],
+                         help="index backend, as mining's --backend (default auto)")
+    reindex.set_defaults(func=_cmd_reindex)
 
     fdb = sub.add_parser("fdb", help="the MongoDB feature database: status, start, stop, ingest",
                          description="Manage the feature database (the 'haystack' of images, detections, features).")

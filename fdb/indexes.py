@@ -1,19 +1,35 @@
-"""The `indexes` collection: which vector index was built over which vectors, and where it lies on disk."""
+"""The `indexes` collection: which vector index was built over which vectors, and where it lies on disk.
+
+One record per saved version of a pool index (fdb.pool_index), `_id` = the index version: its spec, its
+directory, the mean its vectors were centred on, and the watermark up to which the pool's vectors are in it.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import datetime as dt
+
+import numpy as np
 
 from fdb.store import FeatureDB, utcnow
 
 
-def find_by_content(fdb: FeatureDB, content_key: str) -> str | None:
-    """The directory of an index built over exactly this content, if it is still on disk."""
-    record = fdb.indexes.find_one({"content_key": content_key})
-    return record["path"] if record and Path(record["path"]).is_dir() else None
+def latest_pool_index(fdb: FeatureDB, pool_key: str) -> dict | None:
+    """The newest saved version of a pool index, with `centre` as a float32 array."""
+    record = fdb.indexes.find_one({"pool_key": pool_key}, sort=[("created_at", -1)])
+    if record is not None:
+        record["centre"] = np.frombuffer(record["centre"], dtype=np.float32)
+    return record
 
 
-def record_index(fdb: FeatureDB, spec: dict, content_key: str, path: str, **facts) -> None:
+def record_pool_index(fdb: FeatureDB, spec: dict, pool_key: str, path: str, centre: np.ndarray,
+                      watermark: dt.datetime, **facts) -> None:
     fdb.indexes.update_one({"_id": spec["version"]},
-                           {"$set": {**spec, "content_key": content_key, "path": path, **facts,
-                                     "created_at": utcnow()}}, upsert=True)
+                           {"$set": {**spec, "pool_key": pool_key, "path": path,
+                                     "centre": np.asarray(centre, dtype=np.float32).tobytes(),
+                                     "watermark": watermark, **facts, "created_at": utcnow()}}, upsert=True)
+
+
+def forget(fdb: FeatureDB, pool_key: str, versions: list[str]) -> None:
+    """Versions whose directories were pruned."""
+    if versions:
+        fdb.indexes.delete_many({"_id": {"$in": versions}, "pool_key": pool_key})

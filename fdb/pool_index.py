@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from fdb import images as image_store
+from fdb import indexes as index_store
 from fdb.index import EXACT_THRESHOLD, VectorIndex, build_index, load_index, prune, save_index
 from fdb.store import FeatureDB, utcnow
 
@@ -58,13 +59,13 @@ def pool_index(fdb: FeatureDB, model_version: str, layer: str, root: str | Path,
     if fdb.layer_shape(model_version, layer) is None:
         return None
     key = pool_key(model_version, layer, backend)
-    record = None if rebuild else fdb.indexes.find_one({"pool_key": key}, sort=[("created_at", -1)])
+    record = None if rebuild else index_store.latest_pool_index(fdb, key)
     if record is not None and Path(record["path"]).is_dir():
         current = load_index(record["path"])
-        centre = np.frombuffer(record["centre"], dtype=np.float32)
+        centre = record["centre"]
         since = record["watermark"] - WATERMARK_SLACK
         new = fdb.read_vectors(model_version, layer, filter={"created_at": {"$gte": since}})
-        watermark = max(record["watermark"], _newest(fdb, model_version, layer, since) or record["watermark"])
+        watermark = max(record["watermark"], fdb.newest_feature_time(model_version, layer, since) or record["watermark"])
         in_pool = _in_pool(fdb, new.image_ids)
         fresh = in_pool & ~np.isin(new.owner_ids, np.asarray(current.ids))
         added = int(fresh.sum())
@@ -94,17 +95,9 @@ def _build(fdb, model_version, layer, root, backend, key, exact_threshold) -> Po
     index = build_index(vectors, vs_owner_ids, model_version=model_version, layer=layer,
                         backend=backend, exact_threshold=exact_threshold)
     # Rows written while this build read are picked up by the next call: the watermark is when it began.
-    _save(fdb, index, root, key, centre, _newest(fdb, model_version, layer) or started, added=int(keep.sum()),
+    _save(fdb, index, root, key, centre, fdb.newest_feature_time(model_version, layer) or started, added=int(keep.sum()),
           rebuilt=True)
     return PoolIndex(index, centre, added=int(keep.sum()), rebuilt=True)
-
-
-def _newest(fdb: FeatureDB, model_version: str, layer: str, since: dt.datetime | None = None) -> dt.datetime | None:
-    query = {"model_version": model_version, "layer": layer}
-    if since is not None:
-        query["created_at"] = {"$gte": since}
-    doc = fdb.features.find_one(query, {"created_at": 1}, sort=[("created_at", -1)])
-    return doc["created_at"] if doc else None
 
 
 def _in_pool(fdb: FeatureDB, image_ids: np.ndarray) -> np.ndarray:
@@ -118,10 +111,6 @@ def _in_pool(fdb: FeatureDB, image_ids: np.ndarray) -> np.ndarray:
 
 def _save(fdb, index, root, key, centre, watermark, added: int, rebuilt: bool = False) -> None:
     path = save_index(index, Path(root), key)
-    fdb.indexes.update_one({"_id": index.spec.version},
-                           {"$set": {**index.spec.as_dict(), "pool_key": key, "path": str(path),
-                                     "centre": centre.astype(np.float32).tobytes(), "watermark": watermark,
-                                     "added": added, "rebuilt": rebuilt, "centred_on_pool_mean": True,
-                                     "created_at": utcnow()}}, upsert=True)
-    for version in prune(Path(root), key, keep=KEEP_VERSIONS):
-        fdb.indexes.delete_one({"_id": version, "pool_key": key})
+    index_store.record_pool_index(fdb, index.spec.as_dict(), key, str(path), centre, watermark, added=added,
+                                  rebuilt=rebuilt, centred_on_pool_mean=True)
+    index_store.forget(fdb, key, prune(Path(root), key, keep=KEEP_VERSIONS))

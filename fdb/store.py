@@ -332,6 +332,15 @@ class FeatureDB:
             n += len(o)
         return VectorSet(owners[:n], images[:n], vectors[:n])
 
+    def newest_feature_time(self, model_version: str, layer: str, since: dt.datetime | None = None
+                            ) -> dt.datetime | None:
+        """When the newest vector of a (model version, layer) was written (from the index, one entry read)."""
+        query: dict = {"model_version": model_version, "layer": layer}
+        if since is not None:
+            query["created_at"] = {"$gte": since}
+        doc = self.features.find_one(query, {"created_at": 1}, sort=[("created_at", -1)])
+        return doc["created_at"] if doc else None
+
     def image_ids_of(self, model_version: str, layer: str, owner_ids: Sequence[ObjectId]) -> dict[ObjectId, ObjectId]:
         """owner id (a detection or an image) -> the image its vector belongs to, by `_id` (see `feature_id`)."""
         by_feature = {ObjectId(feature_id(o.binary, model_version, layer)): o for o in owner_ids}

@@ -53,8 +53,10 @@ def list_images_since(folder: str | Path, pattern: str = "*", since: int | str |
 
     - A local folder is walked and each image's change time (`st_ctime_ns`) compared with `since`. The change time
       is set by the kernel when a file is created, renamed in or rewritten; `cp -p` or `rsync -a` keep the
-      modification time of a copied file, but cannot set its change time. The walk stats every file (about a
-      second per million here) but reads none, and asks the database nothing.
+      modification time of a copied file, but cannot set its change time. Folders that nothing arrived in since
+      the mark (their own change time is older) are searched for subfolders only, so the walk stats the night's
+      folders' files, reads none, and asks the database nothing. A file rewritten in place in an old folder is
+      found by a full listing (`since=None`, the weekly reconciliation).
     - An S3 prefix is listed from the key after `since` (`StartAfter`): the keys before it are never sent, so
       a night's listing costs the night's keys. That holds for keys that sort by arrival (`2026/12/01/...`,
       `cam7/20261201T...`); an object written under a key before the mark is found by a full listing
@@ -75,7 +77,7 @@ def list_images_since(folder: str | Path, pattern: str = "*", since: int | str |
     root = folder.resolve()
     since_ns = since if isinstance(since, int) else None
     found, newest, scanned = [], since_ns, 0
-    for path, changed in _walk_files(folder):
+    for path, changed in _walk_files(folder, since_ns):
         if not (fnmatch.fnmatch(path.name, pattern) and path.suffix.lower() in IMAGE_SUFFIXES):
             continue
         scanned += 1
@@ -91,13 +93,17 @@ def list_images_since(folder: str | Path, pattern: str = "*", since: int | str |
     return Listing(sorted(set(found)), newest, scanned=scanned)
 
 
-def _walk_files(folder: Path):
-    """(path, change time in ns) of every file under `folder`, links to files included, links to folders not
-    followed (as `Path.rglob`). Unreadable folders and files that vanish mid-walk are skipped."""
+def _walk_files(folder: Path, since_ns: int | None = None):
+    """(path, change time in ns) of the files under `folder`, links to files included, links to folders not
+    followed (as `Path.rglob`). With `since_ns`, a folder whose own change time is not after it is only searched
+    for subfolders: nothing was created, renamed or linked into it since, so none of its files is stat'ed.
+    Unreadable folders and files that vanish mid-walk are skipped."""
     stack = [folder]
     while stack:
         directory = stack.pop()
         try:
+            st = os.stat(directory)
+            unchanged = since_ns is not None and max(st.st_ctime_ns, st.st_mtime_ns) <= since_ns
             entries = list(os.scandir(directory))
         except OSError:
             continue
@@ -105,10 +111,9 @@ def _walk_files(folder: Path):
             try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
-                elif entry.is_file():  # follows a link to its file
-                    st = entry.stat()
+                elif not unchanged and entry.is_file():  # follows a link to its file
                     # A link's own change time counts too: linking an old file in is an arrival.
-                    changed = max(st.st_ctime_ns, entry.stat(follow_symlinks=False).st_ctime_ns)
+                    changed = max(entry.stat().st_ctime_ns, entry.stat(follow_symlinks=False).st_ctime_ns)
                     yield Path(entry.path), changed
             except OSError:
                 continue

@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import os
 import socket
+import time
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -29,10 +30,12 @@ from fdb import exports as export_store
 from fdb import images as image_store
 from fdb import labels as label_store
 from fdb import runs as run_store
+from fdb.pool_index import pool_index
 from fdb import selections as selection_store
 from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
 from mining.label_errors import find_label_errors
 from mining.selection import mine_hard_cases, pool_state
+from records import BOX_LAYER, IMAGE_LAYER
 from records.coco import load_coco
 from storage import list_images_since
 from tasks.context import checkpoint_of, connection, production_or, resolve_checkpoint
@@ -156,6 +159,21 @@ def mine(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | 
             "random_uris": [img.uri for img in result.random.images] if result.random else [],
             "montage": str(result.montage) if result.montage else None,
             "top": [(img.uri, img.reason) for img in result.selection.images[:20]]}
+
+
+@task(name="rebuild the pool index", tags=["fdb", "index"], **IO_RETRIES)
+def reindex_pool(store: StoreConfig, model_version: str, backend: str = "auto") -> dict:
+    """The pool indexes mining uses (fdb.pool_index), built afresh from every pool vector: a new centre and
+    projection for a pool that grew far from the vectors its index was first built on. Nights add to it again."""
+    out = {}
+    for layer in (BOX_LAYER, IMAGE_LAYER):
+        t0 = time.perf_counter()
+        built = pool_index(connection(store), model_version, layer, Path(store.home) / "indexes", backend=backend,
+                           rebuild=True)
+        out[layer] = None if built is None else {
+            "backend": built.index.spec.backend, "vectors": len(built.index), "version": built.index.spec.version,
+            "seconds": round(time.perf_counter() - t0, 1)}
+    return out
 
 
 @task(name="judge the labels", tags=["fdb"], **IO_RETRIES)
@@ -329,6 +347,7 @@ __all__ = [
     "record_export_intent",
     "record_listing",
     "record_night",
+    "reindex_pool",
     "resolve_model",
     "retrain_candidate",
     "write_comparison_report",
