@@ -59,8 +59,9 @@ class MiningConfig:
         "help": "search with each false positive's own FC vector (detection) or its image's vector (image)",
         "choices": ["detection", "image"]})
     backend: str = field(default="auto", metadata={
-        "help": "vector index: auto uses exact search for small pools, Annoy above",
-        "choices": ["auto", "annoy", "exact"]})
+        "help": "vector index of the pool: auto uses exact search below 20,000 vectors and HNSW (which grows with "
+                "each night) above; annoy is rebuilt whenever the pool grows",
+        "choices": ["auto", "exact", "hnsw", "annoy"]})
     random_arm: bool = field(default=True, metadata={"help": "draw a random selection of the same budget beside"})
     seed: int = field(default=0, metadata={"help": "seed of the random arm"})
     duplicate_distance: float = field(default=1e-4, metadata={
