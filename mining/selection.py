@@ -268,8 +268,10 @@ def pool_state(fdb: FeatureDB, model_version: str, gt_json: str | Path, params: 
     parameters, the pool images this model has processed and which of them have labels back. A run whose key is
     already recorded has nothing new to mine: exporting its selection removed those images from the pool, so
     mining again would queue a second batch for the same night."""
-    # Counts of processed pool images, labels back and exports: each only grows, so they change whenever the pool
-    # does, and they cost the same at a million images as at ten (the labelled set is covered by its bytes).
+    # Counts of processed pool images and labels back: each only grows, so they change whenever the pool does,
+    # and they cost the same at a million images as at ten (the labelled set is covered by its bytes). Exports
+    # are left out on purpose: the night's own export must not make the same night look new.
     generation = image_store.pool_generation(fdb, model_version)
+    generation.pop("exported")
     gt_sha = hashlib.sha256(Path(gt_json).read_bytes()).hexdigest()
     return "state-" + _key(model_version, gt_sha, params, generation)
