@@ -13,6 +13,10 @@ class DetectConfig:
     batch_size: int = field(default=4, metadata={"help": "images per forward pass"})
     min_score: float = field(default=0.25, metadata={
         "help": "detections below this score are not stored (pre-annotations have their own threshold)"})
+    feature_dtype: str = field(default="float32", metadata={
+        "help": "how feature vectors are stored: float16 halves the feature database at an archive's scale "
+                "(exact recall@10 against float32 in benchmarks/results/nightly.json); a model's layer keeps the "
+                "dtype its first vectors had", "choices": ["float32", "float16"]})
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,8 @@ class DetectReport:
 class StoreWriter:
     """A consumer of a tapped inference pass: each batch's detections and vectors into fdb, then the mark."""
 
-    def __init__(self, fdb: FeatureDB, model_version: str, report: DetectReport):
-        self.fdb, self.version, self.report = fdb, model_version, report
+    def __init__(self, fdb: FeatureDB, model_version: str, report: DetectReport, dtype: str = "float32"):
+        self.fdb, self.version, self.report, self.dtype = fdb, model_version, report, dtype
 
     def reset(self) -> None:
         pass
@@ -59,9 +59,10 @@ class StoreWriter:
             det_vectors.append(out.box_features)
         report.detections += fdb.write_detections(version, detections).inserted
         if det_ids:
-            report.features += fdb.write_features(version, BOX_LAYER, det_ids, np.concatenate(det_vectors),
+            report.features += fdb.write_features(version, BOX_LAYER, det_ids,
+                                                  np.concatenate(det_vectors).astype(self.dtype, copy=False),
                                                   image_ids=det_images).inserted
-        image_vectors = np.stack([out.image_feature for out in outputs])
+        image_vectors = np.stack([out.image_feature for out in outputs]).astype(self.dtype, copy=False)
         report.features += fdb.write_features(version, IMAGE_LAYER, [d["_id"] for d in docs], image_vectors,
                                               owner_kind="image").inserted
         # Last: only now is the image's work for this model complete.
@@ -89,7 +90,8 @@ def detect_images(fdb: FeatureDB, checkpoint: Checkpoint, uris: list[str], confi
         report.quarantined.append((doc["uri"], reason))
 
     labels = Labels(checkpoint.config.class_names, checkpoint.config.category_ids)
-    run_inference(checkpoint.model, labels, [(doc, doc["uri"]) for doc in todo], [StoreWriter(fdb, version, report)],
+    writer = StoreWriter(fdb, version, report, config.feature_dtype)
+    run_inference(checkpoint.model, labels, [(doc, doc["uri"]) for doc in todo], [writer],
                   batch_size=config.batch_size, taps=True, min_score=config.min_score, on_unreadable=quarantine,
                   progress=progress, desc=f"detect ({version})")
     return report

@@ -184,6 +184,17 @@ def test_detect_writes_detections_and_features_incrementally(fdb, synthetic, tmp
     assert fdb.detections.count_documents({}) == n_det and fdb.features.count_documents({}) == n_det + 5
 
 
+def test_detect_can_store_float16_vectors(fdb, synthetic, tmp_path):
+    model, cfg = tiny_model()
+    checkpoint = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model, cfg, "tiny-v1", "h"))
+    uris = [str(synthetic / "images" / name) for name in ("pool_00000.png", "pool_00001.png")]
+    config = DetectConfig(batch_size=2, min_score=0.0, feature_dtype="float16")
+    report = detect_images(fdb, checkpoint, uris, config, progress=False)
+    assert report.features > 2 and fdb.layer_shape("tiny-v1", BOX_LAYER) == (1024, "float16")
+    stored = fdb.read_vectors("tiny-v1", IMAGE_LAYER)
+    assert stored.vectors.dtype == np.float16 and stored.vectors.shape == (2, 512)
+
+
 def test_hard_negative_sampler_picks_the_top_scoring_background_and_restores_the_model(synthetic):
     from torchvision.ops import box_iou
 
