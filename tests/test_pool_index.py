@@ -121,3 +121,12 @@ def test_the_nightly_state_key_follows_the_pool_not_its_size(fdb, tmp_path):
 @pytest.mark.parametrize("layer", [BOX_LAYER, IMAGE_LAYER])
 def test_no_vectors_no_index(fdb, tmp_path, layer):
     assert pool_index(fdb, MODEL, layer, tmp_path / "idx") is None
+
+
+def test_pool_ids_are_read_raw_and_sorted(fdb):
+    ids = [ObjectId() for _ in range(2500)]
+    fdb.images.insert_many([{"_id": i, "uri": str(i), "split": "pool", "labelled": False, "status": "ok",
+                             "processed_by": [MODEL]} for i in reversed(ids)])
+    got = image_store.eligible_pool_ids(fdb, MODEL)
+    assert [bytes(x).ljust(12, b"\0") for x in got] == sorted(i.binary for i in ids)
+    assert len(image_store.pool_image_ids(fdb, MODEL)) == 2500 and len(image_store.eligible_pool_ids(fdb, "m2")) == 0
