@@ -29,6 +29,10 @@ def record_pool_index(fdb: FeatureDB, spec: dict, pool_key: str, path: str, cent
                                      "watermark": watermark, **facts, "created_at": utcnow()}}, upsert=True)
 
 
+def advance_watermark(fdb: FeatureDB, version: str, watermark: dt.datetime) -> None:
+    fdb.indexes.update_one({"_id": version, "watermark": {"$lt": watermark}}, {"$set": {"watermark": watermark}})
+
+
 def forget(fdb: FeatureDB, pool_key: str, versions: list[str]) -> None:
     """Versions whose directories were pruned."""
     if versions:

@@ -70,6 +70,8 @@ def pool_index(fdb: FeatureDB, model_version: str, layer: str, root: str | Path,
         fresh = in_pool & ~np.isin(new.owner_ids, np.asarray(current.ids))
         added = int(fresh.sum())
         if added == 0:
+            # Nothing for the pool (the labelled set's vectors, say): the range read next time starts later.
+            index_store.advance_watermark(fdb, current.spec.version, watermark)
             return PoolIndex(current, centre)
         too_big_for_exact = backend == "auto" and current.spec.backend == "exact" \
             and len(current) + added >= exact_threshold

@@ -63,6 +63,8 @@ def _eligible_neighbours(fdb: FeatureDB, model_version: str, pool, query_vectors
     labelled images are dropped here, so more neighbours are fetched until each query has k (or none are left)."""
     index = pool.index
     fetch = min(len(index), 2 * k)
+    # However much of a query's neighbourhood was exported, no query asks for more than this many neighbours.
+    limit = min(len(index), max(50 * k, 2000))
     image_of: dict = {}
     eligible: dict = {}
     checked: set = set()
@@ -83,9 +85,9 @@ def _eligible_neighbours(fdb: FeatureDB, model_version: str, pool, query_vectors
                 if image_id in eligible and np.isfinite(dist) and len(row) < k:
                     row.append((owner, image_id, float(dist)))
             rows.append(row)
-        if fetch >= len(index) or all(len(row) == k for row in rows):
+        if fetch >= limit or all(len(row) == k for row in rows):
             return rows, eligible
-        fetch = min(len(index), fetch * 4)
+        fetch = min(limit, fetch * 4)
 
 
 def owners_to_images(fdb: FeatureDB, model_version: str, layer: str, owners) -> dict:
