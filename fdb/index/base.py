@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from fdb.index.kernels import normalize_rows
+from fdb.index.kernels import normalize_rows, prepare_base
 
 METRICS = ("cosine", "euclidean")
 SPEC_FILE = "spec.json"
@@ -157,9 +157,28 @@ class VectorIndex(abc.ABC):
     supports_add: bool = False
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> "VectorIndex":
-        """Index more vectors without a rebuild (backends with `supports_add`). Returns self."""
-        raise NotImplementedError(f"the {self.backend!r} backend cannot take new vectors after its build: rebuild "
-                                  f"it over all of them, or use a backend that can ('exact', 'hnsw')")
+        """Index more vectors without a rebuild (backends with `supports_add`), row i known as `ids[i]`. The index
+        then has new content, so it gets a new version: `save_index` keeps the old one beside it. Returns self."""
+        if not self.supports_add:
+            raise NotImplementedError(f"the {self.backend!r} backend cannot take new vectors after its build: "
+                                      f"rebuild it over all of them, or use a backend that can ('exact', 'hnsw')")
+        self._require_built()
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2 or vectors.shape[1] != self._spec.dim:
+            raise IndexShapeError(f"vectors to add have shape {vectors.shape}; index {self._spec.label!r} holds "
+                                  f"{self._spec.dim}-d vectors")
+        ids = self._as_ids(ids, len(vectors))
+        if len(vectors) == 0:
+            return self
+        self._append(prepare_base(vectors, self._spec.metric))
+        self._ids = np.concatenate([np.asarray(self._ids), ids])
+        self._spec.n += len(vectors)
+        self._spec.version = new_version()
+        return self
+
+    def _append(self, base: np.ndarray) -> None:
+        """Backends with `supports_add`: take these prepared rows (`kernels.prepare_base`) after the others."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

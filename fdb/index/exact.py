@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fdb.index.base import VECTORS_FILE, IndexShapeError, VectorIndex, new_version
+from fdb.index.base import VECTORS_FILE, VectorIndex
 from fdb.index.kernels import prepare_base
 
 SQNORMS_FILE = "sqnorms.npy"
@@ -42,21 +42,10 @@ class ExactIndex(VectorIndex):
 
     supports_add = True
 
-    def add(self, vectors: np.ndarray, ids: np.ndarray) -> "ExactIndex":
-        self._require_built()
-        vectors = np.asarray(vectors)
-        if vectors.ndim != 2 or vectors.shape[1] != self._spec.dim:
-            raise IndexShapeError(f"vectors to add have shape {vectors.shape}; index {self._spec.label!r} holds "
-                                  f"{self._spec.dim}-d vectors")
-        ids = self._as_ids(ids, len(vectors))
-        added = prepare_base(vectors, self._spec.metric)
-        self._base = np.concatenate([np.asarray(self._base), added])
+    def _append(self, base: np.ndarray) -> None:
+        self._base = np.concatenate([np.asarray(self._base), base])
         if self._half_sqnorms is not None:
-            self._half_sqnorms = np.concatenate([self._half_sqnorms, 0.5 * squared_norms(added)])
-        self._ids = np.concatenate([np.asarray(self._ids), ids])
-        self._spec.n = len(self._base)
-        self._spec.version = new_version()  # other content: another version (save_index keeps both)
-        return self
+            self._half_sqnorms = np.concatenate([self._half_sqnorms, 0.5 * squared_norms(base)])
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return exact_topk(queries, self._base, k, self._spec.metric, self._half_sqnorms,

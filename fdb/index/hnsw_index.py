@@ -25,7 +25,7 @@ import hnswlib
 import numpy as np
 
 from fdb.index.annoy_index import Projection, rerank
-from fdb.index.base import IndexShapeError, VectorIndex, new_version
+from fdb.index.base import VectorIndex
 from fdb.index.kernels import prepare_base
 
 GRAPH_FILE = "hnsw.bin"
@@ -100,25 +100,12 @@ class HnswIndex(VectorIndex):
         self._spec.dtype = p["base_dtype"]
         return self
 
-    def add(self, vectors: np.ndarray, ids: np.ndarray) -> "HnswIndex":
-        """Insert more vectors (projected with the projection fitted at build); they are searchable at once."""
-        self._require_built()
-        vectors = np.asarray(vectors)
-        if vectors.ndim != 2 or vectors.shape[1] != self._spec.dim:
-            raise IndexShapeError(f"vectors to add have shape {vectors.shape}; index {self._spec.label!r} holds "
-                                  f"{self._spec.dim}-d vectors")
-        ids = self._as_ids(ids, len(vectors))
-        if len(vectors) == 0:
-            return self
-        start = self._spec.n
-        needed = start + len(vectors)
+    def _append(self, base: np.ndarray) -> None:
+        # New vectors are projected with the projection fitted at build, and searchable at once.
+        needed = self._spec.n + len(base)
         if needed > self._graph.get_max_elements():
             self._graph.resize_index(max(needed, int(self._graph.get_max_elements() * 1.25)))
-        self._insert(prepare_base(vectors, self._spec.metric), start)
-        self._ids = np.concatenate([np.asarray(self._ids), ids])
-        self._spec.n = needed
-        self._spec.version = new_version()  # other content: another version (save_index keeps both)
-        return self
+        self._insert(base, self._spec.n)
 
     def _insert(self, base: np.ndarray, start: int) -> None:
         chunk = 65536
