@@ -173,15 +173,16 @@ def stub_inference(cost_s: float, gen, spent: list):
 
 def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
     """One night over the archive, stage by stage, in this (fresh) process."""
+    import importlib  # noqa: PLC0415
+
     from bson import ObjectId  # noqa: PLC0415
 
-    import importlib  # noqa: PLC0415
     from annotation_export.export import export_batch  # noqa: PLC0415
     from detectors.config import DetectConfig  # noqa: PLC0415
     from fdb import StoreConfig, listings  # noqa: PLC0415
     from fdb import images as image_store  # noqa: PLC0415
-    from fdb.index.synthetic import FCLikeGenerator  # noqa: PLC0415
     from fdb import pool_index as pool_index_module  # noqa: PLC0415
+    from fdb.index.synthetic import FCLikeGenerator  # noqa: PLC0415
     from fdb.pool_index import pool_index  # noqa: PLC0415
     from mining.config import MiningConfig  # noqa: PLC0415
     from mining.queries import Query  # noqa: PLC0415
@@ -221,7 +222,7 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
     listing = stage("listing", lambda: list_new_images.fn(store, root, "*", MODEL))
     uris = listing["uris"]
     stage("ingest", lambda: image_store.ingest_images(fdb, uris, source="nightly"))
-    report = stage("detect", lambda: detect_module.detect_images(fdb, checkpoint, uris, DetectConfig(batch_size=8),
+    report = stage("detect", lambda: detect_module.detect_images(fdb, checkpoint, uris, DetectConfig(batch_size=8, feature_dtype="float16"),
                                                                  source="nightly", progress=False))
     stages["detect"]["stub_s"] = round(sum(spent), 3)
     record_listing.fn(store, listing)
@@ -287,9 +288,9 @@ def real_night(checkpoint_path: str, n_images: int, work: Path) -> dict:
     os.environ.update({"DATAENGINE_HOME": str(work / "home"), "DATAENGINE_MONGODB_URI": server.uri,
                        "DATAENGINE_DB": "real_night"})
     try:
+        from dataengine.config import store_config  # noqa: PLC0415
         from flows.nightly import nightly  # noqa: PLC0415 - after the environment names the store
         from tasks.context import connection, register_checkpoint  # noqa: PLC0415
-        from dataengine.config import store_config  # noqa: PLC0415
 
         checkpoint = load_checkpoint(checkpoint_path)
         register_checkpoint(connection(store_config()), checkpoint, first_is_production=True)
@@ -338,9 +339,9 @@ def main() -> None:
         print("NIGHT " + json.dumps(night(uri, root, work, args.stub_cost)), flush=True)
         return
 
+    from fdb import StoreConfig, listings  # noqa: PLC0415
     from fdb.index.synthetic import FCLikeGenerator  # noqa: PLC0415
     from fdb.server import EmbeddedMongo  # noqa: PLC0415
-    from fdb import StoreConfig, listings  # noqa: PLC0415
     from storage import list_images_since  # noqa: PLC0415
     from tasks.context import connection  # noqa: PLC0415
 

@@ -65,7 +65,8 @@ def pool_index(fdb: FeatureDB, model_version: str, layer: str, root: str | Path,
         centre = record["centre"]
         since = record["watermark"] - WATERMARK_SLACK
         new = fdb.read_vectors(model_version, layer, filter={"created_at": {"$gte": since}})
-        watermark = max(record["watermark"], fdb.newest_feature_time(model_version, layer, since) or record["watermark"])
+        newest = fdb.newest_feature_time(model_version, layer, since)
+        watermark = max(record["watermark"], newest or record["watermark"])
         in_pool = _in_pool(fdb, new.image_ids)
         fresh = in_pool & ~np.isin(new.owner_ids, np.asarray(current.ids))
         added = int(fresh.sum())
@@ -84,7 +85,8 @@ def pool_index(fdb: FeatureDB, model_version: str, layer: str, root: str | Path,
 
 
 def _build(fdb, model_version, layer, root, backend, key, exact_threshold) -> PoolIndex | None:
-    started = utcnow()
+    # Taken before the read: whatever is written while it reads is newer, and the next call reads it (by id, once).
+    watermark = fdb.newest_feature_time(model_version, layer) or utcnow()
     vs = fdb.read_vectors(model_version, layer, by_image=True)
     keep = np.isin(vs.image_ids, image_store.pool_image_ids(fdb, model_version))
     if not keep.any():
@@ -96,9 +98,7 @@ def _build(fdb, model_version, layer, root, backend, key, exact_threshold) -> Po
     vectors -= centre  # in place: at a million 1024-d vectors each copy is 4 GB
     index = build_index(vectors, vs_owner_ids, model_version=model_version, layer=layer,
                         backend=backend, exact_threshold=exact_threshold)
-    # Rows written while this build read are picked up by the next call: the watermark is when it began.
-    _save(fdb, index, root, key, centre, fdb.newest_feature_time(model_version, layer) or started, added=int(keep.sum()),
-          rebuilt=True)
+    _save(fdb, index, root, key, centre, watermark, added=int(keep.sum()), rebuilt=True)
     return PoolIndex(index, centre, added=int(keep.sum()), rebuilt=True)
 
 

@@ -68,8 +68,8 @@ def list_images_since(folder: str | Path, pattern: str = "*", since: int | str |
         bucket, prefix = parse_s3_uri(str(folder))
         root = f"s3://{bucket}/{prefix.rstrip('/') + '/' if prefix.strip('/') else ''}"
         keys = list(list_keys(root, start_after=since if isinstance(since, str) else None))
-        uris = sorted(f"s3://{bucket}/{key}" for key in keys
-                      if fnmatch.fnmatch(key.rsplit("/", 1)[-1], pattern) and Path(key).suffix.lower() in IMAGE_SUFFIXES)
+        uris = sorted(f"s3://{bucket}/{key}" for key in keys if fnmatch.fnmatch(key.rsplit("/", 1)[-1], pattern)
+                      and Path(key).suffix.lower() in IMAGE_SUFFIXES)
         return Listing(uris, max(keys, default=since), scanned=len(keys))
     folder = Path(folder)
     if not folder.is_dir():
