@@ -222,7 +222,8 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
     listing = stage("listing", lambda: list_new_images.fn(store, root, "*", MODEL))
     uris = listing["uris"]
     stage("ingest", lambda: image_store.ingest_images(fdb, uris, source="nightly"))
-    report = stage("detect", lambda: detect_module.detect_images(fdb, checkpoint, uris, DetectConfig(batch_size=8, feature_dtype="float16"),
+    detect_config = DetectConfig(batch_size=8, feature_dtype="float16")  # as the archive's vectors
+    report = stage("detect", lambda: detect_module.detect_images(fdb, checkpoint, uris, detect_config,
                                                                  source="nightly", progress=False))
     stages["detect"]["stub_s"] = round(sum(spent), 3)
     record_listing.fn(store, listing)
