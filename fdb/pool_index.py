@@ -61,11 +61,11 @@ def pool_index(fdb: FeatureDB, model_version: str, layer: str, root: str | Path,
     key = pool_key(model_version, layer, backend)
     record = None if rebuild else index_store.latest_pool_index(fdb, key)
     if record is not None and Path(record["path"]).is_dir():
-        current = load_index(record["path"])
+        current = _load(record["path"])
         centre = record["centre"]
         since = record["watermark"] - WATERMARK_SLACK
+        newest = fdb.newest_feature_time(model_version, layer, since)  # before the read, as in _build
         new = fdb.read_vectors(model_version, layer, filter={"created_at": {"$gte": since}})
-        newest = fdb.newest_feature_time(model_version, layer, since)
         watermark = max(record["watermark"], newest or record["watermark"])
         in_pool = _in_pool(fdb, new.image_ids)
         fresh = in_pool & ~np.isin(new.owner_ids, np.asarray(current.ids))
@@ -77,6 +77,7 @@ def pool_index(fdb: FeatureDB, model_version: str, layer: str, root: str | Path,
         too_big_for_exact = backend == "auto" and current.spec.backend == "exact" \
             and len(current) + added >= exact_threshold
         if current.supports_add and not too_big_for_exact:
+            _LOADED.pop(record["path"], None)  # about to change: no longer that version's content
             vectors = new.vectors[fresh].astype(np.float32) - centre
             current.add(vectors, new.owner_ids[fresh])
             _save(fdb, current, root, key, centre, watermark, added=added)
@@ -102,6 +103,27 @@ def _build(fdb, model_version, layer, root, backend, key, exact_threshold) -> Po
     return PoolIndex(index, centre, added=int(keep.sum()), rebuilt=True)
 
 
+# The versions this process loaded or saved last, by directory: a graph of a million vectors takes a second to read,
+# and a night asks for the same index more than once (growing it, then mining with it). A version directory never
+# changes once written, so a cached one is always right; a new version has another directory.
+_LOADED: dict[str, VectorIndex] = {}
+_KEEP_LOADED = 4
+
+
+def _load(path: str) -> VectorIndex:
+    index = _LOADED.get(path)
+    if index is None:
+        index = load_index(path)
+        _remember(path, index)
+    return index
+
+
+def _remember(path: str, index: VectorIndex) -> None:
+    _LOADED[path] = index
+    while len(_LOADED) > _KEEP_LOADED:
+        _LOADED.pop(next(iter(_LOADED)))
+
+
 def _in_pool(fdb: FeatureDB, image_ids: np.ndarray) -> np.ndarray:
     """Which rows' images are pool images (the labelled set's vectors share the layer, not the pool)."""
     if len(image_ids) == 0:
@@ -113,6 +135,7 @@ def _in_pool(fdb: FeatureDB, image_ids: np.ndarray) -> np.ndarray:
 
 def _save(fdb, index, root, key, centre, watermark, added: int, rebuilt: bool = False) -> None:
     path = save_index(index, Path(root), key)
+    _remember(str(path), index)
     index_store.record_pool_index(fdb, index.spec.as_dict(), key, str(path), centre, watermark, added=added,
                                   rebuilt=rebuilt, centred_on_pool_mean=True)
     index_store.forget(fdb, key, prune(Path(root), key, keep=KEEP_VERSIONS))
