@@ -109,6 +109,7 @@ def save_index(index: VectorIndex, root_dir: str | os.PathLike, name: str) -> Pa
         index.save(tmp)
         _fsync_tree(tmp)
         os.rename(tmp, final)
+        index._moved(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

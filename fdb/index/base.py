@@ -253,6 +253,10 @@ class VectorIndex(abc.ABC):
         (directory / SPEC_FILE).write_text(self._spec.to_json())
         return directory
 
+    def _moved(self, old: Path, new: Path) -> None:
+        """The directory this index was saved into was renamed (`save_index`): backends that remember where their
+        files are follow it."""
+
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "VectorIndex":
         directory = Path(directory)

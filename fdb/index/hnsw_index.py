@@ -137,6 +137,10 @@ class HnswIndex(VectorIndex):
             self._chunk_sources[i] = target
         self._base = ChunkedRows(self._chunks)
 
+    def _moved(self, old: Path, new: Path) -> None:
+        self._chunk_sources = [new / Path(p).name if p is not None and Path(p).parent == old else p
+                               for p in self._chunk_sources]
+
     @classmethod
     def _load_arrays(cls, index: "HnswIndex", directory: Path) -> None:
         index._projection = Projection.load(directory / PROJECTION_FILE)
