@@ -149,10 +149,10 @@ def _same_bytes(fdb: FeatureDB, sha256: str, uri: str, seen: dict[str, str]) -> 
 
 
 # ---------------------------------------------------------------------------------------------------- reads
-def _parts(uris: list[str], size: int = 20_000) -> list[list[str]]:
-    """A long list of uris in parts: one query's `$in` must fit a 16 MB command (a full listing of a million-image
-    root is about 60 MB of uris)."""
-    return [uris[i:i + size] for i in range(0, len(uris), size)] or [[]]
+def _parts(values: list, size: int = 20_000) -> list[list]:
+    """A long list of uris (or ids) in parts: one query's `$in` must fit a 16 MB command (a full listing of a
+    million-image root is about 60 MB of uris)."""
+    return [values[i:i + size] for i in range(0, len(values), size)] or [[]]
 
 
 def by_uri(fdb: FeatureDB, uris: Iterable[str]) -> dict[str, dict]:
@@ -212,9 +212,10 @@ def pool_image_ids(fdb: FeatureDB, model_version: str) -> np.ndarray:
 
 def pool_images_among(fdb: FeatureDB, image_ids: np.ndarray) -> np.ndarray:
     """Those of `image_ids` (S12) that are pool images, as S12."""
-    found = fdb.images.distinct("_id", {"_id": {"$in": [ObjectId(bytes(i).ljust(12, b"\0")) for i in image_ids]},
-                                        "split": "pool"})
-    return np.array([i.binary for i in found], dtype="S12")
+    ids = [ObjectId(bytes(i).ljust(12, b"\0")) for i in image_ids]
+    found = [d["_id"].binary for part in _parts(ids, 100_000)
+             for d in fdb.images.find({"_id": {"$in": part}, "split": "pool"}, {"_id": 1})]
+    return np.array(found, dtype="S12")
 
 
 def eligible_pool_ids(fdb: FeatureDB, model_version: str) -> np.ndarray:
