@@ -316,7 +316,9 @@ class FeatureDB:
         if image_ids is not None:
             query["image_id"] = {"$in": list(image_ids)}
         if owner_ids is not None:
-            query["owner_id"] = {"$in": list(owner_ids)}
+            # By `_id` (a hash of owner, model and layer): the one index that finds a feature by its owner, so a
+            # few owners cost a few index lookups, not a scan of the layer.
+            query["_id"] = {"$in": [ObjectId(feature_id(o.binary, model_version, layer)) for o in owner_ids]}
         # Size the result up front so each batch is copied once, straight into place.
         capacity = self.features.count_documents(query)
         owners, images = np.empty(capacity, "S12"), np.empty(capacity, "S12")
