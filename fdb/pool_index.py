@@ -8,9 +8,11 @@ last grown:
 - **What is new** is found by a range scan of `features` on (model, layer, `created_at`) from the index's
   watermark (less `WATERMARK_SLACK`, for writers whose clocks differ; rows already indexed are dropped by id), then
   kept if their image is a pool image. Cost: the night's vectors.
-- **Centring**: pool vectors are indexed centred on the pool mean (FC vectors share a large common component; see
-  mining.selection). The mean is fixed when the index is built and stored with it, and queries are centred on
-  that same mean, so vectors added later are comparable with the first ones.
+- **Centring**: pool vectors are indexed centred on the pool mean. FC and pooled FPN vectors share a large common
+  component (every street image has road and sky), so raw cosine distances crowd together; centring spreads them
+  (a probe here: 83 % -> 88-90 % of mined images holding the queried error). The mean is fixed when the index is
+  built and stored with it, and queries are centred on that same mean, so vectors added later are comparable
+  with the first ones.
 - **Eligibility is not the index's business**: it holds every pool image the model processed, and mining drops
   neighbours that were exported, labelled or quarantined since (`fdb.images.eligible_among`). So an export never
   forces a rebuild.

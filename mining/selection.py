@@ -3,8 +3,7 @@ reason for every image recorded; a random arm of the same budget is drawn beside
 
 `mine` asks the pool index (fdb.pool_index: every pool image this model processed, grown with each night) for each
 query's k nearest neighbours among the images still eligible (unlabelled, not quarantined, not yet exported),
-merges them per image (more queries hitting an image rank it higher; the best
-distance breaks ties), collapses near-duplicate images, caps at the budget, and records the selection with its
+merges them per image (more queries hitting an image rank it higher; the best distance breaks ties), collapses near-duplicate images, caps at the budget, and records the selection with its
 provenance in fdb. `random_selection` draws the same budget from the same pool: the baseline arm every
 comparison needs. `mine_hard_cases` is the whole job over errors the store already holds: mining never runs a
 model (`tasks` runs it first).
@@ -72,7 +71,7 @@ def _eligible_neighbours(fdb: FeatureDB, model_version: str, pool, query_vectors
         found_ids, distances = index.query(query_vectors, k=fetch)
         owners = {o for o in to_object_ids(np.unique(found_ids[found_ids != b""])) if o not in image_of}
         if owners:
-            image_of.update(owners_to_images(fdb, model_version, layer, owners))
+            image_of.update(_owners_to_images(fdb, model_version, layer, owners))
         unchecked = set(image_of.values()) - checked
         if unchecked:
             eligible.update(image_store.eligible_among(fdb, model_version, unchecked))
@@ -90,7 +89,8 @@ def _eligible_neighbours(fdb: FeatureDB, model_version: str, pool, query_vectors
         fetch = min(limit, fetch * 4)
 
 
-def owners_to_images(fdb: FeatureDB, model_version: str, layer: str, owners) -> dict:
+def _owners_to_images(fdb: FeatureDB, model_version: str, layer: str, owners) -> dict:
+    """owner id -> image id: an image vector's owner is its image; a detection's is looked up by feature id."""
     if layer == IMAGE_LAYER:
         return {o: o for o in owners}
     return fdb.image_ids_of(model_version, layer, list(owners))
