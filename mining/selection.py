@@ -5,8 +5,9 @@ reason for every image recorded; a random arm of the same budget is drawn beside
 query's k nearest neighbours among the images still eligible (unlabelled, not quarantined, not yet exported),
 merges them per image (more queries hitting an image rank it higher; the best distance breaks ties), collapses
 near-duplicate images, caps at the budget, and records the selection with its provenance in fdb.
-`random_selection` draws the same budget from the same pool: the baseline arm every comparison needs. `mine_hard_cases` is the whole job over errors the store already holds: mining never runs a
-model (`tasks` runs it first).
+`random_selection` draws the same budget from the same pool: the baseline arm every comparison needs.
+`mine_hard_cases` is the whole job over errors the store already holds: mining never runs a model (`tasks` runs it
+first).
 """
 
 from __future__ import annotations
