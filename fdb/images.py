@@ -21,6 +21,7 @@ from pymongo import ASCENDING
 
 from fdb.selections import exported_image_ids
 from fdb.store import FeatureDB, WriteReport, bulk_insert, durable, utcnow
+from fdb.vectors import iter_id_batches
 from storage import read_uri, the_files_fault
 
 
@@ -189,18 +190,11 @@ def _eligible_filter(model_version: str) -> dict:
     return {"processed_by": model_version, "split": "pool", "labelled": False, "status": "ok"}
 
 
-# A document {_id: ObjectId} is 22 bytes of BSON: length (4), type (1), "_id" and its NUL (4), the id (12), NUL.
-_ID_DOC = 22
-
-
 def _sorted_ids(fdb: FeatureDB, query: dict) -> np.ndarray:
     """The `_id`s of the images matching `query`, sorted, as 12-byte ids (S12). Read as raw batches and sliced by
-    numpy, and sorted here rather than by the server: a million ids cost well under a second, where decoding each
+    numpy, and sorted here rather than by the server: a million ids cost about a second, where decoding each
     document in Python costs several, and a `distinct` reply of them would pass MongoDB's 16 MB limit."""
-    parts = []
-    for batch in fdb.images.find_raw_batches(query, {"_id": 1}, batch_size=100_000):
-        rows = np.frombuffer(batch, np.uint8).reshape(-1, _ID_DOC)
-        parts.append(np.ascontiguousarray(rows[:, 9:21]).view("S12")[:, 0])
+    parts = list(iter_id_batches(fdb.images, query))
     return np.sort(np.concatenate(parts)) if parts else np.empty(0, "S12")
 
 

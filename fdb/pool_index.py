@@ -69,8 +69,7 @@ def pool_index(fdb: FeatureDB, model_version: str, layer: str, root: str | Path,
         newest = fdb.newest_feature_time(model_version, layer, since)  # before the read, as in _build
         new = fdb.read_vectors(model_version, layer, filter={"created_at": {"$gte": since}})
         watermark = max(record["watermark"], newest or record["watermark"])
-        in_pool = _in_pool(fdb, new.image_ids)
-        fresh = in_pool & ~np.isin(new.owner_ids, np.asarray(current.ids))
+        fresh = _in_pool(fdb, new.image_ids) & ~_indexed(current, new.owner_ids)
         added = int(fresh.sum())
         if added == 0:
             # Nothing for the pool (the labelled set's vectors, say): the range read next time starts later.
@@ -124,6 +123,16 @@ def _remember(path: str, index: VectorIndex) -> None:
     _LOADED[path] = index
     while len(_LOADED) > _KEEP_LOADED:
         _LOADED.pop(next(iter(_LOADED)))
+
+
+def _indexed(index: VectorIndex, owner_ids: np.ndarray) -> np.ndarray:
+    """Which of `owner_ids` the index holds (the rows the safety overlap reads twice). Sorted search over the
+    index's ids: `np.isin` would hash all of them, a second at a million."""
+    if len(owner_ids) == 0:
+        return np.zeros(0, dtype=bool)
+    held = np.sort(np.asarray(index.ids))
+    at = np.minimum(np.searchsorted(held, owner_ids), len(held) - 1)
+    return held[at] == owner_ids
 
 
 def _in_pool(fdb: FeatureDB, image_ids: np.ndarray) -> np.ndarray:

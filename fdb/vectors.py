@@ -149,15 +149,12 @@ def decode_documents(docs: list[dict], dtype: str, dim: int) -> tuple[np.ndarray
 RAW = CodecOptions(document_class=RawBSONDocument)
 
 
-def iter_vector_batches(collection, query: dict, dtype: str, dim: int, batch_size: int = 4000,
-                        hint: str | None = None):
-    """Yield (owner_ids, image_ids, vectors) per server batch of `find(query)`.
+def iter_raw_batches(collection, query: dict, projection: dict, batch_size: int = 4000, hint: str | None = None):
+    """Yield (reply, start, end) per server batch of `find(query)`: the raw reply and where its batch array lies.
 
-    pymongo's `find_raw_batches` still wraps every document of a getMore reply in a Python object; here the
-    `find` and `getMore` commands run with raw replies, and each batch array is sliced by `_uniform_rows`.
-    """
+    pymongo's `find_raw_batches` still wraps every document of a getMore reply in a Python object (a million small
+    documents: seconds); here the `find` and `getMore` commands run with raw replies, left for numpy to slice."""
     db = collection.database
-    projection = {"_id": 0, "owner_id": 1, "image_id": 1, "vector": 1}
     with db.client.start_session() as session:
         command = {"find": collection.name, "filter": query, "projection": projection, "batchSize": batch_size}
         if hint:
@@ -170,13 +167,7 @@ def iter_vector_batches(collection, query: dict, dtype: str, dim: int, batch_siz
                 fields = _field_offsets(reply, cursor[1])
                 cursor_id = struct.unpack_from("<q", reply, fields["id"][1])[0]
                 array = fields.get("firstBatch") or fields["nextBatch"]
-                rows = _uniform_rows(reply, array[1], array[2])
-                parsed = parse_rows(rows, dtype, dim) if rows is not None and len(rows) else None
-                if parsed is None:
-                    docs = list(bson.decode(reply[array[1]:array[2]]).values())
-                    parsed = decode_documents(docs, dtype, dim) if docs else None
-                if parsed is not None:
-                    yield parsed
+                yield reply, array[1], array[2]
                 if cursor_id == 0:
                     return
                 reply = db.command({"getMore": bson.Int64(cursor_id), "collection": collection.name,
@@ -184,6 +175,32 @@ def iter_vector_batches(collection, query: dict, dtype: str, dim: int, batch_siz
         finally:
             if cursor_id:
                 db.command({"killCursors": collection.name, "cursors": [bson.Int64(cursor_id)]}, session=session)
+
+
+def iter_vector_batches(collection, query: dict, dtype: str, dim: int, batch_size: int = 4000,
+                        hint: str | None = None):
+    """Yield (owner_ids, image_ids, vectors) per server batch of `find(query)`, each batch array sliced by
+    `_uniform_rows` (documents of another layout are decoded one by one)."""
+    projection = {"_id": 0, "owner_id": 1, "image_id": 1, "vector": 1}
+    for reply, start, end in iter_raw_batches(collection, query, projection, batch_size, hint):
+        rows = _uniform_rows(reply, start, end)
+        parsed = parse_rows(rows, dtype, dim) if rows is not None and len(rows) else None
+        if parsed is None:
+            docs = list(bson.decode(reply[start:end]).values())
+            parsed = decode_documents(docs, dtype, dim) if docs else None
+        if parsed is not None:
+            yield parsed
+
+
+def iter_id_batches(collection, query: dict, batch_size: int = 100_000):
+    """Yield the `_id`s (ObjectIds, as S12 arrays) of the documents matching `query`, batch by batch."""
+    for reply, start, end in iter_raw_batches(collection, query, {"_id": 1}, batch_size):
+        rows = _uniform_rows(reply, start, end)
+        if rows is None:  # not all ObjectIds: decode them
+            yield np.array([d["_id"].binary for d in bson.decode(reply[start:end]).values()], dtype="S12")
+        elif len(rows):
+            # {_id: ObjectId} is 22 bytes: length (4), type (1), "_id" and its NUL (4), the id (12), final NUL.
+            yield np.ascontiguousarray(rows[:, 9:21]).view("S12")[:, 0]
 
 
 def feature_id(owner_id: bytes, model_version: str, layer: str) -> bytes:
