@@ -178,13 +178,6 @@ def unprocessed(fdb: FeatureDB, uris: Sequence[str], model_version: str) -> list
     return sorted(found, key=lambda d: d["uri"])
 
 
-def eligible_pool(fdb: FeatureDB, model_version: str) -> list[dict]:
-    """Pool images that may be selected: unlabelled, readable, processed by this model, not yet exported.
-    Records with `_id`, `uri` and `sha256`, in `_id` order."""
-    return list(fdb.images.find({**_eligible_filter(model_version), "_id": {"$nin": exported_image_ids(fdb)}},
-                                {"uri": 1, "sha256": 1}).sort("_id", 1))
-
-
 def _eligible_filter(model_version: str) -> dict:
     # Field order matches the index processed_split_labelled_status, which answers it alone.
     return {"processed_by": model_version, "split": "pool", "labelled": False, "status": "ok"}
@@ -213,8 +206,9 @@ def pool_images_among(fdb: FeatureDB, image_ids: np.ndarray) -> np.ndarray:
 
 
 def eligible_pool_ids(fdb: FeatureDB, model_version: str) -> np.ndarray:
-    """The images `eligible_pool` returns, as sorted 12-byte ids (S12), without reading their records: the random
-    arm draws from these and then reads only the images it drew."""
+    """Pool images that may be selected (unlabelled, readable, processed by this model, not yet exported), as
+    sorted 12-byte ids (S12), without reading their records: the random arm draws from these and then reads only
+    the images it drew."""
     ids = _sorted_ids(fdb, _eligible_filter(model_version))
     exported = exported_image_ids(fdb)
     if exported:
@@ -223,7 +217,7 @@ def eligible_pool_ids(fdb: FeatureDB, model_version: str) -> np.ndarray:
 
 
 def eligible_among(fdb: FeatureDB, model_version: str, image_ids: Iterable[ObjectId]) -> dict[ObjectId, dict]:
-    """Those of `image_ids` that may be selected (as `eligible_pool`), id -> {`uri`, `sha256`}: the question a
+    """Those of `image_ids` that may be selected (as `eligible_pool_ids`), id -> {`uri`, `sha256`}: the question a
     query's neighbours ask, at a cost that follows the neighbours, not the pool."""
     image_ids = list(set(image_ids))
     found = {d["_id"]: d for d in fdb.images.find({**_eligible_filter(model_version), "_id": {"$in": image_ids}},

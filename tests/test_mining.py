@@ -10,7 +10,7 @@ import pytest
 from bson import ObjectId
 from PIL import Image
 
-from fdb.images import eligible_pool
+from fdb.images import eligible_among, eligible_pool_ids
 from fdb.runs import start_run
 from mining.config import MatchConfig as MatchParams
 from mining.config import MiningConfig
@@ -66,8 +66,9 @@ def haystack(fdb, tmp_path):
 
 def test_pool_excludes_labelled_quarantined_and_exported(fdb, haystack):
     ids, _ = haystack
-    eligible = {d["_id"] for d in eligible_pool(fdb, MODEL)}
-    assert eligible == {ids[i] for i in (0, 1, 2, 3, 4, 8, 9)}
+    expected = {ids[i] for i in (0, 1, 2, 3, 4, 8, 9)}
+    assert {ObjectId(bytes(i).ljust(12, b"\0")) for i in eligible_pool_ids(fdb, MODEL)} == expected
+    assert set(eligible_among(fdb, MODEL, ids)) == expected  # the question a query's neighbours ask
 
 
 def test_merge_budget_duplicates_provenance_and_determinism(fdb, haystack, tmp_path):
