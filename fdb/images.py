@@ -19,7 +19,8 @@ from bson import ObjectId
 from PIL import Image, UnidentifiedImageError
 from pymongo import ASCENDING
 
-from fdb.selections import exported_image_ids
+from fdb import labels as label_store
+from fdb.selections import exported_among, exported_count, exported_image_ids
 from fdb.store import FeatureDB, WriteReport, bulk_insert, durable, utcnow
 from fdb.vectors import iter_id_batches
 from storage import read_uri, the_files_fault
@@ -222,8 +223,7 @@ def eligible_among(fdb: FeatureDB, model_version: str, image_ids: Iterable[Objec
     image_ids = list(set(image_ids))
     found = {d["_id"]: d for d in fdb.images.find({**_eligible_filter(model_version), "_id": {"$in": image_ids}},
                                                   {"uri": 1, "sha256": 1})}
-    for exported in fdb.selections.distinct("image_id", {"image_id": {"$in": list(found)},
-                                                         "export_id": {"$ne": None}}):
+    for exported in exported_among(fdb, list(found)):
         found.pop(exported, None)
     return found
 
@@ -233,8 +233,7 @@ def pool_generation(fdb: FeatureDB, model_version: str) -> dict[str, int]:
     back, images exported. Each only grows (a processed mark, a label or an export is never taken back), so equal
     counts mean an unchanged pool, and the counts come from indexes whatever the archive's size."""
     return {"processed_pool": fdb.images.count_documents({"processed_by": model_version, "split": "pool"}),
-            "labels_back": fdb.labels.count_documents({}),
-            "exported": fdb.selections.count_documents({"export_id": {"$ne": None}})}
+            "labels_back": label_store.count(fdb), "exported": exported_count(fdb)}
 
 
 # ---------------------------------------------------------------------------------------------------- writes

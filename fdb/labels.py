@@ -11,6 +11,11 @@ from fdb import exports
 from fdb.store import FeatureDB, stable_id, utcnow
 
 
+def count(fdb: FeatureDB) -> int:
+    """Label records that came back, of every batch and version: grows with every import, never shrinks."""
+    return fdb.labels.count_documents({})
+
+
 def latest_version(fdb: FeatureDB, batch_id: str) -> int | None:
     """The batch's newest committed label version (None: no labels back yet), as its export record names it."""
     return exports.label_version(fdb, batch_id)

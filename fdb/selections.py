@@ -45,3 +45,13 @@ def mark_exported(fdb: FeatureDB, selection_id: str, batch_id: str) -> None:
 
 def exported_image_ids(fdb: FeatureDB) -> list[ObjectId]:
     return fdb.selections.distinct("image_id", {"export_id": {"$ne": None}})
+
+
+def exported_among(fdb: FeatureDB, image_ids: list[ObjectId]) -> list[ObjectId]:
+    """Those of `image_ids` already exported: `exported_image_ids` asked about a few images only."""
+    return fdb.selections.distinct("image_id", {"image_id": {"$in": image_ids}, "export_id": {"$ne": None}})
+
+
+def exported_count(fdb: FeatureDB) -> int:
+    """Selection records that were exported: grows with every export, never shrinks."""
+    return fdb.selections.count_documents({"export_id": {"$ne": None}})

@@ -318,7 +318,7 @@ class FeatureDB:
         if owner_ids is not None:
             # By `_id` (a hash of owner, model and layer): the one index that finds a feature by its owner, so a
             # few owners cost a few index lookups, not a scan of the layer.
-            query["_id"] = {"$in": [ObjectId(feature_id(o.binary, model_version, layer)) for o in owner_ids]}
+            query["_id"] = {"$in": self._feature_ids(model_version, layer, owner_ids)}
         # Size the result up front so each batch is copied once, straight into place.
         capacity = self.features.count_documents(query)
         owners, images = np.empty(capacity, "S12"), np.empty(capacity, "S12")
@@ -343,9 +343,14 @@ class FeatureDB:
         doc = self.features.find_one(query, {"created_at": 1}, sort=[("created_at", -1)])
         return doc["created_at"] if doc else None
 
+    @staticmethod
+    def _feature_ids(model_version: str, layer: str, owner_ids: Sequence[ObjectId]) -> list[ObjectId]:
+        """The `_id`s of the owners' features (`fdb.vectors.feature_id`): how a feature is found by its owner."""
+        return [ObjectId(feature_id(o.binary, model_version, layer)) for o in owner_ids]
+
     def image_ids_of(self, model_version: str, layer: str, owner_ids: Sequence[ObjectId]) -> dict[ObjectId, ObjectId]:
         """owner id (a detection or an image) -> the image its vector belongs to, by `_id` (see `feature_id`)."""
-        by_feature = {ObjectId(feature_id(o.binary, model_version, layer)): o for o in owner_ids}
+        by_feature = dict(zip(self._feature_ids(model_version, layer, owner_ids), owner_ids))
         return {by_feature[d["_id"]]: d["image_id"]
                 for d in self.features.find({"_id": {"$in": list(by_feature)}}, {"image_id": 1})}
 
