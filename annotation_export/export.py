@@ -26,7 +26,7 @@ from pathlib import Path
 
 from annotation_export.config import ExportConfig
 from annotation_export.formats import build_batch, coco_json, cvat_xml
-from annotation_export.manifest import manifest_csv, manifest_json, manifest_rows
+from annotation_export.manifest import manifest_csv, manifest_json, manifest_rows, rejected_rows
 from fdb import FeatureDB
 from fdb import exports as export_store
 from fdb import images as image_store
@@ -95,12 +95,21 @@ def _write(path: Path, data: bytes) -> None:
 def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: ExportConfig = ExportConfig(),
                  model_version: str | None = None, s3_client=None) -> ExportResult:
     """Export the images of `selection_id` with the model's predictions (score >= `config.min_score`) as a batch
-    under `target` (a folder, or `s3://bucket/prefix`). Safe to run again after a failure or a success."""
+    under `target` (a folder, or `s3://bucket/prefix`). Images a person rejected (`fdb.selections.decide`) are
+    left out, and listed with who rejected them and when under `rejected` in manifest.json; from the start of the
+    export on, the selection's decisions are final. Safe to run again after a failure or a success."""
     min_score = config.min_score
     found = selection_store.read_selection(fdb, selection_id)
     if found is None:
         raise ExportError(f"no selection {selection_id!r} in fdb")
     info, selected = found
+    # The decisions are read after they are frozen: what ships is what a person last decided.
+    selection_store.freeze(fdb, selection_id)
+    decisions = selection_store.decisions(fdb, selection_id)
+    rejected = [img for img in selected if (decisions.get(img.image_id) or {}).get("decision") == "rejected"]
+    selected = [img for img in selected if (decisions.get(img.image_id) or {}).get("decision") != "rejected"]
+    if not selected:
+        raise ExportError(f"selection {selection_id!r}: all {len(rejected)} images were rejected; nothing to export")
     image_ids = [img.image_id for img in selected]
     model_version = model_version or _pre_annotating_model(fdb, info.model_version, selected)
     if not model_version:
@@ -125,14 +134,14 @@ def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: 
     presigned = ({im.file_name: s3mod.presign_get(f"{location}/images/{im.file_name}", config.presign_expires,
                                                   client)
                   for im in batch} if is_s3 else None)
-    rows = manifest_rows(info, selected, file_names, presigned)
+    rows = manifest_rows(info, selected, file_names, presigned, decisions)
     counts = {"images": len(batch), "objects": sum(len(im.objects) for im in batch),
               "polygons": sum(len(o.polygons) for im in batch for o in im.objects)}
 
     files, digests = ship_batch(batch_id, target, location, {
         CVAT_XML: cvat_xml(batch, export_cats, task_name=f"{batch_id} ({selection_id})"),
         COCO_JSON: coco_json(batch, export_cats), "manifest.csv": manifest_csv(rows),
-        "manifest.json": manifest_json(rows)}, {im.file_name: im.uri for im in batch}, client)
+        "manifest.json": manifest_json(rows, rejected_rows(rejected, decisions))}, {im.file_name: im.uri for im in batch}, client)
     export_store.finish(fdb, batch_id, files=[{"path": f, "sha256": digests[f]} for f in files], counts=counts,
                         categories=export_cats, category_map=cat_map,
                         images=[{"image_id": id_of[im.image_id], "uri": im.uri, "file_name": im.file_name,

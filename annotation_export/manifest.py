@@ -15,20 +15,27 @@ from typing import Any
 from records import SelectedImage, SelectionInfo
 
 COLUMNS = ["file_name", "uri", "image_id", "rank", "reason", "error_types", "classes", "hits", "best_distance",
-           "query_distances", "selection_id", "arm", "model_version", "index_versions", "presigned_url"]
+           "query_distances", "selection_id", "arm", "model_version", "index_versions", "presigned_url",
+           "decision", "decided_by", "decided_at"]
 
 
 def _num(x: Any) -> Any:
     return None if x is None else round(float(x), 6)
 
 
+def _when(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else ("" if value is None else str(value))
+
+
 def manifest_rows(info: SelectionInfo, images: list[SelectedImage], file_names: dict[str, str],
-                  presigned: dict[str, str] | None = None) -> list[dict]:
-    """One row per selected image, in rank order. `file_names` maps uri -> file name in the batch, `presigned`
-    file name -> presigned GET url (only when staged on S3)."""
+                  presigned: dict[str, str] | None = None, decisions: dict | None = None) -> list[dict]:
+    """One row per shipped image, in rank order. `file_names` maps uri -> file name in the batch, `presigned`
+    file name -> presigned GET url (only when staged on S3), `decisions` image id -> a person's decision on it
+    (`decision`, `by`, `at`), when one was made."""
     rows = []
     for img in sorted(images, key=lambda i: (i.rank, i.uri)):
         name = file_names[img.uri]
+        decided = (decisions or {}).get(img.image_id) or {}
         rows.append({
             "file_name": name, "uri": img.uri, "image_id": str(img.image_id), "rank": img.rank,
             "reason": img.reason or "", "error_types": img.error_types, "classes": img.classes,
@@ -38,12 +45,29 @@ def manifest_rows(info: SelectionInfo, images: list[SelectedImage], file_names: 
             "selection_id": info.selection_id, "arm": info.arm, "model_version": info.model_version,
             "index_versions": info.index_versions or {},
             "presigned_url": (presigned or {}).get(name, ""),
+            "decision": decided.get("decision") or "", "decided_by": decided.get("by") or "",
+            "decided_at": _when(decided.get("at")),
         })
     return rows
 
 
-def manifest_json(rows: list[dict]) -> bytes:
-    return (json.dumps({"images": rows}, sort_keys=True, indent=1, default=str) + "\n").encode()
+def rejected_rows(images: list[SelectedImage], decisions: dict) -> list[dict]:
+    """The selected images a person rejected before export, and who, when and why: kept in the manifest, so a
+    batch says what it left out."""
+    rows = []
+    for img in sorted(images, key=lambda i: (i.rank, i.uri)):
+        decided = decisions[img.image_id]
+        rows.append({"uri": img.uri, "image_id": str(img.image_id), "rank": img.rank, "reason": img.reason or "",
+                     "rejected_by": decided.get("by") or "", "rejected_at": _when(decided.get("at")),
+                     "note": decided.get("note") or ""})
+    return rows
+
+
+def manifest_json(rows: list[dict], rejected: list[dict] | None = None) -> bytes:
+    doc = {"images": rows}
+    if rejected:
+        doc["rejected"] = rejected
+    return (json.dumps(doc, sort_keys=True, indent=1, default=str) + "\n").encode()
 
 
 def manifest_csv(rows: list[dict]) -> bytes:

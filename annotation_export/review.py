@@ -20,9 +20,7 @@ import io
 import json
 from pathlib import Path
 
-import numpy as np
-from pycocotools import mask as mask_utils
-
+from annotation_export.changes import label_changes
 from annotation_export.export import (
     COCO_JSON,
     CVAT_XML,
@@ -152,35 +150,6 @@ def _manifest_csv(rows: list[dict]) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------------- back
-def _box_iou(a: list, b: list) -> np.ndarray:
-    if not a or not b:
-        return np.zeros((len(a), len(b)))
-    return np.asarray(mask_utils.iou([list(x) for x in a], [list(x) for x in b], [0] * len(b)))
-
-
-def label_changes(before: list[dict], after: list[dict]) -> dict[str, int]:
-    """What the annotators changed on one image: labels kept, moved (IoU < 0.95 with their old box), relabelled
-    (another class), removed and added, matched greedily at IoU >= 0.5."""
-    iou = _box_iou([a["bbox"] for a in before], [a["bbox"] for a in after])
-    pairs = sorted(((iou[i, j], i, j) for i in range(len(before)) for j in range(len(after)) if iou[i, j] >= 0.5),
-                   reverse=True)
-    used_b, used_a, out = set(), set(), {"kept": 0, "moved": 0, "relabelled": 0, "removed": 0, "added": 0}
-    for value, i, j in pairs:
-        if i in used_b or j in used_a:
-            continue
-        used_b.add(i)
-        used_a.add(j)
-        if before[i]["category_id"] != after[j]["category_id"]:
-            out["relabelled"] += 1
-        elif value < 0.95:
-            out["moved"] += 1
-        else:
-            out["kept"] += 1
-    out["removed"] = len(before) - len(used_b)
-    out["added"] = len(after) - len(used_a)
-    return out
-
-
 def apply_review(fdb: FeatureDB, batch_id: str) -> dict:
     """The corrected labels of review batch `batch_id` (its newest label version) as the next version of the
     labelled set it was cut from: a new COCO file `<stem>.v<N>.json` beside it, recorded in `labelled_sets`.

@@ -57,3 +57,11 @@ def labelled_batches(fdb: FeatureDB) -> list[dict]:
                             {"selection_id": 1, "label_version": 1, "labelled_at": 1})
     return [{"batch_id": d["_id"], "selection_id": d["selection_id"], "label_version": d.get("label_version")}
             for d in sorted(docs, key=lambda d: (d.get("labelled_at") or 0, d["_id"]))]
+
+
+def list_batches(fdb: FeatureDB, limit: int = 200) -> list[dict]:
+    """Every batch, newest first, without its per-image list (`n_images` instead)."""
+    docs = fdb.exports.aggregate([{"$sort": {"created_at": -1, "_id": 1}}, {"$limit": limit},
+                                  {"$addFields": {"n_images": {"$size": {"$ifNull": ["$images", []]}}}},
+                                  {"$project": {"images": 0, "files": 0, "category_map": 0}}])
+    return list(docs)

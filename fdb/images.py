@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from pymongo import ASCENDING
 
 from fdb import labels as label_store
-from fdb.selections import exported_among, exported_count, exported_image_ids
+from fdb.selections import exported_count, taken_among, taken_image_ids
 from fdb.store import FeatureDB, WriteReport, bulk_insert, durable, utcnow
 from fdb.vectors import iter_id_batches
 from storage import read_uri, the_files_fault
@@ -211,9 +211,9 @@ def eligible_pool_ids(fdb: FeatureDB, model_version: str) -> np.ndarray:
     sorted 12-byte ids (S12), without reading their records: the random arm draws from these and then reads only
     the images it drew."""
     ids = _sorted_ids(fdb, _eligible_filter(model_version))
-    exported = exported_image_ids(fdb)
-    if exported:
-        ids = ids[~np.isin(ids, np.array([i.binary for i in exported], dtype="S12"))]
+    taken = taken_image_ids(fdb)
+    if taken:
+        ids = ids[~np.isin(ids, np.array([i.binary for i in taken], dtype="S12"))]
     return ids
 
 
@@ -223,8 +223,8 @@ def eligible_among(fdb: FeatureDB, model_version: str, image_ids: Iterable[Objec
     image_ids = list(set(image_ids))
     found = {d["_id"]: d for d in fdb.images.find({**_eligible_filter(model_version), "_id": {"$in": image_ids}},
                                                   {"uri": 1, "sha256": 1})}
-    for exported in exported_among(fdb, list(found)):
-        found.pop(exported, None)
+    for taken in taken_among(fdb, list(found)):
+        found.pop(taken, None)
     return found
 
 

@@ -37,3 +37,21 @@ def read_suspects(fdb: FeatureDB, model_version: str | list[str] | None = None, 
     if only_errors:
         query["is_label_error"] = True
     return list(fdb.label_errors.find(query).sort([("suspicion", -1), ("_id", 1)]))
+
+
+def get(fdb: FeatureDB, suspect_id) -> dict | None:
+    return fdb.label_errors.find_one({"_id": suspect_id})
+
+
+def suspects_page(fdb: FeatureDB, model_version: str | None = None, types: list[str] | None = None,
+                  only_errors: bool = True, skip: int = 0, limit: int = 60) -> tuple[list[dict], int]:
+    """A page of suspects (of one judging model, or all), most suspicious first, and how many match."""
+    query: dict = {}
+    if model_version:
+        query["model_version"] = model_version
+    if types:
+        query["type"] = {"$in": list(types)}
+    if only_errors:
+        query["is_label_error"] = True
+    total = fdb.label_errors.count_documents(query)
+    return list(fdb.label_errors.find(query).sort([("suspicion", -1), ("_id", 1)]).skip(skip).limit(limit)), total

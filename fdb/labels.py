@@ -44,3 +44,15 @@ def read_version(fdb: FeatureDB, batch_id: str, label_version: int) -> list[dict
 def images_of_batches(fdb: FeatureDB, batch_ids: list[str]) -> set:
     """The image ids any label version of these batches holds (what a model that trained on them has seen)."""
     return set(fdb.labels.distinct("image_id", {"batch_id": {"$in": list(batch_ids)}}))
+
+
+def versions(fdb: FeatureDB, batch_id: str) -> list[dict]:
+    """The batch's label versions: `label_version`, `images`, `annotations`, `source`, `created_at`."""
+    rows = fdb.labels.aggregate([
+        {"$match": {"batch_id": batch_id}},
+        {"$group": {"_id": "$label_version", "images": {"$sum": 1},
+                    "annotations": {"$sum": {"$size": {"$ifNull": ["$annotations", []]}}},
+                    "source": {"$first": "$source"}, "created_at": {"$min": "$created_at"}}},
+        {"$sort": {"_id": 1}}])
+    committed = latest_version(fdb, batch_id) or 0
+    return [{"label_version": r.pop("_id"), **r} for r in rows if r["_id"] <= committed]

@@ -48,3 +48,33 @@ def record_scheduled_run(fdb: FeatureDB, state: str, result: dict) -> None:
     """Mark a scheduled run done (last, after its export), so a crash before this point is simply re-run."""
     durable(fdb.scheduled_runs).update_one({"_id": state}, {"$set": {"status": "done", "result": result,
                                                             "finished_at": utcnow()}}, upsert=True)
+
+
+def list_runs(fdb: FeatureDB, model_version: str | None = None, kind: str | None = None,
+              limit: int = 100) -> list[dict]:
+    """Runs, newest first (of one model or kind when given)."""
+    query: dict = {}
+    if model_version:
+        query["model_version"] = model_version
+    if kind:
+        query["kind"] = kind
+    return list(fdb.runs.find(query).sort([("started_at", -1), ("_id", -1)]).limit(limit))
+
+
+def get_run(fdb: FeatureDB, run_id: ObjectId) -> dict | None:
+    return fdb.runs.find_one({"_id": run_id})
+
+
+def run_of_selection(fdb: FeatureDB, selection_id: str) -> dict | None:
+    """The mining run that recorded this selection (as its mined or its random arm)."""
+    return fdb.runs.find_one({"$or": [{"metrics.selection_id": selection_id},
+                                      {"metrics.random_selection_id": selection_id}]},
+                             sort=[("started_at", -1)])
+
+
+def record_report(fdb: FeatureDB, kind: str, parameters: dict, report: dict, model_version: str | None = None,
+                  metrics: dict | None = None) -> ObjectId:
+    """A finished run whose product is a report (`report`: its files, e.g. `html`, `markdown`)."""
+    run_id = start_run(fdb, kind, parameters, model_version=model_version)
+    finish_run(fdb, run_id, metrics={**(metrics or {}), "report": report})
+    return run_id

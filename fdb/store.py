@@ -74,6 +74,12 @@ INDEXES: dict[str, list[IndexModel]] = {
                    name="selection_image_unique"),
         IndexModel([("image_id", ASCENDING)], name="image"),
         IndexModel([("export_id", ASCENDING)], name="export"),
+        # Rejected images leave the pool mining draws from (fdb.selections.taken_image_ids).
+        IndexModel([("decision", ASCENDING)], name="decision", sparse=True),
+    ],
+    "queries": [  # _id = hash(selection, error): a selection's query and the neighbours it found
+        IndexModel([("selection_id", ASCENDING)], name="selection"),
+        IndexModel([("error_id", ASCENDING), ("created_at", DESCENDING)], name="error_created"),
     ],
     "errors": [  # _id = hash(model version, match parameters, image, error type, detection or ground truth)
         IndexModel([("model_version", ASCENDING), ("params_key", ASCENDING), ("type", ASCENDING)],
@@ -185,6 +191,7 @@ class FeatureDB:
         self.feature_layers = db["feature_layers"]
         self.runs = db["runs"]
         self.selections = db["selections"]
+        self.queries = db["queries"]
         self.models = db["models"]
         self.errors = db["errors"]
         self.label_errors = db["label_errors"]
@@ -387,6 +394,14 @@ class FeatureDB:
                           category_name=d.get("category_name"), label=d.get("label"),
                           proposal_index=d.get("proposal_index"), mask=d.get("mask"), id=d["_id"],
                           image_id=d["image_id"], model_version=model_version) for d in docs]
+
+    def detections_by_id(self, detection_ids: Sequence[ObjectId]) -> dict[ObjectId, Detection]:
+        """detection id -> the stored detection (without its mask)."""
+        docs = self.detections.find({"_id": {"$in": list(detection_ids)}}, {"mask": 0})
+        return {d["_id"]: Detection(rank=d["rank"], bbox=list(d["box"]), score=d["score"],
+                                    category_id=d["category_id"], category_name=d.get("category_name"),
+                                    label=d.get("label"), proposal_index=d.get("proposal_index"), id=d["_id"],
+                                    image_id=d["image_id"], model_version=d["model_version"]) for d in docs}
 
     def detection_boxes(self, detection_ids: Sequence[ObjectId]) -> dict[ObjectId, list[float]]:
         """detection id -> its bbox [x, y, w, h]."""

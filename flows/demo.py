@@ -135,7 +135,8 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
             "hard-negative share": recipe.hard_negatives,
             "selection": mined["selection_id"], "random selection": mined["random_selection_id"],
             "wall time (min)": round(minutes, 1)},
-        montage=mined["montage"], hard_case_precision=precision, queried_types=queried or list(ERROR_TYPES))
+        montage=mined["montage"], hard_case_precision=precision, queried_types=queried or list(ERROR_TYPES),
+        store=store, model_version=seed["version"])
     publish_artifacts(comparison, precision, queried or list(ERROR_TYPES), report)
     say("7. comparison (bbox/segm mAP, mean ± sd over training seeds):\n" + map_markdown(comparison))
     say(verdict_markdown(comparison, queried or list(ERROR_TYPES)))

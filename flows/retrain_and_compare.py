@@ -38,7 +38,7 @@ def retrain_and_compare(seed_checkpoint: str, data_dir: str, mined_batch: str, r
         {"seed": Path(seed_checkpoint).name, "mined batch": mined_batch, "random batch": random_batch,
          "steps per arm": recipe.steps, "training seeds": list(recipe.seeds), "lr": recipe.lr,
          "oversampling of new images": recipe.oversample, "hard-negative share": recipe.hard_negatives},
-        queried_types=queried_types)
+        queried_types=queried_types, store=store)
     create_markdown_artifact(key="retrain-and-compare", description="mAP by arm and subset, errors by type",
                              markdown=verdict_markdown(comparison, queried_types) + "\n\n" +
                              map_markdown(comparison) + "\n\n" + errors_markdown(comparison))

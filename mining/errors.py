@@ -77,12 +77,14 @@ def type_image_errors(detections: list[Detection], ground_truth: list[dict], par
         best_other = int(np.argmax(np.where(other, iou[i], -1))) if other.any() else None
         if best_same is not None and iou[i, best_same] >= params.iou_threshold:
             _update(error, type="fp_localisation", detail="duplicate", gt_id=gts[best_same]["id"],
+                    gt_bbox=list(gts[best_same]["bbox"]),
                     true_category_id=int(gt_class[best_same]), iou=float(iou[i, best_same]))
         elif best_other is not None and iou[i, best_other] >= params.iou_threshold:
-            _update(error, type="fp_wrong_class", gt_id=gts[best_other]["id"],
+            _update(error, type="fp_wrong_class", gt_id=gts[best_other]["id"], gt_bbox=list(gts[best_other]["bbox"]),
                     true_category_id=int(gt_class[best_other]), iou=float(iou[i, best_other]))
         elif best_same is not None and iou[i, best_same] >= params.background_iou:
             _update(error, type="fp_localisation", detail="poor_localisation", gt_id=gts[best_same]["id"],
+                    gt_bbox=list(gts[best_same]["bbox"]),
                     true_category_id=int(gt_class[best_same]), iou=float(iou[i, best_same]))
         errors.append(error)
     for j, gt in enumerate(gts):
@@ -96,7 +98,8 @@ def type_image_errors(detections: list[Detection], ground_truth: list[dict], par
         elif best >= params.background_iou:
             detail = "poorly_localised"
         errors.append(ModelError("miss", int(gt["category_id"]), list(gt["bbox"]), detail=detail,
-                                 true_category_id=int(gt["category_id"]), gt_id=gt["id"], iou=best))
+                                 true_category_id=int(gt["category_id"]), gt_id=gt["id"], iou=best,
+                                 gt_bbox=list(gt["bbox"])))
     return errors
 
 

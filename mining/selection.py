@@ -108,6 +108,7 @@ def mine(fdb: FeatureDB, model_version: str, queries: list[Query], config: Minin
     neighbours: dict[str, list] = {}
     index_versions = {}
     means: dict[str, np.ndarray] = {}
+    query_docs: list[dict] = []  # each query with the neighbours it found: recorded, so a person can look later
     for level, layer in (("detection", BOX_LAYER), ("image", IMAGE_LAYER)):
         level_queries = [q for q in queries if q.level == level]
         if not level_queries:
@@ -135,6 +136,12 @@ def mine(fdb: FeatureDB, model_version: str, queries: list[Query], config: Minin
                                                         level, float(dist))
                 h["best_distance"] = min(h["best_distance"], float(dist))
             neighbours[str(q.error_id)] = row
+            query_docs.append({"error_id": q.error_id, "type": q.type, "category": q.category_name,
+                               "level": level, "layer": layer, "source_image_id": q.source_image_id,
+                               "detection_id": q.detection_id, "bbox": q.bbox, "model_version": model_version,
+                               "index_version": pool.index.spec.version,
+                               "neighbours": [{"rank": r, "owner_id": owner, "image_id": image_id, "distance": dist}
+                                              for r, (owner, image_id, dist) in enumerate(row)]})
 
     ranked = sorted(hits.items(), key=lambda kv: (-len(kv[1]["queries"]), kv[1]["best_distance"], str(kv[0])))
     chosen, seen_content = [], set()
@@ -177,6 +184,7 @@ def mine(fdb: FeatureDB, model_version: str, queries: list[Query], config: Minin
                    f"classes {', '.join(classes)}), best distance {h['best_distance']:.4f}"))
     info = SelectionInfo(selection_id, "mined", model_version, params, index_versions)
     selection_store.record_selection(fdb, info, images)
+    selection_store.record_queries(fdb, selection_id, query_docs)
     return Selection(info, images, neighbours)
 
 

@@ -49,7 +49,8 @@ class ModelError:
 
     `type` is one of ERROR_TYPES; `detail` refines it (`duplicate` / `poor_localisation` for fp_localisation,
     `detected_as_other_class` / `poorly_localised` for a miss an FP explains). A false positive carries its
-    detection (`detection_id`, `score`, `bbox`); a miss carries its ground truth (`gt_id`, `bbox`)."""
+    detection (`detection_id`, `score`, `bbox`) and, when it overlaps one, the ground truth (`gt_id`, `gt_bbox`); a
+    miss carries its ground truth (`gt_id`, `bbox` = `gt_bbox`)."""
 
     type: str
     category_id: int
@@ -60,6 +61,7 @@ class ModelError:
     gt_id: int | None = None
     score: float | None = None
     iou: float = 0.0
+    gt_bbox: list[float] | None = None  # the ground truth it overlaps (an FP's) or is (a miss's), when one
     # Where it happened, filled in when it is recorded:
     id: Any = None
     image_id: Any = None

@@ -320,12 +320,19 @@ def query_images(store: StoreConfig, batch_id: str, eval_json: str, image_dir: s
 
 @task(name="write the comparison report", tags=["io"], cache_policy=NONE)
 def write_comparison_report(comparison, out_dir: str, title: str, facts: dict, montage: str | None = None,
-                            hard_case_precision: dict | None = None, queried_types: list[str] | None = None) -> dict:
+                            hard_case_precision: dict | None = None, queried_types: list[str] | None = None,
+                            store: StoreConfig | None = None, model_version: str | None = None) -> dict:
+    """The report's files (`html`, `markdown`, `json`, plots); with `store`, also recorded as a `compare` run of
+    `model_version` (the seed the arms started from), so the review app can link it."""
     from mining.report import write_report  # noqa: PLC0415 - matplotlib, only for this task
 
-    return {k: str(v) for k, v in write_report(comparison, out_dir, title, facts, montage=montage,
-                                               hard_case_precision=hard_case_precision,
-                                               queried_types=queried_types).items()}
+    report = {k: str(v) for k, v in write_report(comparison, out_dir, title, facts, montage=montage,
+                                                 hard_case_precision=hard_case_precision,
+                                                 queried_types=queried_types).items()}
+    if store is not None:
+        run_store.record_report(connection(store), "compare", {"title": title, "facts": facts}, report,
+                                model_version=model_version)
+    return report
 
 
 __all__ = [
