@@ -96,8 +96,9 @@ def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: 
                  model_version: str | None = None, s3_client=None) -> ExportResult:
     """Export the images of `selection_id` with the model's predictions (score >= `config.min_score`) as a batch
     under `target` (a folder, or `s3://bucket/prefix`). Images a person rejected (`fdb.selections.decide`) are
-    left out, and listed with who rejected them and when under `rejected` in manifest.json; from the start of the
-    export on, the selection's decisions are final. Safe to run again after a failure or a success."""
+    left out, and listed with who rejected them and when under `rejected` in manifest.json; with
+    `config.only_accepted`, so are the images nobody accepted (under `not_accepted`). From the start of the export
+    on, the selection's decisions are final. Safe to run again after a failure or a success."""
     min_score = config.min_score
     found = selection_store.read_selection(fdb, selection_id)
     if found is None:
@@ -106,10 +107,14 @@ def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: 
     # The decisions are read after they are frozen: what ships is what a person last decided.
     selection_store.freeze(fdb, selection_id)
     decisions = selection_store.decisions(fdb, selection_id)
-    rejected = [img for img in selected if (decisions.get(img.image_id) or {}).get("decision") == "rejected"]
-    selected = [img for img in selected if (decisions.get(img.image_id) or {}).get("decision") != "rejected"]
+    decision = {img.image_id: (decisions.get(img.image_id) or {}).get("decision") for img in selected}
+    rejected = [img for img in selected if decision[img.image_id] == "rejected"]
+    undecided = [img for img in selected if decision[img.image_id] is None] if config.only_accepted else []
+    selected = [img for img in selected if decision[img.image_id] == "accepted"
+                or (decision[img.image_id] is None and not config.only_accepted)]
     if not selected:
-        raise ExportError(f"selection {selection_id!r}: all {len(rejected)} images were rejected; nothing to export")
+        raise ExportError(f"selection {selection_id!r}: nothing to export ({len(rejected)} images rejected"
+                          + (f", {len(undecided)} not accepted" if config.only_accepted else "") + ")")
     image_ids = [img.image_id for img in selected]
     model_version = model_version or _pre_annotating_model(fdb, info.model_version, selected)
     if not model_version:
@@ -141,12 +146,14 @@ def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: 
     files, digests = ship_batch(batch_id, target, location, {
         CVAT_XML: cvat_xml(batch, export_cats, task_name=f"{batch_id} ({selection_id})"),
         COCO_JSON: coco_json(batch, export_cats), "manifest.csv": manifest_csv(rows),
-        "manifest.json": manifest_json(rows, rejected_rows(rejected, decisions))}, {im.file_name: im.uri for im in batch}, client)
+        "manifest.json": manifest_json(rows, rejected_rows(rejected, decisions),
+                                       [{"uri": img.uri, "image_id": str(img.image_id), "rank": img.rank}
+                                        for img in undecided])}, {im.file_name: im.uri for im in batch}, client)
     export_store.finish(fdb, batch_id, files=[{"path": f, "sha256": digests[f]} for f in files], counts=counts,
                         categories=export_cats, category_map=cat_map,
                         images=[{"image_id": id_of[im.image_id], "uri": im.uri, "file_name": im.file_name,
                                  "width": im.width, "height": im.height} for im in batch])
-    selection_store.mark_exported(fdb, selection_id, batch_id)
+    selection_store.mark_exported(fdb, selection_id, batch_id, image_ids)
     return ExportResult(batch_id, location, files, counts)
 
 

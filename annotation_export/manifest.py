@@ -63,10 +63,15 @@ def rejected_rows(images: list[SelectedImage], decisions: dict) -> list[dict]:
     return rows
 
 
-def manifest_json(rows: list[dict], rejected: list[dict] | None = None) -> bytes:
-    doc = {"images": rows}
+def manifest_json(rows: list[dict], rejected: list[dict] | None = None,
+                  not_accepted: list[dict] | None = None) -> bytes:
+    """`images`: the shipped rows; `rejected` and `not_accepted` (only when some were left out): the selected
+    images a person rejected, and those nobody accepted when only accepted images ship."""
+    doc: dict = {"images": rows}
     if rejected:
         doc["rejected"] = rejected
+    if not_accepted:
+        doc["not_accepted"] = not_accepted
     return (json.dumps(doc, sort_keys=True, indent=1, default=str) + "\n").encode()
 
 

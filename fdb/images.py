@@ -258,3 +258,8 @@ def mark_label_version(fdb: FeatureDB, image_ids: Sequence[ObjectId], label_vers
     """Labels came back for these images: they are labelled, at this version."""
     fdb.images.update_many({"_id": {"$in": list(image_ids)}},
                            {"$set": {"labelled": True, "label_version": label_version}}, session=session)
+
+
+def models_done(record: dict) -> list[str]:
+    """The model versions whose detections and features of this image (its record) are complete."""
+    return list(record.get("processed_by") or [])

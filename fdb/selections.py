@@ -54,10 +54,10 @@ def read_selection(fdb: FeatureDB, selection_id: str) -> tuple[SelectionInfo, li
     return info, images
 
 
-def mark_exported(fdb: FeatureDB, selection_id: str, batch_id: str) -> None:
-    """The selection's images (those not rejected) went to the annotation team as `batch_id`: they leave the
-    eligible pool."""
-    durable(fdb.selections).update_many({"selection_id": selection_id, "decision": {"$ne": "rejected"}},
+def mark_exported(fdb: FeatureDB, selection_id: str, batch_id: str, image_ids: list[ObjectId]) -> None:
+    """These images of the selection went to the annotation team as `batch_id`: they leave the eligible pool.
+    The selection's images left out of the batch (rejected, or not accepted) are not marked."""
+    durable(fdb.selections).update_many({"selection_id": selection_id, "image_id": {"$in": list(image_ids)}},
                                         {"$set": {"export_id": batch_id}})
 
 

@@ -54,3 +54,12 @@ def test_fdb_ingest_reports_quarantine(data_home, tmp_path, capsys):
         assert "1 quarantined" in out and "broken.jpg" in out
     finally:
         EmbeddedMongo(data_home / "mongodb").stop()
+
+
+def test_ui_refuses_a_public_bind_without_a_token(data_home, monkeypatch, capsys):
+    monkeypatch.delenv("DATAENGINE_UI_TOKEN", raising=False)
+    assert main(["ui", "--host", "0.0.0.0", "--port", "1"]) == 2
+    assert "DATAENGINE_UI_TOKEN" in capsys.readouterr().err
+    monkeypatch.setenv("DATAENGINE_UI_TOKEN", "short")
+    assert main(["ui", "--host", "0.0.0.0", "--port", "1"]) == 2
+    assert "16 characters" in capsys.readouterr().err

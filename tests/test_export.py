@@ -194,6 +194,38 @@ def test_manifest(fdb, haystack, tmp_path):
     assert rows[0]["presigned_url"] == ""
 
 
+def test_curated_export_ships_what_a_person_let_through(fdb, haystack, tmp_path):
+    from fdb import selections as selection_store
+
+    ids = [d["image_id"] for d in fdb.selections.find({"selection_id": SEL}).sort("rank", 1)]
+    selection_store.decide(fdb, SEL, ids[0], "accepted", "anna")
+    selection_store.decide(fdb, SEL, ids[1], "rejected", "ben", note="blurred")
+    res = export_batch(fdb, SEL, tmp_path, ExportConfig(only_accepted=True))
+    manifest = json.loads((Path(res.location) / "manifest.json").read_text())
+    assert [r["image_id"] for r in manifest["images"]] == [str(ids[0])] and res.counts["images"] == 1
+    assert manifest["images"][0]["decision"] == "accepted" and manifest["images"][0]["decided_by"] == "anna"
+    assert [(r["image_id"], r["rejected_by"], r["note"]) for r in manifest["rejected"]] == [(str(ids[1]), "ben",
+                                                                                             "blurred")]
+    assert {r["image_id"] for r in manifest["not_accepted"]} == {str(ids[2]), str(ids[3])}
+    csv_rows = (Path(res.location) / "manifest.csv").read_text().splitlines()
+    assert len(csv_rows) == 2 and csv_rows[0].endswith("decision,decided_by,decided_at")
+    # From the export on, the decisions are final; the shipped and the rejected image leave the pool, the
+    # two nobody accepted stay in it.
+    with pytest.raises(selection_store.SelectionFrozen, match="exported"):
+        selection_store.decide(fdb, SEL, ids[2], "accepted", "anna")
+    assert set(selection_store.taken_image_ids(fdb)) == {ids[0], ids[1]}
+
+
+def test_a_selection_with_every_image_rejected_exports_nothing(fdb, haystack, tmp_path):
+    from fdb import selections as selection_store
+
+    for d in fdb.selections.find({"selection_id": SEL}):
+        selection_store.decide(fdb, SEL, d["image_id"], "rejected", "anna")
+    with pytest.raises(ExportError, match="nothing to export"):
+        export_batch(fdb, SEL, tmp_path / "queue")
+    assert fdb.exports.count_documents({}) == 0 and not (tmp_path / "queue").exists()
+
+
 def test_unknown_selection_refused(fdb):
     with pytest.raises(ExportError, match="no selection"):
         export_batch(fdb, "sel-nope", "/tmp/never")

@@ -36,6 +36,10 @@ def test_the_layering_contracts_hold():
     ("fdb/images.py", "from detectors.checkpoint import load_checkpoint\n", "fdb is not allowed to import detectors"),
     # Mining never runs a model, not even through torch directly.
     ("mining/queries.py", "def _sneak():\n    import torch\n    return torch\n", "mining is not allowed to import torch"),
+    # The review app runs no model, and leans on no flow.
+    ("dataengine/ui/views.py", "def _sneak():\n    from detectors.model import build_model\n    return build_model\n",
+     "dataengine.ui is not allowed to import detectors"),
+    ("dataengine/ui/app.py", "from flows import nightly\n", "dataengine.ui is not allowed to import flows"),
     # The ground floor stands on nothing of the project.
     ("storage/uris.py", "from annotation_export import formats\n", "storage is not allowed to import annotation_export"),
     # Tasks do not read the environment: the edges pass configs down.
@@ -54,7 +58,7 @@ def test_an_import_against_the_flow_breaks_the_contracts(tmp_path, module, line,
 
 # The store owns its collections: outside fdb/, nobody names one or queries it raw.
 RAW_ACCESS = re.compile(r"\.db\[|\b\w+\.(images|detections|features|feature_layers|selections|errors|runs|models|"
-                        r"indexes|exports|labels|scheduled_runs|label_errors|labelled_sets)\.(find|find_one|insert_one|insert_many|update_one|"
+                        r"indexes|exports|labels|scheduled_runs|label_errors|labelled_sets|queries)\.(find|find_one|insert_one|insert_many|update_one|"
                         r"update_many|distinct|count_documents|delete_many|aggregate)\(|\bprocessed_by\b")
 
 

@@ -179,9 +179,11 @@ def build_app(fdb: FeatureDB, settings: AppSettings = AppSettings()) -> FastAPI:
         return views.jsonable(views.decide(fdb, selection_id, image_id, decision, by or settings.user, note))
 
     @app.post("/api/selections/{selection_id}/export", tags=["api"],
-              summary="export the images not rejected as a labelling batch (to the app's export target)")
-    def api_export(selection_id: str, min_score: float | None = Body(None, embed=True, ge=0, le=1)):
-        return views.jsonable(views.export(fdb, selection_id, settings.export_target, min_score))
+              summary="export the images not rejected (or only those accepted) as a labelling batch, to the "
+                      "app's export target")
+    def api_export(selection_id: str, min_score: Annotated[float | None, Body(ge=0, le=1)] = None,
+                   only_accepted: Annotated[bool, Body()] = False):
+        return views.jsonable(views.export(fdb, selection_id, settings.export_target, min_score, only_accepted))
 
     @app.get("/api/batches", tags=["api"], summary="every labelling and review batch")
     def api_batches():
@@ -192,8 +194,8 @@ def build_app(fdb: FeatureDB, settings: AppSettings = AppSettings()) -> FastAPI:
         return views.jsonable(views.batch(fdb, batch_id))
 
     @app.get("/api/images/{image_id}", tags=["api"], summary="an image: record, detections, errors, selections")
-    def api_image(image_id: str, model: str | None = None):
-        return views.jsonable(views.image(fdb, image_id, model))
+    def api_image(image_id: str, model: str | None = None, min_score: Annotated[float, Query(ge=0, le=1)] = 0.3):
+        return views.jsonable(views.image(fdb, image_id, model, min_score))
 
     # ------------------------------------------------------------------------------------------------ pictures
     def picture(image: dict, focus, boxes, size: int) -> Response:
@@ -295,8 +297,9 @@ def build_app(fdb: FeatureDB, settings: AppSettings = AppSettings()) -> FastAPI:
         return page(request, "batch.html", views.batch(fdb, batch_id), f"batch {batch_id}", "batches")
 
     @app.get("/images/{image_id}", response_class=HTMLResponse, include_in_schema=False)
-    def image_page(request: Request, image_id: str, model: str | None = None):
-        return page(request, "image.html", views.image(fdb, image_id, model), "image", "")
+    def image_page(request: Request, image_id: str, model: str | None = None,
+                   min_score: Annotated[float, Query(ge=0, le=1)] = 0.3):
+        return page(request, "image.html", views.image(fdb, image_id, model, min_score), "image", "")
 
     return app
 

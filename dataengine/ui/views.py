@@ -311,11 +311,13 @@ def decide(fdb: FeatureDB, selection_id: str, image_id: str, decision: str, by: 
     return {"selection_id": selection_id, "image_id": iid, **result}
 
 
-def export(fdb: FeatureDB, selection_id: str, target: str, min_score: float | None = None) -> dict:
-    """Ship the selection's images that were not rejected as a labelling batch under `target` (the app's)."""
+def export(fdb: FeatureDB, selection_id: str, target: str, min_score: float | None = None,
+           only_accepted: bool = False) -> dict:
+    """Ship the selection's images that were not rejected (`only_accepted`: that were accepted) as a labelling
+    batch under `target` (the app's)."""
     if selection_store.read_selection(fdb, selection_id) is None:
         raise NotFound(f"no selection {selection_id!r}")
-    config = ExportConfig() if min_score is None else ExportConfig(min_score=float(min_score))
+    config = ExportConfig(only_accepted=only_accepted, **({} if min_score is None else {"min_score": float(min_score)}))
     try:
         result = export_batch(fdb, selection_id, target, config)
     except ExportError as exc:
@@ -368,7 +370,7 @@ def image(fdb: FeatureDB, image_id: str, model_version: str | None = None, min_s
     doc = image_store.by_id(fdb, [iid]).get(iid)
     if doc is None:
         raise NotFound(f"no image {image_id}")
-    processed = doc.get("processed_by") or []
+    processed = image_store.models_done(doc)
     production = model_store.production_version(fdb)
     model_version = model_version or (production if production in processed else (processed[-1] if processed else None))
     detections = fdb.read_detections(model_version, [iid], min_score=min_score, masks=False) if model_version else []
@@ -376,7 +378,7 @@ def image(fdb: FeatureDB, image_id: str, model_version: str | None = None, min_s
                if model_version in error_store.models_with_errors(fdb) else ([], 0))
     return {"image_id": iid, "uri": doc.get("uri"), "width": doc.get("width"), "height": doc.get("height"),
             "split": doc.get("split"), "labelled": doc.get("labelled", False), "status": doc.get("status"),
-            "reason": doc.get("reason"), "sha256": doc.get("sha256"), "processed_by": processed,
+            "reason": doc.get("reason"), "sha256": doc.get("sha256"), "models_done": processed,
             "model_version": model_version, "min_score": min_score,
             "detections": [{"detection_id": d.id, "rank": d.rank, "bbox": d.bbox, "score": d.score,
                             "category": d.category_name} for d in detections],

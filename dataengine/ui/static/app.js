@@ -42,7 +42,9 @@ document.addEventListener("DOMContentLoaded", () => {
       exporter.disabled = true;
       out.textContent = "exporting…";
       try {
-        const result = await post(`/api/selections/${exporter.dataset.selection}/export`, {});
+        const only = document.getElementById("only-accepted");
+        const result = await post(`/api/selections/${exporter.dataset.selection}/export`,
+                                  {only_accepted: Boolean(only && only.checked)});
         const link = Object.assign(document.createElement("a"), {id: "batch-link", href: `/batches/${result.batch_id}`,
                                                                   textContent: result.batch_id});
         out.replaceChildren("exported as ", link, ` (${result.counts.images} images) to ${result.location}`);
