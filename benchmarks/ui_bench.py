@@ -38,7 +38,8 @@ def timed(client, url: str) -> float:
 
 def stats(samples: list[float]) -> dict:
     ordered = sorted(samples)
-    return {"median_ms": round(statistics.median(ordered), 2), "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
+    return {"median_ms": round(statistics.median(ordered), 2),
+            "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
             "max_ms": round(ordered[-1], 2), "n": len(ordered)}
 
 
@@ -110,8 +111,10 @@ def main() -> None:
     result = {
         "what": "the review app on the quick demo's data, in-process (FastAPI TestClient), 2-core machine",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "home": str(store.home), "model": version, "selection": mined["selection_id"], "mined_with_k20_s": round(mine_s, 1),
-        "query_page": {"url": page_url, "neighbours": len(record["neighbours"]), "first_request_ms": round(first_page, 1),
+        "home": str(store.home), "model": version, "selection": mined["selection_id"],
+        "mined_with_k20_s": round(mine_s, 1),
+        "query_page": {"url": page_url, "neighbours": len(record["neighbours"]),
+                       "first_request_ms": round(first_page, 1),
                        "html": stats(page), "api_json": stats(api), "target_ms": 300,
                        "met": statistics.median(page) <= 300},
         "crops": {"count": len(crop_urls), "cold_each": stats(cold_crops), "cached_each": stats(warm_crops)},

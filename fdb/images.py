@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from pymongo import ASCENDING
 
 from fdb import labels as label_store
-from fdb.selections import exported_count, taken_among, taken_image_ids
+from fdb.selections import decision_count, exported_count, taken_among, taken_image_ids
 from fdb.store import FeatureDB, WriteReport, bulk_insert, durable, utcnow
 from fdb.vectors import iter_id_batches
 from storage import read_uri, the_files_fault
@@ -230,10 +230,15 @@ def eligible_among(fdb: FeatureDB, model_version: str, image_ids: Iterable[Objec
 
 def pool_generation(fdb: FeatureDB, model_version: str) -> dict[str, int]:
     """Counts that change whenever what may be mined does: pool images this model processed, images with labels
-    back, images exported. Each only grows (a processed mark, a label or an export is never taken back), so equal
-    counts mean an unchanged pool, and the counts come from indexes whatever the archive's size."""
-    return {"processed_pool": fdb.images.count_documents({"processed_by": model_version, "split": "pool"}),
-            "labels_back": label_store.count(fdb), "exported": exported_count(fdb)}
+    back, images exported, decisions people made on selections. Each only grows (a processed mark, a label, an
+    export or a recorded decision is never taken back), so equal counts mean an unchanged pool, and the counts come
+    from indexes whatever the archive's size."""
+    generation = {"processed_pool": fdb.images.count_documents({"processed_by": model_version, "split": "pool"}),
+                  "labels_back": label_store.count(fdb), "exported": exported_count(fdb)}
+    decided = decision_count(fdb)
+    if decided:  # only when people curated: keys of engines that never did stay as they were
+        generation["decisions"] = decided
+    return generation
 
 
 # ---------------------------------------------------------------------------------------------------- writes

@@ -3,8 +3,9 @@ made on it before export; and the `queries` collection: one document per (select
 the query found, so what a query retrieved and why can be looked at later.
 
 A selection is curated before it ships: each image may be accepted or rejected (`decide`). The export ships the
-images not rejected, and a rejected image leaves the pool mining draws from, as an exported one does. Decisions
-are frozen once an export of the selection has started (`freeze`), so what ships is what was decided.
+images not rejected (or, when asked, only the accepted ones), and a rejected image leaves the pool mining draws
+from, as an exported one does. Decisions are frozen once an export of the selection has started (`freeze`), so
+what ships is what was decided.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def read_selection(fdb: FeatureDB, selection_id: str) -> tuple[SelectionInfo, li
     if not docs:
         return None
     first = docs[0]
-    # Rejected images are never marked exported: any other image says whether the selection went out.
+    # Images left out of the batch (rejected, not accepted) are not marked exported: a shipped one says it.
     export_id = next((d["export_id"] for d in docs if d.get("export_id")), None)
     info = SelectionInfo(selection_id, first.get("arm") or "mined", first.get("model_version"),
                          first.get("params") or {}, first.get("index_versions") or {}, export_id)
@@ -81,6 +82,20 @@ def exported_count(fdb: FeatureDB) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- curation
+def decision_count(fdb: FeatureDB) -> int:
+    """Decisions people recorded, on every selection: grows with each new decision, never shrinks (a selection
+    mined again after a rejection must not take the old one's id)."""
+    rows = list(fdb.selections.aggregate([{"$match": {"decision": {"$exists": True}}},
+                                          {"$group": {"_id": None, "n": {"$sum": {"$size": "$decisions"}}}}]))
+    return rows[0]["n"] if rows else 0
+
+
+def export_started(fdb: FeatureDB, selection_id: str):
+    """When an export of the selection started (its decisions final from then on), or None."""
+    doc = fdb.selections.find_one({"selection_id": selection_id, "exporting": {"$ne": None}}, {"exporting": 1})
+    return doc["exporting"] if doc else None
+
+
 def freeze(fdb: FeatureDB, selection_id: str) -> None:
     """An export of the selection starts: from now on its decisions stay as they are (`exporting`: since when)."""
     durable(fdb.selections).update_many({"selection_id": selection_id, "exporting": None},

@@ -197,9 +197,15 @@ def test_manifest(fdb, haystack, tmp_path):
 def test_curated_export_ships_what_a_person_let_through(fdb, haystack, tmp_path):
     from fdb import selections as selection_store
 
+    from fdb import images as image_store
+
     ids = [d["image_id"] for d in fdb.selections.find({"selection_id": SEL}).sort("rank", 1)]
+    assert "decisions" not in image_store.pool_generation(fdb, MODEL)  # keys of uncurated engines stay as they were
     selection_store.decide(fdb, SEL, ids[0], "accepted", "anna")
     selection_store.decide(fdb, SEL, ids[1], "rejected", "ben", note="blurred")
+    selection_store.decide(fdb, SEL, ids[1], "rejected", "ben", note="blurred")  # again: nothing new
+    # The pool changed (a rejected image left it): mining again must not reuse the old selection's id.
+    assert image_store.pool_generation(fdb, MODEL)["decisions"] == 2
     res = export_batch(fdb, SEL, tmp_path, ExportConfig(only_accepted=True))
     manifest = json.loads((Path(res.location) / "manifest.json").read_text())
     assert [r["image_id"] for r in manifest["images"]] == [str(ids[0])] and res.counts["images"] == 1

@@ -74,6 +74,9 @@ def api(world):
 
 # ---------------------------------------------------------------------------------------------------- reads
 def test_every_page_and_its_api_twin_answer_with_the_demo_data(world, api):
+    overview = api.get("/api/overview").json()
+    assert overview["production"] == world["seed"] and overview["counts"]["exports"] == 2
+    assert overview["selections"] and overview["batches"] and overview["counts"]["errors"] > 0
     models = api.get("/api/models").json()
     assert models["production"] == world["seed"]
     assert {m["version"] for m in models["models"]} >= {world["seed"]} and len(models["models"]) >= 4

@@ -119,7 +119,7 @@ def build_app(fdb: FeatureDB, settings: AppSettings = AppSettings()) -> FastAPI:
                               "their neighbours, selections to curate before export, batches and labels. Every "
                               "page under / has its data here under /api.")
     if is_loopback(settings.host):
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=[*LOOPBACK_NAMES, "testserver"])
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK_NAMES))
     app.add_middleware(_Guard, settings=settings)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")

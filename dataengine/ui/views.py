@@ -258,8 +258,6 @@ def selection(fdb: FeatureDB, selection_id: str) -> dict:
         raise NotFound(f"no selection {selection_id!r}")
     info, images = found
     decided = selection_store.decisions(fdb, selection_id)
-    summary = next((s for s in selection_store.list_selections(fdb, limit=10_000)
-                    if s["selection_id"] == selection_id), {})
     run = run_store.run_of_selection(fdb, selection_id)
     metrics = (run or {}).get("metrics") or {}
     partner_id = metrics.get("random_selection_id") if info.arm == "mined" else metrics.get("selection_id")
@@ -270,7 +268,8 @@ def selection(fdb: FeatureDB, selection_id: str) -> dict:
         "index_versions": info.index_versions, "export_id": info.export_id,
         "export": {"batch_id": export["_id"], "status": export.get("status"), "target": export.get("target"),
                    "images": len(export.get("images") or [])} if export else None,
-        "frozen": bool(info.export_id or summary.get("exporting")), "run_id": (run or {}).get("_id"),
+        "frozen": bool(info.export_id or selection_store.export_started(fdb, selection_id)),
+        "run_id": (run or {}).get("_id"),
         "counts": {"images": len(images), "accepted": sum(d["decision"] == "accepted" for d in decided.values()),
                    "rejected": sum(d["decision"] == "rejected" for d in decided.values())},
         "images": [{"image_id": img.image_id, "uri": img.uri, "rank": img.rank, "reason": img.reason,
@@ -349,7 +348,8 @@ def batch(fdb: FeatureDB, batch_id: str) -> dict:
     changes = batch_changes(fdb, batch_id) if kind != "review" else None
     review = None
     if kind == "review":
-        applied = [v for v in labelled_sets.versions(fdb, doc.get("labelled_set")) if batch_id in (v.get("source") or "")]
+        applied = [v for v in labelled_sets.versions(fdb, doc.get("labelled_set"))
+                   if batch_id in (v.get("source") or "")]
         review = {"labelled_set": doc.get("labelled_set"), "applied": applied}
     manifest_rejected = []
     if doc.get("selection_id"):
