@@ -80,6 +80,7 @@ def test_every_page_and_its_api_twin_answer_with_the_demo_data(world, api):
     models = api.get("/api/models").json()
     assert models["production"] == world["seed"]
     assert {m["version"] for m in models["models"]} >= {world["seed"]} and len(models["models"]) >= 4
+    assert all(isinstance(m["bbox_map"], float) for m in models["models"])  # the seed's val mAP, the arms' superset
     model = api.get(f"/api/models/{world['seed']}").json()
     assert {r["kind"] for r in model["runs"]} >= {"mine_hard_cases", "compare"}
     compare = next(r for r in model["runs"] if r["kind"] == "compare")

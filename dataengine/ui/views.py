@@ -63,19 +63,16 @@ def parse_id(text: str, what: str) -> ObjectId:
 
 
 def _bbox_map(doc: dict) -> float | None:
-    """A model's bbox mAP on the fixed evaluation set (its `evaluation`), else its training-time val metrics."""
-    superset = ((doc.get("evaluation") or {}).get("mAP") or {}).get("superset") or {}
-    if "bbox" in superset:
-        return superset["bbox"]
-    metrics = doc.get("metrics") or {}
-    for key in ("bbox_map", "bbox"):
-        value = metrics.get(key)
-        if isinstance(value, (int, float)):
-            return value
-        if isinstance(value, dict) and isinstance(value.get("mAP"), (int, float)):
-            return value["mAP"]
-    val = (metrics.get("val") or {}).get("bbox") if isinstance(metrics.get("val"), dict) else None
-    return val.get("mAP") if isinstance(val, dict) else None
+    """A model's bbox mAP: on the fixed evaluation set (`evaluation`, written by a retrain), else on the superset
+    its experiment scored it on (an arm's `metrics`), else on the val split at training time."""
+    for numbers in ((doc.get("evaluation") or {}).get("mAP") or {}, doc.get("metrics") or {}):
+        superset = numbers.get("superset")
+        if isinstance(superset, dict) and isinstance(superset.get("bbox"), (int, float)):
+            return superset["bbox"]
+    val = (doc.get("metrics") or {}).get("val")
+    if isinstance(val, dict) and isinstance(val.get("bbox"), dict):
+        return val["bbox"].get("mAP")
+    return None
 
 
 def _run_row(run: dict) -> dict:
