@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fdb.store import FeatureDB, bulk_insert, stable_id, utcnow
+from fdb.store import FeatureDB, bulk_insert, find_page, stable_id, utcnow
 from records import ModelError
 
 
@@ -49,9 +49,7 @@ def find(fdb: FeatureDB, model_version: str, params_key: str | None = None, type
         query["type"] = {"$in": list(types)}
     if category:
         query["category_name"] = category
-    total = fdb.errors.count_documents(query)
-    docs = list(fdb.errors.find(query).sort([("type", 1), ("_id", 1)]).skip(skip).limit(limit))
-    return docs, total
+    return find_page(fdb.errors, query, [("type", 1), ("_id", 1)], skip, limit)
 
 
 def facets(fdb: FeatureDB, model_version: str, params_key: str | None = None) -> dict[str, dict[str, int]]:

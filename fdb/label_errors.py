@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fdb.store import FeatureDB, bulk_insert, stable_id, utcnow
+from fdb.store import FeatureDB, bulk_insert, find_page, stable_id, utcnow
 from records import LabelSuspect
 
 
@@ -53,5 +53,4 @@ def suspects_page(fdb: FeatureDB, model_version: str | None = None, types: list[
         query["type"] = {"$in": list(types)}
     if only_errors:
         query["is_label_error"] = True
-    total = fdb.label_errors.count_documents(query)
-    return list(fdb.label_errors.find(query).sort([("suspicion", -1), ("_id", 1)]).skip(skip).limit(limit)), total
+    return find_page(fdb.label_errors, query, [("suspicion", -1), ("_id", 1)], skip, limit)

@@ -159,6 +159,11 @@ class WriteReport:
         return s
 
 
+def find_page(collection, query: dict, sort: list, skip: int, limit: int) -> tuple[list[dict], int]:
+    """One page of the documents matching `query` in `sort` order, and how many match in all."""
+    return list(collection.find(query).sort(sort).skip(skip).limit(limit)), collection.count_documents(query)
+
+
 def bulk_insert(collection, docs: Sequence) -> WriteReport:
     """Insert with `ordered=False`: duplicates by a unique index count as already present, other errors as
     rejected with their position and message, and nothing stops the rest of the batch."""
