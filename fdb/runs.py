@@ -78,3 +78,8 @@ def record_report(fdb: FeatureDB, kind: str, parameters: dict, report: dict, mod
     run_id = start_run(fdb, kind, parameters, model_version=model_version)
     finish_run(fdb, run_id, metrics={**(metrics or {}), "report": report})
     return run_id
+
+
+def count_by_model(fdb: FeatureDB) -> dict[str | None, int]:
+    """How many runs used each model version."""
+    return {r["_id"]: r["n"] for r in fdb.runs.aggregate([{"$group": {"_id": "$model_version", "n": {"$sum": 1}}}])}

@@ -100,9 +100,7 @@ def overview(fdb: FeatureDB) -> dict:
 # ---------------------------------------------------------------------------------------------------- models
 def models(fdb: FeatureDB) -> dict:
     docs = model_store.list_models(fdb)
-    runs_by_model: dict = {}
-    for run in run_store.list_runs(fdb, limit=1000):
-        runs_by_model[run.get("model_version")] = runs_by_model.get(run.get("model_version"), 0) + 1
+    runs_by_model = run_store.count_by_model(fdb)
     return {"production": model_store.production_version(fdb),
             "models": [{"version": d["_id"], "stage": d["stage"], "role": d.get("role", "model"),
                         "parent": d.get("parent"), "created_at": d.get("created_at"), "bbox_map": _bbox_map(d),
