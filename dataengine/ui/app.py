@@ -194,7 +194,8 @@ def build_app(fdb: FeatureDB, settings: AppSettings = AppSettings()) -> FastAPI:
         return views.jsonable(views.batch(fdb, batch_id))
 
     @app.get("/api/images/{image_id}", tags=["api"], summary="an image: record, detections, errors, selections")
-    def api_image(image_id: str, model: str | None = None, min_score: Annotated[float, Query(ge=0, le=1)] = 0.3):
+    def api_image(image_id: str, model: str | None = None,
+                  min_score: Annotated[float, Query(ge=0, le=1)] = views.IMAGE_MIN_SCORE):
         return views.jsonable(views.image(fdb, image_id, model, min_score))
 
     # ------------------------------------------------------------------------------------------------ pictures
@@ -214,8 +215,9 @@ def build_app(fdb: FeatureDB, settings: AppSettings = AppSettings()) -> FastAPI:
             boxes = [Box(tuple(h["bbox"]), "neighbour", f"{h['distance']:.3f}")
                      for h in views.hit_boxes(fdb, selection, image_id)]
         elif model:  # what the model sees in it
-            boxes = [Box(tuple(det["bbox"]), "prediction", f"{det['category']} {det['score']:.2f}")
-                     for det in views.image(fdb, image_id, model)["detections"]]
+            boxes = [Box(tuple(det.bbox), "prediction", f"{det.category_name} {det.score:.2f}")
+                     for det in fdb.read_detections(model, [doc["_id"]], min_score=views.IMAGE_MIN_SCORE,
+                                                    masks=False)]
         else:
             boxes = []
         return picture(doc, None, boxes, size)
@@ -298,7 +300,7 @@ def build_app(fdb: FeatureDB, settings: AppSettings = AppSettings()) -> FastAPI:
 
     @app.get("/images/{image_id}", response_class=HTMLResponse, include_in_schema=False)
     def image_page(request: Request, image_id: str, model: str | None = None,
-                   min_score: Annotated[float, Query(ge=0, le=1)] = 0.3):
+                   min_score: Annotated[float, Query(ge=0, le=1)] = views.IMAGE_MIN_SCORE):
         return page(request, "image.html", views.image(fdb, image_id, model, min_score), "image", "")
 
     return app

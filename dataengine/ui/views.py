@@ -29,6 +29,7 @@ from fdb import selections as selection_store
 from records import ERROR_TYPES, LABEL_ERROR_TYPES
 
 PER_PAGE = 48
+IMAGE_MIN_SCORE = 0.3  # the detections an image's page lists and draws
 
 
 class NotFound(LookupError):
@@ -120,7 +121,7 @@ def model(fdb: FeatureDB, version: str) -> dict:
             "training_data": doc.get("training_data") or {}, "recipe": doc.get("recipe") or {},
             "runs": [_run_row(r) for r in run_store.list_runs(fdb, model_version=version)],
             "selections": [s for s in selection_store.list_selections(fdb) if s["model_version"] == version],
-            "errors": error_store.facets(fdb, version) if version in error_store.models_with_errors(fdb) else {}}
+            "errors": error_store.facets(fdb, version)}
 
 
 def report_path(fdb: FeatureDB, run_id: str) -> str:
@@ -152,9 +153,10 @@ def errors(fdb: FeatureDB, model_version: str | None = None, types: list[str] | 
     if model_version is None or model_version not in with_errors:
         docs, total, facets = [], 0, {"type": {}, "category_name": {}}
     else:
-        docs, total = error_store.find(fdb, model_version, types=types, category=category,
+        params_key = error_store.newest_params_key(fdb, model_version)  # the page and its counts agree on it
+        docs, total = error_store.find(fdb, model_version, params_key, types=types, category=category,
                                        skip=(page - 1) * per_page, limit=per_page)
-        facets = error_store.facets(fdb, model_version)
+        facets = error_store.facets(fdb, model_version, params_key)
     queried = selection_store.selections_of_errors(fdb, [d["_id"] for d in docs])
     suspects, n_suspects = suspect_store.suspects_page(fdb, model_version, limit=per_page) if model_version else ([], 0)
     return {"model_version": model_version, "models": with_errors, "types": list(types or []), "category": category,
@@ -358,19 +360,17 @@ def batch(fdb: FeatureDB, batch_id: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- images
-def image(fdb: FeatureDB, image_id: str, model_version: str | None = None, min_score: float = 0.3) -> dict:
+def image(fdb: FeatureDB, image_id: str, model_version: str | None = None,
+          min_score: float = IMAGE_MIN_SCORE) -> dict:
     """One image: its record, a model's detections on it (the production model's when it processed the image,
     else the last model that did), the errors found on it and the selections it is in."""
-    iid = parse_id(image_id, "image")
-    doc = image_store.by_id(fdb, [iid]).get(iid)
-    if doc is None:
-        raise NotFound(f"no image {image_id}")
+    doc = image_record(fdb, image_id)
+    iid = doc["_id"]
     processed = image_store.models_done(doc)
     production = model_store.production_version(fdb)
     model_version = model_version or (production if production in processed else (processed[-1] if processed else None))
     detections = fdb.read_detections(model_version, [iid], min_score=min_score, masks=False) if model_version else []
-    errs, _ = (error_store.find(fdb, model_version, image_id=iid, limit=200)
-               if model_version in error_store.models_with_errors(fdb) else ([], 0))
+    errs, _ = error_store.find(fdb, model_version, image_id=iid, limit=200) if model_version else ([], 0)
     return {"image_id": iid, "uri": doc.get("uri"), "width": doc.get("width"), "height": doc.get("height"),
             "split": doc.get("split"), "labelled": doc.get("labelled", False), "status": doc.get("status"),
             "reason": doc.get("reason"), "sha256": doc.get("sha256"), "models_done": processed,
