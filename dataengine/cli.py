@@ -842,8 +842,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from detectors.weights import WeightsMismatchError
         from fdb import StoreUnavailable
+        from flows.runners import ClusterUnusable
 
-        if isinstance(exc, StoreUnavailable):
+        if isinstance(exc, StoreUnavailable | ClusterUnusable):
             print(f"error: {exc}", file=sys.stderr)
             return 3
         if isinstance(exc, FileNotFoundError | WeightsMismatchError):  # e.g. --weights naming the wrong file

@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from annotation_export.config import ExportConfig
 from dataengine.config import store_config
 from detectors.config import DetectConfig
-from flows.runners import build_task_runner
+from flows.runners import build_task_runner, check_workers
 from mining.config import MatchConfig, MiningConfig
 from tasks import (detect, detect_labelled, export, list_new_images, mine, nightly_state, record_export_intent,
                    record_listing, record_night, resolve_model)
@@ -35,6 +35,9 @@ def nightly(images: str, gt_json: str, gt_images: str | None = None, model_versi
     `images` is listed from where the last complete night left off; `full_listing` lists all of it (the weekly
     reconciliation: S3 objects written under keys that sort before the mark)."""
     logger = get_run_logger()
+    workers = check_workers()  # on a Dask cluster: every worker imports the project, or the run fails now
+    if workers:
+        logger.info("Dask cluster: %d workers can run the tasks", len(workers))
     store = store_config()
     version = resolve_model(store, model_version)
     listing = list_new_images(store, images, pattern, version, allow_links_out, full_listing)

@@ -9,11 +9,27 @@
   `DATAENGINE_MONGODB_URI` naming a server they can reach (a replica set, e.g.
   `mongodb://db1:27017,db2:27017,db3:27017/?replicaSet=rs0`), and images they can read (`s3://` uris with
   `DATAENGINE_S3_ENDPOINT_URL` / AWS credentials in their environment, or a shared file system).
+
+A worker that cannot import the project never reports back: it fails while unpickling its task and the scheduler
+waits on it for ever. So a flow on Dask first asks every worker to import the project (`check_workers`) and fails
+within a minute, naming each worker and what it could not import, before any work is handed out.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+
 from prefect.task_runners import ThreadPoolTaskRunner
+
+# The project's top-level packages that a task imports on a worker when it is unpickled.
+PROJECT_PACKAGES = ("records", "storage", "detectors", "fdb", "mining", "annotation_export", "tasks", "flows")
+# What unpickling a detection chunk imports: the last step of the probe.
+TASK_MODULE = "tasks.detect"
+PROBE_TIMEOUT_S = 45.0
+
+
+class ClusterUnusable(RuntimeError):
+    """The Dask cluster's workers cannot run the flow's tasks; the message names each worker and the cause."""
 
 
 def build_task_runner(dask_address: str | None = None, dask_workers: int = 0, threads_per_worker: int = 1):
@@ -27,3 +43,80 @@ def build_task_runner(dask_address: str | None = None, dask_workers: int = 0, th
         return DaskTaskRunner(address=dask_address)
     return DaskTaskRunner(cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": threads_per_worker,
                                           "processes": True, "dashboard_address": None})
+
+
+def check_workers(timeout_s: float = PROBE_TIMEOUT_S) -> list[dict]:
+    """Inside a flow: when its task runner is a Dask cluster, every worker must import the project's packages as
+    the flow's process does; raises `ClusterUnusable` otherwise (or when a worker does not answer in `timeout_s`).
+    Returns what each worker said (an empty list on the single-machine runner)."""
+    from prefect.context import FlowRunContext  # noqa: PLC0415
+
+    context = FlowRunContext.get()
+    client = getattr(context.task_runner, "client", None) if context else None
+    if client is None:
+        return []
+    return probe_cluster(client, timeout_s)
+
+
+def probe_cluster(client, timeout_s: float = PROBE_TIMEOUT_S) -> list[dict]:
+    """Runs `_import_probe` on every worker of a `distributed.Client`'s cluster (outside the task queue, so a
+    worker that cannot unpickle tasks still answers) and raises `ClusterUnusable` naming every problem."""
+    address = getattr(client.scheduler, "address", "?")
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        answers = pool.submit(client.run, _import_probe(), PROJECT_PACKAGES, TASK_MODULE,
+                              on_error="return").result(timeout=timeout_s)
+    except concurrent.futures.TimeoutError:
+        raise ClusterUnusable(f"the Dask cluster at {address} did not answer an import check within {timeout_s:.0f} s"
+                              " (are its workers alive? `dask worker` logs say why)") from None
+    finally:
+        pool.shutdown(wait=False)
+    if not answers:
+        raise ClusterUnusable(f"the Dask cluster at {address} has no workers: start some (`dask worker {address}`)")
+    reports, problems = [], []
+    for worker, answer in sorted(answers.items()):
+        if isinstance(answer, BaseException):
+            problems.append(f"{worker}: the import check itself failed: {type(answer).__name__}: {answer}")
+            continue
+        reports.append({"worker": worker, **answer})
+        problems += [f"{worker}: {problem}" for problem in answer["problems"]]
+    if problems:
+        raise ClusterUnusable(f"the Dask cluster at {address} cannot run this flow's tasks:\n  " + "\n  ".join(problems)
+                              + "\nEvery worker needs the project installed as in the flow's environment "
+                              "(`pip install -e .` or `pip install .` from its pyproject.toml), and nothing on its "
+                              "sys.path named like the project's packages.")
+    return reports
+
+
+def _import_probe():
+    """The probe, built as a closure so cloudpickle sends it by value: unpickling it needs nothing of the project,
+    which is exactly what may be missing on the worker."""
+
+    def probe(packages: tuple[str, ...], task_module: str) -> dict:
+        import importlib  # noqa: PLC0415
+        import importlib.util  # noqa: PLC0415
+        import os  # noqa: PLC0415
+        import socket  # noqa: PLC0415
+        import sys  # noqa: PLC0415
+
+        problems = []
+        for name in packages:
+            try:
+                spec = importlib.util.find_spec(name)
+            except Exception as exc:  # noqa: BLE001 - reported, with its type
+                problems.append(f"`{name}` cannot be found: {type(exc).__name__}: {exc}")
+                continue
+            if spec is None:
+                problems.append(f"`{name}` is not installed for {sys.executable}")
+            elif spec.origin is None or spec.loader is None or spec.origin == "namespace":
+                where = ", ".join(spec.submodule_search_locations or [])
+                problems.append(f"`{name}` resolves to the folder {where}, not the project's package: that folder "
+                                f"is on sys.path and shadows it")
+        if not problems:
+            try:
+                importlib.import_module(task_module)
+            except Exception as exc:  # noqa: BLE001 - reported, with its type
+                problems.append(f"importing {task_module} failed: {type(exc).__name__}: {exc}")
+        return {"host": socket.gethostname(), "pid": os.getpid(), "python": sys.executable, "problems": problems}
+
+    return probe

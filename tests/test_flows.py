@@ -94,23 +94,3 @@ def test_nightly_ingests_an_s3_prefix_and_queues_to_s3(prefect_backend, engine, 
     keys = set(s3mod.list_keys(batch["location"] + "/"))
     assert f"queue/{batch['batch_id']}/annotations.xml" in keys
     assert sum(k.startswith(f"queue/{batch['batch_id']}/images/") for k in keys) == batch["images"] > 0
-
-
-def test_nightly_on_a_local_two_worker_dask_cluster(prefect_backend, engine, fdb):
-    """Scale-out: detection chunks spread over two Dask worker processes, each with its own connection and model;
-    the records are the same as on one machine, each exactly once."""
-    import os
-
-    from flows.nightly import nightly
-    from flows.runners import build_task_runner
-
-    on_dask = nightly.with_options(task_runner=build_task_runner(dask_workers=2))
-    result = on_dask(images=str(engine / "images"), pattern="pool_*", gt_json=str(engine / "annotations" / "val.json"),
-                     mining=MiningConfig(k=3, budget=4), chunk_size=1)
-    workers = result["detect"]["workers"]
-    assert len(workers) == 2 and all(not w.endswith(f":{os.getpid()}") for w in workers), workers
-    assert result["detect"]["processed"] == 6
-    assert fdb.images.count_documents({"processed_by": "tiny-v1", "split": "pool"}) == 6
-    n_det = fdb.detections.count_documents({})
-    assert n_det > 0 and fdb.features.count_documents({"owner_kind": "detection"}) == n_det
-    assert result["export"]["images"] == result["mine"]["selected"] > 0
