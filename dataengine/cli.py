@@ -128,7 +128,7 @@ def _cmd_synth(args) -> int:
 
     paths = generate(args.out, args.train, args.val, args.pool, seed=args.seed,
                      train_districts=tuple(args.train_districts) if args.train_districts else None,
-                     boxes_only=args.boxes_only)
+                     boxes_only=args.boxes_only, n_test=args.test)
     for split, path in paths.items():
         print(f"{split:<6} {path}")
     return 0
@@ -641,6 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--train", type=int, default=300, help="train images (default 300)")
     synth.add_argument("--val", type=int, default=100, help="val images (default 100)")
     synth.add_argument("--pool", type=int, default=600, help="unlabelled-pool images (default 600)")
+    synth.add_argument("--test", type=int, default=0,
+                       help="test images (default 0: none): a split only ever reported on, never used for queries, "
+                            "the gate or early stopping (pass it to compare / retrain as --test-split)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--train-districts", type=int, nargs="*", default=None,
                        help="draw the train split from these districts only (0-3 are suburbs, 4-5 the markets "

@@ -190,7 +190,7 @@ def render_scene(seed: int, split: str, index: int, width: int = 320, height: in
                  districts: tuple[int, ...] | None = None):
     """One scene: (PIL image, labelled objects, distractor objects, district). `districts` restricts where the
     scene is drawn from (default: all of them, uniformly)."""
-    rng = np.random.default_rng([seed, {"train": 0, "val": 1, "pool": 2}.get(split, 3), index])
+    rng = np.random.default_rng([seed, {"train": 0, "val": 1, "pool": 2, "test": 4}.get(split, 3), index])
     draw = int(rng.integers(0, len(DISTRICT_DISTRACTOR_RATE)))
     district = draw if districts is None else int(districts[draw % len(districts)])
     image, horizon = _background(rng, width, height)
@@ -228,8 +228,14 @@ def _bbox(mask: np.ndarray) -> list[float]:
 
 def generate(out_dir: str | Path, n_train: int = 300, n_val: int = 100, n_pool: int = 600, seed: int = 0,
              width: int = 320, height: int = 240, progress: bool = True,
-             train_districts: tuple[int, ...] | None = None, boxes_only: bool = False) -> dict[str, Path]:
+             train_districts: tuple[int, ...] | None = None, boxes_only: bool = False,
+             n_test: int = 0) -> dict[str, Path]:
     """Write the dataset; returns {split: annotation json path}. Existing identical files are rewritten as is.
+
+    `n_test` adds a **test** split (`test.json`, scenes of every district, drawn apart from the others): a split
+    that is only ever reported on. The val split feeds the queries, the gate and early stopping; a number measured
+    on it flatters whatever was chosen with it. Each image keeps its `distractors`, so the tail (the images
+    holding a look-alike) is known from the generator, not from any model.
 
     `boxes_only` leaves the segmentations out, as most street datasets come: boxes, no instance masks.
 
@@ -244,7 +250,8 @@ def generate(out_dir: str | Path, n_train: int = 300, n_val: int = 100, n_pool: 
     paths = {}
     image_id = 0
     ann_id = 0
-    for split, count in (("train", n_train), ("val", n_val), ("pool", n_pool)):
+    splits = (("train", n_train), ("val", n_val), ("pool", n_pool)) + ((("test", n_test),) if n_test else ())
+    for split, count in splits:
         images, annotations = [], []
         for index in tqdm(range(count), desc=f"synthetic {split}", disable=not progress, leave=False):
             image_id += 1

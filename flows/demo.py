@@ -25,7 +25,7 @@ from dataengine.config import store_config
 from detectors.config import FinetuneConfig, TrainConfig
 from mining.config import MiningConfig
 from mining.errors import ERROR_TYPES
-from mining.report import errors_markdown, map_markdown, verdict_markdown
+from mining.report import errors_markdown, map_markdown, test_verdict_markdown, verdict_markdown
 from tasks import (
     batch_labels,
     compare_arms,
@@ -43,10 +43,11 @@ from tasks.demo import generate_scenes, hard_cases, oracle_label_batch, train_se
 # seeds so the report can tell a difference from noise.
 # The fine-tuning recipe is the product's (FinetuneConfig); the sizes are the demo's own.
 RECIPE = FinetuneConfig()
-FULL = dict(train=150, val=100, pool=300, seed_steps=120, arm_steps=30, seeds=(0, 1), budget=40, k=MiningConfig.k,
+FULL = dict(train=150, val=100, pool=300, test=200, seed_steps=120, arm_steps=30, seeds=(0, 1), budget=40, k=MiningConfig.k,
             oversample=RECIPE.oversample, hard_negatives=RECIPE.hard_negatives, lr=RECIPE.lr, width=320, height=240,
             train_districts=(0, 1, 2, 3))
-QUICK = {**FULL, **dict(train=60, val=40, pool=80, seed_steps=40, arm_steps=12, seeds=(0,), budget=12, k=10)}
+QUICK = {**FULL, **dict(train=60, val=40, pool=80, test=40, seed_steps=40, arm_steps=12, seeds=(0,), budget=12,
+                        k=10)}
 QUERY_TYPES = ["fp_background", "fp_wrong_class"]
 
 
@@ -113,8 +114,11 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
         f"{recipe.hard_negatives:.0%} of the background quota")
     query_ids = mined["query_coco_ids"]
     (work / "query_images.json").write_text(json.dumps(query_ids))  # the query subset, for later comparisons
+    # The arms are reported on the test split, which fed nothing: val chose the queries (and would choose the gate).
+    test_json = str(annotations / "test.json") if sizes.get("test") else None
     comparison = compare_arms(store, seed["path"], str(annotations / "train.json"), val_json, images, batches,
-                              query_ids, str(work / "arms"), recipe, progress=progress)
+                              query_ids, str(work / "arms"), recipe, progress=progress, test_json=test_json,
+                              queried_types=queried or list(ERROR_TYPES))
 
     precision = hard_cases({"mined": mined["selected_uris"], "random": mined["random_uris"], "pool": uris},
                            str(pool_json))
@@ -125,7 +129,9 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
         comparison, str(root / "reports" / stamp), "gaze data engine demo: mined vs random vs control", {
             "seed model": seed["version"], "seed model started from": seed["started_from"],
             "labelled train images": f"{train_images} (districts {sizes['train_districts']})",
-            "val images": len(comparison.subsets["superset"]), "pool images": len(uris), "budget": sizes["budget"],
+            "val images (queries)": sizes["val"],
+            f"{comparison.evaluated_on} images (reported on)": len(comparison.subsets["superset"]),
+            "pool images": len(uris), "budget": sizes["budget"],
             "k": sizes["k"], "queried error types": ", ".join(queried or ["all"]),
             "suspected label errors on val": ", ".join(f"{n} {k}" for k, n in mined["label_errors"].items() if n)
                                              or "none",
@@ -139,7 +145,7 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
         store=store, model_version=seed["version"])
     publish_artifacts(comparison, precision, queried or list(ERROR_TYPES), report)
     say("7. comparison (bbox/segm mAP, mean ± sd over training seeds):\n" + map_markdown(comparison))
-    say(verdict_markdown(comparison, queried or list(ERROR_TYPES)))
+    say(test_verdict_markdown(comparison) or verdict_markdown(comparison, queried or list(ERROR_TYPES)))
     say("   hard-case precision: " + ", ".join(f"{k} {v['share']:.2f}" for k, v in precision.items()))
     say(f"report: {report['html']}\n        {report['markdown']}")
     say(f"demo finished in {minutes:.1f} min")
@@ -150,8 +156,9 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
 
 def publish_artifacts(comparison, precision: dict, queried: list[str], report: dict) -> None:
     """The report's tables in the Prefect UI, and a link to the full report with its plots."""
-    create_markdown_artifact(key="demo-map", description="mAP by arm and evaluation subset",
-                             markdown=verdict_markdown(comparison, queried) + "\n\n" + map_markdown(comparison))
+    create_markdown_artifact(key="demo-map", description="the verdict on the test split, mAP by arm and subset",
+                             markdown=(test_verdict_markdown(comparison) or verdict_markdown(comparison, queried))
+                             + "\n\n" + map_markdown(comparison))
     create_markdown_artifact(key="demo-errors", description="high-score errors by type, before and after",
                              markdown=errors_markdown(comparison))
     create_table_artifact(key="demo-hard-case-precision", description="share of each batch holding a look-alike",

@@ -35,7 +35,12 @@ class ArmResult:
     error_counts: dict  # error type -> count at the score threshold, on the superset (mean over seeds)
     checkpoint: str | None = None
     version: str | None = None
-    runs: list[dict] = field(default_factory=list)  # per training seed: {seed, mAP: {subset: {iou: v}}, errors}
+    runs: list[dict] = field(default_factory=list)  # per training seed: {seed, mAP: {subset: {iou: v}}, errors,
+    #                                                  operating_point: {subset: {all, per_class}}, error_cost}
+    scored: dict | None = None  # the seed model's one scoring, shaped as a run (it has no training seeds)
+
+    def run_records(self) -> list[dict]:
+        return self.runs or ([self.scored] if self.scored else [])
 
     def maps(self, subset: str, iou_type: str = "bbox") -> list[float]:
         """mAP of every training seed (one value for the seed model)."""
@@ -43,6 +48,17 @@ class ArmResult:
             return [r["mAP"][subset][iou_type] for r in self.runs if iou_type in r["mAP"].get(subset, {})]
         m = self.metrics.get(subset, {})
         return [m[iou_type]["mAP"]] if iou_type in m else []
+
+    def operating(self, subset: str, key: str = "fp_per_image") -> list[float]:
+        """One operating-point number (`mining.evaluation.rates`: precision, recall, fp_per_image, ...) at the
+        serving threshold on `subset`, per training seed."""
+        return [r["operating_point"][subset]["all"][key] for r in self.run_records()
+                if subset in r.get("operating_point", {})]
+
+    def costs(self, error_type: str, subset: str = "superset") -> list[float]:
+        """The bbox mAP `error_type` costs on `subset` (TIDE, `mining.errors.ErrorCost`), per training seed."""
+        return [r["error_cost_by_subset"][subset]["cost"].get(error_type, 0.0) for r in self.run_records()
+                if subset in r.get("error_cost_by_subset", {})]
 
     def errors(self, error_type: str) -> list[int]:
         return [r["errors"].get(error_type, 0) for r in self.runs] or [self.error_counts.get(error_type, 0)]
@@ -56,6 +72,9 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
 class Comparison:
     subsets: dict[str, list[int]]
     arms: dict[str, ArmResult] = field(default_factory=dict)
+    evaluated_on: str = "val"  # "test": a split that fed nothing (`mining.evaluation`); "val": the query split
+    tail_source: str | None = None  # how the tail subset was fixed (generator metadata, or production's errors)
+    serving_threshold: float | None = None
 
     def map_table(self, iou_type: str = "bbox") -> list[dict]:
         rows = []

@@ -25,6 +25,18 @@ class MatchConfig:
 
 
 @dataclass(frozen=True)
+class EvaluationConfig:
+    """How arms and candidates are reported (the evaluation's one config; `mining.evaluation`)."""
+
+    serving_threshold: float = field(default=0.5, metadata={
+        "help": "the score at which the map product ships a detection: precision, recall and false positives per "
+                "image are reported there"})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class LabelErrorConfig:
     """When the model's predictions accuse a label (the label-error stage's one config; `mining.label_errors`)."""
 

@@ -198,33 +198,38 @@ def cost_key(types: list[str]) -> str | None:
 
 
 class ErrorCost:
-    """A consumer of one inference pass: what each false-positive type costs the model in bbox mAP on a labelled
-    set, threshold-free.
+    """A consumer of one inference pass: what each error type costs the model in bbox mAP on a labelled set,
+    threshold-free (TIDE's decomposition, Bolya et al., ECCV 2020).
 
-    Every detection the model kept (any score) is typed as above; the cost of a type is the COCO bbox mAP
-    (IoU .50:.95) an oracle would gain by deleting that type's detections (TIDE's "fix" of background errors,
-    Bolya et al., ECCV 2020; here wrong-class detections are deleted too). Why not counts at a score threshold:
-    a retrained model is usually more confident everywhere, so it can show more high-score false positives while
-    ranking them further below its true positives; the mAP they cost is what a user of the model pays. A
-    background or wrong-class detection is a false positive at every IoU threshold of the mean, so deleting one
-    never lowers mAP. `evaluate()` returns {"bbox_map", "cost": {type: mAP points, "+".join(types): all of
-    `types` at once}}."""
+    Every detection the model kept (any score) is typed as above; the cost of a false-positive type is the COCO
+    bbox mAP (IoU .50:.95) an oracle would gain by deleting that type's detections (TIDE's "fix"; here wrong-class
+    detections are deleted too); the cost of misses is what it would gain if the objects no detection found were
+    not asked for (TIDE's fix of missed ground truth). Why not counts at a score threshold: a retrained model is
+    usually more confident everywhere, so it can show more high-score false positives while ranking them further
+    below its true positives; the mAP they cost is what a user of the model pays. A background or wrong-class
+    detection is a false positive at every IoU threshold of the mean, so deleting one never lowers mAP.
+    `evaluate()` returns {"bbox_map", "cost": {type: mAP points, "+".join(types): all of `types` at once}} on the
+    whole set, and with `subsets` the same per named subset under "by_subset"."""
 
-    def __init__(self, ground_truth: CocoSet, params: MatchConfig = MatchConfig(), types: list[str] | None = None):
+    def __init__(self, ground_truth: CocoSet, params: MatchConfig = MatchConfig(), types: list[str] | None = None,
+                 subsets: dict[str, list[int]] | None = None):
         self.ground_truth, self.joint = ground_truth, cost_key(list(types or FP_TYPES))
         self.params = replace(params, score_threshold=0.0)  # every kept detection is ranked, as in COCOeval
+        self.subsets = subsets or {}
         self.reset()
 
     def reset(self) -> None:
         self.results: list[dict] = []
         self.types_of: list[str] = []
+        self.missed: set[int] = set()  # ground-truth annotation ids no detection found
 
     def process(self, keys: list, outputs: list) -> None:
         for image_id, out in zip(keys, outputs):
             dets = [Detection(i, [round(v, 2) for v in d.bbox], d.score, d.category_id, d.category_name, id=i)
                     for i, d in enumerate(out.detections)]
-            typed = {e.detection_id: e.type for e in type_image_errors(dets, self.ground_truth.annotations_by_image[
-                image_id], self.params) if e.detection_id is not None}
+            errors = type_image_errors(dets, self.ground_truth.annotations_by_image[image_id], self.params)
+            typed = {e.detection_id: e.type for e in errors if e.detection_id is not None}
+            self.missed |= {int(e.gt_id) for e in errors if e.type == "miss" and e.gt_id is not None}
             for det in dets:
                 self.results.append({"image_id": int(image_id), "category_id": int(det.category_id),
                                      "bbox": list(det.bbox), "score": float(det.score)})
@@ -233,12 +238,22 @@ class ErrorCost:
     def evaluate(self) -> dict:
         with contextlib.redirect_stdout(io.StringIO()):
             gt = COCO(str(self.ground_truth.path))
-        base = _bbox_map(gt, self.results, sorted(self.ground_truth.images))
+            found = COCO()
+            found.dataset = {**gt.dataset, "annotations": [a for a in gt.dataset["annotations"]
+                                                           if a["id"] not in self.missed]}
+            found.createIndex()
+        whole = self._costs(gt, found, sorted(self.ground_truth.images))
+        by_subset = {name: self._costs(gt, found, ids) for name, ids in self.subsets.items() if ids}
+        return {**whole, **({"by_subset": by_subset} if by_subset else {})}
+
+    def _costs(self, gt: COCO, found: COCO, image_ids: list[int]) -> dict:
+        base = _bbox_map(gt, self.results, image_ids)
         cost = {}
         for key in dict.fromkeys([*FP_TYPES, *([self.joint] if self.joint else [])]):
             removed = key.split("+")
             kept = [r for r, t in zip(self.results, self.types_of) if t not in removed]
-            cost[key] = max(0.0, _bbox_map(gt, kept, sorted(self.ground_truth.images)) - base)
+            cost[key] = max(0.0, _bbox_map(gt, kept, image_ids) - base)
+        cost["miss"] = max(0.0, _bbox_map(found, self.results, image_ids) - base) if self.missed else 0.0
         return {"bbox_map": base, "cost": cost}
 
 

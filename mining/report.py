@@ -14,7 +14,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from mining.compare import Comparison, mean_sd  # noqa: E402
+from mining.evaluation import SUMMARY_METRICS, arm_values, summarise  # noqa: E402
 from records import ERROR_TYPES  # noqa: E402
+
+ROW_NAMES = {"superset_bbox_map": "bbox mAP, superset", "tail_bbox_map": "bbox mAP, tail",
+             "rest_bbox_map": "bbox mAP, rest", "superset_precision": "precision @ serving, superset",
+             "superset_recall": "recall @ serving, superset", "superset_fp_per_image": "FPs per image @ serving, superset",
+             "tail_precision": "precision @ serving, tail", "tail_recall": "recall @ serving, tail",
+             "tail_fp_per_image": "FPs per image @ serving, tail"}
 
 
 def _cell(values: list[float], digits: int = 3) -> str:
@@ -74,6 +81,56 @@ def verdict_markdown(comparison: Comparison, queried_types: list[str] | None = N
         values = {a: mean_sd(arms[a].errors(error_type))[0] for a in ("before", "mined", "random", "control")}
         lines.append(f"- {error_type} errors on the superset: before {values['before']:.1f}, mined "
                      f"{values['mined']:.1f}, random {values['random']:.1f}, control {values['control']:.1f}.")
+    return "\n".join(lines)
+
+
+def test_verdict_markdown(comparison: Comparison) -> str:
+    """The report's lead on a test split: each arm on the superset, the tail and the rest, at the operating point,
+    mean ± sd over training seeds; then each difference against its minimum detectable difference (2 × the sd of
+    the difference), and the control arm's gain over the seed model."""
+    if comparison.evaluated_on != "test":
+        return ""
+    summary = summarise(comparison)
+    arms = [a for a in ("before", "mined", "random", "control") if a in comparison.arms]
+    arms += [a for a in comparison.arms if a not in arms]
+    n = summary["images"]
+    lines = [f"Reported on the **test split**, which fed nothing (not the queries, the gate or early stopping): "
+             f"{n.get('superset', 0)} images, of which {n.get('tail', 0)} in the tail ({comparison.tail_source}). "
+             f"The serving threshold is {comparison.serving_threshold:g}. Mean ± sd over training seeds.", "",
+             "| | " + " | ".join("seed model" if a == "before" else a for a in arms) + " |",
+             "|---|" + "---:|" * len(arms)]
+    for key, *_ in SUMMARY_METRICS:
+        cells = [_cell(arm_values(comparison.arms[a], key)) for a in arms]
+        lines.append(f"| {ROW_NAMES[key]} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for pair, rows in summary["differences"].items():
+        for key in ("tail_bbox_map", "superset_bbox_map", "tail_fp_per_image"):
+            d = rows.get(key)
+            if d is None:
+                continue
+            judged = ("no noise estimate (one training seed)" if d["beyond_noise"] is None else
+                      f"{'beyond' if d['beyond_noise'] else 'within'} the minimum detectable difference "
+                      f"{d['min_detectable_difference']:.3f}")
+            lines.append(f"- {pair.replace('-', ' − ')}, {ROW_NAMES[key]}: {d['difference']:+.3f} ({judged}).")
+    for key, g in summary.get("control_gain", {}).items():
+        said = ("one seed, no noise estimate" if g["within_2_sd"] is None else
+                "within 2 sd of zero: the seed model is at its plateau" if g["within_2_sd"] else
+                "beyond 2 sd: the seed model had not plateaued, so part of every arm's gain is more training")
+        lines.append(f"- control − seed model, {ROW_NAMES[key]}: {g['gain']:+.3f} (seed sd {g['sd']:.3f}; {said}).")
+    return "\n".join(lines)
+
+
+def costs_markdown(comparison: Comparison) -> str:
+    """What each error type costs in bbox mAP (TIDE's fixes, `mining.errors.ErrorCost`), per arm, on the superset
+    and the tail: mean over training seeds."""
+    subsets = [s for s in ("superset", "tail") if any(a.costs("fp_background", s) for a in comparison.arms.values())]
+    if not subsets:
+        return ""
+    types = ["fp_background", "fp_wrong_class", "fp_localisation", "miss"]
+    lines = ["| arm | subset | " + " | ".join(types) + " |", "|---|---|" + "---:|" * len(types)]
+    for name, arm in comparison.arms.items():
+        for subset in subsets:
+            lines.append(f"| {name} | {subset} | " + " | ".join(_cell(arm.costs(t, subset)) for t in types) + " |")
     return "\n".join(lines)
 
 
@@ -145,7 +202,11 @@ def write_report(comparison: Comparison, out_dir: str | Path, title: str, facts:
              "precision-recall curves (superset)": _plot_pr(comparison, out / "pr_curves.png")}
     if montage:
         plots["queries and their nearest pool neighbours"] = Path(montage)
-    md = [f"# {title}", ""] + [f"- {k}: {v}" for k, v in facts.items()]
+    md = [f"# {title}", ""]
+    lead = test_verdict_markdown(comparison)
+    if lead:
+        md += ["## The verdict on the test split", "", lead, ""]
+    md += [f"- {k}: {v}" for k, v in facts.items()]
     if not any(arm.maps(s, "segm") for arm in comparison.arms.values() for s in comparison.subsets):
         md.append("- masks: none (a box-only dataset: boxes trained and scored, no mask loss, no segm metrics)")
     verdict = verdict_markdown(comparison, queried_types)
@@ -158,6 +219,9 @@ def write_report(comparison: Comparison, out_dir: str | Path, title: str, facts:
                "| batch | images | with the error | share |", "|---|---:|---:|---:|"]
         md += [f"| {k} | {v['images']} | {v['hits']} | {v['share']:.2f} |" for k, v in hard_case_precision.items()]
         md.append("")
+    costs = costs_markdown(comparison)
+    if costs:
+        md += ["## What each error type costs (bbox mAP an oracle fixing it would gain)", "", costs, ""]
     md += ["## Errors on the superset (score >= threshold)", "", errors_markdown(comparison), "",
            "## Per-class AP (bbox, superset, first training seed)", "",
            "| arm | " + " | ".join(next(iter(comparison.arms.values())).metrics["superset"]["bbox"]["per_class_AP"]) + " |",
@@ -173,7 +237,7 @@ def write_report(comparison: Comparison, out_dir: str | Path, title: str, facts:
     html_text = _to_html(md_text, plots, out)
     (out / "report.html").write_text(html_text)
     (out / "comparison.json").write_text(json.dumps({
-        "subsets": {k: len(v) for k, v in comparison.subsets.items()},
+        "subsets": {k: len(v) for k, v in comparison.subsets.items()}, "evaluation": summarise(comparison),
         "arms": {n: {"extra_images": a.extra_images, "steps": a.steps, "seconds": round(a.seconds, 1),
                      "version": a.version, "errors": a.error_counts, "runs": a.runs,
                      "mAP": {s: {t: m[t]["mAP"] for t in ("bbox", "segm") if t in m} for s, m in a.metrics.items()}}

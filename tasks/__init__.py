@@ -33,6 +33,7 @@ from fdb import runs as run_store
 from fdb.pool_index import pool_index
 from fdb import selections as selection_store
 from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
+from mining.evaluation import EvaluationConfig
 from mining.label_errors import find_label_errors
 from mining.selection import mine_hard_cases, pool_state
 from records import BOX_LAYER, IMAGE_LAYER
@@ -276,14 +277,17 @@ def record_night(store: StoreConfig, state: str, result: dict) -> None:
 @task(name="fine-tune and score the arms", tags=["model"], cache_policy=NONE)
 def compare_arms(store: StoreConfig, seed_checkpoint: str, train_json: str, eval_json: str, image_dir: str,
                  batches: dict, query_images: list[int], work_dir: str, recipe: FinetuneConfig = FinetuneConfig(),
-                 progress: bool = False):
-    """The mined / random / control experiment (`tasks.experiment`), its arm models registered in fdb."""
+                 progress: bool = False, test_json: str | None = None, queried_types: list[str] | None = None,
+                 evaluation: EvaluationConfig = EvaluationConfig()):
+    """The mined / random / control experiment (`tasks.experiment`), its arm models registered in fdb; reported
+    on the test split `test_json` when given (refused if it fed anything), else on the val split."""
     from tasks.experiment import retrain_and_compare  # noqa: PLC0415 - torch training, only for this task
 
+    test = load_coco(test_json, image_dir=image_dir) if test_json else None
     return retrain_and_compare(seed_checkpoint, load_coco(newest_labels(store, train_json), image_dir=image_dir),
                                batches, load_coco(newest_labels(store, eval_json), image_dir=image_dir),
-                               query_images, work_dir, recipe,
-                               fdb=connection(store), progress=progress)
+                               query_images, work_dir, recipe, fdb=connection(store), progress=progress, test=test,
+                               config=evaluation, queried_types=queried_types)
 
 
 @task(name="retrain a candidate and judge it", tags=["model", "fdb"], cache_policy=NONE)

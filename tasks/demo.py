@@ -20,10 +20,11 @@ from tasks.context import connection, register_checkpoint
 @task(name="generate synthetic street scenes", cache_policy=NONE)
 def generate_scenes(data_dir: str, sizes: dict, progress: bool = True) -> str:
     """The demo's scenes (train from the suburbs only, val and pool with the markets), unless already there."""
-    if not (Path(data_dir) / "annotations" / "pool.json").is_file():
+    annotations = Path(data_dir) / "annotations"
+    if not (annotations / "pool.json").is_file() or (sizes.get("test") and not (annotations / "test.json").is_file()):
         generate(data_dir, sizes["train"], sizes["val"], sizes["pool"], seed=sizes.get("data_seed", 0),
                  width=sizes["width"], height=sizes["height"], progress=progress,
-                 train_districts=sizes["train_districts"])
+                 train_districts=sizes["train_districts"], n_test=sizes.get("test", 0))
     return data_dir
 
 

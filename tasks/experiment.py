@@ -5,7 +5,7 @@ where models meet the store."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from detectors import hard_negatives as hard_negative_mining
@@ -20,21 +20,56 @@ from fdb import FeatureDB
 from mining.compare import ArmResult, Comparison, arm_training_set, evaluation_subsets, summarise_errors
 from mining.config import MatchConfig
 from mining.errors import ErrorCost, ErrorCounter
+from mining.evaluation import (EvaluationConfig, ImageErrorTypes, LeakyTestSplit, OperatingPoint,
+                               check_test_split, tail_from_errors, tail_from_metadata, report_subsets)
+from records import FP_TYPES
 from records.coco import CocoSet
 from tasks.context import register_checkpoint
 
 
+@dataclass
+class Scores:
+    """What one inference pass over an evaluation set says about a model."""
+    metrics: dict  # subset -> pycocotools metrics (`detectors.evaluate.evaluate_predictions`)
+    errors: dict  # error type -> count at the matching score threshold, on the whole set
+    cost: dict  # error type -> bbox mAP it costs on the whole set (TIDE, `mining.errors.ErrorCost`)
+    cost_by_subset: dict  # subset -> {"bbox_map", "cost"}
+    operating_point: dict  # subset -> {"all", "per_class"} at the serving threshold (`mining.evaluation`)
+
+    def as_run(self) -> dict:
+        """The numbers a run record keeps (`mining.compare.ArmResult.runs`)."""
+        return {"errors": self.errors, "error_cost": self.cost, "error_cost_by_subset": self.cost_by_subset,
+                "operating_point": self.operating_point,
+                "mAP": {s: {t: m[t]["mAP"] for t in ("bbox", "segm") if t in m} for s, m in self.metrics.items()}}
+
+
 def score_model(model, evaluation: CocoSet, subsets: dict[str, list[int]], params: MatchConfig,
-                progress: bool = False, cost_types: list[str] | None = None) -> tuple[dict, dict, dict]:
+                progress: bool = False, cost_types: list[str] | None = None,
+                config: EvaluationConfig = EvaluationConfig()) -> Scores:
     """From one pass over the evaluation set: pycocotools metrics on each subset, error counts by type (at the
-    matching score threshold) and the bbox mAP each false-positive type costs (`mining.errors.ErrorCost`;
-    `cost_types` are also costed together)."""
+    matching score threshold), the bbox mAP each error type costs on the set and on each subset but `rest`
+    (`cost_types` are also costed together), and the operating point at the serving threshold on each subset."""
     images = [(i, evaluation.image_path(i)) for i in evaluation.images]
-    metrics, errors, cost = run_inference(
+    costed = {name: ids for name, ids in subsets.items() if name != "rest"}
+    metrics, errors, cost, operating = run_inference(
         model, dataset_labels(evaluation), images,
         [CocoEvaluator(evaluation, subsets), ErrorCounter(evaluation, params),
-         ErrorCost(evaluation, params, cost_types)], progress=progress, desc="scoring")
-    return metrics, errors, cost["cost"]
+         ErrorCost(evaluation, params, cost_types, subsets=costed),
+         OperatingPoint(evaluation, subsets, config.serving_threshold, params)], progress=progress, desc="scoring")
+    return Scores(metrics, errors, cost["cost"], cost.get("by_subset", {}), operating)
+
+
+def fix_tail(model, test: CocoSet, params: MatchConfig, queried_types: list[str] | None,
+             progress: bool = False) -> tuple[list[int], str]:
+    """The tail of the test split, fixed before any arm is trained: from the generator's metadata where the set
+    has it, else the images where `model` (production, the seed) makes the queried error types."""
+    tail = tail_from_metadata(test)
+    if tail is not None:
+        return tail, "the generator's metadata: test images holding a look-alike distractor"
+    types = list(queried_types or FP_TYPES)
+    [found] = run_inference(model, dataset_labels(test), [(i, test.image_path(i)) for i in test.images],
+                            [ImageErrorTypes(test, params)], progress=progress, desc="fixing the tail")
+    return tail_from_errors(found, types), f"the seed model's errors on the test split ({', '.join(types)})"
 
 
 def fine_tune(start: str | Path, train_set: CocoSet, weights: list[float] | None, recipe: FinetuneConfig,
@@ -63,26 +98,41 @@ def fine_tune(start: str | Path, train_set: CocoSet, weights: list[float] | None
 def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: dict[str, tuple[list, list]],
                         evaluation: CocoSet, query_image_ids: list[int], work_dir: str | Path,
                         recipe: FinetuneConfig = FinetuneConfig(), params: MatchConfig = MatchConfig(),
-                        fdb: FeatureDB | None = None, progress: bool = True) -> Comparison:
+                        fdb: FeatureDB | None = None, progress: bool = True, test: CocoSet | None = None,
+                        config: EvaluationConfig = EvaluationConfig(),
+                        queried_types: list[str] | None = None) -> Comparison:
     """Fine-tune one model per arm and training seed (`batches`: arm -> (COCO images, annotations); the control
-    arm is added here) and score them all beside the seed model. The first seed's checkpoint of each arm is saved
-    and, with `fdb`, registered as a model version with its metrics."""
+    arm is added here) and score them all beside the seed model. With a `test` split (one that fed nothing: it is
+    checked against the train, val and batch images) the arms are scored on its superset, tail and rest;
+    without one, on the val split that fed the queries (superset, without the query images, the query images).
+    The first seed's checkpoint of each arm is saved and, with `fdb`, registered as a model version with its
+    metrics."""
     work_dir = Path(work_dir)
-    subsets = evaluation_subsets(evaluation, query_image_ids)
-    comparison = Comparison(subsets)
     seed_ckpt = load_checkpoint(seed_checkpoint)
-    metrics, errors, _ = score_model(seed_ckpt.model, evaluation, subsets, params)
-    comparison.arms["before"] = ArmResult("before", 0, 0, 0.0, metrics, errors, str(seed_checkpoint),
-                                          seed_ckpt.version)
+    if test is not None:
+        check_test_split(test, {"the queries and the gate (val)": evaluation, "training (train)": train})
+        check_batches_apart(test, batches)
+        tail, tail_source = fix_tail(seed_ckpt.model, test, params, queried_types, progress)
+        comparison = Comparison(report_subsets(test, tail), evaluated_on="test", tail_source=tail_source,
+                                serving_threshold=config.serving_threshold)
+        evaluation = test
+    else:
+        comparison = Comparison(evaluation_subsets(evaluation, query_image_ids),
+                                serving_threshold=config.serving_threshold)
+    subsets = comparison.subsets
+    scores = score_model(seed_ckpt.model, evaluation, subsets, params, cost_types=queried_types, config=config)
+    comparison.arms["before"] = ArmResult("before", 0, 0, 0.0, scores.metrics, scores.errors, str(seed_checkpoint),
+                                          seed_ckpt.version, scored={"seed": None, **scores.as_run()})
     for name, (images, labels) in {**batches, "control": ([], [])}.items():
         arm_set, weights, new_names = arm_training_set(train, name, images, labels, work_dir, recipe.oversample)
         arm = None
         for seed in recipe.seeds:
             checkpoint, result = fine_tune(seed_checkpoint, arm_set, weights, recipe, seed, progress, new_names)
-            metrics, errors, cost = score_model(checkpoint.model, evaluation, subsets, params)
-            run = {"seed": seed, "seconds": round(result.seconds, 1), "steps": result.steps, "errors": errors,
-                   "error_cost": cost, "holdout": result.holdout,
-                   "mAP": {s: {t: m[t]["mAP"] for t in ("bbox", "segm") if t in m} for s, m in metrics.items()}}
+            scores = score_model(checkpoint.model, evaluation, subsets, params, cost_types=queried_types,
+                                 config=config)
+            metrics = scores.metrics
+            run = {"seed": seed, "seconds": round(result.seconds, 1), "steps": result.steps,
+                   "holdout": result.holdout, **scores.as_run()}
             if arm is None:
                 digest = data_hash(Path(arm_set.path).read_bytes(), recipe.steps, seed, name, recipe.oversample,
                                    recipe.hard_negatives)
@@ -99,3 +149,13 @@ def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: di
         summarise_errors(arm)
         comparison.arms[name] = arm
     return comparison
+
+
+def check_batches_apart(test: CocoSet, batches: dict[str, tuple[list, list]]) -> None:
+    """A labelled batch's images must not be test images (they trained an arm)."""
+    test_names = {im["file_name"] for im in test.images.values()}
+    for arm, (images, _) in batches.items():
+        shared = sorted(test_names & {im["file_name"] for im in images})
+        if shared:
+            raise LeakyTestSplit(f"the {arm} batch trains on {len(shared)} images of the test split {test.path} "
+                                 f"(e.g. {shared[0]}): report on images that fed nothing")

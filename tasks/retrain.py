@@ -84,15 +84,16 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
                                  model_version=production)
 
     subsets = {"superset": sorted(evaluation.images), "query subset": sorted(query_images or [])}
-    base_metrics, base_errors, base_cost = score_model(load_checkpoint(base_doc["checkpoint"]).model, evaluation,
-                                                       subsets, match, cost_types=types)
+    base = score_model(load_checkpoint(base_doc["checkpoint"]).model, evaluation, subsets, match, cost_types=types)
+    base_metrics, base_errors, base_cost = base.metrics, base.errors, base.cost
     production_numbers = {"version": production, "bbox_map": base_metrics["superset"]["bbox"]["mAP"],
                           "errors": base_errors, "error_cost": base_cost, "mAP": _maps(base_metrics)}
     train_set, weights, new_names = arm_training_set(train, "retrain", *labelled, work_dir, recipe.oversample)
     runs, paths = [], []
     for seed in recipe.seeds:
         checkpoint, result = fine_tune(base_doc["checkpoint"], train_set, weights, recipe, seed, progress, new_names)
-        metrics, errors, cost = score_model(checkpoint.model, evaluation, subsets, match, cost_types=types)
+        scored = score_model(checkpoint.model, evaluation, subsets, match, cost_types=types)
+        metrics, errors, cost = scored.metrics, scored.errors, scored.cost
         runs.append({"seed": seed, "seconds": round(result.seconds, 1), "steps": result.steps, "errors": errors,
                      "error_cost": cost, "holdout": result.holdout, "bbox_map": metrics["superset"]["bbox"]["mAP"],
                      "mAP": _maps(metrics)})

@@ -22,7 +22,7 @@ from tasks.experiment import fine_tune, retrain_and_compare
 def scenes(tmp_path_factory):
     out = tmp_path_factory.mktemp("scenes")
     generate(out, n_train=6, n_val=4, n_pool=8, seed=2, width=128, height=96, progress=False,
-             train_districts=(0, 1, 2, 3))
+             train_districts=(0, 1, 2, 3), n_test=6)
     return out
 
 
@@ -78,13 +78,54 @@ def test_arms_seeds_and_report(scenes, tmp_path, fdb):
     assert len(saved["arms"]["random"]["runs"]) == 2 and saved["hard_case_precision"]["mined"]["share"] == 0.5
 
 
+def test_arms_reported_on_a_test_split_with_tail_operating_point_and_power(scenes, tmp_path, fdb):
+    from mining.evaluation import LeakyTestSplit, sd_of_difference
+
+    torch.manual_seed(0)
+    cfg = preset_config("small", [c["name"] for c in CATEGORIES], [c["id"] for c in CATEGORIES], min_size=96,
+                        max_size=128, box_score_thresh=0.0)
+    seed = save_checkpoint(tmp_path / "seed.pt", build_model(cfg), cfg, "seed-v1", "h")
+    train, val, test = (dataset_split(scenes, s) for s in ("train", "val", "test"))
+    pool_json = scenes / "annotations" / "pool.json"
+    batches = {"mined": _batch(pool_json, {"pool_00000.png"}), "random": _batch(pool_json, {"pool_00005.png"})}
+    recipe = FinetuneConfig(steps=1, seeds=(0, 1))
+    with pytest.raises(LeakyTestSplit, match="fed the queries and the gate"):
+        retrain_and_compare(seed, train, batches, val, [], tmp_path / "leak", recipe, progress=False, test=val)
+
+    comparison = retrain_and_compare(seed, train, batches, val, sorted(val.images)[:2], tmp_path / "arms", recipe,
+                                     fdb=fdb, progress=False, test=test, queried_types=["fp_background"])
+    tail = [i for i, im in test.images.items() if im["distractors"]]
+    assert comparison.evaluated_on == "test" and "generator" in comparison.tail_source
+    assert comparison.subsets == {"superset": sorted(test.images), "tail": tail,
+                                  "rest": sorted(set(test.images) - set(tail))}
+    run = comparison.arms["mined"].runs[0]
+    assert set(run["operating_point"]) == {"superset", "tail", "rest"} - ({"tail"} if not tail else set())
+    assert run["operating_point"]["superset"]["all"]["images"] == len(test.images)
+    assert "miss" in run["error_cost_by_subset"]["superset"]["cost"]
+    assert len(comparison.arms["control"].operating("superset", "precision")) == 2
+    assert comparison.arms["before"].operating("superset", "recall")  # the seed model has its operating point too
+
+    report = write_report(comparison, tmp_path / "report", "test", {"steps": 1}, queried_types=["fp_background"])
+    md = report["markdown"].read_text()
+    assert md.index("## The verdict on the test split") < md.index("- steps: 1")
+    assert "FPs per image @ serving, superset" in md and "minimum detectable difference" in md
+    assert "## What each error type costs" in md
+    saved = json.loads(report["json"].read_text())["evaluation"]
+    assert saved["evaluated_on"] == "test" and saved["images"]["superset"] == len(test.images)
+    assert saved["arms"]["mined"]["superset_bbox_map"]["runs"] == comparison.arms["mined"].maps("superset")
+    mdd = saved["differences"]["mined-random"]["superset_bbox_map"]["min_detectable_difference"]
+    assert mdd == pytest.approx(2 * sd_of_difference(comparison.arms["mined"].maps("superset"),
+                                                     comparison.arms["random"].maps("superset")))
+    assert set(saved["control_gain"]) == {"superset_bbox_map"} | ({"tail_bbox_map"} if tail else set())
+
+
 def test_demo_runs_the_whole_loop_as_a_flow(prefect_backend, mongod, fdb, tmp_path, monkeypatch):
     from flows.demo import demo
 
     monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
     monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
     monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
-    tiny = dict(train=6, val=4, pool=10, seed_steps=3, arm_steps=2, seeds=[0], budget=3, k=3, width=128,
+    tiny = dict(train=6, val=4, pool=10, test=5, seed_steps=3, arm_steps=2, seeds=[0], budget=3, k=3, width=128,
                 height=96)
     result = demo(sizes=tiny, progress=False, root=str(tmp_path / "demo"))
     saved = json.loads(open(result["json"]).read())
@@ -97,6 +138,8 @@ def test_demo_runs_the_whole_loop_as_a_flow(prefect_backend, mongod, fdb, tmp_pa
     assert fdb.models.count_documents({"parent": {"$ne": None}}) == 3
     md = open(result["markdown"]).read()
     assert "## mAP" in md and "## Hard-case precision" in md and "## Did the mined batch count?" in md
+    assert md.startswith("# gaze data engine demo") and "## The verdict on the test split" in md
+    assert saved["evaluation"]["images"]["superset"] == 5 and saved["facts"]["test images (reported on)"] == 5
     # The same tables are in the Prefect UI, as artifacts of the run.
     from prefect.client.orchestration import get_client
 
@@ -116,7 +159,7 @@ def test_retrain_and_compare_flow_on_the_demo_batches(prefect_backend, mongod, f
     monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
     monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
     root = tmp_path / "demo"
-    demo(sizes=dict(train=6, val=4, pool=10, seed_steps=2, arm_steps=1, seeds=[0], budget=3, k=3, width=128,
+    demo(sizes=dict(train=6, val=4, pool=10, test=3, seed_steps=2, arm_steps=1, seeds=[0], budget=3, k=3, width=128,
                     height=96), progress=False, root=str(root))
     batches = {d["selection_id"][:3]: d["_id"] for d in fdb.exports.find({"status": "labelled"})}
     before = fdb.models.count_documents({})

@@ -45,7 +45,7 @@ def world(prefect_backend, mongod, tmp_path_factory):
         mp.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
         mp.setenv("DATAENGINE_DB", name)
         mp.setenv("DATAENGINE_HOME", str(tmp / "home"))
-        tiny = {"train": 6, "val": 4, "pool": 10, "seed_steps": 3, "arm_steps": 1, "seeds": [0], "budget": 3, "k": 3,
+        tiny = {"train": 6, "val": 4, "pool": 10, "test": 4, "seed_steps": 3, "arm_steps": 1, "seeds": [0], "budget": 3, "k": 3,
                 "width": 128, "height": 96}
         demo(sizes=tiny, progress=False, root=str(tmp / "demo"))
         fdb = FeatureDB(client[name])
