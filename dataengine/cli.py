@@ -444,10 +444,12 @@ def _cmd_models(args) -> int:
 def _cmd_retrain(args) -> int:
     from detectors.config import FinetuneConfig
     from flows.retrain import retrain
+    from mining.config import EvaluationConfig
 
     try:
         result = retrain(data_dir=args.data, recipe=config_from_args(FinetuneConfig, args), promote=args.promote,
-                         base_model=args.model, train_split=args.train_split, eval_split=args.eval_split)
+                         base_model=args.model, train_split=args.train_split, eval_split=args.eval_split,
+                         test_split=args.test_split, evaluation=config_from_args(EvaluationConfig, args))
     except LookupError as exc:
         print(f"nothing retrained: {exc}", file=sys.stderr)
         return 2
@@ -466,6 +468,7 @@ def _cmd_compare(args) -> int:
 
     from detectors.config import FinetuneConfig
     from flows.retrain_and_compare import retrain_and_compare
+    from mining.config import EvaluationConfig
     from tasks import query_images
     from tasks.context import connection, resolve_checkpoint
 
@@ -476,7 +479,8 @@ def _cmd_compare(args) -> int:
     html = retrain_and_compare(seed_checkpoint=seed, data_dir=args.data, mined_batch=args.mined,
                                random_batch=args.random, query_images=queries,
                                recipe=config_from_args(FinetuneConfig, args), train_split=args.train_split,
-                               eval_split=args.eval_split)
+                               eval_split=args.eval_split, test_split=args.test_split,
+                               evaluation=config_from_args(EvaluationConfig, args))
     print(f"seed model {seed}; query subset: {len(queries)} evaluation images")
     print(f"report: {html}")
     return 0
@@ -503,14 +507,16 @@ def _cmd_demo(args) -> int:
     if args.rounds > 1:
         from flows.loop import loop
 
-        result = loop(rounds=args.rounds, progress=True)
+        sizes = {**({"data_seed": args.data_seed} if args.data_seed else {}),
+                 **({"test": args.test} if args.test else {})}
+        result = loop(rounds=args.rounds, progress=True, sizes=sizes or None)
         for engine, rounds in result["engines"].items():
             print(f"{engine:<7} " + "  ".join(f"round {r['round']}: bbox mAP {r['bbox_superset']:.3f}"
                                               f"{' (promoted)' if r['promoted'] else ''}" for r in rounds))
         return 0
     from flows.demo import run_demo
 
-    return run_demo(quick=args.quick, preset=args.preset)
+    return run_demo(quick=args.quick, preset=args.preset, data_seed=args.data_seed, test_images=args.test)
 
 
 MATCH_FLAGS = {"iou_threshold": "--iou", "score_threshold": "--score"}
@@ -528,7 +534,7 @@ def links_out_arg(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from annotation_export.config import ExportConfig
     from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
-    from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
+    from mining.config import EvaluationConfig, LabelErrorConfig, MatchConfig, MiningConfig
 
     parser = argparse.ArgumentParser(prog="dataengine", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -537,6 +543,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the end-to-end loop on embedded synthetic street scenes",
                           description="Run the whole loop on the embedded default data and print what it did.")
     demo.add_argument("--quick", action="store_true", help="a shorter run, for a first look")
+    demo.add_argument("--data-seed", type=int, default=0,
+                      help="draw other scenes (default 0): a verdict must not change between draws")
+    demo.add_argument("--test", type=int, default=None,
+                      help="images in the test split the arms are reported on (default: 200, --quick 40; with "
+                           "--rounds, none unless given); 0 reports on the val split that chose the queries, which "
+                           "flatters the mined arm")
     demo.add_argument("--preset", default="small", choices=["small", "mobilenet"],
                       help="the seed model: small (ResNet-18-FPN from scratch, the default) or mobilenet "
                            "(MobileNetV2-FPN from the packaged ImageNet weights when installed, else from scratch)")
@@ -605,6 +617,11 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--promote", default="auto", choices=["auto", "never"],
                          help="auto: switch production when the gate passes; never: judge and report only")
     retrain.add_argument("--model", default=None, help="fine-tune this version instead of production")
+    retrain.add_argument("--test-split", default=None,
+                         help="also report production and the candidate on this split, which must have fed nothing "
+                              "(refused otherwise): superset, tail and rest, at the serving threshold too; the gate "
+                              "never sees it")
+    add_config_args(retrain, EvaluationConfig)
     add_config_args(retrain, FinetuneConfig)
     retrain.set_defaults(func=_cmd_retrain)
 
@@ -619,6 +636,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--random", required=True, help="batch id of the random batch (labels imported)")
     compare.add_argument("--model", default=None, help="seed model version (default: production)")
     compare.add_argument("--seed-checkpoint", default=None, help="a checkpoint file as the seed instead")
+    compare.add_argument("--test-split", default=None,
+                         help="report every arm on this split, which must have fed nothing (not the queries, the "
+                              "gate or training; refused otherwise): its superset, tail and rest, at the serving "
+                              "threshold too (default: the eval split, which flatters the mined arm)")
+    add_config_args(compare, EvaluationConfig)
     add_config_args(compare, FinetuneConfig)
     compare.set_defaults(func=_cmd_compare)
 
@@ -691,7 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "--preset r50); its class-specific predictors are replaced by ones for this dataset")
     train.add_argument("--init", default=None, metavar="CHECKPOINT",
                        help="fine-tune this project checkpoint instead of starting from scratch")
-    add_config_args(train, TrainConfig, only=["steps", "batch_size", "lr", "seed", "max_minutes"])
+    add_config_args(train, TrainConfig, only=["steps", "batch_size", "lr", "seed", "max_minutes", "patience", "check_every"])
     train.add_argument("--out", default=None, help="checkpoint path (default: <data home>/models/<version>.pt)")
     train.add_argument("--no-register", action="store_true", help="do not register the model in fdb")
     train.set_defaults(func=_cmd_train)
@@ -846,11 +868,12 @@ def main(argv: list[str] | None = None) -> int:
         from detectors.weights import WeightsMismatchError
         from fdb import StoreUnavailable
         from flows.runners import ClusterUnusable
+        from mining.evaluation import LeakyTestSplit
 
         if isinstance(exc, StoreUnavailable | ClusterUnusable):
             print(f"error: {exc}", file=sys.stderr)
             return 3
-        if isinstance(exc, FileNotFoundError | WeightsMismatchError):  # e.g. --weights naming the wrong file
+        if isinstance(exc, FileNotFoundError | WeightsMismatchError | LeakyTestSplit):  # e.g. a wrong --weights
             print(f"error: {exc}", file=sys.stderr)
             return 2
         if isinstance(exc, ServerSelectionTimeoutError):

@@ -33,6 +33,10 @@ class TrainConfig:
     grad_clip: float = 10.0
     seed: int = field(default=0, metadata={"help": "seed of the data order, augmentation and initialisation"})
     threads: int | None = None
+    patience: int | None = field(default=None, metadata={
+        "help": "train to the plateau: check bbox mAP on the val split every --check-every steps, stop after this "
+                "many checks without a gain, keep the best weights (default: off, train every step)"})
+    check_every: int = field(default=20, metadata={"help": "steps between val checks when --patience is set"})
 
 
 @dataclass(frozen=True)

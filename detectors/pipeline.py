@@ -13,6 +13,7 @@ from pathlib import Path
 
 from detectors.checkpoint import Checkpoint, data_hash, load_checkpoint, new_version, save_checkpoint
 from detectors.coco import CocoDetection, CocoSet, load_coco, pennfudan_to_coco
+from detectors.early_stopping import BestOnHoldout
 from detectors.config import TrainConfig
 from detectors.evaluate import evaluate_predictions, predict
 from detectors.model import build_model, preset_config
@@ -49,9 +50,14 @@ def train_detector(train_set: CocoSet, val_set: CocoSet | None, out: str | Path,
         model = build_model(cfg)
     # Short runs warm up for a fifth of their steps at most.
     train_cfg = replace(train, warmup_steps=min(train.warmup_steps, steps // 5))
-    result = train_model(model, CocoDetection(train_set, train=True), train_cfg, progress=progress)
+    # To the plateau: early stopping on val (the split that may choose things), never on a test split.
+    hooks = ()
+    if train.patience is not None and val_set is not None:
+        hooks = (BestOnHoldout(val_set, sorted(val_set.images), train.check_every, train.patience),)
+    result = train_model(model, CocoDetection(train_set, train=True), train_cfg, progress=progress, hooks=hooks)
     metrics = {"train": {"steps": result.steps, "seconds": round(result.seconds, 1),
-                         "final_loss": round(sum(result.losses[-20:]) / len(result.losses[-20:]), 4)}}
+                         "final_loss": round(sum(result.losses[-20:]) / len(result.losses[-20:]), 4),
+                         **({"plateau": result.holdout} if result.holdout else {})}}
     if val_set is not None:
         metrics["val"] = evaluate_predictions(val_set, predict(model, val_set, progress=progress))
     digest = data_hash(Path(train_set.path).read_bytes(), sorted(train_set.images), seed, steps)

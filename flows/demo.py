@@ -167,8 +167,11 @@ def publish_artifacts(comparison, precision: dict, queried: list[str], report: d
                          link_text="report (HTML, plots embedded)", description="the full demo report")
 
 
-def run_demo(quick: bool = False, progress: bool = True, preset: str = "small") -> int:
-    # The default preset leaves the sizes (and so the demo's folder) as they always were.
-    result = demo(quick=quick, progress=progress, sizes=None if preset == "small" else {"preset": preset})
+def run_demo(quick: bool = False, progress: bool = True, preset: str = "small", data_seed: int = 0,
+             test_images: int | None = None) -> int:
+    # Defaults leave the sizes (and so the demo's folder) as they are: a re-run resumes.
+    sizes = {**({} if preset == "small" else {"preset": preset}), **({"data_seed": data_seed} if data_seed else {}),
+             **({} if test_images is None else {"test": test_images})}
+    result = demo(quick=quick, progress=progress, sizes=sizes or None)
     print(f"\nreport: {result['report']}\n        {result['markdown']}\ndemo finished in {result['minutes']:.1f} min")
     return 0

@@ -30,8 +30,10 @@ from tasks.demo import generate_scenes, oracle_label_batch, train_seed
 
 ENGINES = ("mined", "random", "none")
 QUERY_TYPES = ["fp_background", "fp_wrong_class"]
+# `test`: images of a test split that fed nothing, on which each round's production model is also reported
+# (0: none; the gate and the queries use val either way).
 LOOP = dict(train=60, val=40, pool=120, seed_steps=60, budget=10, k=10, width=320, height=240,
-            train_districts=(0, 1, 2, 3), data_seed=0)
+            train_districts=(0, 1, 2, 3), data_seed=0, test=0)
 
 
 @flow(name="loop")
@@ -49,6 +51,7 @@ def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None =
     data_dir = root / "synthetic"
     annotations, images = data_dir / "annotations", str(data_dir / "images")
     train_json, val_json, pool_json = (str(annotations / f"{s}.json") for s in ("train", "val", "pool"))
+    test_json = str(annotations / "test.json") if sizes.get("test") else None
     generate_scenes(str(data_dir), sizes, progress)
     pool = [str((data_dir / "images" / im["file_name"]).resolve())
             for im in json.loads(Path(pool_json).read_text())["images"]]
@@ -78,7 +81,7 @@ def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None =
                                             str(root / engine / f"labels-{round_no}.json"))
                 import_batch_labels(estore, labels, batch["batch_id"], skip_if_labelled=True)
             result = retrain_candidate(estore, train_json, val_json, images, recipe, "auto", match=match,
-                                       query_images=query_subset, allow_no_batches=True)
+                                       query_images=query_subset, allow_no_batches=True, test_json=test_json)
             if round_no == 1:
                 history[engine].append(_numbers(0, seed["version"], [result["production_numbers"]], False, None))
             promoted = result["promoted"]
@@ -116,4 +119,12 @@ def _numbers(round_no: int, version: str, runs: list[dict], promoted: bool, batc
             "bbox_superset_seeds_mean": mean([m["superset"]["bbox"] for m in maps]),
             "bbox_superset_runs": [m["superset"]["bbox"] for m in maps],
             "bbox_query_seeds_mean": mean([m.get("query subset", {}).get("bbox", 0.0) for m in maps]),
-            "errors_seeds_mean": {t: mean([r["errors"].get(t, 0) for r in runs]) for t in types}}
+            "errors_seeds_mean": {t: mean([r["errors"].get(t, 0) for r in runs]) for t in types},
+            **({"test": _test_numbers(served["test"])} if "test" in served else {})}
+
+
+def _test_numbers(test: dict) -> dict:
+    """The served model on the test split: bbox mAP per subset, false positives per image at the serving
+    threshold."""
+    return {**{f"bbox_{s}": m["bbox"] for s, m in test["mAP"].items()},
+            **{f"fp_per_image_{s}": p["all"]["fp_per_image"] for s, p in test["operating_point"].items()}}

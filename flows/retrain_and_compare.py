@@ -11,7 +11,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from dataengine.config import store_config
 from detectors.config import FinetuneConfig
-from mining.report import errors_markdown, map_markdown, verdict_markdown
+from mining.config import EvaluationConfig
+from mining.report import errors_markdown, map_markdown, test_verdict_markdown, verdict_markdown
 from tasks import batch_labels, compare_arms, write_comparison_report
 
 QUERIED_TYPES = ["fp_background", "fp_wrong_class"]
@@ -21,9 +22,11 @@ QUERIED_TYPES = ["fp_background", "fp_wrong_class"]
 def retrain_and_compare(seed_checkpoint: str, data_dir: str, mined_batch: str, random_batch: str,
                         query_images: list[int] | None = None, recipe: FinetuneConfig = FinetuneConfig(),
                         queried_types: list[str] | None = None, train_split: str = "train",
-                        eval_split: str = "val") -> str:
-    """`data_dir` holds the seed's train split and the val split (COCO, `annotations/` + `images/`) that every
-    arm is scored on. Each arm is trained with every seed of the recipe; `queried_types` are the error types the
+                        eval_split: str = "val", test_split: str | None = None,
+                        evaluation: EvaluationConfig = EvaluationConfig()) -> str:
+    """`data_dir` holds the seed's train split and the val split (COCO, `annotations/` + `images/`) the queries
+    came from. Every arm is reported on `test_split` when given (a split that fed nothing: refused otherwise), else
+    on the val split. Each arm is trained with every seed of the recipe; `queried_types` are the error types the
     batch was mined for (default fp_background and fp_wrong_class), whose counts the report follows."""
     store = store_config()
     queried_types = queried_types or QUERIED_TYPES
@@ -32,15 +35,18 @@ def retrain_and_compare(seed_checkpoint: str, data_dir: str, mined_batch: str, r
     work = Path(store.home) / "compare" / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     comparison = compare_arms(store, seed_checkpoint, str(annotations / f"{train_split}.json"),
                               str(annotations / f"{eval_split}.json"), images, batches, query_images or [], str(work),
-                              recipe)
+                              recipe, test_json=str(annotations / f"{test_split}.json") if test_split else None,
+                              queried_types=queried_types, evaluation=evaluation)
     report = write_comparison_report(
         comparison, str(work / "report"), "retrain and compare: mined vs random vs control",
         {"seed": Path(seed_checkpoint).name, "mined batch": mined_batch, "random batch": random_batch,
          "steps per arm": recipe.steps, "training seeds": list(recipe.seeds), "lr": recipe.lr,
-         "oversampling of new images": recipe.oversample, "hard-negative share": recipe.hard_negatives},
+         "oversampling of new images": recipe.oversample, "hard-negative share": recipe.hard_negatives,
+         "reported on": f"{test_split} (test split)" if test_split else f"{eval_split} (the split the queries came from)"},
         queried_types=queried_types, store=store)
     create_markdown_artifact(key="retrain-and-compare", description="mAP by arm and subset, errors by type",
-                             markdown=verdict_markdown(comparison, queried_types) + "\n\n" +
+                             markdown=(test_verdict_markdown(comparison) or verdict_markdown(comparison, queried_types))
+                             + "\n\n" +
                              map_markdown(comparison) + "\n\n" + errors_markdown(comparison))
     get_run_logger().info("report: %s", report["html"])
     return report["html"]

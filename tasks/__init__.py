@@ -294,14 +294,16 @@ def compare_arms(store: StoreConfig, seed_checkpoint: str, train_json: str, eval
 def retrain_candidate(store: StoreConfig, train_json: str, eval_json: str, image_dir: str,
                       recipe: FinetuneConfig = FinetuneConfig(), promote: str = "auto", base: str | None = None,
                       match: MatchConfig = MatchConfig(), progress: bool = False,
-                      query_images: list[int] | None = None, allow_no_batches: bool = False) -> dict:
+                      query_images: list[int] | None = None, allow_no_batches: bool = False,
+                      test_json: str | None = None, evaluation: EvaluationConfig = EvaluationConfig()) -> dict:
     """A candidate on everything labelled so far, the gate against production, a promotion if it passes."""
     from tasks.retrain import retrain  # noqa: PLC0415 - torch training, only for this task
 
     work = Path(store.home) / "retrain" / store.db_name / dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     result = retrain(connection(store), newest_labels(store, train_json), newest_labels(store, eval_json),
                      image_dir, work, recipe, promote, base, match,
-                     progress=progress, query_images=query_images, allow_no_batches=allow_no_batches)
+                     progress=progress, query_images=query_images, allow_no_batches=allow_no_batches,
+                     test_json=test_json, evaluation_config=evaluation)
     return {"candidate": result.candidate, "production_before": result.production_before,
             "production_after": result.production_after, "promoted": result.production_after != result.production_before,
             "decision": result.decision.as_dict(), "report": result.report, "batches": result.batches,

@@ -137,8 +137,11 @@ def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: di
                 digest = data_hash(Path(arm_set.path).read_bytes(), recipe.steps, seed, name, recipe.oversample,
                                    recipe.hard_negatives)
                 version = new_version(checkpoint.config, digest) + f"-{name}"
+                # On a test split the arm keeps its test numbers as a retrain's candidate does (`test`).
+                numbers = {**run["mAP"], **({"test": {"mAP": run["mAP"], "operating_point": run["operating_point"]}}
+                                            if comparison.evaluated_on == "test" else {})}
                 path = save_checkpoint(work_dir / f"{version}.pt", checkpoint.model, checkpoint.config, version,
-                                       digest, metrics=run["mAP"], parent=seed_ckpt.version)
+                                       digest, metrics=numbers, parent=seed_ckpt.version)
                 if fdb is not None:
                     # An arm is a candidate in an experiment: never served unless someone names it.
                     register_checkpoint(fdb, load_checkpoint(path), role="arm", recipe=asdict(recipe),

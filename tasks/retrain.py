@@ -25,13 +25,14 @@ from fdb import exports as export_store
 from fdb import models as registry
 from fdb import runs as run_store
 from fdb import selections as selection_store
-from mining.compare import arm_training_set, combine_batches
-from mining.config import MatchConfig
+from mining.compare import arm_training_set, combine_batches, mean_sd
+from mining.config import EvaluationConfig, MatchConfig
+from mining.evaluation import check_test_split, report_subsets
 from mining.gate import GateDecision, decide, served_run
 from records import ERROR_TYPES
 from records.coco import load_coco
 from tasks.context import production_or, register_checkpoint
-from tasks.experiment import fine_tune, score_model
+from tasks.experiment import check_batches_apart, fine_tune, fix_tail, score_model
 
 DEFAULT_QUERIED = ["fp_background", "fp_wrong_class"]
 
@@ -63,9 +64,12 @@ def queried_types(fdb: FeatureDB, batches: list[dict]) -> list[str]:
 def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, work_dir: str | Path,
             recipe: FinetuneConfig = FinetuneConfig(), promote: str = "auto", base: str | None = None,
             match: MatchConfig = MatchConfig(), progress: bool = False, query_images: list[int] | None = None,
-            allow_no_batches: bool = False) -> RetrainResult:
+            allow_no_batches: bool = False, test_json: str | None = None,
+            evaluation_config: EvaluationConfig = EvaluationConfig()) -> RetrainResult:
     """`query_images` (ids in the evaluation set) are scored as a second subset beside the superset;
-    `allow_no_batches` retrains on the labelled set alone when no labels came back (the no-new-data control)."""
+    `allow_no_batches` retrains on the labelled set alone when no labels came back (the no-new-data control).
+    `test_json`: a split that fed nothing (refused otherwise), on which production and every candidate seed are
+    also scored (superset, tail, rest, the operating point) and reported; the gate never sees it."""
     if promote not in ("auto", "never"):
         raise ValueError(f"promote must be 'auto' or 'never', got {promote!r}")
     work_dir = Path(work_dir)
@@ -78,16 +82,27 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
         raise LookupError("no labelled batch yet: import the team's labels (`dataengine import-labels`) first")
     labelled = combine_batches([labels_as_coco(fdb, b["batch_id"], image_dir, b["label_version"]) for b in batches])
     types = queried_types(fdb, batches)
+    test = load_coco(test_json, image_dir=image_dir) if test_json else None
+    if test is not None:
+        check_test_split(test, {"the gate (val)": evaluation, "training (train)": train})
+        check_batches_apart(test, {"labelled": labelled})
     run_id = run_store.start_run(fdb, "retrain", {"train_json": str(train_json), "eval_json": str(eval_json),
                                                   "recipe": asdict(recipe), "promote": promote,
                                                   "batches": batches, "queried_types": types},
                                  model_version=production)
 
     subsets = {"superset": sorted(evaluation.images), "query subset": sorted(query_images or [])}
-    base = score_model(load_checkpoint(base_doc["checkpoint"]).model, evaluation, subsets, match, cost_types=types)
+    production_model = load_checkpoint(base_doc["checkpoint"]).model
+    base = score_model(production_model, evaluation, subsets, match, cost_types=types)
     base_metrics, base_errors, base_cost = base.metrics, base.errors, base.cost
     production_numbers = {"version": production, "bbox_map": base_metrics["superset"]["bbox"]["mAP"],
                           "errors": base_errors, "error_cost": base_cost, "mAP": _maps(base_metrics)}
+    test_subsets, tail_source = None, None
+    if test is not None:  # the tail is fixed by production, before any candidate exists
+        tail, tail_source = fix_tail(production_model, test, match, types, progress)
+        test_subsets = report_subsets(test, tail)
+        production_numbers["test"] = score_model(production_model, test, test_subsets, match, cost_types=types,
+                                                 config=evaluation_config).as_run()
     train_set, weights, new_names = arm_training_set(train, "retrain", *labelled, work_dir, recipe.oversample)
     runs, paths = [], []
     for seed in recipe.seeds:
@@ -97,6 +112,9 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
         runs.append({"seed": seed, "seconds": round(result.seconds, 1), "steps": result.steps, "errors": errors,
                      "error_cost": cost, "holdout": result.holdout, "bbox_map": metrics["superset"]["bbox"]["mAP"],
                      "mAP": _maps(metrics)})
+        if test is not None:
+            runs[-1]["test"] = score_model(checkpoint.model, test, test_subsets, match, cost_types=types,
+                                           config=evaluation_config).as_run()
         # Every seed's model is kept until the gate has named the one that would be served.
         digest = data_hash(Path(train_set.path).read_bytes(), asdict(recipe), production, seed)
         version = new_version(checkpoint.config, digest)
@@ -115,19 +133,27 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
 
     decision = decide(production_numbers, runs, types, candidate)
     evaluation_set = {"set": str(eval_json), "sha256": hashlib.sha256(Path(eval_json).read_bytes()).hexdigest()}
+    test_set = ({"test": {"set": str(test_json), "sha256": hashlib.sha256(Path(test_json).read_bytes()).hexdigest(),
+                          "tail_source": tail_source, "serving_threshold": evaluation_config.serving_threshold,
+                          "images": {k: len(v) for k, v in test_subsets.items()}}} if test is not None else {})
     registry.set_metrics(fdb, production, {**evaluation_set, "mAP": production_numbers["mAP"], "errors": base_errors,
-                                           "error_cost": base_cost})
+                                           "error_cost": base_cost,
+                                           **({"test": {**test_set["test"], **production_numbers["test"]}}
+                                              if test is not None else {})})
     registry.set_metrics(fdb, candidate, {**evaluation_set, "mAP": runs[served]["mAP"],
                                           "bbox_map_mean": decision.candidate["bbox_map"],
                                           "bbox_map_sd": decision.candidate["bbox_map_sd"],
                                           "errors": decision.candidate["errors"],
-                                          "error_cost": decision.candidate["error_cost"], "runs": runs})
+                                          "error_cost": decision.candidate["error_cost"], "runs": runs,
+                                          **({"test": {**test_set["test"], **summarise_test_runs(runs)}}
+                                             if test is not None else {})})
     after = production
     if decision.promote and promote == "auto":
         registry.promote(fdb, candidate, why="retrain: the gate passed; " + "; ".join(decision.reasons),
                          numbers=decision.as_dict(), expected=production)
         after = candidate
-    report = write_decision(work_dir / "report", decision, promote, production, after, batches)
+    report = write_decision(work_dir / "report", decision, promote, production, after, batches,
+                            test=(production_numbers, runs, test_set["test"]) if test is not None else None)
     run_store.finish_run(fdb, run_id, metrics={"decision": decision.as_dict(), "candidate": candidate,
                                                "production_after": after, "report": report})
     return RetrainResult(decision, candidate, production, after, batches, report, production_numbers, runs)
@@ -138,8 +164,41 @@ def _maps(metrics: dict) -> dict:
     return {s: {t: m[t]["mAP"] for t in ("bbox", "segm") if t in m} for s, m in metrics.items()}
 
 
+def summarise_test_runs(runs: list[dict]) -> dict:
+    """The candidate's test numbers over its training seeds, shaped as one run's (`mAP`, `operating_point`: the
+    means), with the spread beside them (`sd`)."""
+    subsets = list(runs[0]["test"]["mAP"])
+    mean = {"mAP": {}, "operating_point": {}, "sd": {}}
+    for subset in subsets:
+        maps = [r["test"]["mAP"][subset]["bbox"] for r in runs]
+        mean["mAP"][subset] = {"bbox": mean_sd(maps)[0]}
+        points = [r["test"]["operating_point"][subset]["all"] for r in runs]
+        mean["operating_point"][subset] = {"all": {k: mean_sd([p[k] for p in points])[0]
+                                                   for k in ("precision", "recall", "fp_per_image")}}
+        mean["sd"][subset] = {"bbox_map": mean_sd(maps)[1],
+                              "fp_per_image": mean_sd([p["fp_per_image"] for p in points])[1]}
+    return mean
+
+
+def _test_lines(production_numbers: dict, runs: list[dict], test: dict) -> list[str]:
+    lines = ["", "## On the test split (reported only: the gate never saw it)", "",
+             f"{test['set']}: {test['images']}; the tail from {test['tail_source']}; serving threshold "
+             f"{test['serving_threshold']:g}.", "",
+             "| | " + " | ".join(f"bbox mAP, {s}" for s in runs[0]["test"]["mAP"]) + " | FPs per image @ serving |",
+             "|---|" + "---:|" * (len(runs[0]["test"]["mAP"]) + 1)]
+    p = production_numbers["test"]
+    lines.append(f"| production | " + " | ".join(f"{m['bbox']:.4f}" for m in p["mAP"].values()) +
+                 f" | {p['operating_point']['superset']['all']['fp_per_image']:.3f} |")
+    c = summarise_test_runs(runs)
+    lines.append("| candidate | " + " | ".join(f"{c['mAP'][s]['bbox']:.4f} ± {c['sd'][s]['bbox_map']:.4f}"
+                                               for s in c["mAP"]) +
+                 f" | {c['operating_point']['superset']['all']['fp_per_image']:.3f} ± "
+                 f"{c['sd']['superset']['fp_per_image']:.3f} |")
+    return lines
+
+
 def write_decision(out: Path, decision: GateDecision, promote: str, before: str, after: str,
-                   batches: list[dict]) -> str:
+                   batches: list[dict], test: tuple | None = None) -> str:
     """decision.md and decision.json: what was compared, the numbers, what the gate said and what was done."""
     out.mkdir(parents=True, exist_ok=True)
     c, p = decision.candidate, decision.production
@@ -165,6 +224,8 @@ def write_decision(out: Path, decision: GateDecision, promote: str, before: str,
               f"{c.get('served_bbox_map', c['bbox_map']):.4f}) | {c['bbox_map']:.4f} ± {c['bbox_map_sd']:.4f} | "
               + " | ".join(f"{c['errors'].get(t, 0):.1f}" for t in types) + " | "
               + " | ".join(f"{c.get('error_cost', {}).get(k, 0):.4f}" for k in costs) + " |", ""]
+    if test is not None:
+        lines += _test_lines(*test)
     (out / "decision.md").write_text("\n".join(lines))
     (out / "decision.json").write_text(json.dumps({"done": done, **decision.as_dict()}, indent=1, default=str))
     return str(out / "decision.md")

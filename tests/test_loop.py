@@ -168,7 +168,8 @@ def test_a_box_only_dataset_through_the_whole_loop(prefect_backend, mongod, fdb,
     monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
     monkeypatch.setenv("DATAENGINE_HOME", store.home)
     data = tmp_path / "boxes"
-    generate(data, n_train=6, n_val=4, n_pool=10, seed=3, width=128, height=96, progress=False, boxes_only=True)
+    generate(data, n_train=6, n_val=4, n_pool=10, seed=3, width=128, height=96, progress=False, boxes_only=True,
+             n_test=4)
     train, val = dataset_split(data, "train"), dataset_split(data, "val")
     assert not train.has_masks and "segmentation" not in json.loads((data / "annotations" / "train.json")
                                                                      .read_text())["annotations"][0]
@@ -200,7 +201,11 @@ def test_a_box_only_dataset_through_the_whole_loop(prefect_backend, mongod, fdb,
         batches[arm] = out["batch_id"]
 
     # Retrain from the CLI: a candidate on the labelled set plus both batches, judged by the gate.
-    assert main(["retrain", "--data", str(data), "--steps", "1", "--seeds", "0", "1", "--promote", "auto"]) == 0
+    # A split that fed the gate is refused as a test split, with the reason, before anything is trained.
+    assert main(["retrain", "--data", str(data), "--steps", "1", "--seeds", "0", "--test-split", "val"]) == 2
+    assert "is the split that fed the gate (val)" in capsys.readouterr().err
+    assert main(["retrain", "--data", str(data), "--steps", "1", "--seeds", "0", "1", "--promote", "auto",
+                 "--test-split", "test"]) == 0
     out = capsys.readouterr().out
     run = fdb.runs.find_one({"kind": "retrain"})
     decision = run["metrics"]["decision"]
@@ -214,13 +219,20 @@ def test_a_box_only_dataset_through_the_whole_loop(prefect_backend, mongod, fdb,
     assert doc["parent"] == checkpoint.version and len(doc["training_data"]["batches"]) == 2
     assert doc["recipe"]["steps"] == 1 and "segm" not in doc["evaluation"]["mAP"]["superset"]
     assert Path(run["metrics"]["report"]).read_text().startswith("# Retrain: candidate")
+    # The test split is reported beside the gate's numbers, and kept in the registry, never gated on.
+    assert "## On the test split (reported only" in Path(run["metrics"]["report"]).read_text()
+    assert set(doc["evaluation"]["test"]["mAP"]) == {"superset", "tail", "rest"} - (
+        set() if doc["evaluation"]["test"]["images"]["tail"] else {"tail"})
+    assert doc["evaluation"]["test"]["images"]["superset"] == 4
+    assert "superset" in registry.get_model(fdb, checkpoint.version)["evaluation"]["test"]["operating_point"]
 
     # The mined / random / control experiment on the same data, from the CLI.
     assert main(["compare", "--data", str(data), "--mined", batches["mined"], "--random", batches["random"],
-                 "--model", checkpoint.version, "--steps", "1", "--seeds", "0"]) == 0
+                 "--model", checkpoint.version, "--steps", "1", "--seeds", "0", "--test-split", "test"]) == 0
     report = capsys.readouterr().out.split("report: ")[1].strip()
     saved = json.loads((Path(report).parent / "comparison.json").read_text())
     assert set(saved["arms"]) == {"before", "mined", "random", "control"}
+    assert saved["evaluation"]["evaluated_on"] == "test" and saved["subsets"]["superset"] == 4
     assert all(set(a["mAP"]["superset"]) == {"bbox"} for a in saved["arms"].values())  # no segm on boxes
     assert "masks: none" in Path(report).with_suffix(".md").read_text()
     # Experiment arms are registered, never in production by accident.
@@ -238,7 +250,7 @@ def test_two_rounds_of_the_loop_for_two_engines(prefect_backend, mongod, fdb, tm
     monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
     monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
     monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
-    tiny = dict(train=6, val=4, pool=12, seed_steps=3, budget=2, k=3, width=128, height=96)
+    tiny = dict(train=6, val=4, pool=12, test=4, seed_steps=3, budget=2, k=3, width=128, height=96)
     # A few steps of training make weak detections only: store and count them all.
     result = loop(rounds=2, engines=["mined", "none"], sizes=tiny, recipe=FinetuneConfig(steps=1, seeds=(0, 1)),
                   root=str(tmp_path / "loop"), detection=DetectConfig(min_score=0.0),
@@ -255,6 +267,9 @@ def test_two_rounds_of_the_loop_for_two_engines(prefect_backend, mongod, fdb, tm
                 assert after["production"] == before["production"]
     assert [r["batch"] is not None for r in result["engines"]["mined"][1:]] == [True, True]
     assert all(r["batch"] is None for r in result["engines"]["none"])
+    # Every round's production model is also reported on the test split, which fed nothing.
+    assert all({"bbox_superset", "fp_per_image_superset"} <= set(r["test"]) for rounds in result["engines"].values()
+               for r in rounds)
     # Each engine has its own registry: the mined engine's labels never reach the no-new-data engine.
     from pymongo import MongoClient
 

@@ -81,6 +81,14 @@ def test_every_page_and_its_api_twin_answer_with_the_demo_data(world, api):
     assert models["production"] == world["seed"]
     assert {m["version"] for m in models["models"]} >= {world["seed"]} and len(models["models"]) >= 4
     assert all(isinstance(m["bbox_map"], float) for m in models["models"])  # the seed's val mAP, the arms' superset
+    # The demo reported its arms on a test split: each arm shows its test numbers, the seed (never on it) none.
+    arms = [m for m in models["models"] if m["role"] == "arm"]
+    assert len(arms) == 3 and all(isinstance(m["test"]["superset"], float) for m in arms)
+    assert all(isinstance(m["test"]["fp_per_image"], float) for m in arms)
+    assert next(m for m in models["models"] if m["version"] == world["seed"])["test"] is None
+    page = api.get("/models").text
+    assert "test mAP (all / tail)" in page and f"{arms[0]['test']['superset']:.3f}" in page
+    assert "on the test split" in api.get(f"/models/{arms[0]['version']}").text
     model = api.get(f"/api/models/{world['seed']}").json()
     assert {r["kind"] for r in model["runs"]} >= {"mine_hard_cases", "compare"}
     compare = next(r for r in model["runs"] if r["kind"] == "compare")

@@ -76,6 +76,23 @@ def _bbox_map(doc: dict) -> float | None:
     return None
 
 
+def test_numbers(doc: dict) -> dict | None:
+    """A model's numbers on a test split that fed nothing (`mining.evaluation`): bbox mAP on the superset, the
+    tail and the rest, and false positives per image at the serving threshold. A retrain keeps them under
+    `evaluation.test`, an experiment's arm under `metrics.test`; None when the model was never reported on one."""
+    test = (doc.get("evaluation") or {}).get("test") or (doc.get("metrics") or {}).get("test")
+    if not isinstance(test, dict) or not isinstance(test.get("mAP"), dict):
+        return None
+    maps, points = test["mAP"], test.get("operating_point") or {}
+
+    def fp(subset: str) -> float | None:
+        return ((points.get(subset) or {}).get("all") or {}).get("fp_per_image")
+
+    return {"superset": (maps.get("superset") or {}).get("bbox"), "tail": (maps.get("tail") or {}).get("bbox"),
+            "rest": (maps.get("rest") or {}).get("bbox"), "fp_per_image": fp("superset"),
+            "tail_fp_per_image": fp("tail")}
+
+
 def _run_row(run: dict) -> dict:
     metrics = run.get("metrics") or {}
     report = metrics.get("report")
@@ -105,6 +122,7 @@ def models(fdb: FeatureDB) -> dict:
     return {"production": model_store.production_version(fdb),
             "models": [{"version": d["_id"], "stage": d["stage"], "role": d.get("role", "model"),
                         "parent": d.get("parent"), "created_at": d.get("created_at"), "bbox_map": _bbox_map(d),
+                        "test": test_numbers(d),
                         "classes": d.get("classes") or [], "runs": runs_by_model.get(d["_id"], 0)} for d in docs],
             "promotions": model_store.promotions(fdb)}
 
@@ -117,6 +135,7 @@ def model(fdb: FeatureDB, version: str) -> dict:
     return {"version": version, "stage": doc["stage"], "role": doc.get("role", "model"), "parent": doc.get("parent"),
             "children": children, "created_at": doc.get("created_at"), "promoted_at": doc.get("promoted_at"),
             "checkpoint": doc.get("checkpoint"), "classes": doc.get("classes") or [], "bbox_map": _bbox_map(doc),
+            "test": test_numbers(doc),
             "metrics": doc.get("metrics") or {}, "evaluation": doc.get("evaluation") or {},
             "training_data": doc.get("training_data") or {}, "recipe": doc.get("recipe") or {},
             "runs": [_run_row(r) for r in run_store.list_runs(fdb, model_version=version)],
