@@ -102,31 +102,40 @@ def freeze(fdb: FeatureDB, selection_id: str) -> None:
                                         {"$set": {"exporting": utcnow()}})
 
 
+DECIDE_ATTEMPTS = 5  # a decision that keeps losing races to other reviewers' answers with the one that stands
+
+
 def decide(fdb: FeatureDB, selection_id: str, image_id: ObjectId, decision: str, by: str,
            note: str = "") -> dict:
     """Record that `by` accepted or rejected one image of a selection before export. Idempotent: the decision the
     image already has changes nothing and records nothing; a new one is recorded with who and when, and the
     earlier ones are kept in `decisions`. Raises LookupError (no such image in the selection), ValueError (not a
-    decision) or SelectionFrozen (an export has started). Returns the image's decision record and `changed`."""
+    decision) or SelectionFrozen (only when an export has really started). A race with another reviewer retries;
+    returns the image's decision record and `changed`."""
     if decision not in DECISIONS:
         raise ValueError(f"decision must be one of {list(DECISIONS)}, not {decision!r}")
-    now = utcnow()
-    entry = {"decision": decision, "by": by, "at": now, "note": note}
-    doc = durable(fdb.selections).find_one_and_update(
-        {"selection_id": selection_id, "image_id": image_id, "exporting": None, "export_id": None,
-         "decision": {"$ne": decision}},
-        {"$set": {"decision": decision, "decided_by": by, "decided_at": now, "decision_note": note},
-         "$push": {"decisions": entry}},
-        return_document=ReturnDocument.AFTER)
-    changed = doc is not None
-    if doc is None:
-        doc = fdb.selections.find_one({"selection_id": selection_id, "image_id": image_id})
+    key = {"selection_id": selection_id, "image_id": image_id}
+    for _ in range(DECIDE_ATTEMPTS):
+        now = utcnow()
+        doc = durable(fdb.selections).find_one_and_update(
+            {**key, "exporting": None, "export_id": None, "decision": {"$ne": decision}},
+            {"$set": {"decision": decision, "decided_by": by, "decided_at": now, "decision_note": note},
+             "$push": {"decisions": {"decision": decision, "by": by, "at": now, "note": note}}},
+            return_document=ReturnDocument.AFTER)
+        if doc is not None:
+            return {**decision_of(doc), "changed": True}
+        # Nothing matched: the image is not in the selection, an export started, the image already has this
+        # decision, or another reviewer changed it between the update and this read (then try again).
+        doc = fdb.selections.find_one(key)
         if doc is None:
             raise LookupError(f"image {image_id} is not in selection {selection_id!r}")
-        if doc.get("decision") != decision:
+        if doc.get("export_id") is not None or doc.get("exporting") is not None:
             state = f"exported as {doc['export_id']}" if doc.get("export_id") else "being exported"
             raise SelectionFrozen(f"selection {selection_id} is {state}: its decisions are final")
-    return {**decision_of(doc), "changed": changed}
+        if doc.get("decision") == decision:
+            return {**decision_of(doc), "changed": False}
+    # Still racing after every attempt: answer with the decision that stands now (recorded, with its history).
+    return {**decision_of(doc), "changed": False}
 
 
 def decision_of(doc: dict) -> dict:

@@ -222,6 +222,46 @@ def test_curated_export_ships_what_a_person_let_through(fdb, haystack, tmp_path)
     assert set(selection_store.taken_image_ids(fdb)) == {ids[0], ids[1]}
 
 
+def test_concurrent_reviewers_never_see_a_frozen_selection_before_its_export(fdb, haystack):
+    """8 reviewers send 240 accept/reject decisions for 3 images of an unexported selection at once: none is refused
+    as frozen, and each image's history alternates and ends at the decision that stands."""
+    import random
+    import threading
+
+    from fdb import selections as selection_store
+
+    ids = [d["image_id"] for d in fdb.selections.find({"selection_id": SEL}).sort("rank", 1)][:3]
+    failures, answers = [], []
+
+    def reviewer(n: int) -> None:
+        rng = random.Random(n)
+        for _ in range(30):
+            image = rng.choice(ids)
+            try:
+                answers.append(selection_store.decide(fdb, SEL, image, rng.choice(["accepted", "rejected"]),
+                                                      f"reviewer-{n}"))
+            except Exception as exc:  # noqa: BLE001 - every failure is collected and reported
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=reviewer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == [] and len(answers) == 240
+    assert all(a["decision"] in ("accepted", "rejected") for a in answers)
+    for image in ids:
+        doc = fdb.selections.find_one({"selection_id": SEL, "image_id": image})
+        assert doc["decision"] in ("accepted", "rejected")
+        history = [h["decision"] for h in doc.get("decisions", [])]
+        assert all(a != b for a, b in zip(history, history[1:])), history  # every recorded entry is a change
+        assert not history or history[-1] == doc["decision"]
+    # Once an export has really started, a decision is refused as frozen.
+    selection_store.freeze(fdb, SEL)
+    with pytest.raises(selection_store.SelectionFrozen, match="being exported"):
+        selection_store.decide(fdb, SEL, image, "rejected" if doc["decision"] == "accepted" else "accepted", "x")
+
+
 def test_a_selection_with_every_image_rejected_exports_nothing(fdb, haystack, tmp_path):
     from fdb import selections as selection_store
 
