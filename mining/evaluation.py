@@ -54,6 +54,16 @@ def check_test_split(test: CocoSet, fed: dict[str, CocoSet]) -> None:
                                  "there flatters what was chosen with it; report on images that fed nothing")
 
 
+def check_batches_apart(test: CocoSet, batches: dict[str, tuple[list, list]]) -> None:
+    """A labelled batch's images must not be test images (they trained an arm)."""
+    test_names = {im["file_name"] for im in test.images.values()}
+    for arm, (images, _) in batches.items():
+        shared = sorted(test_names & {im["file_name"] for im in images})
+        if shared:
+            raise LeakyTestSplit(f"the {arm} batch trains on {len(shared)} images of the test split {test.path} "
+                                 f"(e.g. {shared[0]}): report on images that fed nothing")
+
+
 def tail_from_metadata(test: CocoSet) -> list[int] | None:
     """The synthetic scenes' tail: the test images whose generator metadata holds a look-alike distractor; None
     when the set has no such metadata (a user's data)."""

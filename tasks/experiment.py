@@ -20,8 +20,8 @@ from fdb import FeatureDB
 from mining.compare import ArmResult, Comparison, arm_training_set, evaluation_subsets, summarise_errors
 from mining.config import MatchConfig
 from mining.errors import ErrorCost, ErrorCounter
-from mining.evaluation import (EvaluationConfig, ImageErrorTypes, LeakyTestSplit, OperatingPoint,
-                               check_test_split, tail_from_errors, tail_from_metadata, report_subsets)
+from mining.evaluation import (EvaluationConfig, ImageErrorTypes, OperatingPoint, check_batches_apart,
+                               check_test_split, report_subsets, tail_from_errors, tail_from_metadata)
 from records import FP_TYPES
 from records.coco import CocoSet
 from tasks.context import register_checkpoint
@@ -153,12 +153,3 @@ def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: di
         comparison.arms[name] = arm
     return comparison
 
-
-def check_batches_apart(test: CocoSet, batches: dict[str, tuple[list, list]]) -> None:
-    """A labelled batch's images must not be test images (they trained an arm)."""
-    test_names = {im["file_name"] for im in test.images.values()}
-    for arm, (images, _) in batches.items():
-        shared = sorted(test_names & {im["file_name"] for im in images})
-        if shared:
-            raise LeakyTestSplit(f"the {arm} batch trains on {len(shared)} images of the test split {test.path} "
-                                 f"(e.g. {shared[0]}): report on images that fed nothing")

@@ -27,12 +27,12 @@ from fdb import runs as run_store
 from fdb import selections as selection_store
 from mining.compare import arm_training_set, combine_batches, mean_sd
 from mining.config import EvaluationConfig, MatchConfig
-from mining.evaluation import check_test_split, report_subsets
+from mining.evaluation import check_batches_apart, check_test_split, report_subsets
 from mining.gate import GateDecision, decide, served_run
 from records import ERROR_TYPES
 from records.coco import load_coco
 from tasks.context import production_or, register_checkpoint
-from tasks.experiment import check_batches_apart, fine_tune, fix_tail, score_model
+from tasks.experiment import fine_tune, fix_tail, score_model
 
 DEFAULT_QUERIED = ["fp_background", "fp_wrong_class"]
 

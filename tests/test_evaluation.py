@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from mining.config import MatchConfig
-from mining.evaluation import (LeakyTestSplit, OperatingPoint, check_test_split, compare, min_detectable_difference,
-                               tail_from_errors, tail_from_metadata, report_subsets)
+from mining.evaluation import (LeakyTestSplit, OperatingPoint, check_batches_apart, check_test_split, compare,
+                               min_detectable_difference, report_subsets, tail_from_errors, tail_from_metadata)
 from records.coco import load_coco
 
 
@@ -40,6 +40,9 @@ def test_a_split_that_fed_the_queries_is_refused_as_a_test_split(tmp_path):
     mixed = _coco(tmp_path, "mixed", _images(["t1.png", "v2.png"]), [])
     with pytest.raises(LeakyTestSplit, match=r"shares 1 of its 2 images with the split that fed the queries"):
         check_test_split(mixed, {"the queries and the gate (val)": val})
+    check_batches_apart(test, {"mined": ([{"file_name": "p1.png"}], [])})
+    with pytest.raises(LeakyTestSplit, match=r"the mined batch trains on 1 images of the test split"):
+        check_batches_apart(test, {"mined": ([{"file_name": "t2.png"}], [])})
 
 
 def test_the_tail_comes_from_the_generator_or_from_production_errors(tmp_path):
