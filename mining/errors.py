@@ -242,8 +242,11 @@ class ErrorCost:
             found.dataset = {**gt.dataset, "annotations": [a for a in gt.dataset["annotations"]
                                                            if a["id"] not in self.missed]}
             found.createIndex()
-        whole = self._costs(gt, found, sorted(self.ground_truth.images))
-        by_subset = {name: self._costs(gt, found, ids) for name, ids in self.subsets.items() if ids}
+        everything = sorted(self.ground_truth.images)
+        whole = self._costs(gt, found, everything)
+        # A subset holding every image (a test split's superset) is the whole set: priced once.
+        by_subset = {name: whole if sorted(ids) == everything else self._costs(gt, found, sorted(ids))
+                     for name, ids in self.subsets.items() if ids}
         return {**whole, **({"by_subset": by_subset} if by_subset else {})}
 
     def _costs(self, gt: COCO, found: COCO, image_ids: list[int]) -> dict:
