@@ -166,6 +166,13 @@ def find_errors(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
 
 
 # ---------------------------------------------------------------------------------------------------- in a pass
+def scored_detections(detections) -> list[Detection]:
+    """One image's detections from an inference pass as the COCO evaluator scores them: boxes to 0.01 px (so every
+    consumer of the pass sees the same detections), each identified by its position among them."""
+    return [Detection(i, [round(v, 2) for v in d.bbox], d.score, d.category_id, d.category_name, id=i)
+            for i, d in enumerate(detections)]
+
+
 class ErrorCounter:
     """A consumer of one inference pass (`detectors.inference.run_inference`): counts the errors of the model's
     detections on a labelled set by type, without storing anything (the retrain-and-compare experiment)."""
@@ -180,9 +187,7 @@ class ErrorCounter:
     def process(self, keys: list, outputs: list) -> None:
         """`outputs`: one `detectors.inference.ImageDetections` per image (its `detections` are read)."""
         for image_id, out in zip(keys, outputs):
-            # Boxes to 0.01 px, as the COCO results the evaluator scores: both see the same detections.
-            dets = [Detection(d.rank, [round(v, 2) for v in d.bbox], d.score, d.category_id, d.category_name)
-                    for d in out.detections]
+            dets = scored_detections(out.detections)
             for e in type_image_errors(dets, self.ground_truth.annotations_by_image[image_id], self.params):
                 self.counts[e.type] += 1
 
@@ -225,8 +230,7 @@ class ErrorCost:
 
     def process(self, keys: list, outputs: list) -> None:
         for image_id, out in zip(keys, outputs):
-            dets = [Detection(i, [round(v, 2) for v in d.bbox], d.score, d.category_id, d.category_name, id=i)
-                    for i, d in enumerate(out.detections)]
+            dets = scored_detections(out.detections)
             errors = type_image_errors(dets, self.ground_truth.annotations_by_image[image_id], self.params)
             typed = {e.detection_id: e.type for e in errors if e.detection_id is not None}
             self.missed |= {int(e.gt_id) for e in errors if e.type == "miss" and e.gt_id is not None}

@@ -23,9 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from mining.compare import mean_sd
-from mining.config import EvaluationConfig, MatchConfig  # noqa: F401 - EvaluationConfig re-exported
-from mining.errors import type_image_errors
-from records import Detection
+from mining.config import MatchConfig
+from mining.errors import scored_detections, type_image_errors
 from records.coco import CocoSet
 
 SUBSETS = ("superset", "tail", "rest")
@@ -85,12 +84,6 @@ def report_subsets(test: CocoSet, tail_ids: list[int]) -> dict[str, list[int]]:
     return {"superset": sorted(test.images), "tail": tail, "rest": sorted(set(test.images) - set(tail))}
 
 
-def _rounded(detections) -> list[Detection]:
-    # Boxes to 0.01 px, as the COCO results the evaluator scores: every consumer sees the same detections.
-    return [Detection(i, [round(v, 2) for v in d.bbox], d.score, d.category_id, d.category_name, id=i)
-            for i, d in enumerate(detections)]
-
-
 class ImageErrorTypes:
     """A consumer of one inference pass: which error types the model makes on each image at `params`' score
     threshold (what `tail_from_errors` needs)."""
@@ -104,7 +97,7 @@ class ImageErrorTypes:
 
     def process(self, keys: list, outputs: list) -> None:
         for image_id, out in zip(keys, outputs):
-            errors = type_image_errors(_rounded(out.detections), self.ground_truth.annotations_by_image[image_id],
+            errors = type_image_errors(scored_detections(out.detections), self.ground_truth.annotations_by_image[image_id],
                                        self.params)
             self.found[int(image_id)] = {e.type for e in errors}
 
@@ -140,7 +133,7 @@ class OperatingPoint:
 
     def process(self, keys: list, outputs: list) -> None:
         for image_id, out in zip(keys, outputs):
-            dets = [d for d in _rounded(out.detections) if d.score >= self.params.score_threshold]
+            dets = [d for d in scored_detections(out.detections) if d.score >= self.params.score_threshold]
             gts = self.ground_truth.annotations_by_image[image_id]
             by_class: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
             # Each true positive took exactly one non-crowd object, so true positives are the objects less the

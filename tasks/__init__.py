@@ -32,8 +32,7 @@ from fdb import labels as label_store
 from fdb import runs as run_store
 from fdb.pool_index import pool_index
 from fdb import selections as selection_store
-from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
-from mining.evaluation import EvaluationConfig
+from mining.config import EvaluationConfig, LabelErrorConfig, MatchConfig, MiningConfig
 from mining.label_errors import find_label_errors
 from mining.selection import mine_hard_cases, pool_state
 from records import BOX_LAYER, IMAGE_LAYER

@@ -18,10 +18,10 @@ from detectors.inference import run_inference
 from detectors.train import TrainResult, train_model
 from fdb import FeatureDB
 from mining.compare import ArmResult, Comparison, arm_training_set, evaluation_subsets, summarise_errors
-from mining.config import MatchConfig
+from mining.config import EvaluationConfig, MatchConfig
 from mining.errors import ErrorCost, ErrorCounter
-from mining.evaluation import (EvaluationConfig, ImageErrorTypes, OperatingPoint, check_batches_apart,
-                               check_test_split, report_subsets, tail_from_errors, tail_from_metadata)
+from mining.evaluation import (ImageErrorTypes, OperatingPoint, check_batches_apart, check_test_split,
+                               report_subsets, tail_from_errors, tail_from_metadata)
 from records import FP_TYPES
 from records.coco import CocoSet
 from tasks.context import register_checkpoint

@@ -133,27 +133,26 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
 
     decision = decide(production_numbers, runs, types, candidate)
     evaluation_set = {"set": str(eval_json), "sha256": hashlib.sha256(Path(eval_json).read_bytes()).hexdigest()}
-    test_set = ({"test": {"set": str(test_json), "sha256": hashlib.sha256(Path(test_json).read_bytes()).hexdigest(),
-                          "tail_source": tail_source, "serving_threshold": evaluation_config.serving_threshold,
-                          "images": {k: len(v) for k, v in test_subsets.items()}}} if test is not None else {})
+    test_set = None if test is None else {
+        "set": str(test_json), "sha256": hashlib.sha256(Path(test_json).read_bytes()).hexdigest(),
+        "tail_source": tail_source, "serving_threshold": evaluation_config.serving_threshold,
+        "images": {k: len(v) for k, v in test_subsets.items()}}
     registry.set_metrics(fdb, production, {**evaluation_set, "mAP": production_numbers["mAP"], "errors": base_errors,
                                            "error_cost": base_cost,
-                                           **({"test": {**test_set["test"], **production_numbers["test"]}}
-                                              if test is not None else {})})
+                                           **({"test": {**test_set, **production_numbers["test"]}} if test_set else {})})
     registry.set_metrics(fdb, candidate, {**evaluation_set, "mAP": runs[served]["mAP"],
                                           "bbox_map_mean": decision.candidate["bbox_map"],
                                           "bbox_map_sd": decision.candidate["bbox_map_sd"],
                                           "errors": decision.candidate["errors"],
                                           "error_cost": decision.candidate["error_cost"], "runs": runs,
-                                          **({"test": {**test_set["test"], **summarise_test_runs(runs)}}
-                                             if test is not None else {})})
+                                          **({"test": {**test_set, **summarise_test_runs(runs)}} if test_set else {})})
     after = production
     if decision.promote and promote == "auto":
         registry.promote(fdb, candidate, why="retrain: the gate passed; " + "; ".join(decision.reasons),
                          numbers=decision.as_dict(), expected=production)
         after = candidate
     report = write_decision(work_dir / "report", decision, promote, production, after, batches,
-                            test=(production_numbers, runs, test_set["test"]) if test is not None else None)
+                            test=(production_numbers, runs, test_set) if test_set else None)
     run_store.finish_run(fdb, run_id, metrics={"decision": decision.as_dict(), "candidate": candidate,
                                                "production_after": after, "report": report})
     return RetrainResult(decision, candidate, production, after, batches, report, production_numbers, runs)
