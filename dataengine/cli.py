@@ -128,7 +128,8 @@ def _cmd_synth(args) -> int:
 
     paths = generate(args.out, args.train, args.val, args.pool, seed=args.seed,
                      train_districts=tuple(args.train_districts) if args.train_districts else None,
-                     boxes_only=args.boxes_only, n_test=args.test)
+                     boxes_only=args.boxes_only, n_test=args.test, hard_share=args.hard_share,
+                     n_test_tail=args.test_tail)
     for split, path in paths.items():
         print(f"{split:<6} {path}")
     return 0
@@ -670,6 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--train-districts", type=int, nargs="*", default=None,
                        help="draw the train split from these districts only (0-3 are suburbs, 4-5 the markets "
                             "full of look-alikes), e.g. 0 1 2 3; default: all")
+    synth.add_argument("--hard-share", type=float, default=None, metavar="F",
+                       help="share of val, pool and test scenes that hold look-alikes (e.g. 0.05 for a real tail); "
+                            "default: each district's own rate, about 0.29 over all districts")
+    synth.add_argument("--test-tail", type=int, default=None, metavar="N",
+                       help="with --hard-share: test scenes drawn apart as the tail, all holding look-alikes, so the "
+                            "tail can be measured at any share (default: a third of --test)")
     synth.add_argument("--boxes-only", action="store_true",
                        help="leave the instance masks out (boxes only, as most street datasets come)")
     synth.set_defaults(func=_cmd_synth)

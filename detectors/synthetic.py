@@ -33,6 +33,10 @@ CATEGORIES = [
 DISTRACTOR_KINDS = ("red_logo", "red_balloon", "blue_bin")
 # Probability that a scene of each district holds distractors: districts 4 and 5 are the "market" districts.
 DISTRICT_DISTRACTOR_RATE = (0.04, 0.04, 0.06, 0.06, 0.75, 0.85)
+MARKETS = (4, 5)
+# One random stream per split (and one more for which scenes are hard), so adding a split changes no other.
+SPLIT_STREAMS = {"train": 0, "val": 1, "pool": 2, "test": 4, "test_tail": 6}
+HARDNESS_STREAM = 5
 
 
 @dataclass
@@ -187,12 +191,17 @@ def _distractor(canvas: _Canvas, rng, width, height, horizon, kind: str) -> None
 
 
 def render_scene(seed: int, split: str, index: int, width: int = 320, height: int = 240,
-                 districts: tuple[int, ...] | None = None):
+                 districts: tuple[int, ...] | None = None, hard: bool | None = None):
     """One scene: (PIL image, labelled objects, distractor objects, district). `districts` restricts where the
-    scene is drawn from (default: all of them, uniformly)."""
-    rng = np.random.default_rng([seed, {"train": 0, "val": 1, "pool": 2, "test": 4}.get(split, 3), index])
+    scene is drawn from (default: all of them, uniformly). `hard` decides whether it holds look-alikes: True draws
+    a market scene with distractors, False a suburb scene without; None leaves it to the district's rate."""
+    rng = np.random.default_rng([seed, SPLIT_STREAMS.get(split, 3), index])
     draw = int(rng.integers(0, len(DISTRICT_DISTRACTOR_RATE)))
-    district = draw if districts is None else int(districts[draw % len(districts)])
+    if hard is None:
+        district = draw if districts is None else int(districts[draw % len(districts)])
+    else:
+        among = MARKETS if hard else tuple(d for d in range(len(DISTRICT_DISTRACTOR_RATE)) if d not in MARKETS)
+        district = among[draw % len(among)]
     image, horizon = _background(rng, width, height)
     canvas = _Canvas(image)
     plan: list[tuple[str, object]] = []
@@ -200,7 +209,8 @@ def render_scene(seed: int, split: str, index: int, width: int = 320, height: in
         plan.append(("vehicle", int(rng.choice([3, 3, 4]))))
     for _ in range(int(rng.integers(0, 3))):
         plan.append(("sign", int(rng.integers(1, 3))))
-    if rng.random() < DISTRICT_DISTRACTOR_RATE[district]:
+    holds_distractors = rng.random() < DISTRICT_DISTRACTOR_RATE[district]
+    if holds_distractors if hard is None else hard:
         for _ in range(int(rng.integers(1, 4))):
             plan.append(("distractor", str(rng.choice(DISTRACTOR_KINDS))))
     rng.shuffle(plan)
@@ -229,7 +239,7 @@ def _bbox(mask: np.ndarray) -> list[float]:
 def generate(out_dir: str | Path, n_train: int = 300, n_val: int = 100, n_pool: int = 600, seed: int = 0,
              width: int = 320, height: int = 240, progress: bool = True,
              train_districts: tuple[int, ...] | None = None, boxes_only: bool = False,
-             n_test: int = 0) -> dict[str, Path]:
+             n_test: int = 0, hard_share: float | None = None, n_test_tail: int | None = None) -> dict[str, Path]:
     """Write the dataset; returns {split: annotation json path}. Existing identical files are rewritten as is.
 
     `n_test` adds a **test** split (`test.json`, scenes of every district, drawn apart from the others): a split
@@ -241,7 +251,13 @@ def generate(out_dir: str | Path, n_train: int = 300, n_val: int = 100, n_pool: 
 
     `train_districts` draws the labelled training split from those districts only, as when the first labelled
     drives covered the suburbs and the market districts came later: e.g. (0, 1, 2, 3) leaves the distractor-rich
-    districts 4 and 5 to the val and pool splits, so the seed model meets the look-alikes first in the pool."""
+    districts 4 and 5 to the val and pool splits, so the seed model meets the look-alikes first in the pool.
+
+    `hard_share` sets the share of val, pool and test scenes that hold look-alikes (a market scene with
+    distractors; the others are suburb scenes without), instead of the districts' own rates (about 0.29 over all
+    districts): at 0.05 the look-alikes are a real tail, which a random batch of 40 barely samples. The test split
+    then also gets a tail part drawn separately, whatever the share (`n_test_tail` scenes, all hard; default a third
+    of `n_test`), so the tail can be measured at any share; it is part of the test superset."""
     from tqdm import tqdm
 
     out = Path(out_dir)
@@ -250,14 +266,18 @@ def generate(out_dir: str | Path, n_train: int = 300, n_val: int = 100, n_pool: 
     paths = {}
     image_id = 0
     ann_id = 0
+    if hard_share is not None and not 0.0 <= hard_share <= 1.0:
+        raise ValueError(f"hard_share is a share of scenes, between 0 and 1; got {hard_share}")
     splits = (("train", n_train), ("val", n_val), ("pool", n_pool)) + ((("test", n_test),) if n_test else ())
     for split, count in splits:
         images, annotations = [], []
-        for index in tqdm(range(count), desc=f"synthetic {split}", disable=not progress, leave=False):
+        for stream, index, hard in tqdm(_scene_plan(seed, split, count, hard_share, n_test_tail),
+                                        desc=f"synthetic {split}", disable=not progress, leave=False):
             image_id += 1
             image, objects, distractors, district = render_scene(
-                seed, split, index, width, height, districts=train_districts if split == "train" else None)
-            name = f"{split}_{index:05d}.png"
+                seed, stream, index, width, height, districts=train_districts if split == "train" else None,
+                hard=hard)
+            name = f"{split}_{index:05d}.png" if stream == split else f"{stream}_{index:05d}.png"
             image.save(out / "images" / name)
             images.append({
                 "id": image_id, "file_name": name, "width": width, "height": height, "district": district,
@@ -274,10 +294,26 @@ def generate(out_dir: str | Path, n_train: int = 300, n_val: int = 100, n_pool: 
         path = out / "annotations" / f"{split}.json"
         path.write_text(json.dumps({
             "info": {"description": f"gaze synthetic street scenes, split {split}, seed {seed}",
-                     "districts": list(train_districts) if split == "train" and train_districts else "all"},
+                     "districts": list(train_districts) if split == "train" and train_districts else "all",
+                     **({"hard_share": hard_share} if hard_share is not None and split != "train" else {})},
             "images": images, "annotations": annotations, "categories": CATEGORIES}))
         paths[split] = path
     return paths
+
+
+def _scene_plan(seed: int, split: str, count: int, hard_share: float | None,
+                n_test_tail: int | None) -> list[tuple[str, int, bool | None]]:
+    """(random stream, index, hard) for each scene of a split. Without a hard share every scene is left to its
+    district (None). With one, val, pool and test scenes are hard with that probability, drawn from a stream of
+    their own; the train split keeps to its districts; the test split's tail part (all hard) comes after."""
+    if hard_share is None or split == "train":
+        return [(split, index, None) for index in range(count)]
+    tail = 0
+    if split == "test":
+        tail = min(count, count // 3 if n_test_tail is None else n_test_tail)
+    hardness = np.random.default_rng([seed, HARDNESS_STREAM, SPLIT_STREAMS[split]]).random(count - tail)
+    return ([(split, index, bool(h < hard_share)) for index, h in enumerate(hardness)]
+            + [("test_tail", index, True) for index in range(tail)])
 
 
 # ---------------------------------------------------------------------------------------------------- the oracle

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +92,31 @@ def test_synthetic_is_deterministic_and_distractors_cluster():
     market = np.mean(by_district[4] + by_district[5])
     elsewhere = np.mean(sum((by_district[d] for d in range(4)), []))
     assert max(DISTRICT_DISTRACTOR_RATE[:4]) < 0.1 and market > 0.5 > 0.15 > elsewhere
+
+
+def test_synthetic_hard_share_makes_a_tail_and_the_test_split_draws_its_tail_apart(tmp_path):
+    paths = generate(tmp_path, 4, 40, 400, seed=0, width=128, height=96, progress=False, n_test=30, hard_share=0.05,
+                     n_test_tail=12, train_districts=(0, 1, 2, 3))
+    split = {name: json.loads(Path(path).read_text())["images"] for name, path in paths.items()}
+    hard_pool = [bool(im["distractors"]) for im in split["pool"]]
+    # About 5 % (20 of 400, binomial sd 4.4), not the districts' 29 %; a scene without look-alikes has none at all.
+    assert 8 <= sum(hard_pool) <= 32
+    assert all(im["district"] in (4, 5) for im, hard in zip(split["pool"], hard_pool) if hard)
+    assert all(im["district"] in (0, 1, 2, 3) for im in split["train"])  # train keeps to its districts
+    test = split["test"]
+    tail = [im for im in test if im["file_name"].startswith("test_tail_")]
+    assert len(test) == 30 and len(tail) == 12 and all(im["district"] in (4, 5) for im in tail)
+    assert sum(bool(im["distractors"]) for im in tail) >= 10  # a look-alike can be hidden behind a vehicle
+    assert len({im["file_name"] for im in test}) == 30
+    # Deterministic, and a share of None leaves the default world exactly as it was.
+    again = generate(tmp_path / "again", 4, 40, 400, seed=0, width=128, height=96, progress=False, n_test=30,
+                     hard_share=0.05, n_test_tail=12, train_districts=(0, 1, 2, 3))
+    assert json.loads(Path(again["pool"]).read_text())["images"] == split["pool"]
+    plain = generate(tmp_path / "plain", 0, 0, 50, seed=0, width=128, height=96, progress=False)
+    assert [im["district"] for im in json.loads(Path(plain["pool"]).read_text())["images"]] == [
+        render_scene(0, "pool", i, 128, 96)[3] for i in range(50)]
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        generate(tmp_path / "bad", 1, 1, 1, progress=False, hard_share=1.5)
 
 
 def test_synthetic_coco_output_loads(synthetic):
