@@ -272,8 +272,8 @@ def _cmd_mine(args) -> int:
     by_level = result["queries_by_level"]
     print(f"{result['queries']} queries ({by_level['detection']} with their detection's FC vector, "
           f"{by_level['image']} with their image's vector: misses have no detection)")
-    print(f"selection {result['selection_id']}: {result['selected']} images (budget {mining.budget}, k {mining.k}), "
-          f"indexes {result['index_versions']}")
+    print(f"selection {result['selection_id']} (strategy {mining.strategy}): {result['selected']} images "
+          f"(budget {mining.budget}, k {mining.k}), indexes {result['index_versions']}")
     for rank, (uri, reason) in enumerate(result["top"][:args.show], start=1):
         print(f"  {rank:>4}. {uri}\n        {reason}")
     if result["selected"] > args.show:
@@ -394,7 +394,7 @@ def _cmd_nightly(args) -> int:
     detected, exported = result["detect"], result["export"]
     print(f"detected {detected['processed']} new images ({len(detected['quarantined'])} quarantined) on "
           f"{len(detected.get('workers', []))} worker(s); selection {result['mine']['selection_id']} "
-          f"({result['mine']['selected']} images)")
+          f"({result['mine']['selected']} images, strategy {result['mine'].get('strategy')})")
     print(f"batch {exported['batch_id']} at {exported['location']}" if exported else "nothing exported")
     return 0
 

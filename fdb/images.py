@@ -228,6 +228,12 @@ def eligible_among(fdb: FeatureDB, model_version: str, image_ids: Iterable[Objec
     return found
 
 
+def labelled_ids(fdb: FeatureDB, model_version: str) -> list[ObjectId]:
+    """Images with labels that `model_version` has processed (the labelled split, and pool images whose labels came
+    back): what a core-set starts from."""
+    return [d["_id"] for d in fdb.images.find({"processed_by": model_version, "labelled": True}, {"_id": 1})]
+
+
 def pool_generation(fdb: FeatureDB, model_version: str) -> dict[str, int]:
     """Counts that change whenever what may be mined does: pool images this model processed, images with labels
     back, images exported, decisions people made on selections. Each only grows (a processed mark, a label, an

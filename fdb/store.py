@@ -14,7 +14,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pymongo
@@ -399,6 +399,16 @@ class FeatureDB:
                           category_name=d.get("category_name"), label=d.get("label"),
                           proposal_index=d.get("proposal_index"), mask=d.get("mask"), id=d["_id"],
                           image_id=d["image_id"], model_version=model_version) for d in docs]
+
+    def detection_scores(self, model_version: str, image_ids: Sequence[ObjectId],
+                         part: int = 20_000) -> Iterator[tuple[ObjectId, float]]:
+        """(image id, score) of every stored detection of `model_version` on these images: what an uncertainty
+        ranking reads, without the boxes and masks."""
+        ids = list(image_ids)
+        for start in range(0, len(ids), part):
+            for d in self.detections.find({"image_id": {"$in": ids[start:start + part]}, "model_version": model_version},
+                                          {"image_id": 1, "score": 1, "_id": 0}):
+                yield d["image_id"], d["score"]
 
     def detections_by_id(self, detection_ids: Sequence[ObjectId]) -> dict[ObjectId, Detection]:
         """detection id -> the stored detection (without its mask)."""

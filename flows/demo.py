@@ -89,13 +89,16 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
     val_json = str(annotations / "val.json")
     detect_labelled(store, seed["version"], val_json, images, progress=progress)
     queried = QUERY_TYPES
-    mining = MiningConfig(k=sizes["k"], budget=sizes["budget"], types=queried)
+    # The mined arm's strategy (`mining.strategies`); the random arm is drawn beside it either way.
+    mining = MiningConfig(strategy=sizes.get("strategy", "errors"), k=sizes["k"], budget=sizes["budget"],
+                          types=queried)
     mined = mine(store, seed["version"], val_json, images, mining)
     if not mined["queries"]:  # a seed without false positives: mine with every error instead
         queried = None
-        mined = mine(store, seed["version"], val_json, images, MiningConfig(k=sizes["k"], budget=sizes["budget"]))
+        mined = mine(store, seed["version"], val_json, images, replace(mining, types=None))
     say("   " + mined["error_table"].replace("\n", "\n   "))
-    say(f"   {mined['queries']} queries -> {mined['selected']} mined images; random arm {len(mined['random_uris'])}")
+    say(f"   {mined['queries']} queries -> {mined['selected']} images by the {mining.strategy} strategy; random arm "
+        f"{len(mined['random_uris'])}")
 
     say("5. export both batches (CVAT + COCO), the oracle labels them, import the labels")
     batches = {}

@@ -25,9 +25,12 @@ from dataengine.config import store_config
 from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
 from mining.config import MatchConfig, MiningConfig
 from mining.gate import served_run
+from mining.strategies import STRATEGIES
 from tasks import detect, detect_labelled, export, import_batch_labels, mine, resolve_model, retrain_candidate
 from tasks.demo import generate_scenes, oracle_label_batch, train_seed
 
+# An engine is a selection strategy by name (`mining.strategies`: errors, uncertainty, diversity, hybrid, random),
+# "mined" (the errors strategy, by its old name) or "none" (no new labels: the no-new-data engine).
 ENGINES = ("mined", "random", "none")
 QUERY_TYPES = ["fp_background", "fp_wrong_class"]
 # `test`: images of a test split that fed nothing, on which each round's production model is also reported
@@ -45,6 +48,9 @@ def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None =
     say = get_run_logger().info
     sizes = {**LOOP, **(sizes or {})}
     engines = list(engines or ENGINES)
+    unknown = [e for e in engines if e not in (*ENGINES, *STRATEGIES)]
+    if unknown:
+        raise ValueError(f"unknown engines {unknown}; an engine is one of {sorted({*ENGINES, *STRATEGIES})}")
     store = store_config()
     tag = hashlib.sha256(json.dumps(sizes, sort_keys=True).encode()).hexdigest()[:8]
     root = Path(root) if root else Path(store.home) / "loop" / tag
@@ -68,13 +74,19 @@ def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None =
             version = resolve_model(estore)
             detect(estore, version, pool, detection, source="loop", progress=progress)
             detect_labelled(estore, version, val_json, images, detection)
+            strategy = "errors" if engine in ENGINES else engine
             mined = mine(estore, version, val_json, images,
-                         MiningConfig(k=sizes["k"], budget=sizes["budget"], types=QUERY_TYPES), match)
+                         MiningConfig(strategy=strategy, k=sizes["k"], budget=sizes["budget"], types=QUERY_TYPES,
+                                      random_arm=engine == "random"), match)
             if query_subset is None:  # the seed's queried errors: the same subset for every engine and round
                 query_subset = mined["query_coco_ids"]
             batch = None
-            selection = {"mined": mined["selection_id"] if mined["selected"] else None,
-                         "random": mined["random_selection_id"] if mined["random_uris"] else None}.get(engine)
+            if engine == "none":
+                selection = None
+            elif engine == "random":
+                selection = mined["random_selection_id"] if mined["random_uris"] else None
+            else:
+                selection = mined["selection_id"] if mined["selected"] else None
             if selection:  # a model without queried errors mines nothing: there is nothing to label this round
                 batch = export(estore, selection, str(root / engine / "exports"))
                 labels = oracle_label_batch(batch["location"], pool_json,

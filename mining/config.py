@@ -62,6 +62,10 @@ class LabelErrorConfig:
 class MiningConfig:
     """How hard cases are mined (the mining stage's one config; matching has `MatchConfig`)."""
 
+    strategy: str = field(default="errors", metadata={
+        "help": "how the pool is ranked (mining/strategies): errors (nearest to the model's errors), random, "
+                "uncertainty, diversity (core-set) or hybrid (errors plus a share explored by --explore-with)",
+        "choices": ["errors", "random", "uncertainty", "diversity", "hybrid"]})
     k: int = field(default=20, metadata={"help": "neighbours per query"})
     budget: int = field(default=200, metadata={"help": "most images to select"})
     types: tuple[str, ...] | None = field(default=None, metadata={
@@ -78,6 +82,15 @@ class MiningConfig:
     seed: int = field(default=0, metadata={"help": "seed of the random arm"})
     duplicate_distance: float = field(default=1e-4, metadata={
         "help": "images closer than this (cosine, centred image vectors) to one already chosen are duplicates"})
+    uncertainty: str = field(default="entropy", metadata={
+        "help": "a detection's uncertainty for the uncertainty strategy: entropy (binary, of its score) or "
+                "least_confidence (1 - score)", "choices": ["entropy", "least_confidence"]})
+    uncertainty_aggregate: str = field(default="max", metadata={
+        "help": "an image's uncertainty from its detections': max or sum", "choices": ["max", "sum"]})
+    explore_share: float = field(default=0.25, metadata={
+        "help": "hybrid: share of the budget given to exploration"})
+    explore_with: str = field(default="uncertainty", metadata={
+        "help": "hybrid: the exploring strategy", "choices": ["uncertainty", "diversity"]})
     keep_label_errors: bool = field(default=False, metadata={
         "help": "query with errors the labels are suspected of too (by default they are left out)"})
 

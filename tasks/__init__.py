@@ -153,6 +153,7 @@ def mine(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | 
                                       if e.id in {q.error_id for q in result.queries}}),
             "queries_by_level": {lvl: sum(q.level == lvl for q in result.queries) for lvl in ("detection", "image")},
             "selection_id": result.selection.selection_id, "selected": len(result.selection),
+            "strategy": result.selection.info.params.get("strategy"),
             "index_versions": result.selection.index_versions,
             "selected_uris": [img.uri for img in result.selection.images],
             "random_selection_id": result.random.selection_id if result.random else None,

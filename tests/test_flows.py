@@ -44,6 +44,24 @@ def test_nightly_twice_adds_nothing_the_second_time(prefect_backend, engine, fdb
     assert fdb.exports.count_documents({}) == 2 and third["export"]["batch_id"] != batch["batch_id"]
 
 
+def test_the_nightly_chooses_its_strategy_by_name_from_the_cli(prefect_backend, engine, fdb, capsys):
+    from dataengine.cli import main
+
+    args = ["nightly", "--images", str(engine / "images"), "--pattern", "pool_*",
+            "--gt", str(engine / "annotations" / "val.json"), "--budget", "3", "--no-random-arm"]
+    assert main(args + ["--strategy", "diversity"]) == 0
+    assert "strategy diversity" in capsys.readouterr().out
+    [batch] = list(fdb.exports.find())
+    chosen = list(fdb.selections.find({"export_id": batch["_id"]}))
+    assert len(chosen) == 3 and {d["params"]["strategy"] for d in chosen} == {"diversity"}
+    assert all(d["reason"].startswith("core-set pick") for d in chosen)
+    # Another strategy is another night's state: it mines what is left and queues a second batch.
+    assert main(args + ["--strategy", "uncertainty"]) == 0
+    second = [d for d in fdb.selections.find({"params.strategy": "uncertainty"})]
+    assert len(second) == 3 and not {d["image_id"] for d in second} & {d["image_id"] for d in chosen}
+    assert fdb.exports.count_documents({}) == 2
+
+
 def test_a_crash_part_way_is_completed_once_by_the_next_run(prefect_backend, engine, fdb, monkeypatch):
     import detectors.inference as inference
     from flows.nightly import detect, nightly

@@ -1,0 +1,121 @@
+"""Selection strategies on a tiny hand-made pool: what each ranks first, and why (mining.strategies)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from bson import ObjectId
+
+from mining.config import MiningConfig
+from mining.queries import Query
+from mining.strategies import STRATEGIES, StrategyContext, build_strategy, select
+from records import BOX_LAYER, IMAGE_LAYER, Detection
+
+MODEL = "m1"
+DIM = 8
+
+
+def unit(v):
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v)
+
+
+def axis(i, noise=0.0, rng=None):
+    v = np.zeros(DIM, np.float32)
+    v[i] = 1.0
+    return unit(v + (noise * rng.standard_normal(DIM) if noise else 0))
+
+
+@pytest.fixture()
+def pool(fdb, tmp_path):
+    """Six pool images and two labelled ones. Scores: p0 one detection at 0.5 (the most doubtful), p1 one at 0.99,
+    p2 three at 0.7, p3 one at 0.3, p4 none, p5 one at 0.95. Image vectors: the labelled images and p0-p2 lie
+    along axis 0, p3 along axis 1, p4 along axis 2, p5 along axis 1 too (near p3). Box vectors: p1's detection
+    along axis 3, where the error query points."""
+    rng = np.random.default_rng(0)
+    scores = {0: [0.5], 1: [0.99], 2: [0.7, 0.7, 0.7], 3: [0.3], 4: [], 5: [0.95]}
+    looks = {0: 0, 1: 0, 2: 0, 3: 1, 4: 2, 5: 1}
+    ids = {}
+    for i in range(6):
+        image_id = ids[i] = ObjectId()
+        fdb.images.insert_one({"_id": image_id, "uri": f"/pool/p{i}.png", "sha256": f"h{i}", "split": "pool",
+                               "labelled": False, "status": "ok", "processed_by": [MODEL]})
+        fdb.write_detections(MODEL, [Detection(r, [1.0, 1.0, 5.0, 5.0], s, 1, "stop_sign", image_id=image_id)
+                                     for r, s in enumerate(scores[i])])
+        for r in range(len(scores[i])):
+            box = axis(3, 0.05, rng) if i == 1 else axis(4 + r % 4, 0.3, rng)
+            fdb.write_features(MODEL, BOX_LAYER, [fdb.detection_id(image_id, MODEL, r)], box[None],
+                               image_ids=[image_id])
+        fdb.write_features(MODEL, IMAGE_LAYER, [image_id], axis(looks[i], 0.05, rng)[None], owner_kind="image")
+    for j in range(2):
+        image_id = ids[f"l{j}"] = ObjectId()
+        fdb.images.insert_one({"_id": image_id, "uri": f"/val/l{j}.png", "split": "val", "labelled": True,
+                               "status": "ok", "processed_by": [MODEL]})
+        fdb.write_features(MODEL, IMAGE_LAYER, [image_id], axis(0, 0.05, rng)[None], owner_kind="image")
+    query = Query(ObjectId(), "fp_background", "stop_sign", ids["l0"], "detection", axis(3), None, [0, 0, 4, 4])
+    return ids, StrategyContext(fdb, MODEL, [query], tmp_path / "indexes")
+
+
+def test_every_strategy_is_registered_and_an_unknown_one_is_named():
+    assert set(STRATEGIES) == {"errors", "random", "uncertainty", "diversity", "hybrid"}
+    with pytest.raises(ValueError, match="unknown selection strategy 'entropy'.*diversity"):
+        build_strategy("entropy")
+
+
+def test_uncertainty_ranks_the_most_doubtful_detection_first(pool):
+    ids, context = pool
+    ranking = build_strategy("uncertainty").rank(context, budget=6)
+    order = [image.image_id for image in ranking.images]
+    # Entropy of the score, max per image: 0.5 (1 bit), 0.3 and 0.7 (0.88), 0.95, 0.99; p4 has no detection.
+    assert order[0] == ids[0] and set(order[1:3]) == {ids[2], ids[3]} and order[3:] == [ids[5], ids[1]]
+    assert ids[4] not in order
+    assert "max entropy 1.000 over 1 detections" in ranking.images[0].reason
+    # Summed, p2's three doubtful detections outweigh p0's one; least confidence puts the lowest score first.
+    summed = build_strategy("uncertainty", MiningConfig(uncertainty_aggregate="sum")).rank(context, budget=1)
+    assert summed.images[0].image_id == ids[2]
+    least = build_strategy("uncertainty", MiningConfig(uncertainty="least_confidence")).rank(context, budget=1)
+    assert least.images[0].image_id == ids[3]
+
+
+def test_diversity_covers_what_the_labelled_set_does_not(pool):
+    ids, context = pool
+    ranking = build_strategy("diversity").rank(context, budget=3)
+    order = [image.image_id for image in ranking.images]
+    # The labelled images lie along axis 0 (as p0-p2 do): the first picks are p4 (axis 2) and one of p3 / p5
+    # (axis 1); once one of those is picked, its twin is covered and a third pick comes from elsewhere.
+    assert set(order[:2]) in ({ids[4], ids[3]}, {ids[4], ids[5]})
+    assert not {ids[3], ids[5]} <= set(order)
+    assert "2 labelled images" in ranking.images[0].reason
+
+
+def test_errors_and_hybrid_share_the_budget_with_exploration(pool):
+    ids, context = pool
+    errors = build_strategy("errors", MiningConfig(k=1, backend="exact")).rank(context, budget=4)
+    assert [image.image_id for image in errors.images] == [ids[1]]  # the one box near the query
+    hybrid = build_strategy("hybrid", MiningConfig(k=1, backend="exact", explore_share=0.5)).rank(context, budget=4)
+    order = [image.image_id for image in hybrid.images]
+    # Two of four for the errors, of which they fill one; the other three go to uncertainty, never p1 again.
+    assert order[:2] == [ids[1], ids[0]] and set(order[2:]) == {ids[2], ids[3]}  # 0.3 and 0.7: equal entropy
+    assert [image.rank for image in hybrid.images] == [0, 1, 2, 3]
+    assert all(image.reason.startswith("exploration (uncertainty)") for image in hybrid.images[1:])
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        build_strategy("hybrid", MiningConfig(explore_share=1.5))
+
+
+def test_a_selection_records_its_strategy_and_parameters_once(fdb, pool):
+    ids, context = pool
+    config = MiningConfig(budget=2, strategy="uncertainty")
+    first = select(context, "uncertainty", config)
+    again = select(context, "uncertainty", config)
+    assert first.selection_id == again.selection_id and first.info.arm == "mined"
+    doc = fdb.selections.find_one({"selection_id": first.selection_id})
+    assert doc["params"]["strategy"] == "uncertainty" and doc["params"]["uncertainty"] == "entropy"
+    assert fdb.selections.count_documents({"selection_id": first.selection_id}) == 2
+    drawn = select(context, "random", MiningConfig(seed=3), budget=3)
+    assert drawn.info.arm == "random" and drawn.selection_id.startswith("rnd-") and len(drawn) == 3
+    assert [i.image_id for i in select(context, "random", MiningConfig(seed=3), budget=3).images] == \
+        [i.image_id for i in drawn.images]
+    # Exported images leave the pool, so every strategy ranks what is left.
+    fdb.selections.update_many({"selection_id": first.selection_id}, {"$set": {"export_id": "batch-1"}})
+    after = build_strategy("uncertainty").rank(context, budget=6)
+    assert not {i.image_id for i in first.images} & {i.image_id for i in after.images}
