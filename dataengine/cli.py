@@ -272,6 +272,9 @@ def _cmd_mine(args) -> int:
     by_level = result["queries_by_level"]
     print(f"{result['queries']} queries ({by_level['detection']} with their detection's FC vector, "
           f"{by_level['image']} with their image's vector: misses have no detection)")
+    if result["budget_shares"]:
+        print("budget split by what each error type costs in mAP (floor "
+              f"{mining.type_floor:.0%}): " + ", ".join(f"{t} {n}" for t, n in result["budget_shares"].items()))
     print(f"selection {result['selection_id']} (strategy {mining.strategy}): {result['selected']} images "
           f"(budget {mining.budget}, k {mining.k}), indexes {result['index_versions']}")
     for rank, (uri, reason) in enumerate(result["top"][:args.show], start=1):

@@ -20,7 +20,7 @@ import contextlib
 import copy
 import io
 from collections import Counter, defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -116,14 +116,17 @@ class ErrorReport:
     images: int
     errors: list[ModelError]
     counts: dict[str, dict[str, int]]  # error type -> class name -> count
+    # error type -> the bbox mAP it costs on the labelled set (TIDE, `ErrorCost`), from the same stored detections
+    cost: dict[str, float] = field(default_factory=dict)
 
     def table(self) -> str:
         classes = sorted({c for by_class in self.counts.values() for c in by_class})
-        lines = [f"{'error type':<18}" + "".join(f"{c:>12}" for c in classes) + f"{'total':>8}"]
+        lines = [f"{'error type':<18}" + "".join(f"{c:>12}" for c in classes) + f"{'total':>8}"
+                 + (f"{'mAP cost':>10}" if self.cost else "")]
         for kind in ERROR_TYPES:
             row = self.counts.get(kind, {})
             lines.append(f"{kind:<18}" + "".join(f"{row.get(c, 0):>12}" for c in classes)
-                         + f"{sum(row.values()):>8}")
+                         + f"{sum(row.values()):>8}" + (f"{self.cost.get(kind, 0.0):>10.4f}" if self.cost else ""))
         return "\n".join(lines)
 
     def totals(self) -> dict[str, int]:
@@ -162,7 +165,17 @@ def find_errors(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
     counts: dict[str, dict[str, int]] = {kind: {} for kind in ERROR_TYPES}
     for r in records:
         counts[r.type][r.category_name] = counts[r.type].get(r.category_name, 0) + 1
-    return ErrorReport(model_version, params, len(uri_of), records, counts)
+    # What each type costs, from the same stored detections (those above the detect stage's min_score).
+    cost = ErrorCost(ground_truth, params)
+    cost.process(list(uri_of), [_Stored(by_image[docs[uri]["_id"]]) for uri in uri_of.values()])
+    return ErrorReport(model_version, params, len(uri_of), records, counts,
+                       {k: v for k, v in cost.evaluate()["cost"].items() if k in ERROR_TYPES})
+
+
+@dataclass
+class _Stored:
+    """One image's stored detections, shaped as an inference pass's output for the pass consumers below."""
+    detections: list[Detection]
 
 
 # ---------------------------------------------------------------------------------------------------- in a pass
@@ -242,6 +255,11 @@ class ErrorCost:
     def evaluate(self) -> dict:
         with contextlib.redirect_stdout(io.StringIO()):
             gt = COCO(str(self.ground_truth.path))
+            # COCOeval needs every annotation's area; a hand-made set may leave it out: the box's then.
+            if any("area" not in a for a in gt.dataset["annotations"]):
+                for a in gt.dataset["annotations"]:
+                    a.setdefault("area", float(a["bbox"][2] * a["bbox"][3]))
+                gt.createIndex()
             found = COCO()
             found.dataset = {**gt.dataset, "annotations": [a for a in gt.dataset["annotations"]
                                                            if a["id"] not in self.missed]}

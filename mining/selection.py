@@ -72,7 +72,8 @@ def mine_hard_cases(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
     images it must have processed), leave out those a suspected label error explains (unless
     `config.keep_label_errors`), query the pool with the rest, record the selection (and a random arm of the
     same budget), and draw the montage."""
-    run_params = {"strategy": config.strategy, "k": config.k, "budget": config.budget, "match": match.as_dict(), "types": _list(config.types),
+    run_params = {"strategy": config.strategy, "budget_split": config.budget_split, "k": config.k,
+                  "budget": config.budget, "match": match.as_dict(), "types": _list(config.types),
                   "classes": _list(config.classes), "level": config.level, "backend": config.backend,
                   "random_arm": config.random_arm, "seed": config.seed,
                   "keep_label_errors": config.keep_label_errors, "label_errors": label_config.as_dict(),
@@ -89,7 +90,7 @@ def mine_hard_cases(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
     left_out = {} if config.keep_label_errors else dict(Counter(
         explained[e.id] for e in chosen_errors(errors.errors, config.types, config.classes) if e.id in explained))
     out_dir = Path(out_dir)
-    context = StrategyContext(fdb, model_version, queries, out_dir / "indexes")
+    context = StrategyContext(fdb, model_version, queries, out_dir / "indexes", cost=errors.cost)
     selection = select(context, config.strategy, config,
                        params={"match": match.as_dict(), "types": _list(config.types),
                                "classes": _list(config.classes), "level": config.level})
@@ -97,7 +98,8 @@ def mine_hard_cases(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
     montage = query_montage(fdb, queries, selection.neighbours,
                             out_dir / "selections" / selection.selection_id / "montage.png")
     run_store.finish_run(fdb, run_id, metrics={
-        "errors": errors.totals(), "label_errors": label_errors.counts(), "left_out_as_label_errors": left_out,
+        "errors": errors.totals(), "error_cost": errors.cost, "budget_shares": selection.info.params.get("shares"),
+        "label_errors": label_errors.counts(), "left_out_as_label_errors": left_out,
         "label_error_predictions": label_errors.predictions, "label_error_judge_too_weak": label_errors.judge_too_weak,
         "queries": len(queries), "selected": len(selection),
         "selection_id": selection.selection_id, "random_selection_id": baseline.selection_id if baseline else None})

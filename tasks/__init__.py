@@ -154,6 +154,7 @@ def mine(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | 
             "queries_by_level": {lvl: sum(q.level == lvl for q in result.queries) for lvl in ("detection", "image")},
             "selection_id": result.selection.selection_id, "selected": len(result.selection),
             "strategy": result.selection.info.params.get("strategy"),
+            "error_cost": result.errors.cost, "budget_shares": result.selection.info.params.get("shares"),
             "index_versions": result.selection.index_versions,
             "selected_uris": [img.uri for img in result.selection.images],
             "random_selection_id": result.random.selection_id if result.random else None,

@@ -141,6 +141,11 @@ def test_find_errors_records_typed_errors_and_queries(fdb, tmp_path):
     assert by_type["fp_background"].level == "detection" and by_type["fp_background"].vector[1] == 1.0
     assert by_type["miss"].level == "image"  # a miss has no detection: its image's vector
     assert "fp_background" in report.table()
+    # What each type costs (TIDE, from the same stored detections): the car is found, the stop sign missed (AP 0)
+    # beside a background detection. Asking nothing of the missed sign leaves the car alone: 0.5 -> 1.0; deleting
+    # the background detection leaves the sign missed: it costs nothing.
+    assert report.cost["miss"] == pytest.approx(0.5) and report.cost["fp_background"] == pytest.approx(0.0)
+    assert "mAP cost" in report.table()
 
 
 def test_the_last_labelled_set_is_remembered(fdb):

@@ -9,6 +9,7 @@ from bson import ObjectId
 from mining.config import MiningConfig
 from mining.queries import Query
 from mining.strategies import STRATEGIES, StrategyContext, build_strategy, select
+from mining.strategies.errors import split_budget
 from records import BOX_LAYER, IMAGE_LAYER, Detection
 
 MODEL = "m1"
@@ -119,3 +120,29 @@ def test_a_selection_records_its_strategy_and_parameters_once(fdb, pool):
     fdb.selections.update_many({"selection_id": first.selection_id}, {"$set": {"export_id": "batch-1"}})
     after = build_strategy("uncertainty").rank(context, budget=6)
     assert not {i.image_id for i in first.images} & {i.image_id for i in after.images}
+
+
+def test_the_budget_follows_what_each_error_type_costs_with_a_floor():
+    # 0.06 mAP for misses, 0.03 for localisation, nothing measurable for background: 20 images, floor 10 % (2 each),
+    # the other 14 two to one (9.33 and 4.67; the larger remainder takes the last image).
+    shares = split_budget({"miss": 0.06, "fp_localisation": 0.03, "fp_background": 0.0}, 20, floor=0.1)
+    assert shares == {"miss": 11, "fp_localisation": 7, "fp_background": 2} and sum(shares.values()) == 20
+    assert split_budget({"a": 0.0, "b": 0.0}, 5) == {"a": 3, "b": 2}  # nothing measurable: alike
+    assert split_budget({"a": 1.0, "b": 0.0, "c": 0.0}, 2, floor=0.5) == {"a": 2, "b": 0, "c": 0}
+    assert sum(split_budget({"a": 0.3, "b": 0.2, "c": 0.1}, 7, floor=0.0).values()) == 7
+
+
+def test_errors_split_by_cost_give_each_type_its_share(pool):
+    ids, context = pool
+    # A cheap background error near p1's box, a costly miss whose query is p3's image vector.
+    miss = Query(ObjectId(), "miss", "car", ids["l1"], "image", axis(1), None, [0, 0, 4, 4])
+    context.queries.append(miss)
+    context.cost = {"fp_background": 0.001, "miss": 0.05}
+    config = MiningConfig(k=2, backend="exact", budget_split="cost", type_floor=0.25)
+    ranking = build_strategy("errors", config).rank(context, budget=4)
+    assert ranking.params["shares"] == {"miss": 3, "fp_background": 1}
+    order = [image.image_id for image in ranking.images]
+    # The miss's share first (its two nearest images: p3 and p5 lie along axis 1), then the background's.
+    assert set(order[:2]) == {ids[3], ids[5]} and ids[1] in order
+    assert ranking.images[0].reason.startswith("miss (3 of 4 images for 0.0500 mAP)")
+    assert [image.rank for image in ranking.images] == list(range(len(order)))

@@ -33,6 +33,7 @@ class StrategyContext:
     model_version: str
     queries: list[Query] = field(default_factory=list)
     index_root: Path = Path("indexes")
+    cost: dict[str, float] = field(default_factory=dict)  # error type -> the mAP it costs (`ErrorReport.cost`)
 
 
 @dataclass

@@ -11,24 +11,77 @@ from fdb import images as image_store
 from fdb.pool_index import pool_index
 from fdb.vectors import to_object_ids
 from mining.config import MiningConfig
-from mining.strategies.base import Ranking, StrategyContext, register
+from mining.strategies.base import Ranking, StrategyContext, register, reranked
 from records import BOX_LAYER, IMAGE_LAYER, QueryHit, SelectedImage
 
 
 @register("errors")
 class ErrorRetrieval:
-    """Nearest pool images to the error queries (`config.k` each), merged per image."""
+    """Nearest pool images to the error queries (`config.k` each), merged per image. With `budget_split="cost"`
+    the budget is first split between the queried error types in proportion to the mAP each costs the model on the
+    labelled set (`split_budget`), and each type's share goes to the images nearest to its own queries."""
 
-    def __init__(self, k: int = 20, backend: str = "auto", duplicate_distance: float = 1e-4):
+    def __init__(self, k: int = 20, backend: str = "auto", duplicate_distance: float = 1e-4,
+                 budget_split: str = "hits", type_floor: float = 0.1):
+        if budget_split not in ("hits", "cost"):
+            raise ValueError(f"budget_split is hits or cost, not {budget_split!r}")
         self.k, self.backend, self.duplicate_distance = k, backend, duplicate_distance
+        self.budget_split, self.type_floor = budget_split, type_floor
 
     @classmethod
     def from_config(cls, config: MiningConfig) -> "ErrorRetrieval":
-        return cls(config.k, config.backend, config.duplicate_distance)
+        return cls(config.k, config.backend, config.duplicate_distance, config.budget_split, config.type_floor)
 
     def rank(self, context: StrategyContext, budget: int, exclude: frozenset = frozenset()) -> Ranking:
-        return rank_by_errors(context.fdb, context.model_version, context.queries, self.k, budget, self.backend,
-                              self.duplicate_distance, context.index_root, exclude)
+        rank = lambda queries, share, taken: rank_by_errors(  # noqa: E731
+            context.fdb, context.model_version, queries, self.k, share, self.backend, self.duplicate_distance,
+            context.index_root, taken)
+        if self.budget_split == "hits":
+            return rank(context.queries, budget, exclude)
+        by_type: dict[str, list] = {}
+        for q in context.queries:
+            by_type.setdefault(q.type, []).append(q)
+        shares = split_budget({t: context.cost.get(t, 0.0) for t in by_type}, budget, self.type_floor)
+        images, taken, parts = [], frozenset(exclude), []
+        # The costliest type first; what a type cannot fill (too few neighbours left) passes to the next.
+        carry = 0
+        for error_type in sorted(shares, key=lambda t: (-context.cost.get(t, 0.0), t)):
+            part = rank(by_type[error_type], shares[error_type] + carry, taken)
+            carry = shares[error_type] + carry - len(part.images)
+            for image in part.images:
+                image.reason = (f"{error_type} ({shares[error_type]} of {budget} images for "
+                                f"{context.cost.get(error_type, 0.0):.4f} mAP): {image.reason}")
+            images += reranked(part.images, start=len(images))
+            taken |= {image.image_id for image in part.images}
+            parts.append(part)
+        return Ranking(images, {"k": self.k, "backend": self.backend, "duplicate_distance": self.duplicate_distance,
+                                "budget_split": "cost", "type_floor": self.type_floor, "shares": shares,
+                                "cost": {t: round(context.cost.get(t, 0.0), 6) for t in shares}},
+                       {k: v for p in parts for k, v in p.index_versions.items()},
+                       {k: v for p in parts for k, v in p.neighbours.items()},
+                       [d for p in parts for d in p.query_docs],
+                       identity=tuple(x for p in parts for x in p.identity))
+
+
+def split_budget(cost: dict[str, float], budget: int, floor: float = 0.1) -> dict[str, int]:
+    """The budget split between error types in proportion to the mAP each costs, each type given at least
+    `floor` x budget images (rounded down, at least one while the budget lasts) so that none starves; the largest
+    remainders take the images rounding leaves. Types that cost nothing measurable share alike."""
+    if not cost or budget <= 0:
+        return {t: 0 for t in cost}
+    types = sorted(cost)
+    least = min(max(1, int(floor * budget)), budget // len(types)) if budget >= len(types) else 0
+    shares = {t: least for t in types}
+    left = budget - least * len(types)
+    total = sum(max(0.0, cost[t]) for t in types)
+    weights = {t: (max(0.0, cost[t]) / total if total > 0 else 1 / len(types)) for t in types}
+    exact = {t: left * weights[t] for t in types}
+    for t in types:
+        shares[t] += int(exact[t])
+    rest = budget - sum(shares.values())
+    for t in sorted(types, key=lambda t: (-(exact[t] - int(exact[t])), -weights[t], t))[:rest]:
+        shares[t] += 1
+    return shares
 
 
 def rank_by_errors(fdb: FeatureDB, model_version: str, queries, k: int, budget: int, backend: str,
