@@ -270,8 +270,8 @@ def _cmd_mine(args) -> int:
           f"score >= {match.score_threshold}):")
     print(result["error_table"])
     by_level = result["queries_by_level"]
-    print(f"{result['queries']} queries ({by_level['detection']} with their detection's FC vector, "
-          f"{by_level['image']} with their image's vector: misses have no detection)")
+    print(f"{result['queries']} queries ({by_level['detection']} with a box-head vector: a false positive's own, a "
+          f"miss's ground-truth box's; {by_level['image']} with their image's vector)")
     if result["budget_shares"]:
         print("budget split by what each error type costs in mAP (floor "
               f"{mining.type_floor:.0%}): " + ", ".join(f"{t} {n}" for t, n in result["budget_shares"].items()))

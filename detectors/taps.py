@@ -109,3 +109,19 @@ def detect_with_features(model: MaskRCNN, images: list[torch.Tensor]) -> list[Ta
             boxes=det["boxes"], scores=det["scores"], labels=det["labels"], masks=det.get("masks"),
             box_features=box_features[offsets[i] + proposal], proposal_index=proposal, image_feature=vectors[i]))
     return out
+
+
+@torch.inference_mode()
+def box_vectors(model: MaskRCNN, image: torch.Tensor, boxes_xyxy: torch.Tensor) -> torch.Tensor:
+    """(n, d): the box head's vector of each given box (pixels of the original image, xyxy), pooled from the
+    model's features as if the box were one of its proposals: for a ground-truth box the model missed, what it
+    should have seen there, in the same space as its detections' vectors."""
+    if model.training:
+        raise RuntimeError("box_vectors needs the model in eval mode (model.eval())")
+    height, width = image.shape[-2:]
+    image_list, _ = model.transform([image])
+    features = model.backbone(image_list.tensors)
+    new_h, new_w = image_list.image_sizes[0]
+    scale = torch.tensor([new_w / width, new_h / height, new_w / width, new_h / height], dtype=boxes_xyxy.dtype)
+    pooled = model.roi_heads.box_roi_pool(features, [boxes_xyxy * scale], image_list.image_sizes)
+    return model.roi_heads.box_head(pooled)

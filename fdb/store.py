@@ -268,8 +268,8 @@ class FeatureDB:
                        owner_kind: str = "detection", batch_size: int = 2000) -> WriteReport:
         """Store one vector per owner (a detection or an image). Shapes are checked before anything is written;
         rows that are not finite are rejected and reported, the others stored."""
-        if owner_kind not in ("detection", "image"):
-            raise ValueError(f"owner_kind must be 'detection' or 'image', got {owner_kind!r}")
+        if owner_kind not in ("detection", "image", "ground_truth"):
+            raise ValueError(f"owner_kind must be 'detection', 'image' or 'ground_truth', got {owner_kind!r}")
         vectors = np.asarray(vectors)
         if vectors.ndim != 2:
             raise FeatureShapeError(f"vectors must be a 2-D array (n, dim), got shape {vectors.shape}")
@@ -425,6 +425,11 @@ class FeatureDB:
     @staticmethod
     def detection_id(image_id: ObjectId, model_version: str, rank: int) -> ObjectId:
         return stable_id("det", image_id, model_version, rank)
+
+    @staticmethod
+    def ground_truth_id(image_id: ObjectId, annotation_id: int) -> ObjectId:
+        """The owner of a ground-truth box's vector (`records.GT_BOX_LAYER`): the image and the COCO annotation."""
+        return stable_id("gt", image_id, int(annotation_id))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Queries: every error of the chosen kinds becomes a vector to search the pool with.
 
-A false positive searches with its own box-head FC vector (detection level) or its image's vector (image level);
-a miss has no detection, so it always searches with its image's vector."""
+A false positive searches with its own box-head FC vector (detection level) or its image's vector (image level).
+A miss has no detection: at detection level it searches with the box-head vector of its ground-truth box (the box
+pooled through the model as if it were a proposal, `records.GT_BOX_LAYER`: what the model should have seen
+there), and with its image's vector where that was not tapped."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fdb import FeatureDB
-from records import BOX_LAYER, IMAGE_LAYER, ModelError
+from records import BOX_LAYER, GT_BOX_LAYER, IMAGE_LAYER, ModelError
 
 
 @dataclass
@@ -37,12 +39,19 @@ def build_queries(fdb: FeatureDB, model_version: str, errors: list[ModelError], 
     chosen = chosen_errors(errors, types, classes)
     det_ids = [e.detection_id for e in chosen if e.detection_id is not None and level == "detection"]
     det_vectors = fdb.vectors_by_owner(model_version, BOX_LAYER, det_ids) if det_ids else {}
+    gt_owner = {e.id: fdb.ground_truth_id(e.image_id, e.gt_id) for e in chosen
+                if level == "detection" and e.detection_id is None and e.gt_id is not None}
+    gt_vectors = (fdb.vectors_by_owner(model_version, GT_BOX_LAYER, list(gt_owner.values()))
+                  if gt_owner and fdb.layer_shape(model_version, GT_BOX_LAYER) is not None else {})
     image_vectors = fdb.vectors_by_owner(model_version, IMAGE_LAYER, list({e.image_id for e in chosen}))
     queries = []
     for e in chosen:
         if level == "detection" and e.detection_id is not None:
             queries.append(Query(e.id, e.type, e.category_name, e.image_id, "detection",
                                  det_vectors[e.detection_id], e.detection_id, e.bbox))
+        elif gt_owner.get(e.id) in gt_vectors:
+            queries.append(Query(e.id, e.type, e.category_name, e.image_id, "detection",
+                                 gt_vectors[gt_owner[e.id]], None, e.bbox))
         else:
             queries.append(Query(e.id, e.type, e.category_name, e.image_id, "image",
                                  image_vectors[e.image_id], None, e.bbox))

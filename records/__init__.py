@@ -18,6 +18,9 @@ from typing import Any
 
 BOX_LAYER = "roi_heads.box_head.fc7"  # one 1024-d vector per kept detection: the box head's last FC layer
 IMAGE_LAYER = "backbone.fpn.mean_p2_p5"  # one vector per image: each FPN level averaged over the image
+# The box head's vector of a ground-truth box (pooled as if it were a proposal): what the model should have seen
+# where it missed an object. A layer of its own, in BOX_LAYER's space, so a miss searches the pool's box index.
+GT_BOX_LAYER = BOX_LAYER + "@ground_truth"
 
 ERROR_TYPES = ("fp_background", "fp_wrong_class", "fp_localisation", "miss")
 FP_TYPES = ERROR_TYPES[:3]  # the false positives: a detection to delete

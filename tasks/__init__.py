@@ -39,7 +39,7 @@ from records import BOX_LAYER, IMAGE_LAYER
 from records.coco import load_coco
 from storage import list_images_since
 from tasks.context import checkpoint_of, connection, production_or, resolve_checkpoint
-from tasks.detect import detect_images
+from tasks.detect import detect_images, tap_ground_truth
 
 
 def _worth_retrying(task, task_run, state) -> bool:
@@ -123,11 +123,13 @@ def detect_labelled(store: StoreConfig, model_version: str, gt_json: str, gt_ima
     ground_truth = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
     uris = [str(ground_truth.image_path(i).resolve()) for i in ground_truth.images]
     fdb = connection(store)
-    report = detect_images(fdb, checkpoint_of(store, model_version), uris, config, split="val", labelled=True,
-                           progress=progress)
+    checkpoint = checkpoint_of(store, model_version)
+    report = detect_images(fdb, checkpoint, uris, config, split="val", labelled=True, progress=progress)
     image_store.mark_labelled(fdb, uris, split="val")
+    # Each labelled box's box-head vector: a miss searches the pool with what the model should have seen.
+    tapped = tap_ground_truth(fdb, checkpoint, ground_truth)
     return {"processed": report.images_processed, "skipped": report.images_skipped,
-            "quarantined": report.quarantined, "summary": str(report)}
+            "quarantined": report.quarantined, "ground_truth_vectors": tapped, "summary": str(report)}
 
 
 @task(name="mine hard cases", tags=["fdb", "index"], **IO_RETRIES)

@@ -14,12 +14,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import torch
+
 from detectors.checkpoint import Checkpoint
+from detectors.coco import load_image
 from detectors.config import DetectConfig
 from detectors.inference import ImageDetections, Labels, run_inference
+from detectors.taps import box_vectors
 from fdb import FeatureDB
 from fdb import images as image_store
-from records import BOX_LAYER, IMAGE_LAYER
+from records import BOX_LAYER, GT_BOX_LAYER, IMAGE_LAYER
+from records.coco import CocoSet
 
 
 @dataclass
@@ -95,3 +100,36 @@ def detect_images(fdb: FeatureDB, checkpoint: Checkpoint, uris: list[str], confi
                   batch_size=config.batch_size, taps=True, min_score=config.min_score, on_unreadable=quarantine,
                   progress=progress, desc=f"detect ({version})")
     return report
+
+
+def tap_ground_truth(fdb: FeatureDB, checkpoint: Checkpoint, ground_truth: CocoSet) -> int:
+    """The box head's vector of every labelled box (`records.GT_BOX_LAYER`), pooled from the model's features as
+    if the box were a proposal, so a miss can search the pool with what the model should have seen there. Boxes
+    already tapped for this model are skipped (a re-run writes nothing); images the store does not hold, or holds
+    quarantined, are left out. Returns how many vectors were written."""
+    version, model = checkpoint.version, checkpoint.model.eval()
+    uri_of = {cid: str(ground_truth.image_path(cid).resolve()) for cid in ground_truth.images}
+    docs = image_store.by_uri(fdb, uri_of.values())
+    owners = {}
+    for cid, uri in uri_of.items():
+        doc = docs.get(uri)
+        if doc is None or doc.get("status", "ok") != "ok":
+            continue
+        for ann in ground_truth.annotations_by_image[cid]:
+            if ann["bbox"][2] >= 1 and ann["bbox"][3] >= 1:
+                owners[fdb.ground_truth_id(doc["_id"], ann["id"])] = (cid, doc["_id"], ann)
+    tapped_before = owners and fdb.layer_shape(version, GT_BOX_LAYER) is not None
+    done = set(fdb.vectors_by_owner(version, GT_BOX_LAYER, list(owners))) if tapped_before else set()
+    todo: dict = {}
+    for owner, (cid, image_id, ann) in owners.items():
+        if owner not in done:
+            todo.setdefault(cid, []).append((owner, image_id, ann))
+    written = 0
+    for cid, rows in todo.items():
+        boxes = torch.tensor([[x, y, x + w, y + h] for _, _, ann in rows for x, y, w, h in [ann["bbox"]]],
+                             dtype=torch.float32)
+        vectors = box_vectors(model, load_image(ground_truth.image_path(cid)), boxes).numpy()
+        written += fdb.write_features(version, GT_BOX_LAYER, [owner for owner, _, _ in rows], vectors,
+                                      image_ids=[image_id for _, image_id, _ in rows],
+                                      owner_kind="ground_truth").inserted
+    return written

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from detectors.checkpoint import load_checkpoint, save_checkpoint
-from detectors.coco import CocoDetection, load_coco
+from detectors.coco import CocoDetection, load_coco, load_image
 from detectors.config import DetectConfig, TrainConfig
 from detectors.early_stopping import BestOnHoldout, holdout_ids
 from detectors.evaluate import evaluate_predictions
 from detectors.model import build_model, preset_config
 from detectors.synthetic import DISTRICT_DISTRACTOR_RATE, generate, render_scene
-from detectors.taps import BOX_LAYER, IMAGE_LAYER, detect_with_features
+from detectors.taps import BOX_LAYER, IMAGE_LAYER, box_vectors, detect_with_features
 from detectors.train import train_model
 from storage import list_images
 from tasks.detect import detect_images
@@ -208,6 +208,40 @@ def test_detect_writes_detections_and_features_incrementally(fdb, synthetic, tmp
     again = detect_images(fdb, checkpoint, uris, DetectConfig(batch_size=2, min_score=0.0), progress=False)
     assert (again.images_processed, again.detections, again.features) == (0, 0, 0)
     assert fdb.detections.count_documents({}) == n_det and fdb.features.count_documents({}) == n_det + 5
+
+
+def test_ground_truth_boxes_are_tapped_once_and_a_miss_searches_with_its_box(fdb, synthetic, tmp_path):
+    from mining.queries import build_queries
+    from records import GT_BOX_LAYER, ModelError
+    from records.coco import load_coco
+    from tasks.detect import tap_ground_truth
+
+    model, cfg = tiny_model()
+    checkpoint = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model, cfg, "tiny-v1", "h"))
+    val = load_coco(synthetic / "annotations" / "val.json", image_dir=synthetic / "images")
+    uris = [str(val.image_path(i).resolve()) for i in val.images]
+    detect_images(fdb, checkpoint, uris, DetectConfig(min_score=0.0), split="val", labelled=True, progress=False)
+    boxes = sum(len(v) for v in val.annotations_by_image.values())
+    assert tap_ground_truth(fdb, checkpoint, val) == boxes > 0
+    assert tap_ground_truth(fdb, checkpoint, val) == 0  # already tapped: nothing written twice
+    tapped = fdb.read_vectors("tiny-v1", GT_BOX_LAYER)
+    assert tapped.vectors.shape == (boxes, 1024) and np.isfinite(tapped.vectors).all()
+    # Pooled from the model's features: the same box gives the same vector, another box another one.
+    image = load_image(val.image_path(min(val.images)))
+    same = box_vectors(model.eval(), image, torch.tensor([[10.0, 10.0, 60.0, 50.0]] * 2 + [[0.0, 0.0, 30.0, 20.0]]))
+    assert torch.equal(same[0], same[1]) and not torch.allclose(same[0], same[2])
+
+    cid = next(i for i in val.images if val.annotations_by_image[i])
+    ann = val.annotations_by_image[cid][0]
+    image_id = fdb.images.find_one({"uri": str(val.image_path(cid).resolve())})["_id"]
+    miss = ModelError("miss", ann["category_id"], ann["bbox"], gt_id=ann["id"], id="e1", image_id=image_id,
+                      category_name="car")
+    [query] = build_queries(fdb, "tiny-v1", [miss])
+    expected = fdb.vectors_by_owner("tiny-v1", GT_BOX_LAYER, [fdb.ground_truth_id(image_id, ann["id"])])
+    assert query.level == "detection" and np.array_equal(query.vector, next(iter(expected.values())))
+    # Where the box was not tapped, the miss falls back to its image's vector.
+    untapped = ModelError("miss", ann["category_id"], ann["bbox"], gt_id=10_000, id="e2", image_id=image_id)
+    assert build_queries(fdb, "tiny-v1", [untapped])[0].level == "image"
 
 
 def test_detect_can_store_float16_vectors(fdb, synthetic, tmp_path):
