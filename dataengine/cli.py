@@ -520,7 +520,8 @@ def _cmd_demo(args) -> int:
         return 0
     from flows.demo import run_demo
 
-    return run_demo(quick=args.quick, preset=args.preset, data_seed=args.data_seed, test_images=args.test)
+    return run_demo(quick=args.quick, preset=args.preset, data_seed=args.data_seed, test_images=args.test,
+                    strategy=args.strategy)
 
 
 MATCH_FLAGS = {"iou_threshold": "--iou", "score_threshold": "--score"}
@@ -553,9 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="images in the test split the arms are reported on (default: 200, --quick 40; with "
                            "--rounds, none unless given); 0 reports on the val split that chose the queries, which "
                            "flatters the mined arm")
-    demo.add_argument("--preset", default="small", choices=["small", "mobilenet"],
-                      help="the seed model: small (ResNet-18-FPN from scratch, the default) or mobilenet "
-                           "(MobileNetV2-FPN from the packaged ImageNet weights when installed, else from scratch)")
+    demo.add_argument("--preset", default=None, choices=["small", "mobilenet"],
+                      help="the seed model: mobilenet (MobileNetV2-FPN from the packaged ImageNet weights when "
+                           "installed, else from scratch; the default) or small (ResNet-18-FPN from scratch; the "
+                           "default of --quick)")
+    demo.add_argument("--strategy", default="errors", choices=["errors", "uncertainty", "diversity", "hybrid"],
+                      help="how the mined arm's batch is chosen (mining/strategies; default errors); the random arm "
+                           "of the same budget is drawn beside it either way")
     demo.add_argument("--rounds", type=int, default=1,
                       help="turn the loop this many times for a mined, a random and a no-new-data engine side by "
                            "side, retraining and gating each round (default 1: the single-round demo)")

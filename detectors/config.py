@@ -26,7 +26,11 @@ class TrainConfig:
     steps: int = field(default=200, metadata={
         "help": "optimiser steps (200: about 6-7 minutes for the small preset on 2 CPU cores)"})
     batch_size: int = field(default=4, metadata={"help": "images per step"})
-    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW)"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
+    optimizer: str = field(default="adamw", metadata={
+        "help": "adamw (training from scratch) or sgd (momentum 0.9: a fine-tuning step moves each weight in "
+                "proportion to its gradient, where AdamW's first steps move every weight by about the learning "
+                "rate)", "choices": ["adamw", "sgd"]})
     weight_decay: float = 1e-4
     warmup_steps: int = 50
     max_minutes: float | None = field(default=None, metadata={"help": "stop early when this time is up"})
@@ -57,6 +61,11 @@ class FinetuneConfig:
     hard_negatives: float = field(default=0.25, metadata={
         "help": "share of each image's background quota given to the box head's highest-scoring background "
                 "proposals (0 turns hard-negative mining off)"})
+    optimizer: str = field(default="adamw", metadata={"help": "adamw or sgd (momentum 0.9)",
+                                                       "choices": ["adamw", "sgd"]})
+    freeze: str = field(default="none", metadata={
+        "help": "what the fine-tuning holds still: none, backbone (the convolutional body) or backbone+fpn",
+        "choices": ["none", "backbone", "backbone+fpn"]})
     seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={
         "help": "training seeds per arm: their spread is the noise a difference must clear"})
     holdout: float = field(default=0.0, metadata={
@@ -72,4 +81,5 @@ class FinetuneConfig:
         object.__setattr__(self, "seeds", tuple(self.seeds))
 
     def train_config(self, seed: int) -> TrainConfig:
-        return TrainConfig(steps=self.steps, lr=self.lr, warmup_steps=max(1, self.steps // 10), seed=seed)
+        return TrainConfig(steps=self.steps, lr=self.lr, warmup_steps=max(1, self.steps // 10), seed=seed,
+                           optimizer=self.optimizer)

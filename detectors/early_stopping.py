@@ -58,13 +58,15 @@ class BestOnHoldout:
     checks without an improvement of more than `min_delta` (None: never stop early, only keep the best)."""
 
     def __init__(self, coco: CocoSet, image_ids: list[int], every: int, patience: int | None = 2,
-                 min_delta: float = 0.0):
+                 min_delta: float = 0.0, check_start: bool = True):
         if not image_ids:
             raise ValueError("early stopping needs at least one held-out image")
         if every < 1:
             raise ValueError(f"every must be at least 1 step, got {every}")
         self.coco, self.image_ids, self.every = coco, list(image_ids), every
         self.patience, self.min_delta = patience, min_delta
+        # A run from random weights has nothing worth keeping at step 0: its first check would only cost time.
+        self.check_start = check_start
         self.curve = HoldoutCurve()
         self._best_state: dict[str, torch.Tensor] | None = None
         self._since_best = 0
@@ -90,7 +92,8 @@ class BestOnHoldout:
             self._since_best += 1
 
     def before_train(self, model: torch.nn.Module) -> None:
-        self._check(0, model)
+        if self.check_start:
+            self._check(0, model)
 
     def after_step(self, step: int, model: torch.nn.Module) -> bool:
         """`step` counts finished steps; True asks the loop to stop."""

@@ -122,6 +122,28 @@ def without_masks(model: MaskRCNN):
         heads.mask_roi_pool, heads.mask_head, heads.mask_predictor = saved
 
 
+# What a fine-tuning recipe may hold still (`FinetuneConfig.freeze`): the parts a few dozen steps on a few dozen
+# new images cannot improve but can shake, named by their attribute paths in torchvision's MaskRCNN.
+FREEZABLE = {"none": (), "backbone": ("backbone.body",), "backbone+fpn": ("backbone",)}
+
+
+@contextlib.contextmanager
+def frozen(model: MaskRCNN, parts: str):
+    """The model with `parts` (a `FREEZABLE` key) excluded from training for the duration: no gradient, no
+    optimiser update, no backward through them. Each parameter's own `requires_grad` comes back as it was."""
+    if parts not in FREEZABLE:
+        raise ValueError(f"cannot freeze {parts!r}; choose one of {sorted(FREEZABLE)}")
+    params = [p for name in FREEZABLE[parts] for p in model.get_submodule(name).parameters()]
+    saved = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in zip(params, saved):
+            p.requires_grad_(flag)
+
+
 def _build(cfg: ModelConfig, load_weights: bool) -> MaskRCNN:
     kwargs = dict(
         min_size=cfg.min_size, max_size=cfg.max_size,

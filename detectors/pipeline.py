@@ -53,7 +53,8 @@ def train_detector(train_set: CocoSet, val_set: CocoSet | None, out: str | Path,
     # To the plateau: early stopping on val (the split that may choose things), never on a test split.
     hooks = ()
     if train.patience is not None and val_set is not None:
-        hooks = (BestOnHoldout(val_set, sorted(val_set.images), train.check_every, train.patience),)
+        hooks = (BestOnHoldout(val_set, sorted(val_set.images), train.check_every, train.patience,
+                               check_start=init is not None),)
     result = train_model(model, CocoDetection(train_set, train=True), train_cfg, progress=progress, hooks=hooks)
     metrics = {"train": {"steps": result.steps, "seconds": round(result.seconds, 1),
                          "final_loss": round(sum(result.losses[-20:]) / len(result.losses[-20:]), 4),

@@ -1,4 +1,4 @@
-"""Training and fine-tuning: AdamW with linear warm-up and cosine decay, as training from scratch needs.
+"""Training and fine-tuning: AdamW (or SGD with momentum) with linear warm-up and cosine decay.
 
 One loop serves training from scratch, fine-tuning a checkpoint, and the retrain arms of the comparison:
 `train_model(model, dataset, steps)`. `oversample` weights images (the mined batch can be drawn more often);
@@ -45,6 +45,14 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def build_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adamw or sgd")
+
+
 def _batches(dataset, cfg: TrainConfig, weights):
     generator = torch.Generator().manual_seed(cfg.seed)
     if weights is not None:
@@ -77,7 +85,7 @@ def _train(model: torch.nn.Module, dataset: CocoDetection, cfg: TrainConfig, ove
     seed_everything(cfg.seed)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(params, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     result = TrainResult(steps=0, seconds=0.0)
     start = time.monotonic()

@@ -15,6 +15,7 @@ from detectors.config import FinetuneConfig
 from detectors.early_stopping import BestOnHoldout, holdout_ids
 from detectors.evaluate import CocoEvaluator, dataset_labels
 from detectors.inference import run_inference
+from detectors.model import frozen
 from detectors.train import TrainResult, train_model
 from fdb import FeatureDB
 from mining.compare import ArmResult, Comparison, arm_training_set, evaluation_subsets, summarise_errors
@@ -87,8 +88,9 @@ def fine_tune(start: str | Path, train_set: CocoSet, weights: list[float] | None
     hooks = (BestOnHoldout(train_set, sorted(held_out), recipe.check_every, recipe.patience),) if held_out else ()
     handle = hard_negative_mining.enable(checkpoint.model, recipe.hard_negatives) if recipe.hard_negatives > 0 else None
     try:
-        result = train_model(checkpoint.model, CocoDetection(train_set, train_ids, train=True),
-                             recipe.train_config(seed), oversample=weights, progress=progress, hooks=hooks)
+        with frozen(checkpoint.model, recipe.freeze):
+            result = train_model(checkpoint.model, CocoDetection(train_set, train_ids, train=True),
+                                 recipe.train_config(seed), oversample=weights, progress=progress, hooks=hooks)
     finally:
         if handle is not None:
             handle.remove()

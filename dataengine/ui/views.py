@@ -281,6 +281,9 @@ def selection(fdb: FeatureDB, selection_id: str) -> dict:
     export = export_store.get(fdb, info.export_id) if info.export_id else None
     return {
         "selection_id": selection_id, "arm": info.arm, "model_version": info.model_version, "params": info.params,
+        "strategy": info.params.get("strategy", "errors" if info.arm == "mined" else info.arm),
+        # What each error type cost the model on the labelled set, and the budget each was given (--budget-split).
+        "error_cost": metrics.get("error_cost") or {}, "budget_shares": info.params.get("shares") or {},
         "index_versions": info.index_versions, "export_id": info.export_id,
         "export": {"batch_id": export["_id"], "status": export.get("status"), "target": export.get("target"),
                    "images": len(export.get("images") or [])} if export else None,
