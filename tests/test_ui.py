@@ -113,6 +113,9 @@ def test_every_page_and_its_api_twin_answer_with_the_demo_data(world, api):
     ranks = [im["rank"] for im in selection["images"]]
     assert ranks == sorted(ranks) and selection["partner"]["selection_id"] == world["random"]
     assert selection["queries"] and all(im["reason"] for im in selection["images"])
+    # Its strategy, and what each error type cost the model on the labelled set (TIDE, from the mining run).
+    assert selection["strategy"] == "errors" and set(selection["error_cost"]) == {
+        "fp_background", "fp_wrong_class", "fp_localisation", "miss"}
     listed = api.get("/api/selections").json()["selections"]
     assert {world["mined"], world["random"]} <= {s["selection_id"] for s in listed}
 
