@@ -17,6 +17,7 @@ its config (`started_from`), so checkpoints and the registry carry it. Project c
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from dataclasses import asdict, dataclass, field
 
@@ -133,15 +134,27 @@ def frozen(model: MaskRCNN, parts: str):
     optimiser update, no backward through them. Each parameter's own `requires_grad` comes back as it was."""
     if parts not in FREEZABLE:
         raise ValueError(f"cannot freeze {parts!r}; choose one of {sorted(FREEZABLE)}")
-    params = [p for name in FREEZABLE[parts] for p in model.get_submodule(name).parameters()]
+    modules = [model.get_submodule(name) for name in FREEZABLE[parts]]
+    params = [p for module in modules for p in module.parameters()]
     saved = [p.requires_grad for p in params]
     for p in params:
         p.requires_grad_(False)
+    # Batch-norm statistics move in train mode even without gradients: a frozen part stays in eval mode while the
+    # rest of the model trains (an instance attribute shadows nn.Module.train for the duration).
+    for module in modules:
+        module.train = functools.partial(_stay_in_eval, module)
+        nn.Module.train(module, False)
     try:
         yield model
     finally:
+        for module in modules:
+            del module.train
         for p, flag in zip(params, saved):
             p.requires_grad_(flag)
+
+
+def _stay_in_eval(module: nn.Module, mode: bool = True) -> nn.Module:
+    return nn.Module.train(module, False)
 
 
 def _build(cfg: ModelConfig, load_weights: bool) -> MaskRCNN:

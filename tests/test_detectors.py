@@ -156,6 +156,27 @@ def test_training_reduces_the_loss(synthetic):
     assert np.mean(result.losses[-6:]) < 0.7 * np.mean(result.losses[:3])
 
 
+def test_a_frozen_backbone_stays_as_it_was_and_sgd_trains_the_rest(synthetic):
+    from detectors.model import frozen
+
+    train = load_coco(synthetic / "annotations" / "train.json", image_dir=synthetic / "images")
+    model, _ = tiny_model()
+    body = {k: v.clone() for k, v in model.backbone.body.state_dict().items()}
+    heads = {k: v.clone() for k, v in model.roi_heads.state_dict().items()}
+    with frozen(model, "backbone"):
+        train_model(model, CocoDetection(train, train=True),
+                    TrainConfig(steps=3, batch_size=2, warmup_steps=1, lr=1e-2, optimizer="sgd"), progress=False)
+    assert all(torch.equal(v, model.backbone.body.state_dict()[k]) for k, v in body.items())
+    assert any(not torch.equal(v, model.roi_heads.state_dict()[k]) for k, v in heads.items())
+    assert all(p.requires_grad for p in model.backbone.body.parameters())  # as it was before
+    with pytest.raises(ValueError, match="cannot freeze 'fpn'"):
+        with frozen(model, "fpn"):
+            pass
+    with pytest.raises(ValueError, match="unknown optimizer 'lion'"):
+        train_model(model, CocoDetection(train, train=True), TrainConfig(steps=1, batch_size=2, optimizer="lion"),
+                    progress=False)
+
+
 def test_detect_writes_detections_and_features_incrementally(fdb, synthetic, tmp_path, monkeypatch):
     model, cfg = tiny_model()
     checkpoint = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model, cfg, "tiny-v1", "h"))
