@@ -67,10 +67,16 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
     say = get_run_logger().info
     start = time.monotonic()
     store = store_config()
-    say(f"feature database: {store.uri or 'embedded mongod under ' + store.home}, database '{store.db_name}'")
+    say(f"feature database: {store.uri or 'embedded mongod under ' + store.home}")
     # One folder per configuration, so a re-run resumes (data, seed model) and a changed one starts clean.
     tag = hashlib.sha256(json.dumps(sizes, sort_keys=True).encode()).hexdigest()[:8]
-    root = Path(root) if root else Path(store.home) / "demo" / f"{'quick' if quick else 'full'}-{tag}"
+    name = f"{'quick' if quick else 'full'}-{tag}"
+    root = Path(root) if root else Path(store.home) / "demo" / name
+    # A database of its own per configuration: another configuration draws the same scenes (the same bytes), which
+    # the store would take for copies of images an earlier run already detected, exported and labelled, and the
+    # result would depend on what ran before. A re-run of the same configuration resumes in it.
+    store = replace(store, db_name=f"{store.db_name}-demo-{name}")
+    say(f"   this run's database: '{store.db_name}' (browse it: DATAENGINE_DB={store.db_name} dataengine ui)")
     data_dir, work = root / "synthetic", root / "work"
     work.mkdir(parents=True, exist_ok=True)
     annotations, images = data_dir / "annotations", str(data_dir / "images")
@@ -164,6 +170,7 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
     say(f"report: {report['html']}\n        {report['markdown']}")
     say(f"demo finished in {minutes:.1f} min")
     return {"report": report["html"], "markdown": report["markdown"], "json": report["json"],
+            "database": store.db_name,
             "minutes": minutes, "hard_case_precision": precision, "queries": mined["queries"],
             "seed_checkpoint": seed["path"], "mined_uris": mined["selected_uris"], "pool_json": str(pool_json)}
 

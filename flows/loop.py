@@ -66,8 +66,11 @@ def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None =
     for engine in engines:
         # Each engine keeps its own database (its own registry and labels) under the same data home.
         estore = replace(store, db_name=f"{store.db_name}-loop-{tag}-{engine}")
-        seed = train_seed(estore, str(data_dir), str(root / f"seed-{sizes['seed_steps']}.pt"),
-                          TrainConfig(steps=sizes["seed_steps"]), progress=progress,
+        preset = sizes.get("preset", "small")
+        seed = train_seed(estore, str(data_dir), str(root / f"seed-{preset}-{sizes['seed_steps']}.pt"),
+                          TrainConfig(steps=sizes["seed_steps"], patience=sizes.get("seed_patience"),
+                                      check_every=sizes.get("seed_check_every", TrainConfig.check_every)),
+                          progress=progress, preset=preset,
                           min_size=min(sizes["height"], 240), max_size=min(sizes["width"], 320))
         history[engine] = []
         for round_no in range(1, rounds + 1):
@@ -123,7 +126,7 @@ def _numbers(round_no: int, version: str, runs: list[dict], promoted: bool, batc
     served = runs[served_run(runs)]
     types = sorted({t for r in runs for t in r["errors"]})
     return {"round": round_no, "production": version, "promoted": promoted,
-            "batch": batch["batch_id"] if batch else None,
+            "batch": batch["batch_id"] if batch else None, "batch_images": batch["images"] if batch else 0,
             "bbox_superset": served["mAP"]["superset"]["bbox"],
             "bbox_query": served["mAP"].get("query subset", {}).get("bbox", 0.0),
             "errors": {t: served["errors"].get(t, 0) for t in types},

@@ -25,6 +25,8 @@ class Query:
     vector: np.ndarray
     detection_id: object | None = None
     bbox: list[float] | None = None
+    # Searched with instead when `vector` finds nothing (a miss's image vector, when its box's found no detection)
+    fallback: np.ndarray | None = None
 
 
 def chosen_errors(errors: list[ModelError], types=None, classes=None) -> list[ModelError]:
@@ -51,7 +53,7 @@ def build_queries(fdb: FeatureDB, model_version: str, errors: list[ModelError], 
                                  det_vectors[e.detection_id], e.detection_id, e.bbox))
         elif gt_owner.get(e.id) in gt_vectors:
             queries.append(Query(e.id, e.type, e.category_name, e.image_id, "detection",
-                                 gt_vectors[gt_owner[e.id]], None, e.bbox))
+                                 gt_vectors[gt_owner[e.id]], None, e.bbox, fallback=image_vectors[e.image_id]))
         else:
             queries.append(Query(e.id, e.type, e.category_name, e.image_id, "image",
                                  image_vectors[e.image_id], None, e.bbox))

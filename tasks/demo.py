@@ -24,7 +24,8 @@ def generate_scenes(data_dir: str, sizes: dict, progress: bool = True) -> str:
     if not (annotations / "pool.json").is_file() or (sizes.get("test") and not (annotations / "test.json").is_file()):
         generate(data_dir, sizes["train"], sizes["val"], sizes["pool"], seed=sizes.get("data_seed", 0),
                  width=sizes["width"], height=sizes["height"], progress=progress,
-                 train_districts=sizes["train_districts"], n_test=sizes.get("test", 0))
+                 train_districts=sizes["train_districts"], n_test=sizes.get("test", 0),
+                 hard_share=sizes.get("hard_share"), n_test_tail=sizes.get("test_tail"))
     return data_dir
 
 

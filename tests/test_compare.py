@@ -13,6 +13,7 @@ from detectors.early_stopping import holdout_ids
 from detectors.model import build_model, preset_config
 from detectors.pipeline import dataset_split
 from detectors.synthetic import CATEGORIES, generate
+from fdb import FeatureDB
 from mining.compare import arm_training_set
 from mining.report import write_report
 from tasks.experiment import fine_tune, retrain_and_compare
@@ -125,9 +126,12 @@ def test_demo_runs_the_whole_loop_as_a_flow(prefect_backend, mongod, fdb, tmp_pa
     monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
     monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
     monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
-    tiny = dict(train=6, val=4, pool=10, test=5, seed_steps=3, arm_steps=2, seeds=[0], budget=3, k=3, width=128,
-                height=96)
+    tiny = dict(train=6, val=4, pool=10, test=5, preset="small", seed_steps=3, seed_patience=None, arm_steps=2,
+                seeds=[0], budget=3, k=3, width=128, height=96)
     result = demo(sizes=tiny, progress=False, root=str(tmp_path / "demo"))
+    # The demo keeps a database of its own per configuration, beside the user's.
+    assert result["database"].startswith(fdb.db.name + "-demo-full-")
+    fdb = FeatureDB(fdb.db.client[result["database"]])
     saved = json.loads(open(result["json"]).read())
     assert set(saved["arms"]) == {"before", "mined", "random", "control"}
     assert saved["arms"]["mined"]["extra_images"] == 3 == saved["arms"]["random"]["extra_images"]
@@ -159,11 +163,14 @@ def test_retrain_and_compare_flow_on_the_demo_batches(prefect_backend, mongod, f
     monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
     monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
     root = tmp_path / "demo"
-    demo(sizes=dict(train=6, val=4, pool=10, test=3, seed_steps=2, arm_steps=1, seeds=[0], budget=3, k=3, width=128,
-                    height=96), progress=False, root=str(root))
+    result = demo(sizes=dict(train=6, val=4, pool=10, test=3, preset="small", seed_steps=2, seed_patience=None,
+                             arm_steps=1, seeds=[0], budget=3, k=3, width=128, height=96), progress=False,
+                  root=str(root))
+    monkeypatch.setenv("DATAENGINE_DB", result["database"])  # the team's labels came back to the demo's database
+    fdb = FeatureDB(fdb.db.client[result["database"]])
     batches = {d["selection_id"][:3]: d["_id"] for d in fdb.exports.find({"status": "labelled"})}
     before = fdb.models.count_documents({})
-    html = retrain_flow(seed_checkpoint=str(root / "work" / "seed-2.pt"), data_dir=str(root / "synthetic"),
+    html = retrain_flow(seed_checkpoint=str(root / "work" / "seed-small-2.pt"), data_dir=str(root / "synthetic"),
                         mined_batch=batches["sel"], random_batch=batches["rnd"],
                         recipe=FinetuneConfig(steps=2, seeds=(0, 1)))
     saved = json.loads((tmp_path / "home" / "compare").glob("*/report/comparison.json").__next__().read_text())

@@ -146,3 +146,14 @@ def test_errors_split_by_cost_give_each_type_its_share(pool):
     assert set(order[:2]) == {ids[3], ids[5]} and ids[1] in order
     assert ranking.images[0].reason.startswith("miss (3 of 4 images for 0.0500 mAP)")
     assert [image.rank for image in ranking.images] == list(range(len(order)))
+
+
+def test_a_miss_whose_box_reaches_no_pool_detection_searches_with_its_image(fdb, pool):
+    ids, context = pool
+    # Its ground-truth box's vector points where no pool detection lies, but its image looks like p4.
+    miss = Query(ObjectId(), "miss", "car", ids["l1"], "detection", axis(2), None, [0, 0, 4, 4], fallback=axis(2))
+    fdb.features.delete_many({"layer": BOX_LAYER})  # a pool without any detection vector
+    context.queries = [miss]
+    ranking = build_strategy("errors", MiningConfig(k=1, backend="exact")).rank(context, budget=2)
+    assert [image.image_id for image in ranking.images] == [ids[4]]
+    assert ranking.images[0].queries[0].level == "image"

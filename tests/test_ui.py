@@ -45,9 +45,9 @@ def world(prefect_backend, mongod, tmp_path_factory):
         mp.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
         mp.setenv("DATAENGINE_DB", name)
         mp.setenv("DATAENGINE_HOME", str(tmp / "home"))
-        tiny = {"train": 6, "val": 4, "pool": 10, "test": 4, "seed_steps": 3, "arm_steps": 1, "seeds": [0], "budget": 3, "k": 3,
-                "width": 128, "height": 96}
-        demo(sizes=tiny, progress=False, root=str(tmp / "demo"))
+        tiny = {"train": 6, "val": 4, "pool": 10, "test": 4, "preset": "small", "seed_steps": 3, "seed_patience": None,
+                "arm_steps": 1, "seeds": [0], "budget": 3, "k": 3, "width": 128, "height": 96}
+        name = demo(sizes=tiny, progress=False, root=str(tmp / "demo"))["database"]  # the demo's own database
         fdb = FeatureDB(client[name])
         seed = model_store.production_version(fdb)
         store = StoreConfig(home=str(tmp / "home"), uri=mongod.uri, db_name=name)

@@ -4,6 +4,8 @@ near-duplicate images collapse to one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from fdb import FeatureDB
@@ -95,12 +97,19 @@ def rank_by_errors(fdb: FeatureDB, model_version: str, queries, k: int, budget: 
     index_versions = {}
     means: dict[str, np.ndarray] = {}
     query_docs: list[dict] = []  # each query with the neighbours it found: recorded, so a person can look later
+    found_nothing: list = []  # detection-level queries that reached no pool detection
     for level, layer in (("detection", BOX_LAYER), ("image", IMAGE_LAYER)):
         level_queries = [q for q in queries if q.level == level]
+        if level == "image":
+            # A miss searched with its ground-truth box's vector, which no pool detection lies near (the pool's
+            # look-alikes may be missed too): its image's vector searches instead.
+            level_queries += [replace(q, level="image", vector=q.fallback) for q in found_nothing
+                              if q.fallback is not None]
         if not level_queries:
             continue
         pool = pool_index(fdb, model_version, layer, index_root, backend=backend)
         if pool is None or len(pool.index) == 0:
+            found_nothing += level_queries if level == "detection" else []
             continue
         mean = pool.centre
         means[layer] = mean
@@ -113,6 +122,9 @@ def rank_by_errors(fdb: FeatureDB, model_version: str, queries, k: int, budget: 
         for image_id, doc in eligible.items():
             uri_of[image_id], sha_of[image_id] = doc["uri"], doc.get("sha256")
         for q, row in zip(level_queries, rows):
+            if not row and level == "detection" and q.fallback is not None:
+                found_nothing.append(q)
+                continue
             for _owner, image_id, dist in row:
                 h = hits.setdefault(image_id, {"queries": {}, "best_distance": np.inf})
                 # A query counts once per image, at its nearest neighbour there.

@@ -1,0 +1,152 @@
+"""Which selection strategy should be the product's default? Every strategy, plus random and a no-new-data engine,
+for several rounds of the loop, on worlds with a common and a rare tail, scene draws apart: learning curves of
+labelled images against the test split's superset mAP, tail mAP and tail false positives per image.
+
+    .venv/bin/python benchmarks/strategies_bench.py --hard-share 0.05 --draw 0     # one part (one loop run)
+    .venv/bin/python benchmarks/strategies_bench.py --hard-share 0.3 --draw 1
+    .venv/bin/python benchmarks/strategies_bench.py --merge                        # parts -> strategies.json + png
+    .venv/bin/python benchmarks/strategies_bench.py --smoke                        # a tiny part, to try the path
+
+A part runs `flows/loop.py` once for one (hard share, scene draw) with every engine side by side, each in its own
+database, from the same seed model (the demo's: mobilenet, early-stopped on val), fine-tuning with the demo's recipe
+and training seeds 0 and 1 (the gate serves the seed best on val); the numbers are the served model's on the test
+split, which fed nothing (its tail part drawn apart, `dataengine synth --test-tail`). Parts are kept in
+`results/strategies/` and can run in separate sessions; the merge pools the draws: for each hard share, strategy,
+round and metric, the mean and sd over the draws.
+
+Schema: summary["<hard_share>"]["<strategy>"]["round_<r>"]["<metric>"] = {"mean", "sd", "runs"} with the metrics
+test_bbox_map, tail_bbox_map, tail_fp_per_image and labelled_images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ENGINES = ["errors", "uncertainty", "diversity", "hybrid", "random", "none"]
+METRICS = ("test_bbox_map", "tail_bbox_map", "tail_fp_per_image", "labelled_images")
+# The demo's world and recipe, with a pool large enough for three rounds of its budget.
+SIZES = dict(train=150, val=100, pool=400, test=240, test_tail=80, seed_steps=150, budget=40, k=20, width=320,
+             height=240, train_districts=(0, 1, 2, 3), preset="mobilenet", seed_patience=2, seed_check_every=50)
+SMOKE = dict(train=16, val=10, pool=30, test=12, test_tail=4, seed_steps=4, budget=4, k=3, width=128, height=96,
+             train_districts=(0, 1, 2, 3), preset="small")
+
+
+def part_path(hard_share: float, draw: int) -> Path:
+    return RESULTS / "strategies" / f"share-{hard_share:g}-draw-{draw}.json"
+
+
+def curves(loop_result: dict, train_images: int) -> dict:
+    """engine -> one row per round (0 = the seed): the served model's test numbers and the images labelled so far."""
+    out = {}
+    for engine, rounds in loop_result["engines"].items():
+        labelled, rows = train_images, []
+        for record in rounds:
+            labelled += record.get("batch_images", 0)
+            test = record.get("test") or {}
+            rows.append({"round": record["round"], "labelled_images": labelled, "promoted": record["promoted"],
+                         "test_bbox_map": test.get("bbox_superset"), "tail_bbox_map": test.get("bbox_tail"),
+                         "tail_fp_per_image": test.get("fp_per_image_tail")})
+        out[engine] = rows
+    return out
+
+
+def run_part(hard_share: float, draw: int, rounds: int, home: str, smoke: bool = False) -> Path:
+    os.environ["DATAENGINE_HOME"] = home
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from detectors.config import FinetuneConfig  # noqa: PLC0415 - after the environment is set
+    from flows.demo import FULL  # noqa: PLC0415
+    from flows.loop import loop  # noqa: PLC0415
+
+    sizes = {**(SMOKE if smoke else SIZES), "hard_share": hard_share, "data_seed": draw}
+    recipe = FinetuneConfig(steps=1 if smoke else FULL["arm_steps"], lr=FULL["lr"], seeds=(0, 1))
+    start = time.monotonic()
+    result = loop(rounds=rounds, engines=ENGINES, sizes=sizes, recipe=recipe, progress=False)
+    part = {"hard_share": hard_share, "draw": draw, "rounds": rounds, "sizes": sizes,
+            "recipe": {"steps": recipe.steps, "lr": recipe.lr, "seeds": list(recipe.seeds)},
+            "minutes": round((time.monotonic() - start) / 60, 1), "machine": platform.node(), "cpus": os.cpu_count(),
+            "date": time.strftime("%Y-%m-%d"), "curves": curves(result, sizes["train"])}
+    out = part_path(hard_share, draw) if not smoke else Path(home) / "smoke.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(part, indent=1, default=str))
+    return out
+
+
+def merge(parts: list[dict]) -> dict:
+    summary: dict = {}
+    for share in sorted({p["hard_share"] for p in parts}):
+        draws = [p for p in parts if p["hard_share"] == share]
+        summary[f"{share:g}"] = {}
+        for engine in ENGINES:
+            per_round: dict = {}
+            for part in draws:
+                for row in part["curves"].get(engine, []):
+                    for metric in METRICS:
+                        if row.get(metric) is not None:
+                            per_round.setdefault(row["round"], {}).setdefault(metric, []).append(row[metric])
+            summary[f"{share:g}"][engine] = {
+                f"round_{r}": {m: {"mean": statistics.fmean(v), "sd": statistics.stdev(v) if len(v) > 1 else None,
+                                   "runs": len(v)} for m, v in metrics.items()}
+                for r, metrics in sorted(per_round.items())}
+    return {"parts": [{k: p[k] for k in ("hard_share", "draw", "rounds", "minutes", "machine", "date")}
+                      for p in parts], "summary": summary}
+
+
+def plot(merged: dict, out: Path) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    shares = list(merged["summary"])
+    fig, axes = plt.subplots(len(shares), 3, figsize=(13, 3.6 * len(shares)), squeeze=False)
+    for row, share in zip(axes, shares):
+        for ax, metric in zip(row, METRICS[:3]):
+            for engine, rounds in merged["summary"][share].items():
+                points = [(v["labelled_images"]["mean"], v[metric]["mean"], v[metric]["sd"] or 0.0)
+                          for v in rounds.values() if metric in v and "labelled_images" in v]
+                if points:
+                    x, y, e = zip(*points)
+                    ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=engine)
+            ax.set_title(f"hard share {share}: {metric.replace('_', ' ')}")
+            ax.set_xlabel("labelled images")
+        row[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hard-share", type=float, default=None, help="run one part: this share of hard scenes")
+    parser.add_argument("--draw", type=int, default=0, help="the part's scene draw")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--home", default="/tmp/dataengine-strategies-bench", help="data home for the parts")
+    parser.add_argument("--merge", action="store_true", help="merge results/strategies/*.json")
+    parser.add_argument("--smoke", action="store_true", help="a tiny part under --home, to try the path")
+    args = parser.parse_args()
+    if args.smoke:
+        print(run_part(0.3, 0, 2, str(Path(args.home) / "smoke"), smoke=True))
+    elif args.hard_share is not None:
+        print(run_part(args.hard_share, args.draw, args.rounds, str(Path(args.home) / f"share-{args.hard_share:g}"
+                                                                      f"-draw-{args.draw}")))
+    elif args.merge:
+        parts = [json.loads(p.read_text()) for p in sorted((RESULTS / "strategies").glob("share-*.json"))]
+        merged = merge(parts)
+        (RESULTS / "strategies.json").write_text(json.dumps(merged, indent=1))
+        plot(merged, RESULTS / "strategies.png")
+        print(RESULTS / "strategies.json")
+    else:
+        parser.error("give --hard-share (one part), --merge or --smoke")
+
+
+if __name__ == "__main__":
+    main()
