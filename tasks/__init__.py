@@ -14,7 +14,6 @@ import datetime as dt
 import hashlib
 import os
 import socket
-import time
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -26,20 +25,18 @@ from annotation_export.importer import import_labels, labels_as_coco
 from annotation_export.review import apply_review, export_review_batch
 from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
 from fdb import StoreConfig, StoreUnavailable, labelled_sets, listings
-from fdb import exports as export_store
 from fdb import images as image_store
 from fdb import labels as label_store
 from fdb import runs as run_store
-from fdb.pool_index import pool_index
-from fdb import selections as selection_store
+from fdb.pool_index import rebuild_pool_indexes
 from mining.config import EvaluationConfig, LabelErrorConfig, MatchConfig, MiningConfig
 from mining.label_errors import find_label_errors
-from mining.selection import mine_hard_cases, pool_state
+from mining.selection import mine_hard_cases, pool_state, query_image_ids
 from records import BOX_LAYER, IMAGE_LAYER
 from records.coco import load_coco
 from storage import list_images_since
-from tasks.context import checkpoint_of, connection, production_or, resolve_checkpoint
-from tasks.detect import detect_images, tap_ground_truth
+from tasks.context import checkpoint_of, connection, newest_labels, resolve_version
+from tasks.detect import detect_images, detect_labelled_set
 
 
 def _worth_retrying(task, task_run, state) -> bool:
@@ -55,12 +52,6 @@ def _worth_retrying(task, task_run, state) -> bool:
     except Exception:  # noqa: BLE001 - any other failure goes to the retry policy
         return True
     return True
-
-
-def newest_labels(store: StoreConfig, path: str) -> str:
-    """The file to read for a labelled set: its newest version once a review corrected it (`fdb.labelled_sets`),
-    beside the original, so its images resolve the same way."""
-    return labelled_sets.newest_path(connection(store), path)
 
 
 # No input caching: every task is idempotent against fdb anyway.
@@ -98,10 +89,8 @@ def record_listing(store: StoreConfig, listing: dict) -> None:
 @task(name="resolve the model", tags=["model"], **IO_RETRIES)
 def resolve_model(store: StoreConfig, model_version: str | None = None, checkpoint: str | None = None) -> str:
     """The model version to use: a checkpoint file (registered on the way), the given version, or the production
-    model. The weights are loaded into this process's cache, so the detect tasks that run here reuse them."""
-    if checkpoint:
-        return resolve_checkpoint(connection(store), model_version, checkpoint).version
-    return checkpoint_of(store, production_or(connection(store), model_version)).version
+    model (`tasks.context.resolve_version`)."""
+    return resolve_version(store, model_version, checkpoint)
 
 
 @task(name="detect with feature taps", tags=["model", "fdb"], **IO_RETRIES)
@@ -121,13 +110,8 @@ def detect_labelled(store: StoreConfig, model_version: str, gt_json: str, gt_ima
     """The labelled set through the detector (incrementally), so its errors can be typed from the store. Images
     with ground truth are labelled, whatever an earlier ingest called them: never mined."""
     ground_truth = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
-    uris = [str(ground_truth.image_path(i).resolve()) for i in ground_truth.images]
-    fdb = connection(store)
-    checkpoint = checkpoint_of(store, model_version)
-    report = detect_images(fdb, checkpoint, uris, config, split="val", labelled=True, progress=progress)
-    image_store.mark_labelled(fdb, uris, split="val")
-    # Each labelled box's box-head vector: a miss searches the pool with what the model should have seen.
-    tapped = tap_ground_truth(fdb, checkpoint, ground_truth)
+    report, tapped = detect_labelled_set(connection(store), checkpoint_of(store, model_version), ground_truth, config,
+                                         progress=progress)
     return {"processed": report.images_processed, "skipped": report.images_skipped,
             "quarantined": report.quarantined, "ground_truth_vectors": tapped, "summary": str(report)}
 
@@ -138,46 +122,21 @@ def mine(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | 
          label_config: LabelErrorConfig = LabelErrorConfig()) -> dict:
     """Errors on the labelled set (less those a suspected label error explains) -> queries -> the pool's nearest
     images, recorded as a selection."""
-    result = mine_hard_cases(connection(store), model_version,
-                             load_coco(newest_labels(store, gt_json), image_dir=gt_images), mining, match,
-                             out_dir=store.home, label_config=label_config)
-    label_errors = result.label_errors
-    table = result.errors.table() + ("\n" + label_errors.table() if label_errors else "")
-    if result.left_out:
-        table += "\nleft out of the queries as label errors: " + ", ".join(
-            f"{n} ({kind})" for kind, n in sorted(result.left_out.items()))
-    return {"errors": result.errors.counts, "error_table": table, "queries": len(result.queries),
-            "label_errors": label_errors.counts() if label_errors else {},
-            "label_error_predictions": label_errors.predictions if label_errors else None,
-            "left_out": result.left_out,
-            "query_image_ids": sorted({str(q.source_image_id) for q in result.queries}),
-            "query_coco_ids": sorted({e.coco_image_id for e in result.errors.errors
-                                      if e.id in {q.error_id for q in result.queries}}),
-            "queries_by_level": {lvl: sum(q.level == lvl for q in result.queries) for lvl in ("detection", "image")},
-            "selection_id": result.selection.selection_id, "selected": len(result.selection),
-            "strategy": result.selection.info.params.get("strategy"),
-            "error_cost": result.errors.cost, "budget_shares": result.selection.info.params.get("shares"),
-            "index_versions": result.selection.index_versions,
-            "selected_uris": [img.uri for img in result.selection.images],
-            "random_selection_id": result.random.selection_id if result.random else None,
-            "random_uris": [img.uri for img in result.random.images] if result.random else [],
-            "montage": str(result.montage) if result.montage else None,
-            "top": [(img.uri, img.reason) for img in result.selection.images[:20]]}
+    ground_truth = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
+    result = mine_hard_cases(connection(store), model_version, ground_truth, mining, match, out_dir=store.home,
+                             label_config=label_config)
+    return result.summary().as_dict()
 
 
 @task(name="rebuild the pool index", tags=["fdb", "index"], **IO_RETRIES)
 def reindex_pool(store: StoreConfig, model_version: str, backend: str = "auto") -> dict:
     """The pool indexes mining uses (fdb.pool_index), built afresh from every pool vector: a new centre and
     projection for a pool that grew far from the vectors its index was first built on. Nights add to it again."""
-    out = {}
-    for layer in (BOX_LAYER, IMAGE_LAYER):
-        t0 = time.perf_counter()
-        built = pool_index(connection(store), model_version, layer, Path(store.home) / "indexes", backend=backend,
-                           rebuild=True)
-        out[layer] = None if built is None else {
-            "backend": built.index.spec.backend, "vectors": len(built.index), "version": built.index.spec.version,
-            "seconds": round(time.perf_counter() - t0, 1)}
-    return out
+    rebuilt = rebuild_pool_indexes(connection(store), model_version, (BOX_LAYER, IMAGE_LAYER),
+                                   Path(store.home) / "indexes", backend)
+    return {layer: None if built is None else {
+        "backend": built.index.spec.backend, "vectors": len(built.index), "version": built.index.spec.version,
+        "seconds": seconds} for layer, (built, seconds) in rebuilt.items()}
 
 
 @task(name="judge the labels", tags=["fdb"], **IO_RETRIES)
@@ -316,15 +275,8 @@ def retrain_candidate(store: StoreConfig, train_json: str, eval_json: str, image
 @task(name="query images of a selection", tags=["fdb"], **IO_RETRIES)
 def query_images(store: StoreConfig, batch_id: str, eval_json: str, image_dir: str | None = None) -> list[int]:
     """The evaluation set's ids of the images whose errors queried the batch's selection: the query subset."""
-    fdb = connection(store)
     evaluation = load_coco(newest_labels(store, eval_json), image_dir=image_dir)
-    batch = export_store.get(fdb, batch_id)
-    found = selection_store.read_selection(fdb, batch["selection_id"]) if batch else None
-    if found is None:
-        raise LookupError(f"no exported batch {batch_id!r} with a selection in fdb")
-    sources = {q.source_image_id for img in found[1] for q in img.queries}
-    uris = {d["uri"] for d in image_store.by_id(fdb, sources).values()}
-    return sorted(i for i in evaluation.images if str(evaluation.image_path(i).resolve()) in uris)
+    return query_image_ids(connection(store), batch_id, evaluation)
 
 
 @task(name="write the comparison report", tags=["io"], cache_policy=NONE)

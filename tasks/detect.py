@@ -102,6 +102,18 @@ def detect_images(fdb: FeatureDB, checkpoint: Checkpoint, uris: list[str], confi
     return report
 
 
+def detect_labelled_set(fdb: FeatureDB, checkpoint: Checkpoint, ground_truth: CocoSet,
+                        config: DetectConfig = DetectConfig(), progress: bool = False) -> tuple[DetectReport, int]:
+    """The labelled set through the detector (incrementally), so its errors can be typed from the store, and each
+    labelled box's box-head vector (`tap_ground_truth`). Images with ground truth are labelled, whatever an earlier
+    ingest called them: never mined. Returns the detection report and how many box vectors were written."""
+    uris = [str(ground_truth.image_path(i).resolve()) for i in ground_truth.images]
+    report = detect_images(fdb, checkpoint, uris, config, split="val", labelled=True, progress=progress)
+    image_store.mark_labelled(fdb, uris, split="val")
+    # Each labelled box's box-head vector: a miss searches the pool with what the model should have seen.
+    return report, tap_ground_truth(fdb, checkpoint, ground_truth)
+
+
 def tap_ground_truth(fdb: FeatureDB, checkpoint: Checkpoint, ground_truth: CocoSet) -> int:
     """The box head's vector of every labelled box (`records.GT_BOX_LAYER`), pooled from the model's features as
     if the box were a proposal, so a miss can search the pool with what the model should have seen there. Boxes

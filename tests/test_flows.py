@@ -112,3 +112,22 @@ def test_nightly_ingests_an_s3_prefix_and_queues_to_s3(prefect_backend, engine, 
     keys = set(s3mod.list_keys(batch["location"] + "/"))
     assert f"queue/{batch['batch_id']}/annotations.xml" in keys
     assert sum(k.startswith(f"queue/{batch['batch_id']}/images/") for k in keys) == batch["images"] > 0
+
+
+def test_mine_and_reindex_from_the_cli_print_what_they_chose(prefect_backend, engine, fdb, capsys):
+    """`dataengine mine` runs the model over the labelled set, types its errors and records a selection (printing the
+    table, the selection and why each image was chosen); `dataengine reindex` rebuilds the pool indexes it asked."""
+    from dataengine.cli import main
+
+    assert main(["detect", "--images", str(engine / "images"), "--pattern", "pool_*"]) == 0
+    gt = str(engine / "annotations" / "val.json")
+    assert main(["mine", "--gt", gt, "--budget", "3", "--k", "3", "--score", "0.0", "--show", "2"]) == 0
+    out = capsys.readouterr().out
+    [selection] = fdb.db["runs"].distinct("metrics.selection_id", {"kind": "mine_hard_cases"})
+    assert f"selection {selection} (strategy errors): 3 images" in out and "errors of the labelled set" in out
+    assert "queries (" in out and "random arm" in out and out.count("\n        ") == 2  # --show 2: two reasons
+    assert main(["reindex", "--backend", "exact"]) == 0
+    out = capsys.readouterr().out
+    assert "pool vectors of model" in out and "exact index" in out
+    assert main(["mine", "--budget", "3", "--k", "3", "--score", "0.0"]) == 0  # the last labelled set by default
+    assert f"labelled set of the last mining run: {gt}" in capsys.readouterr().out
