@@ -15,6 +15,11 @@ def get(fdb: FeatureDB, batch_id: str) -> dict | None:
     return fdb.exports.find_one({"_id": batch_id})
 
 
+def is_review(fdb: FeatureDB, batch_id: str) -> bool:
+    """Whether `batch_id` is a review batch (labelled images sent back for correction), not a selection to label."""
+    return fdb.exports.count_documents({"_id": batch_id, "kind": "review"}, limit=1) > 0
+
+
 def start(fdb: FeatureDB, batch_id: str, selection_id: str | None, model_version: str, min_score: float | None,
           location: str, kind: str = "selection", extra: dict | None = None) -> None:
     """`kind`: "selection" (mined or random images to label) or "review" (labelled images whose labels are

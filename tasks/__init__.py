@@ -11,7 +11,6 @@ is idempotent, so a retry or a re-run never duplicates a record.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import socket
 from pathlib import Path
@@ -157,13 +156,10 @@ def fold_judges(store: StoreConfig, gt_json: str, gt_images: str | None, folds: 
                 preset: str = "small", progress: bool = False) -> list[str]:
     """k models, each trained on the labelled set without one fold and run over that fold (`tasks.label_folds`):
     judges for a labelled set that is also the training set."""
-    from tasks.label_folds import fold_models  # noqa: PLC0415 - torch training, only for this task
+    from tasks.label_folds import fold_judges_under  # noqa: PLC0415 - torch training, only for this task
 
-    path = newest_labels(store, gt_json)
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-    work = Path(store.home) / "label_folds" / f"{digest}-{preset}-{train.steps}"
-    return fold_models(connection(store), load_coco(path, image_dir=gt_images), folds, work, train, preset,
-                       progress=progress)
+    labelled = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
+    return fold_judges_under(store.home, connection(store), labelled, folds, train, preset, progress=progress)
 
 
 @task(name="export the review batch", tags=["io", "s3"], **IO_RETRIES)

@@ -356,7 +356,7 @@ def test_review_labels_from_the_command_line(engine, capsys):
     coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] != first]
     corrected = engine / "corrected.json"
     corrected.write_text(json.dumps(coco))
-    assert main(["review-labels", "--import", str(corrected), "--batch", batch]) == 0
+    assert main(["import-labels", str(corrected), "--batch", batch]) == 0
     out = capsys.readouterr().out
     assert f"{removed} removed" in out and "labelled set version 2" in out
     assert main(["evaluate", "--data", str(engine), "--split", "val", "--model", "tiny-v1"]) == 0

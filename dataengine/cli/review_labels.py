@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from dataengine.cli.options import MATCH_FLAGS, add_config_args, config_from_args, labelled_set, model_args
@@ -41,65 +42,75 @@ def add_parser(sub) -> None:
     review.add_argument("--dry-run", action="store_true", help="judge and record, export nothing")
     review.add_argument("--show", type=int, default=15, help="suspects to print (default 15)")
     review.add_argument("--import", dest="import_labels", metavar="FILE", default=None,
-                        help="import the team's corrections (COCO json, CVAT xml or zip) of a review batch")
+                        help="import the team's corrections (COCO json, CVAT xml or zip) of a review batch: the "
+                             "same as `dataengine import-labels FILE --batch B`")
     review.add_argument("--batch", default=None, help="with --import: the review batch id")
     review.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from annotation_export.importer import LabelImportError
-    from mining.config import LabelErrorConfig, MatchConfig
-    from tasks import (
-        detect_labelled,
-        export_review,
-        fold_judges,
-        import_review,
-        judge_labels,
-        resolve_model,
-    )
+    from records.coco import load_coco
+    from tasks.context import newest_labels
 
-    store = store_config()
     if args.import_labels:
         if not args.batch:
             print("--import needs --batch (the review batch id printed by the export)", file=sys.stderr)
             return 2
-        try:
-            result = import_review.fn(store, args.import_labels, args.batch)
-        except LabelImportError as exc:
-            print(f"nothing imported: {exc}", file=sys.stderr)
-            return 2
-        changes = ", ".join(f"{n} {k}" for k, n in result["changes"].items() if k != "images")
-        print(f"review batch {result['batch_id']}: label version {result['label_version']}, {result['images']} images "
-              f"({changes})")
-        print(f"labelled set version {result['version']}: {result['labelled_set']} (the older versions are kept; "
-              "evaluation, mining and retraining read this one from now on)")
-        return 0
+        from dataengine.cli import import_labels
+
+        return import_labels.run(argparse.Namespace(labels=args.import_labels, batch=args.batch))
     gt, images = labelled_set(args)
     if gt is None:
         return 2
+    store = store_config()
+    ground_truth = load_coco(newest_labels(store, gt), image_dir=images)
+    judges = _judges(args, store, ground_truth)
+    return _judge_and_export(args, store, ground_truth, judges)
+
+
+def _judges(args, store, ground_truth) -> str | list[str]:
+    """The model whose predictions judge the labels, or with --folds the k models that each never saw a fold."""
+    from tasks.context import checkpoint_of, connection, resolve_version
+
     if args.folds:
         from detectors.config import TrainConfig
+        from tasks.label_folds import fold_judges_under
 
         print(f"training {args.folds} out-of-fold judges ({args.preset} preset, {args.steps} steps each)")
-        version = fold_judges.fn(store, gt, images, args.folds, TrainConfig(steps=args.steps), args.preset,
-                                 progress=True)
-    else:
-        version = resolve_model.fn(store, args.model, args.checkpoint)
-        detect_labelled.fn(store, version, gt, images, progress=True)
-    judged = judge_labels.fn(store, version, gt, images, config_from_args(LabelErrorConfig, args),
-                             config_from_args(MatchConfig, args))
-    who = f"{len(version)} fold models" if isinstance(version, list) else f"model {version}"
-    print(f"{who} on {judged['labelled_set']}:")
-    print(judged["table"])
-    for uri, kind, suspicion, why in judged["top"][:args.show]:
-        print(f"  {suspicion:.2f} {kind:<21} {uri}\n        {why}")
-    if not sum(judged["counts"].values()):
+        return fold_judges_under(store.home, connection(store), ground_truth, args.folds, TrainConfig(steps=args.steps),
+                                 args.preset, progress=True)
+    from tasks.detect import detect_labelled_set
+
+    version = resolve_version(store, args.model, args.checkpoint)
+    detect_labelled_set(connection(store), checkpoint_of(store, version), ground_truth, progress=True)
+    return version
+
+
+def _judge_and_export(args, store, ground_truth, judges: str | list[str]) -> int:
+    from pathlib import Path
+
+    from annotation_export.review import export_review_batch
+    from mining.config import LabelErrorConfig, MatchConfig
+    from mining.label_errors import find_label_errors
+    from tasks.context import connection
+
+    fdb = connection(store)
+    report = find_label_errors(fdb, judges, ground_truth, config_from_args(LabelErrorConfig, args),
+                               config_from_args(MatchConfig, args))
+    who = f"{len(judges)} fold models" if isinstance(judges, list) else f"model {judges}"
+    print(f"{who} on {ground_truth.path}:")
+    print(report.table())
+    for suspect in report.label_errors[:args.show]:
+        print(f"  {suspect.suspicion:.2f} {suspect.type:<21} {suspect.uri}\n        {suspect.why}")
+    if not sum(report.counts().values()):
         print("no suspected label errors: nothing to review")
         return 0
     if args.dry_run:
         return 0
-    exported = export_review.fn(store, version, gt, images, args.to, params_key=judged["params_key"])
-    print(f"review batch {exported['batch_id']}: {exported['location']} ({exported['images']} images, "
-          f"{exported['labels']} labels, {exported['predictions']} disagreeing predictions)")
-    print(f"when the corrections are back: dataengine review-labels --import FILE --batch {exported['batch_id']}")
+    exported = export_review_batch(fdb, ground_truth, judges, args.to or Path(store.home) / "exports",
+                                   params_key=report.params_key)
+    counts = exported.counts
+    print(f"review batch {exported.batch_id}: {exported.location} ({counts['images']} images, "
+          f"{counts['labels']} labels, {counts['predictions']} disagreeing predictions)")
+    print(f"when the corrections are back: dataengine import-labels FILE --batch {exported.batch_id}")
     return 0
