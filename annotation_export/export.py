@@ -52,6 +52,19 @@ class ExportResult:
     files: list[str]  # relative paths, sorted, without the marker
     counts: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def images(self) -> int:
+        return self.counts.get("images", 0)
+
+    def summary(self) -> dict:
+        """What a night records of its batch: where it went and its counts (not every file name)."""
+        return {"batch_id": self.batch_id, "location": self.location, "counts": self.counts}
+
+    @classmethod
+    def from_summary(cls, doc: dict) -> "ExportResult":
+        counts = doc.get("counts") or {k: v for k, v in doc.items() if k not in ("batch_id", "location")}
+        return cls(doc["batch_id"], doc["location"], [], counts)
+
 
 def batch_id_for(selection_id: str, image_ids: list, model_version: str, min_score: float) -> str:
     """Stable batch id: the same selection, images, model and score threshold always give the same batch.

@@ -221,7 +221,7 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
         return out
 
     listing = stage("listing", lambda: list_new_images.fn(store, root, "*", MODEL))
-    uris = listing["uris"]
+    uris = listing.uris
     stage("ingest", lambda: image_store.ingest_images(fdb, uris, source="nightly"))
     detect_config = DetectConfig(batch_size=8, feature_dtype="float16")  # as the archive's vectors
     report = stage("detect", lambda: detect_module.detect_images(fdb, checkpoint, uris, detect_config,
@@ -241,7 +241,7 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
     stage("mining", mining)
     exported = stage("export", lambda: export_batch(fdb, carried["selection"].selection_id, work / "exports"))
     overhead = sum(v["s"] for v in stages.values()) - stages["detect"]["stub_s"]
-    return {"new_images": len(uris), "listed": listing["listed"], "scanned": listing["scanned"],
+    return {"new_images": len(uris), "listed": listing.listed, "scanned": listing.scanned,
             "processed": report.images_processed, "quarantined": len(report.quarantined),
             "pool_images": int(fdb.images.count_documents({"split": "pool"})),
             "index": {idx.index.spec.layer: {"backend": idx.index.spec.backend, "n": len(idx.index),
@@ -315,9 +315,9 @@ def real_night(checkpoint_path: str, n_images: int, work: Path) -> dict:
         server.stop()
     return {"images": len(pool), "checkpoint": Path(checkpoint_path).name, "bare_tapped_inference_s": round(bare_s, 2),
             "nightly_flow_s": round(night_s, 2), "ratio": round(night_s / bare_s, 3),
-            "target_met": night_s / bare_s <= 1.15, "processed": result["detect"]["processed"],
-            "selected": result["mine"]["selected"],
-            "exported": (result["export"] or {}).get("images"), "batch_size": DetectConfig().batch_size}
+            "target_met": night_s / bare_s <= 1.15, "processed": result.detect.images_processed,
+            "selected": result.mine.selected,
+            "exported": result.export.images if result.export else None, "batch_size": DetectConfig().batch_size}
 
 
 # ---------------------------------------------------------------------------------------------------- main

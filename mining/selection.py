@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from fdb import FeatureDB
@@ -101,27 +101,34 @@ class MiningSummary:
 
     selection_id: str
     selected: int
-    strategy: str | None
-    queries: int
-    errors: dict  # error type -> count on the labelled set
-    error_table: str
-    error_cost: dict  # error type -> the bbox mAP it costs (TIDE)
-    budget_shares: dict | None  # error type -> images, when the budget was split by cost
-    label_errors: dict  # suspect type -> count
-    label_error_predictions: str | None
-    left_out: dict  # suspect type -> errors it explained, left out of the queries
-    query_image_ids: list[str]
-    query_coco_ids: list[int]
-    queries_by_level: dict
-    index_versions: dict
-    selected_uris: list[str]
-    random_selection_id: str | None
-    random_uris: list[str]
-    montage: str | None
-    top: list[tuple[str, str]]  # (uri, reason) of the first 20 selected images
+    strategy: str | None = None
+    queries: int = 0
+    errors: dict = field(default_factory=dict)  # error type -> count on the labelled set
+    error_table: str = ""
+    error_cost: dict = field(default_factory=dict)  # error type -> the bbox mAP it costs (TIDE)
+    budget_shares: dict | None = None  # error type -> images, when the budget was split by cost
+    label_errors: dict = field(default_factory=dict)  # suspect type -> count
+    label_error_predictions: str | None = None
+    left_out: dict = field(default_factory=dict)  # suspect type -> errors it explained, left out of the queries
+    query_image_ids: list[str] = field(default_factory=list)
+    query_coco_ids: list[int] = field(default_factory=list)
+    queries_by_level: dict = field(default_factory=dict)
+    index_versions: dict = field(default_factory=dict)
+    selected_uris: list[str] = field(default_factory=list)
+    random_selection_id: str | None = None
+    random_uris: list[str] = field(default_factory=list)
+    montage: str | None = None
+    top: list[tuple[str, str]] = field(default_factory=list)  # (uri, reason) of the first 20 selected images
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "MiningSummary":
+        """As recorded (a night's selection in fdb.runs); fields a record lacks keep their defaults."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in doc.items() if k in known}
+        return cls(**{**values, "top": [tuple(row) for row in values.get("top", [])]})
 
 
 def mine_hard_cases(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,

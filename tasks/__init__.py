@@ -14,13 +14,14 @@ import datetime as dt
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
 from annotation_export.config import ExportConfig
-from annotation_export.export import export_batch
-from annotation_export.importer import import_labels, labels_as_coco
+from annotation_export.export import ExportResult, export_batch
+from annotation_export.importer import ImportReport, import_labels, labels_as_coco
 from annotation_export.review import apply_review, export_review_batch
 from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
 from fdb import StoreConfig, StoreUnavailable, labelled_sets, listings
@@ -29,13 +30,16 @@ from fdb import labels as label_store
 from fdb import runs as run_store
 from fdb.pool_index import rebuild_pool_indexes
 from mining.config import EvaluationConfig, LabelErrorConfig, MatchConfig, MiningConfig
-from mining.label_errors import find_label_errors
-from mining.selection import mine_hard_cases, pool_state, query_image_ids
+from mining.label_errors import LabelErrorReport, find_label_errors
+from mining.selection import MiningSummary, mine_hard_cases, pool_state, query_image_ids
 from records import BOX_LAYER, IMAGE_LAYER
 from records.coco import load_coco
 from storage import list_images_since
 from tasks.context import checkpoint_of, connection, newest_labels, resolve_version
-from tasks.detect import detect_images, detect_labelled_set
+from tasks.detect import DetectReport, detect_images, detect_labelled_set
+
+if TYPE_CHECKING:
+    from tasks.retrain import RetrainResult
 
 
 def _worth_retrying(task, task_run, state) -> bool:
@@ -59,7 +63,7 @@ IO_RETRIES = dict(retries=3, retry_delay_seconds=[2, 10, 30], cache_policy=NONE,
 
 @task(name="list new images", tags=["io"], **IO_RETRIES)
 def list_new_images(store: StoreConfig, folder: str, pattern: str = "*", model_version: str | None = None,
-                    allow_links_out: bool = False, full_listing: bool = False) -> dict:
+                    allow_links_out: bool = False, full_listing: bool = False) -> listings.NewImages:
     """Images under `folder` not yet processed by `model_version`, listed from where the last complete night of
     this model left off (`fdb.listings`; `full_listing` lists everything): the cost follows the night's images,
     and the database is asked only about those. Links out of the folder are refused (and logged) unless
@@ -75,14 +79,13 @@ def list_new_images(store: StoreConfig, folder: str, pattern: str = "*", model_v
     if fdb is not None:
         done = image_store.processed_uris(fdb, uris, model_version)
         uris = [u for u in uris if u not in done]
-    return {"uris": uris, "listed": len(listing.uris), "scanned": listing.scanned, "key": key,
-            "since": since, "mark": listing.mark}
+    return listings.NewImages(uris, len(listing.uris), listing.scanned, key, since, listing.mark)
 
 
 @task(name="record where the listing ends", tags=["fdb"], **IO_RETRIES)
-def record_listing(store: StoreConfig, listing: dict) -> None:
+def record_listing(store: StoreConfig, listing: listings.NewImages) -> None:
     """After the listed images were all detected: the next night lists from here."""
-    listings.advance(connection(store), listing["key"], listing["mark"], listing["listed"], listing["scanned"])
+    listings.advance(connection(store), listing.key, listing.mark, listing.listed, listing.scanned)
 
 
 @task(name="resolve the model", tags=["model"], **IO_RETRIES)
@@ -94,13 +97,12 @@ def resolve_model(store: StoreConfig, model_version: str | None = None, checkpoi
 
 @task(name="detect with feature taps", tags=["model", "fdb"], **IO_RETRIES)
 def detect(store: StoreConfig, model_version: str, uris: list[str], config: DetectConfig = DetectConfig(),
-           split: str = "pool", source: str = "nightly", progress: bool = False) -> dict:
-    """One chunk of images through the detector into fdb; `worker` says which host and process ran it."""
+           split: str = "pool", source: str = "nightly", progress: bool = False) -> DetectReport:
+    """One chunk of images through the detector into fdb; its `workers` say which host and process ran it."""
     report = detect_images(connection(store), checkpoint_of(store, model_version), uris, config, split=split,
                            source=source, progress=progress)
-    return {"processed": report.images_processed, "skipped": report.images_skipped,
-            "detections": report.detections, "features": report.features, "quarantined": report.quarantined,
-            "worker": f"{socket.gethostname()}:{os.getpid()}", "summary": str(report)}
+    report.workers = [f"{socket.gethostname()}:{os.getpid()}"]
+    return report
 
 
 @task(name="detect on the labelled set", tags=["model", "fdb"], **IO_RETRIES)
@@ -118,13 +120,13 @@ def detect_labelled(store: StoreConfig, model_version: str, gt_json: str, gt_ima
 @task(name="mine hard cases", tags=["fdb", "index"], **IO_RETRIES)
 def mine(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | None = None,
          mining: MiningConfig = MiningConfig(), match: MatchConfig = MatchConfig(),
-         label_config: LabelErrorConfig = LabelErrorConfig()) -> dict:
+         label_config: LabelErrorConfig = LabelErrorConfig()) -> MiningSummary:
     """Errors on the labelled set (less those a suspected label error explains) -> queries -> the pool's nearest
     images, recorded as a selection."""
     ground_truth = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
     result = mine_hard_cases(connection(store), model_version, ground_truth, mining, match, out_dir=store.home,
                              label_config=label_config)
-    return result.summary().as_dict()
+    return result.summary()
 
 
 @task(name="rebuild the pool index", tags=["fdb", "index"], **IO_RETRIES)
@@ -140,15 +142,12 @@ def reindex_pool(store: StoreConfig, model_version: str, backend: str = "auto") 
 
 @task(name="judge the labels", tags=["fdb"], **IO_RETRIES)
 def judge_labels(store: StoreConfig, model_version: str | list[str], gt_json: str, gt_images: str | None = None,
-                 config: LabelErrorConfig = LabelErrorConfig(), match: MatchConfig = MatchConfig()) -> dict:
+                 config: LabelErrorConfig = LabelErrorConfig(), match: MatchConfig = MatchConfig()
+                 ) -> LabelErrorReport:
     """Suspected label errors of the labelled set's newest version, judged by the model's stored predictions
     on the images it never trained on, recorded in fdb."""
     path = newest_labels(store, gt_json)
-    report = find_label_errors(connection(store), model_version, load_coco(path, image_dir=gt_images), config, match)
-    return {"labelled_set": path, "table": report.table(), "counts": report.counts(), "images": report.images,
-            "skipped_in_sample": report.skipped_in_sample, "predictions": report.predictions,
-            "params_key": report.params_key,
-            "top": [(s.uri, s.type, round(s.suspicion, 3), s.why) for s in report.label_errors[:20]]}
+    return find_label_errors(connection(store), model_version, load_coco(path, image_dir=gt_images), config, match)
 
 
 @task(name="train out-of-fold judges", tags=["model"], cache_policy=NONE)
@@ -164,33 +163,30 @@ def fold_judges(store: StoreConfig, gt_json: str, gt_images: str | None, folds: 
 
 @task(name="export the review batch", tags=["io", "s3"], **IO_RETRIES)
 def export_review(store: StoreConfig, model_version: str | list[str], gt_json: str, gt_images: str | None = None,
-                  target: str | None = None, params_key: str | None = None) -> dict:
+                  target: str | None = None, params_key: str | None = None) -> ExportResult:
     """The labelled images with suspected label errors, their labels and the disagreeing predictions, as a
     CVAT + COCO batch for the team to correct (default: `exports/` in the data home)."""
     ground_truth = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
-    result = export_review_batch(connection(store), ground_truth, model_version,
-                                 target or Path(store.home) / "exports", params_key=params_key)
-    return {"batch_id": result.batch_id, "location": result.location, **result.counts}
+    return export_review_batch(connection(store), ground_truth, model_version,
+                               target or Path(store.home) / "exports", params_key=params_key)
 
 
 @task(name="import the corrected labels", tags=["fdb"], **IO_RETRIES)
-def import_review(store: StoreConfig, labels_path: str, batch_id: str) -> dict:
+def import_review(store: StoreConfig, labels_path: str, batch_id: str) -> tuple[ImportReport, dict]:
     """The team's corrections of a review batch: a label version of the batch, then the next version of the
-    labelled set it came from (what evaluation, mining and retraining read from then on)."""
+    labelled set it came from (what evaluation, mining and retraining read from then on): the import's report
+    and the labelled set's new version (`path`, `version`, `changes`)."""
     fdb = connection(store)
     report = import_labels(fdb, labels_path, batch_id)
-    version = apply_review(fdb, batch_id)
-    return {"batch_id": batch_id, "label_version": report.label_version, "images": report.images,
-            "labelled_set": version["path"], "version": version["version"], "changes": version.get("changes", {})}
+    return report, apply_review(fdb, batch_id)
 
 
 @task(name="export to the labelling queue", tags=["io", "s3"], **IO_RETRIES)
 def export(store: StoreConfig, selection_id: str, target: str | None = None,
-           config: ExportConfig = ExportConfig()) -> dict:
+           config: ExportConfig = ExportConfig()) -> ExportResult:
     """The selection as a CVAT + COCO batch with pre-annotations and a manifest, under a folder or s3:// prefix
     (default: `exports/` in the data home). Idempotent: the batch id derives from the selection."""
-    result = export_batch(connection(store), selection_id, target or Path(store.home) / "exports", config)
-    return {"batch_id": result.batch_id, "location": result.location, **result.counts}
+    return export_batch(connection(store), selection_id, target or Path(store.home) / "exports", config)
 
 
 @task(name="import the team's labels", tags=["fdb"], **IO_RETRIES)
@@ -222,13 +218,14 @@ def nightly_state(store: StoreConfig, model_version: str, gt_json: str, params: 
 
 
 @task(name="record what the night ships", tags=["fdb"], **IO_RETRIES)
-def record_export_intent(store: StoreConfig, state: str, mined: dict) -> dict:
+def record_export_intent(store: StoreConfig, state: str, mined: MiningSummary) -> MiningSummary:
     """The night's selection, recorded before its export; returns the one recorded first (see fdb.runs)."""
-    return run_store.record_export_intent(connection(store), state, mined)
+    return MiningSummary.from_dict(run_store.record_export_intent(connection(store), state, mined.as_dict()))
 
 
 @task(name="record the night", tags=["fdb"], **IO_RETRIES)
 def record_night(store: StoreConfig, state: str, result: dict) -> None:
+    """The night done (`result`: its record as flows.nightly.NightReport.as_doc writes it)."""
     run_store.record_scheduled_run(connection(store), state, result)
 
 
@@ -253,19 +250,15 @@ def retrain_candidate(store: StoreConfig, train_json: str, eval_json: str, image
                       recipe: FinetuneConfig = FinetuneConfig(), promote: str = "auto", base: str | None = None,
                       match: MatchConfig = MatchConfig(), progress: bool = False,
                       query_images: list[int] | None = None, allow_no_batches: bool = False,
-                      test_json: str | None = None, evaluation: EvaluationConfig = EvaluationConfig()) -> dict:
+                      test_json: str | None = None, evaluation: EvaluationConfig = EvaluationConfig()
+                      ) -> RetrainResult:
     """A candidate on everything labelled so far, the gate against production, a promotion if it passes."""
     from tasks.retrain import retrain  # noqa: PLC0415 - torch training, only for this task
 
     work = Path(store.home) / "retrain" / store.db_name / dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    result = retrain(connection(store), newest_labels(store, train_json), newest_labels(store, eval_json),
-                     image_dir, work, recipe, promote, base, match,
-                     progress=progress, query_images=query_images, allow_no_batches=allow_no_batches,
-                     test_json=test_json, evaluation_config=evaluation)
-    return {"candidate": result.candidate, "production_before": result.production_before,
-            "production_after": result.production_after, "promoted": result.production_after != result.production_before,
-            "decision": result.decision.as_dict(), "report": result.report, "batches": result.batches,
-            "production_numbers": result.production_numbers, "candidate_runs": result.runs}
+    return retrain(connection(store), newest_labels(store, train_json), newest_labels(store, eval_json), image_dir,
+                   work, recipe, promote, base, match, progress=progress, query_images=query_images,
+                   allow_no_batches=allow_no_batches, test_json=test_json, evaluation_config=evaluation)
 
 
 @task(name="query images of a selection", tags=["fdb"], **IO_RETRIES)

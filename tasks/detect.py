@@ -10,7 +10,7 @@ loss or duplicates. An image that cannot be decoded is quarantined with its reas
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -36,6 +36,26 @@ class DetectReport:
     detections: int = 0
     features: int = 0
     quarantined: list[tuple[str, str]] = field(default_factory=list)
+    workers: list[str] = field(default_factory=list)  # host:pid of the processes that ran it (Dask workers)
+
+    def __add__(self, other: "DetectReport") -> "DetectReport":
+        """Two chunks' reports as one (a night's chunks, however many workers ran them)."""
+        return DetectReport(self.model_version, self.images_seen + other.images_seen,
+                            self.images_processed + other.images_processed,
+                            self.images_skipped + other.images_skipped, self.detections + other.detections,
+                            self.features + other.features, self.quarantined + other.quarantined,
+                            sorted(set(self.workers) | set(other.workers)))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "DetectReport":
+        """As `as_dict` wrote it, or as a night recorded it before (`processed`, `skipped`, no `images_seen`)."""
+        renamed = {"processed": "images_processed", "skipped": "images_skipped"}
+        known = {f.name for f in fields(cls)}
+        values = {renamed.get(k, k): v for k, v in doc.items() if renamed.get(k, k) in known}
+        return cls(**{**values, "quarantined": [tuple(q) for q in values.get("quarantined", [])]})
 
     def __str__(self) -> str:
         return (f"model {self.model_version}: {self.images_seen} images, {self.images_processed} processed, "

@@ -269,11 +269,11 @@ def test_review_batch_round_trip_makes_a_new_labelled_set_version(fdb, store, la
 
     gt_json = str(labelled_world["gt_json"])
     judged = judge_labels.fn(store, MODEL, gt_json, config=CONFIG)
-    assert judged["counts"] == {"possible_missing": 1, "possible_wrong_class": 1, "possible_bad_box": 0,
+    assert judged.counts() == {"possible_missing": 1, "possible_wrong_class": 1, "possible_bad_box": 0,
                                 "possible_spurious": 1}
     exported = export_review.fn(store, MODEL, gt_json, target=str(tmp_path / "review"))
-    assert exported["images"] == 3 and exported["predictions"] == 2 and exported["labels"] == 3
-    root = Path(exported["location"])
+    assert exported.images == 3 and exported.counts["predictions"] == 2 and exported.counts["labels"] == 3
+    root = Path(exported.location)
     manifest = json.loads((root / "manifest.json").read_text())
     why = {row["file_name"]: [s["type"] for s in row["suspects"]] for row in manifest["images"]}
     assert why == {"v2.png": ["possible_wrong_class"], "v3.png": ["possible_spurious"],
@@ -295,22 +295,23 @@ def test_review_batch_round_trip_makes_a_new_labelled_set_version(fdb, store, la
                            if not (a["attributes"]["origin"] == "label" and a["attributes"]["suspect"])]
     corrected = tmp_path / "corrected.json"
     corrected.write_text(json.dumps(coco))
-    result = import_review.fn(store, str(corrected), exported["batch_id"])
+    imported, result = import_review.fn(store, str(corrected), exported.batch_id)
+    assert imported.label_version == 1 and imported.images == 3
     assert result["version"] == 2 and result["changes"] == {"images": 3, "kept": 1, "moved": 0, "relabelled": 1,
                                                              "removed": 1, "added": 1}
-    assert newest_labels(store, gt_json) == result["labelled_set"] != gt_json
+    assert newest_labels(store, gt_json) == result["path"] != gt_json
     assert Path(gt_json).read_text() == labelled_world["gt_json"].read_text()  # the old version is kept
     assert [v["version"] for v in labelled_sets.versions(fdb, gt_json)] == [1, 2]
 
-    newest = load_coco(result["labelled_set"])
+    newest = load_coco(result["path"])
     assert newest.image_dir == load_coco(gt_json).image_dir
     errors = find_errors(fdb, MODEL, newest).totals()
     assert errors["miss"] == 0 and errors["fp_background"] == 3  # only the logos are left as the model's errors
     # the mining task reads the newest version too
     mined = mine.fn(store, MODEL, gt_json, mining=MiningConfig(k=2, budget=4, random_arm=False), label_config=CONFIG)
-    assert mined["errors"]["miss"] == {} and sum(mined["label_errors"].values()) == 0
+    assert mined.errors["miss"] == {} and sum(mined.label_errors.values()) == 0
     again = judge_labels.fn(store, MODEL, gt_json, config=CONFIG)
-    assert again["labelled_set"] == result["labelled_set"] and sum(again["counts"].values()) == 0
+    assert sum(again.counts().values()) == 0  # judged on the newest version: the corrected labels
 
 
 def test_k_fold_judges_every_image_with_the_model_that_never_saw_it(fdb, tmp_path):
@@ -383,11 +384,12 @@ def test_a_judge_that_supports_no_label_leaves_nothing_out_of_mining(fdb, labell
 def test_the_nightly_summary_shows_label_errors_beside_the_model_errors(store, labelled_world):
     from flows.nightly import _summary
     from tasks import mine
+    from tasks.detect import DetectReport
 
     mined = mine.fn(store, MODEL, str(labelled_world["gt_json"]),
                     mining=MiningConfig(k=2, budget=4, types=("fp_background",), random_arm=False),
                     label_config=CONFIG)
-    summary = _summary(MODEL, {"processed": 0, "quarantined": [], "detections": 0}, mined, None)
+    summary = _summary(MODEL, DetectReport(MODEL), mined, None)
     assert "fp_background" in summary and "possible_missing" in summary and "possible_spurious" in summary
     assert "left out of the queries as label errors: 1 (possible_missing)" in summary
-    assert mined["left_out"] == {"possible_missing": 1} and mined["label_error_predictions"] == "held_out"
+    assert mined.left_out == {"possible_missing": 1} and mined.label_error_predictions == "held_out"

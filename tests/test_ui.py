@@ -54,9 +54,9 @@ def world(prefect_backend, mongod, tmp_path_factory):
         data = tmp / "demo" / "synthetic"
         curate = mine.fn(store, seed, str(data / "annotations" / "val.json"), str(data / "images"),
                          MiningConfig(k=3, budget=3), MatchConfig(score_threshold=0.0))
-    assert curate["selected"] > 1 and curate["random_selection_id"]
-    yield {"fdb": fdb, "tmp": tmp, "seed": seed, "mined": curate["selection_id"],
-           "random": curate["random_selection_id"]}
+    assert curate.selected > 1 and curate.random_selection_id
+    yield {"fdb": fdb, "tmp": tmp, "seed": seed, "mined": curate.selection_id,
+           "random": curate.random_selection_id}
     client.drop_database(name)
     client.close()
 

@@ -51,9 +51,9 @@ def run(args) -> int:
                   match=config_from_args(MatchConfig, args), export_config=config_from_args(ExportConfig, args),
                   export_to=args.to, chunk_size=args.chunk_size, allow_links_out=args.allow_links_out,
                   full_listing=args.full_listing)
-    detected, exported = result["detect"], result["export"]
-    print(f"detected {detected['processed']} new images ({len(detected['quarantined'])} quarantined) on "
-          f"{len(detected.get('workers', []))} worker(s); selection {result['mine']['selection_id']} "
-          f"({result['mine']['selected']} images, strategy {result['mine'].get('strategy')})")
-    print(f"batch {exported['batch_id']} at {exported['location']}" if exported else "nothing exported")
+    detected, mined, exported = result.detect, result.mine, result.export
+    print(f"detected {detected.images_processed} new images ({len(detected.quarantined)} quarantined) on "
+          f"{len(detected.workers)} worker(s); selection {mined.selection_id} ({mined.selected} images, strategy "
+          f"{mined.strategy})")
+    print(f"batch {exported.batch_id} at {exported.location}" if exported else "nothing exported")
     return 0

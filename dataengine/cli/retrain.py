@@ -43,11 +43,11 @@ def run(args) -> int:
     except LookupError as exc:
         print(f"nothing retrained: {exc}", file=sys.stderr)
         return 2
-    decision = result["decision"]
-    print(f"candidate {result['candidate']} on the labelled set plus {len(result['batches'])} labelled batch(es)")
-    for ok, reason in zip(decision["checks"].values(), decision["reasons"]):
+    decision = result.decision
+    print(f"candidate {result.candidate} on the labelled set plus {len(result.batches)} labelled batch(es)")
+    for ok, reason in zip(decision.checks.values(), decision.reasons):
         print(f"  {'PASS' if ok else 'FAIL'}: {reason}")
-    print(f"production: {result['production_before']} -> {result['production_after']}" if result["promoted"] else
-          f"not promoted; production stays {result['production_before']}")
-    print(f"report: {result['report']}")
+    print(f"production: {result.production_before} -> {result.production_after}" if result.promoted else
+          f"not promoted; production stays {result.production_before}")
+    print(f"report: {result.report}")
     return 0
