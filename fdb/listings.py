@@ -10,7 +10,8 @@ its first night lists the whole root, since every image needs that model's featu
 
 from __future__ import annotations
 
-from fdb.store import FeatureDB, utcnow
+from fdb.store import FeatureDB
+from fdb.writes import utcnow
 
 # A local mark is used less this much: a file created while the walk was passing its folder has a change time
 # just before the newest one seen, yet was not listed. The overlap is re-listed and filtered by the database.
