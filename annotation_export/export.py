@@ -28,6 +28,7 @@ from annotation_export.config import ExportConfig
 from annotation_export.formats import build_batch, coco_json, cvat_xml
 from annotation_export.manifest import manifest_csv, manifest_json, manifest_rows, rejected_rows
 from fdb import FeatureDB
+from fdb import detections as detection_store
 from fdb import exports as export_store
 from fdb import images as image_store
 from fdb import models as model_store
@@ -136,7 +137,7 @@ def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: 
     missing = set(map(str, image_ids)) - {str(i["_id"]) for i in images}
     if missing:
         raise ExportError(f"selection {selection_id!r}: images not in fdb: {sorted(missing)}")
-    detections = fdb.read_detections(model_version, image_ids, min_score=min_score)
+    detections = detection_store.read_detections(fdb, model_version, image_ids, min_score=min_score)
     id_of = {str(i["_id"]): i["_id"] for i in images}
     categories = model_categories(fdb, model_version, detections)
     batch, export_cats, cat_map = build_batch(images, detections, categories, min_score)

@@ -100,6 +100,7 @@ def grow_archive(fdb, root: Path, seeds: list[Path], start: int, stop: int, inde
     """Pool images start..stop-1 into the archive: files, records, detections, vectors; then the pool index grows."""
     from bson import ObjectId  # noqa: PLC0415
 
+    from fdb import detections as detection_store  # noqa: PLC0415
     from fdb.pool_index import pool_index  # noqa: PLC0415
     from records import BOX_LAYER, IMAGE_LAYER, Detection  # noqa: PLC0415
 
@@ -123,10 +124,10 @@ def grow_archive(fdb, root: Path, seeds: list[Path], start: int, stop: int, inde
                                  "status": "ok", "reason": None, "source": "archive", "split": "pool",
                                  "labelled": False, "ingested_at": now, "processed_by": [MODEL]}
                                 for i, image_id, uri in zip(range(lo, hi), ids, uris)], ordered=False)
-        fdb.write_detections(MODEL, [Detection(0, [8.0, 8.0, 16.0, 16.0], 0.8, 1, "sign", image_id=image_id)
-                                     for image_id in ids])
+        detection_store.write_detections(fdb, MODEL, [Detection(0, [8.0, 8.0, 16.0, 16.0], 0.8, 1, "sign",
+                                                                image_id=image_id) for image_id in ids])
         t2 = time.perf_counter()
-        fdb.write_features(MODEL, BOX_LAYER, [fdb.detection_id(i, MODEL, 0) for i in ids],
+        fdb.write_features(MODEL, BOX_LAYER, [detection_store.detection_id(i, MODEL, 0) for i in ids],
                            gen.generate(len(ids), stream=1 + lo // chunk).astype(np.float16), image_ids=ids)
         fdb.write_features(MODEL, IMAGE_LAYER, ids, gen.generate(len(ids), stream=10_000 + lo // chunk)
                            .astype(np.float16), owner_kind="image")

@@ -5,7 +5,8 @@ stays visibly unfinished and is completed by the next attempt."""
 
 from __future__ import annotations
 
-from fdb.store import FeatureDB, durable, utcnow
+from fdb.store import FeatureDB
+from fdb.writes import durable, utcnow
 
 
 def get(fdb: FeatureDB, batch_id: str) -> dict | None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fdb.store import FeatureDB, utcnow
+from fdb.store import FeatureDB
+from fdb.writes import utcnow
 
 # A local mark is used less this much: a file created while the walk was passing its folder has a change time
 # just before the newest one seen, yet was not listed. The overlap is re-listed and filtered by the database.

@@ -16,7 +16,8 @@ from __future__ import annotations
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from fdb.store import FeatureDB, utcnow
+from fdb.store import FeatureDB
+from fdb.writes import utcnow
 
 STAGES = ("candidate", "production", "archived")
 POINTER = "production"

@@ -37,7 +37,8 @@ import numpy as np
 from fdb import images as image_store
 from fdb import indexes as index_store
 from fdb.index import EXACT_THRESHOLD, VectorIndex, build_index, load_index, prune, save_index
-from fdb.store import FeatureDB, utcnow
+from fdb.store import FeatureDB
+from fdb.writes import utcnow
 
 WATERMARK_SLACK = dt.timedelta(minutes=10)
 KEEP_VERSIONS = 2

@@ -22,6 +22,7 @@ from detectors.config import DetectConfig
 from detectors.inference import ImageDetections, Labels, run_inference
 from detectors.taps import box_vectors
 from fdb import FeatureDB
+from fdb import detections as detection_store
 from fdb import images as image_store
 from records import BOX_LAYER, GT_BOX_LAYER, IMAGE_LAYER
 from records.coco import CocoSet
@@ -79,10 +80,10 @@ class StoreWriter:
             for det in out.detections:
                 det.image_id = doc["_id"]
                 detections.append(det)
-                det_ids.append(fdb.detection_id(doc["_id"], version, det.rank))
+                det_ids.append(detection_store.detection_id(doc["_id"], version, det.rank))
                 det_images.append(doc["_id"])
             det_vectors.append(out.box_features)
-        report.detections += fdb.write_detections(version, detections).inserted
+        report.detections += detection_store.write_detections(fdb, version, detections).inserted
         if det_ids:
             report.features += fdb.write_features(version, BOX_LAYER, det_ids,
                                                   np.concatenate(det_vectors).astype(self.dtype, copy=False),

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fdb import detections as detection_store
 from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
 from mining.errors import type_image_errors
 from mining.label_errors import (
@@ -191,12 +192,12 @@ def labelled_world(fdb, tmp_path):
     docs = image_store.by_uri(fdb, plan)
     for uri, dets in plan.items():
         image_id = docs[uri]["_id"]
-        fdb.write_detections(MODEL, [Detection(r, box, score, CAR_ID, "car", image_id=image_id)
-                                     for r, (box, score, _) in enumerate(dets)])
+        detection_store.write_detections(fdb, MODEL, [Detection(r, box, score, CAR_ID, "car", image_id=image_id)
+                                                      for r, (box, score, _) in enumerate(dets)])
         if dets:
             vectors = np.stack([_unit(look + 0.05 * rng.standard_normal(DIM)) for _, _, look in dets])
-            fdb.write_features(MODEL, BOX_LAYER, [fdb.detection_id(image_id, MODEL, r) for r in range(len(dets))],
-                               vectors, image_ids=[image_id] * len(dets))
+            owners = [detection_store.detection_id(image_id, MODEL, r) for r in range(len(dets))]
+            fdb.write_features(MODEL, BOX_LAYER, owners, vectors, image_ids=[image_id] * len(dets))
         fdb.write_features(MODEL, IMAGE_LAYER, [image_id], _unit(rng.standard_normal(DIM))[None], owner_kind="image")
         image_store.mark_processed(fdb, [image_id], MODEL)
     train_json = tmp_path / "train.json"  # what the model trained on: other images

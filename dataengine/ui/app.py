@@ -40,6 +40,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from dataengine.ui import views
 from dataengine.ui.crops import Box, CropCache, placeholder
 from fdb import FeatureDB
+from fdb import detections as detection_store
 
 HERE = Path(__file__).parent
 TOKEN_COOKIE = "dataengine_token"
@@ -216,8 +217,8 @@ def build_app(fdb: FeatureDB, settings: AppSettings = AppSettings()) -> FastAPI:
                      for h in views.hit_boxes(fdb, selection, image_id)]
         elif model:  # what the model sees in it
             boxes = [Box(tuple(det.bbox), "prediction", f"{det.category_name} {det.score:.2f}")
-                     for det in fdb.read_detections(model, [doc["_id"]], min_score=views.IMAGE_MIN_SCORE,
-                                                    masks=False)]
+                     for det in detection_store.read_detections(fdb, model, [doc["_id"]],
+                                                                min_score=views.IMAGE_MIN_SCORE, masks=False)]
         else:
             boxes = []
         return picture(doc, None, boxes, size)

@@ -18,6 +18,7 @@ from annotation_export.changes import batch_changes
 from annotation_export.config import ExportConfig
 from annotation_export.export import ExportError, export_batch
 from fdb import FeatureDB, labelled_sets
+from fdb import detections as detection_store
 from fdb import errors as error_store
 from fdb import exports as export_store
 from fdb import images as image_store
@@ -222,7 +223,7 @@ def query(fdb: FeatureDB, error_id: str, selection_id: str | None = None) -> dic
         raise NotFound(f"no selection recorded a query for error {error_id}"
                        + (f" in selection {selection_id}" if selection_id else ""))
     neighbours = recorded.get("neighbours") or []
-    detections = (fdb.detections_by_id([n["owner_id"] for n in neighbours])
+    detections = (detection_store.detections_by_id(fdb, [n["owner_id"] for n in neighbours])
                   if recorded.get("level") == "detection" else {})
     records = image_store.by_id(fdb, {n["image_id"] for n in neighbours} | {recorded["source_image_id"]})
     found = selection_store.read_selection(fdb, recorded["selection_id"])
@@ -312,7 +313,7 @@ def hit_boxes(fdb: FeatureDB, selection_id: str, image_id: str) -> list[dict]:
     """The detections of an image that a selection's queries reached, with the query and distance."""
     iid = parse_id(image_id, "image")
     hits = selection_store.neighbours_in_image(fdb, selection_id, iid)
-    detections = fdb.detections_by_id([h["owner_id"] for h in hits if h.get("level") == "detection"])
+    detections = detection_store.detections_by_id(fdb, [h["owner_id"] for h in hits if h.get("level") == "detection"])
     return [{"bbox": detections[h["owner_id"]].bbox, "error_id": h["error_id"], "type": h.get("type"),
              "distance": h["distance"]} for h in hits if h["owner_id"] in detections]
 
@@ -391,7 +392,8 @@ def image(fdb: FeatureDB, image_id: str, model_version: str | None = None,
     processed = image_store.models_done(doc)
     production = model_store.production_version(fdb)
     model_version = model_version or (production if production in processed else (processed[-1] if processed else None))
-    detections = fdb.read_detections(model_version, [iid], min_score=min_score, masks=False) if model_version else []
+    detections = (detection_store.read_detections(fdb, model_version, [iid], min_score=min_score, masks=False)
+                  if model_version else [])
     errs, _ = error_store.find(fdb, model_version, image_id=iid, limit=200) if model_version else ([], 0)
     return {"image_id": iid, "uri": doc.get("uri"), "width": doc.get("width"), "height": doc.get("height"),
             "split": doc.get("split"), "labelled": doc.get("labelled", False), "status": doc.get("status"),
@@ -414,7 +416,7 @@ def image_record(fdb: FeatureDB, image_id: str) -> dict:
 
 def detection_record(fdb: FeatureDB, detection_id: str):
     did = parse_id(detection_id, "detection")
-    det = fdb.detections_by_id([did]).get(did)
+    det = detection_store.detections_by_id(fdb, [did]).get(did)
     if det is None:
         raise NotFound(f"no detection {detection_id}")
     return det
