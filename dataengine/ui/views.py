@@ -1,22 +1,19 @@
 """What each page of the review app shows, as plain data.
 
-One function per resource, over the feature database. The JSON API returns exactly what these return, and each
-page is rendered from the same call, so a page never shows anything the API does not (and tests can call them
-without a server). Ids arrive as text and are parsed here; anything unknown is a `NotFound`.
+One function per resource, over the feature database. The JSON API returns exactly what these return (as
+`encoding.encode` writes it, in the shape `schemas` documents), and each page is rendered from the same call, so a
+page never shows anything the API does not (and tests can call them without a server). Ids arrive as text and are
+parsed by `lookups`; anything unknown is a `NotFound`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-from typing import Any
-
-import numpy as np
-from bson import ObjectId
 
 from annotation_export.changes import batch_changes
 from annotation_export.config import ExportConfig
 from annotation_export.export import ExportError, export_batch
+from dataengine.ui.lookups import Conflict, NotFound, image_record, parse_id
 from fdb import FeatureDB, labelled_sets
 from fdb import errors as error_store
 from fdb import exports as export_store
@@ -30,37 +27,6 @@ from records import ERROR_TYPES, LABEL_ERROR_TYPES
 
 PER_PAGE = 48
 IMAGE_MIN_SCORE = 0.3  # the detections an image's page lists and draws
-
-
-class NotFound(LookupError):
-    """No such record: the app answers 404 with this message."""
-
-
-class Conflict(RuntimeError):
-    """The write cannot be made in the record's state (an exported selection): the app answers 409."""
-
-
-def jsonable(value: Any) -> Any:
-    """Records as JSON: ids as hex text, times as ISO 8601, numpy numbers as numbers, raw bytes left out."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items() if not isinstance(v, (bytes, bytearray))}
-    if isinstance(value, (list, tuple, set)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, ObjectId):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def parse_id(text: str, what: str) -> ObjectId:
-    if not ObjectId.is_valid(text):
-        raise NotFound(f"no {what} {text!r}: not a record id")
-    return ObjectId(text)
 
 
 def _bbox_map(doc: dict) -> float | None:
@@ -143,16 +109,6 @@ def model(fdb: FeatureDB, version: str) -> dict:
             "errors": error_store.facets(fdb, version)}
 
 
-def report_path(fdb: FeatureDB, run_id: str) -> str:
-    """The HTML report a run wrote, as its record names it."""
-    run = run_store.get_run(fdb, parse_id(run_id, "run"))
-    report = ((run or {}).get("metrics") or {}).get("report")
-    path = report.get("html") if isinstance(report, dict) else report
-    if not path:
-        raise NotFound(f"run {run_id} wrote no report")
-    return str(path)
-
-
 # ---------------------------------------------------------------------------------------------------- errors
 def _default_model(fdb: FeatureDB, candidates: list[str]) -> str | None:
     production = model_store.production_version(fdb)
@@ -195,20 +151,6 @@ def _suspect_row(s: dict) -> dict:
             "category": s.get("category_name"), "label_category": s.get("gt_category_name"),
             "score": s.get("score"), "bbox": s.get("bbox"), "gt_bbox": s.get("gt_bbox"),
             "image_id": s.get("image_id"), "uri": s.get("uri"), "model_version": s.get("model_version")}
-
-
-def error_record(fdb: FeatureDB, error_id: str) -> dict:
-    doc = error_store.get(fdb, parse_id(error_id, "error"))
-    if doc is None:
-        raise NotFound(f"no error {error_id}")
-    return doc
-
-
-def suspect_record(fdb: FeatureDB, suspect_id: str) -> dict:
-    doc = suspect_store.get(fdb, parse_id(suspect_id, "label error"))
-    if doc is None:
-        raise NotFound(f"no suspected label error {suspect_id}")
-    return doc
 
 
 # ---------------------------------------------------------------------------------------------------- queries
@@ -308,15 +250,6 @@ def selection(fdb: FeatureDB, selection_id: str) -> dict:
     }
 
 
-def hit_boxes(fdb: FeatureDB, selection_id: str, image_id: str) -> list[dict]:
-    """The detections of an image that a selection's queries reached, with the query and distance."""
-    iid = parse_id(image_id, "image")
-    hits = selection_store.neighbours_in_image(fdb, selection_id, iid)
-    detections = fdb.detections_by_id([h["owner_id"] for h in hits if h.get("level") == "detection"])
-    return [{"bbox": detections[h["owner_id"]].bbox, "error_id": h["error_id"], "type": h.get("type"),
-             "distance": h["distance"]} for h in hits if h["owner_id"] in detections]
-
-
 def decide(fdb: FeatureDB, selection_id: str, image_id: str, decision: str, by: str, note: str = "") -> dict:
     iid = parse_id(image_id, "image")
     decision = {"accept": "accepted", "reject": "rejected"}.get(decision, decision)
@@ -404,17 +337,3 @@ def image(fdb: FeatureDB, image_id: str, model_version: str | None = None,
             "selections": selection_store.selections_of_image(fdb, iid)}
 
 
-def image_record(fdb: FeatureDB, image_id: str) -> dict:
-    iid = parse_id(image_id, "image")
-    doc = image_store.by_id(fdb, [iid]).get(iid)
-    if doc is None:
-        raise NotFound(f"no image {image_id}")
-    return doc
-
-
-def detection_record(fdb: FeatureDB, detection_id: str):
-    did = parse_id(detection_id, "detection")
-    det = fdb.detections_by_id([did]).get(did)
-    if det is None:
-        raise NotFound(f"no detection {detection_id}")
-    return det
