@@ -13,6 +13,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from fdb import FeatureDB
+from fdb import detections as detection_store
 from fdb import exports as export_store
 from fdb import labels as label_store
 
@@ -65,8 +66,8 @@ def batch_changes(fdb: FeatureDB, batch_id: str, label_version: int | None = Non
     images = export.get("images") or []
     sent: dict = {}
     if export.get("kind") != "review" and export.get("model_version"):
-        for det in fdb.read_detections(export["model_version"], [im["image_id"] for im in images],
-                                       min_score=export.get("min_score"), masks=False):
+        for det in detection_store.read_detections(fdb, export["model_version"], [im["image_id"] for im in images],
+                                                   min_score=export.get("min_score"), masks=False):
             sent.setdefault(det.image_id, []).append({"bbox": det.bbox, "category_id": det.category_id})
     totals = dict.fromkeys(KINDS, 0)
     rows = []

@@ -28,6 +28,7 @@ from annotation_export.config import ExportConfig
 from annotation_export.formats import build_batch, coco_json, cvat_xml
 from annotation_export.manifest import manifest_csv, manifest_json, manifest_rows, rejected_rows
 from fdb import FeatureDB
+from fdb import detections as detection_store
 from fdb import exports as export_store
 from fdb import images as image_store
 from fdb import models as model_store
@@ -51,6 +52,19 @@ class ExportResult:
     location: str  # local folder or s3:// prefix of the batch
     files: list[str]  # relative paths, sorted, without the marker
     counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def images(self) -> int:
+        return self.counts.get("images", 0)
+
+    def summary(self) -> dict:
+        """What a night records of its batch: where it went and its counts (not every file name)."""
+        return {"batch_id": self.batch_id, "location": self.location, "counts": self.counts}
+
+    @classmethod
+    def from_summary(cls, doc: dict) -> "ExportResult":
+        counts = doc.get("counts") or {k: v for k, v in doc.items() if k not in ("batch_id", "location")}
+        return cls(doc["batch_id"], doc["location"], [], counts)
 
 
 def batch_id_for(selection_id: str, image_ids: list, model_version: str, min_score: float) -> str:
@@ -123,7 +137,7 @@ def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: 
     missing = set(map(str, image_ids)) - {str(i["_id"]) for i in images}
     if missing:
         raise ExportError(f"selection {selection_id!r}: images not in fdb: {sorted(missing)}")
-    detections = fdb.read_detections(model_version, image_ids, min_score=min_score)
+    detections = detection_store.read_detections(fdb, model_version, image_ids, min_score=min_score)
     id_of = {str(i["_id"]): i["_id"] for i in images}
     categories = model_categories(fdb, model_version, detections)
     batch, export_cats, cat_map = build_batch(images, detections, categories, min_score)

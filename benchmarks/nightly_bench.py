@@ -100,6 +100,7 @@ def grow_archive(fdb, root: Path, seeds: list[Path], start: int, stop: int, inde
     """Pool images start..stop-1 into the archive: files, records, detections, vectors; then the pool index grows."""
     from bson import ObjectId  # noqa: PLC0415
 
+    from fdb import detections as detection_store  # noqa: PLC0415
     from fdb.pool_index import pool_index  # noqa: PLC0415
     from records import BOX_LAYER, IMAGE_LAYER, Detection  # noqa: PLC0415
 
@@ -123,10 +124,10 @@ def grow_archive(fdb, root: Path, seeds: list[Path], start: int, stop: int, inde
                                  "status": "ok", "reason": None, "source": "archive", "split": "pool",
                                  "labelled": False, "ingested_at": now, "processed_by": [MODEL]}
                                 for i, image_id, uri in zip(range(lo, hi), ids, uris)], ordered=False)
-        fdb.write_detections(MODEL, [Detection(0, [8.0, 8.0, 16.0, 16.0], 0.8, 1, "sign", image_id=image_id)
-                                     for image_id in ids])
+        detection_store.write_detections(fdb, MODEL, [Detection(0, [8.0, 8.0, 16.0, 16.0], 0.8, 1, "sign",
+                                                                image_id=image_id) for image_id in ids])
         t2 = time.perf_counter()
-        fdb.write_features(MODEL, BOX_LAYER, [fdb.detection_id(i, MODEL, 0) for i in ids],
+        fdb.write_features(MODEL, BOX_LAYER, [detection_store.detection_id(i, MODEL, 0) for i in ids],
                            gen.generate(len(ids), stream=1 + lo // chunk).astype(np.float16), image_ids=ids)
         fdb.write_features(MODEL, IMAGE_LAYER, ids, gen.generate(len(ids), stream=10_000 + lo // chunk)
                            .astype(np.float16), owner_kind="image")
@@ -221,7 +222,7 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
         return out
 
     listing = stage("listing", lambda: list_new_images.fn(store, root, "*", MODEL))
-    uris = listing["uris"]
+    uris = listing.uris
     stage("ingest", lambda: image_store.ingest_images(fdb, uris, source="nightly"))
     detect_config = DetectConfig(batch_size=8, feature_dtype="float16")  # as the archive's vectors
     report = stage("detect", lambda: detect_module.detect_images(fdb, checkpoint, uris, detect_config,
@@ -241,7 +242,7 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
     stage("mining", mining)
     exported = stage("export", lambda: export_batch(fdb, carried["selection"].selection_id, work / "exports"))
     overhead = sum(v["s"] for v in stages.values()) - stages["detect"]["stub_s"]
-    return {"new_images": len(uris), "listed": listing["listed"], "scanned": listing["scanned"],
+    return {"new_images": len(uris), "listed": listing.listed, "scanned": listing.scanned,
             "processed": report.images_processed, "quarantined": len(report.quarantined),
             "pool_images": int(fdb.images.count_documents({"split": "pool"})),
             "index": {idx.index.spec.layer: {"backend": idx.index.spec.backend, "n": len(idx.index),
@@ -315,9 +316,9 @@ def real_night(checkpoint_path: str, n_images: int, work: Path) -> dict:
         server.stop()
     return {"images": len(pool), "checkpoint": Path(checkpoint_path).name, "bare_tapped_inference_s": round(bare_s, 2),
             "nightly_flow_s": round(night_s, 2), "ratio": round(night_s / bare_s, 3),
-            "target_met": night_s / bare_s <= 1.15, "processed": result["detect"]["processed"],
-            "selected": result["mine"]["selected"],
-            "exported": (result["export"] or {}).get("images"), "batch_size": DetectConfig().batch_size}
+            "target_met": night_s / bare_s <= 1.15, "processed": result.detect.images_processed,
+            "selected": result.mine.selected,
+            "exported": result.export.images if result.export else None, "batch_size": DetectConfig().batch_size}
 
 
 # ---------------------------------------------------------------------------------------------------- main

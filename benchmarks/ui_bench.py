@@ -73,10 +73,10 @@ def main() -> None:
     mined = mine.fn(store, version, params["gt_json"], params["gt_images"],
                     MiningConfig(k=20, budget=params["budget"], types=params["types"], random_arm=False))
     mine_s = time.perf_counter() - started
-    queries = [q for q in views.selection(fdb, mined["selection_id"])["queries"] if q["level"] == "detection"]
+    queries = [q for q in views.selection(fdb, mined.selection_id)["queries"] if q["level"] == "detection"]
     query = max(queries, key=lambda q: q["found"])
     page_url = f"/queries/{query['error_id']}?selection={mined['selection_id']}"
-    record = views.query(fdb, str(query["error_id"]), mined["selection_id"])
+    record = views.query(fdb, str(query["error_id"]), mined.selection_id)
     crop_urls = [f"/media/errors/{query['error_id']}.jpg?size=240"] + [
         f"/media/detections/{n['detection_id']}.jpg" for n in record["neighbours"]]
 
@@ -111,7 +111,7 @@ def main() -> None:
     result = {
         "what": "the review app on the quick demo's data, in-process (FastAPI TestClient), 2-core machine",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "home": str(store.home), "model": version, "selection": mined["selection_id"],
+        "home": str(store.home), "model": version, "selection": mined.selection_id,
         "mined_with_k20_s": round(mine_s, 1),
         "query_page": {"url": page_url, "neighbours": len(record["neighbours"]),
                        "first_request_ms": round(first_page, 1),

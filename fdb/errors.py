@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fdb.store import FeatureDB, bulk_insert, find_page, stable_id, utcnow
+from fdb.store import FeatureDB
+from fdb.writes import bulk_insert, find_page, stable_id, utcnow
 from records import ModelError
 
 

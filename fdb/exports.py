@@ -5,7 +5,8 @@ stays visibly unfinished and is completed by the next attempt."""
 
 from __future__ import annotations
 
-from fdb.store import FeatureDB, durable, utcnow
+from fdb.store import FeatureDB
+from fdb.writes import durable, utcnow
 
 
 def get(fdb: FeatureDB, batch_id: str) -> dict | None:
@@ -13,6 +14,11 @@ def get(fdb: FeatureDB, batch_id: str) -> dict | None:
     `counts`, `categories`, `category_map` (project id -> export id, as strings) and `images` (image_id, uri,
     file_name, width, height)."""
     return fdb.exports.find_one({"_id": batch_id})
+
+
+def is_review(fdb: FeatureDB, batch_id: str) -> bool:
+    """Whether `batch_id` is a review batch (labelled images sent back for correction), not a selection to label."""
+    return fdb.exports.count_documents({"_id": batch_id, "kind": "review"}, limit=1) > 0
 
 
 def start(fdb: FeatureDB, batch_id: str, selection_id: str | None, model_version: str, min_score: float | None,

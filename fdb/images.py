@@ -21,8 +21,9 @@ from pymongo import ASCENDING
 
 from fdb import labels as label_store
 from fdb.selections import decision_count, exported_count, taken_among, taken_image_ids
-from fdb.store import FeatureDB, WriteReport, bulk_insert, durable, utcnow
+from fdb.store import FeatureDB
 from fdb.vectors import iter_id_batches
+from fdb.writes import WriteReport, bulk_insert, durable, utcnow
 from storage import read_uri, the_files_fault
 
 

@@ -10,7 +10,8 @@ import datetime as dt
 
 import numpy as np
 
-from fdb.store import FeatureDB, utcnow
+from fdb.store import FeatureDB
+from fdb.writes import utcnow
 
 
 def latest_pool_index(fdb: FeatureDB, pool_key: str) -> dict | None:

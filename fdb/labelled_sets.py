@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from fdb.store import FeatureDB, durable, utcnow
+from fdb.store import FeatureDB
+from fdb.writes import durable, utcnow
 
 
 def set_name(path: str | Path) -> str:

@@ -8,7 +8,8 @@ On a replica set the whole import is also one transaction (`FeatureDB.transactio
 from __future__ import annotations
 
 from fdb import exports
-from fdb.store import FeatureDB, stable_id, utcnow
+from fdb.store import FeatureDB
+from fdb.writes import stable_id, utcnow
 
 
 def count(fdb: FeatureDB) -> int:

@@ -10,11 +10,28 @@ its first night lists the whole root, since every image needs that model's featu
 
 from __future__ import annotations
 
-from fdb.store import FeatureDB, utcnow
+from dataclasses import dataclass
+
+from fdb.store import FeatureDB
+from fdb.writes import utcnow
 
 # A local mark is used less this much: a file created while the walk was passing its folder has a change time
 # just before the newest one seen, yet was not listed. The overlap is re-listed and filtered by the database.
 LOCAL_SLACK_NS = 10 * 60 * 10**9
+
+
+@dataclass(frozen=True)
+class NewImages:
+    """A night's listing: the images not yet processed by the model (`uris`), what the walk saw (`listed`
+    images, `scanned` entries) from `since` (None: everything), and the `mark` to `advance` its `key` to once
+    they are all detected."""
+
+    uris: list[str]
+    listed: int
+    scanned: int
+    key: str
+    since: int | str | None
+    mark: int | str | None
 
 
 def listing_key(root: str, pattern: str, model_version: str) -> str:

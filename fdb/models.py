@@ -16,7 +16,8 @@ from __future__ import annotations
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from fdb.store import FeatureDB, utcnow
+from fdb.store import FeatureDB
+from fdb.writes import utcnow
 
 STAGES = ("candidate", "production", "archived")
 POINTER = "production"
@@ -63,6 +64,37 @@ def list_models(fdb: FeatureDB) -> list[dict]:
 
 def known_versions(fdb: FeatureDB) -> list[str]:
     return [d["_id"] for d in fdb.models.find({}, {"_id": 1}).sort("created_at", 1)]
+
+
+def bbox_map(doc: dict) -> float | None:
+    """A model's bbox mAP: on the fixed evaluation set (`evaluation`, written by a retrain), else on the superset
+    its experiment scored it on (an arm's `metrics`), else on the val split at training time. The one reading of a
+    model's mAP: the commands and the review app show the same number."""
+    for numbers in ((doc.get("evaluation") or {}).get("mAP") or {}, doc.get("metrics") or {}):
+        superset = numbers.get("superset")
+        if isinstance(superset, dict) and isinstance(superset.get("bbox"), (int, float)):
+            return superset["bbox"]
+    val = (doc.get("metrics") or {}).get("val")
+    if isinstance(val, dict) and isinstance(val.get("bbox"), dict):
+        return val["bbox"].get("mAP")
+    return None
+
+
+def test_numbers(doc: dict) -> dict | None:
+    """A model's numbers on a test split that fed nothing (`mining.evaluation`): bbox mAP on the superset, the
+    tail and the rest, and false positives per image at the serving threshold. A retrain keeps them under
+    `evaluation.test`, an experiment's arm under `metrics.test`; None when the model was never reported on one."""
+    test = (doc.get("evaluation") or {}).get("test") or (doc.get("metrics") or {}).get("test")
+    if not isinstance(test, dict) or not isinstance(test.get("mAP"), dict):
+        return None
+    maps, points = test["mAP"], test.get("operating_point") or {}
+
+    def fp(subset: str) -> float | None:
+        return ((points.get(subset) or {}).get("all") or {}).get("fp_per_image")
+
+    return {"superset": (maps.get("superset") or {}).get("bbox"), "tail": (maps.get("tail") or {}).get("bbox"),
+            "rest": (maps.get("rest") or {}).get("bbox"), "fp_per_image": fp("superset"),
+            "tail_fp_per_image": fp("tail")}
 
 
 def _stage(doc: dict, production: str | None) -> str:

@@ -28,6 +28,7 @@ copied) and recorded in `indexes` with its watermark and centre; the two newest 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,8 @@ import numpy as np
 from fdb import images as image_store
 from fdb import indexes as index_store
 from fdb.index import EXACT_THRESHOLD, VectorIndex, build_index, load_index, prune, save_index
-from fdb.store import FeatureDB, utcnow
+from fdb.store import FeatureDB
+from fdb.writes import utcnow
 
 WATERMARK_SLACK = dt.timedelta(minutes=10)
 KEEP_VERSIONS = 2
@@ -84,6 +86,18 @@ def pool_index(fdb: FeatureDB, model_version: str, layer: str, root: str | Path,
             _save(fdb, current, root, key, centre, watermark, added=added)
             return PoolIndex(current, centre, added=added)
     return _build(fdb, model_version, layer, root, backend, key, exact_threshold)
+
+
+def rebuild_pool_indexes(fdb: FeatureDB, model_version: str, layers: tuple[str, ...], root: str | Path,
+                         backend: str = "auto") -> dict[str, tuple[PoolIndex | None, float]]:
+    """Each layer's pool index built afresh from every pool vector (a new centre and projection, for a pool that
+    grew far from the vectors it was first built on), with the seconds it took; nights add to it again."""
+    rebuilt = {}
+    for layer in layers:
+        t0 = time.perf_counter()
+        built = pool_index(fdb, model_version, layer, root, backend=backend, rebuild=True)
+        rebuilt[layer] = (built, round(time.perf_counter() - t0, 1))
+    return rebuilt
 
 
 def _build(fdb, model_version, layer, root, backend, key, exact_threshold) -> PoolIndex | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from fdb.store import FeatureDB, durable, utcnow
+from fdb.store import FeatureDB
+from fdb.writes import durable, utcnow
 
 
 def start_run(fdb: FeatureDB, kind: str, parameters: dict, model_version: str | None = None,

@@ -13,7 +13,8 @@ from __future__ import annotations
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from fdb.store import FeatureDB, bulk_insert, durable, stable_id, utcnow
+from fdb.store import FeatureDB
+from fdb.writes import bulk_insert, durable, stable_id, utcnow
 from records import QueryHit, SelectedImage, SelectionInfo
 
 DECISIONS = ("accepted", "rejected")

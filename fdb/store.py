@@ -1,28 +1,28 @@
-"""The feature database: MongoDB collections for images, detections, features, runs, selections and models.
+"""The feature database's entry point: `connect(StoreConfig)` opens it (a given server, or the embedded mongod), and
+`FeatureDB` holds its collections, transactions and the feature vectors.
 
-See `fdb/README.md` for every collection's fields and indexes. Writes are idempotent: a unique index defines what
-"the same record" means for each collection, bulk writes run with `ordered=False`, and a `WriteReport` says how many
-records were new, how many were already there, and which were rejected and why.
+See `fdb/README.md` for every collection's fields and indexes (`fdb.catalogue`). Each other collection has a module
+of its own (`fdb.images`, `fdb.detections`, ...); the write helpers they share are in `fdb.writes`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import pymongo
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, IndexModel, WriteConcern
+from pymongo import WriteConcern
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, CollectionInvalid
+from pymongo.errors import CollectionInvalid
 
+from fdb.catalogue import INDEXES
 from fdb.server import EmbeddedMongo
 from fdb.vectors import (
     FeatureShapeError,
@@ -33,155 +33,7 @@ from fdb.vectors import (
     from_object_ids,
     iter_vector_batches,
 )
-from records import Detection
-
-DUPLICATE_KEY = 11000
-
-# Collection name -> its indexes. The unique ones define idempotency.
-INDEXES: dict[str, list[IndexModel]] = {
-    "images": [
-        IndexModel([("uri", ASCENDING)], unique=True, name="uri_unique"),
-        IndexModel([("sha256", ASCENDING)], name="sha256"),
-        IndexModel([("split", ASCENDING), ("labelled", ASCENDING), ("status", ASCENDING)], name="split_labelled"),
-        IndexModel([("processed_by", ASCENDING)], name="processed_by"),
-        # The pool a model processed, and the part of it that may be mined, counted and listed from the index
-        # alone (fdb.images.pool_generation, eligible_pool_ids): no document is read however large the pool.
-        IndexModel([("processed_by", ASCENDING), ("split", ASCENDING), ("labelled", ASCENDING),
-                    ("status", ASCENDING)], name="processed_split_labelled_status"),
-        IndexModel([("ingested_at", DESCENDING)], name="ingested_at"),
-    ],
-    "detections": [
-        IndexModel([("image_id", ASCENDING), ("model_version", ASCENDING), ("rank", ASCENDING)], unique=True,
-                   name="image_model_rank_unique"),
-        IndexModel([("model_version", ASCENDING), ("category_id", ASCENDING), ("score", DESCENDING)],
-                   name="model_category_score"),
-    ],
-    "features": [
-        # _id = hash(owner, model version, layer) keeps one feature per key (see fdb.vectors.feature_id).
-        IndexModel([("model_version", ASCENDING), ("layer", ASCENDING), ("image_id", ASCENDING)],
-                   name="model_layer_image"),
-        # What was written since a pool index was last grown (fdb.pool_index): a range scan of the night's rows.
-        IndexModel([("model_version", ASCENDING), ("layer", ASCENDING), ("created_at", ASCENDING)],
-                   name="model_layer_created"),
-    ],
-    "feature_layers": [],  # _id = "<model_version>|<layer>": the dim and dtype every vector of that layer must have
-    "runs": [
-        IndexModel([("kind", ASCENDING), ("started_at", DESCENDING)], name="kind_started"),
-        IndexModel([("flow_run_id", ASCENDING)], name="flow_run_id"),
-    ],
-    "selections": [
-        IndexModel([("selection_id", ASCENDING), ("image_id", ASCENDING)], unique=True,
-                   name="selection_image_unique"),
-        IndexModel([("image_id", ASCENDING)], name="image"),
-        IndexModel([("export_id", ASCENDING)], name="export"),
-        # Rejected images leave the pool mining draws from (fdb.selections.taken_image_ids).
-        IndexModel([("decision", ASCENDING)], name="decision", sparse=True),
-    ],
-    "queries": [  # _id = hash(selection, error): a selection's query and the neighbours it found
-        IndexModel([("selection_id", ASCENDING)], name="selection"),
-        IndexModel([("error_id", ASCENDING), ("created_at", DESCENDING)], name="error_created"),
-    ],
-    "errors": [  # _id = hash(model version, match parameters, image, error type, detection or ground truth)
-        IndexModel([("model_version", ASCENDING), ("params_key", ASCENDING), ("type", ASCENDING)],
-                   name="model_params_type"),
-        IndexModel([("image_id", ASCENDING)], name="image"),
-    ],
-    "label_errors": [  # _id = hash(judging model, parameters, labelled set's bytes, image, type, subject)
-        IndexModel([("model_version", ASCENDING), ("labels_version", ASCENDING), ("suspicion", DESCENDING)],
-                   name="model_labels_suspicion"),
-        IndexModel([("image_id", ASCENDING)], name="image"),
-    ],
-    "labelled_sets": [  # _id = "<first file's path>#<version>"
-        IndexModel([("path", ASCENDING)], name="path"),
-        IndexModel([("set", ASCENDING), ("version", ASCENDING)], unique=True, name="set_version_unique"),
-    ],
-    "indexes": [  # _id = index version: a vector index built from features, with its parameters and file
-        IndexModel([("model_version", ASCENDING), ("layer", ASCENDING), ("created_at", DESCENDING)],
-                   name="model_layer_created"),
-        IndexModel([("pool_key", ASCENDING), ("created_at", DESCENDING)], name="pool_created"),
-    ],
-    "exports": [],  # _id = batch id: a selection handed to the annotation team (fdb.exports)
-    "labels": [  # one document per (batch, label version, image): ground truth that came back
-        IndexModel([("image_id", ASCENDING), ("label_version", DESCENDING)], name="image_version"),
-        IndexModel([("batch_id", ASCENDING), ("label_version", ASCENDING), ("image_id", ASCENDING)], unique=True,
-                   name="batch_version_image_unique"),
-    ],
-    "models": [  # _id = model version; stage, parent, training data, recipe, metrics (fdb.models)
-        IndexModel([("created_at", DESCENDING)], name="created_at"),
-    ],
-    "registry": [],  # _id = "production": the one pointer to the production model, switched atomically
-    "promotions": [  # every switch of production: when, from, to, why, the numbers
-        IndexModel([("at", DESCENDING)], name="at"),
-    ],
-    "scheduled_runs": [],  # _id = state key of a scheduled mining run (fdb.runs)
-    "listings": [],  # _id = "<root>|<pattern>|<model version>": where the next night's listing starts (fdb.listings)
-}
-
-
-def durable(collection):
-    """`collection` for a commit point: the write returns only once it is journaled (and, on a replica set, on a
-    majority). MongoDB journals in order, so every write acknowledged before it survives a kill of the server
-    with it; the writes before a commit point can stay fast (w:1), and a crash loses nothing a commit point
-    claimed (e.g. an image marked processed whose features were still in the journal buffer)."""
-    return collection.with_options(write_concern=WriteConcern(w="majority", j=True))
-
-
-def utcnow() -> dt.datetime:
-    # MongoDB stores milliseconds; truncating here keeps what is written equal to what is read back.
-    now = dt.datetime.now(dt.timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def stable_id(*parts: Any) -> ObjectId:
-    """A deterministic ObjectId for a record identified by its parts, so a re-run writes the same `_id`."""
-    digest = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=12).digest()
-    return ObjectId(digest)
-
-
-@dataclass
-class WriteReport:
-    """What a bulk write did. `rejected` holds (position in the input, reason) for every refused record."""
-
-    inserted: int = 0
-    existing: int = 0
-    rejected: list[tuple[int, str]] = field(default_factory=list)
-
-    def __iadd__(self, other: "WriteReport") -> "WriteReport":
-        self.inserted += other.inserted
-        self.existing += other.existing
-        self.rejected += other.rejected
-        return self
-
-    def __str__(self) -> str:
-        s = f"{self.inserted} new, {self.existing} already present, {len(self.rejected)} rejected"
-        if self.rejected:
-            s += "; first rejection: record %d: %s" % self.rejected[0]
-        return s
-
-
-def find_page(collection, query: dict, sort: list, skip: int, limit: int) -> tuple[list[dict], int]:
-    """One page of the documents matching `query` in `sort` order, and how many match in all."""
-    return list(collection.find(query).sort(sort).skip(skip).limit(limit)), collection.count_documents(query)
-
-
-def bulk_insert(collection, docs: Sequence) -> WriteReport:
-    """Insert with `ordered=False`: duplicates by a unique index count as already present, other errors as
-    rejected with their position and message, and nothing stops the rest of the batch."""
-    report = WriteReport()
-    if not docs:
-        return report
-    try:
-        collection.insert_many(docs, ordered=False)
-        report.inserted = len(docs)
-    except BulkWriteError as exc:
-        details = exc.details
-        report.inserted = details.get("nInserted", 0)
-        for err in details.get("writeErrors", []):
-            if err.get("code") == DUPLICATE_KEY:
-                report.existing += 1
-            else:
-                report.rejected.append((err["index"], f"code {err.get('code')}: {err.get('errmsg')}"))
-    return report
+from fdb.writes import WriteReport, bulk_insert, stable_id, utcnow
 
 
 class FeatureDB:
@@ -371,60 +223,6 @@ class FeatureDB:
         """owner id (a detection or an image) -> its float32 vector."""
         vs = self.read_vectors(model_version, layer, owner_ids=owner_ids)
         return dict(zip(vs.object_ids(), vs.vectors.astype(np.float32)))
-
-    # ------------------------------------------------------------------ detections
-    def write_detections(self, model_version: str, detections: Iterable[Detection]) -> WriteReport:
-        """Store detections (each with its `image_id`). `_id` derives from (image, model, rank), so writing the
-        same detections again adds nothing."""
-        docs = []
-        for det in detections:
-            doc = {"_id": self.detection_id(det.image_id, model_version, det.rank), "image_id": det.image_id,
-                   "model_version": model_version, "rank": det.rank, "box": [float(v) for v in det.bbox],
-                   "score": float(det.score), "label": det.label, "category_id": int(det.category_id),
-                   "category_name": det.category_name, "proposal_index": det.proposal_index,
-                   "created_at": utcnow()}
-            if det.mask is not None:
-                doc["mask"] = det.mask
-            docs.append(doc)
-        return bulk_insert(self.detections, docs)
-
-    def read_detections(self, model_version: str, image_ids: Sequence[ObjectId], min_score: float | None = None,
-                        masks: bool = True) -> list[Detection]:
-        """The stored detections of `model_version` on these images, by image then rank."""
-        query: dict = {"image_id": {"$in": list(image_ids)}, "model_version": model_version}
-        if min_score is not None:
-            query["score"] = {"$gte": min_score}
-        docs = self.detections.find(query, None if masks else {"mask": 0}).sort([("image_id", 1), ("rank", 1)])
-        return [Detection(rank=d["rank"], bbox=list(d["box"]), score=d["score"], category_id=d["category_id"],
-                          category_name=d.get("category_name"), label=d.get("label"),
-                          proposal_index=d.get("proposal_index"), mask=d.get("mask"), id=d["_id"],
-                          image_id=d["image_id"], model_version=model_version) for d in docs]
-
-    def detection_scores(self, model_version: str, image_ids: Sequence[ObjectId],
-                         part: int = 20_000) -> Iterator[tuple[ObjectId, float]]:
-        """(image id, score) of every stored detection of `model_version` on these images: what an uncertainty
-        ranking reads, without the boxes and masks."""
-        ids = list(image_ids)
-        for start in range(0, len(ids), part):
-            for d in self.detections.find({"image_id": {"$in": ids[start:start + part]}, "model_version": model_version},
-                                          {"image_id": 1, "score": 1, "_id": 0}):
-                yield d["image_id"], d["score"]
-
-    def detections_by_id(self, detection_ids: Sequence[ObjectId]) -> dict[ObjectId, Detection]:
-        """detection id -> the stored detection (without its mask)."""
-        docs = self.detections.find({"_id": {"$in": list(detection_ids)}}, {"mask": 0})
-        return {d["_id"]: Detection(rank=d["rank"], bbox=list(d["box"]), score=d["score"],
-                                    category_id=d["category_id"], category_name=d.get("category_name"),
-                                    label=d.get("label"), proposal_index=d.get("proposal_index"), id=d["_id"],
-                                    image_id=d["image_id"], model_version=d["model_version"]) for d in docs}
-
-    def detection_boxes(self, detection_ids: Sequence[ObjectId]) -> dict[ObjectId, list[float]]:
-        """detection id -> its bbox [x, y, w, h]."""
-        return {d["_id"]: d["box"] for d in self.detections.find({"_id": {"$in": list(detection_ids)}}, {"box": 1})}
-
-    @staticmethod
-    def detection_id(image_id: ObjectId, model_version: str, rank: int) -> ObjectId:
-        return stable_id("det", image_id, model_version, rank)
 
     @staticmethod
     def ground_truth_id(image_id: ObjectId, annotation_id: int) -> ObjectId:

@@ -100,7 +100,7 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
     uris = [str((data_dir / "images" / im["file_name"]).resolve())
             for im in json.loads(pool_json.read_text())["images"]]
     say(f"3. detecting with feature taps over the unlabelled pool ({len(uris)} images)")
-    say("   " + detect(store, seed["version"], uris, source="demo", progress=progress)["summary"])
+    say(f"   {detect(store, seed['version'], uris, source='demo', progress=progress)}")
 
     say(f"4. mining: errors on the val images as queries, k={sizes['k']}, budget {sizes['budget']}")
     val_json = str(annotations / "val.json")
@@ -110,21 +110,21 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
     mining = MiningConfig(strategy=sizes.get("strategy", "errors"), k=sizes["k"], budget=sizes["budget"],
                           types=queried)
     mined = mine(store, seed["version"], val_json, images, mining)
-    if not mined["queries"]:  # a seed without false positives: mine with every error instead
+    if not mined.queries:  # a seed without false positives: mine with every error instead
         queried = None
         mined = mine(store, seed["version"], val_json, images, replace(mining, types=None))
-    say("   " + mined["error_table"].replace("\n", "\n   "))
-    say(f"   {mined['queries']} queries -> {mined['selected']} images by the {mining.strategy} strategy; random arm "
-        f"{len(mined['random_uris'])}")
+    say("   " + mined.error_table.replace("\n", "\n   "))
+    say(f"   {mined.queries} queries -> {mined.selected} images by the {mining.strategy} strategy; random arm "
+        f"{len(mined.random_uris)}")
 
     say("5. export both batches (CVAT + COCO), the oracle labels them, import the labels")
     batches = {}
-    for arm, selection_id in (("mined", mined["selection_id"]), ("random", mined["random_selection_id"])):
+    for arm, selection_id in (("mined", mined.selection_id), ("random", mined.random_selection_id)):
         exported = export(store, selection_id, str(work / "exports"))
-        labels = oracle_label_batch(exported["location"], str(pool_json), str(work / f"labels_{arm}.json"))
-        import_batch_labels(store, labels, exported["batch_id"], skip_if_labelled=True)
-        batches[arm] = batch_labels(store, exported["batch_id"], images)
-        say(f"   {arm}: batch {exported['batch_id']} ({exported['images']} images) "
+        labels = oracle_label_batch(exported.location, str(pool_json), str(work / f"labels_{arm}.json"))
+        import_batch_labels(store, labels, exported.batch_id, skip_if_labelled=True)
+        batches[arm] = batch_labels(store, exported.batch_id, images)
+        say(f"   {arm}: batch {exported.batch_id} ({exported.images} images) "
             f"-> {len(batches[arm][1])} labelled objects")
 
     recipe = replace(RECIPE, steps=sizes["arm_steps"], lr=sizes["lr"], oversample=sizes["oversample"],
@@ -132,7 +132,7 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
     say(f"6. fine-tuning three arms from the seed (mined, random, control), {recipe.steps} steps each, "
         f"training seeds {list(recipe.seeds)}; new images drawn {recipe.oversample:g}x as often, hard negatives "
         f"{recipe.hard_negatives:.0%} of the background quota")
-    query_ids = mined["query_coco_ids"]
+    query_ids = mined.query_coco_ids
     (work / "query_images.json").write_text(json.dumps(query_ids))  # the query subset, for later comparisons
     # The arms are reported on the test split, which fed nothing: val chose the queries (and would choose the gate).
     test_json = str(annotations / "test.json") if sizes.get("test") else None
@@ -140,7 +140,7 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
                               query_ids, str(work / "arms"), recipe, progress=progress, test_json=test_json,
                               queried_types=queried or list(ERROR_TYPES))
 
-    precision = hard_cases({"mined": mined["selected_uris"], "random": mined["random_uris"], "pool": uris},
+    precision = hard_cases({"mined": mined.selected_uris, "random": mined.random_uris, "pool": uris},
                            str(pool_json))
     minutes = (time.monotonic() - start) / 60
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -153,15 +153,15 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
             f"{comparison.evaluated_on} images (reported on)": len(comparison.subsets["superset"]),
             "pool images": len(uris), "budget": sizes["budget"],
             "k": sizes["k"], "queried error types": ", ".join(queried or ["all"]),
-            "suspected label errors on val": ", ".join(f"{n} {k}" for k, n in mined["label_errors"].items() if n)
+            "suspected label errors on val": ", ".join(f"{n} {k}" for k, n in mined.label_errors.items() if n)
                                              or "none",
-            "errors left out of the queries as label errors": sum(mined["left_out"].values()),
+            "errors left out of the queries as label errors": sum(mined.left_out.values()),
             "fine-tuning steps per arm": recipe.steps, "training seeds per arm": len(recipe.seeds),
             "fine-tuning lr": recipe.lr, "oversampling of new images": recipe.oversample,
             "hard-negative share": recipe.hard_negatives,
-            "selection": mined["selection_id"], "random selection": mined["random_selection_id"],
+            "selection": mined.selection_id, "random selection": mined.random_selection_id,
             "wall time (min)": round(minutes, 1)},
-        montage=mined["montage"], hard_case_precision=precision, queried_types=queried or list(ERROR_TYPES),
+        montage=mined.montage, hard_case_precision=precision, queried_types=queried or list(ERROR_TYPES),
         store=store, model_version=seed["version"])
     publish_artifacts(comparison, precision, queried or list(ERROR_TYPES), report)
     say("7. comparison (bbox/segm mAP, mean ± sd over training seeds):\n" + map_markdown(comparison))
@@ -171,8 +171,8 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
     say(f"demo finished in {minutes:.1f} min")
     return {"report": report["html"], "markdown": report["markdown"], "json": report["json"],
             "database": store.db_name,
-            "minutes": minutes, "hard_case_precision": precision, "queries": mined["queries"],
-            "seed_checkpoint": seed["path"], "mined_uris": mined["selected_uris"], "pool_json": str(pool_json)}
+            "minutes": minutes, "hard_case_precision": precision, "queries": mined.queries,
+            "seed_checkpoint": seed["path"], "mined_uris": mined.selected_uris, "pool_json": str(pool_json)}
 
 
 def publish_artifacts(comparison, precision: dict, queried: list[str], report: dict) -> None:

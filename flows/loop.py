@@ -21,6 +21,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
+from annotation_export.export import ExportResult
 from dataengine.config import store_config
 from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
 from mining.config import MatchConfig, MiningConfig
@@ -82,29 +83,27 @@ def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None =
                          MiningConfig(strategy=strategy, k=sizes["k"], budget=sizes["budget"], types=QUERY_TYPES,
                                       random_arm=engine == "random"), match)
             if query_subset is None:  # the seed's queried errors: the same subset for every engine and round
-                query_subset = mined["query_coco_ids"]
+                query_subset = mined.query_coco_ids
             batch = None
             if engine == "none":
                 selection = None
             elif engine == "random":
-                selection = mined["random_selection_id"] if mined["random_uris"] else None
+                selection = mined.random_selection_id if mined.random_uris else None
             else:
-                selection = mined["selection_id"] if mined["selected"] else None
+                selection = mined.selection_id if mined.selected else None
             if selection:  # a model without queried errors mines nothing: there is nothing to label this round
                 batch = export(estore, selection, str(root / engine / "exports"))
-                labels = oracle_label_batch(batch["location"], pool_json,
-                                            str(root / engine / f"labels-{round_no}.json"))
-                import_batch_labels(estore, labels, batch["batch_id"], skip_if_labelled=True)
+                labels = oracle_label_batch(batch.location, pool_json, str(root / engine / f"labels-{round_no}.json"))
+                import_batch_labels(estore, labels, batch.batch_id, skip_if_labelled=True)
             result = retrain_candidate(estore, train_json, val_json, images, recipe, "auto", match=match,
                                        query_images=query_subset, allow_no_batches=True, test_json=test_json)
             if round_no == 1:
-                history[engine].append(_numbers(0, seed["version"], [result["production_numbers"]], False, None))
-            promoted = result["promoted"]
-            runs = result["candidate_runs"] if promoted else [result["production_numbers"]]
-            record = _numbers(round_no, result["production_after"], runs, promoted, batch)
-            record["gate"] = result["decision"]["reasons"]
+                history[engine].append(_numbers(0, seed["version"], [result.production_numbers], False, None))
+            runs = result.runs if result.promoted else [result.production_numbers]
+            record = _numbers(round_no, result.production_after, runs, result.promoted, batch)
+            record["gate"] = result.decision.reasons
             history[engine].append(record)
-            say(f"{engine} round {round_no}: {'promoted' if promoted else 'kept'} {result['production_after']}; "
+            say(f"{engine} round {round_no}: {'promoted' if result.promoted else 'kept'} {result.production_after}; "
                 f"bbox mAP {record['bbox_superset']:.3f}, query subset {record['bbox_query']:.3f}, "
                 f"fp_background {record['errors'].get('fp_background', 0):.1f}")
     out = {"sizes": sizes, "recipe": {"steps": recipe.steps, "lr": recipe.lr, "oversample": recipe.oversample,
@@ -115,7 +114,7 @@ def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None =
     return out
 
 
-def _numbers(round_no: int, version: str, runs: list[dict], promoted: bool, batch: dict | None) -> dict:
+def _numbers(round_no: int, version: str, runs: list[dict], promoted: bool, batch: ExportResult | None) -> dict:
     """The production model's numbers after a round. A promoted candidate was trained once per training seed and
     the seed best on the superset is the one served: its own numbers are `bbox_superset` etc.; the mean over all
     seeds (what the gate judged) is beside them, as `*_seeds_mean`, with every seed's superset mAP."""
@@ -126,7 +125,7 @@ def _numbers(round_no: int, version: str, runs: list[dict], promoted: bool, batc
     served = runs[served_run(runs)]
     types = sorted({t for r in runs for t in r["errors"]})
     return {"round": round_no, "production": version, "promoted": promoted,
-            "batch": batch["batch_id"] if batch else None, "batch_images": batch["images"] if batch else 0,
+            "batch": batch.batch_id if batch else None, "batch_images": batch.images if batch else 0,
             "bbox_superset": served["mAP"]["superset"]["bbox"],
             "bbox_query": served["mAP"].get("query subset", {}).get("bbox", 0.0),
             "errors": {t: served["errors"].get(t, 0) for t in types},

@@ -10,9 +10,11 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from annotation_export.config import ExportConfig
+from annotation_export.export import ExportResult
 from dataengine.config import store_config
 from detectors.config import DetectConfig
 from mining.config import MatchConfig, MiningConfig
+from mining.selection import MiningSummary
 from tasks import detect_labelled, export, mine, resolve_model
 
 
@@ -20,21 +22,22 @@ from tasks import detect_labelled, export, mine, resolve_model
 def mine_hard_cases(gt_json: str, gt_images: str | None = None, model_version: str | None = None,
                     mining: MiningConfig = MiningConfig(), match: MatchConfig = MatchConfig(),
                     detection: DetectConfig = DetectConfig(), export_config: ExportConfig = ExportConfig(),
-                    export_to: str | None = None, dry_run: bool = False) -> dict:
-    """`dry_run` mines and records the selection but queues nothing for labelling."""
+                    export_to: str | None = None, dry_run: bool = False) -> tuple[MiningSummary, ExportResult | None]:
+    """`dry_run` mines and records the selection but queues nothing for labelling. Returns what was mined, and its
+    batch (None when nothing was exported)."""
     store = store_config()
     version = resolve_model(store, model_version)
     detect_labelled(store, version, gt_json, gt_images, detection)
     mined = mine(store, version, gt_json, gt_images, mining, match)
     exported = None
-    if mined["selected"] and not dry_run:
-        exported = export(store, mined["selection_id"], export_to, export_config)
-    where = (f"exported as batch `{exported['batch_id']}` ({exported['images']} images, {exported['objects']} "
-             f"pre-annotations) to `{exported['location']}`" if exported else "not exported")
+    if mined.selected and not dry_run:
+        exported = export(store, mined.selection_id, export_to, export_config)
+    where = (f"exported as batch `{exported.batch_id}` ({exported.images} images, {exported.counts.get('objects')} "
+             f"pre-annotations) to `{exported.location}`" if exported else "not exported")
     create_markdown_artifact(key="mine-hard-cases", description="Errors and selection",
-                             markdown=f"```\n{mined['error_table']}\n```\n\nselection `{mined['selection_id']}`: "
-                                      f"{mined['selected']} images from {mined['queries']} queries; {where}.")
+                             markdown=f"```\n{mined.error_table}\n```\n\nselection `{mined.selection_id}`: "
+                                      f"{mined.selected} images from {mined.queries} queries; {where}.")
     logger = get_run_logger()
-    logger.info("errors of %s on the labelled set:\n%s", version, mined["error_table"])
-    logger.info(f"selection {mined['selection_id']}: {mined['selected']} images; {where}")
-    return {**mined, "model_version": version, "export": exported}
+    logger.info("errors of %s on the labelled set:\n%s", version, mined.error_table)
+    logger.info(f"selection {mined.selection_id}: {mined.selected} images; {where}")
+    return mined, exported

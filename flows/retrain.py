@@ -13,12 +13,13 @@ from dataengine.config import store_config
 from detectors.config import FinetuneConfig
 from mining.config import EvaluationConfig
 from tasks import retrain_candidate
+from tasks.retrain import RetrainResult
 
 
 @flow(name="retrain")
 def retrain(data_dir: str, recipe: FinetuneConfig = FinetuneConfig(), promote: str = "auto",
             base_model: str | None = None, train_split: str = "train", eval_split: str = "val",
-            test_split: str | None = None, evaluation: EvaluationConfig = EvaluationConfig()) -> dict:
+            test_split: str | None = None, evaluation: EvaluationConfig = EvaluationConfig()) -> RetrainResult:
     """`data_dir` holds the labelled set (`annotations/<train_split>.json`), the fixed evaluation set
     (`annotations/<eval_split>.json`) and `images/`. `promote`: "auto" (switch when the gate passes) or "never"
     (judge and report only). `base_model`: fine-tune this version instead of production. `test_split`: a split
@@ -30,8 +31,7 @@ def retrain(data_dir: str, recipe: FinetuneConfig = FinetuneConfig(), promote: s
                                test_json=str(annotations / f"{test_split}.json") if test_split else None,
                                evaluation=evaluation)
     create_markdown_artifact(key="retrain-decision", description="the promotion gate's decision",
-                             markdown=Path(result["report"]).read_text())
-    get_run_logger().info("candidate %s: %s; production %s; report %s", result["candidate"],
-                          "promoted" if result["promoted"] else "not promoted", result["production_after"],
-                          result["report"])
+                             markdown=Path(result.report).read_text())
+    get_run_logger().info("candidate %s: %s; production %s; report %s", result.candidate,
+                          "promoted" if result.promoted else "not promoted", result.production_after, result.report)
     return result

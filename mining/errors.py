@@ -28,6 +28,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from fdb import FeatureDB
+from fdb import detections as detection_store
 from fdb import errors as error_store
 from fdb import images as image_store
 from mining.config import MatchConfig
@@ -146,7 +147,8 @@ def find_errors(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
         raise LookupError(f"{len(not_done)} of {len(uri_of)} labelled images have no detections from model "
                           f"{model_version} (e.g. {not_done[0]}): run detection over them first")
     by_image = defaultdict(list)
-    for det in fdb.read_detections(model_version, [docs[u]["_id"] for u in uri_of.values()], masks=False):
+    for det in detection_store.read_detections(fdb, model_version, [docs[u]["_id"] for u in uri_of.values()],
+                                               masks=False):
         by_image[det.image_id].append(det)
 
     params_key = params.key()

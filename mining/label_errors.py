@@ -42,6 +42,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from fdb import FeatureDB
+from fdb import detections as detection_store
 from fdb import images as image_store
 from fdb import label_errors as suspect_store
 from fdb import labels as label_store
@@ -286,7 +287,7 @@ def find_label_errors(fdb: FeatureDB, model_version: str | list[str], ground_tru
             raise LookupError(f"{len(mine) - len(done)} of {len(mine)} labelled images have no detections "
                               f"from model {version}: run detection over them first")
         by_image: dict = defaultdict(list)
-        for det in fdb.read_detections(version, [docs[uri_of[c]]["_id"] for c in mine], masks=False):
+        for det in detection_store.read_detections(fdb, version, [docs[uri_of[c]]["_id"] for c in mine], masks=False):
             by_image[det.image_id].append(det)
         dets_of.update({c: by_image[docs[uri_of[c]]["_id"]] for c in mine})
 

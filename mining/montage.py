@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageOps
 
 from fdb import FeatureDB
+from fdb import detections as detection_store
 from fdb import images as image_store
 from storage import read_uri
 
@@ -36,7 +37,7 @@ def query_montage(fdb: FeatureDB, queries, neighbours: dict, out_path: str | Pat
     draw = ImageDraw.Draw(sheet)
     image_ids = {q.source_image_id for q in rows} | {n[1] for q in rows for n in neighbours[str(q.error_id)]}
     uris = {i: d["uri"] for i, d in image_store.by_id(fdb, image_ids).items()}
-    boxes = fdb.detection_boxes([n[0] for q in rows for n in neighbours[str(q.error_id)][:per_query]])
+    boxes = detection_store.detection_boxes(fdb, [n[0] for q in rows for n in neighbours[str(q.error_id)][:per_query]])
     for r, q in enumerate(rows):
         y = 4 + r * (TILE + label_h + 6)
         tile = _crop(uris[q.source_image_id], q.bbox)

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from fdb import FeatureDB
+from fdb import exports as export_store
 from fdb import images as image_store
 from fdb import runs as run_store
+from fdb import selections as selection_store
 from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
 from mining.errors import ErrorReport, find_errors
 from mining.label_errors import LabelErrorReport, explained_errors, find_label_errors
@@ -64,6 +66,70 @@ class MiningResult:
     label_errors: LabelErrorReport | None = None
     left_out: dict[str, int] = field(default_factory=dict)  # suspect type -> errors it explained, not queried
 
+    def error_table(self) -> str:
+        """The model's errors by type (and what each costs), the suspected label errors, and what they left out."""
+        table = self.errors.table() + ("\n" + self.label_errors.table() if self.label_errors else "")
+        if self.left_out:
+            table += "\nleft out of the queries as label errors: " + ", ".join(
+                f"{n} ({kind})" for kind, n in sorted(self.left_out.items()))
+        return table
+
+    def summary(self) -> "MiningSummary":
+        queried = {q.error_id for q in self.queries}
+        label_errors = self.label_errors
+        return MiningSummary(
+            selection_id=self.selection.selection_id, selected=len(self.selection),
+            strategy=self.selection.info.params.get("strategy"), queries=len(self.queries),
+            errors=self.errors.counts, error_table=self.error_table(), error_cost=self.errors.cost,
+            budget_shares=self.selection.info.params.get("shares"),
+            label_errors=label_errors.counts() if label_errors else {},
+            label_error_predictions=label_errors.predictions if label_errors else None, left_out=self.left_out,
+            query_image_ids=sorted({str(q.source_image_id) for q in self.queries}),
+            query_coco_ids=sorted({e.coco_image_id for e in self.errors.errors if e.id in queried}),
+            queries_by_level={lvl: sum(q.level == lvl for q in self.queries) for lvl in ("detection", "image")},
+            index_versions=self.selection.index_versions, selected_uris=[img.uri for img in self.selection.images],
+            random_selection_id=self.random.selection_id if self.random else None,
+            random_uris=[img.uri for img in self.random.images] if self.random else [],
+            montage=str(self.montage) if self.montage else None,
+            top=[(img.uri, img.reason) for img in self.selection.images[:20]])
+
+
+@dataclass(frozen=True)
+class MiningSummary:
+    """What a mining run chose and why, without its records: what the commands print, a night records and the
+    flows hand on (`MiningResult.summary`)."""
+
+    selection_id: str
+    selected: int
+    strategy: str | None = None
+    queries: int = 0
+    errors: dict = field(default_factory=dict)  # error type -> count on the labelled set
+    error_table: str = ""
+    error_cost: dict = field(default_factory=dict)  # error type -> the bbox mAP it costs (TIDE)
+    budget_shares: dict | None = None  # error type -> images, when the budget was split by cost
+    label_errors: dict = field(default_factory=dict)  # suspect type -> count
+    label_error_predictions: str | None = None
+    left_out: dict = field(default_factory=dict)  # suspect type -> errors it explained, left out of the queries
+    query_image_ids: list[str] = field(default_factory=list)
+    query_coco_ids: list[int] = field(default_factory=list)
+    queries_by_level: dict = field(default_factory=dict)
+    index_versions: dict = field(default_factory=dict)
+    selected_uris: list[str] = field(default_factory=list)
+    random_selection_id: str | None = None
+    random_uris: list[str] = field(default_factory=list)
+    montage: str | None = None
+    top: list[tuple[str, str]] = field(default_factory=list)  # (uri, reason) of the first 20 selected images
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "MiningSummary":
+        """As recorded (a night's selection in fdb.runs); fields a record lacks keep their defaults."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in doc.items() if k in known}
+        return cls(**{**values, "top": [tuple(row) for row in values.get("top", [])]})
+
 
 def mine_hard_cases(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
                     config: MiningConfig = MiningConfig(), match: MatchConfig = MatchConfig(),
@@ -104,6 +170,17 @@ def mine_hard_cases(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
         "queries": len(queries), "selected": len(selection),
         "selection_id": selection.selection_id, "random_selection_id": baseline.selection_id if baseline else None})
     return MiningResult(errors, queries, selection, baseline, montage, run_id, label_errors, left_out)
+
+
+def query_image_ids(fdb: FeatureDB, batch_id: str, evaluation: CocoSet) -> list[int]:
+    """The evaluation set's ids of the images whose errors queried the batch's selection: the query subset."""
+    batch = export_store.get(fdb, batch_id)
+    found = selection_store.read_selection(fdb, batch["selection_id"]) if batch else None
+    if found is None:
+        raise LookupError(f"no exported batch {batch_id!r} with a selection in fdb")
+    sources = {q.source_image_id for img in found[1] for q in img.queries}
+    uris = {d["uri"] for d in image_store.by_id(fdb, sources).values()}
+    return sorted(i for i in evaluation.images if str(evaluation.image_path(i).resolve()) in uris)
 
 
 def _list(values):

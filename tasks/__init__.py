@@ -11,35 +11,35 @@ is idempotent, so a retry or a re-run never duplicates a record.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import socket
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
 from annotation_export.config import ExportConfig
-from annotation_export.export import export_batch
-from annotation_export.importer import import_labels, labels_as_coco
+from annotation_export.export import ExportResult, export_batch
+from annotation_export.importer import ImportReport, import_labels, labels_as_coco
 from annotation_export.review import apply_review, export_review_batch
 from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
 from fdb import StoreConfig, StoreUnavailable, labelled_sets, listings
-from fdb import exports as export_store
 from fdb import images as image_store
 from fdb import labels as label_store
 from fdb import runs as run_store
-from fdb.pool_index import pool_index
-from fdb import selections as selection_store
+from fdb.pool_index import rebuild_pool_indexes
 from mining.config import EvaluationConfig, LabelErrorConfig, MatchConfig, MiningConfig
-from mining.label_errors import find_label_errors
-from mining.selection import mine_hard_cases, pool_state
+from mining.label_errors import LabelErrorReport, find_label_errors
+from mining.selection import MiningSummary, mine_hard_cases, pool_state, query_image_ids
 from records import BOX_LAYER, IMAGE_LAYER
 from records.coco import load_coco
 from storage import list_images_since
-from tasks.context import checkpoint_of, connection, production_or, resolve_checkpoint
-from tasks.detect import detect_images, tap_ground_truth
+from tasks.context import checkpoint_of, connection, newest_labels, resolve_version
+from tasks.detect import DetectReport, detect_images, detect_labelled_set
+
+if TYPE_CHECKING:
+    from tasks.retrain import RetrainResult
 
 
 def _worth_retrying(task, task_run, state) -> bool:
@@ -57,19 +57,13 @@ def _worth_retrying(task, task_run, state) -> bool:
     return True
 
 
-def newest_labels(store: StoreConfig, path: str) -> str:
-    """The file to read for a labelled set: its newest version once a review corrected it (`fdb.labelled_sets`),
-    beside the original, so its images resolve the same way."""
-    return labelled_sets.newest_path(connection(store), path)
-
-
 # No input caching: every task is idempotent against fdb anyway.
 IO_RETRIES = dict(retries=3, retry_delay_seconds=[2, 10, 30], cache_policy=NONE, retry_condition_fn=_worth_retrying)
 
 
 @task(name="list new images", tags=["io"], **IO_RETRIES)
 def list_new_images(store: StoreConfig, folder: str, pattern: str = "*", model_version: str | None = None,
-                    allow_links_out: bool = False, full_listing: bool = False) -> dict:
+                    allow_links_out: bool = False, full_listing: bool = False) -> listings.NewImages:
     """Images under `folder` not yet processed by `model_version`, listed from where the last complete night of
     this model left off (`fdb.listings`; `full_listing` lists everything): the cost follows the night's images,
     and the database is asked only about those. Links out of the folder are refused (and logged) unless
@@ -85,34 +79,30 @@ def list_new_images(store: StoreConfig, folder: str, pattern: str = "*", model_v
     if fdb is not None:
         done = image_store.processed_uris(fdb, uris, model_version)
         uris = [u for u in uris if u not in done]
-    return {"uris": uris, "listed": len(listing.uris), "scanned": listing.scanned, "key": key,
-            "since": since, "mark": listing.mark}
+    return listings.NewImages(uris, len(listing.uris), listing.scanned, key, since, listing.mark)
 
 
 @task(name="record where the listing ends", tags=["fdb"], **IO_RETRIES)
-def record_listing(store: StoreConfig, listing: dict) -> None:
+def record_listing(store: StoreConfig, listing: listings.NewImages) -> None:
     """After the listed images were all detected: the next night lists from here."""
-    listings.advance(connection(store), listing["key"], listing["mark"], listing["listed"], listing["scanned"])
+    listings.advance(connection(store), listing.key, listing.mark, listing.listed, listing.scanned)
 
 
 @task(name="resolve the model", tags=["model"], **IO_RETRIES)
 def resolve_model(store: StoreConfig, model_version: str | None = None, checkpoint: str | None = None) -> str:
     """The model version to use: a checkpoint file (registered on the way), the given version, or the production
-    model. The weights are loaded into this process's cache, so the detect tasks that run here reuse them."""
-    if checkpoint:
-        return resolve_checkpoint(connection(store), model_version, checkpoint).version
-    return checkpoint_of(store, production_or(connection(store), model_version)).version
+    model (`tasks.context.resolve_version`)."""
+    return resolve_version(store, model_version, checkpoint)
 
 
 @task(name="detect with feature taps", tags=["model", "fdb"], **IO_RETRIES)
 def detect(store: StoreConfig, model_version: str, uris: list[str], config: DetectConfig = DetectConfig(),
-           split: str = "pool", source: str = "nightly", progress: bool = False) -> dict:
-    """One chunk of images through the detector into fdb; `worker` says which host and process ran it."""
+           split: str = "pool", source: str = "nightly", progress: bool = False) -> DetectReport:
+    """One chunk of images through the detector into fdb; its `workers` say which host and process ran it."""
     report = detect_images(connection(store), checkpoint_of(store, model_version), uris, config, split=split,
                            source=source, progress=progress)
-    return {"processed": report.images_processed, "skipped": report.images_skipped,
-            "detections": report.detections, "features": report.features, "quarantined": report.quarantined,
-            "worker": f"{socket.gethostname()}:{os.getpid()}", "summary": str(report)}
+    report.workers = [f"{socket.gethostname()}:{os.getpid()}"]
+    return report
 
 
 @task(name="detect on the labelled set", tags=["model", "fdb"], **IO_RETRIES)
@@ -121,13 +111,8 @@ def detect_labelled(store: StoreConfig, model_version: str, gt_json: str, gt_ima
     """The labelled set through the detector (incrementally), so its errors can be typed from the store. Images
     with ground truth are labelled, whatever an earlier ingest called them: never mined."""
     ground_truth = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
-    uris = [str(ground_truth.image_path(i).resolve()) for i in ground_truth.images]
-    fdb = connection(store)
-    checkpoint = checkpoint_of(store, model_version)
-    report = detect_images(fdb, checkpoint, uris, config, split="val", labelled=True, progress=progress)
-    image_store.mark_labelled(fdb, uris, split="val")
-    # Each labelled box's box-head vector: a miss searches the pool with what the model should have seen.
-    tapped = tap_ground_truth(fdb, checkpoint, ground_truth)
+    report, tapped = detect_labelled_set(connection(store), checkpoint_of(store, model_version), ground_truth, config,
+                                         progress=progress)
     return {"processed": report.images_processed, "skipped": report.images_skipped,
             "quarantined": report.quarantined, "ground_truth_vectors": tapped, "summary": str(report)}
 
@@ -135,62 +120,34 @@ def detect_labelled(store: StoreConfig, model_version: str, gt_json: str, gt_ima
 @task(name="mine hard cases", tags=["fdb", "index"], **IO_RETRIES)
 def mine(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | None = None,
          mining: MiningConfig = MiningConfig(), match: MatchConfig = MatchConfig(),
-         label_config: LabelErrorConfig = LabelErrorConfig()) -> dict:
+         label_config: LabelErrorConfig = LabelErrorConfig()) -> MiningSummary:
     """Errors on the labelled set (less those a suspected label error explains) -> queries -> the pool's nearest
     images, recorded as a selection."""
-    result = mine_hard_cases(connection(store), model_version,
-                             load_coco(newest_labels(store, gt_json), image_dir=gt_images), mining, match,
-                             out_dir=store.home, label_config=label_config)
-    label_errors = result.label_errors
-    table = result.errors.table() + ("\n" + label_errors.table() if label_errors else "")
-    if result.left_out:
-        table += "\nleft out of the queries as label errors: " + ", ".join(
-            f"{n} ({kind})" for kind, n in sorted(result.left_out.items()))
-    return {"errors": result.errors.counts, "error_table": table, "queries": len(result.queries),
-            "label_errors": label_errors.counts() if label_errors else {},
-            "label_error_predictions": label_errors.predictions if label_errors else None,
-            "left_out": result.left_out,
-            "query_image_ids": sorted({str(q.source_image_id) for q in result.queries}),
-            "query_coco_ids": sorted({e.coco_image_id for e in result.errors.errors
-                                      if e.id in {q.error_id for q in result.queries}}),
-            "queries_by_level": {lvl: sum(q.level == lvl for q in result.queries) for lvl in ("detection", "image")},
-            "selection_id": result.selection.selection_id, "selected": len(result.selection),
-            "strategy": result.selection.info.params.get("strategy"),
-            "error_cost": result.errors.cost, "budget_shares": result.selection.info.params.get("shares"),
-            "index_versions": result.selection.index_versions,
-            "selected_uris": [img.uri for img in result.selection.images],
-            "random_selection_id": result.random.selection_id if result.random else None,
-            "random_uris": [img.uri for img in result.random.images] if result.random else [],
-            "montage": str(result.montage) if result.montage else None,
-            "top": [(img.uri, img.reason) for img in result.selection.images[:20]]}
+    ground_truth = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
+    result = mine_hard_cases(connection(store), model_version, ground_truth, mining, match, out_dir=store.home,
+                             label_config=label_config)
+    return result.summary()
 
 
 @task(name="rebuild the pool index", tags=["fdb", "index"], **IO_RETRIES)
 def reindex_pool(store: StoreConfig, model_version: str, backend: str = "auto") -> dict:
     """The pool indexes mining uses (fdb.pool_index), built afresh from every pool vector: a new centre and
     projection for a pool that grew far from the vectors its index was first built on. Nights add to it again."""
-    out = {}
-    for layer in (BOX_LAYER, IMAGE_LAYER):
-        t0 = time.perf_counter()
-        built = pool_index(connection(store), model_version, layer, Path(store.home) / "indexes", backend=backend,
-                           rebuild=True)
-        out[layer] = None if built is None else {
-            "backend": built.index.spec.backend, "vectors": len(built.index), "version": built.index.spec.version,
-            "seconds": round(time.perf_counter() - t0, 1)}
-    return out
+    rebuilt = rebuild_pool_indexes(connection(store), model_version, (BOX_LAYER, IMAGE_LAYER),
+                                   Path(store.home) / "indexes", backend)
+    return {layer: None if built is None else {
+        "backend": built.index.spec.backend, "vectors": len(built.index), "version": built.index.spec.version,
+        "seconds": seconds} for layer, (built, seconds) in rebuilt.items()}
 
 
 @task(name="judge the labels", tags=["fdb"], **IO_RETRIES)
 def judge_labels(store: StoreConfig, model_version: str | list[str], gt_json: str, gt_images: str | None = None,
-                 config: LabelErrorConfig = LabelErrorConfig(), match: MatchConfig = MatchConfig()) -> dict:
+                 config: LabelErrorConfig = LabelErrorConfig(), match: MatchConfig = MatchConfig()
+                 ) -> LabelErrorReport:
     """Suspected label errors of the labelled set's newest version, judged by the model's stored predictions
     on the images it never trained on, recorded in fdb."""
     path = newest_labels(store, gt_json)
-    report = find_label_errors(connection(store), model_version, load_coco(path, image_dir=gt_images), config, match)
-    return {"labelled_set": path, "table": report.table(), "counts": report.counts(), "images": report.images,
-            "skipped_in_sample": report.skipped_in_sample, "predictions": report.predictions,
-            "params_key": report.params_key,
-            "top": [(s.uri, s.type, round(s.suspicion, 3), s.why) for s in report.label_errors[:20]]}
+    return find_label_errors(connection(store), model_version, load_coco(path, image_dir=gt_images), config, match)
 
 
 @task(name="train out-of-fold judges", tags=["model"], cache_policy=NONE)
@@ -198,44 +155,38 @@ def fold_judges(store: StoreConfig, gt_json: str, gt_images: str | None, folds: 
                 preset: str = "small", progress: bool = False) -> list[str]:
     """k models, each trained on the labelled set without one fold and run over that fold (`tasks.label_folds`):
     judges for a labelled set that is also the training set."""
-    from tasks.label_folds import fold_models  # noqa: PLC0415 - torch training, only for this task
+    from tasks.label_folds import fold_judges_under  # noqa: PLC0415 - torch training, only for this task
 
-    path = newest_labels(store, gt_json)
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-    work = Path(store.home) / "label_folds" / f"{digest}-{preset}-{train.steps}"
-    return fold_models(connection(store), load_coco(path, image_dir=gt_images), folds, work, train, preset,
-                       progress=progress)
+    labelled = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
+    return fold_judges_under(store.home, connection(store), labelled, folds, train, preset, progress=progress)
 
 
 @task(name="export the review batch", tags=["io", "s3"], **IO_RETRIES)
 def export_review(store: StoreConfig, model_version: str | list[str], gt_json: str, gt_images: str | None = None,
-                  target: str | None = None, params_key: str | None = None) -> dict:
+                  target: str | None = None, params_key: str | None = None) -> ExportResult:
     """The labelled images with suspected label errors, their labels and the disagreeing predictions, as a
     CVAT + COCO batch for the team to correct (default: `exports/` in the data home)."""
     ground_truth = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
-    result = export_review_batch(connection(store), ground_truth, model_version,
-                                 target or Path(store.home) / "exports", params_key=params_key)
-    return {"batch_id": result.batch_id, "location": result.location, **result.counts}
+    return export_review_batch(connection(store), ground_truth, model_version,
+                               target or Path(store.home) / "exports", params_key=params_key)
 
 
 @task(name="import the corrected labels", tags=["fdb"], **IO_RETRIES)
-def import_review(store: StoreConfig, labels_path: str, batch_id: str) -> dict:
+def import_review(store: StoreConfig, labels_path: str, batch_id: str) -> tuple[ImportReport, dict]:
     """The team's corrections of a review batch: a label version of the batch, then the next version of the
-    labelled set it came from (what evaluation, mining and retraining read from then on)."""
+    labelled set it came from (what evaluation, mining and retraining read from then on): the import's report
+    and the labelled set's new version (`path`, `version`, `changes`)."""
     fdb = connection(store)
     report = import_labels(fdb, labels_path, batch_id)
-    version = apply_review(fdb, batch_id)
-    return {"batch_id": batch_id, "label_version": report.label_version, "images": report.images,
-            "labelled_set": version["path"], "version": version["version"], "changes": version.get("changes", {})}
+    return report, apply_review(fdb, batch_id)
 
 
 @task(name="export to the labelling queue", tags=["io", "s3"], **IO_RETRIES)
 def export(store: StoreConfig, selection_id: str, target: str | None = None,
-           config: ExportConfig = ExportConfig()) -> dict:
+           config: ExportConfig = ExportConfig()) -> ExportResult:
     """The selection as a CVAT + COCO batch with pre-annotations and a manifest, under a folder or s3:// prefix
     (default: `exports/` in the data home). Idempotent: the batch id derives from the selection."""
-    result = export_batch(connection(store), selection_id, target or Path(store.home) / "exports", config)
-    return {"batch_id": result.batch_id, "location": result.location, **result.counts}
+    return export_batch(connection(store), selection_id, target or Path(store.home) / "exports", config)
 
 
 @task(name="import the team's labels", tags=["fdb"], **IO_RETRIES)
@@ -267,13 +218,14 @@ def nightly_state(store: StoreConfig, model_version: str, gt_json: str, params: 
 
 
 @task(name="record what the night ships", tags=["fdb"], **IO_RETRIES)
-def record_export_intent(store: StoreConfig, state: str, mined: dict) -> dict:
+def record_export_intent(store: StoreConfig, state: str, mined: MiningSummary) -> MiningSummary:
     """The night's selection, recorded before its export; returns the one recorded first (see fdb.runs)."""
-    return run_store.record_export_intent(connection(store), state, mined)
+    return MiningSummary.from_dict(run_store.record_export_intent(connection(store), state, mined.as_dict()))
 
 
 @task(name="record the night", tags=["fdb"], **IO_RETRIES)
 def record_night(store: StoreConfig, state: str, result: dict) -> None:
+    """The night done (`result`: its record as flows.nightly.NightReport.as_doc writes it)."""
     run_store.record_scheduled_run(connection(store), state, result)
 
 
@@ -298,33 +250,22 @@ def retrain_candidate(store: StoreConfig, train_json: str, eval_json: str, image
                       recipe: FinetuneConfig = FinetuneConfig(), promote: str = "auto", base: str | None = None,
                       match: MatchConfig = MatchConfig(), progress: bool = False,
                       query_images: list[int] | None = None, allow_no_batches: bool = False,
-                      test_json: str | None = None, evaluation: EvaluationConfig = EvaluationConfig()) -> dict:
+                      test_json: str | None = None, evaluation: EvaluationConfig = EvaluationConfig()
+                      ) -> RetrainResult:
     """A candidate on everything labelled so far, the gate against production, a promotion if it passes."""
     from tasks.retrain import retrain  # noqa: PLC0415 - torch training, only for this task
 
     work = Path(store.home) / "retrain" / store.db_name / dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    result = retrain(connection(store), newest_labels(store, train_json), newest_labels(store, eval_json),
-                     image_dir, work, recipe, promote, base, match,
-                     progress=progress, query_images=query_images, allow_no_batches=allow_no_batches,
-                     test_json=test_json, evaluation_config=evaluation)
-    return {"candidate": result.candidate, "production_before": result.production_before,
-            "production_after": result.production_after, "promoted": result.production_after != result.production_before,
-            "decision": result.decision.as_dict(), "report": result.report, "batches": result.batches,
-            "production_numbers": result.production_numbers, "candidate_runs": result.runs}
+    return retrain(connection(store), newest_labels(store, train_json), newest_labels(store, eval_json), image_dir,
+                   work, recipe, promote, base, match, progress=progress, query_images=query_images,
+                   allow_no_batches=allow_no_batches, test_json=test_json, evaluation_config=evaluation)
 
 
 @task(name="query images of a selection", tags=["fdb"], **IO_RETRIES)
 def query_images(store: StoreConfig, batch_id: str, eval_json: str, image_dir: str | None = None) -> list[int]:
     """The evaluation set's ids of the images whose errors queried the batch's selection: the query subset."""
-    fdb = connection(store)
     evaluation = load_coco(newest_labels(store, eval_json), image_dir=image_dir)
-    batch = export_store.get(fdb, batch_id)
-    found = selection_store.read_selection(fdb, batch["selection_id"]) if batch else None
-    if found is None:
-        raise LookupError(f"no exported batch {batch_id!r} with a selection in fdb")
-    sources = {q.source_image_id for img in found[1] for q in img.queries}
-    uris = {d["uri"] for d in image_store.by_id(fdb, sources).values()}
-    return sorted(i for i in evaluation.images if str(evaluation.image_path(i).resolve()) in uris)
+    return query_image_ids(connection(store), batch_id, evaluation)
 
 
 @task(name="write the comparison report", tags=["io"], cache_policy=NONE)

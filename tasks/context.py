@@ -10,7 +10,7 @@ import functools
 from pathlib import Path
 
 from detectors.checkpoint import Checkpoint, load_checkpoint
-from fdb import FeatureDB, StoreConfig
+from fdb import FeatureDB, StoreConfig, labelled_sets
 from fdb import connect as _open
 from fdb import models as model_store
 
@@ -60,6 +60,14 @@ def resolve_checkpoint(fdb: FeatureDB, model_version: str | None = None, checkpo
     return load_checkpoint(doc["checkpoint"])
 
 
+def resolve_version(store: StoreConfig, model_version: str | None = None, checkpoint: str | None = None) -> str:
+    """The model version to use: a checkpoint file (registered on the way), the given version, or the production
+    model. The weights are loaded into this process's cache, so what runs here next reuses them."""
+    if checkpoint:
+        return resolve_checkpoint(connection(store), model_version, checkpoint).version
+    return checkpoint_of(store, production_or(connection(store), model_version)).version
+
+
 @functools.lru_cache(maxsize=2)
 def checkpoint_of(store: StoreConfig, model_version: str) -> Checkpoint:
     """The registered model `model_version`, loaded once per process (a Dask worker loads it on first use)."""
@@ -70,3 +78,9 @@ def models_dir(store: StoreConfig) -> Path:
     path = Path(store.home) / "models"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def newest_labels(store: StoreConfig, path: str) -> str:
+    """The file to read for a labelled set: its newest version once a review corrected it (`fdb.labelled_sets`),
+    beside the original, so its images resolve the same way."""
+    return labelled_sets.newest_path(connection(store), path)

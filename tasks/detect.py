@@ -10,7 +10,7 @@ loss or duplicates. An image that cannot be decoded is quarantined with its reas
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from detectors.config import DetectConfig
 from detectors.inference import ImageDetections, Labels, run_inference
 from detectors.taps import box_vectors
 from fdb import FeatureDB
+from fdb import detections as detection_store
 from fdb import images as image_store
 from records import BOX_LAYER, GT_BOX_LAYER, IMAGE_LAYER
 from records.coco import CocoSet
@@ -36,6 +37,26 @@ class DetectReport:
     detections: int = 0
     features: int = 0
     quarantined: list[tuple[str, str]] = field(default_factory=list)
+    workers: list[str] = field(default_factory=list)  # host:pid of the processes that ran it (Dask workers)
+
+    def __add__(self, other: "DetectReport") -> "DetectReport":
+        """Two chunks' reports as one (a night's chunks, however many workers ran them)."""
+        return DetectReport(self.model_version, self.images_seen + other.images_seen,
+                            self.images_processed + other.images_processed,
+                            self.images_skipped + other.images_skipped, self.detections + other.detections,
+                            self.features + other.features, self.quarantined + other.quarantined,
+                            sorted(set(self.workers) | set(other.workers)))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "DetectReport":
+        """As `as_dict` wrote it, or as a night recorded it before (`processed`, `skipped`, no `images_seen`)."""
+        renamed = {"processed": "images_processed", "skipped": "images_skipped"}
+        known = {f.name for f in fields(cls)}
+        values = {renamed.get(k, k): v for k, v in doc.items() if renamed.get(k, k) in known}
+        return cls(**{**values, "quarantined": [tuple(q) for q in values.get("quarantined", [])]})
 
     def __str__(self) -> str:
         return (f"model {self.model_version}: {self.images_seen} images, {self.images_processed} processed, "
@@ -59,10 +80,10 @@ class StoreWriter:
             for det in out.detections:
                 det.image_id = doc["_id"]
                 detections.append(det)
-                det_ids.append(fdb.detection_id(doc["_id"], version, det.rank))
+                det_ids.append(detection_store.detection_id(doc["_id"], version, det.rank))
                 det_images.append(doc["_id"])
             det_vectors.append(out.box_features)
-        report.detections += fdb.write_detections(version, detections).inserted
+        report.detections += detection_store.write_detections(fdb, version, detections).inserted
         if det_ids:
             report.features += fdb.write_features(version, BOX_LAYER, det_ids,
                                                   np.concatenate(det_vectors).astype(self.dtype, copy=False),
@@ -100,6 +121,18 @@ def detect_images(fdb: FeatureDB, checkpoint: Checkpoint, uris: list[str], confi
                   batch_size=config.batch_size, taps=True, min_score=config.min_score, on_unreadable=quarantine,
                   progress=progress, desc=f"detect ({version})")
     return report
+
+
+def detect_labelled_set(fdb: FeatureDB, checkpoint: Checkpoint, ground_truth: CocoSet,
+                        config: DetectConfig = DetectConfig(), progress: bool = False) -> tuple[DetectReport, int]:
+    """The labelled set through the detector (incrementally), so its errors can be typed from the store, and each
+    labelled box's box-head vector (`tap_ground_truth`). Images with ground truth are labelled, whatever an earlier
+    ingest called them: never mined. Returns the detection report and how many box vectors were written."""
+    uris = [str(ground_truth.image_path(i).resolve()) for i in ground_truth.images]
+    report = detect_images(fdb, checkpoint, uris, config, split="val", labelled=True, progress=progress)
+    image_store.mark_labelled(fdb, uris, split="val")
+    # Each labelled box's box-head vector: a miss searches the pool with what the model should have seen.
+    return report, tap_ground_truth(fdb, checkpoint, ground_truth)
 
 
 def tap_ground_truth(fdb: FeatureDB, checkpoint: Checkpoint, ground_truth: CocoSet) -> int:

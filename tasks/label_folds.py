@@ -24,6 +24,15 @@ def fold_of(file_name: str, folds: int) -> int:
     return int(hashlib.sha256(file_name.encode()).hexdigest(), 16) % folds
 
 
+def fold_judges_under(home: str | Path, fdb: FeatureDB, labelled: CocoSet, folds: int, train: TrainConfig,
+                      preset: str = "small", progress: bool = False) -> list[str]:
+    """`fold_models` in a work folder of the data `home` named by the labelled set's bytes and the recipe, so a
+    re-run with the same set and recipe reuses the fold models it trained."""
+    digest = hashlib.sha256(Path(labelled.path).read_bytes()).hexdigest()[:12]
+    work = Path(home) / "label_folds" / f"{digest}-{preset}-{train.steps}"
+    return fold_models(fdb, labelled, folds, work, train, preset, progress=progress)
+
+
 def fold_models(fdb: FeatureDB, labelled: CocoSet, folds: int, work_dir: str | Path,
                 train: TrainConfig = TrainConfig(), preset: str = "small", progress: bool = False,
                 **model_overrides) -> list[str]:

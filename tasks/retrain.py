@@ -48,6 +48,10 @@ class RetrainResult:
     production_numbers: dict  # the model it was judged against: bbox_map, mAP by subset, errors
     runs: list[dict]  # the candidate's, one per training seed
 
+    @property
+    def promoted(self) -> bool:
+        return self.production_after != self.production_before
+
 
 def queried_types(fdb: FeatureDB, batches: list[dict]) -> list[str]:
     """The error types the labelled batches were mined for (a mined batch without a type filter: all of them)."""

@@ -63,3 +63,34 @@ def test_ui_refuses_a_public_bind_without_a_token(data_home, monkeypatch, capsys
     monkeypatch.setenv("DATAENGINE_UI_TOKEN", "short")
     assert main(["ui", "--host", "0.0.0.0", "--port", "1"]) == 2
     assert "16 characters" in capsys.readouterr().err
+
+
+def test_models_list_shows_the_mAP_the_app_shows(mongod, fdb, tmp_path, monkeypatch, capsys):
+    """The three places a model's bbox mAP is kept (a retrain's evaluation, an arm's superset, the seed's val at
+    training time) read the same in `dataengine models list` as in the review app: one reading, in fdb.models."""
+    from fastapi.testclient import TestClient
+
+    from dataengine.ui.app import AppSettings, build_app
+    from fdb import models as registry
+
+    test = {"mAP": {"superset": {"bbox": 0.61}, "tail": {"bbox": 0.52}}}
+    registry.register_model(fdb, "seed-v1", "seed.pt", ["sign"], {}, metrics={"val": {"bbox": {"mAP": 0.4321}}})
+    registry.register_model(fdb, "arm-v2", "arm.pt", ["sign"], {}, role="arm", parent="seed-v1",
+                            metrics={"superset": {"bbox": 0.5432}, "test": test})
+    registry.register_model(fdb, "cand-v3", "cand.pt", ["sign"], {}, parent="seed-v1")
+    registry.set_metrics(fdb, "cand-v3", {"mAP": {"superset": {"bbox": 0.6543}}})
+    registry.register_model(fdb, "bare-v4", "bare.pt", ["sign"], {})
+    app = TestClient(build_app(fdb, AppSettings(export_target=str(tmp_path / "q"), cache_dir=str(tmp_path / "c"))),
+                     base_url="http://127.0.0.1:8765")
+    shown = {m["version"]: m["bbox_map"] for m in app.get("/api/models").json()["models"]}
+    assert shown == {"seed-v1": 0.4321, "arm-v2": 0.5432, "cand-v3": 0.6543, "bare-v4": None}
+
+    monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
+    monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
+    monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
+    assert main(["models", "list"]) == 0
+    rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines()}
+    for version, value in shown.items():
+        assert (f"bbox mAP {value:.3f}" if value is not None else "bbox mAP") in rows[version] or value is None
+    assert "bbox mAP" not in rows["bare-v4"]
+    assert "test superset 0.610, test tail 0.520" in rows["arm-v2"]

@@ -22,6 +22,7 @@ from storage import s3 as s3mod
 from annotation_export.export import DONE, ExportError, export_batch
 from annotation_export.formats import mask_polygons, unique_file_names
 from annotation_export.importer import LabelImportError, import_labels
+from fdb import detections as detection_store
 from fdb.models import register_model
 from records import Detection
 from storage import read_uri
@@ -65,7 +66,7 @@ def haystack(fdb, tmp_path):
             box = [float(v) for v in mask_utils.toBbox({"size": rle["size"], "counts": rle["counts"].encode()})]
             dets.append(Detection(rank, box, score, cat, ["person", "car"][cat], label=cat + 1, mask=rle,
                                   image_id=image_id))
-    fdb.write_detections(MODEL, dets)
+    detection_store.write_detections(fdb, MODEL, dets)
     fdb.selections.insert_many([
         {"selection_id": SEL, "arm": "mined", "model_version": MODEL, "index_versions": {"box": "idx-1"},
          "params": {"k": 20}, "export_id": None, "image_id": image_id, "uri": uris[r], "rank": r, "hits": 2,

@@ -57,10 +57,10 @@ def test_a_night_of_bad_files_quarantines_each_and_reads_nothing_outside(prefect
 
     result = nightly(images=str(images), pattern="pool_*", gt_json=str(engine / "annotations" / "val.json"),
                      mining=MiningConfig(k=3, budget=4))
-    reasons = dict(result["detect"]["quarantined"])
+    reasons = dict(result.detect.quarantined)
     assert "too large to decode" in reasons[str((images / "pool_bomb.png").resolve())]
     assert "empty file" in reasons[str((images / "pool_empty.png").resolve())]
-    assert result["detect"]["processed"] == 6 and result["export"]["images"] > 0
+    assert result.detect.images_processed == 6 and result.export.images > 0
     # Nothing outside the root was read or registered.
     assert fdb.images.count_documents({"uri": {"$regex": "elsewhere|pool_link|pool_dir"}}) == 0
     # The same bytes under a second name: recorded as a duplicate, never detected, never mined.
@@ -70,7 +70,7 @@ def test_a_night_of_bad_files_quarantines_each_and_reads_nothing_outside(prefect
     # A second run: nothing new, the quarantined are looked at again and stay quarantined, no new batch.
     again = nightly(images=str(images), pattern="pool_*", gt_json=str(engine / "annotations" / "val.json"),
                     mining=MiningConfig(k=3, budget=4))
-    assert again["export"]["batch_id"] == result["export"]["batch_id"] and fdb.exports.count_documents({}) == 1
+    assert again.export.batch_id == result.export.batch_id and fdb.exports.count_documents({}) == 1
     assert fdb.images.count_documents({"status": "quarantined"}) == 2
 
 
@@ -142,10 +142,10 @@ def test_a_night_ships_exactly_one_batch_however_the_run_ends(prefect_backend, e
     finished = module.nightly(**args)
     again = module.nightly(**args)
     assert fdb.exports.count_documents({}) == 1, boundary
-    assert finished["export"]["batch_id"] == again["export"]["batch_id"]
+    assert finished.export.batch_id == again.export.batch_id
     assert fdb.scheduled_runs.count_documents({"status": "done"}) == 1
     exported = fdb.exports.find_one({})
-    assert exported["selection_id"] == finished["mine"]["selection_id"]
+    assert exported["selection_id"] == finished.mine.selection_id
 
 
 def test_the_embedded_mongod_killed_mid_run_is_restarted_and_the_night_carries_on(prefect_backend, engine, tmp_path,
@@ -180,7 +180,7 @@ def test_the_embedded_mongod_killed_mid_run_is_restarted_and_the_night_carries_o
             result = nightly(images=str(engine / "images"), pattern="pool_*",
                              gt_json=str(engine / "annotations" / "val.json"), mining=MiningConfig(k=3, budget=4))
         assert calls["n"] >= 2 and "had died; restarted it" in caplog.text
-        assert result["detect"]["processed"] == 6 and result["export"]["images"] > 0
+        assert result.detect.images_processed == 6 and result.export.images > 0
         n_det = fdb.detections.count_documents({})
         assert fdb.images.count_documents({"processed_by": "tiny-v1", "split": "pool"}) == 6
         assert fdb.features.count_documents({"owner_kind": "detection"}) == n_det == len(fdb.detections.distinct("_id"))

@@ -9,6 +9,7 @@ from bson import ObjectId
 from PIL import Image
 
 from fdb import FeatureShapeError
+from fdb import detections as detection_store
 from fdb.images import ingest_images
 from fdb.server import EmbeddedMongo
 from records import Detection
@@ -140,15 +141,15 @@ def test_non_finite_vectors_are_rejected_and_reported(fdb):
 def test_detections_are_idempotent(fdb):
     image = ObjectId()
     dets = [Detection(r, [1.0, 2.0, 3.0, 4.0], 0.9 - r / 10, 1, "stop_sign", image_id=image) for r in range(3)]
-    assert fdb.write_detections("m1", dets).inserted == 3
-    again = fdb.write_detections("m1", dets)
+    assert detection_store.write_detections(fdb, "m1", dets).inserted == 3
+    again = detection_store.write_detections(fdb, "m1", dets)
     assert (again.inserted, again.existing) == (0, 3)
-    assert fdb.detections.find_one({"rank": 1})["_id"] == fdb.detection_id(image, "m1", 1)
+    assert fdb.detections.find_one({"rank": 1})["_id"] == detection_store.detection_id(image, "m1", 1)
     # Read back as the same typed records, by rank.
-    back = fdb.read_detections("m1", [image])
+    back = detection_store.read_detections(fdb, "m1", [image])
     assert [(d.rank, d.bbox, d.score, d.category_id) for d in back] == [(d.rank, d.bbox, d.score, 1) for d in dets]
-    assert [d.id for d in back] == [fdb.detection_id(image, "m1", r) for r in range(3)]
-    assert [d.rank for d in fdb.read_detections("m1", [image], min_score=0.75)] == [0, 1]
+    assert [d.id for d in back] == [detection_store.detection_id(image, "m1", r) for r in range(3)]
+    assert [d.rank for d in detection_store.read_detections(fdb, "m1", [image], min_score=0.75)] == [0, 1]
 
 
 def test_client_reconnects_after_server_restart(tmp_path):

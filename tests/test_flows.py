@@ -24,24 +24,24 @@ def test_nightly_twice_adds_nothing_the_second_time(prefect_backend, engine, fdb
                 mining=MiningConfig(k=3, budget=4))
     first = nightly(**args)
     after_first = counts(fdb)
-    assert first["detect"]["processed"] == 6 and after_first["detections"] > 0
+    assert first.detect.images_processed == 6 and after_first["detections"] > 0
     # The selection went to the labelling queue (the data home's exports/ by default), with its manifest.
-    batch = first["export"]
-    assert after_first["exports"] == 1 and batch["images"] == first["mine"]["selected"] > 0
-    assert (Path(batch["location"]) / "annotations.xml").is_file()
-    assert len(json.loads((Path(batch["location"]) / "manifest.json").read_text())["images"]) == batch["images"]
+    batch = first.export
+    assert after_first["exports"] == 1 and batch.images == first.mine.selected > 0
+    assert (Path(batch.location) / "annotations.xml").is_file()
+    assert len(json.loads((Path(batch.location) / "manifest.json").read_text())["images"]) == batch.images
     second = nightly(**args)
-    assert second["detect"]["processed"] == 0
-    assert second["mine"]["selection_id"] == first["mine"]["selection_id"]
-    assert second["export"]["batch_id"] == batch["batch_id"]
+    assert second.detect.images_processed == 0
+    assert second.mine.selection_id == first.mine.selection_id
+    assert second.export.batch_id == batch.batch_id
     assert counts(fdb) == after_first
     # New imagery the next night: only it is detected, and a new batch is queued.
     generate(engine / "night2", n_train=0, n_val=0, n_pool=2, seed=6, width=128, height=96, progress=False)
     for png in (engine / "night2" / "images").glob("pool_*.png"):
         png.rename(engine / "images" / f"pool_night2_{png.name}")
     third = nightly(**args)
-    assert third["detect"]["processed"] == 2
-    assert fdb.exports.count_documents({}) == 2 and third["export"]["batch_id"] != batch["batch_id"]
+    assert third.detect.images_processed == 2
+    assert fdb.exports.count_documents({}) == 2 and third.export.batch_id != batch.batch_id
 
 
 def test_the_nightly_chooses_its_strategy_by_name_from_the_cli(prefect_backend, engine, fdb, capsys):
@@ -85,7 +85,7 @@ def test_a_crash_part_way_is_completed_once_by_the_next_run(prefect_backend, eng
     assert 0 < done_before < 6
     monkeypatch.setattr(inference, "detect_with_features", real)
     result = nightly(**args)
-    assert result["detect"]["processed"] == 6 - done_before
+    assert result.detect.images_processed == 6 - done_before
     assert fdb.images.count_documents({"processed_by": "tiny-v1", "split": "pool"}) == 6
     # Exactly once: every detection and feature once, whatever the crash left behind.
     n_det = fdb.detections.count_documents({})
@@ -104,11 +104,30 @@ def test_nightly_ingests_an_s3_prefix_and_queues_to_s3(prefect_backend, engine, 
     s3mod.put_bytes(b"\x89PNG truncated", f"s3://{s3env}/incoming/2026-11-23/broken.png")  # quarantined
     result = nightly(images=f"s3://{s3env}/incoming/", gt_json=str(engine / "annotations" / "val.json"),
                      gt_images=str(engine / "images"), mining=MiningConfig(k=3, budget=4), export_to=f"s3://{s3env}/queue")
-    assert result["detect"]["processed"] == 6
-    assert [uri for uri, _ in result["detect"]["quarantined"]] == [f"s3://{s3env}/incoming/2026-11-23/broken.png"]
+    assert result.detect.images_processed == 6
+    assert [uri for uri, _ in result.detect.quarantined] == [f"s3://{s3env}/incoming/2026-11-23/broken.png"]
     assert fdb.images.count_documents({"uri": {"$regex": "^s3://"}, "processed_by": "tiny-v1"}) == 6
-    batch = result["export"]
-    assert batch["location"] == f"s3://{s3env}/queue/{batch['batch_id']}"
-    keys = set(s3mod.list_keys(batch["location"] + "/"))
-    assert f"queue/{batch['batch_id']}/annotations.xml" in keys
-    assert sum(k.startswith(f"queue/{batch['batch_id']}/images/") for k in keys) == batch["images"] > 0
+    batch = result.export
+    assert batch.location == f"s3://{s3env}/queue/{batch.batch_id}"
+    keys = set(s3mod.list_keys(batch.location + "/"))
+    assert f"queue/{batch.batch_id}/annotations.xml" in keys
+    assert sum(k.startswith(f"queue/{batch.batch_id}/images/") for k in keys) == batch.images > 0
+
+
+def test_mine_and_reindex_from_the_cli_print_what_they_chose(prefect_backend, engine, fdb, capsys):
+    """`dataengine mine` runs the model over the labelled set, types its errors and records a selection (printing the
+    table, the selection and why each image was chosen); `dataengine reindex` rebuilds the pool indexes it asked."""
+    from dataengine.cli import main
+
+    assert main(["detect", "--images", str(engine / "images"), "--pattern", "pool_*"]) == 0
+    gt = str(engine / "annotations" / "val.json")
+    assert main(["mine", "--gt", gt, "--budget", "3", "--k", "3", "--score", "0.0", "--show", "2"]) == 0
+    out = capsys.readouterr().out
+    [selection] = fdb.db["runs"].distinct("metrics.selection_id", {"kind": "mine_hard_cases"})
+    assert f"selection {selection} (strategy errors): 3 images" in out and "errors of the labelled set" in out
+    assert "queries (" in out and "random arm" in out and out.count("\n        ") == 2  # --show 2: two reasons
+    assert main(["reindex", "--backend", "exact"]) == 0
+    out = capsys.readouterr().out
+    assert "pool vectors of model" in out and "exact index" in out
+    assert main(["mine", "--budget", "3", "--k", "3", "--score", "0.0"]) == 0  # the last labelled set by default
+    assert f"labelled set of the last mining run: {gt}" in capsys.readouterr().out

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fdb import detections as detection_store
 from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
 from mining.errors import type_image_errors
 from mining.label_errors import (
@@ -191,12 +192,12 @@ def labelled_world(fdb, tmp_path):
     docs = image_store.by_uri(fdb, plan)
     for uri, dets in plan.items():
         image_id = docs[uri]["_id"]
-        fdb.write_detections(MODEL, [Detection(r, box, score, CAR_ID, "car", image_id=image_id)
-                                     for r, (box, score, _) in enumerate(dets)])
+        detection_store.write_detections(fdb, MODEL, [Detection(r, box, score, CAR_ID, "car", image_id=image_id)
+                                                      for r, (box, score, _) in enumerate(dets)])
         if dets:
             vectors = np.stack([_unit(look + 0.05 * rng.standard_normal(DIM)) for _, _, look in dets])
-            fdb.write_features(MODEL, BOX_LAYER, [fdb.detection_id(image_id, MODEL, r) for r in range(len(dets))],
-                               vectors, image_ids=[image_id] * len(dets))
+            owners = [detection_store.detection_id(image_id, MODEL, r) for r in range(len(dets))]
+            fdb.write_features(MODEL, BOX_LAYER, owners, vectors, image_ids=[image_id] * len(dets))
         fdb.write_features(MODEL, IMAGE_LAYER, [image_id], _unit(rng.standard_normal(DIM))[None], owner_kind="image")
         image_store.mark_processed(fdb, [image_id], MODEL)
     train_json = tmp_path / "train.json"  # what the model trained on: other images
@@ -269,11 +270,11 @@ def test_review_batch_round_trip_makes_a_new_labelled_set_version(fdb, store, la
 
     gt_json = str(labelled_world["gt_json"])
     judged = judge_labels.fn(store, MODEL, gt_json, config=CONFIG)
-    assert judged["counts"] == {"possible_missing": 1, "possible_wrong_class": 1, "possible_bad_box": 0,
+    assert judged.counts() == {"possible_missing": 1, "possible_wrong_class": 1, "possible_bad_box": 0,
                                 "possible_spurious": 1}
     exported = export_review.fn(store, MODEL, gt_json, target=str(tmp_path / "review"))
-    assert exported["images"] == 3 and exported["predictions"] == 2 and exported["labels"] == 3
-    root = Path(exported["location"])
+    assert exported.images == 3 and exported.counts["predictions"] == 2 and exported.counts["labels"] == 3
+    root = Path(exported.location)
     manifest = json.loads((root / "manifest.json").read_text())
     why = {row["file_name"]: [s["type"] for s in row["suspects"]] for row in manifest["images"]}
     assert why == {"v2.png": ["possible_wrong_class"], "v3.png": ["possible_spurious"],
@@ -295,22 +296,23 @@ def test_review_batch_round_trip_makes_a_new_labelled_set_version(fdb, store, la
                            if not (a["attributes"]["origin"] == "label" and a["attributes"]["suspect"])]
     corrected = tmp_path / "corrected.json"
     corrected.write_text(json.dumps(coco))
-    result = import_review.fn(store, str(corrected), exported["batch_id"])
+    imported, result = import_review.fn(store, str(corrected), exported.batch_id)
+    assert imported.label_version == 1 and imported.images == 3
     assert result["version"] == 2 and result["changes"] == {"images": 3, "kept": 1, "moved": 0, "relabelled": 1,
                                                              "removed": 1, "added": 1}
-    assert newest_labels(store, gt_json) == result["labelled_set"] != gt_json
+    assert newest_labels(store, gt_json) == result["path"] != gt_json
     assert Path(gt_json).read_text() == labelled_world["gt_json"].read_text()  # the old version is kept
     assert [v["version"] for v in labelled_sets.versions(fdb, gt_json)] == [1, 2]
 
-    newest = load_coco(result["labelled_set"])
+    newest = load_coco(result["path"])
     assert newest.image_dir == load_coco(gt_json).image_dir
     errors = find_errors(fdb, MODEL, newest).totals()
     assert errors["miss"] == 0 and errors["fp_background"] == 3  # only the logos are left as the model's errors
     # the mining task reads the newest version too
     mined = mine.fn(store, MODEL, gt_json, mining=MiningConfig(k=2, budget=4, random_arm=False), label_config=CONFIG)
-    assert mined["errors"]["miss"] == {} and sum(mined["label_errors"].values()) == 0
+    assert mined.errors["miss"] == {} and sum(mined.label_errors.values()) == 0
     again = judge_labels.fn(store, MODEL, gt_json, config=CONFIG)
-    assert again["labelled_set"] == result["labelled_set"] and sum(again["counts"].values()) == 0
+    assert sum(again.counts().values()) == 0  # judged on the newest version: the corrected labels
 
 
 def test_k_fold_judges_every_image_with_the_model_that_never_saw_it(fdb, tmp_path):
@@ -356,7 +358,7 @@ def test_review_labels_from_the_command_line(engine, capsys):
     coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] != first]
     corrected = engine / "corrected.json"
     corrected.write_text(json.dumps(coco))
-    assert main(["review-labels", "--import", str(corrected), "--batch", batch]) == 0
+    assert main(["import-labels", str(corrected), "--batch", batch]) == 0
     out = capsys.readouterr().out
     assert f"{removed} removed" in out and "labelled set version 2" in out
     assert main(["evaluate", "--data", str(engine), "--split", "val", "--model", "tiny-v1"]) == 0
@@ -383,11 +385,12 @@ def test_a_judge_that_supports_no_label_leaves_nothing_out_of_mining(fdb, labell
 def test_the_nightly_summary_shows_label_errors_beside_the_model_errors(store, labelled_world):
     from flows.nightly import _summary
     from tasks import mine
+    from tasks.detect import DetectReport
 
     mined = mine.fn(store, MODEL, str(labelled_world["gt_json"]),
                     mining=MiningConfig(k=2, budget=4, types=("fp_background",), random_arm=False),
                     label_config=CONFIG)
-    summary = _summary(MODEL, {"processed": 0, "quarantined": [], "detections": 0}, mined, None)
+    summary = _summary(MODEL, DetectReport(MODEL), mined, None)
     assert "fp_background" in summary and "possible_missing" in summary and "possible_spurious" in summary
     assert "left out of the queries as label errors: 1 (possible_missing)" in summary
-    assert mined["left_out"] == {"possible_missing": 1} and mined["label_error_predictions"] == "held_out"
+    assert mined.left_out == {"possible_missing": 1} and mined.label_error_predictions == "held_out"

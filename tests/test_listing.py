@@ -85,18 +85,18 @@ def test_the_task_asks_the_database_only_about_the_night(store, fdb, tmp_path, m
     root = tmp_path / "incoming"
     archive = [image(root / "old" / f"{i}.png", i) for i in range(4)]
     first = list_new_images.fn(store, str(root), model_version="m1")
-    assert first["since"] is None and len(first["uris"]) == 4
-    image_store.ingest_images(fdb, first["uris"])
-    docs = image_store.by_uri(fdb, first["uris"])
+    assert first.since is None and len(first.uris) == 4
+    image_store.ingest_images(fdb, first.uris)
+    docs = image_store.by_uri(fdb, first.uris)
     image_store.mark_processed(fdb, [d["_id"] for d in docs.values()], "m1")
     record_listing.fn(store, first)
     tonight = image(root / "new" / "x.png", 99)
     second = list_new_images.fn(store, str(root), model_version="m1")
-    assert second["uris"] == [str(tonight.resolve())] and second["listed"] == 1 and second["scanned"] == 1
+    assert second.uris == [str(tonight.resolve())] and second.listed == 1 and second.scanned == 1
     # A night that died before recording its listing is listed again from the old mark; what it processed is
     # dropped by the database check.
-    assert list_new_images.fn(store, str(root), model_version="m1")["uris"] == [str(tonight.resolve())]
+    assert list_new_images.fn(store, str(root), model_version="m1").uris == [str(tonight.resolve())]
     # Another model has no mark: its first night lists the whole root.
-    assert len(list_new_images.fn(store, str(root), model_version="m2")["uris"]) == 5
-    assert len(list_new_images.fn(store, str(root), model_version="m1", full_listing=True)["uris"]) == 1
+    assert len(list_new_images.fn(store, str(root), model_version="m2").uris) == 5
+    assert len(list_new_images.fn(store, str(root), model_version="m1", full_listing=True).uris) == 1
     assert len(archive) == 4

@@ -148,7 +148,7 @@ def test_nightly_runs_the_production_model_not_the_newest(prefect_backend, engin
     registry.promote(fdb, "tiny-v2", why="test")
     after = nightly(**args)
     # The new production model processes the pool again (once per version) and mines with its own errors.
-    assert after["model_version"] == "tiny-v2" and after["detect"]["processed"] == 6
+    assert after.model_version == "tiny-v2" and after.detect.images_processed == 6
     assert fdb.errors.count_documents({"model_version": "tiny-v2"}) > 0
 
 
@@ -181,24 +181,24 @@ def test_a_box_only_dataset_through_the_whole_loop(prefect_backend, mongod, fdb,
 
     pool = sorted(str(p.resolve()) for p in (data / "images").glob("pool_*.png"))
     barely_trained = DetectConfig(min_score=0.0)  # two steps of training: every detection is a weak one
-    assert detect.fn(store, checkpoint.version, pool, barely_trained)["processed"] == 10
+    assert detect.fn(store, checkpoint.version, pool, barely_trained).images_processed == 10
     assert fdb.detections.count_documents({}) > 0 and fdb.detections.count_documents({"mask": {"$exists": True}}) == 0
     val_json, images = str(data / "annotations" / "val.json"), str(data / "images")
     detect_labelled.fn(store, checkpoint.version, val_json, images, barely_trained)
     mined = mine.fn(store, checkpoint.version, val_json, images, MiningConfig(k=3, budget=3),
                     MatchConfig(score_threshold=0.0))
-    assert mined["selected"] == 3 and len(mined["random_uris"]) == 3
+    assert mined.selected == 3 and len(mined.random_uris) == 3
     batches = {}
-    for arm, selection in (("mined", mined["selection_id"]), ("random", mined["random_selection_id"])):
+    for arm, selection in (("mined", mined.selection_id), ("random", mined.random_selection_id)):
         out = export.fn(store, selection, str(tmp_path / "queue"), ExportConfig(min_score=0.0))
-        xml = (Path(out["location"]) / "annotations.xml").read_text()
-        coco = json.loads((Path(out["location"]) / "annotations" / "instances_default.json").read_text())
+        xml = (Path(out.location) / "annotations.xml").read_text()
+        coco = json.loads((Path(out.location) / "annotations" / "instances_default.json").read_text())
         assert "<box " in xml and "<polygon" not in xml  # boxes only, as pre-annotations
         assert coco["annotations"] and all(not a["segmentation"] for a in coco["annotations"])
-        labels = oracle_labels(Path(out["location"]) / "manifest.json", data / "annotations" / "pool.json",
+        labels = oracle_labels(Path(out.location) / "manifest.json", data / "annotations" / "pool.json",
                                tmp_path / f"labels_{arm}.json")
-        assert import_batch_labels.fn(store, str(labels), out["batch_id"])["label_version"] == 1
-        batches[arm] = out["batch_id"]
+        assert import_batch_labels.fn(store, str(labels), out.batch_id)["label_version"] == 1
+        batches[arm] = out.batch_id
 
     # Retrain from the CLI: a candidate on the labelled set plus both batches, judged by the gate.
     # A split that fed the gate is refused as a test split, with the reason, before anything is trained.

@@ -10,6 +10,7 @@ import pytest
 from bson import ObjectId
 from PIL import Image
 
+from fdb import detections as detection_store
 from fdb.images import eligible_among, eligible_pool_ids
 from fdb.runs import start_run
 from mining.config import MatchConfig as MatchParams
@@ -46,10 +47,12 @@ def haystack(fdb, tmp_path):
         fdb.images.insert_one({"_id": image_id, "uri": str(path), "sha256": "same" if i in (0, 8) else f"h{i}",
                                "split": "pool", "labelled": i == 5, "status": "quarantined" if i == 6 else "ok",
                                "processed_by": [MODEL], "width": 64, "height": 48})
-        fdb.write_detections(MODEL, [Detection(0, [10.0, 10.0, 20.0, 20.0], 0.9, 1, "stop_sign", image_id=image_id)])
+        detection_store.write_detections(fdb, MODEL, [Detection(0, [10.0, 10.0, 20.0, 20.0], 0.9, 1, "stop_sign",
+                                                                image_id=image_id)])
         base = looks.get(i, unit(rng.standard_normal(DIM)))
         vec = unit(base + 0.05 * (i + 1) * unit(rng.standard_normal(DIM)))[None]
-        fdb.write_features(MODEL, BOX_LAYER, [fdb.detection_id(image_id, MODEL, 0)], vec, image_ids=[image_id])
+        fdb.write_features(MODEL, BOX_LAYER, [detection_store.detection_id(image_id, MODEL, 0)], vec,
+                           image_ids=[image_id])
         fdb.write_features(MODEL, IMAGE_LAYER, [image_id], unit(rng.standard_normal(DIM))[None] if i != 8 else
                            fdb.read_vectors(MODEL, IMAGE_LAYER, owner_ids=[ids[0]]).vectors,
                            owner_kind="image")
@@ -126,8 +129,8 @@ def test_find_errors_records_typed_errors_and_queries(fdb, tmp_path):
                                       "status": "ok", "processed_by": [MODEL]}).inserted_id
     dets = [Detection(0, [0.0, 0.0, 50.0, 40.0], 0.9, 3, "car", image_id=image_id),
             Detection(1, [90.0, 50.0, 20.0, 20.0], 0.8, 1, "stop_sign", image_id=image_id)]
-    fdb.write_detections(MODEL, dets)
-    det_ids = [fdb.detection_id(image_id, MODEL, r) for r in (0, 1)]
+    detection_store.write_detections(fdb, MODEL, dets)
+    det_ids = [detection_store.detection_id(image_id, MODEL, r) for r in (0, 1)]
     fdb.write_features(MODEL, BOX_LAYER, det_ids, np.eye(2, DIM, dtype=np.float32), image_ids=[image_id] * 2)
     fdb.write_features(MODEL, IMAGE_LAYER, [image_id], np.ones((1, DIM), np.float32), owner_kind="image")
 

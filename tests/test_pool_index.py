@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from bson import ObjectId
 
+from fdb import detections as detection_store
 from fdb import images as image_store
 from fdb.pool_index import pool_index
 from mining.config import MiningConfig
@@ -28,9 +29,10 @@ def add_pool_images(fdb, tmp_path, vectors: np.ndarray, split: str = "pool") -> 
         fdb.images.insert_one({"_id": image_id, "uri": str(tmp_path / f"{image_id}.png"), "sha256": str(image_id),
                                "split": split, "labelled": split != "pool", "status": "ok",
                                "processed_by": [MODEL]})
-        fdb.write_detections(MODEL, [Detection(0, [1.0, 1.0, 9.0, 9.0], 0.9, 1, "sign", image_id=image_id)])
-        fdb.write_features(MODEL, BOX_LAYER, [fdb.detection_id(image_id, MODEL, 0)], vec[None].astype(np.float32),
-                           image_ids=[image_id])
+        detection_store.write_detections(fdb, MODEL, [Detection(0, [1.0, 1.0, 9.0, 9.0], 0.9, 1, "sign",
+                                                                image_id=image_id)])
+        fdb.write_features(MODEL, BOX_LAYER, [detection_store.detection_id(image_id, MODEL, 0)],
+                           vec[None].astype(np.float32), image_ids=[image_id])
         # Image vectors of their own: near-identical ones would be collapsed as copies of one picture.
         fdb.write_features(MODEL, IMAGE_LAYER, [image_id], RNG.standard_normal((1, DIM)).astype(np.float32),
                            owner_kind="image")

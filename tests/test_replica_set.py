@@ -89,7 +89,7 @@ def test_the_nightly_carries_on_when_the_primary_is_killed_mid_detection(prefect
     result = nightly(images=str(engine / "images"), pattern="pool_*", gt_json=str(engine / "annotations" / "val.json"),
                      mining=MiningConfig(k=3, budget=4))
     assert killed and primary_port(replica_set["client"]) != killed["port"]  # an election happened
-    assert result["detect"]["processed"] == 6 and result["export"]["images"] > 0
+    assert result.detect.images_processed == 6 and result.export.images > 0
     n_det = fdb.detections.count_documents({})
     assert n_det > 0 and len(fdb.detections.distinct("_id")) == n_det
     assert fdb.features.count_documents({"owner_kind": "detection"}) == n_det
@@ -97,7 +97,7 @@ def test_the_nightly_carries_on_when_the_primary_is_killed_mid_detection(prefect
     assert fdb.exports.count_documents({}) == 1
     again = nightly(images=str(engine / "images"), pattern="pool_*", gt_json=str(engine / "annotations" / "val.json"),
                     mining=MiningConfig(k=3, budget=4))
-    assert again["detect"]["processed"] == 0 and fdb.exports.count_documents({}) == 1
+    assert again.detect.images_processed == 0 and fdb.exports.count_documents({}) == 1
     assert fdb.detections.count_documents({}) == n_det
 
 

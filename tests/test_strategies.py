@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from bson import ObjectId
 
+from fdb import detections as detection_store
 from mining.config import MiningConfig
 from mining.queries import Query
 from mining.strategies import STRATEGIES, StrategyContext, build_strategy, select
@@ -41,11 +42,12 @@ def pool(fdb, tmp_path):
         image_id = ids[i] = ObjectId()
         fdb.images.insert_one({"_id": image_id, "uri": f"/pool/p{i}.png", "sha256": f"h{i}", "split": "pool",
                                "labelled": False, "status": "ok", "processed_by": [MODEL]})
-        fdb.write_detections(MODEL, [Detection(r, [1.0, 1.0, 5.0, 5.0], s, 1, "stop_sign", image_id=image_id)
-                                     for r, s in enumerate(scores[i])])
+        detection_store.write_detections(fdb, MODEL, [Detection(r, [1.0, 1.0, 5.0, 5.0], s, 1, "stop_sign",
+                                                                image_id=image_id)
+                                                      for r, s in enumerate(scores[i])])
         for r in range(len(scores[i])):
             box = axis(3, 0.05, rng) if i == 1 else axis(4 + r % 4, 0.3, rng)
-            fdb.write_features(MODEL, BOX_LAYER, [fdb.detection_id(image_id, MODEL, r)], box[None],
+            fdb.write_features(MODEL, BOX_LAYER, [detection_store.detection_id(image_id, MODEL, r)], box[None],
                                image_ids=[image_id])
         fdb.write_features(MODEL, IMAGE_LAYER, [image_id], axis(looks[i], 0.05, rng)[None], owner_kind="image")
     for j in range(2):

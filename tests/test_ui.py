@@ -1,6 +1,7 @@
-"""The review app over a database a tiny demo filled: its JSON API (each endpoint, the refusals, the token), and a
-real browser (Debian's chromium, driven by Playwright) clicking from the errors to a query, to its neighbours, to
-the selection, rejecting an image and exporting the rest."""
+"""The review app over a database a tiny demo filled: its JSON API (each endpoint, its documented shapes, the
+refusals, the token), and a real browser (Debian's chromium, driven by Playwright) clicking from the errors to a
+query, to its neighbours, to the selection, rejecting an image and exporting the rest; and rendering the API's
+documentation pages with no network."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import urlopen
 
 import pymongo
 import pytest
@@ -54,9 +57,9 @@ def world(prefect_backend, mongod, tmp_path_factory):
         data = tmp / "demo" / "synthetic"
         curate = mine.fn(store, seed, str(data / "annotations" / "val.json"), str(data / "images"),
                          MiningConfig(k=3, budget=3), MatchConfig(score_threshold=0.0))
-    assert curate["selected"] > 1 and curate["random_selection_id"]
-    yield {"fdb": fdb, "tmp": tmp, "seed": seed, "mined": curate["selection_id"],
-           "random": curate["random_selection_id"]}
+    assert curate.selected > 1 and curate.random_selection_id
+    yield {"fdb": fdb, "tmp": tmp, "seed": seed, "mined": curate.selection_id,
+           "random": curate.random_selection_id}
     client.drop_database(name)
     client.close()
 
@@ -136,7 +139,14 @@ def test_every_page_and_its_api_twin_answer_with_the_demo_data(world, api):
                  f"/batches/{labelled[0]['batch_id']}", f"/images/{image['image_id']}", "/docs"]:
         page = api.get(path)
         assert page.status_code == 200 and "text/html" in page.headers["content-type"], path
-    assert "/api/queries/{error_id}" in api.get("/openapi.json").json()["paths"]
+    schema = api.get("/openapi.json").json()
+    assert "/api/queries/{error_id}" in schema["paths"]
+    # The API documents what it returns: each JSON endpoint names its response model, and the models their fields.
+    returned = schema["paths"]["/api/selections/{selection_id}"]["get"]["responses"]["200"]["content"]
+    assert returned["application/json"]["schema"] == {"$ref": "#/components/schemas/Selection"}
+    assert {"images", "partner", "frozen"} <= set(schema["components"]["schemas"]["Selection"]["properties"])
+    assert all("$ref" in op["responses"]["200"]["content"]["application/json"]["schema"]
+               for path, ops in schema["paths"].items() if path.startswith("/api/") for op in ops.values())
 
 
 def test_pictures_are_cut_from_fdb_images_and_cached_by_content(world, api):
@@ -270,15 +280,51 @@ def served(world):
     thread.join(10)
 
 
-def test_a_person_curates_a_selection_in_a_real_browser(world, served):
+def _browser(p):
     if os.environ.get("GAZE_NO_BROWSER") == "1":
         pytest.skip("GAZE_NO_BROWSER=1: install.sh was told not to install chromium")
     assert Path(CHROMIUM).exists(), "chromium is missing: ./install.sh installs Debian's package"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+
+
+def test_the_api_docs_render_with_no_network(served):
+    """/docs and /redoc load Swagger UI and ReDoc from the app itself: with every request to another host refused,
+    the operations are listed (and none was even asked for)."""
     from playwright.sync_api import expect, sync_playwright
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    outside = []
+
+    def loopback_only(route):
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    paths = json.loads(urlopen(served + "/openapi.json", timeout=10).read())["paths"]
+    operations = sum(len(ops) for ops in paths.values())
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        page.route("**/*", loopback_only)
+        page.goto(served + "/docs")
+        expect(page.locator(".opblock").first).to_be_visible(timeout=30_000)
+        expect(page.locator(".opblock")).to_have_count(operations)
+        expect(page.locator(".opblock-summary-path", has_text="/api/queries/{error_id}")).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=ARTIFACTS / "docs.png")
+        page.goto(served + "/redoc")
+        expect(page.get_by_role("heading", name="gaze data engine: review app")).to_be_visible(timeout=30_000)
+        browser.close()
+    assert outside == [], f"the documentation pages asked other hosts for {outside}"
+
+
+def test_a_person_curates_a_selection_in_a_real_browser(world, served):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = _browser(p)
         page = browser.new_page(viewport={"width": 1360, "height": 900})
         page.goto(served + "/models")
         expect(page.locator("#models")).to_contain_text(world["seed"])

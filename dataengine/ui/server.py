@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uvicorn
 
-from dataengine.ui.app import AppSettings, build_app, is_loopback
+from dataengine.ui.access import AppSettings, is_loopback
+from dataengine.ui.app import build_app
 from fdb import StoreConfig, connect
 
 

@@ -1,23 +1,21 @@
 """What each page of the review app shows, as plain data.
 
-One function per resource, over the feature database. The JSON API returns exactly what these return, and each
-page is rendered from the same call, so a page never shows anything the API does not (and tests can call them
-without a server). Ids arrive as text and are parsed here; anything unknown is a `NotFound`.
+One function per resource, over the feature database. The JSON API returns exactly what these return (as
+`encoding.encode` writes it, in the shape `schemas` documents), and each page is rendered from the same call, so a
+page never shows anything the API does not (and tests can call them without a server). Ids arrive as text and are
+parsed by `lookups`; anything unknown is a `NotFound`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-from typing import Any
-
-import numpy as np
-from bson import ObjectId
 
 from annotation_export.changes import batch_changes
 from annotation_export.config import ExportConfig
 from annotation_export.export import ExportError, export_batch
+from dataengine.ui.lookups import Conflict, NotFound, image_record, parse_id
 from fdb import FeatureDB, labelled_sets
+from fdb import detections as detection_store
 from fdb import errors as error_store
 from fdb import exports as export_store
 from fdb import images as image_store
@@ -30,67 +28,6 @@ from records import ERROR_TYPES, LABEL_ERROR_TYPES
 
 PER_PAGE = 48
 IMAGE_MIN_SCORE = 0.3  # the detections an image's page lists and draws
-
-
-class NotFound(LookupError):
-    """No such record: the app answers 404 with this message."""
-
-
-class Conflict(RuntimeError):
-    """The write cannot be made in the record's state (an exported selection): the app answers 409."""
-
-
-def jsonable(value: Any) -> Any:
-    """Records as JSON: ids as hex text, times as ISO 8601, numpy numbers as numbers, raw bytes left out."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items() if not isinstance(v, (bytes, bytearray))}
-    if isinstance(value, (list, tuple, set)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, ObjectId):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def parse_id(text: str, what: str) -> ObjectId:
-    if not ObjectId.is_valid(text):
-        raise NotFound(f"no {what} {text!r}: not a record id")
-    return ObjectId(text)
-
-
-def _bbox_map(doc: dict) -> float | None:
-    """A model's bbox mAP: on the fixed evaluation set (`evaluation`, written by a retrain), else on the superset
-    its experiment scored it on (an arm's `metrics`), else on the val split at training time."""
-    for numbers in ((doc.get("evaluation") or {}).get("mAP") or {}, doc.get("metrics") or {}):
-        superset = numbers.get("superset")
-        if isinstance(superset, dict) and isinstance(superset.get("bbox"), (int, float)):
-            return superset["bbox"]
-    val = (doc.get("metrics") or {}).get("val")
-    if isinstance(val, dict) and isinstance(val.get("bbox"), dict):
-        return val["bbox"].get("mAP")
-    return None
-
-
-def test_numbers(doc: dict) -> dict | None:
-    """A model's numbers on a test split that fed nothing (`mining.evaluation`): bbox mAP on the superset, the
-    tail and the rest, and false positives per image at the serving threshold. A retrain keeps them under
-    `evaluation.test`, an experiment's arm under `metrics.test`; None when the model was never reported on one."""
-    test = (doc.get("evaluation") or {}).get("test") or (doc.get("metrics") or {}).get("test")
-    if not isinstance(test, dict) or not isinstance(test.get("mAP"), dict):
-        return None
-    maps, points = test["mAP"], test.get("operating_point") or {}
-
-    def fp(subset: str) -> float | None:
-        return ((points.get(subset) or {}).get("all") or {}).get("fp_per_image")
-
-    return {"superset": (maps.get("superset") or {}).get("bbox"), "tail": (maps.get("tail") or {}).get("bbox"),
-            "rest": (maps.get("rest") or {}).get("bbox"), "fp_per_image": fp("superset"),
-            "tail_fp_per_image": fp("tail")}
 
 
 def _run_row(run: dict) -> dict:
@@ -121,8 +58,8 @@ def models(fdb: FeatureDB) -> dict:
     runs_by_model = run_store.count_by_model(fdb)
     return {"production": model_store.production_version(fdb),
             "models": [{"version": d["_id"], "stage": d["stage"], "role": d.get("role", "model"),
-                        "parent": d.get("parent"), "created_at": d.get("created_at"), "bbox_map": _bbox_map(d),
-                        "test": test_numbers(d),
+                        "parent": d.get("parent"), "created_at": d.get("created_at"), "bbox_map": model_store.bbox_map(d),
+                        "test": model_store.test_numbers(d),
                         "classes": d.get("classes") or [], "runs": runs_by_model.get(d["_id"], 0)} for d in docs],
             "promotions": model_store.promotions(fdb)}
 
@@ -134,23 +71,13 @@ def model(fdb: FeatureDB, version: str) -> dict:
     children = [m["_id"] for m in model_store.list_models(fdb) if m.get("parent") == version]
     return {"version": version, "stage": doc["stage"], "role": doc.get("role", "model"), "parent": doc.get("parent"),
             "children": children, "created_at": doc.get("created_at"), "promoted_at": doc.get("promoted_at"),
-            "checkpoint": doc.get("checkpoint"), "classes": doc.get("classes") or [], "bbox_map": _bbox_map(doc),
-            "test": test_numbers(doc),
+            "checkpoint": doc.get("checkpoint"), "classes": doc.get("classes") or [], "bbox_map": model_store.bbox_map(doc),
+            "test": model_store.test_numbers(doc),
             "metrics": doc.get("metrics") or {}, "evaluation": doc.get("evaluation") or {},
             "training_data": doc.get("training_data") or {}, "recipe": doc.get("recipe") or {},
             "runs": [_run_row(r) for r in run_store.list_runs(fdb, model_version=version)],
             "selections": [s for s in selection_store.list_selections(fdb) if s["model_version"] == version],
             "errors": error_store.facets(fdb, version)}
-
-
-def report_path(fdb: FeatureDB, run_id: str) -> str:
-    """The HTML report a run wrote, as its record names it."""
-    run = run_store.get_run(fdb, parse_id(run_id, "run"))
-    report = ((run or {}).get("metrics") or {}).get("report")
-    path = report.get("html") if isinstance(report, dict) else report
-    if not path:
-        raise NotFound(f"run {run_id} wrote no report")
-    return str(path)
 
 
 # ---------------------------------------------------------------------------------------------------- errors
@@ -197,20 +124,6 @@ def _suspect_row(s: dict) -> dict:
             "image_id": s.get("image_id"), "uri": s.get("uri"), "model_version": s.get("model_version")}
 
 
-def error_record(fdb: FeatureDB, error_id: str) -> dict:
-    doc = error_store.get(fdb, parse_id(error_id, "error"))
-    if doc is None:
-        raise NotFound(f"no error {error_id}")
-    return doc
-
-
-def suspect_record(fdb: FeatureDB, suspect_id: str) -> dict:
-    doc = suspect_store.get(fdb, parse_id(suspect_id, "label error"))
-    if doc is None:
-        raise NotFound(f"no suspected label error {suspect_id}")
-    return doc
-
-
 # ---------------------------------------------------------------------------------------------------- queries
 def query(fdb: FeatureDB, error_id: str, selection_id: str | None = None) -> dict:
     """A query and its nearest pool neighbours as the selection recorded them (the newest selection that used it
@@ -222,7 +135,7 @@ def query(fdb: FeatureDB, error_id: str, selection_id: str | None = None) -> dic
         raise NotFound(f"no selection recorded a query for error {error_id}"
                        + (f" in selection {selection_id}" if selection_id else ""))
     neighbours = recorded.get("neighbours") or []
-    detections = (fdb.detections_by_id([n["owner_id"] for n in neighbours])
+    detections = (detection_store.detections_by_id(fdb, [n["owner_id"] for n in neighbours])
                   if recorded.get("level") == "detection" else {})
     records = image_store.by_id(fdb, {n["image_id"] for n in neighbours} | {recorded["source_image_id"]})
     found = selection_store.read_selection(fdb, recorded["selection_id"])
@@ -308,15 +221,6 @@ def selection(fdb: FeatureDB, selection_id: str) -> dict:
     }
 
 
-def hit_boxes(fdb: FeatureDB, selection_id: str, image_id: str) -> list[dict]:
-    """The detections of an image that a selection's queries reached, with the query and distance."""
-    iid = parse_id(image_id, "image")
-    hits = selection_store.neighbours_in_image(fdb, selection_id, iid)
-    detections = fdb.detections_by_id([h["owner_id"] for h in hits if h.get("level") == "detection"])
-    return [{"bbox": detections[h["owner_id"]].bbox, "error_id": h["error_id"], "type": h.get("type"),
-             "distance": h["distance"]} for h in hits if h["owner_id"] in detections]
-
-
 def decide(fdb: FeatureDB, selection_id: str, image_id: str, decision: str, by: str, note: str = "") -> dict:
     iid = parse_id(image_id, "image")
     decision = {"accept": "accepted", "reject": "rejected"}.get(decision, decision)
@@ -391,7 +295,7 @@ def image(fdb: FeatureDB, image_id: str, model_version: str | None = None,
     processed = image_store.models_done(doc)
     production = model_store.production_version(fdb)
     model_version = model_version or (production if production in processed else (processed[-1] if processed else None))
-    detections = fdb.read_detections(model_version, [iid], min_score=min_score, masks=False) if model_version else []
+    detections = detection_store.read_detections(fdb, model_version, [iid], min_score=min_score, masks=False) if model_version else []
     errs, _ = error_store.find(fdb, model_version, image_id=iid, limit=200) if model_version else ([], 0)
     return {"image_id": iid, "uri": doc.get("uri"), "width": doc.get("width"), "height": doc.get("height"),
             "split": doc.get("split"), "labelled": doc.get("labelled", False), "status": doc.get("status"),
@@ -404,17 +308,3 @@ def image(fdb: FeatureDB, image_id: str, model_version: str | None = None,
             "selections": selection_store.selections_of_image(fdb, iid)}
 
 
-def image_record(fdb: FeatureDB, image_id: str) -> dict:
-    iid = parse_id(image_id, "image")
-    doc = image_store.by_id(fdb, [iid]).get(iid)
-    if doc is None:
-        raise NotFound(f"no image {image_id}")
-    return doc
-
-
-def detection_record(fdb: FeatureDB, detection_id: str):
-    did = parse_id(detection_id, "detection")
-    det = fdb.detections_by_id([did]).get(did)
-    if det is None:
-        raise NotFound(f"no detection {detection_id}")
-    return det

@@ -14,6 +14,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from fdb import detections as detection_store
 from fdb import images as image_store
 from fdb.vectors import to_object_ids
 from mining.config import MiningConfig
@@ -43,7 +44,7 @@ class Uncertainty:
         pool = [i for i in to_object_ids(image_store.eligible_pool_ids(context.fdb, context.model_version))
                 if i not in exclude]
         scores = defaultdict(list)
-        for image_id, score in context.fdb.detection_scores(context.model_version, pool):
+        for image_id, score in detection_store.detection_scores(context.fdb, context.model_version, pool):
             scores[image_id].append(score)
         doubt = {i: float(AGGREGATES[self.aggregate](MEASURES[self.measure](np.asarray(s, float))))
                  for i, s in scores.items()}

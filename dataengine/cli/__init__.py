@@ -1,0 +1,75 @@
+"""The `dataengine` command line: one module per command, each a parser fragment (`add_parser`) and a handler
+(`run`) that calls a flow or a plain function of the project's folders."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from dataengine.cli import (compare, convert_pennfudan, database, demo, detect, evaluate, export, import_labels,
+                            mine, models, nightly, reindex, retrain, review_labels, synth, train, ui)
+
+DESCRIPTION = """\
+gaze data engine: find the images your detector gets wrong, and queue the ones most like them for labelling.
+
+The loop: detect (Mask R-CNN with FC feature taps) -> store features in MongoDB -> find false positives against
+COCO ground truth -> mine look-alikes with an Annoy index -> export to CVAT / COCO -> retrain and compare.
+
+State lives in the data home ($DATAENGINE_HOME, default ~/.local/share/dataengine). The feature database is an
+embedded mongod started on 127.0.0.1 on first use, unless $DATAENGINE_MONGODB_URI names another server.
+"""
+
+# In the order `--help` lists them: the loop's first steps first.
+COMMANDS = (demo, ui, nightly, retrain, compare, models, synth, convert_pennfudan, train, evaluate, detect, mine,
+            export, import_labels, review_labels, reindex, database)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dataengine", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Flows run against Prefect's ephemeral server unless PREFECT_API_URL names one. Its telemetry has nothing to
+    # reach here, and its first write races the server's start-up ("database is locked" tracebacks).
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    args = build_parser().parse_args(argv)
+    start = time.monotonic()
+    try:
+        code = args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted; everything written so far is kept, and a re-run resumes", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the one failure a user must act on gets a message, not a traceback
+        from pymongo.errors import ServerSelectionTimeoutError
+
+        from detectors.weights import WeightsMismatchError
+        from fdb import StoreUnavailable
+        from flows.runners import ClusterUnusable
+        from mining.evaluation import LeakyTestSplit
+
+        if isinstance(exc, StoreUnavailable | ClusterUnusable):
+            print(f"error: {exc}", file=sys.stderr)
+            return 3
+        if isinstance(exc, FileNotFoundError | WeightsMismatchError | LeakyTestSplit):  # e.g. a wrong --weights
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, ServerSelectionTimeoutError):
+            print("error: the feature database stopped answering during the run and did not come back within 30 s. "
+                  "Check the server (`dataengine fdb status`), then run the same command again: it resumes where "
+                  "it stopped, nothing is duplicated.", file=sys.stderr)
+            return 3
+        raise
+    if args.command == "demo":
+        print(f"done in {time.monotonic() - start:.1f}s")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""`python -m dataengine.cli`, the same as the `dataengine` command."""
+
+import sys
+
+from dataengine.cli import main
+
+sys.exit(main())

@@ -1,0 +1,56 @@
+"""`dataengine compare`."""
+
+from __future__ import annotations
+
+from dataengine.cli.options import add_config_args, config_from_args, splits_args
+from dataengine.config import store_config
+
+
+def add_parser(sub) -> None:
+    from detectors.config import FinetuneConfig
+    from mining.config import EvaluationConfig
+
+    compare = sub.add_parser(
+        "compare", help="the mined / random / control experiment on your data, with the report",
+        description="Fine-tune the seed model (default: production) three ways from the same start: with the "
+                    "mined batch's labels, with the random batch's, and with no new data (control); score every "
+                    "arm with pycocotools on the superset, the subset without the query images and the query "
+                    "subset; write the report (Markdown, HTML with plots, JSON).")
+    splits_args(compare)
+    compare.add_argument("--mined", required=True, help="batch id of the mined batch (labels imported)")
+    compare.add_argument("--random", required=True, help="batch id of the random batch (labels imported)")
+    compare.add_argument("--model", default=None, help="seed model version (default: production)")
+    compare.add_argument("--seed-checkpoint", default=None, help="a checkpoint file as the seed instead")
+    compare.add_argument("--test-split", default=None,
+                         help="report every arm on this split, which must have fed nothing (not the queries, the "
+                              "gate or training; refused otherwise): its superset, tail and rest, at the serving "
+                              "threshold too (default: the eval split, which flatters the mined arm)")
+    add_config_args(compare, EvaluationConfig)
+    add_config_args(compare, FinetuneConfig)
+    compare.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from detectors.config import FinetuneConfig
+    from flows.retrain_and_compare import retrain_and_compare
+    from mining.config import EvaluationConfig
+    from mining.selection import query_image_ids
+    from records.coco import load_coco
+    from tasks.context import connection, newest_labels, resolve_checkpoint
+
+    store = store_config()
+    fdb = connection(store)
+    seed = args.seed_checkpoint or str(resolve_checkpoint(fdb, args.model).path)
+    eval_json = str(Path(args.data) / "annotations" / f"{args.eval_split}.json")
+    evaluation = load_coco(newest_labels(store, eval_json), image_dir=str(Path(args.data) / "images"))
+    queries = query_image_ids(fdb, args.mined, evaluation)
+    html = retrain_and_compare(seed_checkpoint=seed, data_dir=args.data, mined_batch=args.mined,
+                               random_batch=args.random, query_images=queries,
+                               recipe=config_from_args(FinetuneConfig, args), train_split=args.train_split,
+                               eval_split=args.eval_split, test_split=args.test_split,
+                               evaluation=config_from_args(EvaluationConfig, args))
+    print(f"seed model {seed}; query subset: {len(queries)} evaluation images")
+    print(f"report: {html}")
+    return 0

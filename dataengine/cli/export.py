@@ -1,0 +1,43 @@
+"""`dataengine export`."""
+
+from __future__ import annotations
+
+from dataengine.cli.options import add_config_args, config_from_args
+from dataengine.config import store_config
+
+
+def add_parser(sub) -> None:
+    from annotation_export.config import ExportConfig
+
+    export = sub.add_parser(
+        "export", help="export a selection as a labelling batch: CVAT 1.1 + COCO 1.0 with pre-annotations",
+        description="Turn a selection into a labelling batch: CVAT for images 1.1 (annotations.xml) and COCO 1.0 "
+                    "(annotations/instances_default.json) with the model's predictions as pre-annotations, the "
+                    "images, and a manifest (CSV and JSON) saying why each image was chosen. The target is a "
+                    "local folder or s3://bucket/prefix (endpoint, region and credentials from the environment: "
+                    "DATAENGINE_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION). "
+                    "The same batch exported twice gives byte-identical annotation files.")
+    export.add_argument("--selection", required=True, help="selection id, as printed by `dataengine mine`")
+    export.add_argument("--to", required=True, help="a folder, or s3://bucket/prefix")
+    add_config_args(export, ExportConfig)
+    export.add_argument("--model", default=None, help="model whose predictions pre-annotate (default: the production "
+                                                      "model if it processed every image, else the selection's)")
+    export.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from annotation_export.config import ExportConfig
+    from annotation_export.export import export_batch
+    from tasks.context import connection
+
+    result = export_batch(connection(store_config()), args.selection, args.to, config_from_args(ExportConfig, args),
+                          model_version=args.model)
+    print(f"batch {result.batch_id}: {result.location}")
+    for key, value in result.counts.items():
+        print(f"  {key}: {value}")
+    images = [f for f in result.files if f.startswith("images/")]
+    for f in result.files:
+        if not f.startswith("images/"):
+            print(f"  {f}")
+    print(f"  images/ ({len(images)} files)")
+    return 0
