@@ -14,8 +14,9 @@ from dataengine.cli import (compare, convert_pennfudan, database, demo, detect, 
 DESCRIPTION = """\
 gaze data engine: find the images your detector gets wrong, and queue the ones most like them for labelling.
 
-The loop: detect (Mask R-CNN with FC feature taps) -> store features in MongoDB -> find false positives against
-COCO ground truth -> mine look-alikes with an Annoy index -> export to CVAT / COCO -> retrain and compare.
+The loop: detect (Mask R-CNN with FC feature taps) -> store features in MongoDB -> type the model's errors against
+COCO ground truth -> mine the pool with a strategy (the errors' nearest neighbours in an exact, HNSW or Annoy index;
+uncertainty; diversity) -> export to CVAT / COCO -> retrain, compare on a test split, promote if better.
 
 State lives in the data home ($DATAENGINE_HOME, default ~/.local/share/dataengine). The feature database is an
 embedded mongod started on 127.0.0.1 on first use, unless $DATAENGINE_MONGODB_URI names another server.
