@@ -4,11 +4,11 @@ or `demo`. Plain functions; flows publish the same tables as Prefect artifacts."
 from __future__ import annotations
 
 import base64
-import html
 import json
 from pathlib import Path
 
 import matplotlib
+from markdown_it import MarkdownIt
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -248,37 +248,13 @@ def write_report(comparison: Comparison, out_dir: str | Path, title: str, facts:
 
 
 def _to_html(md_text: str, plots: dict[str, Path], out: Path) -> str:
-    """The report's Markdown (headings, lists, tables, images) as one self-contained HTML page."""
-    images = {(p.name if p.parent == out else str(p)): p for p in plots.values()}
-    parts, table = [], []
-
-    def flush_table():
-        if table:
-            rows = [r for r in table if not set(r.replace("|", "").strip()) <= set("-: ")]
-            cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
-            head = "".join(f"<th>{c}</th>" for c in cells[0])
-            rest = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:])
-            parts.append(f"<table><tr>{head}</tr>{rest}</table>")
-            table.clear()
-
-    for line in md_text.splitlines():
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush_table()
-        if line.startswith("# "):
-            parts.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("## "):
-            parts.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("- "):
-            parts.append(f"<li>{html.escape(line[2:])}</li>")
-        elif line.startswith("!["):
-            target = line[line.index("](") + 2:-1]
-            data = base64.b64encode(images[target].read_bytes()).decode()
-            parts.append(f'<img style="max-width:100%" src="data:image/png;base64,{data}">')
-        elif line.strip():
-            parts.append(f"<p>{html.escape(line).replace('**', '')}</p>")
-    flush_table()
+    """The report's Markdown as one self-contained HTML page (markdown-it, CommonMark with tables): the plots are
+    embedded as data URIs, so the page travels as one file."""
+    for path in plots.values():
+        target = path.name if path.parent == out else str(path)
+        data = base64.b64encode(path.read_bytes()).decode()
+        md_text = md_text.replace(f"]({target})", f"](data:image/png;base64,{data})")
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(md_text)
     style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{''.join(parts)}</body></html>"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{body}</body></html>"
