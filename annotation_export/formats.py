@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from xml.sax.saxutils import escape, quoteattr
 
 import cv2
 import numpy as np
@@ -197,50 +197,52 @@ def cvat_xml(batch: list[BatchImage], categories: list[dict], task_name: str) ->
 
     The score attribute is declared in each label's meta (number, 0..1), otherwise CVAT refuses the import;
     objects' extra attributes are declared there too, as text. Box and polygons of one detection share a
-    `group_id`, so the labeller sees they are one object.
+    `group_id`, so the labeller sees they are one object. Built with ElementTree (the importer reads it back with
+    it) and byte-deterministic: attributes in insertion order, numbers in fixed formats.
     """
+    root = ET.Element("annotations")
+    ET.SubElement(root, "version").text = "1.1"
+    task = ET.SubElement(ET.SubElement(root, "meta"), "task")
+    _texts(task, name=task_name, size=str(len(batch)), mode="annotation")
+    labels = ET.SubElement(task, "labels")
     extra = sorted({name for im in batch for obj in im.objects for name in obj.attributes})
-    lines = ['<?xml version="1.0" encoding="utf-8"?>', "<annotations>", "  <version>1.1</version>", "  <meta>",
-             "    <task>", f"      <name>{escape(task_name)}</name>", f"      <size>{len(batch)}</size>",
-             "      <mode>annotation</mode>", "      <labels>"]
     for c in categories:
-        lines += ["        <label>", f"          <name>{escape(c['name'])}</name>", "          <type>any</type>",
-                  "          <attributes>", "            <attribute>", "              <name>score</name>",
-                  "              <mutable>False</mutable>", "              <input_type>number</input_type>",
-                  "              <default_value>0</default_value>", "              <values>0\n1\n0.0001</values>",
-                  "            </attribute>"]
+        label = ET.SubElement(labels, "label")
+        _texts(label, name=c["name"], type="any")
+        declared = ET.SubElement(label, "attributes")
+        _texts(ET.SubElement(declared, "attribute"), name="score", mutable="False", input_type="number",
+               default_value="0", values="0\n1\n0.0001")
         for name in extra:
-            lines += ["            <attribute>", f"              <name>{escape(name)}</name>",
-                      "              <mutable>True</mutable>", "              <input_type>text</input_type>",
-                      "              <default_value></default_value>", "              <values></values>",
-                      "            </attribute>"]
-        lines += ["          </attributes>", "        </label>"]
-    lines += ["      </labels>", "    </task>", "  </meta>"]
+            _texts(ET.SubElement(declared, "attribute"), name=name, mutable="True", input_type="text",
+                   default_value="", values="")
     for i, im in enumerate(batch):
-        lines.append(f"  <image id=\"{i}\" name={quoteattr(im.file_name)} width=\"{im.width}\" "
-                     f"height=\"{im.height}\">")
+        image = ET.SubElement(root, "image", id=str(i), name=im.file_name, width=str(im.width), height=str(im.height))
         for obj in im.objects:
-            x, y, w, h = obj.box
-            label = quoteattr(obj.category_name)
-            group = obj.rank + 1
-            attributes = ([f"      <attribute name=\"score\">{obj.score:.4f}</attribute>"] if obj.score is not None
-                          else [])
-            attributes += [f"      <attribute name={quoteattr(k)}>{escape(str(v))}</attribute>"
-                           for k, v in sorted(obj.attributes.items())]
-            source = quoteattr(obj.source)
-            lines.append(f"    <box label={label} source={source} occluded=\"0\" xtl=\"{_f(x)}\" ytl=\"{_f(y)}\" "
-                         f"xbr=\"{_f(x + w)}\" ybr=\"{_f(y + h)}\" z_order=\"0\" group_id=\"{group}\">")
-            lines += attributes
-            lines.append("    </box>")
-            for poly in obj.polygons:
-                points = ";".join(f"{_f(poly[k])},{_f(poly[k + 1])}" for k in range(0, len(poly), 2))
-                lines.append(f"    <polygon label={label} source={source} occluded=\"0\" points=\"{points}\" "
-                             f"z_order=\"0\" group_id=\"{group}\">")
-                lines += attributes
-                lines.append("    </polygon>")
-        lines.append("  </image>")
-    lines.append("</annotations>")
-    return ("\n".join(lines) + "\n").encode()
+            _cvat_shapes(image, obj)
+    ET.indent(root, space="  ")
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def _texts(parent: ET.Element, **children: str) -> None:
+    for tag, text in children.items():
+        ET.SubElement(parent, tag).text = text
+
+
+def _cvat_shapes(image: ET.Element, obj) -> None:
+    """A detection's box and its polygons, one group, each carrying the score and the extra attributes."""
+    x, y, w, h = obj.box
+    shared = {"label": obj.category_name, "source": obj.source, "occluded": "0"}
+    attributes = ([("score", f"{obj.score:.4f}")] if obj.score is not None else [])
+    attributes += [(k, str(v)) for k, v in sorted(obj.attributes.items())]
+    group = str(obj.rank + 1)
+    shapes = [ET.SubElement(image, "box", **shared, xtl=_f(x), ytl=_f(y), xbr=_f(x + w), ybr=_f(y + h),
+                            z_order="0", group_id=group)]
+    for poly in obj.polygons:
+        points = ";".join(f"{_f(poly[k])},{_f(poly[k + 1])}" for k in range(0, len(poly), 2))
+        shapes.append(ET.SubElement(image, "polygon", **shared, points=points, z_order="0", group_id=group))
+    for shape in shapes:
+        for name, value in attributes:
+            ET.SubElement(shape, "attribute", name=name).text = value
 
 
 # ---------------------------------------------------------------------------------------------------- COCO
