@@ -24,7 +24,7 @@ from annotation_export.export import ExportResult, export_batch
 from annotation_export.importer import ImportReport, import_labels, labels_as_coco
 from annotation_export.review import apply_review, export_review_batch
 from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
-from fdb import StoreConfig, StoreUnavailable, labelled_sets, listings
+from fdb import StoreConfig, StoreUnavailable, listings
 from fdb import images as image_store
 from fdb import labels as label_store
 from fdb import runs as run_store
