@@ -144,7 +144,7 @@ def test_nightly_runs_the_production_model_not_the_newest(prefect_backend, engin
     register_checkpoint(fdb, newer, role="arm")  # the newest registered model, an experiment's arm
     args = dict(images=str(engine / "images"), pattern="pool_*", gt_json=str(engine / "annotations" / "val.json"),
                 mining=MiningConfig(k=3, budget=2))
-    assert nightly(**args)["model_version"] == "tiny-v1"
+    assert nightly(**args).model_version == "tiny-v1"
     registry.promote(fdb, "tiny-v2", why="test")
     after = nightly(**args)
     # The new production model processes the pool again (once per version) and mines with its own errors.
