@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataengine.cli.options import links_out_arg, print_refused
-from dataengine.config import store_config
+from dataengine.cli.options import links_out_arg, print_refused, store_config
 
 
 def add_parser(sub) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataengine.cli.options import add_config_args, config_from_args, links_out_arg, model_args, print_refused
-from dataengine.config import store_config
+from dataengine.cli.options import (add_config_args, config_from_args, links_out_arg, model_args, print_refused,
+                                    store_config)
 
 
 def add_parser(sub) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataengine.cli.options import data_args, model_args
-from dataengine.config import store_config
+from dataengine.cli.options import data_args, model_args, store_config
 
 
 def add_parser(sub) -> None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from dataengine.cli.options import (LABEL_ERROR_FLAGS, MATCH_FLAGS, add_config_args, config_from_args, labelled_set,
-                                    model_args)
-from dataengine.config import store_config
+                                    model_args, store_config)
 
 
 def add_parser(sub) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from dataengine.config import store_config
+from dataengine.cli.options import store_config
+
 
 
 def add_parser(sub) -> None:

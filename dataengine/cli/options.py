@@ -55,6 +55,14 @@ LABEL_ERROR_FLAGS = {name: "--label-" + name.replace("_", "-") for name in
                      ("min_score", "bad_box_iou", "spurious_support", "neighbours", "threshold")}
 
 
+def store_config():
+    """The feature database's settings from the environment (`dataengine.config`), read when a command runs: the
+    store's imports (pymongo) would otherwise cost every `--help` a quarter of a second."""
+    from dataengine.config import store_config as from_environment
+
+    return from_environment()
+
+
 def links_out_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-links-out", action="store_true",
                         help="follow symbolic links that lead out of the image folder (refused by default: only "
@@ -88,7 +96,6 @@ def print_refused(refused: list[tuple[str, str]], quarantined: list[tuple[str, s
 def labelled_set(args) -> tuple[str | None, str | None]:
     """(COCO json, image folder) of the labelled set: --gt / --images, else the last mining run's (said so);
     (None, None) with the reason on stderr when there is none."""
-    from dataengine.config import store_config
     from mining.selection import last_labelled_set
     from tasks.context import connection
 

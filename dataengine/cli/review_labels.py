@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dataengine.cli.options import MATCH_FLAGS, add_config_args, config_from_args, labelled_set, model_args
-from dataengine.config import store_config
+from dataengine.cli.options import (MATCH_FLAGS, add_config_args, config_from_args, labelled_set, model_args,
+                                    store_config)
 
 
 def add_parser(sub) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataengine.cli.options import add_config_args, config_from_args, data_args
-from dataengine.config import store_config
+from dataengine.cli.options import add_config_args, config_from_args, data_args, store_config
 
 
 def add_parser(sub) -> None:
