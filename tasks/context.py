@@ -53,11 +53,17 @@ def resolve_checkpoint(fdb: FeatureDB, model_version: str | None = None, checkpo
         loaded = load_checkpoint(checkpoint)
         register_checkpoint(fdb, loaded)
         return loaded
+    return load_checkpoint(registered_model(fdb, model_version)["checkpoint"])
+
+
+def registered_model(fdb: FeatureDB, model_version: str | None = None) -> dict:
+    """The registry's record of `model_version` (default: the production model); LookupError naming the known
+    versions when there is none."""
     version = production_or(fdb, model_version)
     doc = model_store.get_model(fdb, version)
     if doc is None:
         raise LookupError(f"no model {version!r} registered in fdb; known: {model_store.known_versions(fdb)}")
-    return load_checkpoint(doc["checkpoint"])
+    return doc
 
 
 def resolve_version(store: StoreConfig, model_version: str | None = None, checkpoint: str | None = None) -> str:

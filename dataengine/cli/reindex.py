@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataengine.config import store_config
+from dataengine.cli.options import store_config
 
 
 def add_parser(sub) -> None:
@@ -23,11 +23,11 @@ def run(args) -> int:
 
     from fdb.pool_index import rebuild_pool_indexes
     from records import BOX_LAYER, IMAGE_LAYER
-    from tasks.context import connection, production_or
+    from tasks.context import connection, registered_model
 
     store = store_config()
     fdb = connection(store)
-    version = production_or(fdb, args.model)
+    version = registered_model(fdb, args.model)["_id"]  # no weights to load: the index holds stored vectors
     rebuilt = rebuild_pool_indexes(fdb, version, (BOX_LAYER, IMAGE_LAYER), Path(store.home) / "indexes", args.backend)
     for layer, (built, seconds) in rebuilt.items():
         if built is None:
