@@ -228,7 +228,7 @@ def _texts(parent: ET.Element, **children: str) -> None:
         ET.SubElement(parent, tag).text = text
 
 
-def _cvat_shapes(image: ET.Element, obj) -> None:
+def _cvat_shapes(image: ET.Element, obj: BatchObject) -> None:
     """A detection's box and its polygons, one group, each carrying the score and the extra attributes."""
     x, y, w, h = obj.box
     shared = {"label": obj.category_name, "source": obj.source, "occluded": "0"}
