@@ -38,10 +38,15 @@ def main(before: str, after: str) -> int:
     reports = newest_report(before), newest_report(after)
     a, b = (numbers(json.loads(r.read_text())) for r in reports)
     keys = [k for k in sorted(set(a) | set(b)) if not any(s in k for s in SKIPPED)]
-    differ = [k for k in keys if a.get(k) != b.get(k)]
-    print(f"{reports[0]}\n{reports[1]}\n{len(keys)} numbers compared, {len(differ)} differ")
+    # A number the change adds (a new fact, a new metric) is listed, not a failure; one it loses or alters is.
+    added = [k for k in keys if k not in a]
+    differ = [k for k in keys if k in a and a[k] != b.get(k)]
+    print(f"{reports[0]}\n{reports[1]}\n{len(keys) - len(added)} numbers compared, {len(differ)} differ"
+          + (f"; {len(added)} added" if added else ""))
     for key in differ[:20]:
         print(f"  {key}: {a.get(key)} -> {b.get(key)}")
+    for key in added[:20]:
+        print(f"  added {key}: {b[key]}")
     return 1 if differ else 0
 
 

@@ -5,8 +5,15 @@ where models meet the store."""
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
 
 from detectors import hard_negatives as hard_negative_mining
 from detectors.checkpoint import Checkpoint, data_hash, load_checkpoint, new_version, save_checkpoint
@@ -97,6 +104,74 @@ def fine_tune(start: str | Path, train_set: CocoSet, weights: list[float] | None
     return checkpoint, result
 
 
+@dataclass(frozen=True)
+class ArmRun:
+    """One training run of the experiment: an arm fine-tuned from the seed with one training seed, then scored.
+    The arm's first run keeps its checkpoint (`save`)."""
+    arm: str
+    seed: int
+    train_set: CocoSet
+    weights: list[float] | None
+    new_names: frozenset[str]
+    save: bool
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a run hands back: its record (`ArmResult.runs`), the first run's metrics and saved checkpoint."""
+    run: dict
+    metrics: dict
+    steps: int
+    seconds: float
+    checkpoint: str | None = None
+    version: str | None = None
+
+
+def run_arm(job: ArmRun, seed_checkpoint: str, recipe: FinetuneConfig, evaluation: CocoSet,
+            subsets: dict[str, list[int]], params: MatchConfig, cost_types: list[str] | None,
+            config: EvaluationConfig, work_dir: Path, progress: bool, parent: str, on_test: bool) -> RunOutcome:
+    """Fine-tune and score one run; a plain function of picklable arguments, so a worker process can run it."""
+    checkpoint, result = fine_tune(seed_checkpoint, job.train_set, job.weights, recipe, job.seed, progress,
+                                   set(job.new_names))
+    scores = score_model(checkpoint.model, evaluation, subsets, params, cost_types=cost_types, config=config)
+    run = {"seed": job.seed, "seconds": round(result.seconds, 1), "steps": result.steps,
+           "holdout": result.holdout, **scores.as_run()}
+    path = version = None
+    if job.save:
+        digest = data_hash(Path(job.train_set.path).read_bytes(), recipe.steps, job.seed, job.arm,
+                           recipe.oversample, recipe.hard_negatives)
+        version = new_version(checkpoint.config, digest) + f"-{job.arm}"
+        # On a test split the arm keeps its test numbers as a retrain's candidate does (`test`).
+        numbers = {**run["mAP"], **({"test": {"mAP": run["mAP"], "operating_point": run["operating_point"]}}
+                                    if on_test else {})}
+        path = str(save_checkpoint(work_dir / f"{version}.pt", checkpoint.model, checkpoint.config, version,
+                                   digest, metrics=numbers, parent=parent))
+    return RunOutcome(run, scores.metrics, result.steps, result.seconds, path, version)
+
+
+def _use_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def run_all(jobs: list[ArmRun], run: Callable[[ArmRun], RunOutcome], workers: int,
+            progress: bool = False) -> list[RunOutcome]:
+    """Every job's outcome, in the jobs' order: one after another here, or in `workers` processes (spawned: a
+    forked torch can hang) sharing this process's CPU threads. A run's error is raised here."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [run(job) for job in jobs]
+    workers = min(workers, len(jobs))
+    threads = max(1, torch.get_num_threads() // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_use_threads, initargs=(threads,)) as pool:
+        futures = [pool.submit(run, job) for job in jobs]
+        bar = tqdm(total=len(jobs), desc=f"arm runs ({workers} workers)", unit="run", disable=not progress)
+        for future in as_completed(futures):
+            future.result()  # an error stops the experiment now, not after the slowest run
+            bar.update()
+        bar.close()
+        return [future.result() for future in futures]
+
+
 def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: dict[str, tuple[list, list]],
                         evaluation: CocoSet, query_image_ids: list[int], work_dir: str | Path,
                         recipe: FinetuneConfig = FinetuneConfig(), params: MatchConfig = MatchConfig(),
@@ -104,11 +179,11 @@ def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: di
                         config: EvaluationConfig = EvaluationConfig(),
                         queried_types: list[str] | None = None) -> Comparison:
     """Fine-tune one model per arm and training seed (`batches`: arm -> (COCO images, annotations); the control
-    arm is added here) and score them all beside the seed model. With a `test` split (one that fed nothing: it is
-    checked against the train, val and batch images) the arms are scored on its superset, tail and rest;
-    without one, on the val split that fed the queries (superset, without the query images, the query images).
-    The first seed's checkpoint of each arm is saved and, with `fdb`, registered as a model version with its
-    metrics."""
+    arm is added here, with `recipe.control_seeds`) and score them all beside the seed model, in `recipe.workers`
+    processes. With a `test` split (one that fed nothing: it is checked against the train, val and batch images)
+    the arms are scored on its superset, tail and rest; without one, on the val split that fed the queries
+    (superset, without the query images, the query images). The first seed's checkpoint of each arm is saved and,
+    with `fdb`, registered as a model version with its metrics."""
     work_dir = Path(work_dir)
     seed_ckpt = load_checkpoint(seed_checkpoint)
     if test is not None:
@@ -125,33 +200,27 @@ def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: di
     scores = score_model(seed_ckpt.model, evaluation, subsets, params, cost_types=queried_types, config=config)
     comparison.arms["before"] = ArmResult("before", 0, 0, 0.0, scores.metrics, scores.errors, str(seed_checkpoint),
                                           seed_ckpt.version, scored={"seed": None, **scores.as_run()})
+    jobs, new_images = [], {}
     for name, (images, labels) in {**batches, "control": ([], [])}.items():
         arm_set, weights, new_names = arm_training_set(train, name, images, labels, work_dir, recipe.oversample)
-        arm = None
-        for seed in recipe.seeds:
-            checkpoint, result = fine_tune(seed_checkpoint, arm_set, weights, recipe, seed, progress, new_names)
-            scores = score_model(checkpoint.model, evaluation, subsets, params, cost_types=queried_types,
-                                 config=config)
-            metrics = scores.metrics
-            run = {"seed": seed, "seconds": round(result.seconds, 1), "steps": result.steps,
-                   "holdout": result.holdout, **scores.as_run()}
-            if arm is None:
-                digest = data_hash(Path(arm_set.path).read_bytes(), recipe.steps, seed, name, recipe.oversample,
-                                   recipe.hard_negatives)
-                version = new_version(checkpoint.config, digest) + f"-{name}"
-                # On a test split the arm keeps its test numbers as a retrain's candidate does (`test`).
-                numbers = {**run["mAP"], **({"test": {"mAP": run["mAP"], "operating_point": run["operating_point"]}}
-                                            if comparison.evaluated_on == "test" else {})}
-                path = save_checkpoint(work_dir / f"{version}.pt", checkpoint.model, checkpoint.config, version,
-                                       digest, metrics=numbers, parent=seed_ckpt.version)
-                if fdb is not None:
-                    # An arm is a candidate in an experiment: never served unless someone names it.
-                    register_checkpoint(fdb, load_checkpoint(path), role="arm", recipe=asdict(recipe),
-                                        training_data={"train": str(arm_set.path), "arm": name})
-                arm = ArmResult(name, len(new_names), result.steps, 0.0, metrics, {}, str(path), version)
-            arm.seconds += result.seconds
-            arm.runs.append(run)
-        summarise_errors(arm)
-        comparison.arms[name] = arm
+        new_images[name] = len(new_names)
+        jobs += [ArmRun(name, seed, arm_set, weights, frozenset(new_names), save=i == 0)
+                 for i, seed in enumerate(recipe.seeds_of(name))]
+    run = partial(run_arm, seed_checkpoint=str(seed_checkpoint), recipe=recipe, evaluation=evaluation,
+                  subsets=subsets, params=params, cost_types=queried_types, config=config, work_dir=work_dir,
+                  progress=progress and recipe.workers <= 1, parent=seed_ckpt.version,
+                  on_test=comparison.evaluated_on == "test")
+    for job, outcome in zip(jobs, run_all(jobs, run, recipe.workers, progress)):
+        if job.save:
+            if fdb is not None:
+                # An arm is a candidate in an experiment: never served unless someone names it.
+                register_checkpoint(fdb, load_checkpoint(outcome.checkpoint), role="arm", recipe=asdict(recipe),
+                                    training_data={"train": str(job.train_set.path), "arm": job.arm})
+            comparison.arms[job.arm] = ArmResult(job.arm, new_images[job.arm], outcome.steps, 0.0, outcome.metrics,
+                                                 {}, outcome.checkpoint, outcome.version)
+        arm = comparison.arms[job.arm]
+        arm.seconds += outcome.seconds
+        arm.runs.append(outcome.run)
+    for name in new_images:
+        summarise_errors(comparison.arms[name])
     return comparison
-

@@ -120,14 +120,49 @@ def test_arms_reported_on_a_test_split_with_tail_operating_point_and_power(scene
     assert set(saved["control_gain"]) == {"superset_bbox_map"} | ({"tail_bbox_map"} if tail else set())
 
 
+def test_arm_runs_in_worker_processes_give_the_numbers_of_runs_one_after_another(scenes, tmp_path, fdb):
+    """Two workers of one thread each against one process of one thread: the same kernels, so the same numbers
+    to the last digit, in the same order; the control arm takes its own seeds."""
+    torch.manual_seed(0)
+    cfg = preset_config("small", [c["name"] for c in CATEGORIES], [c["id"] for c in CATEGORIES], min_size=96,
+                        max_size=128, box_score_thresh=0.0)
+    seed = save_checkpoint(tmp_path / "seed.pt", build_model(cfg), cfg, "seed-v1", "h")
+    train, val, test = (dataset_split(scenes, s) for s in ("train", "val", "test"))
+    pool_json = scenes / "annotations" / "pool.json"
+    batches = {"mined": _batch(pool_json, {"pool_00000.png"}), "random": _batch(pool_json, {"pool_00005.png"})}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        outcome = {}
+        for workers in (1, 2):
+            recipe = FinetuneConfig(steps=2, seeds=(0, 1), control_seeds=(3,), workers=workers)
+            outcome[workers] = retrain_and_compare(seed, train, batches, val, [], tmp_path / f"arms-{workers}",
+                                                   recipe, fdb=fdb, progress=False, test=test)
+    finally:
+        torch.set_num_threads(threads)
+    one, two = outcome[1], outcome[2]
+    assert [r["seed"] for r in two.arms["mined"].runs] == [0, 1] and [r["seed"] for r in two.arms["control"].runs] == [3]
+    for name in ("mined", "random", "control"):
+        strip = [{k: v for k, v in r.items() if k != "seconds"} for r in one.arms[name].runs]
+        assert [{k: v for k, v in r.items() if k != "seconds"} for r in two.arms[name].runs] == strip
+        # The first run's model was saved by the worker and registered here.
+        assert fdb.models.find_one({"_id": two.arms[name].version})["parent"] == "seed-v1"
+        # (as JSON: an AP of a class with no ground truth is NaN, never equal to itself)
+        assert json.dumps(two.arms[name].metrics, sort_keys=True) == json.dumps(one.arms[name].metrics,
+                                                                                  sort_keys=True)
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        FinetuneConfig(workers=0)
+
+
 def test_demo_runs_the_whole_loop_as_a_flow(prefect_backend, mongod, fdb, tmp_path, monkeypatch):
     from flows.demo import demo
 
     monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
     monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
     monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
+    # The demo's arm runs in its two worker processes, spawned from inside a Prefect task.
     tiny = dict(train=6, val=4, pool=10, test=5, preset="small", seed_steps=3, seed_patience=None, arm_steps=2,
-                seeds=[0], budget=3, k=3, width=128, height=96)
+                seeds=[0], control_seeds=None, workers=2, budget=3, k=3, width=128, height=96)
     result = demo(sizes=tiny, progress=False, root=str(tmp_path / "demo"))
     # The demo keeps a database of its own per configuration, beside the user's.
     assert result["database"].startswith(fdb.db.name + "-demo-full-")
@@ -164,7 +199,8 @@ def test_retrain_and_compare_flow_on_the_demo_batches(prefect_backend, mongod, f
     monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
     root = tmp_path / "demo"
     result = demo(sizes=dict(train=6, val=4, pool=10, test=3, preset="small", seed_steps=2, seed_patience=None,
-                             arm_steps=1, seeds=[0], budget=3, k=3, width=128, height=96), progress=False,
+                             arm_steps=1, seeds=[0], control_seeds=None, workers=1, budget=3, k=3, width=128,
+                             height=96), progress=False,
                   root=str(root))
     monkeypatch.setenv("DATAENGINE_DB", result["database"])  # the team's labels came back to the demo's database
     fdb = FeatureDB(fdb.db.client[result["database"]])

@@ -10,7 +10,7 @@ def add_parser(sub) -> None:
     demo.add_argument("--data-seed", type=int, default=0,
                       help="draw other scenes (default 0): a verdict must not change between draws")
     demo.add_argument("--test", type=int, default=None,
-                      help="images in the test split the arms are reported on (default: 200, --quick 40; with "
+                      help="images in the test split the arms are reported on (default: 150, --quick 40; with "
                            "--rounds, none unless given); 0 reports on the val split that chose the queries, which "
                            "flatters the mined arm")
     demo.add_argument("--preset", default=None, choices=["small", "mobilenet"],
@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
     demo.add_argument("--strategy", default="errors", choices=["errors", "uncertainty", "diversity", "hybrid"],
                       help="how the mined arm's batch is chosen (mining/strategies; default errors); the random arm "
                            "of the same budget is drawn beside it either way")
+    demo.add_argument("--workers", type=int, default=None,
+                      help="arm runs trained and scored at once, each in its own process with a share of the CPU "
+                           "threads (default 2, --quick 1): the digits differ from one process's, not the verdict")
     demo.add_argument("--rounds", type=int, default=1,
                       help="turn the loop this many times for a mined, a random and a no-new-data engine side by "
                            "side, retraining and gating each round (default 1: the single-round demo)")
@@ -40,4 +43,4 @@ def run(args) -> int:
     from flows.demo import run_demo
 
     return run_demo(quick=args.quick, preset=args.preset, data_seed=args.data_seed, test_images=args.test,
-                    strategy=args.strategy)
+                    strategy=args.strategy, workers=args.workers)
