@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+RANDOM_KEY_INDEX = "processed_split_labelled_status_key"
+
 # Collection name -> its indexes. The unique ones define idempotency.
 INDEXES: dict[str, list[IndexModel]] = {
     "images": [
@@ -20,6 +22,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("processed_by", ASCENDING), ("split", ASCENDING), ("labelled", ASCENDING),
                     ("status", ASCENDING)], name="processed_split_labelled_status"),
         IndexModel([("ingested_at", DESCENDING)], name="ingested_at"),
+        # The random arm's draw (fdb.images.random_draw): a range of the eligible pool in random-key order.
+        IndexModel([("processed_by", ASCENDING), ("split", ASCENDING), ("labelled", ASCENDING),
+                    ("status", ASCENDING), ("random_key", ASCENDING)], name=RANDOM_KEY_INDEX),
     ],
     "detections": [
         IndexModel([("image_id", ASCENDING), ("model_version", ASCENDING), ("rank", ASCENDING)], unique=True,

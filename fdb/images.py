@@ -17,10 +17,11 @@ from typing import Iterable, Sequence
 import numpy as np
 from bson import ObjectId
 from PIL import Image, UnidentifiedImageError
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 
 from fdb import labels as label_store
 from fdb.selections import decision_count, exported_count, taken_among, taken_image_ids
+from fdb.catalogue import RANDOM_KEY_INDEX
 from fdb.store import FeatureDB
 from fdb.vectors import iter_id_batches
 from fdb.writes import WriteReport, bulk_insert, durable, utcnow
@@ -43,6 +44,13 @@ class ImageInfo:
     sha256: str
     width: int
     height: int
+
+
+def random_key(content: str) -> float:
+    """An image's place in the random arm's order, in [0, 1): a hash of its content hash (`sha256`) read as a
+    fraction, so uniform, fixed for the image (the same bytes draw alike on any machine, under any path) and
+    indexed, so a draw reads only the images it takes (`random_draw`)."""
+    return int.from_bytes(hashlib.blake2b(content.encode(), digest_size=7).digest(), "big") / 256 ** 7
 
 
 def inspect_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageInfo:
@@ -115,7 +123,7 @@ def ingest_images(fdb: FeatureDB, uris: Iterable[str], source: str = "local", sp
         try:
             info = inspect_image(read_uri(uri))
             fields = {"sha256": info.sha256, "width": info.width, "height": info.height, "status": "ok",
-                      "reason": None}
+                      "reason": None, "random_key": random_key(info.sha256)}
         except (UnreadableImage, OSError) as exc:
             if isinstance(exc, OSError) and not the_files_fault(uri, exc):
                 raise
@@ -216,6 +224,44 @@ def eligible_pool_ids(fdb: FeatureDB, model_version: str) -> np.ndarray:
     if taken:
         ids = ids[~np.isin(ids, np.array([i.binary for i in taken], dtype="S12"))]
     return ids
+
+
+def random_draw(fdb: FeatureDB, model_version: str, budget: int, seed: int = 0,
+                exclude: Iterable[ObjectId] = ()) -> tuple[list[dict], int]:
+    """Up to `budget` eligible pool images (as `eligible_pool_ids`) drawn uniformly: the first `budget` in
+    `random_key` order from a start the seed draws, wrapping round; as {`_id`, `uri`} records in draw order, and
+    how many images were eligible. Two range scans of the index `processed_split_labelled_status_key` read the
+    drawn images and the few taken ones among them, not the pool."""
+    _backfill_random_keys(fdb, model_version)
+    eligible = _eligible_filter(model_version)
+    taken = set(taken_image_ids(fdb)) | set(exclude)
+    start = float(np.random.default_rng(seed).random())
+    drawn: list[dict] = []
+    for part in ({"$gte": start}, {"$lt": start}):
+        if len(drawn) >= budget:
+            break
+        cursor = (fdb.images.find({**eligible, "random_key": part}, {"uri": 1})
+                  .sort("random_key", ASCENDING).hint(RANDOM_KEY_INDEX))
+        for doc in cursor:
+            if doc["_id"] not in taken:
+                drawn.append(doc)
+                if len(drawn) >= budget:
+                    break
+        cursor.close()
+    count = fdb.images.count_documents(eligible, hint=RANDOM_KEY_INDEX)
+    if taken:
+        count -= fdb.images.count_documents({**eligible, "_id": {"$in": list(taken)}})
+    return drawn, count
+
+
+def _backfill_random_keys(fdb: FeatureDB, model_version: str) -> int:
+    """Give a key to eligible images recorded before keys existed (a database from an earlier version): once."""
+    missing = list(fdb.images.find({**_eligible_filter(model_version), "random_key": None}, {"sha256": 1, "uri": 1}))
+    if missing:
+        fdb.images.bulk_write([UpdateOne({"_id": d["_id"]}, {"$set": {
+            "random_key": random_key(d.get("sha256") or d.get("uri") or str(d["_id"]))}}) for d in missing],
+            ordered=False)
+    return len(missing)
 
 
 def eligible_among(fdb: FeatureDB, model_version: str, image_ids: Iterable[ObjectId]) -> dict[ObjectId, dict]:

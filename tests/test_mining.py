@@ -3,7 +3,9 @@ determinism, the random arm, the montage, and dimension checks."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from bson import ObjectId
 from PIL import Image
 
 from fdb import detections as detection_store
-from fdb.images import eligible_among, eligible_pool_ids
+from fdb.images import eligible_among, eligible_pool_ids, random_draw, random_key
 from fdb.runs import start_run
 from mining.config import MatchConfig as MatchParams
 from mining.config import MiningConfig
@@ -108,6 +110,31 @@ def test_class_filter_and_random_arm(fdb, haystack, tmp_path):
     rnd = random_selection(fdb, MODEL, budget=3, seed=1)
     assert len(rnd) == 3 and {i.image_id for i in rnd.images} <= {ids[i] for i in (0, 1, 2, 3, 4, 8, 9)}
     assert random_selection(fdb, MODEL, budget=3, seed=1).selection_id == rnd.selection_id
+
+
+def test_random_draw_is_an_indexed_uniform_reproducible_range(fdb):
+    n = 2000
+    docs = [{"_id": ObjectId(), "uri": f"img{i}.png", "sha256": hashlib.sha256(str(i).encode()).hexdigest(),
+             "split": "pool", "labelled": False, "status": "ok", "processed_by": [MODEL]} for i in range(n)]
+    for doc in docs[: n // 2]:  # the other half was recorded before keys existed: the first draw gives them one
+        doc["random_key"] = random_key(doc["sha256"])
+    fdb.images.insert_many(docs)
+    keys = np.array([random_key(d["sha256"]) for d in docs])
+    assert ((keys >= 0) & (keys < 1)).all() and np.histogram(keys, bins=10, range=(0, 1))[0].min() > 0.7 * n / 10
+
+    drawn, eligible = random_draw(fdb, MODEL, 50, seed=3)
+    assert eligible == n and len(drawn) == 50 == len({d["_id"] for d in drawn})
+    assert fdb.images.count_documents({"random_key": None}) == 0
+    assert [d["_id"] for d in random_draw(fdb, MODEL, 50, seed=3)[0]] == [d["_id"] for d in drawn]  # reproducible
+    assert {d["_id"] for d in random_draw(fdb, MODEL, 50, seed=4)[0]} != {d["_id"] for d in drawn}
+    # Uniform: over many seeds every image is drawn, each about as often.
+    times = Counter(d["_id"] for seed in range(800) for d in random_draw(fdb, MODEL, 50, seed=seed)[0])
+    assert len(times) == n and max(times.values()) < 4 * 800 * 50 / n
+    # Taken images are skipped, the range wraps round, and nothing is drawn twice.
+    fdb.selections.insert_one({"selection_id": "old", "image_id": drawn[0]["_id"], "export_id": "batch-1"})
+    everything, eligible = random_draw(fdb, MODEL, n, seed=3, exclude=[drawn[1]["_id"]])
+    assert eligible == n - 2 == len(everything) == len({d["_id"] for d in everything})
+    assert {drawn[0]["_id"], drawn[1]["_id"]}.isdisjoint(d["_id"] for d in everything)
 
 
 def test_query_of_wrong_dimension_is_refused(fdb, haystack, tmp_path):
