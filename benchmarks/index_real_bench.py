@@ -29,7 +29,7 @@ Reproduce (nothing is written into the repository except --out's "real_vectors" 
     python benchmarks/index_real_bench.py --run --out benchmarks/results/index.json
 
 --generate reads the demo pool's vectors with the project's API (fdb.connect + read_vectors), then runs the seed
-checkpoint (detectors.checkpoint.load_checkpoint, detectors.taps.detect_with_features, as tasks.detect does with
+checkpoint (detectors.checkpoint.load_checkpoint, detectors.taps.detect_with_features, as jobs.detect does with
 taps) over augmented copies of the pool images (flip, crop, rescale, colour jitter; seeded) with the box score
 threshold at 0 and 100 detections per image, until --target box vectors or --max-minutes. Detections that share a
 proposal share its fc7 vector; only one vector per (image, proposal) is kept. Masks are not computed (they do not

@@ -165,9 +165,9 @@ def synthetic_setup(work: Path):
     from dataengine.config import store_config
     from detectors.config import TrainConfig
     from flows.demo import FULL
-    from tasks.context import checkpoint_of, connection
+    from jobs.context import checkpoint_of, connection
     from tasks.demo import generate_scenes, train_seed
-    from tasks.detect import detect_images
+    from jobs.detect import detect_images
 
     store = store_config()
     data = work / "synthetic"
@@ -292,8 +292,8 @@ def part_pennfudan(work: Path, shared: Path, seed: int = 0, steps: int = 150) ->
     from detectors.config import TrainConfig
     from detectors.pipeline import convert_pennfudan, dataset_split, train_detector
     from detectors.weights import packaged_mobilenet_v2
-    from tasks.context import connection, register_checkpoint
-    from tasks.detect import detect_images
+    from jobs.context import connection, register_checkpoint
+    from jobs.detect import detect_images
 
     store = store_config()
     fdb = connection(store)
@@ -326,8 +326,8 @@ def part_coco128(work: Path, shared: Path, seed: int = 0, steps: int = 150, fold
     from detectors.config import TrainConfig
     from detectors.weights import packaged_mobilenet_v2
     from records.coco import load_coco
-    from tasks.context import connection
-    from tasks.label_folds import fold_models
+    from jobs.context import connection
+    from jobs.label_folds import fold_models
 
     store = store_config()
     fdb = connection(store)

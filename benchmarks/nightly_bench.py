@@ -15,7 +15,7 @@ The archive is simulated, the stages are the engine's own functions:
   (so its peak memory is its own; each stage's peak is measured by resetting the kernel's high-water mark):
   `listing` (tasks.list_new_images: the walk from the mark, and the database asked about the night's files),
   `ingest` (fdb.images.ingest_images: read, decode and hash each new file, duplicates checked),
-  `detect` (tasks.detect.detect_images with the detector replaced by a fixed-cost stub that makes 3 detections
+  `detect` (jobs.detect.detect_images with the detector replaced by a fixed-cost stub that makes 3 detections
   and their vectors per image; the stub's own time is subtracted, the rest is writing detections and vectors),
   `state` (mining.selection.pool_state), `index` (fdb.pool_index for both layers: load, add the night's vectors,
   save), `mining` (mining.selection.mine with 30 detection-level queries, and the random arm) and `export`
@@ -191,10 +191,10 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
     from mining.selection import mine, pool_state, random_selection  # noqa: PLC0415
     from records import BOX_LAYER, IMAGE_LAYER  # noqa: PLC0415
     from tasks import list_new_images, record_listing  # noqa: PLC0415
-    from tasks.context import connection  # noqa: PLC0415
+    from jobs.context import connection  # noqa: PLC0415
 
     # The module, not the `detect` task that the tasks package exports under the same name.
-    detect_module = importlib.import_module("tasks.detect")
+    detect_module = importlib.import_module("jobs.detect")
     work = Path(work)
     store = StoreConfig(home=str(work / "home"), uri=uri, db_name="nightly_bench")
     fdb = connection(store)
@@ -293,7 +293,7 @@ def real_night(checkpoint_path: str, n_images: int, work: Path) -> dict:
     try:
         from dataengine.config import store_config  # noqa: PLC0415
         from flows.nightly import nightly  # noqa: PLC0415 - after the environment names the store
-        from tasks.context import connection, register_checkpoint  # noqa: PLC0415
+        from jobs.context import connection, register_checkpoint  # noqa: PLC0415
 
         checkpoint = load_checkpoint(checkpoint_path)
         register_checkpoint(connection(store_config()), checkpoint, first_is_production=True)
@@ -347,7 +347,7 @@ def main() -> None:
     from fdb.index.synthetic import FCLikeGenerator  # noqa: PLC0415
     from fdb.server import EmbeddedMongo  # noqa: PLC0415
     from storage import list_images_since  # noqa: PLC0415
-    from tasks.context import connection  # noqa: PLC0415
+    from jobs.context import connection  # noqa: PLC0415
 
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)

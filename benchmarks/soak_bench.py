@@ -56,7 +56,7 @@ def prepare(home: Path, pool: int, seed: int) -> dict:
     from detectors.model import build_model, preset_config
     from detectors.synthetic import CATEGORIES, generate
     from fdb import StoreConfig, connect
-    from tasks.context import register_checkpoint
+    from jobs.context import register_checkpoint
 
     data = home / "data"
     generate(data, n_train=0, n_val=8, n_pool=pool, seed=seed, width=128, height=96, progress=False)

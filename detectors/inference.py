@@ -1,5 +1,5 @@
 """One inference pass over a set of images, feeding several consumers (detectron2's `inference_on_dataset` with
-`DatasetEvaluators`): the store writer (`tasks.detect`), the COCO evaluator (`detectors.evaluate`), the error
+`DatasetEvaluators`): the store writer (`jobs.detect`), the COCO evaluator (`detectors.evaluate`), the error
 typer (`mining.errors.ErrorCounter`) each see the same outputs, so the model runs once per image.
 
 The model side writes nothing: images in, typed detections (`records.Detection`) and, with taps, their feature

@@ -26,7 +26,7 @@ from mining.config import MatchConfig, MiningConfig
 from mining.selection import MiningSummary
 from tasks import (detect, detect_labelled, export, list_new_images, mine, nightly_state, record_export_intent,
                    record_listing, record_night, resolve_model)
-from tasks.detect import DetectReport
+from jobs.detect import DetectReport
 
 
 @dataclass

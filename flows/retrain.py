@@ -13,7 +13,7 @@ from dataengine.config import store_config
 from detectors.config import FinetuneConfig
 from mining.config import EvaluationConfig
 from tasks import retrain_candidate
-from tasks.retrain import RetrainResult
+from jobs.retrain import RetrainResult
 
 
 @flow(name="retrain")

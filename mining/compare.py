@@ -1,5 +1,5 @@
 """Retrain and compare: the honest test of mining. This module holds the experiment's design and its results;
-the training and scoring run in `tasks.experiment` (mining never runs a model).
+the training and scoring run in `jobs.experiment` (mining never runs a model).
 
 Every arm starts from the same seed checkpoint and gets the same number of fine-tuning steps:
 - `mined`: the training set plus the mined batch (with the labels that came back),

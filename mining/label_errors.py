@@ -26,7 +26,7 @@ alone decides.
 
 A model that trained on a label cannot judge it: it has learned the mistake. `find_label_errors` therefore only
 judges images the model never trained on ("held_out"), and says how many it skipped. Where the labelled set is
-the training set, k models each trained without one fold judge it ("k_fold", `tasks.label_folds`).
+the training set, k models each trained without one fold judge it ("k_fold", `jobs.label_folds`).
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ def find_label_errors(fdb: FeatureDB, model_version: str | list[str], ground_tru
     Each image is judged by the first of the models `model_version` names that never trained on it (as the
     registry records their training data); an image every model trained on is skipped. One model judging a set
     it did not train on gives "held_out" predictions; k models each trained without one fold of the set
-    (`tasks.label_folds`) give "k_fold" ones, every image judged by the model that did not see it."""
+    (`jobs.label_folds`) give "k_fold" ones, every image judged by the model that did not see it."""
     versions = [model_version] if isinstance(model_version, str) else list(model_version)
     uri_of = {cid: str(ground_truth.image_path(cid).resolve()) for cid in ground_truth.images}
     docs = image_store.by_uri(fdb, uri_of.values())

@@ -1,9 +1,9 @@
-"""Thin Prefect tasks over the plain functions of detectors/, fdb/, mining/ and annotation_export/.
+"""Thin Prefect tasks over the plain functions of jobs/, detectors/, fdb/, mining/ and annotation_export/.
 
-This is where a model's output meets the store (detect -> write -> mark processed, `tasks.detect`), and where
+This is where a model's output meets the store (detect -> write -> mark processed, `jobs.detect`), and where
 every other step of the loop becomes a task the flows call. Tasks take and return plain or typed values (a
 `StoreConfig`, model versions, paths, stage configs), never an open connection or a loaded model: each process
-opens one connection and loads a model once (`tasks.context`), so tasks can run in other processes or on other
+opens one connection and loads a model once (`jobs.context`), so tasks can run in other processes or on other
 machines (Dask workers, see flows/runners.py). Retries with backoff cover database, S3 and file I/O; every task
 is idempotent, so a retry or a re-run never duplicates a record.
 """
@@ -35,11 +35,11 @@ from mining.selection import MiningSummary, mine_hard_cases, pool_state, query_i
 from records import BOX_LAYER, IMAGE_LAYER
 from records.coco import load_coco
 from storage import list_images_since
-from tasks.context import checkpoint_of, connection, newest_labels, resolve_version
-from tasks.detect import DetectReport, detect_images, detect_labelled_set
+from jobs.context import checkpoint_of, connection, newest_labels, resolve_version
+from jobs.detect import DetectReport, detect_images, detect_labelled_set
 
 if TYPE_CHECKING:
-    from tasks.retrain import RetrainResult
+    from jobs.retrain import RetrainResult
 
 
 def _worth_retrying(task, task_run, state) -> bool:
@@ -91,7 +91,7 @@ def record_listing(store: StoreConfig, listing: listings.NewImages) -> None:
 @task(name="resolve the model", tags=["model"], **IO_RETRIES)
 def resolve_model(store: StoreConfig, model_version: str | None = None, checkpoint: str | None = None) -> str:
     """The model version to use: a checkpoint file (registered on the way), the given version, or the production
-    model (`tasks.context.resolve_version`)."""
+    model (`jobs.context.resolve_version`)."""
     return resolve_version(store, model_version, checkpoint)
 
 
@@ -153,9 +153,9 @@ def judge_labels(store: StoreConfig, model_version: str | list[str], gt_json: st
 @task(name="train out-of-fold judges", tags=["model"], cache_policy=NONE)
 def fold_judges(store: StoreConfig, gt_json: str, gt_images: str | None, folds: int, train: TrainConfig,
                 preset: str = "small", progress: bool = False) -> list[str]:
-    """k models, each trained on the labelled set without one fold and run over that fold (`tasks.label_folds`):
+    """k models, each trained on the labelled set without one fold and run over that fold (`jobs.label_folds`):
     judges for a labelled set that is also the training set."""
-    from tasks.label_folds import fold_judges_under  # noqa: PLC0415 - torch training, only for this task
+    from jobs.label_folds import fold_judges_under  # noqa: PLC0415 - torch training, only for this task
 
     labelled = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
     return fold_judges_under(store.home, connection(store), labelled, folds, train, preset, progress=progress)
@@ -234,9 +234,9 @@ def compare_arms(store: StoreConfig, seed_checkpoint: str, train_json: str, eval
                  batches: dict, query_images: list[int], work_dir: str, recipe: FinetuneConfig = FinetuneConfig(),
                  progress: bool = False, test_json: str | None = None, queried_types: list[str] | None = None,
                  evaluation: EvaluationConfig = EvaluationConfig()):
-    """The mined / random / control experiment (`tasks.experiment`), its arm models registered in fdb; reported
+    """The mined / random / control experiment (`jobs.experiment`), its arm models registered in fdb; reported
     on the test split `test_json` when given (refused if it fed anything), else on the val split."""
-    from tasks.experiment import retrain_and_compare  # noqa: PLC0415 - torch training, only for this task
+    from jobs.experiment import retrain_and_compare  # noqa: PLC0415 - torch training, only for this task
 
     test = load_coco(test_json, image_dir=image_dir) if test_json else None
     return retrain_and_compare(seed_checkpoint, load_coco(newest_labels(store, train_json), image_dir=image_dir),
@@ -253,7 +253,7 @@ def retrain_candidate(store: StoreConfig, train_json: str, eval_json: str, image
                       test_json: str | None = None, evaluation: EvaluationConfig = EvaluationConfig()
                       ) -> RetrainResult:
     """A candidate on everything labelled so far, the gate against production, a promotion if it passes."""
-    from tasks.retrain import retrain  # noqa: PLC0415 - torch training, only for this task
+    from jobs.retrain import retrain  # noqa: PLC0415 - torch training, only for this task
 
     work = Path(store.home) / "retrain" / store.db_name / dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     return retrain(connection(store), newest_labels(store, train_json), newest_labels(store, eval_json), image_dir,

@@ -14,7 +14,7 @@ from detectors.pipeline import dataset_split, train_detector
 from detectors.synthetic import generate, hard_case_share, oracle_labels
 from detectors.weights import describe_start
 from fdb import StoreConfig
-from tasks.context import connection, register_checkpoint
+from jobs.context import connection, register_checkpoint
 
 
 @task(name="generate synthetic street scenes", cache_policy=NONE)

@@ -121,7 +121,7 @@ def engine(mongod, fdb, tmp_path, monkeypatch):
     from detectors.checkpoint import load_checkpoint, save_checkpoint
     from detectors.model import build_model, preset_config
     from detectors.synthetic import CATEGORIES, generate
-    from tasks.context import register_checkpoint
+    from jobs.context import register_checkpoint
 
     monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
     monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)

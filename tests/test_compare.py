@@ -16,7 +16,7 @@ from detectors.synthetic import CATEGORIES, generate
 from fdb import FeatureDB
 from mining.compare import arm_training_set
 from mining.report import write_report
-from tasks.experiment import fine_tune, retrain_and_compare
+from jobs.experiment import fine_tune, retrain_and_compare
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_deploy_and_a_manual_run_with_parameters(engine, fdb):
     from detectors.checkpoint import load_checkpoint
-    from tasks.detect import detect_images
+    from jobs.detect import detect_images
 
     checkpoint = load_checkpoint(engine.parent / "m.pt")
     pool = sorted(str(p) for p in (engine / "images").glob("pool_*.png"))

@@ -19,7 +19,7 @@ from detectors.synthetic import DISTRICT_DISTRACTOR_RATE, generate, render_scene
 from detectors.taps import BOX_LAYER, IMAGE_LAYER, box_vectors, detect_with_features
 from detectors.train import train_model
 from storage import list_images
-from tasks.detect import detect_images
+from jobs.detect import detect_images
 
 CLASSES = ["stop_sign", "speed_sign", "car", "bus"]
 
@@ -235,7 +235,7 @@ def test_ground_truth_boxes_are_tapped_once_and_a_miss_searches_with_its_box(fdb
     from mining.queries import build_queries
     from records import GT_BOX_LAYER, ModelError
     from records.coco import load_coco
-    from tasks.detect import tap_ground_truth
+    from jobs.detect import tap_ground_truth
 
     model, cfg = tiny_model()
     checkpoint = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model, cfg, "tiny-v1", "h"))

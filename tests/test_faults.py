@@ -79,7 +79,7 @@ def test_a_name_with_spaces_and_non_ascii_letters_goes_through_detect_and_export
     from detectors.checkpoint import load_checkpoint
     from fdb import selections as selection_store
     from records import SelectedImage, SelectionInfo
-    from tasks.detect import detect_images
+    from jobs.detect import detect_images
 
     folder = tmp_path / "night"
     folder.mkdir()
@@ -158,7 +158,7 @@ def test_the_embedded_mongod_killed_mid_run_is_restarted_and_the_night_carries_o
     from fdb import StoreConfig, connect
     from fdb.server import EmbeddedMongo
     from flows.nightly import nightly
-    from tasks.context import register_checkpoint
+    from jobs.context import register_checkpoint
 
     home = tmp_path / "own-home"
     monkeypatch.delenv("DATAENGINE_MONGODB_URI")  # the engine's own embedded server, under the data home

@@ -320,7 +320,7 @@ def test_k_fold_judges_every_image_with_the_model_that_never_saw_it(fdb, tmp_pat
     from detectors.synthetic import generate
     from mining.label_errors import find_label_errors, trained_on
     from records.coco import load_coco
-    from tasks.label_folds import fold_models
+    from jobs.label_folds import fold_models
 
     paths = generate(tmp_path / "data", n_train=6, n_val=0, n_pool=0, seed=5, width=128, height=96, progress=False)
     labelled = load_coco(paths["train"])
@@ -385,7 +385,7 @@ def test_a_judge_that_supports_no_label_leaves_nothing_out_of_mining(fdb, labell
 def test_the_nightly_summary_shows_label_errors_beside_the_model_errors(store, labelled_world):
     from flows.nightly import _summary
     from tasks import mine
-    from tasks.detect import DetectReport
+    from jobs.detect import DetectReport
 
     mined = mine.fn(store, MODEL, str(labelled_world["gt_json"]),
                     mining=MiningConfig(k=2, budget=4, types=("fp_background",), random_arm=False),

@@ -137,7 +137,7 @@ def test_nightly_runs_the_production_model_not_the_newest(prefect_backend, engin
     from detectors.checkpoint import load_checkpoint, save_checkpoint
     from flows.nightly import nightly
     from mining.config import MiningConfig
-    from tasks.context import register_checkpoint
+    from jobs.context import register_checkpoint
 
     tiny = load_checkpoint(engine.parent / "m.pt")
     newer = load_checkpoint(save_checkpoint(tmp_path / "m2.pt", tiny.model, tiny.config, "tiny-v2", "h2"))
@@ -162,7 +162,7 @@ def test_a_box_only_dataset_through_the_whole_loop(prefect_backend, mongod, fdb,
     from detectors.synthetic import generate, oracle_labels
     from mining.config import MatchConfig, MiningConfig
     from tasks import detect, detect_labelled, export, import_batch_labels, mine
-    from tasks.context import register_checkpoint
+    from jobs.context import register_checkpoint
 
     monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
     monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)

@@ -68,7 +68,7 @@ def test_the_nightly_carries_on_when_the_primary_is_killed_mid_detection(prefect
     from detectors.checkpoint import load_checkpoint
     from fdb import StoreConfig, connect
     from flows.nightly import nightly
-    from tasks.context import register_checkpoint
+    from jobs.context import register_checkpoint
 
     db_name = f"rs_{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("DATAENGINE_MONGODB_URI", replica_set["uri"])

@@ -37,7 +37,7 @@ def run(args) -> int:
     from mining.config import EvaluationConfig
     from mining.selection import query_image_ids
     from records.coco import load_coco
-    from tasks.context import connection, newest_labels, resolve_checkpoint
+    from jobs.context import connection, newest_labels, resolve_checkpoint
 
     store = store_config()
     fdb = connection(store)

@@ -27,8 +27,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from detectors.config import DetectConfig
     from storage import list_images
-    from tasks.context import connection, resolve_checkpoint
-    from tasks.detect import detect_images
+    from jobs.context import connection, resolve_checkpoint
+    from jobs.detect import detect_images
 
     fdb = connection(store_config())
     checkpoint = resolve_checkpoint(fdb, args.model, args.checkpoint)

@@ -24,7 +24,7 @@ def run(args) -> int:
     from detectors.pipeline import dataset_split
     from fdb import labelled_sets
     from records.coco import load_coco
-    from tasks.context import connection, resolve_checkpoint
+    from jobs.context import connection, resolve_checkpoint
 
     fdb = connection(store_config())
     checkpoint = load_checkpoint(args.checkpoint) if args.checkpoint else resolve_checkpoint(fdb, args.model)

@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from annotation_export.config import ExportConfig
     from annotation_export.export import export_batch
-    from tasks.context import connection
+    from jobs.context import connection
 
     result = export_batch(connection(store_config()), args.selection, args.to, config_from_args(ExportConfig, args),
                           model_version=args.model)

@@ -26,7 +26,7 @@ def run(args) -> int:
     from annotation_export.importer import LabelImportError, import_labels
     from annotation_export.review import apply_review
     from fdb import exports
-    from tasks.context import connection
+    from jobs.context import connection
 
     fdb = connection(store_config())
     try:

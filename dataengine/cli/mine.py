@@ -31,8 +31,8 @@ def run(args) -> int:
     from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
     from mining.selection import mine_hard_cases
     from records.coco import load_coco
-    from tasks.context import checkpoint_of, connection, newest_labels, resolve_version
-    from tasks.detect import detect_labelled_set
+    from jobs.context import checkpoint_of, connection, newest_labels, resolve_version
+    from jobs.detect import detect_labelled_set
 
     store = store_config()
     gt, images = labelled_set(args)

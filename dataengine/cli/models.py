@@ -25,7 +25,7 @@ def run(args) -> int:
     import json
 
     from fdb import models as registry
-    from tasks.context import connection
+    from jobs.context import connection
 
     fdb = connection(store_config())
     if args.action == "list":

@@ -97,7 +97,7 @@ def labelled_set(args) -> tuple[str | None, str | None]:
     """(COCO json, image folder) of the labelled set: --gt / --images, else the last mining run's (said so);
     (None, None) with the reason on stderr when there is none."""
     from mining.selection import last_labelled_set
-    from tasks.context import connection
+    from jobs.context import connection
 
     if args.gt is not None:
         return args.gt, args.images

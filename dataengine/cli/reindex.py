@@ -23,7 +23,7 @@ def run(args) -> int:
 
     from fdb.pool_index import rebuild_pool_indexes
     from records import BOX_LAYER, IMAGE_LAYER
-    from tasks.context import connection, registered_model
+    from jobs.context import connection, registered_model
 
     store = store_config()
     fdb = connection(store)

@@ -50,7 +50,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from records.coco import load_coco
-    from tasks.context import newest_labels
+    from jobs.context import newest_labels
 
     if args.import_labels:
         if not args.batch:
@@ -70,16 +70,16 @@ def run(args) -> int:
 
 def _judges(args, store, ground_truth) -> str | list[str]:
     """The model whose predictions judge the labels, or with --folds the k models that each never saw a fold."""
-    from tasks.context import checkpoint_of, connection, resolve_version
+    from jobs.context import checkpoint_of, connection, resolve_version
 
     if args.folds:
         from detectors.config import TrainConfig
-        from tasks.label_folds import fold_judges_under
+        from jobs.label_folds import fold_judges_under
 
         print(f"training {args.folds} out-of-fold judges ({args.preset} preset, {args.steps} steps each)")
         return fold_judges_under(store.home, connection(store), ground_truth, args.folds, TrainConfig(steps=args.steps),
                                  args.preset, progress=True)
-    from tasks.detect import detect_labelled_set
+    from jobs.detect import detect_labelled_set
 
     version = resolve_version(store, args.model, args.checkpoint)
     detect_labelled_set(connection(store), checkpoint_of(store, version), ground_truth, progress=True)
@@ -92,7 +92,7 @@ def _judge_and_export(args, store, ground_truth, judges: str | list[str]) -> int
     from annotation_export.review import export_review_batch
     from mining.config import LabelErrorConfig, MatchConfig
     from mining.label_errors import find_label_errors
-    from tasks.context import connection
+    from jobs.context import connection
 
     fdb = connection(store)
     report = find_label_errors(fdb, judges, ground_truth, config_from_args(LabelErrorConfig, args),

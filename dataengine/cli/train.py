@@ -41,7 +41,7 @@ def run(args) -> int:
     from detectors.evaluate import format_table
     from detectors.pipeline import dataset_split, train_detector
     from detectors.weights import describe_start
-    from tasks.context import connection, models_dir, register_checkpoint
+    from jobs.context import connection, models_dir, register_checkpoint
 
     store = store_config()
     train = config_from_args(TrainConfig, args)

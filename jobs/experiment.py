@@ -32,7 +32,7 @@ from mining.evaluation import (ImageErrorTypes, OperatingPoint, check_batches_ap
                                report_subsets, tail_from_errors, tail_from_metadata)
 from records import FP_TYPES
 from records.coco import CocoSet
-from tasks.context import register_checkpoint
+from jobs.context import register_checkpoint
 
 
 @dataclass

@@ -31,8 +31,8 @@ from mining.evaluation import check_batches_apart, check_test_split, report_subs
 from mining.gate import GateDecision, decide, served_run
 from records import ERROR_TYPES
 from records.coco import load_coco
-from tasks.context import production_or, register_checkpoint
-from tasks.experiment import fine_tune, fix_tail, score_model
+from jobs.context import production_or, register_checkpoint
+from jobs.experiment import fine_tune, fix_tail, score_model
 
 DEFAULT_QUERIED = ["fp_background", "fp_wrong_class"]
 

@@ -16,8 +16,8 @@ from detectors.config import TrainConfig
 from detectors.pipeline import train_detector
 from fdb import FeatureDB
 from records.coco import CocoSet, load_coco
-from tasks.context import register_checkpoint
-from tasks.detect import detect_images
+from jobs.context import register_checkpoint
+from jobs.detect import detect_images
 
 
 def fold_of(file_name: str, folds: int) -> int:
