@@ -5,15 +5,9 @@ where models meet the store."""
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
-
-import torch
-from tqdm import tqdm
 
 from detectors import hard_negatives as hard_negative_mining
 from detectors.checkpoint import Checkpoint, data_hash, load_checkpoint, new_version, save_checkpoint
@@ -25,6 +19,8 @@ from detectors.inference import run_inference
 from detectors.model import frozen
 from detectors.train import TrainResult, train_model
 from fdb import FeatureDB
+from jobs.context import register_checkpoint
+from jobs.parallel import run_all
 from mining.compare import ArmResult, Comparison, arm_training_set, evaluation_subsets, summarise_errors
 from mining.config import EvaluationConfig, MatchConfig
 from mining.errors import ErrorCost, ErrorCounter
@@ -32,7 +28,6 @@ from mining.evaluation import (ImageErrorTypes, OperatingPoint, check_batches_ap
                                report_subsets, tail_from_errors, tail_from_metadata)
 from records import FP_TYPES
 from records.coco import CocoSet
-from jobs.context import register_checkpoint
 
 
 @dataclass
@@ -149,29 +144,6 @@ def run_arm(job: ArmRun, seed_checkpoint: str, recipe: FinetuneConfig, evaluatio
     return RunOutcome(run, scores.metrics, result.steps, result.seconds, path, version)
 
 
-def _use_threads(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
-def run_all(jobs: list[ArmRun], run: Callable[[ArmRun], RunOutcome], workers: int,
-            progress: bool = False) -> list[RunOutcome]:
-    """Every job's outcome, in the jobs' order: one after another here, or in `workers` processes (spawned: a
-    forked torch can hang) sharing this process's CPU threads. A run's error is raised here."""
-    if workers <= 1 or len(jobs) <= 1:
-        return [run(job) for job in jobs]
-    workers = min(workers, len(jobs))
-    threads = max(1, torch.get_num_threads() // workers)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_use_threads, initargs=(threads,)) as pool:
-        futures = [pool.submit(run, job) for job in jobs]
-        bar = tqdm(total=len(jobs), desc=f"arm runs ({workers} workers)", unit="run", disable=not progress)
-        for future in as_completed(futures):
-            future.result()  # an error stops the experiment now, not after the slowest run
-            bar.update()
-        bar.close()
-        return [future.result() for future in futures]
-
-
 def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: dict[str, tuple[list, list]],
                         evaluation: CocoSet, query_image_ids: list[int], work_dir: str | Path,
                         recipe: FinetuneConfig = FinetuneConfig(), params: MatchConfig = MatchConfig(),
@@ -210,7 +182,7 @@ def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: di
                   subsets=subsets, params=params, cost_types=queried_types, config=config, work_dir=work_dir,
                   progress=progress and recipe.workers <= 1, parent=seed_ckpt.version,
                   on_test=comparison.evaluated_on == "test")
-    for job, outcome in zip(jobs, run_all(jobs, run, recipe.workers, progress)):
+    for job, outcome in zip(jobs, run_all(jobs, run, recipe.workers, progress, desc="arm runs")):
         if job.save:
             if fdb is not None:
                 # An arm is a candidate in an experiment: never served unless someone names it.

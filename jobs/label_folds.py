@@ -15,9 +15,9 @@ from detectors.checkpoint import load_checkpoint
 from detectors.config import TrainConfig
 from detectors.pipeline import train_detector
 from fdb import FeatureDB
-from records.coco import CocoSet, load_coco
 from jobs.context import register_checkpoint
 from jobs.detect import detect_images
+from records.coco import CocoSet, load_coco
 
 
 def fold_of(file_name: str, folds: int) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from annotation_export.importer import labels_as_coco
@@ -25,14 +26,15 @@ from fdb import exports as export_store
 from fdb import models as registry
 from fdb import runs as run_store
 from fdb import selections as selection_store
+from jobs.context import production_or, register_checkpoint
+from jobs.experiment import fine_tune, fix_tail, score_model
+from jobs.parallel import run_all
 from mining.compare import arm_training_set, combine_batches, mean_sd
 from mining.config import EvaluationConfig, MatchConfig
 from mining.evaluation import check_batches_apart, check_test_split, report_subsets
 from mining.gate import GateDecision, decide, served_run
 from records import ERROR_TYPES
-from records.coco import load_coco
-from jobs.context import production_or, register_checkpoint
-from jobs.experiment import fine_tune, fix_tail, score_model
+from records.coco import CocoSet, load_coco
 
 DEFAULT_QUERIED = ["fp_background", "fp_wrong_class"]
 
@@ -65,6 +67,17 @@ def queried_types(fdb: FeatureDB, batches: list[dict]) -> list[str]:
     return sorted(types) or DEFAULT_QUERIED
 
 
+@dataclass(frozen=True)
+class RetrainInputs:
+    """What a retrain reads before it trains: the sets, the labelled batches and the test split's subsets."""
+    train: CocoSet
+    evaluation: CocoSet
+    test: CocoSet | None
+    batches: list[dict]
+    labelled: tuple[list[dict], list[dict]]  # the batches' COCO images and annotations, as one
+    types: list[str]  # the error types the batches were mined for
+
+
 def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, work_dir: str | Path,
             recipe: FinetuneConfig = FinetuneConfig(), promote: str = "auto", base: str | None = None,
             match: MatchConfig = MatchConfig(), progress: bool = False, query_images: list[int] | None = None,
@@ -73,13 +86,64 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
     """`query_images` (ids in the evaluation set) are scored as a second subset beside the superset;
     `allow_no_batches` retrains on the labelled set alone when no labels came back (the no-new-data control).
     `test_json`: a split that fed nothing (refused otherwise), on which production and every candidate seed are
-    also scored (superset, tail, rest, the operating point) and reported; the gate never sees it."""
+    also scored (superset, tail, rest, the operating point) and reported; the gate never sees it. The candidate's
+    training seeds run in `recipe.workers` processes."""
     if promote not in ("auto", "never"):
         raise ValueError(f"promote must be 'auto' or 'never', got {promote!r}")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     production = production_or(fdb, base)
     base_doc = registry.get_model(fdb, production)
+    inputs = read_inputs(fdb, train_json, eval_json, image_dir, test_json, allow_no_batches)
+    run_id = run_store.start_run(fdb, "retrain", {"train_json": str(train_json), "eval_json": str(eval_json),
+                                                  "recipe": asdict(recipe), "promote": promote,
+                                                  "batches": inputs.batches, "queried_types": inputs.types},
+                                 model_version=production)
+
+    subsets = {"superset": sorted(inputs.evaluation.images), "query subset": sorted(query_images or [])}
+    production_numbers, test_subsets, tail_source = score_production(
+        base_doc["checkpoint"], production, inputs, subsets, match, evaluation_config, progress)
+    train_set, weights, new_names = arm_training_set(inputs.train, "retrain", *inputs.labelled, work_dir,
+                                                     recipe.oversample)
+    train = partial(train_candidate, start=base_doc["checkpoint"], train_set=train_set, weights=weights,
+                    new_names=frozenset(new_names), recipe=recipe, inputs=inputs, subsets=subsets,
+                    test_subsets=test_subsets, match=match, evaluation_config=evaluation_config, work_dir=work_dir,
+                    parent=production, progress=progress and recipe.workers <= 1)
+    outcomes = run_all(list(recipe.seeds), train, recipe.workers, progress, desc="candidate seeds")
+    runs, paths = [run for run, _ in outcomes], [Path(path) for _, path in outcomes]
+
+    served = served_run(runs)
+    for i, path in enumerate(paths):
+        if i != served:
+            path.unlink()
+    served_checkpoint = load_checkpoint(paths[served])
+    candidate = served_checkpoint.version
+    register_checkpoint(fdb, served_checkpoint, recipe=asdict(recipe), training_data={
+        "labelled_set": str(train_json), "batches": inputs.batches, "images": len(train_set.images),
+        "new_images": len(new_names), "training_seed": recipe.seeds[served]})
+
+    decision = decide(production_numbers, runs, inputs.types, candidate)
+    test_set = None if inputs.test is None else {
+        "set": str(test_json), "sha256": hashlib.sha256(Path(test_json).read_bytes()).hexdigest(),
+        "tail_source": tail_source, "serving_threshold": evaluation_config.serving_threshold,
+        "images": {k: len(v) for k, v in test_subsets.items()}}
+    record_metrics(fdb, eval_json, production_numbers, runs, served, decision, test_set)
+    after = production
+    if decision.promote and promote == "auto":
+        registry.promote(fdb, candidate, why="retrain: the gate passed; " + "; ".join(decision.reasons),
+                         numbers=decision.as_dict(), expected=production)
+        after = candidate
+    report = write_decision(work_dir / "report", decision, promote, production, after, inputs.batches,
+                            test=(production_numbers, runs, test_set) if test_set else None)
+    run_store.finish_run(fdb, run_id, metrics={"decision": decision.as_dict(), "candidate": candidate,
+                                               "production_after": after, "report": report})
+    return RetrainResult(decision, candidate, production, after, inputs.batches, report, production_numbers, runs)
+
+
+def read_inputs(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, test_json: str | None,
+                allow_no_batches: bool) -> RetrainInputs:
+    """The sets and the labelled batches a retrain starts from; a test split that fed the gate, training or a
+    batch is refused here, before anything is trained."""
     batches = export_store.labelled_batches(fdb)
     train, evaluation = load_coco(train_json, image_dir=image_dir), load_coco(eval_json, image_dir=image_dir)
     if not batches and not allow_no_batches:
@@ -90,76 +154,62 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
     if test is not None:
         check_test_split(test, {"the gate (val)": evaluation, "training (train)": train})
         check_batches_apart(test, {"labelled": labelled})
-    run_id = run_store.start_run(fdb, "retrain", {"train_json": str(train_json), "eval_json": str(eval_json),
-                                                  "recipe": asdict(recipe), "promote": promote,
-                                                  "batches": batches, "queried_types": types},
-                                 model_version=production)
+    return RetrainInputs(train, evaluation, test, batches, labelled, types)
 
-    subsets = {"superset": sorted(evaluation.images), "query subset": sorted(query_images or [])}
-    production_model = load_checkpoint(base_doc["checkpoint"]).model
-    base = score_model(production_model, evaluation, subsets, match, cost_types=types)
-    base_metrics, base_errors, base_cost = base.metrics, base.errors, base.cost
-    production_numbers = {"version": production, "bbox_map": base_metrics["superset"]["bbox"]["mAP"],
-                          "errors": base_errors, "error_cost": base_cost, "mAP": _maps(base_metrics)}
-    test_subsets, tail_source = None, None
-    if test is not None:  # the tail is fixed by production, before any candidate exists
-        tail, tail_source = fix_tail(production_model, test, match, types, progress)
-        test_subsets = report_subsets(test, tail)
-        production_numbers["test"] = score_model(production_model, test, test_subsets, match, cost_types=types,
-                                                 config=evaluation_config).as_run()
-    train_set, weights, new_names = arm_training_set(train, "retrain", *labelled, work_dir, recipe.oversample)
-    runs, paths = [], []
-    for seed in recipe.seeds:
-        checkpoint, result = fine_tune(base_doc["checkpoint"], train_set, weights, recipe, seed, progress, new_names)
-        scored = score_model(checkpoint.model, evaluation, subsets, match, cost_types=types)
-        metrics, errors, cost = scored.metrics, scored.errors, scored.cost
-        runs.append({"seed": seed, "seconds": round(result.seconds, 1), "steps": result.steps, "errors": errors,
-                     "error_cost": cost, "holdout": result.holdout, "bbox_map": metrics["superset"]["bbox"]["mAP"],
-                     "mAP": _maps(metrics)})
-        if test is not None:
-            runs[-1]["test"] = score_model(checkpoint.model, test, test_subsets, match, cost_types=types,
-                                           config=evaluation_config).as_run()
-        # Every seed's model is kept until the gate has named the one that would be served.
-        digest = data_hash(Path(train_set.path).read_bytes(), asdict(recipe), production, seed)
-        version = new_version(checkpoint.config, digest)
-        paths.append(save_checkpoint(work_dir / f"{version}.pt", checkpoint.model, checkpoint.config, version,
-                                     digest, metrics=runs[-1]["mAP"], parent=production))
 
-    served = served_run(runs)
-    for i, path in enumerate(paths):
-        if i != served:
-            path.unlink()
-    served_checkpoint = load_checkpoint(paths[served])
-    candidate = served_checkpoint.version
-    register_checkpoint(fdb, served_checkpoint, recipe=asdict(recipe), training_data={
-        "labelled_set": str(train_json), "batches": batches, "images": len(train_set.images),
-        "new_images": len(new_names), "training_seed": recipe.seeds[served]})
+def score_production(checkpoint: str, version: str, inputs: RetrainInputs, subsets: dict, match: MatchConfig,
+                     evaluation_config: EvaluationConfig, progress: bool) -> tuple[dict, dict | None, str | None]:
+    """Production's numbers on the evaluation set (and the test split), what the candidate is judged against; on
+    a test split, its tail too, fixed by production before any candidate exists."""
+    model = load_checkpoint(checkpoint).model
+    base = score_model(model, inputs.evaluation, subsets, match, cost_types=inputs.types)
+    numbers = {"version": version, "bbox_map": base.metrics["superset"]["bbox"]["mAP"], "errors": base.errors,
+               "error_cost": base.cost, "mAP": _maps(base.metrics)}
+    if inputs.test is None:
+        return numbers, None, None
+    tail, tail_source = fix_tail(model, inputs.test, match, inputs.types, progress)
+    test_subsets = report_subsets(inputs.test, tail)
+    numbers["test"] = score_model(model, inputs.test, test_subsets, match, cost_types=inputs.types,
+                                  config=evaluation_config).as_run()
+    return numbers, test_subsets, tail_source
 
-    decision = decide(production_numbers, runs, types, candidate)
+
+def train_candidate(seed: int, start: str, train_set: CocoSet, weights: list[float] | None,
+                    new_names: frozenset[str], recipe: FinetuneConfig, inputs: RetrainInputs, subsets: dict,
+                    test_subsets: dict | None, match: MatchConfig, evaluation_config: EvaluationConfig,
+                    work_dir: Path, parent: str, progress: bool) -> tuple[dict, str]:
+    """One training seed of the candidate: fine-tuned, scored, saved (every seed's model is kept until the gate
+    has named the one that would be served); its run record and checkpoint path. A plain function of picklable
+    arguments, so a worker process can run it (`jobs.parallel`)."""
+    checkpoint, result = fine_tune(start, train_set, weights, recipe, seed, progress, set(new_names))
+    scored = score_model(checkpoint.model, inputs.evaluation, subsets, match, cost_types=inputs.types)
+    metrics, errors, cost = scored.metrics, scored.errors, scored.cost
+    run = {"seed": seed, "seconds": round(result.seconds, 1), "steps": result.steps, "errors": errors,
+           "error_cost": cost, "holdout": result.holdout, "bbox_map": metrics["superset"]["bbox"]["mAP"],
+           "mAP": _maps(metrics)}
+    if inputs.test is not None:
+        run["test"] = score_model(checkpoint.model, inputs.test, test_subsets, match, cost_types=inputs.types,
+                                  config=evaluation_config).as_run()
+    digest = data_hash(Path(train_set.path).read_bytes(), asdict(recipe), parent, seed)
+    version = new_version(checkpoint.config, digest)
+    path = save_checkpoint(work_dir / f"{version}.pt", checkpoint.model, checkpoint.config, version, digest,
+                           metrics=run["mAP"], parent=parent)
+    return run, str(path)
+
+
+def record_metrics(fdb: FeatureDB, eval_json: str, production_numbers: dict, runs: list[dict], served: int,
+                   decision: GateDecision, test_set: dict | None) -> None:
+    """Production's and the candidate's numbers in the registry, with the evaluation set they were measured on."""
     evaluation_set = {"set": str(eval_json), "sha256": hashlib.sha256(Path(eval_json).read_bytes()).hexdigest()}
-    test_set = None if test is None else {
-        "set": str(test_json), "sha256": hashlib.sha256(Path(test_json).read_bytes()).hexdigest(),
-        "tail_source": tail_source, "serving_threshold": evaluation_config.serving_threshold,
-        "images": {k: len(v) for k, v in test_subsets.items()}}
-    registry.set_metrics(fdb, production, {**evaluation_set, "mAP": production_numbers["mAP"], "errors": base_errors,
-                                           "error_cost": base_cost,
-                                           **({"test": {**test_set, **production_numbers["test"]}} if test_set else {})})
-    registry.set_metrics(fdb, candidate, {**evaluation_set, "mAP": runs[served]["mAP"],
-                                          "bbox_map_mean": decision.candidate["bbox_map"],
-                                          "bbox_map_sd": decision.candidate["bbox_map_sd"],
-                                          "errors": decision.candidate["errors"],
-                                          "error_cost": decision.candidate["error_cost"], "runs": runs,
-                                          **({"test": {**test_set, **summarise_test_runs(runs)}} if test_set else {})})
-    after = production
-    if decision.promote and promote == "auto":
-        registry.promote(fdb, candidate, why="retrain: the gate passed; " + "; ".join(decision.reasons),
-                         numbers=decision.as_dict(), expected=production)
-        after = candidate
-    report = write_decision(work_dir / "report", decision, promote, production, after, batches,
-                            test=(production_numbers, runs, test_set) if test_set else None)
-    run_store.finish_run(fdb, run_id, metrics={"decision": decision.as_dict(), "candidate": candidate,
-                                               "production_after": after, "report": report})
-    return RetrainResult(decision, candidate, production, after, batches, report, production_numbers, runs)
+    registry.set_metrics(fdb, production_numbers["version"], {
+        **evaluation_set, "mAP": production_numbers["mAP"], "errors": production_numbers["errors"],
+        "error_cost": production_numbers["error_cost"],
+        **({"test": {**test_set, **production_numbers["test"]}} if test_set else {})})
+    registry.set_metrics(fdb, decision.candidate["version"], {
+        **evaluation_set, "mAP": runs[served]["mAP"], "bbox_map_mean": decision.candidate["bbox_map"],
+        "bbox_map_sd": decision.candidate["bbox_map_sd"], "errors": decision.candidate["errors"],
+        "error_cost": decision.candidate["error_cost"], "runs": runs,
+        **({"test": {**test_set, **summarise_test_runs(runs)}} if test_set else {})})
 
 
 def _maps(metrics: dict) -> dict:

@@ -251,8 +251,10 @@ def test_two_rounds_of_the_loop_for_two_engines(prefect_backend, mongod, fdb, tm
     monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
     monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
     tiny = dict(train=6, val=4, pool=12, test=4, seed_steps=3, budget=2, k=3, width=128, height=96)
-    # A few steps of training make weak detections only: store and count them all.
-    result = loop(rounds=2, engines=["mined", "none"], sizes=tiny, recipe=FinetuneConfig(steps=1, seeds=(0, 1)),
+    # A few steps of training make weak detections only: store and count them all. The candidate's two training
+    # seeds train in two worker processes (`jobs.parallel`), spawned from inside the retrain task.
+    result = loop(rounds=2, engines=["mined", "none"], sizes=tiny,
+                  recipe=FinetuneConfig(steps=1, seeds=(0, 1), workers=2),
                   root=str(tmp_path / "loop"), detection=DetectConfig(min_score=0.0),
                   match=MatchConfig(score_threshold=0.0))
     saved = json.loads((tmp_path / "loop" / "loop.json").read_text())
