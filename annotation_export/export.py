@@ -118,25 +118,12 @@ def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: 
     if found is None:
         raise ExportError(f"no selection {selection_id!r} in fdb")
     info, selected = found
-    # The decisions are read after they are frozen: what ships is what a person last decided.
-    selection_store.freeze(fdb, selection_id)
-    decisions = selection_store.decisions(fdb, selection_id)
-    decision = {img.image_id: (decisions.get(img.image_id) or {}).get("decision") for img in selected}
-    rejected = [img for img in selected if decision[img.image_id] == "rejected"]
-    undecided = [img for img in selected if decision[img.image_id] is None] if config.only_accepted else []
-    selected = [img for img in selected if decision[img.image_id] == "accepted"
-                or (decision[img.image_id] is None and not config.only_accepted)]
-    if not selected:
-        raise ExportError(f"selection {selection_id!r}: nothing to export ({len(rejected)} images rejected"
-                          + (f", {len(undecided)} not accepted" if config.only_accepted else "") + ")")
+    selected, rejected, undecided, decisions = _decided(fdb, selection_id, selected, config)
     image_ids = [img.image_id for img in selected]
     model_version = model_version or _pre_annotating_model(fdb, info.model_version, selected)
     if not model_version:
         raise ExportError(f"selection {selection_id!r} names no model version; pass model_version")
-    images = list(image_store.by_id(fdb, image_ids).values())
-    missing = set(map(str, image_ids)) - {str(i["_id"]) for i in images}
-    if missing:
-        raise ExportError(f"selection {selection_id!r}: images not in fdb: {sorted(missing)}")
+    images = _selected_images(fdb, selection_id, image_ids)
     detections = detection_store.read_detections(fdb, model_version, image_ids, min_score=min_score)
     id_of = {str(i["_id"]): i["_id"] for i in images}
     categories = model_categories(fdb, model_version, detections)
@@ -157,18 +144,54 @@ def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: 
     counts = {"images": len(batch), "objects": sum(len(im.objects) for im in batch),
               "polygons": sum(len(o.polygons) for im in batch for o in im.objects)}
 
-    files, digests = ship_batch(batch_id, target, location, {
-        CVAT_XML: cvat_xml(batch, export_cats, task_name=f"{batch_id} ({selection_id})"),
-        COCO_JSON: coco_json(batch, export_cats), "manifest.csv": manifest_csv(rows),
-        "manifest.json": manifest_json(rows, rejected_rows(rejected, decisions),
-                                       [{"uri": img.uri, "image_id": str(img.image_id), "rank": img.rank}
-                                        for img in undecided])}, {im.file_name: im.uri for im in batch}, client)
+    files, digests = ship_batch(batch_id, target, location,
+                                _batch_documents(batch_id, selection_id, batch, export_cats, rows, rejected,
+                                                 undecided, decisions),
+                                {im.file_name: im.uri for im in batch}, client)
     export_store.finish(fdb, batch_id, files=[{"path": f, "sha256": digests[f]} for f in files], counts=counts,
                         categories=export_cats, category_map=cat_map,
                         images=[{"image_id": id_of[im.image_id], "uri": im.uri, "file_name": im.file_name,
                                  "width": im.width, "height": im.height} for im in batch])
     selection_store.mark_exported(fdb, selection_id, batch_id, image_ids)
     return ExportResult(batch_id, location, files, counts)
+
+
+def _decided(fdb: FeatureDB, selection_id: str, selected: list, config: ExportConfig) -> tuple[list, list, list, dict]:
+    """(the images to export, the rejected ones, the undecided ones left out under `config.only_accepted`, the
+    decisions), the selection's decisions frozen first; a selection with nothing left to export is refused."""
+    # The decisions are read after they are frozen: what ships is what a person last decided.
+    selection_store.freeze(fdb, selection_id)
+    decisions = selection_store.decisions(fdb, selection_id)
+    decision = {img.image_id: (decisions.get(img.image_id) or {}).get("decision") for img in selected}
+    rejected = [img for img in selected if decision[img.image_id] == "rejected"]
+    undecided = [img for img in selected if decision[img.image_id] is None] if config.only_accepted else []
+    selected = [img for img in selected if decision[img.image_id] == "accepted"
+                or (decision[img.image_id] is None and not config.only_accepted)]
+    if not selected:
+        raise ExportError(f"selection {selection_id!r}: nothing to export ({len(rejected)} images rejected"
+                          + (f", {len(undecided)} not accepted" if config.only_accepted else "") + ")")
+    return selected, rejected, undecided, decisions
+
+
+def _selected_images(fdb: FeatureDB, selection_id: str, image_ids: list) -> list[dict]:
+    """The fdb records of the images to export; an image fdb no longer holds is refused."""
+    images = list(image_store.by_id(fdb, image_ids).values())
+    missing = set(map(str, image_ids)) - {str(i["_id"]) for i in images}
+    if missing:
+        raise ExportError(f"selection {selection_id!r}: images not in fdb: {sorted(missing)}")
+    return images
+
+
+def _batch_documents(batch_id: str, selection_id: str, batch: list, export_cats: list[dict], rows: list[dict],
+                     rejected: list, undecided: list, decisions: dict) -> dict[str, bytes]:
+    """The batch's label files by name: CVAT XML, COCO JSON and the manifest (CSV, and JSON with the images left
+    out and why)."""
+    return {
+        CVAT_XML: cvat_xml(batch, export_cats, task_name=f"{batch_id} ({selection_id})"),
+        COCO_JSON: coco_json(batch, export_cats), "manifest.csv": manifest_csv(rows),
+        "manifest.json": manifest_json(rows, rejected_rows(rejected, decisions),
+                                       [{"uri": img.uri, "image_id": str(img.image_id), "rank": img.rank}
+                                        for img in undecided])}
 
 
 def batch_location(fdb: FeatureDB, target: str, batch_id: str, refusal: str) -> str:

@@ -202,18 +202,47 @@ def _check_box(where: str, bbox, width: int, height: int) -> str | None:
 def import_labels(fdb: FeatureDB, path: str | Path, batch_id: str) -> ImportReport:
     """Validate the labelled file against the batch, then store it as a new label version for its images,
     mark them labelled and close the batch (status "labelled")."""
+    export = _exported_batch(fdb, path, batch_id)
+    records, data = read_label_file(path)
+
+    batch_images = {im["file_name"]: im for im in export.get("images", [])}
+    category_of = _category_ids(export)
+    problems, seen = _problems(records, batch_images, category_of, batch_id)
+    if problems:
+        raise LabelImportError(str(path), problems)
+
+    version = (label_store.latest_version(fdb, batch_id) or 0) + 1
+    digest = hashlib.sha256(data).hexdigest()
+    labelled, n_ann = _labelled_images(records, batch_images, category_of)
+    with fdb.transaction() as session:  # one transaction on a replica set; in order, committed last, elsewhere
+        label_store.write_version(fdb, batch_id, version, labelled, source=str(path), source_sha256=digest,
+                                  session=session)
+        image_store.mark_label_version(fdb, [im["image_id"] for im in labelled], version, session=session)
+        export_store.mark_labelled(fdb, batch_id, version, session=session)
+    unlabelled = sorted(set(batch_images) - seen)
+    return ImportReport(batch_id, version, len(labelled), n_ann, unlabelled)
+
+
+def _exported_batch(fdb: FeatureDB, path: str | Path, batch_id: str) -> dict:
+    """The export record of `batch_id`; a batch fdb does not hold, or one not exported yet, is refused."""
     export = export_store.get(fdb, batch_id)
     if export is None:
         raise LabelImportError(str(path), [f"no export batch {batch_id!r} in fdb"])
     if export.get("status") not in ("done", "labelled"):
         raise LabelImportError(str(path), [f"batch {batch_id} is {export.get('status')!r}, not exported"])
-    records, data = read_label_file(path)
+    return export
 
-    batch_images = {im["file_name"]: im for im in export.get("images", [])}
+
+def _category_ids(export: dict) -> dict[str, int]:
+    """Category name -> project category id, for the categories the batch was exported with."""
     # Export names -> project category ids (exports shift 0-based ids; names map back unambiguously).
     inverse = {v: int(k) for k, v in (export.get("category_map") or {}).items()}
-    category_of = {c["name"]: inverse.get(c["id"], c["id"]) for c in export.get("categories", [])}
+    return {c["name"]: inverse.get(c["id"], c["id"]) for c in export.get("categories", [])}
 
+
+def _problems(records: list[dict], batch_images: dict[str, dict], category_of: dict[str, int],
+              batch_id: str) -> tuple[list[str], set[str]]:
+    """(every problem of the labelled file, each naming its record; the batch file names it labels)."""
     problems: list[str] = []
     seen: set[str] = set()
     for rec in records:
@@ -226,30 +255,39 @@ def import_labels(fdb: FeatureDB, path: str | Path, batch_id: str) -> ImportRepo
             problems.append(f"image {name!r}: listed twice")
         seen.add(name)
         for ann in rec["annotations"]:
-            if ann["category"] not in category_of:
-                problems.append(f"{ann['where']}: unknown category {ann['category']!r} "
-                                f"(known: {sorted(category_of)})")
-            why = _check_box(ann["where"], ann["bbox"], im["width"], im["height"])
-            if why:
-                problems.append(why)
-            if isinstance(ann["segmentation"], dict):
-                size = ann["segmentation"].get("size")
-                if size != [im["height"], im["width"]] or "counts" not in ann["segmentation"]:
-                    problems.append(f"{ann['where']}: RLE mask of size {size!r} on a "
-                                    f"{im['width']}x{im['height']} image (size is [height, width])")
-                continue
-            for poly in ann["segmentation"]:
-                xs, ys = poly[0::2], poly[1::2]
-                if len(poly) < 6 or len(xs) != len(ys):
-                    problems.append(f"{ann['where']}: polygon with {len(poly)} coordinates")
-                elif (min(xs) < -BOX_TOLERANCE or min(ys) < -BOX_TOLERANCE
-                      or max(xs) > im["width"] + BOX_TOLERANCE or max(ys) > im["height"] + BOX_TOLERANCE):
-                    problems.append(f"{ann['where']}: polygon lies outside the {im['width']}x{im['height']} image")
-    if problems:
-        raise LabelImportError(str(path), problems)
+            problems += _annotation_problems(ann, im, category_of)
+    return problems, seen
 
-    version = (label_store.latest_version(fdb, batch_id) or 0) + 1
-    digest = hashlib.sha256(data).hexdigest()
+
+def _annotation_problems(ann: dict, im: dict, category_of: dict[str, int]) -> list[str]:
+    """What is wrong with one annotation on its batch image: its category, its box, its mask (RLE or polygons)."""
+    problems = []
+    if ann["category"] not in category_of:
+        problems.append(f"{ann['where']}: unknown category {ann['category']!r} "
+                        f"(known: {sorted(category_of)})")
+    why = _check_box(ann["where"], ann["bbox"], im["width"], im["height"])
+    if why:
+        problems.append(why)
+    if isinstance(ann["segmentation"], dict):
+        size = ann["segmentation"].get("size")
+        if size != [im["height"], im["width"]] or "counts" not in ann["segmentation"]:
+            problems.append(f"{ann['where']}: RLE mask of size {size!r} on a "
+                            f"{im['width']}x{im['height']} image (size is [height, width])")
+        return problems
+    for poly in ann["segmentation"]:
+        xs, ys = poly[0::2], poly[1::2]
+        if len(poly) < 6 or len(xs) != len(ys):
+            problems.append(f"{ann['where']}: polygon with {len(poly)} coordinates")
+        elif (min(xs) < -BOX_TOLERANCE or min(ys) < -BOX_TOLERANCE
+              or max(xs) > im["width"] + BOX_TOLERANCE or max(ys) > im["height"] + BOX_TOLERANCE):
+            problems.append(f"{ann['where']}: polygon lies outside the {im['width']}x{im['height']} image")
+    return problems
+
+
+def _labelled_images(records: list[dict], batch_images: dict[str, dict],
+                     category_of: dict[str, int]) -> tuple[list[dict], int]:
+    """(the label documents of the file's images, by file name; how many annotations they hold), as
+    `label_store.write_version` takes them."""
     labelled, n_ann = [], 0
     for rec in sorted(records, key=lambda r: r["file_name"]):
         im = batch_images[rec["file_name"]]
@@ -262,13 +300,7 @@ def import_labels(fdb: FeatureDB, path: str | Path, batch_id: str) -> ImportRepo
                          "attributes": {str(k): v for k, v in (ann["attributes"] or {}).items()}})
         n_ann += len(anns)
         labelled.append({"image_id": im["image_id"], "file_name": rec["file_name"], "annotations": anns})
-    with fdb.transaction() as session:  # one transaction on a replica set; in order, committed last, elsewhere
-        label_store.write_version(fdb, batch_id, version, labelled, source=str(path), source_sha256=digest,
-                                  session=session)
-        image_store.mark_label_version(fdb, [im["image_id"] for im in labelled], version, session=session)
-        export_store.mark_labelled(fdb, batch_id, version, session=session)
-    unlabelled = sorted(set(batch_images) - seen)
-    return ImportReport(batch_id, version, len(labelled), n_ann, unlabelled)
+    return labelled, n_ann
 
 
 def labels_as_coco(fdb: FeatureDB, batch_id: str, image_dir: str | Path,

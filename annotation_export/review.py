@@ -72,43 +72,7 @@ def export_review_batch(fdb: FeatureDB, ground_truth: CocoSet, model_version: st
     for s in suspects:
         by_image.setdefault(int(s["coco_image_id"]), []).append(s)
     cats, mapping = export_categories(ground_truth.categories)
-    name_of = {c["id"]: c["name"] for c in cats}
-    uris = {cid: str(ground_truth.image_path(cid).resolve()) for cid in by_image}
-    names = unique_file_names(list(uris.values()))
-    docs = image_store.by_uri(fdb, uris.values())
-    batch, rows = [], []
-    for cid in sorted(by_image, key=lambda c: names[uris[c]]):
-        im = ground_truth.images[cid]
-        accused: dict = {}
-        for s in by_image[cid]:
-            if s.get("gt_id") is not None:
-                accused.setdefault(s["gt_id"], []).append(s["type"])
-        image = BatchImage(str(docs[uris[cid]]["_id"]), uris[cid], names[uris[cid]], int(im["width"]),
-                           int(im["height"]))
-        for rank, ann in enumerate(ground_truth.annotations_by_image[cid]):
-            seg = ann.get("segmentation")
-            polygons = [list(map(float, p)) for p in seg] if isinstance(seg, list) else []
-            image.objects.append(BatchObject(
-                rank, mapping[ann["category_id"]], name_of[mapping[ann["category_id"]]], list(map(float, ann["bbox"])),
-                None, polygons, float(ann.get("area") or ann["bbox"][2] * ann["bbox"][3]), source="manual",
-                attributes={"origin": "label", "suspect": ";".join(sorted(set(accused.get(ann["id"], []))))}))
-        predictions = [s for s in by_image[cid] if s.get("detection_id") is not None]
-        for rank, s in enumerate(predictions, start=len(image.objects)):
-            _, _, w, h = s["bbox"]
-            image.objects.append(BatchObject(
-                rank, mapping[s["category_id"]], name_of[mapping[s["category_id"]]], [float(v) for v in s["bbox"]],
-                float(s["score"]), [], float(w * h), source="auto",
-                attributes={"origin": "prediction", "suspect": s["type"]}))
-        batch.append(image)
-        rows.append({"file_name": image.file_name, "uri": image.uri, "coco_image_id": cid,
-                     "suspects": [{"type": s["type"], "suspicion": round(float(s["suspicion"]), 4), "why": s["why"],
-                                   "label_id": s.get("gt_id"), "label_class": s.get("gt_category_name"),
-                                   "predicted_class": s.get("category_name") if s.get("detection_id") is not None
-                                   else None, "score": s.get("score"), "iou": round(float(s["iou"]), 3)}
-                                  for s in by_image[cid]],
-                     "labelled_set": str(Path(ground_truth.path).resolve()), "labels_version": labels_sha,
-                     "model_version": by_image[cid][0]["model_version"],
-                     "predictions": by_image[cid][0].get("predictions")})
+    batch, rows, docs = _review_images(fdb, ground_truth, by_image, cats, mapping, labels_sha)
 
     batch_id = review_batch_id(labels_sha, [s["_id"] for s in suspects])
     target = str(target)
@@ -119,10 +83,8 @@ def export_review_batch(fdb: FeatureDB, ground_truth: CocoSet, model_version: st
         "labelled_set": str(Path(ground_truth.path).resolve()), "image_dir": str(ground_truth.image_dir),
         "labels_sha256": labels_sha})
     client = (s3_client or s3mod.s3_client()) if is_s3 else None
-    files, digests = ship_batch(batch_id, target, location, {
-        CVAT_XML: cvat_xml(batch, cats, task_name=f"{batch_id} (review of suspected label errors)"),
-        COCO_JSON: coco_json(batch, cats), "manifest.json": _manifest_json(rows), "manifest.csv": _manifest_csv(rows)},
-        {im.file_name: im.uri for im in batch}, client)
+    files, digests = ship_batch(batch_id, target, location, _review_files(batch_id, batch, cats, rows),
+                                {im.file_name: im.uri for im in batch}, client)
     counts = {"images": len(batch), "labels": sum(o.source == "manual" for im in batch for o in im.objects),
               "predictions": sum(o.source == "auto" for im in batch for o in im.objects),
               "suspects": len(suspects)}
@@ -132,6 +94,70 @@ def export_review_batch(fdb: FeatureDB, ground_truth: CocoSet, model_version: st
                                  "width": im.width, "height": im.height, "coco_image_id": row["coco_image_id"]}
                                 for im, row in zip(batch, rows)])
     return ExportResult(batch_id, location, files, counts)
+
+
+def _review_images(fdb: FeatureDB, ground_truth: CocoSet, by_image: dict[int, list[dict]], cats: list[dict],
+                   mapping: dict, labels_sha: str) -> tuple[list[BatchImage], list[dict], dict]:
+    """(the batch's images, their manifest rows, fdb's image records by uri) of every image with suspects, in the
+    order of their file names."""
+    name_of = {c["id"]: c["name"] for c in cats}
+    uris = {cid: str(ground_truth.image_path(cid).resolve()) for cid in by_image}
+    names = unique_file_names(list(uris.values()))
+    docs = image_store.by_uri(fdb, uris.values())
+    batch, rows = [], []
+    for cid in sorted(by_image, key=lambda c: names[uris[c]]):
+        image = _review_image(ground_truth, cid, by_image[cid], str(docs[uris[cid]]["_id"]), uris[cid],
+                              names[uris[cid]], mapping, name_of)
+        batch.append(image)
+        rows.append(_manifest_row(image, cid, by_image[cid], ground_truth, labels_sha))
+    return batch, rows, docs
+
+
+def _review_image(ground_truth: CocoSet, cid: int, suspects: list[dict], image_id: str, uri: str, file_name: str,
+                  mapping: dict, name_of: dict) -> BatchImage:
+    """One image to review: its current labels ("manual", origin=label, with what each is suspected of), then the
+    model's predictions that disagree with them ("auto", origin=prediction)."""
+    im = ground_truth.images[cid]
+    accused: dict = {}
+    for s in suspects:
+        if s.get("gt_id") is not None:
+            accused.setdefault(s["gt_id"], []).append(s["type"])
+    image = BatchImage(image_id, uri, file_name, int(im["width"]), int(im["height"]))
+    for rank, ann in enumerate(ground_truth.annotations_by_image[cid]):
+        seg = ann.get("segmentation")
+        polygons = [list(map(float, p)) for p in seg] if isinstance(seg, list) else []
+        image.objects.append(BatchObject(
+            rank, mapping[ann["category_id"]], name_of[mapping[ann["category_id"]]], list(map(float, ann["bbox"])),
+            None, polygons, float(ann.get("area") or ann["bbox"][2] * ann["bbox"][3]), source="manual",
+            attributes={"origin": "label", "suspect": ";".join(sorted(set(accused.get(ann["id"], []))))}))
+    predictions = [s for s in suspects if s.get("detection_id") is not None]
+    for rank, s in enumerate(predictions, start=len(image.objects)):
+        _, _, w, h = s["bbox"]
+        image.objects.append(BatchObject(
+            rank, mapping[s["category_id"]], name_of[mapping[s["category_id"]]], [float(v) for v in s["bbox"]],
+            float(s["score"]), [], float(w * h), source="auto",
+            attributes={"origin": "prediction", "suspect": s["type"]}))
+    return image
+
+
+def _manifest_row(image: BatchImage, cid: int, suspects: list[dict], ground_truth: CocoSet, labels_sha: str) -> dict:
+    """One image's manifest row: what is suspected there and why, and the labelled set and judge it came from."""
+    return {"file_name": image.file_name, "uri": image.uri, "coco_image_id": cid,
+            "suspects": [{"type": s["type"], "suspicion": round(float(s["suspicion"]), 4), "why": s["why"],
+                          "label_id": s.get("gt_id"), "label_class": s.get("gt_category_name"),
+                          "predicted_class": s.get("category_name") if s.get("detection_id") is not None
+                          else None, "score": s.get("score"), "iou": round(float(s["iou"]), 3)}
+                         for s in suspects],
+            "labelled_set": str(Path(ground_truth.path).resolve()), "labels_version": labels_sha,
+            "model_version": suspects[0]["model_version"],
+            "predictions": suspects[0].get("predictions")}
+
+
+def _review_files(batch_id: str, batch: list[BatchImage], cats: list[dict], rows: list[dict]) -> dict[str, bytes]:
+    """The batch's label files by name: CVAT XML, COCO JSON and the manifest (JSON and CSV)."""
+    return {CVAT_XML: cvat_xml(batch, cats, task_name=f"{batch_id} (review of suspected label errors)"),
+            COCO_JSON: coco_json(batch, cats), "manifest.json": _manifest_json(rows),
+            "manifest.csv": _manifest_csv(rows)}
 
 
 def _manifest_json(rows: list[dict]) -> bytes:

@@ -274,31 +274,46 @@ def generate(out_dir: str | Path, n_train: int = 300, n_val: int = 100, n_pool: 
         for stream, index, hard in tqdm(_scene_plan(seed, split, count, hard_share, n_test_tail),
                                         desc=f"synthetic {split}", disable=not progress, leave=False):
             image_id += 1
-            image, objects, distractors, district = render_scene(
-                seed, stream, index, width, height, districts=train_districts if split == "train" else None,
-                hard=hard)
-            name = f"{split}_{index:05d}.png" if stream == split else f"{stream}_{index:05d}.png"
-            image.save(out / "images" / name)
-            images.append({
-                "id": image_id, "file_name": name, "width": width, "height": height, "district": district,
-                "distractors": [{"kind": d.kind, "bbox": _bbox(d.mask)} for d in distractors],
-            })
-            for obj in objects:
-                ann_id += 1
-                annotation = {"id": ann_id, "image_id": image_id, "category_id": obj.category_id}
-                if not boxes_only:
-                    rle = mask_utils.encode(np.asfortranarray(obj.mask.astype(np.uint8)))
-                    annotation["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"].decode()}
-                annotations.append({**annotation, "area": float(obj.mask.sum()), "bbox": _bbox(obj.mask),
-                                    "iscrowd": 0})
-        path = out / "annotations" / f"{split}.json"
-        path.write_text(json.dumps({
-            "info": {"description": f"gaze synthetic street scenes, split {split}, seed {seed}",
-                     "districts": list(train_districts) if split == "train" and train_districts else "all",
-                     **({"hard_share": hard_share} if hard_share is not None and split != "train" else {})},
-            "images": images, "annotations": annotations, "categories": CATEGORIES}))
-        paths[split] = path
+            image, ann_id = _write_scene(out, split, stream, index, hard, seed, width, height, image_id, ann_id,
+                                         train_districts if split == "train" else None, boxes_only, annotations)
+            images.append(image)
+        paths[split] = _write_split(out, split, seed, train_districts, hard_share, images, annotations)
     return paths
+
+
+def _write_scene(out: Path, split: str, stream: str, index: int, hard: bool | None, seed: int, width: int,
+                 height: int, image_id: int, ann_id: int, districts: tuple[int, ...] | None, boxes_only: bool,
+                 annotations: list[dict]) -> tuple[dict, int]:
+    """One scene rendered and saved under `out`/images, its objects' COCO annotations appended to `annotations`
+    (ids from `ann_id` + 1); returns (its COCO image record, the last annotation id)."""
+    image, objects, distractors, district = render_scene(seed, stream, index, width, height, districts=districts,
+                                                         hard=hard)
+    name = f"{split}_{index:05d}.png" if stream == split else f"{stream}_{index:05d}.png"
+    image.save(out / "images" / name)
+    record = {
+        "id": image_id, "file_name": name, "width": width, "height": height, "district": district,
+        "distractors": [{"kind": d.kind, "bbox": _bbox(d.mask)} for d in distractors],
+    }
+    for obj in objects:
+        ann_id += 1
+        annotation = {"id": ann_id, "image_id": image_id, "category_id": obj.category_id}
+        if not boxes_only:
+            rle = mask_utils.encode(np.asfortranarray(obj.mask.astype(np.uint8)))
+            annotation["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"].decode()}
+        annotations.append({**annotation, "area": float(obj.mask.sum()), "bbox": _bbox(obj.mask), "iscrowd": 0})
+    return record, ann_id
+
+
+def _write_split(out: Path, split: str, seed: int, train_districts: tuple[int, ...] | None,
+                 hard_share: float | None, images: list[dict], annotations: list[dict]) -> Path:
+    """A split's COCO file, `out`/annotations/<split>.json, with what the split was drawn from; returns its path."""
+    path = out / "annotations" / f"{split}.json"
+    path.write_text(json.dumps({
+        "info": {"description": f"gaze synthetic street scenes, split {split}, seed {seed}",
+                 "districts": list(train_districts) if split == "train" and train_districts else "all",
+                 **({"hard_share": hard_share} if hard_share is not None and split != "train" else {})},
+        "images": images, "annotations": annotations, "categories": CATEGORIES}))
+    return path
 
 
 def _scene_plan(seed: int, split: str, count: int, hard_share: float | None,

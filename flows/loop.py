@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -55,6 +55,37 @@ def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None =
     store = store_config()
     tag = hashlib.sha256(json.dumps(sizes, sort_keys=True).encode()).hexdigest()[:8]
     root = Path(root) if root else Path(store.home) / "loop" / tag
+    scenes = _generate(root, sizes, progress)
+    history: dict[str, list[dict]] = {}
+    query_subset: list[int] | None = None
+    for engine in engines:
+        # Each engine keeps its own database (its own registry and labels) under the same data home.
+        estore = replace(store, db_name=f"{store.db_name}-loop-{tag}-{engine}")
+        history[engine], query_subset = _run_engine(estore, engine, scenes, root, rounds, sizes, recipe, detection,
+                                                    match, query_subset, progress, say)
+    out = {"sizes": sizes, "recipe": {"steps": recipe.steps, "lr": recipe.lr, "oversample": recipe.oversample,
+                                      "hard_negatives": recipe.hard_negatives, "seeds": list(recipe.seeds)},
+           "query_subset": query_subset, "engines": history}
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "loop.json").write_text(json.dumps(out, indent=1, default=str))
+    return out
+
+
+@dataclass(frozen=True)
+class _Scenes:
+    """The loop's generated scenes: their folder, images folder, splits' COCO files and the pool's image paths."""
+    data_dir: Path
+    images: str
+    train_json: str
+    val_json: str
+    pool_json: str
+    test_json: str | None  # None without a test split
+    pool: list[str]
+
+
+def _generate(root: Path, sizes: dict, progress: bool) -> _Scenes:
+    """The scenes every engine shares, generated under `root`/synthetic (train, val, pool and, when `sizes` asks
+    for one, test)."""
     data_dir = root / "synthetic"
     annotations, images = data_dir / "annotations", str(data_dir / "images")
     train_json, val_json, pool_json = (str(annotations / f"{s}.json") for s in ("train", "val", "pool"))
@@ -62,56 +93,69 @@ def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None =
     generate_scenes(str(data_dir), sizes, progress)
     pool = [str((data_dir / "images" / im["file_name"]).resolve())
             for im in json.loads(Path(pool_json).read_text())["images"]]
-    history: dict[str, list[dict]] = {}
-    query_subset: list[int] | None = None
-    for engine in engines:
-        # Each engine keeps its own database (its own registry and labels) under the same data home.
-        estore = replace(store, db_name=f"{store.db_name}-loop-{tag}-{engine}")
-        preset = sizes.get("preset", "small")
-        seed = train_seed(estore, str(data_dir), str(root / f"seed-{preset}-{sizes['seed_steps']}.pt"),
-                          TrainConfig(steps=sizes["seed_steps"], patience=sizes.get("seed_patience"),
-                                      check_every=sizes.get("seed_check_every", TrainConfig.check_every)),
-                          progress=progress, preset=preset,
-                          min_size=min(sizes["height"], 240), max_size=min(sizes["width"], 320))
-        history[engine] = []
-        for round_no in range(1, rounds + 1):
-            version = resolve_model(estore)
-            detect(estore, version, pool, detection, source="loop", progress=progress)
-            detect_labelled(estore, version, val_json, images, detection)
-            strategy = "errors" if engine in ENGINES else engine
-            mined = mine(estore, version, val_json, images,
-                         MiningConfig(strategy=strategy, k=sizes["k"], budget=sizes["budget"], types=QUERY_TYPES,
-                                      random_arm=engine == "random"), match)
-            if query_subset is None:  # the seed's queried errors: the same subset for every engine and round
-                query_subset = mined.query_coco_ids
-            batch = None
-            if engine == "none":
-                selection = None
-            elif engine == "random":
-                selection = mined.random_selection_id if mined.random_uris else None
-            else:
-                selection = mined.selection_id if mined.selected else None
-            if selection:  # a model without queried errors mines nothing: there is nothing to label this round
-                batch = export(estore, selection, str(root / engine / "exports"))
-                labels = oracle_label_batch(batch.location, pool_json, str(root / engine / f"labels-{round_no}.json"))
-                import_batch_labels(estore, labels, batch.batch_id, skip_if_labelled=True)
-            result = retrain_candidate(estore, train_json, val_json, images, recipe, "auto", match=match,
-                                       query_images=query_subset, allow_no_batches=True, test_json=test_json)
-            if round_no == 1:
-                history[engine].append(_numbers(0, seed["version"], [result.production_numbers], False, None))
-            runs = result.runs if result.promoted else [result.production_numbers]
-            record = _numbers(round_no, result.production_after, runs, result.promoted, batch)
-            record["gate"] = result.decision.reasons
-            history[engine].append(record)
-            say(f"{engine} round {round_no}: {'promoted' if result.promoted else 'kept'} {result.production_after}; "
-                f"bbox mAP {record['bbox_superset']:.3f}, query subset {record['bbox_query']:.3f}, "
-                f"fp_background {record['errors'].get('fp_background', 0):.1f}")
-    out = {"sizes": sizes, "recipe": {"steps": recipe.steps, "lr": recipe.lr, "oversample": recipe.oversample,
-                                      "hard_negatives": recipe.hard_negatives, "seeds": list(recipe.seeds)},
-           "query_subset": query_subset, "engines": history}
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "loop.json").write_text(json.dumps(out, indent=1, default=str))
-    return out
+    return _Scenes(data_dir, images, train_json, val_json, pool_json, test_json, pool)
+
+
+def _run_engine(estore, engine: str, scenes: _Scenes, root: Path, rounds: int, sizes: dict, recipe: FinetuneConfig,
+                detection: DetectConfig, match: MatchConfig, query_subset: list[int] | None, progress: bool,
+                say) -> tuple[list[dict], list[int] | None]:
+    """One engine's rounds from the seed model: (its records, round 0 the seed's; the query subset, set by the
+    first round that mines when no engine set it before)."""
+    preset = sizes.get("preset", "small")
+    seed = train_seed(estore, str(scenes.data_dir), str(root / f"seed-{preset}-{sizes['seed_steps']}.pt"),
+                      TrainConfig(steps=sizes["seed_steps"], patience=sizes.get("seed_patience"),
+                                  check_every=sizes.get("seed_check_every", TrainConfig.check_every)),
+                      progress=progress, preset=preset,
+                      min_size=min(sizes["height"], 240), max_size=min(sizes["width"], 320))
+    records: list[dict] = []
+    for round_no in range(1, rounds + 1):
+        result, batch, query_subset = _round(estore, engine, round_no, scenes, root, sizes, recipe, detection, match,
+                                             query_subset, progress)
+        if round_no == 1:
+            records.append(_numbers(0, seed["version"], [result.production_numbers], False, None))
+        runs = result.runs if result.promoted else [result.production_numbers]
+        record = _numbers(round_no, result.production_after, runs, result.promoted, batch)
+        record["gate"] = result.decision.reasons
+        records.append(record)
+        say(f"{engine} round {round_no}: {'promoted' if result.promoted else 'kept'} {result.production_after}; "
+            f"bbox mAP {record['bbox_superset']:.3f}, query subset {record['bbox_query']:.3f}, "
+            f"fp_background {record['errors'].get('fp_background', 0):.1f}")
+    return records, query_subset
+
+
+def _round(estore, engine: str, round_no: int, scenes: _Scenes, root: Path, sizes: dict, recipe: FinetuneConfig,
+           detection: DetectConfig, match: MatchConfig, query_subset: list[int] | None, progress: bool):
+    """One round of one engine: detect with the production model, mine, label what was selected (the generator's
+    ground truth) and retrain through the gate. Returns (the retraining's result, the labelled batch or None, the
+    query subset)."""
+    version = resolve_model(estore)
+    detect(estore, version, scenes.pool, detection, source="loop", progress=progress)
+    detect_labelled(estore, version, scenes.val_json, scenes.images, detection)
+    strategy = "errors" if engine in ENGINES else engine
+    mined = mine(estore, version, scenes.val_json, scenes.images,
+                 MiningConfig(strategy=strategy, k=sizes["k"], budget=sizes["budget"], types=QUERY_TYPES,
+                              random_arm=engine == "random"), match)
+    if query_subset is None:  # the seed's queried errors: the same subset for every engine and round
+        query_subset = mined.query_coco_ids
+    batch = None
+    selection = _selection(engine, mined)
+    if selection:  # a model without queried errors mines nothing: there is nothing to label this round
+        batch = export(estore, selection, str(root / engine / "exports"))
+        labels = oracle_label_batch(batch.location, scenes.pool_json, str(root / engine / f"labels-{round_no}.json"))
+        import_batch_labels(estore, labels, batch.batch_id, skip_if_labelled=True)
+    result = retrain_candidate(estore, scenes.train_json, scenes.val_json, scenes.images, recipe, "auto", match=match,
+                               query_images=query_subset, allow_no_batches=True, test_json=scenes.test_json)
+    return result, batch, query_subset
+
+
+def _selection(engine: str, mined) -> str | None:
+    """The selection an engine labels this round: none for "none", the random arm's for "random", else the
+    mined one; None when it selected nothing."""
+    if engine == "none":
+        return None
+    if engine == "random":
+        return mined.random_selection_id if mined.random_uris else None
+    return mined.selection_id if mined.selected else None
 
 
 def _numbers(round_no: int, version: str, runs: list[dict], promoted: bool, batch: ExportResult | None) -> dict:

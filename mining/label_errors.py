@@ -95,58 +95,80 @@ def suspect_image_labels(detections: list[Detection], ground_truth: list[dict],
     dets, gts, iou, matched = match_confident(detections, ground_truth, config.min_score, match.iou_threshold)
     claimed = set(matched.values())  # labels a confident prediction of their class matched
     suspects: list[LabelSuspect] = []
-
-    def suspect(kind: str, suspicion: float, det: Detection | None, g: dict | None, overlap: float, why: str,
-                **extra) -> None:
-        suspects.append(LabelSuspect(
-            kind, float(np.clip(suspicion, 0.0, 1.0)),
-            int(det.category_id) if det is not None else int(g["category_id"]),
-            detection_id=_key(det) if det is not None else None, score=float(det.score) if det else None,
-            bbox=[float(v) for v in det.bbox] if det is not None else None,
-            gt_id=g["id"] if g is not None else None, gt_bbox=[float(v) for v in g["bbox"]] if g else None,
-            gt_category_id=int(g["category_id"]) if g is not None else None, iou=float(overlap), why=why, **extra))
-
-    def disagreement(overlap: float) -> float:
-        return min(1.0, (config.bad_box_iou - overlap) / max(config.bad_box_iou - match.iou_threshold, 1e-6))
-
     accused: set[int] = set()  # labels already suspected through a prediction
     for i, det in enumerate(dets):
-        if i in matched:
-            j = matched[i]
-            if iou[i, j] < config.bad_box_iou:
-                suspect("possible_bad_box", det.score * disagreement(iou[i, j]), det, gts[j], iou[i, j],
-                        f"a {det.score:.2f} prediction of its class overlaps the box at IoU {iou[i, j]:.2f} only")
-                accused.add(j)
-            continue
-        row = iou[i] if len(gts) else np.zeros(0)
-        same = [j for j, g in enumerate(gts) if g["category_id"] == det.category_id]
-        other = [j for j, g in enumerate(gts) if g["category_id"] != det.category_id]
-        if any(row[j] >= match.iou_threshold for j in same):
-            continue  # a duplicate of a matched prediction: the model's error, not the label's
-        wrong = [j for j in other if row[j] >= match.iou_threshold and j not in claimed]
-        if wrong:
-            j = max(wrong, key=lambda j: row[j])
-            agree = agreement.get(_key(det), 1.0)
-            suspect("possible_wrong_class", det.score * agree, det, gts[j], row[j],
-                    f"a {det.score:.2f} prediction of another class sits on the label (IoU {row[j]:.2f}); "
-                    f"{agree:.0%} of its nearest labelled look-alikes are that class", agreement=agree)
-            accused.add(j)
-            continue
-        if any(row[j] >= match.iou_threshold for j in other):
-            continue  # another class, on a label its own class's prediction claims: the model's confusion
-        sloppy = [j for j in same if j not in claimed and row[j] >= match.background_iou]
-        if sloppy:
-            j = max(sloppy, key=lambda j: row[j])
-            suspect("possible_bad_box", det.score * disagreement(row[j]), det, gts[j], row[j],
-                    f"a {det.score:.2f} prediction of its class overlaps the unmatched box at IoU {row[j]:.2f}")
-            accused.add(j)
-            continue
-        agree = agreement.get(_key(det), 1.0)
-        best = float(row.max()) if len(row) else 0.0
-        suspect("possible_missing", det.score * agree, det, None, best,
-                f"a {det.score:.2f} prediction overlaps no label (best IoU {best:.2f}); {agree:.0%} of its nearest "
-                f"labelled look-alikes are matched objects of its class", agreement=agree)
+        found = _suspect_prediction(i, det, gts, iou, matched, claimed, agreement, config, match)
+        if found is not None:
+            suspect, label = found
+            suspects.append(suspect)
+            if label is not None:
+                accused.add(label)
+    suspects += _suspect_unsupported_labels(detections, gts, claimed, accused, config, match)
+    return suspects
 
+
+def _label_suspect(kind: str, suspicion: float, det: Detection | None, g: dict | None, overlap: float, why: str,
+                   **extra) -> LabelSuspect:
+    """A suspect of `kind`, with the prediction's and/or the label's evidence and the suspicion clipped to [0, 1]."""
+    return LabelSuspect(
+        kind, float(np.clip(suspicion, 0.0, 1.0)),
+        int(det.category_id) if det is not None else int(g["category_id"]),
+        detection_id=_key(det) if det is not None else None, score=float(det.score) if det else None,
+        bbox=[float(v) for v in det.bbox] if det is not None else None,
+        gt_id=g["id"] if g is not None else None, gt_bbox=[float(v) for v in g["bbox"]] if g else None,
+        gt_category_id=int(g["category_id"]) if g is not None else None, iou=float(overlap), why=why, **extra)
+
+
+def _disagreement(overlap: float, config: LabelErrorConfig, match: MatchConfig) -> float:
+    """How far a box's IoU falls below `bad_box_iou`: 1 at `iou_threshold` and below."""
+    return min(1.0, (config.bad_box_iou - overlap) / max(config.bad_box_iou - match.iou_threshold, 1e-6))
+
+
+def _suspect_prediction(i: int, det: Detection, gts: list[dict], iou: np.ndarray, matched: dict[int, int],
+                        claimed: set[int], agreement: dict, config: LabelErrorConfig,
+                        match: MatchConfig) -> tuple[LabelSuspect, int | None] | None:
+    """What confident prediction `i` accuses, if anything: (the suspect, the accused label's index or None)."""
+    if i in matched:
+        j = matched[i]
+        if iou[i, j] < config.bad_box_iou:
+            return _label_suspect(
+                "possible_bad_box", det.score * _disagreement(iou[i, j], config, match), det, gts[j], iou[i, j],
+                f"a {det.score:.2f} prediction of its class overlaps the box at IoU {iou[i, j]:.2f} only"), j
+        return None
+    row = iou[i] if len(gts) else np.zeros(0)
+    same = [j for j, g in enumerate(gts) if g["category_id"] == det.category_id]
+    other = [j for j, g in enumerate(gts) if g["category_id"] != det.category_id]
+    if any(row[j] >= match.iou_threshold for j in same):
+        return None  # a duplicate of a matched prediction: the model's error, not the label's
+    wrong = [j for j in other if row[j] >= match.iou_threshold and j not in claimed]
+    if wrong:
+        j = max(wrong, key=lambda j: row[j])
+        agree = agreement.get(_key(det), 1.0)
+        return _label_suspect(
+            "possible_wrong_class", det.score * agree, det, gts[j], row[j],
+            f"a {det.score:.2f} prediction of another class sits on the label (IoU {row[j]:.2f}); "
+            f"{agree:.0%} of its nearest labelled look-alikes are that class", agreement=agree), j
+    if any(row[j] >= match.iou_threshold for j in other):
+        return None  # another class, on a label its own class's prediction claims: the model's confusion
+    sloppy = [j for j in same if j not in claimed and row[j] >= match.background_iou]
+    if sloppy:
+        j = max(sloppy, key=lambda j: row[j])
+        return _label_suspect(
+            "possible_bad_box", det.score * _disagreement(row[j], config, match), det, gts[j], row[j],
+            f"a {det.score:.2f} prediction of its class overlaps the unmatched box at IoU {row[j]:.2f}"), j
+    agree = agreement.get(_key(det), 1.0)
+    best = float(row.max()) if len(row) else 0.0
+    return _label_suspect(
+        "possible_missing", det.score * agree, det, None, best,
+        f"a {det.score:.2f} prediction overlaps no label (best IoU {best:.2f}); {agree:.0%} of its nearest "
+        f"labelled look-alikes are matched objects of its class", agreement=agree), None
+
+
+def _suspect_unsupported_labels(detections: list[Detection], gts: list[dict], claimed: set[int], accused: set[int],
+                                config: LabelErrorConfig, match: MatchConfig) -> list[LabelSuspect]:
+    """The `possible_spurious` suspects: labels neither matched nor accused that no prediction of their class
+    supports (every kept detection counts, whatever its score)."""
+    suspects = []
     every = sorted(detections, key=lambda d: -d.score)
     all_iou = _ious([d.bbox for d in every], [g["bbox"] for g in gts])
     for j, g in enumerate(gts):
@@ -160,10 +182,11 @@ def suspect_image_labels(detections: list[Detection], ground_truth: list[dict],
         # model rather than a box on nothing.
         presence = max((d.score for i, d in enumerate(every) if all_iou[i, j] >= match.background_iou),
                        default=0.0)
-        suspect("possible_spurious", (1.0 - support / config.spurious_support) * (1.0 - 0.5 * presence), None, g,
-                float(all_iou[:, j].max()) if len(every) else 0.0,
-                f"no prediction of its class supports the label (best score {support:.2f}; anything there "
-                f"{presence:.2f})", support=support)
+        suspects.append(_label_suspect(
+            "possible_spurious", (1.0 - support / config.spurious_support) * (1.0 - 0.5 * presence), None, g,
+            float(all_iou[:, j].max()) if len(every) else 0.0,
+            f"no prediction of its class supports the label (best score {support:.2f}; anything there "
+            f"{presence:.2f})", support=support))
     return suspects
 
 
@@ -269,27 +292,10 @@ def find_label_errors(fdb: FeatureDB, model_version: str | list[str], ground_tru
     if missing:
         raise LookupError(f"{len(missing)} of {len(uri_of)} labelled images are not in fdb (e.g. {missing[0]}): "
                           "run detection over them first")
-    judge_of: dict[int, str] = {}
-    for version in versions:
-        paths, ids = trained_on(fdb, version)
-        for cid, uri in uri_of.items():
-            if cid not in judge_of and uri not in paths and docs[uri]["_id"] not in ids:
-                judge_of[cid] = version
+    judge_of = _judges(fdb, versions, uri_of, docs)
     predictions = "held_out" if len(versions) == 1 else "k_fold"
     judged = [cid for cid in uri_of if cid in judge_of]
-    dets_of: dict[int, list[Detection]] = {}
-    for version in versions:
-        mine = [c for c in judged if judge_of[c] == version]
-        if not mine:
-            continue
-        done = image_store.processed_uris(fdb, [uri_of[c] for c in mine], version)
-        if len(done) < len(mine):
-            raise LookupError(f"{len(mine) - len(done)} of {len(mine)} labelled images have no detections "
-                              f"from model {version}: run detection over them first")
-        by_image: dict = defaultdict(list)
-        for det in detection_store.read_detections(fdb, version, [docs[uri_of[c]]["_id"] for c in mine], masks=False):
-            by_image[det.image_id].append(det)
-        dets_of.update({c: by_image[docs[uri_of[c]]["_id"]] for c in mine})
+    dets_of = _judged_detections(fdb, versions, judged, judge_of, uri_of, docs)
 
     # Vectors of different models live in different spaces: each model's detections are compared among
     # themselves.
@@ -303,21 +309,61 @@ def find_label_errors(fdb: FeatureDB, model_version: str | list[str], ground_tru
                                            sort_keys=True).encode()).hexdigest()[:16]
     found = []
     for cid in judged:
-        image_id, version = docs[uri_of[cid]]["_id"], judge_of[cid]
-        for s in suspect_image_labels(dets_of[cid], ground_truth.annotations_by_image[cid], config, match,
-                                      agreement):
-            subject = s.detection_id if s.detection_id is not None else f"gt{s.gt_id}"
-            s.id = suspect_store.suspect_id(version, params_key, labels_sha, image_id, s.type, subject)
-            s.image_id, s.uri, s.coco_image_id = image_id, uri_of[cid], cid
-            s.category_name, s.gt_category_name = names.get(s.category_id), names.get(s.gt_category_id)
-            s.model_version, s.params_key, s.predictions, s.labels_version = (version, params_key, predictions,
-                                                                              labels_sha)
-            found.append(s)
+        suspects = suspect_image_labels(dets_of[cid], ground_truth.annotations_by_image[cid], config, match,
+                                        agreement)
+        found += _stamped(suspects, docs[uri_of[cid]]["_id"], uri_of[cid], cid, judge_of[cid], names, params_key,
+                          predictions, labels_sha)
     found.sort(key=lambda s: (-s.suspicion, str(s.id)))
     suspect_store.record_suspects(fdb, found, threshold=config.threshold)
     labels = sum(not a.get("iscrowd", 0) for c in judged for a in ground_truth.annotations_by_image[c])
     return LabelErrorReport(" + ".join(versions), config, predictions, len(judged), len(uri_of) - len(judged),
                             found, params_key, labels)
+
+
+def _judges(fdb: FeatureDB, versions: list[str], uri_of: dict[int, str], docs: dict) -> dict[int, str]:
+    """COCO image id -> the first of `versions` that never trained on the image (images every model trained on
+    are left out)."""
+    judge_of: dict[int, str] = {}
+    for version in versions:
+        paths, ids = trained_on(fdb, version)
+        for cid, uri in uri_of.items():
+            if cid not in judge_of and uri not in paths and docs[uri]["_id"] not in ids:
+                judge_of[cid] = version
+    return judge_of
+
+
+def _judged_detections(fdb: FeatureDB, versions: list[str], judged: list[int], judge_of: dict[int, str],
+                       uri_of: dict[int, str], docs: dict) -> dict[int, list[Detection]]:
+    """COCO image id -> its judge's stored detections (no masks), for every judged image; an image its judge has
+    not processed is refused."""
+    dets_of: dict[int, list[Detection]] = {}
+    for version in versions:
+        mine = [c for c in judged if judge_of[c] == version]
+        if not mine:
+            continue
+        done = image_store.processed_uris(fdb, [uri_of[c] for c in mine], version)
+        if len(done) < len(mine):
+            raise LookupError(f"{len(mine) - len(done)} of {len(mine)} labelled images have no detections "
+                              f"from model {version}: run detection over them first")
+        by_image: dict = defaultdict(list)
+        for det in detection_store.read_detections(fdb, version, [docs[uri_of[c]]["_id"] for c in mine], masks=False):
+            by_image[det.image_id].append(det)
+        dets_of.update({c: by_image[docs[uri_of[c]]["_id"]] for c in mine})
+    return dets_of
+
+
+def _stamped(suspects: list[LabelSuspect], image_id, uri: str, cid: int, version: str, names: dict,
+             params_key: str, predictions: str, labels_sha: str) -> list[LabelSuspect]:
+    """One image's suspects with where they were found filled in: their id in fdb, the image, the class names and
+    the judgment (model, parameters, predictions, labels) that found them."""
+    for s in suspects:
+        subject = s.detection_id if s.detection_id is not None else f"gt{s.gt_id}"
+        s.id = suspect_store.suspect_id(version, params_key, labels_sha, image_id, s.type, subject)
+        s.image_id, s.uri, s.coco_image_id = image_id, uri, cid
+        s.category_name, s.gt_category_name = names.get(s.category_id), names.get(s.gt_category_id)
+        s.model_version, s.params_key, s.predictions, s.labels_version = (version, params_key, predictions,
+                                                                          labels_sha)
+    return suspects
 
 
 def _agreements(fdb: FeatureDB, model_version: str, ground_truth: CocoSet, dets_of: dict, config: LabelErrorConfig,

@@ -4,7 +4,7 @@ near-duplicate images collapse to one."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -90,13 +90,33 @@ def rank_by_errors(fdb: FeatureDB, model_version: str, queries, k: int, budget: 
                    duplicate_distance: float, index_root, exclude: frozenset = frozenset()) -> Ranking:
     """Each query's `k` nearest eligible pool images (by its level's layer: detection or image vectors, centred on
     the pool's mean), merged per image, duplicates collapsed, capped at `budget`."""
-    uri_of: dict = {}
-    sha_of: dict = {}
-    hits: dict = {}  # image id -> its hits
-    neighbours: dict[str, list] = {}
-    index_versions = {}
-    means: dict[str, np.ndarray] = {}
-    query_docs: list[dict] = []  # each query with the neighbours it found: recorded, so a person can look later
+    found = _search_pool(fdb, model_version, queries, k, backend, index_root)
+    chosen = _choose_images(fdb, model_version, found, budget, duplicate_distance, exclude)
+    images = [_selected_image(image_id, found.uri_of[image_id], rank, h) for rank, (image_id, h) in enumerate(chosen)]
+    return Ranking(images, {"k": k, "backend": backend, "duplicate_distance": duplicate_distance},
+                   found.index_versions, found.neighbours, found.query_docs,
+                   # What may be selected is the index's content less what was exported or labelled since: the
+                   # generation's counts say which, at a cost that does not grow with the pool.
+                   identity=(sorted(str(q.error_id) for q in queries), found.index_versions,
+                             image_store.pool_generation(fdb, model_version)))
+
+
+@dataclass
+class _PoolHits:
+    """What the error queries found in the pool: each image's hits and record, each query's neighbours."""
+    uri_of: dict = field(default_factory=dict)
+    sha_of: dict = field(default_factory=dict)
+    hits: dict = field(default_factory=dict)  # image id -> its hits
+    neighbours: dict[str, list] = field(default_factory=dict)
+    index_versions: dict = field(default_factory=dict)
+    means: dict[str, np.ndarray] = field(default_factory=dict)
+    # Each query with the neighbours it found: recorded, so a person can look later.
+    query_docs: list[dict] = field(default_factory=list)
+
+
+def _search_pool(fdb: FeatureDB, model_version: str, queries, k: int, backend: str, index_root) -> _PoolHits:
+    """Every query searched in its level's pool index, detection level first, the hits merged per image."""
+    found = _PoolHits()
     found_nothing: list = []  # detection-level queries that reached no pool detection
     for level, layer in (("detection", BOX_LAYER), ("image", IMAGE_LAYER)):
         level_queries = [q for q in queries if q.level == level]
@@ -111,43 +131,64 @@ def rank_by_errors(fdb: FeatureDB, model_version: str, queries, k: int, budget: 
         if pool is None or len(pool.index) == 0:
             found_nothing += level_queries if level == "detection" else []
             continue
-        mean = pool.centre
-        means[layer] = mean
-        index_versions[layer] = pool.index.spec.version
-        query_vectors = np.stack([q.vector for q in level_queries])
-        if query_vectors.shape[1] == len(mean):  # a wrong dimension is left for check_query to name
-            query_vectors = query_vectors - mean
-        pool.index.check_query(query_vectors, model_version)  # refuses another dimension or model, naming both
-        rows, eligible = _eligible_neighbours(fdb, model_version, pool, query_vectors, k, layer)
-        for image_id, doc in eligible.items():
-            uri_of[image_id], sha_of[image_id] = doc["uri"], doc.get("sha256")
-        for q, row in zip(level_queries, rows):
-            if not row and level == "detection" and q.fallback is not None:
-                found_nothing.append(q)
-                continue
-            for _owner, image_id, dist in row:
-                h = hits.setdefault(image_id, {"queries": {}, "best_distance": np.inf})
-                # A query counts once per image, at its nearest neighbour there.
-                previous = h["queries"].get(q.error_id)
-                if previous is None or dist < previous.distance:
-                    h["queries"][q.error_id] = QueryHit(q.error_id, q.type, q.category_name, q.source_image_id,
-                                                        level, float(dist))
-                h["best_distance"] = min(h["best_distance"], float(dist))
-            neighbours[str(q.error_id)] = row
-            query_docs.append({"error_id": q.error_id, "type": q.type, "category": q.category_name,
-                               "level": level, "layer": layer, "source_image_id": q.source_image_id,
-                               "detection_id": q.detection_id, "bbox": q.bbox, "model_version": model_version,
-                               "index_version": pool.index.spec.version,
-                               "neighbours": [{"rank": r, "owner_id": owner, "image_id": image_id, "distance": dist}
-                                              for r, (owner, image_id, dist) in enumerate(row)]})
+        found_nothing += _search_level(fdb, model_version, pool, level_queries, level, layer, k, found)
+    return found
 
-    ranked = sorted(hits.items(), key=lambda kv: (-len(kv[1]["queries"]), kv[1]["best_distance"], str(kv[0])))
+
+def _search_level(fdb: FeatureDB, model_version: str, pool, level_queries: list, level: str, layer: str, k: int,
+                  found: _PoolHits) -> list:
+    """One level's queries searched in its pool index (centred on the pool's mean), their hits added to `found`;
+    returns the detection-level queries with a fallback that reached no eligible pool detection."""
+    mean = pool.centre
+    found.means[layer] = mean
+    found.index_versions[layer] = pool.index.spec.version
+    query_vectors = np.stack([q.vector for q in level_queries])
+    if query_vectors.shape[1] == len(mean):  # a wrong dimension is left for check_query to name
+        query_vectors = query_vectors - mean
+    pool.index.check_query(query_vectors, model_version)  # refuses another dimension or model, naming both
+    rows, eligible = _eligible_neighbours(fdb, model_version, pool, query_vectors, k, layer)
+    for image_id, doc in eligible.items():
+        found.uri_of[image_id], found.sha_of[image_id] = doc["uri"], doc.get("sha256")
+    found_nothing = []
+    for q, row in zip(level_queries, rows):
+        if not row and level == "detection" and q.fallback is not None:
+            found_nothing.append(q)
+            continue
+        _record_query(found, q, row, level, layer, model_version, pool.index.spec.version)
+    return found_nothing
+
+
+def _record_query(found: _PoolHits, q, row: list, level: str, layer: str, model_version: str,
+                  index_version) -> None:
+    """One query's neighbours added to `found`: a hit on each neighbour's image, and the query's record."""
+    for _owner, image_id, dist in row:
+        h = found.hits.setdefault(image_id, {"queries": {}, "best_distance": np.inf})
+        # A query counts once per image, at its nearest neighbour there.
+        previous = h["queries"].get(q.error_id)
+        if previous is None or dist < previous.distance:
+            h["queries"][q.error_id] = QueryHit(q.error_id, q.type, q.category_name, q.source_image_id,
+                                                level, float(dist))
+        h["best_distance"] = min(h["best_distance"], float(dist))
+    found.neighbours[str(q.error_id)] = row
+    found.query_docs.append({"error_id": q.error_id, "type": q.type, "category": q.category_name,
+                             "level": level, "layer": layer, "source_image_id": q.source_image_id,
+                             "detection_id": q.detection_id, "bbox": q.bbox, "model_version": model_version,
+                             "index_version": index_version,
+                             "neighbours": [{"rank": r, "owner_id": owner, "image_id": image_id, "distance": dist}
+                                            for r, (owner, image_id, dist) in enumerate(row)]})
+
+
+def _choose_images(fdb: FeatureDB, model_version: str, found: _PoolHits, budget: int, duplicate_distance: float,
+                   exclude: frozenset) -> list:
+    """The hit images, most queries first (then the best distance), less the excluded and the duplicates, capped
+    at `budget`: (image id, its hits) pairs."""
+    ranked = sorted(found.hits.items(), key=lambda kv: (-len(kv[1]["queries"]), kv[1]["best_distance"], str(kv[0])))
     chosen, seen_content = [], set()
     image_vectors = fdb.vectors_by_owner(model_version, IMAGE_LAYER, [i for i, _ in ranked]) if ranked else {}
     kept_vectors = []
     # Near-duplicates are judged on centred image vectors too: raw ones of different street scenes sit within
     # 1e-3 of each other in cosine distance.
-    centre = means.get(IMAGE_LAYER)
+    centre = found.means.get(IMAGE_LAYER)
     if centre is None:
         centre = np.mean(list(image_vectors.values()), axis=0) if image_vectors else 0.0
     for image_id, h in ranked:
@@ -155,33 +196,29 @@ def rank_by_errors(fdb: FeatureDB, model_version: str, queries, k: int, budget: 
             break
         if image_id in exclude:
             continue
-        if sha_of.get(image_id) and sha_of[image_id] in seen_content:
+        if found.sha_of.get(image_id) and found.sha_of[image_id] in seen_content:
             continue  # the same bytes under another name
         vec = image_vectors.get(image_id)
         if vec is not None:
             vec = vec - centre
         if vec is not None and kept_vectors and _min_cosine_distance(vec, kept_vectors) < duplicate_distance:
             continue  # the same content, re-encoded: one copy is enough for the labellers
-        seen_content.add(sha_of.get(image_id))
+        seen_content.add(found.sha_of.get(image_id))
         if vec is not None:
             kept_vectors.append(vec)
         chosen.append((image_id, h))
+    return chosen
 
-    images = []
-    for rank, (image_id, h) in enumerate(chosen):
-        qs = sorted(h["queries"].values(), key=lambda q: q.distance)
-        types = sorted({q.type for q in qs})
-        classes = sorted({q.category for q in qs})
-        images.append(SelectedImage(
-            image_id, uri_of[image_id], rank, hits=len(qs), best_distance=h["best_distance"], queries=qs[:20],
-            reason=f"nearest pool image to {len(qs)} error queries ({', '.join(types)}; "
-                   f"classes {', '.join(classes)}), best distance {h['best_distance']:.4f}"))
-    return Ranking(images, {"k": k, "backend": backend, "duplicate_distance": duplicate_distance}, index_versions,
-                   neighbours, query_docs,
-                   # What may be selected is the index's content less what was exported or labelled since: the
-                   # generation's counts say which, at a cost that does not grow with the pool.
-                   identity=(sorted(str(q.error_id) for q in queries), index_versions,
-                             image_store.pool_generation(fdb, model_version)))
+
+def _selected_image(image_id, uri: str, rank: int, h: dict) -> SelectedImage:
+    """A chosen image as a selection entry: its queries nearest first (at most 20 kept) and why it was chosen."""
+    qs = sorted(h["queries"].values(), key=lambda q: q.distance)
+    types = sorted({q.type for q in qs})
+    classes = sorted({q.category for q in qs})
+    return SelectedImage(
+        image_id, uri, rank, hits=len(qs), best_distance=h["best_distance"], queries=qs[:20],
+        reason=f"nearest pool image to {len(qs)} error queries ({', '.join(types)}; "
+               f"classes {', '.join(classes)}), best distance {h['best_distance']:.4f}")
 
 
 def _eligible_neighbours(fdb: FeatureDB, model_version: str, pool, query_vectors: np.ndarray, k: int, layer: str):
