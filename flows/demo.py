@@ -15,7 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -23,9 +23,11 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 
 from dataengine.config import store_config
 from detectors.config import FinetuneConfig, TrainConfig
+from fdb import StoreConfig
 from mining.config import MiningConfig
 from mining.errors import ERROR_TYPES
 from mining.report import errors_markdown, map_markdown, test_verdict_markdown, verdict_markdown
+from mining.selection import MiningSummary
 from tasks import (
     batch_labels,
     compare_arms,
@@ -64,6 +66,31 @@ QUICK = {**FULL, **dict(train=60, val=40, pool=80, test=40, preset="small", seed
 QUERY_TYPES = ["fp_background", "fp_wrong_class"]
 
 
+@dataclass(frozen=True)
+class DemoFolders:
+    """Where one configuration's run keeps its scenes, models, exports and reports."""
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "synthetic"
+
+    @property
+    def annotations(self) -> Path:
+        return self.data / "annotations"
+
+    @property
+    def images(self) -> str:
+        return str(self.data / "images")
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    def split(self, name: str) -> str:
+        return str(self.annotations / f"{name}.json")
+
+
 # Not log_prints: pycocotools prints its tables, which would flood the run's logs; the steps are logged instead.
 @flow(name="demo")
 def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, root: str | None = None) -> dict:
@@ -72,95 +99,150 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
     sizes = {**(QUICK if quick else FULL), **(sizes or {})}
     say = get_run_logger().info
     start = time.monotonic()
+    store, folders = demo_store(sizes, quick, root)
+    folders.work.mkdir(parents=True, exist_ok=True)
+    say(f"1. synthetic street scenes in {folders.data} (labelled train set from districts "
+        f"{sizes['train_districts']}; markets only in val and pool)")
+    generate_scenes(str(folders.data), sizes, progress)
+    seed = seed_model(store, folders, sizes, progress)
+    uris = detect_pool(store, folders, seed["version"], progress)
+    mined, queried = mine_val_errors(store, folders, seed["version"], sizes, progress)
+    batches = label_batches(store, folders, mined)
+    recipe, comparison = fine_tune_arms(store, folders, seed["path"], batches, mined, queried, sizes, progress)
+    precision = hard_cases({"mined": mined.selected_uris, "random": mined.random_uris, "pool": uris},
+                           folders.split("pool"))
+    minutes = (time.monotonic() - start) / 60
+    report = demo_report(store, folders, seed, mined, queried, recipe, comparison, precision, sizes, len(uris),
+                         minutes)
+    say("7. comparison (bbox/segm mAP, mean ± sd over training seeds):\n" + map_markdown(comparison))
+    say(test_verdict_markdown(comparison) or verdict_markdown(comparison, queried))
+    say("   hard-case precision: " + ", ".join(f"{k} {v['share']:.2f}" for k, v in precision.items()))
+    say(f"report: {report['html']}\n        {report['markdown']}")
+    say(f"demo finished in {minutes:.1f} min")
+    return {"report": report["html"], "markdown": report["markdown"], "json": report["json"],
+            "database": store.db_name,
+            "minutes": minutes, "hard_case_precision": precision, "queries": mined.queries,
+            "seed_checkpoint": seed["path"], "mined_uris": mined.selected_uris, "pool_json": folders.split("pool")}
+
+
+def demo_store(sizes: dict, quick: bool, root: str | None) -> tuple[StoreConfig, DemoFolders]:
+    """The run's database and folders: one of each per configuration, so a re-run resumes (data, seed model) and a
+    changed one starts clean."""
+    say = get_run_logger().info
     store = store_config()
     say(f"feature database: {store.uri or 'embedded mongod under ' + store.home}")
-    # One folder per configuration, so a re-run resumes (data, seed model) and a changed one starts clean.
     tag = hashlib.sha256(json.dumps(sizes, sort_keys=True).encode()).hexdigest()[:8]
     name = f"{'quick' if quick else 'full'}-{tag}"
-    root = Path(root) if root else Path(store.home) / "demo" / name
+    folders = DemoFolders(Path(root) if root else Path(store.home) / "demo" / name)
     # A database of its own per configuration: another configuration draws the same scenes (the same bytes), which
     # the store would take for copies of images an earlier run already detected, exported and labelled, and the
     # result would depend on what ran before. A re-run of the same configuration resumes in it.
     store = replace(store, db_name=f"{store.db_name}-demo-{name}")
     say(f"   this run's database: '{store.db_name}' (browse it: DATAENGINE_DB={store.db_name} dataengine ui)")
-    data_dir, work = root / "synthetic", root / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    annotations, images = data_dir / "annotations", str(data_dir / "images")
-    say(f"1. synthetic street scenes in {data_dir} (labelled train set from districts {sizes['train_districts']}; "
-        f"markets only in val and pool)")
-    generate_scenes(str(data_dir), sizes, progress)
+    return store, folders
 
+
+def seed_model(store: StoreConfig, folders: DemoFolders, sizes: dict, progress: bool) -> dict:
+    """Step 2: the seed Mask R-CNN on the labelled train split, checked on val as it trains when the sizes ask."""
+    say = get_run_logger().info
     preset = sizes.get("preset", "small")
     seed_train = TrainConfig(steps=sizes["seed_steps"], patience=sizes.get("seed_patience"),
                              check_every=sizes.get("seed_check_every", TrainConfig.check_every))
     say(f"2. the seed Mask R-CNN ({preset} preset) on the labelled train split, {seed_train.steps} steps"
         + (f", checked on val every {seed_train.check_every} steps: the best check is kept, and training stops "
            f"after {seed_train.patience} checks without a gain" if seed_train.patience else ""))
-    seed = train_seed(store, str(data_dir), str(work / f"seed-{preset}-{seed_train.steps}.pt"), seed_train,
-                      progress=progress, preset=preset, min_size=min(sizes["height"], 240),
+    seed = train_seed(store, str(folders.data), str(folders.work / f"seed-{preset}-{seed_train.steps}.pt"),
+                      seed_train, progress=progress, preset=preset, min_size=min(sizes["height"], 240),
                       max_size=min(sizes["width"], 320))
     say(f"   {seed['version']}: {seed['summary']}; started from {seed['started_from']}")
+    return seed
 
-    pool_json = annotations / "pool.json"
-    # In the file's order: the order images are ingested in is the order the random arm draws from.
-    uris = [str((data_dir / "images" / im["file_name"]).resolve())
-            for im in json.loads(pool_json.read_text())["images"]]
+
+def detect_pool(store: StoreConfig, folders: DemoFolders, model_version: str, progress: bool) -> list[str]:
+    """Step 3: the seed over the unlabelled pool with feature taps, into the store; the pool's uris."""
+    say = get_run_logger().info
+    uris = [str((folders.data / "images" / im["file_name"]).resolve())
+            for im in json.loads(Path(folders.split("pool")).read_text())["images"]]
     say(f"3. detecting with feature taps over the unlabelled pool ({len(uris)} images)")
-    say(f"   {detect(store, seed['version'], uris, source='demo', progress=progress)}")
+    say(f"   {detect(store, model_version, uris, source='demo', progress=progress)}")
+    return uris
 
+
+def mine_val_errors(store: StoreConfig, folders: DemoFolders, model_version: str, sizes: dict,
+                    progress: bool) -> tuple[MiningSummary, list[str]]:
+    """Step 4: the seed's errors on val as queries, the mined batch and the random one beside it; with the error
+    types queried (every type when the seed made none of the usual false positives)."""
+    say = get_run_logger().info
     say(f"4. mining: errors on the val images as queries, k={sizes['k']}, budget {sizes['budget']}")
-    val_json = str(annotations / "val.json")
-    detect_labelled(store, seed["version"], val_json, images, progress=progress)
-    queried = QUERY_TYPES
+    val_json = folders.split("val")
+    detect_labelled(store, model_version, val_json, folders.images, progress=progress)
     # The mined arm's strategy (`mining.strategies`); the random arm is drawn beside it either way.
     mining = MiningConfig(strategy=sizes.get("strategy", "errors"), k=sizes["k"], budget=sizes["budget"],
-                          types=queried)
-    mined = mine(store, seed["version"], val_json, images, mining)
+                          types=QUERY_TYPES)
+    queried = QUERY_TYPES
+    mined = mine(store, model_version, val_json, folders.images, mining)
     if not mined.queries:  # a seed without false positives: mine with every error instead
-        queried = None
-        mined = mine(store, seed["version"], val_json, images, replace(mining, types=None))
+        queried = list(ERROR_TYPES)
+        mined = mine(store, model_version, val_json, folders.images, replace(mining, types=None))
     say("   " + mined.error_table.replace("\n", "\n   "))
     say(f"   {mined.queries} queries -> {mined.selected} images by the {mining.strategy} strategy; random arm "
         f"{len(mined.random_uris)}")
+    return mined, queried
 
+
+def label_batches(store: StoreConfig, folders: DemoFolders, mined: MiningSummary) -> dict:
+    """Step 5: both batches exported (CVAT + COCO), labelled by the oracle, the labels imported; arm -> (COCO
+    images, annotations)."""
+    say = get_run_logger().info
     say("5. export both batches (CVAT + COCO), the oracle labels them, import the labels")
     batches = {}
     for arm, selection_id in (("mined", mined.selection_id), ("random", mined.random_selection_id)):
-        exported = export(store, selection_id, str(work / "exports"))
-        labels = oracle_label_batch(exported.location, str(pool_json), str(work / f"labels_{arm}.json"))
+        exported = export(store, selection_id, str(folders.work / "exports"))
+        labels = oracle_label_batch(exported.location, folders.split("pool"),
+                                    str(folders.work / f"labels_{arm}.json"))
         import_batch_labels(store, labels, exported.batch_id, skip_if_labelled=True)
-        batches[arm] = batch_labels(store, exported.batch_id, images)
+        batches[arm] = batch_labels(store, exported.batch_id, folders.images)
         say(f"   {arm}: batch {exported.batch_id} ({exported.images} images) "
             f"-> {len(batches[arm][1])} labelled objects")
+    return batches
 
+
+def fine_tune_arms(store: StoreConfig, folders: DemoFolders, seed_checkpoint: str, batches: dict,
+                   mined: MiningSummary, queried: list[str], sizes: dict, progress: bool):
+    """Step 6: the mined, random and control arms fine-tuned from the seed and scored; the recipe and the
+    comparison."""
     recipe = replace(RECIPE, steps=sizes["arm_steps"], lr=sizes["lr"], oversample=sizes["oversample"],
                      hard_negatives=sizes["hard_negatives"], seeds=tuple(sizes["seeds"]),
                      control_seeds=sizes.get("control_seeds"), workers=sizes.get("workers", 1))
-    say(f"6. fine-tuning three arms from the seed (mined, random, control), {recipe.steps} steps each, "
+    get_run_logger().info(
+        f"6. fine-tuning three arms from the seed (mined, random, control), {recipe.steps} steps each, "
         f"training seeds {list(recipe.seeds)} (control {list(recipe.seeds_of('control'))}), "
         f"{recipe.workers} at once; new images drawn {recipe.oversample:g}x as often, hard negatives "
         f"{recipe.hard_negatives:.0%} of the background quota")
     query_ids = mined.query_coco_ids
-    (work / "query_images.json").write_text(json.dumps(query_ids))  # the query subset, for later comparisons
+    (folders.work / "query_images.json").write_text(json.dumps(query_ids))  # the query subset, for later
     # The arms are reported on the test split, which fed nothing: val chose the queries (and would choose the gate).
-    test_json = str(annotations / "test.json") if sizes.get("test") else None
-    comparison = compare_arms(store, seed["path"], str(annotations / "train.json"), val_json, images, batches,
-                              query_ids, str(work / "arms"), recipe, progress=progress, test_json=test_json,
-                              queried_types=queried or list(ERROR_TYPES))
+    test_json = folders.split("test") if sizes.get("test") else None
+    comparison = compare_arms(store, seed_checkpoint, folders.split("train"), folders.split("val"), folders.images,
+                              batches, query_ids, str(folders.work / "arms"), recipe, progress=progress,
+                              test_json=test_json, queried_types=queried)
+    return recipe, comparison
 
-    precision = hard_cases({"mined": mined.selected_uris, "random": mined.random_uris, "pool": uris},
-                           str(pool_json))
-    minutes = (time.monotonic() - start) / 60
+
+def demo_report(store: StoreConfig, folders: DemoFolders, seed: dict, mined: MiningSummary, queried: list[str],
+                recipe, comparison, precision: dict, sizes: dict, pool_images: int, minutes: float) -> dict:
+    """The report's files (Markdown, HTML, JSON, plots), with the run's facts, and the same tables as Prefect
+    artifacts."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    train_images = len(json.loads((annotations / "train.json").read_text())["images"])
+    train_images = len(json.loads(Path(folders.split("train")).read_text())["images"])
     report = write_comparison_report(
-        comparison, str(root / "reports" / stamp), "gaze data engine demo: mined vs random vs control", {
+        comparison, str(folders.root / "reports" / stamp), "gaze data engine demo: mined vs random vs control", {
             "seed model": seed["version"], "seed model started from": seed["started_from"],
             "labelled train images": f"{train_images} (districts {sizes['train_districts']})",
             "val images (queries)": sizes["val"],
             f"{comparison.evaluated_on} images (reported on)": len(comparison.subsets["superset"]),
-            "pool images": len(uris), "budget": sizes["budget"],
-            "k": sizes["k"], "queried error types": ", ".join(queried or ["all"]),
+            "pool images": pool_images, "budget": sizes["budget"],
+            "k": sizes["k"], "queried error types": ", ".join(queried if queried != list(ERROR_TYPES) else ["all"]),
             "suspected label errors on val": ", ".join(f"{n} {k}" for k, n in mined.label_errors.items() if n)
                                              or "none",
             "errors left out of the queries as label errors": sum(mined.left_out.values()),
@@ -170,18 +252,10 @@ def demo(quick: bool = False, progress: bool = True, sizes: dict | None = None, 
             "hard-negative share": recipe.hard_negatives,
             "selection": mined.selection_id, "random selection": mined.random_selection_id,
             "wall time (min)": round(minutes, 1)},
-        montage=mined.montage, hard_case_precision=precision, queried_types=queried or list(ERROR_TYPES),
+        montage=mined.montage, hard_case_precision=precision, queried_types=queried,
         store=store, model_version=seed["version"])
-    publish_artifacts(comparison, precision, queried or list(ERROR_TYPES), report)
-    say("7. comparison (bbox/segm mAP, mean ± sd over training seeds):\n" + map_markdown(comparison))
-    say(test_verdict_markdown(comparison) or verdict_markdown(comparison, queried or list(ERROR_TYPES)))
-    say("   hard-case precision: " + ", ".join(f"{k} {v['share']:.2f}" for k, v in precision.items()))
-    say(f"report: {report['html']}\n        {report['markdown']}")
-    say(f"demo finished in {minutes:.1f} min")
-    return {"report": report["html"], "markdown": report["markdown"], "json": report["json"],
-            "database": store.db_name,
-            "minutes": minutes, "hard_case_precision": precision, "queries": mined.queries,
-            "seed_checkpoint": seed["path"], "mined_uris": mined.selected_uris, "pool_json": str(pool_json)}
+    publish_artifacts(comparison, precision, queried, report)
+    return report
 
 
 def publish_artifacts(comparison, precision: dict, queried: list[str], report: dict) -> None:
