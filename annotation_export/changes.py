@@ -9,29 +9,21 @@ labelling work the model saved the team.
 
 from __future__ import annotations
 
-import numpy as np
-from pycocotools import mask as mask_utils
-
 from fdb import FeatureDB
 from fdb import detections as detection_store
 from fdb import exports as export_store
 from fdb import labels as label_store
+from records.boxes import box_ious
 
 MATCH_IOU = 0.5
 MOVED_BELOW_IOU = 0.95
 KINDS = ("kept", "moved", "relabelled", "removed", "added")
 
 
-def _box_iou(a: list, b: list) -> np.ndarray:
-    if not a or not b:
-        return np.zeros((len(a), len(b)))
-    return np.asarray(mask_utils.iou([list(x) for x in a], [list(x) for x in b], [0] * len(b)))
-
-
 def label_changes(before: list[dict], after: list[dict]) -> dict[str, int]:
     """What the annotators changed on one image (`bbox`, `category_id` per label): labels kept, moved,
     relabelled, removed and added."""
-    iou = _box_iou([a["bbox"] for a in before], [a["bbox"] for a in after])
+    iou = box_ious([a["bbox"] for a in before], [a["bbox"] for a in after])
     pairs = sorted(((iou[i, j], i, j) for i in range(len(before)) for j in range(len(after))
                     if iou[i, j] >= MATCH_IOU), reverse=True)
     used_b, used_a, out = set(), set(), dict.fromkeys(KINDS, 0)

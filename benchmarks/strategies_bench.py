@@ -68,11 +68,13 @@ def run_part(hard_share: float, draw: int, rounds: int, home: str, smoke: bool =
     from flows.loop import loop  # noqa: PLC0415
 
     sizes = {**(SMOKE if smoke else SIZES), "hard_share": hard_share, "data_seed": draw}
-    recipe = FinetuneConfig(steps=1 if smoke else FULL["arm_steps"], lr=FULL["lr"], seeds=(0, 1))
+    # The candidate's two training seeds side by side, as the demo's arms run (`jobs.parallel`).
+    recipe = FinetuneConfig(steps=1 if smoke else FULL["arm_steps"], lr=FULL["lr"], seeds=(0, 1),
+                            workers=FULL["workers"])
     start = time.monotonic()
     result = loop(rounds=rounds, engines=ENGINES, sizes=sizes, recipe=recipe, progress=False)
     part = {"hard_share": hard_share, "draw": draw, "rounds": rounds, "sizes": sizes,
-            "recipe": {"steps": recipe.steps, "lr": recipe.lr, "seeds": list(recipe.seeds)},
+            "recipe": {"steps": recipe.steps, "lr": recipe.lr, "seeds": list(recipe.seeds), "workers": recipe.workers},
             "minutes": round((time.monotonic() - start) / 60, 1), "machine": platform.node(), "cpus": os.cpu_count(),
             "date": time.strftime("%Y-%m-%d"), "curves": curves(result, sizes["train"])}
     out = part_path(hard_share, draw) if not smoke else Path(home) / "smoke.json"

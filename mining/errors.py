@@ -23,7 +23,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -33,16 +32,14 @@ from fdb import errors as error_store
 from fdb import images as image_store
 from mining.config import MatchConfig
 from records import ERROR_TYPES, FP_TYPES, Detection, ModelError
+from records.boxes import box_ious
 from records.coco import CocoSet
 
 __all__ = ["ERROR_TYPES", "ErrorCost", "ErrorCounter", "cost_key", "ErrorReport", "MatchConfig", "find_errors", "type_image_errors"]
 
 
 def _ious(dets: list[Detection], gts: list[dict]) -> np.ndarray:
-    if not dets or not gts:
-        return np.zeros((len(dets), len(gts)))
-    return np.asarray(mask_utils.iou([list(d.bbox) for d in dets], [g["bbox"] for g in gts],
-                                     [int(g.get("iscrowd", 0)) for g in gts]))
+    return box_ious([d.bbox for d in dets], [g["bbox"] for g in gts], [bool(g.get("iscrowd", 0)) for g in gts])
 
 
 def type_image_errors(detections: list[Detection], ground_truth: list[dict], params: MatchConfig) -> list[ModelError]:

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from fdb import FeatureDB
 from fdb import detections as detection_store
@@ -48,7 +47,9 @@ from fdb import label_errors as suspect_store
 from fdb import labels as label_store
 from fdb import models as model_store
 from mining.config import LabelErrorConfig, MatchConfig
+from mining.matching import match_confident
 from records import BOX_LAYER, LABEL_ERROR_TYPES, Detection, LabelSuspect, ModelError
+from records.boxes import box_ious
 from records.coco import CocoSet, load_coco
 
 __all__ = ["LABEL_ERROR_TYPES", "LabelErrorConfig", "LabelErrorReport", "explained_errors", "find_label_errors",
@@ -57,32 +58,6 @@ __all__ = ["LABEL_ERROR_TYPES", "LabelErrorConfig", "LabelErrorReport", "explain
 
 def _key(det: Detection):
     return det.id if det.id is not None else det.rank
-
-
-def _ious(boxes_a: list, boxes_b: list) -> np.ndarray:
-    if not boxes_a or not boxes_b:
-        return np.zeros((len(boxes_a), len(boxes_b)))
-    return np.asarray(mask_utils.iou([list(b) for b in boxes_a], [list(b) for b in boxes_b], [0] * len(boxes_b)))
-
-
-def match_confident(detections: list[Detection], ground_truth: list[dict], min_score: float,
-                    iou_threshold: float) -> tuple[list[Detection], list[dict], np.ndarray, dict[int, int]]:
-    """(confident detections by score, non-crowd labels, their IoUs, detection index -> matched label index):
-    COCOeval's greedy matching of each confident detection to the best free label of its class."""
-    dets = sorted((d for d in detections if d.score >= min_score), key=lambda d: -d.score)
-    gts = [g for g in ground_truth if not g.get("iscrowd", 0)]
-    iou = _ious([d.bbox for d in dets], [g["bbox"] for g in gts])
-    taken: dict[int, int] = {}
-    matched: dict[int, int] = {}
-    for i, det in enumerate(dets):
-        best, best_iou = None, iou_threshold
-        for j, g in enumerate(gts):
-            if j not in taken and g["category_id"] == det.category_id and iou[i, j] >= best_iou:
-                best, best_iou = j, iou[i, j]
-        if best is not None:
-            taken[best] = i
-            matched[i] = best
-    return dets, gts, iou, matched
 
 
 def suspect_image_labels(detections: list[Detection], ground_truth: list[dict],
@@ -170,7 +145,7 @@ def _suspect_unsupported_labels(detections: list[Detection], gts: list[dict], cl
     supports (every kept detection counts, whatever its score)."""
     suspects = []
     every = sorted(detections, key=lambda d: -d.score)
-    all_iou = _ious([d.bbox for d in every], [g["bbox"] for g in gts])
+    all_iou = box_ious([d.bbox for d in every], [g["bbox"] for g in gts])
     for j, g in enumerate(gts):
         if j in claimed or j in accused:
             continue

@@ -113,9 +113,11 @@ def test_verdict_markdown(comparison: Comparison) -> str:
                       f"{d['min_detectable_difference']:.3f}")
             lines.append(f"- {pair.replace('-', ' − ')}, {ROW_NAMES[key]}: {d['difference']:+.3f} ({judged}).")
     for key, g in summary.get("control_gain", {}).items():
+        noise = (f"sd of a training run {g['sd']:.3f}, pooled over the {g.get('runs_pooled', 0)} fine-tuned runs"
+                 if "runs_pooled" in g else f"sd over training seeds {g['sd']:.3f}") if g["sd"] is not None else ""
         said = ("one training seed, no noise estimate" if g["within_2_sd"] is None else
-                f"sd over training seeds {g['sd']:.3f}: within 2 sd of zero, the seed model is at its plateau"
-                if g["within_2_sd"] else f"sd over training seeds {g['sd']:.3f}: beyond 2 sd, the seed model had "
+                f"{noise}: within 2 sd of zero, the seed model is at its plateau"
+                if g["within_2_sd"] else f"{noise}: beyond 2 sd, the seed model had "
                 "not plateaued, so part of every arm's gain is more training")
         lines.append(f"- control − seed model, {ROW_NAMES[key]}: {g['gain']:+.3f} ({said}).")
     return "\n".join(lines)

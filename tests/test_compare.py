@@ -141,7 +141,8 @@ def test_arm_runs_in_worker_processes_give_the_numbers_of_runs_one_after_another
     finally:
         torch.set_num_threads(threads)
     one, two = outcome[1], outcome[2]
-    assert [r["seed"] for r in two.arms["mined"].runs] == [0, 1] and [r["seed"] for r in two.arms["control"].runs] == [3]
+    assert [r["seed"] for r in two.arms["mined"].runs] == [0, 1]
+    assert [r["seed"] for r in two.arms["control"].runs] == [3]
     for name in ("mined", "random", "control"):
         strip = [{k: v for k, v in r.items() if k != "seconds"} for r in one.arms[name].runs]
         assert [{k: v for k, v in r.items() if k != "seconds"} for r in two.arms[name].runs] == strip

@@ -115,3 +115,29 @@ def test_the_minimum_detectable_difference_is_twice_the_sd_of_the_difference():
     assert said["difference"] == pytest.approx(0.03) and said["beyond_noise"] is True
     assert compare([0.7], [0.6]) == {"difference": pytest.approx(0.1), "sd": None, "min_detectable_difference": None,
                                      "beyond_noise": None}
+
+
+def test_the_control_gain_is_judged_against_the_noise_of_a_training_run_pooled_over_the_arms():
+    from mining.compare import ArmResult, Comparison
+    from mining.evaluation import pooled_sd, summarise
+
+    assert pooled_sd([[1.0, 2.0, 3.0], [2.0, 2.0], [5.0]]) == (pytest.approx(math.sqrt(2 / 3)), 5)
+    assert math.isnan(pooled_sd([[1.0], [2.0]])[0])
+
+    def arm(name, maps):
+        return ArmResult(name, 0, 1, 0.0, {}, {}, runs=[{"seed": i, "mAP": {"superset": {"bbox": m}}}
+                                                         for i, m in enumerate(maps)])
+
+    comparison = Comparison({"superset": [1, 2]}, evaluated_on="test")
+    comparison.arms["before"] = ArmResult("before", 0, 0, 0.0, {"superset": {"bbox": {"mAP": 0.850}}}, {})
+    comparison.arms["mined"] = arm("mined", [0.845, 0.850, 0.855])
+    comparison.arms["random"] = arm("random", [0.848, 0.852, 0.850])
+    # Two control seeds that happen to agree: their own sd (0.0001) would call a 0.002 gain beyond noise.
+    comparison.arms["control"] = arm("control", [0.8520, 0.8521])
+    gain = summarise(comparison)["control_gain"]["superset_bbox_map"]
+    assert gain["control_sd"] == pytest.approx(0.0000707, abs=1e-6) and gain["runs_pooled"] == 8
+    assert gain["sd"] == pytest.approx(pooled_sd([[0.845, 0.850, 0.855], [0.848, 0.852, 0.850], [0.8520, 0.8521]])[0])
+    assert gain["gain"] == pytest.approx(0.00205) and gain["within_2_sd"] is True
+    # A gain well beyond a training run's noise is still called: the seed had not plateaued.
+    comparison.arms["control"] = arm("control", [0.870, 0.871])
+    assert summarise(comparison)["control_gain"]["superset_bbox_map"]["within_2_sd"] is False
