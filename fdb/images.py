@@ -20,8 +20,8 @@ from PIL import Image, UnidentifiedImageError
 from pymongo import ASCENDING, UpdateOne
 
 from fdb import labels as label_store
-from fdb.selections import decision_count, exported_count, taken_among, taken_image_ids
 from fdb.catalogue import RANDOM_KEY_INDEX
+from fdb.selections import decision_count, exported_count, taken_among, taken_image_ids
 from fdb.store import FeatureDB
 from fdb.vectors import iter_id_batches
 from fdb.writes import WriteReport, bulk_insert, durable, utcnow
