@@ -34,6 +34,7 @@ from fdb import images as image_store
 from fdb import models as model_store
 from fdb import selections as selection_store
 from records import Detection
+from records.hashing import file_sha256
 from storage import read_uri
 from storage import s3 as s3mod
 
@@ -221,7 +222,7 @@ def ship_batch(batch_id: str, target: str, location: str, documents: dict[str, b
         for file_name, uri in images.items():
             _write(root / "images" / file_name, read_uri(uri))
         files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-        digests = {f: hashlib.sha256((root / f).read_bytes()).hexdigest() for f in files}
+        digests = {f: file_sha256(root / f) for f in files}
         marker = (json.dumps({"batch_id": batch_id, "files": digests}, sort_keys=True, indent=1) + "\n").encode()
         if is_s3:
             # A re-export must not look done while its files are being replaced: the marker goes first.

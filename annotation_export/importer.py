@@ -12,7 +12,6 @@ problems are collected and reported together, each naming its record.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -25,6 +24,7 @@ from fdb import FeatureDB
 from fdb import exports as export_store
 from fdb import images as image_store
 from fdb import labels as label_store
+from records.hashing import sha256_hex
 
 BOX_TOLERANCE = 1.0  # pixels: CVAT rounds coordinates, so a box may poke a pixel out
 
@@ -212,7 +212,7 @@ def import_labels(fdb: FeatureDB, path: str | Path, batch_id: str) -> ImportRepo
         raise LabelImportError(str(path), problems)
 
     version = (label_store.latest_version(fdb, batch_id) or 0) + 1
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256_hex(data)
     labelled, n_ann = _labelled_images(records, batch_images, category_of)
     with fdb.transaction() as session:  # one transaction on a replica set; in order, committed last, elsewhere
         label_store.write_version(fdb, batch_id, version, labelled, source=str(path), source_sha256=digest,

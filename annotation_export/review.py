@@ -15,7 +15,6 @@ the reviewed images' annotations are replaced, every other image kept as it was.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from pathlib import Path
@@ -43,19 +42,16 @@ from fdb import images as image_store
 from fdb import label_errors as suspect_store
 from fdb import labels as label_store
 from records.coco import CocoSet
+from records.hashing import file_sha256, sha256_hex
 from storage import s3 as s3mod
 
 MANIFEST_COLUMNS = ["file_name", "uri", "coco_image_id", "suspects", "labelled_set", "labels_version",
                     "model_version", "predictions"]
 
 
-def _sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def review_batch_id(labels_sha256: str, suspect_ids: list) -> str:
     key = "\x1f".join([labels_sha256, *sorted(map(str, suspect_ids))])
-    return "review-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+    return "review-" + sha256_hex(key)[:12]
 
 
 def export_review_batch(fdb: FeatureDB, ground_truth: CocoSet, model_version: str | list[str], target: str | Path,
@@ -63,7 +59,7 @@ def export_review_batch(fdb: FeatureDB, ground_truth: CocoSet, model_version: st
     """Export the images of `ground_truth` with suspected label errors (judged by `model_version`, or by its
     fold models, on this very version of the file, with the judgment `params_key` names when given; recorded in
     fdb) as a review batch under `target` (a folder or s3:// prefix)."""
-    labels_sha = _sha256(ground_truth.path)
+    labels_sha = file_sha256(ground_truth.path)
     suspects = suspect_store.read_suspects(fdb, model_version, labels_version=labels_sha, params_key=params_key)
     if not suspects:
         raise ExportError(f"no suspected label errors of {ground_truth.path} (sha256 {labels_sha[:12]}) judged "
@@ -214,7 +210,7 @@ def apply_review(fdb: FeatureDB, batch_id: str) -> dict:
     coco["annotations"] = sorted(kept + new, key=lambda a: (a["image_id"], a["id"]))
     data = (json.dumps(coco, indent=1) + "\n").encode()
     versions = labelled_sets.versions(fdb, reviewed)
-    sha = hashlib.sha256(data).hexdigest()
+    sha = sha256_hex(data)
     same = next((v for v in versions if v["sha256"] == sha), None)
     if same is not None:
         return same

@@ -16,7 +16,6 @@ image held out once is never trained on by any later round either.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 
@@ -25,6 +24,7 @@ import torch
 from detectors.evaluate import CocoEvaluator, dataset_labels
 from detectors.inference import run_inference
 from records.coco import CocoSet
+from records.hashing import sha256_hex
 
 
 def holdout_ids(coco: CocoSet, share: float, among: set[str] | None = None) -> list[int]:
@@ -34,7 +34,7 @@ def holdout_ids(coco: CocoSet, share: float, among: set[str] | None = None) -> l
     eligible = [i for i in coco.images if among is None or coco.images[i]["file_name"] in among]
     if share <= 0 or len(eligible) < 2:
         return []
-    ranked = sorted(eligible, key=lambda i: hashlib.sha256(coco.images[i]["file_name"].encode()).hexdigest())
+    ranked = sorted(eligible, key=lambda i: sha256_hex(coco.images[i]["file_name"]))
     count = min(len(ranked) - 1, max(1, round(share * len(ranked))))
     return sorted(ranked[:count])
 

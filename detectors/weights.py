@@ -14,13 +14,13 @@ statistics). `packaged_mobilenet_v2()` finds that file without importing the pac
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+from records.hashing import file_sha256
 
 # Prefixes a state dict's names carry in the files users bring: torchvision's ImageNet classifiers
 # (`features.`), a detector's backbone (`backbone.body.`), DataParallel (`module.`).
@@ -45,14 +45,6 @@ class LoadedWeights:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -115,7 +107,7 @@ def load_backbone(module: nn.Module, path: str | Path, what: str) -> LoadedWeigh
                 f"{path} does not fit {what} (matched by {matched_by}): the file's {file_key} is "
                 f"{tuple(file_state[file_key].shape)}, the model's {model_key} is {tuple(target[model_key].shape)}")
     module.load_state_dict({model_key: file_state[file_key] for file_key, model_key in pairs}, strict=False)
-    return LoadedWeights(str(path), sha256_of(path), "backbone", matched_by, len(pairs))
+    return LoadedWeights(str(path), file_sha256(path), "backbone", matched_by, len(pairs))
 
 
 def load_detector(model: nn.Module, path: str | Path, what: str) -> LoadedWeights:
@@ -138,7 +130,7 @@ def load_detector(model: nn.Module, path: str | Path, what: str) -> LoadedWeight
     loaded = {k: names[k] for k in target if k in names and names[k].shape == target[k].shape}
     skipped = sorted(k for k in target if k in names and k not in loaded)
     model.load_state_dict(loaded, strict=False)
-    return LoadedWeights(str(path), sha256_of(path), "detector", "name", len(loaded), skipped)
+    return LoadedWeights(str(path), file_sha256(path), "detector", "name", len(loaded), skipped)
 
 
 def _strip_module(names: list[str]) -> list[str]:

@@ -25,6 +25,7 @@ from fdb.selections import decision_count, exported_count, taken_among, taken_im
 from fdb.store import FeatureDB
 from fdb.vectors import iter_id_batches
 from fdb.writes import WriteReport, bulk_insert, durable, utcnow
+from records.hashing import sha256_hex
 from storage import read_uri, the_files_fault
 
 
@@ -79,7 +80,7 @@ def inspect_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageInfo:
         raise UnreadableImage(f"corrupt image: {type(exc).__name__}: {exc}") from None
     if width == 0 or height == 0:
         raise UnreadableImage(f"empty image ({width}x{height})")
-    return ImageInfo(hashlib.sha256(data).hexdigest(), width, height)
+    return ImageInfo(sha256_hex(data), width, height)
 
 
 @dataclass

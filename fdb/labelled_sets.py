@@ -7,19 +7,15 @@ Evaluation, mining and retraining ask `newest_path` for the file to read."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from fdb.store import FeatureDB
 from fdb.writes import durable, utcnow
+from records.hashing import file_sha256
 
 
 def set_name(path: str | Path) -> str:
     return str(Path(path).resolve())
-
-
-def _sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def versions(fdb: FeatureDB, path: str | Path) -> list[dict]:
@@ -53,11 +49,11 @@ def add_version(fdb: FeatureDB, base: str | Path, new_file: str | Path, source: 
     name = found[0]["set"] if found else set_name(base)
     now = utcnow()
     if not found:
-        first = {"_id": f"{name}#1", "set": name, "version": 1, "path": set_name(base), "sha256": _sha256(base),
+        first = {"_id": f"{name}#1", "set": name, "version": 1, "path": set_name(base), "sha256": file_sha256(base),
                  "source": "original", "changes": {}, "created_at": now}
         durable(fdb.labelled_sets).update_one({"_id": first["_id"]}, {"$setOnInsert": first}, upsert=True)
         found = [first]
-    new_path, new_sha = set_name(new_file), _sha256(new_file)
+    new_path, new_sha = set_name(new_file), file_sha256(new_file)
     for doc in found:
         if doc["sha256"] == new_sha and doc["path"] == new_path:
             return doc

@@ -12,7 +12,6 @@ tables as Prefect artifacts. It runs as a Prefect flow; each step is a task.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import time
 from dataclasses import dataclass, replace
@@ -39,6 +38,7 @@ from tasks import (
     write_comparison_report,
 )
 from tasks.demo import generate_scenes, hard_cases, oracle_label_batch, train_seed
+from records.hashing import json_key
 
 # The seed's labelled drives covered the suburbs (districts 0-3); the market districts, full of sign-like logos,
 # balloons and bins, appear only in the val set and the unlabelled pool. Each arm is fine-tuned with two training
@@ -131,7 +131,7 @@ def demo_store(sizes: dict, quick: bool, root: str | None) -> tuple[StoreConfig,
     say = get_run_logger().info
     store = store_config()
     say(f"feature database: {store.uri or 'embedded mongod under ' + store.home}")
-    tag = hashlib.sha256(json.dumps(sizes, sort_keys=True).encode()).hexdigest()[:8]
+    tag = json_key(sizes, 8)
     name = f"{'quick' if quick else 'full'}-{tag}"
     folders = DemoFolders(Path(root) if root else Path(store.home) / "demo" / name)
     # A database of its own per configuration: another configuration draws the same scenes (the same bytes), which

@@ -14,7 +14,6 @@ types), and the errors by type.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from mining.gate import served_run
 from mining.strategies import STRATEGIES
 from tasks import detect, detect_labelled, export, import_batch_labels, mine, resolve_model, retrain_candidate
 from tasks.demo import generate_scenes, oracle_label_batch, train_seed
+from records.hashing import json_key
 
 # An engine is a selection strategy by name (`mining.strategies`: errors, uncertainty, diversity, hybrid, random),
 # "mined" (the errors strategy, by its old name) or "none" (no new labels: the no-new-data engine).
@@ -53,7 +53,7 @@ def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None =
     if unknown:
         raise ValueError(f"unknown engines {unknown}; an engine is one of {sorted({*ENGINES, *STRATEGIES})}")
     store = store_config()
-    tag = hashlib.sha256(json.dumps(sizes, sort_keys=True).encode()).hexdigest()[:8]
+    tag = json_key(sizes, 8)
     root = Path(root) if root else Path(store.home) / "loop" / tag
     scenes = _generate(root, sizes, progress)
     history: dict[str, list[dict]] = {}

@@ -7,7 +7,6 @@ they are meant to find. Folds are drawn by a hash of the file name, so the same 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -18,17 +17,18 @@ from fdb import FeatureDB
 from jobs.context import register_checkpoint
 from jobs.detect import detect_images
 from records.coco import CocoSet, load_coco
+from records.hashing import file_sha256, sha256_hex
 
 
 def fold_of(file_name: str, folds: int) -> int:
-    return int(hashlib.sha256(file_name.encode()).hexdigest(), 16) % folds
+    return int(sha256_hex(file_name), 16) % folds
 
 
 def fold_judges_under(home: str | Path, fdb: FeatureDB, labelled: CocoSet, folds: int, train: TrainConfig,
                       preset: str = "small", progress: bool = False) -> list[str]:
     """`fold_models` in a work folder of the data `home` named by the labelled set's bytes and the recipe, so a
     re-run with the same set and recipe reuses the fold models it trained."""
-    digest = hashlib.sha256(Path(labelled.path).read_bytes()).hexdigest()[:12]
+    digest = file_sha256(labelled.path)[:12]
     work = Path(home) / "label_folds" / f"{digest}-{preset}-{train.steps}"
     return fold_models(fdb, labelled, folds, work, train, preset, progress=progress)
 

@@ -12,7 +12,6 @@ switches) and to a report.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -35,6 +34,7 @@ from mining.evaluation import check_batches_apart, check_test_split, report_subs
 from mining.gate import GateDecision, decide, served_run
 from records import ERROR_TYPES
 from records.coco import CocoSet, load_coco
+from records.hashing import file_sha256
 
 DEFAULT_QUERIED = ["fp_background", "fp_wrong_class"]
 
@@ -124,7 +124,7 @@ def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, wor
 
     decision = decide(production_numbers, runs, inputs.types, candidate)
     test_set = None if inputs.test is None else {
-        "set": str(test_json), "sha256": hashlib.sha256(Path(test_json).read_bytes()).hexdigest(),
+        "set": str(test_json), "sha256": file_sha256(test_json),
         "tail_source": tail_source, "serving_threshold": evaluation_config.serving_threshold,
         "images": {k: len(v) for k, v in test_subsets.items()}}
     record_metrics(fdb, eval_json, production_numbers, runs, served, decision, test_set)
@@ -200,7 +200,7 @@ def train_candidate(seed: int, start: str, train_set: CocoSet, weights: list[flo
 def record_metrics(fdb: FeatureDB, eval_json: str, production_numbers: dict, runs: list[dict], served: int,
                    decision: GateDecision, test_set: dict | None) -> None:
     """Production's and the candidate's numbers in the registry, with the evaluation set they were measured on."""
-    evaluation_set = {"set": str(eval_json), "sha256": hashlib.sha256(Path(eval_json).read_bytes()).hexdigest()}
+    evaluation_set = {"set": str(eval_json), "sha256": file_sha256(eval_json)}
     registry.set_metrics(fdb, production_numbers["version"], {
         **evaluation_set, "mAP": production_numbers["mAP"], "errors": production_numbers["errors"],
         "error_cost": production_numbers["error_cost"],

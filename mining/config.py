@@ -3,9 +3,8 @@ parameters and the deployments derive from them."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
+from records.hashing import json_key
 
 
 @dataclass(frozen=True)
@@ -21,7 +20,7 @@ class MatchConfig:
         return asdict(self)
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps([self.as_dict()], sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return json_key([self.as_dict()], 16)
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,7 @@ class LabelErrorConfig:
         return asdict(self)
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps([self.as_dict()], sort_keys=True).encode()).hexdigest()[:16]
+        return json_key([self.as_dict()], 16)
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,6 @@ the training set, k models each trained without one fold judge it ("k_fold", `jo
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +49,7 @@ from mining.matching import match_confident
 from records import BOX_LAYER, LABEL_ERROR_TYPES, Detection, LabelSuspect, ModelError
 from records.boxes import box_ious
 from records.coco import CocoSet, load_coco
+from records.hashing import file_sha256, json_key
 
 __all__ = ["LABEL_ERROR_TYPES", "LabelErrorConfig", "LabelErrorReport", "explained_errors", "find_label_errors",
            "neighbour_agreement", "suspect_image_labels", "trained_on"]
@@ -279,9 +278,8 @@ def find_label_errors(fdb: FeatureDB, model_version: str | list[str], ground_tru
         agreement.update(_agreements(fdb, version, ground_truth,
                                      {c: d for c, d in dets_of.items() if judge_of[c] == version}, config, match))
     names = {c["id"]: c["name"] for c in ground_truth.categories}
-    labels_sha = hashlib.sha256(Path(ground_truth.path).read_bytes()).hexdigest()
-    params_key = hashlib.sha256(json.dumps([config.as_dict(), match.as_dict(), sorted(versions)],
-                                           sort_keys=True).encode()).hexdigest()[:16]
+    labels_sha = file_sha256(ground_truth.path)
+    params_key = json_key([config.as_dict(), match.as_dict(), sorted(versions)], 16)
     found = []
     for cid in judged:
         suspects = suspect_image_labels(dets_of[cid], ground_truth.annotations_by_image[cid], config, match,

@@ -14,7 +14,6 @@ first).
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -32,6 +31,7 @@ from mining.queries import Query, build_queries, chosen_errors
 from mining.strategies import Selection, StrategyContext, select
 from mining.strategies.base import selection_key
 from records.coco import CocoSet
+from records.hashing import file_sha256
 
 
 def mine(fdb: FeatureDB, model_version: str, queries: list[Query], config: MiningConfig = MiningConfig(),
@@ -198,5 +198,5 @@ def pool_state(fdb: FeatureDB, model_version: str, gt_json: str | Path, params: 
     # are left out on purpose: the night's own export must not make the same night look new.
     generation = image_store.pool_generation(fdb, model_version)
     generation.pop("exported")
-    gt_sha = hashlib.sha256(Path(gt_json).read_bytes()).hexdigest()
+    gt_sha = file_sha256(gt_json)
     return "state-" + selection_key(model_version, gt_sha, params, generation)

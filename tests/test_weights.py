@@ -18,7 +18,8 @@ from detectors import model as model_module
 from detectors.checkpoint import load_checkpoint, save_checkpoint
 from detectors.model import build_model, preset_config
 from detectors.synthetic import generate
-from detectors.weights import WeightsMismatchError, load_backbone, packaged_mobilenet_v2, sha256_of
+from detectors.weights import WeightsMismatchError, load_backbone, packaged_mobilenet_v2
+from records.hashing import file_sha256 as sha256_of
 
 CLASSES = ["stop_sign", "speed_sign", "car", "bus"]
 

@@ -8,9 +8,7 @@ a path that came with a request.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
+from records.hashing import json_key
 from storage import read_uri
 
 RENDER_VERSION = 1  # bump when the drawing changes: old cache entries are then never asked for again
@@ -43,7 +42,7 @@ class CropCache:
         content = image.get("sha256") or image["uri"]
         spec = [RENDER_VERSION, content, [round(float(v), 1) for v in focus] if focus else None,
                 [[[round(float(v), 1) for v in b.bbox], b.role, b.label] for b in boxes], int(size)]
-        return hashlib.sha256(json.dumps(spec).encode()).hexdigest()
+        return json_key(spec)
 
     def get(self, image: dict, focus: list[float] | None = None, boxes: list[Box] = (), size: int = 192) -> Path:
         """The cached JPEG of `image` (its fdb record: `uri`, `sha256`) cut around `focus` (the whole image when

@@ -11,8 +11,6 @@ are (`fdb.index.BACKENDS`), so the CLI, the flows, the loop and the nightly choo
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Protocol
@@ -22,6 +20,7 @@ from fdb import selections as selection_store
 from mining.config import MiningConfig
 from mining.queries import Query
 from records import SelectedImage, SelectionInfo
+from records.hashing import json_key
 
 
 @dataclass
@@ -116,7 +115,7 @@ def record_ranking(fdb: FeatureDB, model_version: str, name: str, ranking: Ranki
 
 
 def selection_key(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_key(parts, 16)
 
 
 def reranked(images: list[SelectedImage], start: int = 0) -> list[SelectedImage]:
