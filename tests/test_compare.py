@@ -79,16 +79,22 @@ def test_arms_seeds_and_report(scenes, tmp_path, fdb):
     assert len(saved["arms"]["random"]["runs"]) == 2 and saved["hard_case_precision"]["mined"]["share"] == 0.5
 
 
-def test_arms_reported_on_a_test_split_with_tail_operating_point_and_power(scenes, tmp_path, fdb):
-    from mining.evaluation import LeakyTestSplit, sd_of_difference
-
+def _seed_splits_and_one_image_batches(scenes, tmp_path):
+    """An untrained tiny seed model (saved), the train / val / test splits, and a one-image mined and random batch."""
     torch.manual_seed(0)
     cfg = preset_config("small", [c["name"] for c in CATEGORIES], [c["id"] for c in CATEGORIES], min_size=96,
                         max_size=128, box_score_thresh=0.0)
     seed = save_checkpoint(tmp_path / "seed.pt", build_model(cfg), cfg, "seed-v1", "h")
-    train, val, test = (dataset_split(scenes, s) for s in ("train", "val", "test"))
+    splits = tuple(dataset_split(scenes, s) for s in ("train", "val", "test"))
     pool_json = scenes / "annotations" / "pool.json"
     batches = {"mined": _batch(pool_json, {"pool_00000.png"}), "random": _batch(pool_json, {"pool_00005.png"})}
+    return seed, splits, batches
+
+
+def test_arms_reported_on_a_test_split_with_tail_operating_point_and_power(scenes, tmp_path, fdb):
+    from mining.evaluation import LeakyTestSplit, sd_of_difference
+
+    seed, (train, val, test), batches = _seed_splits_and_one_image_batches(scenes, tmp_path)
     recipe = FinetuneConfig(steps=1, seeds=(0, 1))
     with pytest.raises(LeakyTestSplit, match="fed the queries and the gate"):
         retrain_and_compare(seed, train, batches, val, [], tmp_path / "leak", recipe, progress=False, test=val)
@@ -123,13 +129,7 @@ def test_arms_reported_on_a_test_split_with_tail_operating_point_and_power(scene
 def test_arm_runs_in_worker_processes_give_the_numbers_of_runs_one_after_another(scenes, tmp_path, fdb):
     """Two workers of one thread each against one process of one thread: the same kernels, so the same numbers
     to the last digit, in the same order; the control arm takes its own seeds."""
-    torch.manual_seed(0)
-    cfg = preset_config("small", [c["name"] for c in CATEGORIES], [c["id"] for c in CATEGORIES], min_size=96,
-                        max_size=128, box_score_thresh=0.0)
-    seed = save_checkpoint(tmp_path / "seed.pt", build_model(cfg), cfg, "seed-v1", "h")
-    train, val, test = (dataset_split(scenes, s) for s in ("train", "val", "test"))
-    pool_json = scenes / "annotations" / "pool.json"
-    batches = {"mined": _batch(pool_json, {"pool_00000.png"}), "random": _batch(pool_json, {"pool_00005.png"})}
+    seed, (train, val, test), batches = _seed_splits_and_one_image_batches(scenes, tmp_path)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
