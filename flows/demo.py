@@ -21,12 +21,14 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from dataengine.config import store_config
-from detectors.config import FinetuneConfig, TrainConfig
+from detectors.config import FinetuneConfig
 from fdb import StoreConfig
+from flows.scenes import pool_uris, seed_train_config, train_seed_for
 from mining.config import MiningConfig
 from mining.errors import ERROR_TYPES
 from mining.report import errors_markdown, map_markdown, test_verdict_markdown, verdict_markdown
 from mining.selection import MiningSummary
+from records.hashing import json_key
 from tasks import (
     batch_labels,
     compare_arms,
@@ -37,8 +39,7 @@ from tasks import (
     mine,
     write_comparison_report,
 )
-from tasks.demo import generate_scenes, hard_cases, oracle_label_batch, train_seed
-from records.hashing import json_key
+from tasks.demo import generate_scenes, hard_cases, oracle_label_batch
 
 # The seed's labelled drives covered the suburbs (districts 0-3); the market districts, full of sign-like logos,
 # balloons and bins, appear only in the val set and the unlabelled pool. Each arm is fine-tuned with two training
@@ -146,14 +147,12 @@ def seed_model(store: StoreConfig, folders: DemoFolders, sizes: dict, progress: 
     """Step 2: the seed Mask R-CNN on the labelled train split, checked on val as it trains when the sizes ask."""
     say = get_run_logger().info
     preset = sizes.get("preset", "small")
-    seed_train = TrainConfig(steps=sizes["seed_steps"], patience=sizes.get("seed_patience"),
-                             check_every=sizes.get("seed_check_every", TrainConfig.check_every))
+    seed_train = seed_train_config(sizes)
     say(f"2. the seed Mask R-CNN ({preset} preset) on the labelled train split, {seed_train.steps} steps"
         + (f", checked on val every {seed_train.check_every} steps: the best check is kept, and training stops "
            f"after {seed_train.patience} checks without a gain" if seed_train.patience else ""))
-    seed = train_seed(store, str(folders.data), str(folders.work / f"seed-{preset}-{seed_train.steps}.pt"),
-                      seed_train, progress=progress, preset=preset, min_size=min(sizes["height"], 240),
-                      max_size=min(sizes["width"], 320))
+    seed = train_seed_for(store, folders.data, str(folders.work / f"seed-{preset}-{seed_train.steps}.pt"), sizes,
+                          progress)
     say(f"   {seed['version']}: {seed['summary']}; started from {seed['started_from']}")
     return seed
 
@@ -161,8 +160,7 @@ def seed_model(store: StoreConfig, folders: DemoFolders, sizes: dict, progress: 
 def detect_pool(store: StoreConfig, folders: DemoFolders, model_version: str, progress: bool) -> list[str]:
     """Step 3: the seed over the unlabelled pool with feature taps, into the store; the pool's uris."""
     say = get_run_logger().info
-    uris = [str((folders.data / "images" / im["file_name"]).resolve())
-            for im in json.loads(Path(folders.split("pool")).read_text())["images"]]
+    uris = pool_uris(folders.data)
     say(f"3. detecting with feature taps over the unlabelled pool ({len(uris)} images)")
     say(f"   {detect(store, model_version, uris, source='demo', progress=progress)}")
     return uris

@@ -22,13 +22,14 @@ from prefect import flow, get_run_logger
 
 from annotation_export.export import ExportResult
 from dataengine.config import store_config
-from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
+from detectors.config import DetectConfig, FinetuneConfig
+from flows.scenes import pool_uris, train_seed_for
 from mining.config import MatchConfig, MiningConfig
 from mining.gate import served_run
 from mining.strategies import STRATEGIES
-from tasks import detect, detect_labelled, export, import_batch_labels, mine, resolve_model, retrain_candidate
-from tasks.demo import generate_scenes, oracle_label_batch, train_seed
 from records.hashing import json_key
+from tasks import detect, detect_labelled, export, import_batch_labels, mine, resolve_model, retrain_candidate
+from tasks.demo import generate_scenes, oracle_label_batch
 
 # An engine is a selection strategy by name (`mining.strategies`: errors, uncertainty, diversity, hybrid, random),
 # "mined" (the errors strategy, by its old name) or "none" (no new labels: the no-new-data engine).
@@ -91,9 +92,7 @@ def _generate(root: Path, sizes: dict, progress: bool) -> _Scenes:
     train_json, val_json, pool_json = (str(annotations / f"{s}.json") for s in ("train", "val", "pool"))
     test_json = str(annotations / "test.json") if sizes.get("test") else None
     generate_scenes(str(data_dir), sizes, progress)
-    pool = [str((data_dir / "images" / im["file_name"]).resolve())
-            for im in json.loads(Path(pool_json).read_text())["images"]]
-    return _Scenes(data_dir, images, train_json, val_json, pool_json, test_json, pool)
+    return _Scenes(data_dir, images, train_json, val_json, pool_json, test_json, pool_uris(data_dir))
 
 
 def _run_engine(estore, engine: str, scenes: _Scenes, root: Path, rounds: int, sizes: dict, recipe: FinetuneConfig,
@@ -102,11 +101,8 @@ def _run_engine(estore, engine: str, scenes: _Scenes, root: Path, rounds: int, s
     """One engine's rounds from the seed model: (its records, round 0 the seed's; the query subset, set by the
     first round that mines when no engine set it before)."""
     preset = sizes.get("preset", "small")
-    seed = train_seed(estore, str(scenes.data_dir), str(root / f"seed-{preset}-{sizes['seed_steps']}.pt"),
-                      TrainConfig(steps=sizes["seed_steps"], patience=sizes.get("seed_patience"),
-                                  check_every=sizes.get("seed_check_every", TrainConfig.check_every)),
-                      progress=progress, preset=preset,
-                      min_size=min(sizes["height"], 240), max_size=min(sizes["width"], 320))
+    seed = train_seed_for(estore, scenes.data_dir, str(root / f"seed-{preset}-{sizes['seed_steps']}.pt"), sizes,
+                          progress)
     records: list[dict] = []
     for round_no in range(1, rounds + 1):
         result, batch, query_subset = _round(estore, engine, round_no, scenes, root, sizes, recipe, detection, match,
