@@ -96,19 +96,13 @@ def merge(parts: list[dict]) -> dict:
 def control_gain(evaluation: dict) -> dict:
     """The control arm's gain over the seed model against the sd of a training run, pooled over every fine-tuned
     arm's seeds (`mining.evaluation.summarise`), recomputed from the part's runs so every part is judged alike."""
-    from mining.evaluation import pooled_sd  # noqa: PLC0415
+    from mining.evaluation import control_gain as judged  # noqa: PLC0415
 
-    arms, out = evaluation["arms"], {}
-    for key in ("superset_bbox_map", "tail_bbox_map"):
-        if key not in arms.get("control", {}) or key not in arms.get("before", {}):
-            continue
-        control = arms["control"][key]["runs"]
-        sd, runs = pooled_sd([a[key]["runs"] for name, a in arms.items() if name != "before" and key in a])
-        gain = statistics.fmean(control) - arms["before"][key]["runs"][0]
-        out[key] = {"gain": gain, "sd": None if math.isnan(sd) else sd,
-                    "control_sd": statistics.stdev(control) if len(control) > 1 else None, "runs_pooled": runs,
-                    "within_2_sd": None if math.isnan(sd) else abs(gain) <= 2 * sd}
-    return out
+    arms = evaluation["arms"]
+    return {key: judged(arms["control"][key]["runs"], arms["before"][key]["runs"][0],
+                        [a[key]["runs"] for name, a in arms.items() if name != "before" and key in a])
+            for key in ("superset_bbox_map", "tail_bbox_map")
+            if key in arms.get("control", {}) and key in arms.get("before", {})}
 
 
 def _verdict(evaluation: dict) -> dict:

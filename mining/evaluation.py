@@ -232,16 +232,22 @@ def summarise(comparison) -> dict:
         for key in ("superset_bbox_map", "tail_bbox_map"):
             control, seed = arm_values(arms["control"], key), arm_values(arms["before"], key)
             if control and seed:
-                mean, control_sd = mean_sd(control)
-                # The noise of one training run is the recipe's, whatever the arm's data: pooled over every
-                # fine-tuned arm's seeds it has several degrees of freedom, where two control seeds have one
-                # (on one draw they agreed to 0.0003, which made a 0.002 gain look beyond noise).
-                sd, runs = pooled_sd([arm_values(arm, key) for name, arm in arms.items() if name != "before"])
-                known = not math.isnan(sd)
-                gain[key] = {"gain": mean - seed[0], "sd": sd if known else None, "control_sd": control_sd,
-                             "runs_pooled": runs, "within_2_sd": abs(mean - seed[0]) <= 2 * sd if known else None}
+                gain[key] = control_gain(control, seed[0], [arm_values(arm, key) for name, arm in arms.items()
+                                                             if name != "before"])
         out["control_gain"] = gain
     return out
+
+
+def control_gain(control: list[float], seed: float, fine_tuned: list[list[float]]) -> dict:
+    """The control arm's gain over the seed model, judged against the sd of one training run pooled over every
+    fine-tuned arm's seeds (`fine_tuned`, the control's among them): the noise of a run is the recipe's, whatever
+    the arm's data, and pooled it has several degrees of freedom where two control seeds have one (on one draw
+    they agreed to 0.0005, which made a 0.002 gain look beyond noise)."""
+    mean, control_sd = mean_sd(control)
+    sd, runs = pooled_sd(fine_tuned)
+    known = not math.isnan(sd)
+    return {"gain": mean - seed, "sd": sd if known else None, "control_sd": control_sd, "runs_pooled": runs,
+            "within_2_sd": abs(mean - seed) <= 2 * sd if known else None}
 
 
 def pooled_sd(groups: list[list[float]]) -> tuple[float, int]:
