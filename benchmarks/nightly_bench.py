@@ -14,9 +14,10 @@ The archive is simulated, the stages are the engine's own functions:
 - **One night**: --night new real PNG files arrive in a new folder; then, timed stage by stage in a fresh process
   (so its peak memory is its own; each stage's peak is measured by resetting the kernel's high-water mark):
   `listing` (tasks.list_new_images: the walk from the mark, and the database asked about the night's files),
-  `ingest` (fdb.images.ingest_images: read, decode and hash each new file, duplicates checked),
   `detect` (jobs.detect.detect_images with the detector replaced by a fixed-cost stub that makes 3 detections
-  and their vectors per image; the stub's own time is subtracted, the rest is writing detections and vectors),
+  and their vectors per image; the stub's own time is subtracted, the rest is ingest (read, decode and hash each
+  new file, duplicates checked: one read and decode shared with the model) and writing detections and vectors;
+  nights measured before 2026-12-04 timed ingest as its own stage, then read and decoded each image again),
   `state` (mining.selection.pool_state), `index` (fdb.pool_index for both layers: load, add the night's vectors,
   save), `mining` (mining.selection.mine with 30 detection-level queries, and the random arm) and `export`
   (annotation_export.export_batch of the selection to a folder).
@@ -151,12 +152,15 @@ def stub_inference(cost_s: float, gen, spent: list):
     from records import Detection  # noqa: PLC0415
 
     def run(model, labels, inputs, consumers, batch_size=4, taps=False, min_score=None, on_unreadable=None,
-            progress=True, desc=""):
+            progress=True, desc="", load_batch=None):
         for consumer in consumers:
             consumer.reset()
         for start in range(0, len(inputs), batch_size):
+            batch = list(inputs[start:start + batch_size])
+            # The detect job's own read, decode and record of each image (ingest), outside the stub's time.
+            loaded = load_batch(batch) if load_batch is not None else batch
             t0 = time.perf_counter()
-            keys = [key for key, _ in inputs[start:start + batch_size]]
+            keys = [key for key, _ in loaded]
             boxes = gen.generate(len(keys) * BOXES_PER_NIGHT_IMAGE, stream=50_000 + start).astype(np.float16)
             images = gen.generate(len(keys), stream=90_000 + start).astype(np.float16)
             outputs = [ImageDetections([Detection(r, [4.0 * r, 4.0, 20.0, 20.0], 0.9 - 0.1 * r, 1, "sign")
@@ -182,7 +186,6 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
     from annotation_export.export import export_batch  # noqa: PLC0415
     from detectors.config import DetectConfig  # noqa: PLC0415
     from fdb import StoreConfig, listings  # noqa: PLC0415
-    from fdb import images as image_store  # noqa: PLC0415
     from fdb import pool_index as pool_index_module  # noqa: PLC0415
     from fdb.index.synthetic import FCLikeGenerator  # noqa: PLC0415
     from fdb.pool_index import pool_index  # noqa: PLC0415
@@ -223,7 +226,6 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
 
     listing = stage("listing", lambda: list_new_images.fn(store, root, "*", MODEL))
     uris = listing.uris
-    stage("ingest", lambda: image_store.ingest_images(fdb, uris, source="nightly"))
     detect_config = DetectConfig(batch_size=8, feature_dtype="float16")  # as the archive's vectors
     report = stage("detect", lambda: detect_module.detect_images(fdb, checkpoint, uris, detect_config,
                                                                  source="nightly", progress=False))

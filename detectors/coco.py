@@ -46,7 +46,11 @@ def annotation_mask(ann: dict, height: int, width: int) -> np.ndarray:
 def load_image(path) -> torch.Tensor:
     """An image (a path or a binary file object) as the detector takes it: float32 (3, H, W) RGB in [0, 1]."""
     with Image.open(path) as pil:
-        rgb = np.array(pil.convert("RGB"))
+        return to_tensor(np.array(pil.convert("RGB")))
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """Decoded (H, W, 3) uint8 RGB pixels as the detector takes them: float32 (3, H, W) in [0, 1]."""
     return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255)
 
 

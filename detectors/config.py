@@ -11,6 +11,9 @@ class DetectConfig:
     """How the detection stage runs over new imagery (its one config)."""
 
     batch_size: int = field(default=4, metadata={"help": "images per forward pass"})
+    commit_every: int = field(default=32, metadata={
+        "help": "images whose detections and features are written, then marked done (a journaled commit point), "
+                "together; a killed run redoes at most this many"})
     min_score: float = field(default=0.25, metadata={
         "help": "detections below this score are not stored (pre-annotations have their own threshold)"})
     feature_dtype: str = field(default="float32", metadata={

@@ -3,14 +3,18 @@
 typer (`mining.errors.ErrorCounter`) each see the same outputs, so the model runs once per image.
 
 The model side writes nothing: images in, typed detections (`records.Detection`) and, with taps, their feature
-vectors out. A consumer is any object with `reset()`, `process(keys, outputs)` and `evaluate()`.
+vectors out. A consumer is any object with `reset()`, `process(keys, outputs)` and `evaluate()`. Reading and
+decoding the next batch overlaps the model's work on this one (`prefetched`).
 """
 
 from __future__ import annotations
 
 import io
+import queue
+import threading
+from contextlib import closing
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +25,9 @@ from detectors.coco import load_image
 from detectors.taps import detect_with_features
 from records import Detection
 from storage import read_uri, the_files_fault
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -98,40 +105,109 @@ def _forward(model, images: list[torch.Tensor], label_map: Labels, taps: bool,
 def run_inference(model, label_map: Labels, inputs: Sequence[tuple[Any, Any]], consumers: Sequence[Consumer],
                   batch_size: int = 4, taps: bool = False, min_score: float | None = None,
                   on_unreadable: Callable[[Any, Exception], None] | None = None, progress: bool = True,
-                  desc: str = "detecting") -> list:
-    """Run `model` once over `inputs` ((key, image) pairs; an image is a path, a uri or a file object) in
-    batches, hand every batch's outputs to each consumer, and return each consumer's `evaluate()`.
+                  desc: str = "detecting", load_batch: Callable[[list], list] | None = None) -> list:
+    """Run `model` once over `inputs` ((key, image) pairs; an image is a path, a uri, a file object or a decoded
+    tensor) in batches, hand every batch's outputs to each consumer, and return each consumer's `evaluate()`.
 
     `taps` adds each detection's FC vector and the image vector (`detectors.taps`); `min_score` drops weaker
     detections (None keeps what the model keeps). An image that cannot be read goes to `on_unreadable` and the
-    pass goes on; without it, the error is raised."""
+    pass goes on; without it, the error is raised.
+
+    The next batch is read and decoded in a thread while the model runs on this one (`prefetched`). `load_batch`
+    replaces that read: it takes a batch of (key, image) pairs and returns the (key, tensor) pairs to run."""
     model.eval()
     for consumer in consumers:
         consumer.reset()
     bar = tqdm(total=len(inputs), desc=desc, unit="img", disable=not progress, leave=False)
-    for start in range(0, len(inputs), batch_size):
-        keys, images = [], []
-        for key, source in inputs[start:start + batch_size]:
-            try:
-                data = io.BytesIO(read_uri(source)) if isinstance(source, str) else source
-            except OSError as exc:
-                # The file's own problem is the caller's to record; a network error (S3) is raised, so the
-                # caller's retry reads it again instead of quarantining a good image.
-                if on_unreadable is None or not the_files_fault(source, exc):
-                    raise
-                on_unreadable(key, exc)
-                continue
-            try:
-                images.append(load_image(data))
-                keys.append(key)
-            except Exception as exc:  # noqa: BLE001 - any decode failure is the caller's to record
-                if on_unreadable is None:
-                    raise
-                on_unreadable(key, exc)
-        if images:
-            outputs = _forward(model, images, label_map, taps, min_score)
-            for consumer in consumers:
-                consumer.process(keys, outputs)
-        bar.update(len(inputs[start:start + batch_size]))
+    batches = [list(inputs[start:start + batch_size]) for start in range(0, len(inputs), batch_size)]
+    load = load_batch or (lambda batch: load_images(batch, on_unreadable))
+
+    def forward(loaded: list) -> None:
+        keys = [key for key, _ in loaded]
+        outputs = _forward(model, [image for _, image in loaded], label_map, taps, min_score)
+        for consumer in consumers:
+            consumer.process(keys, outputs)
+
+    # Images that could not be read (or that `load_batch` leaves out) leave no hole: the model always sees
+    # `batch_size` images but at the end.
+    ready: list = []
+    with closing(prefetched(batches, load)) as loaded_batches:  # closed on an error too: the thread stops
+        for loaded, batch in zip(loaded_batches, batches):
+            ready.extend(loaded)
+            while len(ready) >= batch_size:
+                forward(ready[:batch_size])
+                del ready[:batch_size]
+            bar.update(len(batch))
+    if ready:
+        forward(ready)
     bar.close()
     return [consumer.evaluate() for consumer in consumers]
+
+
+def load_images(batch: list[tuple[Any, Any]], on_unreadable: Callable[[Any, Exception], None] | None = None
+                ) -> list[tuple[Any, torch.Tensor]]:
+    """(key, tensor) for each (key, image) of `batch` that can be read; the others go to `on_unreadable`."""
+    loaded = []
+    for key, source in batch:
+        if isinstance(source, torch.Tensor):
+            loaded.append((key, source))
+            continue
+        try:
+            data = io.BytesIO(read_uri(source)) if isinstance(source, str) else source
+        except OSError as exc:
+            # The file's own problem is the caller's to record; a network error (S3) is raised, so the
+            # caller's retry reads it again instead of quarantining a good image.
+            if on_unreadable is None or not the_files_fault(source, exc):
+                raise
+            on_unreadable(key, exc)
+            continue
+        try:
+            loaded.append((key, load_image(data)))
+        except Exception as exc:  # noqa: BLE001 - any decode failure is the caller's to record
+            if on_unreadable is None:
+                raise
+            on_unreadable(key, exc)
+    return loaded
+
+
+_DONE = object()
+
+
+def prefetched(items: Iterable[T], work: Callable[[T], R], depth: int = 2) -> Iterator[R]:
+    """`work(item)` for each item, in order, computed in a background thread up to `depth` items ahead of the
+    consumer, so reading and decoding images overlaps the model. An exception in `work` is raised to the consumer
+    at that item; a consumer that stops early (or raises) stops the thread after its current item."""
+    results: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry) -> None:
+        while not stop.is_set():
+            try:
+                return results.put(entry, timeout=0.1)
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                put((work(item), None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put((None, exc))
+        finally:
+            put((_DONE, None))
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            value, error = results.get()
+            if error is not None:
+                raise error
+            if value is _DONE:
+                return
+            yield value
+    finally:
+        stop.set()
+        thread.join()

@@ -38,6 +38,7 @@ class UnreadableImage(Exception):
 # bomb, or a mosaic that was never meant for a detector) is quarantined from its header, before any decoding.
 # Pillow's own guard warns from 89 MP and refuses from 179 MP; this limit replaces it here.
 MAX_IMAGE_PIXELS = 100_000_000
+INGEST_CHUNK = 64  # images read and decoded before their records are written
 
 
 @dataclass
@@ -54,9 +55,16 @@ def random_key(content: str) -> float:
     return int.from_bytes(hashlib.blake2b(content.encode(), digest_size=7).digest(), "big") / 256 ** 7
 
 
-def inspect_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageInfo:
+@dataclass
+class DecodedImage:
+    info: ImageInfo
+    rgb: np.ndarray  # (height, width, 3) uint8: what the detector takes (`detectors.coco.to_tensor`)
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> DecodedImage:
     """Decode the whole image (not only its header), so truncated files are caught here, not in the detector.
-    Any failure to decode is an `UnreadableImage` with the reason: one bad file never stops an ingest."""
+    Any failure to decode is an `UnreadableImage` with the reason: one bad file never stops an ingest. The one
+    decode a night makes of an image: its hash and size for the record, its pixels for the detector."""
     if not data:
         raise UnreadableImage("empty file (0 bytes)")
     try:
@@ -68,6 +76,7 @@ def inspect_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageInfo:
                     raise UnreadableImage(f"too large to decode: {width}x{height} = {width * height / 1e6:.0f} MP, "
                                           f"above the engine's limit of {max_pixels / 1e6:.0f} MP")
                 im.load()
+                rgb = np.array(im.convert("RGB"))
     except UnreadableImage:
         raise
     except UnidentifiedImageError:
@@ -80,7 +89,27 @@ def inspect_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageInfo:
         raise UnreadableImage(f"corrupt image: {type(exc).__name__}: {exc}") from None
     if width == 0 or height == 0:
         raise UnreadableImage(f"empty image ({width}x{height})")
-    return ImageInfo(sha256_hex(data), width, height)
+    return DecodedImage(ImageInfo(sha256_hex(data), width, height), rgb)
+
+
+def inspect_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageInfo:
+    """The hash and size of a fully decoded image (`decode_image`), or `UnreadableImage` with the reason."""
+    return decode_image(data, max_pixels).info
+
+
+def read_image(uri: str) -> DecodedImage | str:
+    """Read and decode `uri`: the image, or the reason it cannot be (a quarantine's). A network error that
+    outlived its retries is raised, so the caller's retry reads it again instead of quarantining a good image."""
+    try:
+        data = read_uri(uri)
+    except OSError as exc:
+        if not the_files_fault(uri, exc):
+            raise
+        return f"file not found: {uri}" if isinstance(exc, FileNotFoundError) else str(exc)
+    try:
+        return decode_image(data)
+    except UnreadableImage as exc:
+        return str(exc)
 
 
 @dataclass
@@ -114,23 +143,36 @@ def ingest_images(fdb: FeatureDB, uris: Iterable[str], source: str = "local", sp
     report = IngestReport()
     known = {d["uri"]: d for part in _parts(uris)
              for d in fdb.images.find({"uri": {"$in": part}}, {"uri": 1, "status": 1})}
-    seen: dict[str, str] = {}  # sha256 -> uri, among this call's new images
+    todo = [uri for uri in uris if not settled(known.get(uri))]
+    report.existing += len(uris) - len(todo)
+    seen: dict[str, str] = {}
+    for start in range(0, len(todo), INGEST_CHUNK):  # a chunk's decoded pixels in memory at a time, not a night's
+        register_images(fdb, [(uri, read_image(uri)) for uri in todo[start:start + INGEST_CHUNK]], known, report,
+                        seen, source=source, split=split, labelled=labelled, extra=extra)
+    return report
+
+
+def settled(record: dict | None) -> bool:
+    """Whether an image record is final for ingest: readable, or a duplicate (a quarantined one is read again)."""
+    return record is not None and record["status"] in ("ok", "duplicate")
+
+
+def register_images(fdb: FeatureDB, read: Sequence[tuple[str, DecodedImage | str]], known: dict[str, dict],
+                    report: IngestReport, seen: dict[str, str], source: str = "local", split: str = "pool",
+                    labelled: bool = False, extra: dict | None = None) -> None:
+    """Record images that were read (`read_image`: the image, or why it cannot be read) and are not `settled`
+    in `known` (uri -> record): new ones inserted, quarantined ones updated in place. `seen` (sha256 -> uri)
+    carries this ingest's new images from one call to the next, so a copy later in the same night is a duplicate."""
     docs = []
-    for uri in uris:
+    for uri, image in read:
         previous = known.get(uri)
-        if previous and previous["status"] in ("ok", "duplicate"):
-            report.existing += 1
-            continue
-        try:
-            info = inspect_image(read_uri(uri))
+        if isinstance(image, DecodedImage):
+            info = image.info
             fields = {"sha256": info.sha256, "width": info.width, "height": info.height, "status": "ok",
                       "reason": None, "random_key": random_key(info.sha256)}
-        except (UnreadableImage, OSError) as exc:
-            if isinstance(exc, OSError) and not the_files_fault(uri, exc):
-                raise
-            reason = f"file not found: {uri}" if isinstance(exc, FileNotFoundError) else str(exc)
-            fields = {"sha256": None, "width": None, "height": None, "status": "quarantined", "reason": reason}
-            report.quarantined.append((uri, reason))
+        else:
+            fields = {"sha256": None, "width": None, "height": None, "status": "quarantined", "reason": image}
+            report.quarantined.append((uri, image))
         if fields["status"] == "ok" and split == "pool" and not labelled:
             original = _same_bytes(fdb, fields["sha256"], uri, seen)
             if original is not None:
@@ -146,10 +188,10 @@ def ingest_images(fdb: FeatureDB, uris: Iterable[str], source: str = "local", sp
             continue
         docs.append({"uri": uri, **fields, "source": source, "split": split, "labelled": labelled,
                      "ingested_at": utcnow(), "processed_by": [], **(extra or {})})
-    report.write = bulk_insert(fdb.images, docs)
-    report.new = report.write.inserted
-    report.existing += report.write.existing
-    return report
+    written = bulk_insert(fdb.images, docs)
+    report.write += written
+    report.new += written.inserted
+    report.existing += written.existing
 
 
 def _same_bytes(fdb: FeatureDB, sha256: str, uri: str, seen: dict[str, str]) -> dict | None:
@@ -180,13 +222,6 @@ def processed_uris(fdb: FeatureDB, uris: Sequence[str], model_version: str) -> s
     """Those of `uris` whose detections and features from `model_version` are complete."""
     return {d["uri"] for part in _parts(list(uris))
             for d in fdb.images.find({"uri": {"$in": part}, "processed_by": model_version}, {"uri": 1, "_id": 0})}
-
-
-def unprocessed(fdb: FeatureDB, uris: Sequence[str], model_version: str) -> list[dict]:
-    """Readable images among `uris` that `model_version` has not processed yet, by uri."""
-    found = [d for part in _parts(list(uris))
-             for d in fdb.images.find({"status": "ok", "processed_by": {"$ne": model_version}, "uri": {"$in": part}})]
-    return sorted(found, key=lambda d: d["uri"])
 
 
 def _eligible_filter(model_version: str) -> dict:

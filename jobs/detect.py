@@ -1,11 +1,13 @@
 """Where the model's output meets the store: ingest -> detect with taps -> write detections and features -> mark
 processed. Incremental and crash-safe.
 
-For each image not yet processed by this model version: one inference pass (`detectors.inference`) whose
-`StoreWriter` consumer writes its detections (box, score, class, mask as RLE), one box-head vector per detection
-and one image vector, then marks the image processed by this version. Every write is idempotent (ids derive from
-image, model and rank), and the mark comes last, so a run killed at any point is finished by the next one without
-loss or duplicates. An image that cannot be decoded is quarantined with its reason and the run goes on.
+For each image not yet processed by this model version: one read and one decode, shared by its record (hash,
+size, duplicate check) and the model, in a thread that runs a batch ahead of the model (`Admission`); one
+inference pass (`detectors.inference`) whose `StoreWriter` consumer writes its detections (box, score, class,
+mask as RLE), one box-head vector per detection and one image vector, then marks the images processed by this
+version, every `DetectConfig.commit_every` images. Every write is idempotent (ids derive from image, model and
+rank), and the mark comes last, so a run killed at any point is finished by the next one without loss or
+duplicates. An image that cannot be decoded is quarantined with its reason and the run goes on.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 
 from detectors.checkpoint import Checkpoint
-from detectors.coco import load_image
+from detectors.coco import load_image, to_tensor
 from detectors.config import DetectConfig
 from detectors.inference import ImageDetections, Labels, run_inference
 from detectors.taps import box_vectors
@@ -65,18 +67,31 @@ class DetectReport:
 
 
 class StoreWriter:
-    """A consumer of a tapped inference pass: each batch's detections and vectors into fdb, then the mark."""
+    """A consumer of a tapped inference pass: detections and vectors into fdb, then the mark, every
+    `commit_every` images (and at the end). A run killed between two commit points leaves writes that the next run
+    repeats idempotently, and no image marked whose records are not all written."""
 
-    def __init__(self, fdb: FeatureDB, model_version: str, report: DetectReport, dtype: str = "float32"):
+    def __init__(self, fdb: FeatureDB, model_version: str, report: DetectReport, dtype: str = "float32",
+                 commit_every: int = 32):
         self.fdb, self.version, self.report, self.dtype = fdb, model_version, report, dtype
+        self.commit_every = commit_every
+        self.pending: list[tuple[dict, ImageDetections]] = []
 
     def reset(self) -> None:
-        pass
+        self.pending = []
 
     def process(self, docs: list[dict], outputs: list[ImageDetections]) -> None:
+        self.pending.extend(zip(docs, outputs))
+        if len(self.pending) >= self.commit_every:
+            self.commit()
+
+    def commit(self) -> None:
+        if not self.pending:
+            return
         fdb, version, report = self.fdb, self.version, self.report
+        docs = [doc for doc, _ in self.pending]
         detections, det_ids, det_images, det_vectors = [], [], [], []
-        for doc, out in zip(docs, outputs):
+        for doc, out in self.pending:
             for det in out.detections:
                 det.image_id = doc["_id"]
                 detections.append(det)
@@ -88,38 +103,72 @@ class StoreWriter:
             report.features += fdb.write_features(version, BOX_LAYER, det_ids,
                                                   np.concatenate(det_vectors).astype(self.dtype, copy=False),
                                                   image_ids=det_images).inserted
-        image_vectors = np.stack([out.image_feature for out in outputs]).astype(self.dtype, copy=False)
+        image_vectors = np.stack([out.image_feature for _, out in self.pending]).astype(self.dtype, copy=False)
         report.features += fdb.write_features(version, IMAGE_LAYER, [d["_id"] for d in docs], image_vectors,
                                               owner_kind="image").inserted
-        # Last: only now is the image's work for this model complete.
+        # Last: only now is the images' work for this model complete.
         image_store.mark_processed(fdb, [d["_id"] for d in docs], version)
         report.images_processed += len(docs)
+        self.pending = []
 
     def evaluate(self) -> DetectReport:
+        self.commit()
         return self.report
+
+
+class Admission:
+    """What the prefetch thread does with a batch of uris before the model sees it: read and decode each image
+    once (`fdb.images.read_image`), record the new and the re-read quarantined ones from that read (hash, size,
+    duplicate of a known image, or why it is unreadable), and hand the readable ones to the model as
+    (record, tensor) pairs. Ingest and inference share the one read and decode."""
+
+    def __init__(self, fdb: FeatureDB, known: dict[str, dict], source: str, split: str, labelled: bool):
+        self.fdb, self.known = fdb, known
+        self.where = dict(source=source, split=split, labelled=labelled)
+        self.ingest = image_store.IngestReport()
+        self.seen: dict[str, str] = {}  # sha256 -> uri, among this run's new images
+        self.unloadable: list[tuple[str, str]] = []  # known readable images that no longer decode
+
+    def __call__(self, batch: list[tuple[str, str]]) -> list[tuple[dict, torch.Tensor]]:
+        read = [(uri, image_store.read_image(uri)) for uri, _ in batch]
+        fresh = [(uri, image) for uri, image in read if not image_store.settled(self.known.get(uri))]
+        image_store.register_images(self.fdb, fresh, self.known, self.ingest, self.seen, **self.where)
+        records = {**self.known, **image_store.by_uri(self.fdb, [uri for uri, _ in fresh])}
+        admitted = []
+        for uri, image in read:
+            record = records.get(uri)
+            if record is None or record["status"] != "ok":
+                continue
+            if not isinstance(image, image_store.DecodedImage):
+                reason = f"failed to load for detection: {image}"
+                image_store.quarantine(self.fdb, record["_id"], reason)
+                self.unloadable.append((uri, reason))
+                continue
+            admitted.append((record, to_tensor(image.rgb)))
+        return admitted
 
 
 def detect_images(fdb: FeatureDB, checkpoint: Checkpoint, uris: list[str], config: DetectConfig = DetectConfig(),
                   split: str = "pool", source: str = "local", labelled: bool = False,
                   progress: bool = True) -> DetectReport:
-    """Ingest `uris`, then detect with taps on those this model version has not processed yet."""
+    """Ingest `uris`, and detect with taps on those this model version has not processed yet, from one read and
+    one decode of each image (`Admission`), the next batch read while the model runs on this one."""
     version = checkpoint.version
+    uris = list(dict.fromkeys(str(u) for u in uris))
     report = DetectReport(model_version=version, images_seen=len(uris))
-    ingest = image_store.ingest_images(fdb, uris, source=source, split=split, labelled=labelled)
-    report.quarantined.extend(ingest.quarantined)
-    todo = image_store.unprocessed(fdb, uris, version)
-    report.images_skipped = len(image_store.processed_uris(fdb, uris, version))
-
-    def quarantine(doc: dict, exc: Exception) -> None:
-        reason = f"failed to load for detection: {exc}"
-        image_store.quarantine(fdb, doc["_id"], reason)
-        report.quarantined.append((doc["uri"], reason))
-
+    known = image_store.by_uri(fdb, uris)
+    done = {uri for uri, record in known.items() if version in record.get("processed_by", ())}
+    report.images_skipped = len(done)
+    todo = sorted(uri for uri in uris if uri not in done and (known.get(uri) or {}).get("status") != "duplicate")
+    admission = Admission(fdb, known, source=source, split=split, labelled=labelled)
     labels = Labels(checkpoint.config.class_names, checkpoint.config.category_ids)
-    writer = StoreWriter(fdb, version, report, config.feature_dtype)
-    run_inference(checkpoint.model, labels, [(doc, doc["uri"]) for doc in todo], [writer],
-                  batch_size=config.batch_size, taps=True, min_score=config.min_score, on_unreadable=quarantine,
-                  progress=progress, desc=f"detect ({version})")
+    writer = StoreWriter(fdb, version, report, config.feature_dtype, config.commit_every)
+    try:
+        run_inference(checkpoint.model, labels, [(uri, uri) for uri in todo], [writer], batch_size=config.batch_size,
+                      taps=True, min_score=config.min_score, progress=progress, desc=f"detect ({version})",
+                      load_batch=admission)
+    finally:
+        report.quarantined.extend(admission.ingest.quarantined + admission.unloadable)
     return report
 
 

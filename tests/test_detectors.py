@@ -201,7 +201,8 @@ def test_detect_writes_detections_and_features_incrementally(fdb, synthetic, tmp
 
     monkeypatch.setattr(inference, "detect_with_features", crash_on_second_batch)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        detect_images(fdb, checkpoint, uris, DetectConfig(batch_size=2, min_score=0.0), progress=False)
+        detect_images(fdb, checkpoint, uris, DetectConfig(batch_size=2, commit_every=2, min_score=0.0),
+                      progress=False)
     assert fdb.images.count_documents({"processed_by": "tiny-v1"}) == 2
     monkeypatch.setattr(inference, "detect_with_features", real)
 
@@ -229,6 +230,91 @@ def test_detect_writes_detections_and_features_incrementally(fdb, synthetic, tmp
     again = detect_images(fdb, checkpoint, uris, DetectConfig(batch_size=2, min_score=0.0), progress=False)
     assert (again.images_processed, again.detections, again.features) == (0, 0, 0)
     assert fdb.detections.count_documents({}) == n_det and fdb.features.count_documents({}) == n_det + 5
+
+
+def _imagery(synthetic, folder, n):
+    folder.mkdir()
+    for i in range(n):
+        name = f"pool_{i:05d}.png"
+        (folder / name).write_bytes((synthetic / "images" / name).read_bytes())
+    return list_images(folder)
+
+
+def test_detect_reads_and_decodes_each_image_once(fdb, synthetic, tmp_path, monkeypatch):
+    """Ingest (hash, size, duplicate check) and inference share one read and one decode of each new image."""
+    import PIL.Image
+
+    import fdb.images as image_module
+
+    model, cfg = tiny_model()
+    checkpoint = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model, cfg, "tiny-v1", "h"))
+    uris = _imagery(synthetic, tmp_path / "imagery", 5)
+    opened, reads = [], []
+    real_open, real_read = PIL.Image.open, image_module.read_uri
+
+    def counting_open(fp, *args, **kwargs):
+        opened.append(fp)
+        return real_open(fp, *args, **kwargs)
+
+    def counting_read(uri):
+        reads.append(uri)
+        return real_read(uri)
+
+    monkeypatch.setattr(PIL.Image, "open", counting_open)
+    monkeypatch.setattr(image_module, "read_uri", counting_read)
+    report = detect_images(fdb, checkpoint, uris, DetectConfig(batch_size=2, min_score=0.0), progress=False)
+    assert report.images_processed == 5
+    assert len(opened) == 5 and sorted(reads) == sorted(uris)
+
+
+# kill point -> images whose work is complete when the run dies (batch_size 2, a commit point every 4 images)
+KILLS = {"in the 2nd forward pass": ("forward", 2, 0), "in the 3rd forward pass": ("forward", 3, 4),
+         "in the 1st commit, before its mark": ("mark", 1, 0), "in the 2nd commit, before its mark": ("mark", 2, 4),
+         "after the 1st commit's mark": ("after_mark", 1, 4)}
+
+
+@pytest.mark.parametrize("kill", list(KILLS))
+def test_a_run_killed_at_any_commit_boundary_leaves_nothing_half_written_and_resumes_once(
+        fdb, synthetic, tmp_path, monkeypatch, kill):
+    import detectors.inference as inference
+    import fdb.images as image_module
+
+    model, cfg = tiny_model()
+    checkpoint = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model, cfg, "tiny-v1", "h"))
+    uris = _imagery(synthetic, tmp_path / "imagery", 6)
+    config = DetectConfig(batch_size=2, commit_every=4, min_score=0.0)
+    where, nth, complete = KILLS[kill]
+    calls = {"n": 0}
+    target = (inference, "detect_with_features") if where == "forward" else (image_module, "mark_processed")
+    real = getattr(*target)
+
+    def dies(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == nth and where != "after_mark":
+            raise RuntimeError("killed")
+        out = real(*args, **kwargs)
+        if calls["n"] == nth:
+            raise RuntimeError("killed")
+        return out
+
+    monkeypatch.setattr(*target, dies)
+    with pytest.raises(RuntimeError, match="killed"):
+        detect_images(fdb, checkpoint, uris, config, progress=False)
+    monkeypatch.setattr(*target, real)
+
+    # Nothing half-written: every image marked done has its image vector and each of its detections' vectors.
+    done = [d["_id"] for d in fdb.images.find({"processed_by": "tiny-v1"})]
+    assert len(done) == complete
+    if done:
+        dets = [d["_id"] for d in fdb.detections.find({"image_id": {"$in": done}})]
+        assert set(fdb.vectors_by_owner("tiny-v1", IMAGE_LAYER, done)) == set(done)
+        assert set(fdb.vectors_by_owner("tiny-v1", BOX_LAYER, dets)) == set(dets)
+
+    report = detect_images(fdb, checkpoint, uris, config, progress=False)
+    assert (report.images_processed, report.images_skipped) == (6 - complete, complete)
+    n_det = fdb.detections.count_documents({"model_version": "tiny-v1"})
+    assert fdb.images.count_documents({"processed_by": "tiny-v1"}) == 6 == fdb.images.count_documents({})
+    assert fdb.features.count_documents({}) == n_det + 6  # each detection and image once, whatever was redone
 
 
 def test_ground_truth_boxes_are_tapped_once_and_a_miss_searches_with_its_box(fdb, synthetic, tmp_path):

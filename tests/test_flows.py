@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from detectors.config import DetectConfig
 from detectors.synthetic import generate
 from mining.config import MiningConfig
 
@@ -77,8 +78,9 @@ def test_a_crash_part_way_is_completed_once_by_the_next_run(prefect_backend, eng
         return real(*a)
 
     monkeypatch.setattr(inference, "detect_with_features", crash_after_first_batch)
+    # A commit point after every forward pass, so the first batch's work stays whatever follows.
     args = dict(images=str(engine / "images"), pattern="pool_*", gt_json=str(engine / "annotations" / "val.json"),
-                mining=MiningConfig(k=3, budget=4))
+                mining=MiningConfig(k=3, budget=4), detection=DetectConfig(batch_size=4, commit_every=4))
     with pytest.raises(RuntimeError, match="simulated crash"):
         nightly(**args)
     done_before = fdb.images.count_documents({"processed_by": "tiny-v1"})
