@@ -6,6 +6,7 @@ labelled images against the test split's superset mAP, tail mAP and tail false p
     .venv/bin/python benchmarks/strategies_bench.py --hard-share 0.3 --draw 1
     .venv/bin/python benchmarks/strategies_bench.py --merge                        # parts -> strategies.json + png
     .venv/bin/python benchmarks/strategies_bench.py --smoke                        # a tiny part, to try the path
+    .venv/bin/python benchmarks/strategies_bench.py --hard-share 0.05 --draw 0 --engines errors-cost  # add one
 
 A part runs `flows/loop.py` once for one (hard share, scene draw) with every engine side by side, each in its own
 database, from the same seed model (the demo's: mobilenet, early-stopped on val), fine-tuning with the demo's recipe
@@ -32,7 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ENGINES = ["errors", "uncertainty", "diversity", "hybrid", "random", "none"]
+# "errors" mines with the loop's false positives, as the demo does; "errors-cost" with every error type, the budget
+# split by the mAP each type costs (`flows.loop.VARIANTS`).
+ENGINES = ["errors", "errors-cost", "uncertainty", "diversity", "hybrid", "random", "none"]
 METRICS = ("test_bbox_map", "tail_bbox_map", "tail_fp_per_image", "labelled_images")
 # The demo's world and recipe, with a pool large enough for three rounds of its budget.
 SIZES = dict(train=150, val=100, pool=400, test=240, test_tail=80, seed_steps=150, budget=40, k=20, width=320,
@@ -60,7 +63,10 @@ def curves(loop_result: dict, train_images: int) -> dict:
     return out
 
 
-def run_part(hard_share: float, draw: int, rounds: int, home: str, smoke: bool = False) -> Path:
+def run_part(hard_share: float, draw: int, rounds: int, home: str, smoke: bool = False,
+             engines: list[str] | None = None) -> Path:
+    """One part; with `engines`, only those, added to the part already written for (hard share, draw) from the
+    same data home (the same scenes and seed model, which the loop keeps there)."""
     os.environ["DATAENGINE_HOME"] = home
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from detectors.config import FinetuneConfig  # noqa: PLC0415 - after the environment is set
@@ -72,12 +78,19 @@ def run_part(hard_share: float, draw: int, rounds: int, home: str, smoke: bool =
     recipe = FinetuneConfig(steps=1 if smoke else FULL["arm_steps"], lr=FULL["lr"], seeds=(0, 1),
                             workers=FULL["workers"])
     start = time.monotonic()
-    result = loop(rounds=rounds, engines=ENGINES, sizes=sizes, recipe=recipe, progress=False)
+    result = loop(rounds=rounds, engines=engines or ENGINES, sizes=sizes, recipe=recipe, progress=False)
+    out = part_path(hard_share, draw) if not smoke else Path(home) / "smoke.json"
     part = {"hard_share": hard_share, "draw": draw, "rounds": rounds, "sizes": sizes,
             "recipe": {"steps": recipe.steps, "lr": recipe.lr, "seeds": list(recipe.seeds), "workers": recipe.workers},
             "minutes": round((time.monotonic() - start) / 60, 1), "machine": platform.node(), "cpus": os.cpu_count(),
             "date": time.strftime("%Y-%m-%d"), "curves": curves(result, sizes["train"])}
-    out = part_path(hard_share, draw) if not smoke else Path(home) / "smoke.json"
+    if engines and out.exists():
+        earlier = json.loads(out.read_text())
+        if earlier["sizes"] != json.loads(json.dumps(part["sizes"])) or earlier["rounds"] != rounds or earlier["recipe"] != part["recipe"]:
+            raise SystemExit(f"{out} was run with other sizes, rounds or recipe: run the whole part again")
+        added = {"engines": engines, **{k: part[k] for k in ("minutes", "machine", "date")}}
+        part = {**earlier, "curves": {**earlier["curves"], **part["curves"]},
+                "added": earlier.get("added", []) + [added]}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(part, indent=1, default=str))
     return out
@@ -95,6 +108,8 @@ def merge(parts: list[dict]) -> dict:
                     for metric in METRICS:
                         if row.get(metric) is not None:
                             per_round.setdefault(row["round"], {}).setdefault(metric, []).append(row[metric])
+            if not per_round:  # an engine no part of this share ran
+                continue
             summary[f"{share:g}"][engine] = {
                 f"round_{r}": {m: {"mean": statistics.fmean(v), "sd": statistics.stdev(v) if len(v) > 1 else None,
                                    "runs": len(v)} for m, v in metrics.items()}
@@ -134,12 +149,14 @@ def main() -> None:
     parser.add_argument("--home", default="/tmp/dataengine-strategies-bench", help="data home for the parts")
     parser.add_argument("--merge", action="store_true", help="merge results/strategies/*.json")
     parser.add_argument("--smoke", action="store_true", help="a tiny part under --home, to try the path")
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=None,
+                        help="run only these engines and add them to the part already written (same --home)")
     args = parser.parse_args()
     if args.smoke:
         print(run_part(0.3, 0, 2, str(Path(args.home) / "smoke"), smoke=True))
     elif args.hard_share is not None:
         print(run_part(args.hard_share, args.draw, args.rounds, str(Path(args.home) / f"share-{args.hard_share:g}"
-                                                                      f"-draw-{args.draw}")))
+                                                                      f"-draw-{args.draw}"), engines=args.engines))
     elif args.merge:
         parts = [json.loads(p.read_text()) for p in sorted((RESULTS / "strategies").glob("share-*.json"))]
         merged = merge(parts)

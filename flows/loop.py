@@ -32,9 +32,12 @@ from tasks import detect, detect_labelled, export, import_batch_labels, mine, re
 from tasks.demo import generate_scenes, oracle_label_batch
 
 # An engine is a selection strategy by name (`mining.strategies`: errors, uncertainty, diversity, hybrid, random),
-# "mined" (the errors strategy, by its old name) or "none" (no new labels: the no-new-data engine).
+# "mined" (the errors strategy, by its old name), a variant below, or "none" (no new labels: the no-new-data engine).
 ENGINES = ("mined", "random", "none")
 QUERY_TYPES = ["fp_background", "fp_wrong_class"]
+# Engines that mine with other settings than the errors strategy's in the loop (the false positives above, the
+# budget split by hits): "errors-cost" queries every error type and splits the budget by the mAP each costs (TIDE).
+VARIANTS = {"errors-cost": dict(strategy="errors", types=None, budget_split="cost")}
 # `test`: images of a test split that fed nothing, on which each round's production model is also reported
 # (0: none; the gate and the queries use val either way).
 LOOP = dict(train=60, val=40, pool=120, seed_steps=60, budget=10, k=10, width=320, height=240,
@@ -50,9 +53,10 @@ def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None =
     say = get_run_logger().info
     sizes = {**LOOP, **(sizes or {})}
     engines = list(engines or ENGINES)
-    unknown = [e for e in engines if e not in (*ENGINES, *STRATEGIES)]
+    known = {*ENGINES, *STRATEGIES, *VARIANTS}
+    unknown = [e for e in engines if e not in known]
     if unknown:
-        raise ValueError(f"unknown engines {unknown}; an engine is one of {sorted({*ENGINES, *STRATEGIES})}")
+        raise ValueError(f"unknown engines {unknown}; an engine is one of {sorted(known)}")
     store = store_config()
     tag = json_key(sizes, 8)
     root = Path(root) if root else Path(store.home) / "loop" / tag
@@ -127,10 +131,7 @@ def _round(estore, engine: str, round_no: int, scenes: _Scenes, root: Path, size
     version = resolve_model(estore)
     detect(estore, version, scenes.pool, detection, source="loop", progress=progress)
     detect_labelled(estore, version, scenes.val_json, scenes.images, detection)
-    strategy = "errors" if engine in ENGINES else engine
-    mined = mine(estore, version, scenes.val_json, scenes.images,
-                 MiningConfig(strategy=strategy, k=sizes["k"], budget=sizes["budget"], types=QUERY_TYPES,
-                              random_arm=engine == "random"), match)
+    mined = mine(estore, version, scenes.val_json, scenes.images, mining_config(engine, sizes), match)
     if query_subset is None:  # the seed's queried errors: the same subset for every engine and round
         query_subset = mined.query_coco_ids
     batch = None
@@ -142,6 +143,13 @@ def _round(estore, engine: str, round_no: int, scenes: _Scenes, root: Path, size
     result = retrain_candidate(estore, scenes.train_json, scenes.val_json, scenes.images, recipe, "auto", match=match,
                                query_images=query_subset, allow_no_batches=True, test_json=scenes.test_json)
     return result, batch, query_subset
+
+
+def mining_config(engine: str, sizes: dict) -> MiningConfig:
+    """How an engine mines: its strategy (errors for "mined" and "none", which labels nothing), the loop's query
+    types and the budget split by hits, unless it is a variant."""
+    mining = {"strategy": "errors" if engine in ENGINES else engine, "types": QUERY_TYPES, **VARIANTS.get(engine, {})}
+    return MiningConfig(k=sizes["k"], budget=sizes["budget"], random_arm=engine == "random", **mining)
 
 
 def _selection(engine: str, mined) -> str | None:

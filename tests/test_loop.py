@@ -279,6 +279,19 @@ def test_two_rounds_of_the_loop_for_two_engines(prefect_backend, mongod, fdb, tm
     assert len(dbs) == 2
 
 
+def test_each_loop_engine_mines_with_its_own_settings():
+    from flows.loop import QUERY_TYPES, mining_config
+
+    sizes = dict(k=3, budget=5)
+    mined, cost = mining_config("mined", sizes), mining_config("errors-cost", sizes)
+    assert (mined.strategy, mined.types, mined.budget_split) == ("errors", tuple(QUERY_TYPES), "hits")
+    # The cost-driven variant queries every error type (misses and localisation errors too) and splits by cost.
+    assert (cost.strategy, cost.types, cost.budget_split) == ("errors", None, "cost")
+    assert mining_config("uncertainty", sizes).strategy == "uncertainty"
+    assert mining_config("random", sizes).random_arm and not mined.random_arm
+    assert (mined.k, mined.budget) == (3, 5)
+
+
 def test_models_from_the_command_line(mongod, fdb, tmp_path, monkeypatch, capsys):
     from dataengine.cli import main
 
