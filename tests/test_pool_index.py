@@ -75,7 +75,9 @@ def test_an_exact_pool_index_becomes_hnsw_once_it_is_large(fdb, tmp_path):
     assert large.rebuilt and large.index.spec.backend == "hnsw" and len(large.index) == 60
     add_pool_images(fdb, tmp_path, rng.standard_normal((3, DIM)))
     grown = pool_index(fdb, MODEL, IMAGE_LAYER, tmp_path / "idx", exact_threshold=50)
-    assert grown.added == 3 and not grown.rebuilt and grown.index.spec.backend == "hnsw"
+    # The HNSW main is left as saved: the night's vectors sit beside it in an exact side index.
+    assert grown.added == 3 and not grown.rebuilt and grown.index.spec.backend == "hnsw+exact"
+    assert grown.index.main.spec.version == large.index.spec.version and grown.recent == 3
 
 
 def test_mining_skips_exported_and_labelled_neighbours_without_a_rebuild(fdb, tmp_path):
