@@ -25,14 +25,13 @@ class LayeredIndex:
             raise IndexShapeError(f"a recent index of {shape(recent.spec)} cannot sit beside a main index of "
                                   f"{shape(main.spec)}")
         self.main, self.recent = main, recent
-        # The version names both parts: a selection records what it searched, and either part changing is
-        # another index.
-        self._spec = replace(main.spec, version=f"{main.spec.version}+{recent.spec.version}",
-                             backend=f"{main.spec.backend}+{recent.spec.backend}", n=len(main) + len(recent))
 
     @property
     def spec(self) -> IndexSpec:
-        return self._spec
+        # The version names both parts: a selection records what it searched, and either part changing is another
+        # index. Built when asked, as a part grown in place (`add`) changes its own spec.
+        return replace(self.main.spec, version=f"{self.main.spec.version}+{self.recent.spec.version}",
+                       backend=f"{self.main.spec.backend}+{self.recent.spec.backend}", n=len(self))
 
     @property
     def ids(self) -> np.ndarray:
