@@ -58,8 +58,8 @@ WATERMARK_SLACK = dt.timedelta(minutes=10)
 KEEP_VERSIONS = 2
 RECENT_SUFFIX = "-recent"
 # The recent side index is due for the weekly merge (`merge_due`) once it holds more than RECENT_MIN vectors or
-# RECENT_SHARE of the main's, whichever is more, or was opened more than RECENT_MAX_AGE ago. Below that size its
-# exact search costs a query less than the graph's re-ranking does.
+# RECENT_SHARE of the main's, whichever is more, or was opened more than RECENT_MAX_AGE ago. At RECENT_MIN 1024-d
+# vectors the side is 200 MB (float32), read whole by every query batch and rewritten whole each night it grows.
 RECENT_MIN = 50_000
 RECENT_SHARE = 0.05
 RECENT_MAX_AGE = dt.timedelta(days=7)
