@@ -2,6 +2,8 @@
 
 One record per saved version of a pool index (fdb.pool_index), `_id` = the index version: its spec, its
 directory, the mean its vectors were centred on, and the watermark up to which the pool's vectors are in it.
+A recent side index (pool key `<main's>-recent`) has records of its own, with `base_version` (the main version it
+sits beside) and `opened_at` (when its first vectors went in).
 """
 
 from __future__ import annotations
@@ -38,3 +40,10 @@ def forget(fdb: FeatureDB, pool_key: str, versions: list[str]) -> None:
     """Versions whose directories were pruned."""
     if versions:
         fdb.indexes.delete_many({"_id": {"$in": versions}, "pool_key": pool_key})
+
+
+def forget_pool(fdb: FeatureDB, pool_key: str) -> list[str]:
+    """Every version of a pool key (a recent side index merged or outdated); returns their directories."""
+    paths = [r["path"] for r in fdb.indexes.find({"pool_key": pool_key}, {"path": 1})]
+    fdb.indexes.delete_many({"pool_key": pool_key})
+    return paths

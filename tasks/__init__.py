@@ -28,14 +28,14 @@ from fdb import StoreConfig, StoreUnavailable, listings
 from fdb import images as image_store
 from fdb import labels as label_store
 from fdb import runs as run_store
-from fdb.pool_index import rebuild_pool_indexes
+from fdb.pool_index import merge_recent_indexes, rebuild_pool_indexes
 from mining.config import EvaluationConfig, LabelErrorConfig, MatchConfig, MiningConfig
 from mining.label_errors import LabelErrorReport, find_label_errors
 from mining.selection import MiningSummary, mine_hard_cases, pool_state, query_image_ids
 from records import BOX_LAYER, IMAGE_LAYER
 from records.coco import load_coco
 from storage import list_images_since
-from jobs.context import checkpoint_of, connection, newest_labels, resolve_version
+from jobs.context import checkpoint_of, connection, newest_labels, registered_model, resolve_version
 from jobs.detect import DetectReport, detect_images, detect_labelled_set
 
 if TYPE_CHECKING:
@@ -133,11 +133,23 @@ def mine(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | 
 def reindex_pool(store: StoreConfig, model_version: str, backend: str = "auto") -> dict:
     """The pool indexes mining uses (fdb.pool_index), built afresh from every pool vector: a new centre and
     projection for a pool that grew far from the vectors its index was first built on. Nights add to it again."""
-    rebuilt = rebuild_pool_indexes(connection(store), model_version, (BOX_LAYER, IMAGE_LAYER),
-                                   Path(store.home) / "indexes", backend)
-    return {layer: None if built is None else {
-        "backend": built.index.spec.backend, "vectors": len(built.index), "version": built.index.spec.version,
-        "seconds": seconds} for layer, (built, seconds) in rebuilt.items()}
+    return _per_layer(rebuild_pool_indexes(connection(store), model_version, (BOX_LAYER, IMAGE_LAYER),
+                                           Path(store.home) / "indexes", backend))
+
+
+@task(name="merge the recent pool vectors", tags=["fdb", "index"], **IO_RETRIES)
+def merge_recent_pool_index(store: StoreConfig, model_version: str | None = None, backend: str = "auto") -> dict:
+    """Each layer's recent side index merged into its main pool index (fdb.pool_index.merge_recent_index): the
+    weekly job that keeps nights from saving the graph. No weights are loaded: the index holds stored vectors."""
+    fdb = connection(store)
+    version = registered_model(fdb, model_version)["_id"]
+    return _per_layer(merge_recent_indexes(fdb, version, (BOX_LAYER, IMAGE_LAYER), Path(store.home) / "indexes",
+                                           backend))
+
+
+def _per_layer(done: dict) -> dict:
+    return {layer: None if pool is None else {**pool.summary(), "seconds": seconds}
+            for layer, (pool, seconds) in done.items()}
 
 
 @task(name="judge the labels", tags=["fdb"], **IO_RETRIES)
@@ -297,6 +309,7 @@ __all__ = [
     "import_review",
     "judge_labels",
     "list_new_images",
+    "merge_recent_pool_index",
     "mine",
     "newest_labels",
     "nightly_state",

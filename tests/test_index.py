@@ -14,6 +14,7 @@ from fdb.index import (
     HnswIndex,
     IndexShapeError,
     IndexSpec,
+    LayeredIndex,
     build_index,
     list_versions,
     load_current,
@@ -281,3 +282,33 @@ def test_atomic_swap_and_prune(data, tmp_path, monkeypatch):
 
 def test_fi_exports():
     assert set(fi.BACKENDS) == {"exact", "annoy", "hnsw"}
+
+
+# ---------------------------------------------------------------------- layered: a main and a recent index as one
+def test_layered_index_merges_both_parts_by_distance(data):
+    vectors, queries, ids = data
+    main = ExactIndex("m1", "fc7").build(vectors[:4000], ids[:4000])
+    recent = ExactIndex("m1", "fc7").build(vectors[4000:], ids[4000:])
+    whole = ExactIndex("m1", "fc7").build(vectors, ids)
+    layered = LayeredIndex(main, recent)
+    got_ids, got_dist = layered.query(queries, 10, model_version="m1")
+    want_ids, want_dist = whole.query(queries, 10)
+    np.testing.assert_array_equal(got_ids, want_ids)
+    np.testing.assert_allclose(got_dist, want_dist, atol=1e-6)
+    assert len(layered) == N and layered.spec.n == N and layered.spec.backend == "exact+exact"
+    assert layered.spec.version == f"{main.spec.version}+{recent.spec.version}"
+    assert set(layered.ids) == set(ids)
+    with pytest.raises(IndexShapeError):
+        layered.check_query(queries[:, :64])
+
+
+def test_layered_index_puts_the_main_first_on_a_tie_and_pads_as_any_index():
+    base = np.eye(4, dtype=np.float32)
+    main = ExactIndex("m1", "fc7").build(base[:2], make_ids(2))
+    recent = ExactIndex("m1", "fc7").build(base[:2], make_ids(2, offset=100))  # the same vectors, other ids
+    got_ids, got_dist = LayeredIndex(main, recent).query(base[:1], k=6)
+    assert list(got_ids[0]) == [make_ids(1)[0], make_ids(1, 100)[0], make_ids(2)[1], make_ids(2, 100)[1],
+                                b"", b""]
+    assert np.isinf(got_dist[0, 4:]).all() and np.isfinite(got_dist[0, :4]).all()
+    with pytest.raises(IndexShapeError):
+        LayeredIndex(main, ExactIndex("m1", "fc6").build(base[:2], make_ids(2)))

@@ -3,13 +3,19 @@ images that may still be selected."""
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import numpy as np
 import pytest
 from bson import ObjectId
 
 from fdb import detections as detection_store
 from fdb import images as image_store
-from fdb.pool_index import pool_index
+from fdb import pool_index as pool_index_module
+from fdb.index import build_index, list_versions
+from fdb.pool_index import merge_recent_index, pool_index, pool_key
+from fdb.vectors import to_object_ids
 from mining.config import MiningConfig
 from mining.queries import Query
 from mining.selection import mine, pool_state, random_selection
@@ -75,7 +81,9 @@ def test_an_exact_pool_index_becomes_hnsw_once_it_is_large(fdb, tmp_path):
     assert large.rebuilt and large.index.spec.backend == "hnsw" and len(large.index) == 60
     add_pool_images(fdb, tmp_path, rng.standard_normal((3, DIM)))
     grown = pool_index(fdb, MODEL, IMAGE_LAYER, tmp_path / "idx", exact_threshold=50)
-    assert grown.added == 3 and not grown.rebuilt and grown.index.spec.backend == "hnsw"
+    # The HNSW main is left as saved: the night's vectors sit beside it in an exact side index.
+    assert grown.added == 3 and not grown.rebuilt and grown.index.spec.backend == "hnsw+exact"
+    assert grown.index.main.spec.version == large.index.spec.version and grown.recent == 3
 
 
 def test_mining_skips_exported_and_labelled_neighbours_without_a_rebuild(fdb, tmp_path):
@@ -132,3 +140,157 @@ def test_pool_ids_are_read_raw_and_sorted(fdb):
     got = image_store.eligible_pool_ids(fdb, MODEL)
     assert [bytes(x).ljust(12, b"\0") for x in got] == sorted(i.binary for i in ids)
     assert len(image_store.pool_image_ids(fdb, MODEL)) == 2500 and len(image_store.eligible_pool_ids(fdb, "m2")) == 0
+
+
+# ---------------------------------------------------------------------- a night beside a graph: the recent side index
+GRAPH_AT = 100  # exact_threshold: a few hundred vectors make an HNSW main
+
+
+def pool_vectors(fdb, centre):
+    """Every pool vector of the box layer, centred as the pool index's, with its owner ids."""
+    vs = fdb.read_vectors(MODEL, BOX_LAYER, image_ids=to_object_ids(image_store.pool_image_ids(fdb, MODEL)))
+    return vs.vectors.astype(np.float32) - centre, vs.owner_ids
+
+
+def recall_at_10(fdb, pool, queries) -> float:
+    """The share of each query's exact 10 nearest pool vectors that `pool.index` returns."""
+    vectors, ids = pool_vectors(fdb, pool.centre)
+    exact = build_index(vectors, ids, MODEL, BOX_LAYER, backend="exact")
+    want, _ = exact.query(queries, 10)
+    got, _ = pool.index.query(queries, 10)
+    return float(np.mean([len(set(w) & set(g)) / 10 for w, g in zip(want, got)]))
+
+
+def night(fdb, tmp_path, rng, n: int, root, **kwargs):
+    """`n` new pool images (and two labelled ones, not the pool's), then the pool index asked for."""
+    ids = add_pool_images(fdb, tmp_path, rng.standard_normal((n, DIM)))
+    add_pool_images(fdb, tmp_path, rng.standard_normal((2, DIM)), split="val")
+    grown = pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT, **kwargs)
+    return grown, set(fdb.read_vectors(MODEL, BOX_LAYER, image_ids=ids).owner_ids)
+
+
+def directory_state(path: Path) -> dict:
+    return {p.name: p.stat().st_mtime_ns for p in path.iterdir()}
+
+
+def test_nights_beside_an_hnsw_main_leave_its_directory_alone(fdb, tmp_path):
+    rng = np.random.default_rng(4)
+    root = tmp_path / "idx"
+    add_pool_images(fdb, tmp_path, rng.standard_normal((300, DIM)))
+    built = pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT)
+    assert built.index.spec.backend == "hnsw" and built.recent == 0
+    main_dir = Path(fdb.indexes.find_one({"_id": built.index.spec.version})["path"])
+    before = directory_state(main_dir)
+    first, first_ids = night(fdb, tmp_path, rng, 7, root)
+    second, second_ids = night(fdb, tmp_path, rng, 5, root)  # its range read overlaps the first night's rows
+    assert (first.added, second.added) == (7, 5) and second.recent == 12 and not second.merge_due
+    assert second.index.main.spec.version == built.index.spec.version and len(second.index) == 312
+    assert list_versions(root, pool_key(MODEL, BOX_LAYER, "auto")) == [built.index.spec.version]
+    assert directory_state(main_dir) == before  # not one file of the main rewritten
+    assert set(second.index.recent.ids) == first_ids | second_ids
+    side = fdb.indexes.find_one({"pool_key": pool_key(MODEL, BOX_LAYER, "auto") + "-recent"},
+                                sort=[("created_at", -1)])
+    assert side["base_version"] == built.index.spec.version and side["n"] == 12
+    np.testing.assert_array_equal(np.frombuffer(side["centre"], np.float32), built.centre)
+    again = pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT)  # nothing new: the same two parts
+    assert again.added == 0 and again.index.spec.version == second.index.spec.version
+
+
+def test_the_layered_index_answers_as_exact_search_over_the_whole_pool(fdb, tmp_path):
+    rng = np.random.default_rng(5)
+    root = tmp_path / "idx"
+    add_pool_images(fdb, tmp_path, rng.standard_normal((300, DIM)))
+    pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT)
+    night(fdb, tmp_path, rng, 20, root)
+    layered, _ = night(fdb, tmp_path, rng, 20, root)
+    vectors, ids = pool_vectors(fdb, layered.centre)
+    exact = build_index(vectors, ids, MODEL, BOX_LAYER, backend="exact")
+    # Queries near the night's vectors as well as the first ones, so both parts answer.
+    queries = np.concatenate([vectors[-30:], vectors[:30]]) + 0.1 * rng.standard_normal((60, DIM))
+    want_ids, want_dist = exact.query(queries, 10)
+    got_ids, got_dist = layered.index.query(queries, 10)
+    np.testing.assert_array_equal(got_ids, want_ids)
+    np.testing.assert_allclose(got_dist, want_dist, atol=2e-3)  # the graph re-ranks with float16 vectors
+    assert layered.index.check_query(queries, MODEL).shape == (60, DIM)
+
+
+def test_the_merge_puts_the_side_into_the_main_once(fdb, tmp_path):
+    rng = np.random.default_rng(6)
+    root = tmp_path / "idx"
+    add_pool_images(fdb, tmp_path, rng.standard_normal((300, DIM)))
+    built = pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT)
+    built_version = built.index.spec.version  # the merge grows the loaded main in place: a new version
+    _, first_ids = night(fdb, tmp_path, rng, 15, root)
+    _, second_ids = night(fdb, tmp_path, rng, 10, root)
+    merged = merge_recent_index(fdb, MODEL, BOX_LAYER, root)
+    recent_key = pool_key(MODEL, BOX_LAYER, "auto") + "-recent"
+    assert merged.merged == 25 and merged.added == 25 and merged.recent == 0 and not merged.rebuilt
+    assert merged.index.spec.backend == "hnsw" and merged.index.spec.version != built_version
+    assert fdb.indexes.count_documents({"pool_key": recent_key}) == 0 and not (root / recent_key).exists()
+    np.testing.assert_array_equal(merged.centre, built.centre)
+    assert first_ids | second_ids <= set(merged.index.ids) and len(merged.index) == 325
+    # The next night asks the merged main alone, and a side starts beside it again.
+    asked = pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT)
+    assert asked.index is merged.index and asked.added == 0
+    queries = pool_vectors(fdb, merged.centre)[0][::5] + 0.1 * rng.standard_normal((65, DIM))
+    assert recall_at_10(fdb, merged, queries) >= 0.99
+    rebuilt = pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT, rebuild=True)
+    assert set(rebuilt.index.ids) == set(merged.index.ids)
+    assert recall_at_10(fdb, rebuilt, queries + merged.centre - rebuilt.centre) >= 0.99
+
+
+def test_the_side_is_due_by_size_or_age_and_past_the_hard_limit_a_night_merges(fdb, tmp_path, monkeypatch):
+    monkeypatch.setattr(pool_index_module, "RECENT_MIN", 6)
+    monkeypatch.setattr(pool_index_module, "RECENT_SHARE", 0.0)  # merge limit 6, hard limit 24
+    rng = np.random.default_rng(7)
+    root = tmp_path / "idx"
+    add_pool_images(fdb, tmp_path, rng.standard_normal((300, DIM)))
+    built_version = pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT).index.spec.version
+    small, _ = night(fdb, tmp_path, rng, 4, root)
+    assert small.recent == 4 and not small.merge_due
+    recent_key = pool_key(MODEL, BOX_LAYER, "auto") + "-recent"
+    fdb.indexes.update_many({"pool_key": recent_key}, {"$set": {"opened_at": pool_index_module.utcnow()
+                                                                - dt.timedelta(days=8)}})
+    assert pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT).merge_due  # a week old
+    due, _ = night(fdb, tmp_path, rng, 6, root)
+    assert due.recent == 10 and due.merge_due and due.index.main.spec.version == built_version
+    merged, last_ids = night(fdb, tmp_path, rng, 15, root)  # 25 would sit beside the main: past 4 x 6
+    assert merged.merged == 10 and merged.added == 15 and merged.recent == 0 and not merged.merge_due
+    assert merged.index.spec.backend == "hnsw" and len(merged.index) == 325 and last_ids <= set(merged.index.ids)
+    assert fdb.indexes.count_documents({"pool_key": recent_key}) == 0
+
+
+def test_an_annoy_main_is_rebuilt_at_the_merge_not_at_night(fdb, tmp_path):
+    rng = np.random.default_rng(8)
+    root = tmp_path / "idx"
+    add_pool_images(fdb, tmp_path, rng.standard_normal((200, DIM)))
+    built = pool_index(fdb, MODEL, BOX_LAYER, root, backend="annoy")
+    grown, _ = night(fdb, tmp_path, rng, 9, root, backend="annoy")
+    assert not grown.rebuilt and grown.recent == 9 and grown.index.spec.backend == "annoy+exact"
+    assert grown.index.main is built.index  # the forest as built: no rebuild for a night
+    merged = merge_recent_index(fdb, MODEL, BOX_LAYER, root, backend="annoy")
+    assert merged.rebuilt and merged.merged == 9 and len(merged.index) == 209 and merged.recent == 0
+
+
+def test_reindex_merge_recent_from_the_cli(mongod, fdb, tmp_path, monkeypatch, capsys):
+    from dataengine.cli import main
+    from fdb import models as registry
+
+    monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
+    monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
+    monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
+    registry.register_model(fdb, MODEL, "m1.pt", ["sign"], {})
+    root = tmp_path / "home" / "indexes"
+    rng = np.random.default_rng(9)
+    add_pool_images(fdb, tmp_path, rng.standard_normal((150, DIM)))
+    for layer in (BOX_LAYER, IMAGE_LAYER):
+        assert pool_index(fdb, MODEL, layer, root, exact_threshold=GRAPH_AT).index.spec.backend == "hnsw"
+    add_pool_images(fdb, tmp_path, rng.standard_normal((4, DIM)))
+    for layer in (BOX_LAYER, IMAGE_LAYER):
+        assert pool_index(fdb, MODEL, layer, root, exact_threshold=GRAPH_AT).recent == 4
+    assert main(["reindex", "--merge-recent", "--model", MODEL]) == 0
+    out = capsys.readouterr().out
+    assert out.count("merged 4 recent vectors (4 added to the main index); 154 pool vectors") == 2
+    assert fdb.indexes.count_documents({"pool_key": {"$regex": "-recent$"}}) == 0
+    assert main(["reindex", "--merge-recent", "--model", MODEL]) == 0
+    assert capsys.readouterr().out.count("nothing recent to merge; 154 pool vectors") == 2

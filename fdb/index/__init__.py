@@ -32,6 +32,7 @@ from fdb.index.annoy_index import AnnoyConfig, AnnoyIndex
 from fdb.index.base import IndexShapeError, IndexSpec, VectorIndex, new_version, read_spec
 from fdb.index.exact import ExactConfig, ExactIndex
 from fdb.index.hnsw_index import HnswConfig, HnswIndex
+from fdb.index.layered import LayeredIndex
 
 BACKENDS: dict[str, type[VectorIndex]] = {"exact": ExactIndex, "annoy": AnnoyIndex, "hnsw": HnswIndex}
 EXACT_THRESHOLD = 20_000
@@ -39,7 +40,7 @@ CURRENT_FILE = "CURRENT"
 TMP_MARK = ".tmp-"
 
 __all__ = ["AnnoyConfig", "AnnoyIndex", "BACKENDS", "ExactConfig", "ExactIndex", "HnswConfig", "HnswIndex",
-           "IndexShapeError", "IndexSpec", "VectorIndex",
+           "IndexShapeError", "IndexSpec", "LayeredIndex", "VectorIndex",
            "build_index", "list_versions", "load_current", "load_index", "new_version", "prune",
            "read_current", "save_index"]
 
