@@ -224,6 +224,13 @@ def processed_uris(fdb: FeatureDB, uris: Sequence[str], model_version: str) -> s
             for d in fdb.images.find({"uri": {"$in": part}, "processed_by": model_version}, {"uri": 1, "_id": 0})}
 
 
+def backlog(fdb: FeatureDB, model_version: str) -> list[str]:
+    """The readable images (any split) that `model_version` has not processed: what a new model must detect before
+    it can serve (a rollout), in the order they were ingested."""
+    query = {"status": "ok", "processed_by": {"$ne": model_version}}
+    return [d["uri"] for d in fdb.images.find(query, {"uri": 1}).sort("_id", ASCENDING)]
+
+
 def _eligible_filter(model_version: str) -> dict:
     # Field order matches the index processed_split_labelled_status, which answers it alone.
     return {"processed_by": model_version, "split": "pool", "labelled": False, "status": "ok"}

@@ -10,6 +10,7 @@ its first night lists the whole root, since every image needs that model's featu
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from fdb.store import FeatureDB
@@ -56,3 +57,17 @@ def advance(fdb: FeatureDB, key: str, mark: int | str | None, listed: int, scann
         mark = doc["mark"]
     fdb.listings.update_one({"_id": key}, {"$set": {"mark": mark, "kind": kind, "listed": listed,
                                                     "scanned": scanned, "at": utcnow()}}, upsert=True)
+
+
+def carry_marks(fdb: FeatureDB, from_version: str, to_version: str) -> int:
+    """Give `to_version` the listing marks of `from_version` on every root it has none on: once a rollout has
+    detected everything in the store with the new model, its first night need not walk the whole root again. Taken
+    before the rollout's last pass over the store, so whatever a night ingests after it is either in that pass or
+    listed again from the carried mark. Returns how many marks were carried."""
+    carried = 0
+    for doc in fdb.listings.find({"_id": {"$regex": f"\\|{re.escape(from_version)}$"}}):
+        root_and_pattern = doc["_id"][: -len(from_version)]
+        result = fdb.listings.update_one({"_id": root_and_pattern + to_version},
+                                         {"$setOnInsert": {k: v for k, v in doc.items() if k != "_id"}}, upsert=True)
+        carried += result.upserted_id is not None
+    return carried

@@ -27,6 +27,7 @@ from detectors.config import DetectConfig, FinetuneConfig, TrainConfig
 from fdb import StoreConfig, StoreUnavailable, listings
 from fdb import images as image_store
 from fdb import labels as label_store
+from fdb import models as model_registry
 from fdb import runs as run_store
 from fdb.pool_index import merge_recent_indexes, rebuild_pool_indexes
 from mining.config import EvaluationConfig, LabelErrorConfig, MatchConfig, MiningConfig
@@ -103,6 +104,25 @@ def detect(store: StoreConfig, model_version: str, uris: list[str], config: Dete
                            source=source, progress=progress)
     report.workers = [f"{socket.gethostname()}:{os.getpid()}"]
     return report
+
+
+@task(name="list the archive's backlog", tags=["fdb"], **IO_RETRIES)
+def archive_backlog(store: StoreConfig, model_version: str) -> list[str]:
+    """Every readable image in the store that `model_version` has not processed yet (a rollout's work)."""
+    return image_store.backlog(connection(store), model_version)
+
+
+@task(name="carry the listing marks", tags=["fdb"], **IO_RETRIES)
+def carry_listing_marks(store: StoreConfig, from_version: str, to_version: str) -> int:
+    """The serving model's listing marks, given to the model that replaces it (`fdb.listings.carry_marks`)."""
+    return listings.carry_marks(connection(store), from_version, to_version)
+
+
+@task(name="hand production over", tags=["fdb", "model"], **IO_RETRIES)
+def take_over(store: StoreConfig, model_version: str, serving: str | None, why: str, numbers: dict) -> dict:
+    """`model_version` becomes the production model, only if `serving` still is (`fdb.models.promote`)."""
+    switch = model_registry.promote(connection(store), model_version, why, numbers, expected=serving)
+    return {k: v for k, v in switch.items() if k != "at"}
 
 
 @task(name="detect on the labelled set", tags=["model", "fdb"], **IO_RETRIES)
@@ -298,7 +318,9 @@ def write_comparison_report(comparison, out_dir: str, title: str, facts: dict, m
 
 
 __all__ = [
+    "archive_backlog",
     "batch_labels",
+    "carry_listing_marks",
     "compare_arms",
     "detect",
     "detect_labelled",
@@ -320,5 +342,6 @@ __all__ = [
     "reindex_pool",
     "resolve_model",
     "retrain_candidate",
+    "take_over",
     "write_comparison_report",
 ]
