@@ -18,6 +18,7 @@ within a minute, naming each worker and what it could not import, before any wor
 from __future__ import annotations
 
 import concurrent.futures
+import os
 
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -41,8 +42,12 @@ def build_task_runner(dask_address: str | None = None, dask_workers: int = 0, th
 
     if dask_address:
         return DaskTaskRunner(address=dask_address)
+    # Dask starts its workers with OMP_NUM_THREADS=1 (numpy's default for many small tasks), which would leave a
+    # single detection worker on one core of a larger machine: torch takes an equal share of the cores instead.
+    torch_threads = str(max(1, (os.cpu_count() or 1) // dask_workers))
     return DaskTaskRunner(cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": threads_per_worker,
-                                          "processes": True, "dashboard_address": None})
+                                          "processes": True, "dashboard_address": None,
+                                          "env": {"OMP_NUM_THREADS": torch_threads, "MKL_NUM_THREADS": torch_threads}})
 
 
 def check_workers(timeout_s: float = PROBE_TIMEOUT_S) -> list[dict]:

@@ -157,7 +157,7 @@ def detect_images(fdb: FeatureDB, checkpoint: Checkpoint, uris: list[str], confi
     uris = list(dict.fromkeys(str(u) for u in uris))
     report = DetectReport(model_version=version, images_seen=len(uris))
     known = image_store.by_uri(fdb, uris)
-    done = {uri for uri, record in known.items() if version in record.get("processed_by", ())}
+    done = {uri for uri, record in known.items() if version in image_store.models_done(record)}
     report.images_skipped = len(done)
     todo = sorted(uri for uri in uris if uri not in done and (known.get(uri) or {}).get("status") != "duplicate")
     admission = Admission(fdb, known, source=source, split=split, labelled=labelled)

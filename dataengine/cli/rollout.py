@@ -40,7 +40,7 @@ def run(args) -> int:
         flow = rollout.with_options(task_runner=build_task_runner(args.dask_address, args.dask_workers))
     report = flow(model_version=args.model, checkpoint=args.checkpoint, detection=config_from_args(DetectConfig, args),
                   chunk_size=args.chunk_size, backend=args.backend, progress=not args.no_progress)
-    print(f"rolled out {report.model_version}: {report.detect} in {report.seconds:.0f} s "
+    print(f"rolled out {report.model_version}: {report.detect} in {report.seconds:.1f} s "
           f"({report.images_per_second:.1f} images/s on {len(report.detect.workers)} worker(s)); "
           f"passes {report.passes}; {report.marks_carried} listing marks carried")
     print(f"production: {report.replaced} -> {report.model_version}")
