@@ -77,23 +77,45 @@ def run_part(hard_share: float, draw: int, rounds: int, home: str, smoke: bool =
     # The candidate's two training seeds side by side, as the demo's arms run (`jobs.parallel`).
     recipe = FinetuneConfig(steps=1 if smoke else FULL["arm_steps"], lr=FULL["lr"], seeds=(0, 1),
                             workers=FULL["workers"])
+    out = part_path(hard_share, draw) if not smoke else Path(home) / "smoke.json"
+    earlier = _part_to_add_to(out, engines) if engines else None
     start = time.monotonic()
     result = loop(rounds=rounds, engines=engines or ENGINES, sizes=sizes, recipe=recipe, progress=False)
-    out = part_path(hard_share, draw) if not smoke else Path(home) / "smoke.json"
     part = {"hard_share": hard_share, "draw": draw, "rounds": rounds, "sizes": sizes,
             "recipe": {"steps": recipe.steps, "lr": recipe.lr, "seeds": list(recipe.seeds), "workers": recipe.workers},
             "minutes": round((time.monotonic() - start) / 60, 1), "machine": platform.node(), "cpus": os.cpu_count(),
-            "date": time.strftime("%Y-%m-%d"), "curves": curves(result, sizes["train"])}
-    if engines and out.exists():
-        earlier = json.loads(out.read_text())
-        if earlier["sizes"] != json.loads(json.dumps(part["sizes"])) or earlier["rounds"] != rounds or earlier["recipe"] != part["recipe"]:
-            raise SystemExit(f"{out} was run with other sizes, rounds or recipe: run the whole part again")
+            "date": time.strftime("%Y-%m-%d"), "seed": _seed_version(result), "curves": curves(result, sizes["train"])}
+    if earlier is not None:
+        same = {"sizes": json.loads(json.dumps(part["sizes"])), "rounds": rounds, "recipe": part["recipe"],
+                "seed": part["seed"]}
+        differ = [k for k, v in same.items() if k in earlier and earlier[k] != v]
+        if differ:
+            raise SystemExit(f"{out} was run with another {', '.join(differ)}: run the whole part again")
         added = {"engines": engines, **{k: part[k] for k in ("minutes", "machine", "date")}}
         part = {**earlier, "curves": {**earlier["curves"], **part["curves"]},
                 "added": earlier.get("added", []) + [added]}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(part, indent=1, default=str))
     return out
+
+
+def _part_to_add_to(out: Path, engines: list[str]) -> dict:
+    """The part `--engines` adds to; refused when it does not exist or already holds one of them (its database
+    holds that run's models and labels, so a second run would start from where the first ended)."""
+    if not out.exists():
+        raise SystemExit(f"--engines adds to {out}, which does not exist: run the whole part first")
+    earlier = json.loads(out.read_text())
+    again = sorted(set(engines) & set(earlier["curves"]))
+    if again:
+        raise SystemExit(f"{out} already holds {again}")
+    return earlier
+
+
+def _seed_version(loop_result: dict) -> str | None:
+    """The seed model every engine started from (round 0's production model)."""
+    for rounds in loop_result["engines"].values():
+        return rounds[0].get("production") if rounds else None
+    return None
 
 
 def merge(parts: list[dict]) -> dict:

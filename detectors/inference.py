@@ -21,7 +21,7 @@ import torch
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from detectors.coco import load_image
+from detectors.coco import load_image, to_tensor
 from detectors.taps import detect_with_features
 from records import Detection
 from storage import read_uri, the_files_fault
@@ -113,8 +113,9 @@ def run_inference(model, label_map: Labels, inputs: Sequence[tuple[Any, Any]], c
     detections (None keeps what the model keeps). An image that cannot be read goes to `on_unreadable` and the
     pass goes on; without it, the error is raised.
 
-    The next batch is read and decoded in a thread while the model runs on this one (`prefetched`). `load_batch`
-    replaces that read: it takes a batch of (key, image) pairs and returns the (key, tensor) pairs to run."""
+    The next batch is read and decoded in a thread while the model runs on this one (`prefetched`), so
+    `on_unreadable` is called from that thread. `load_batch` replaces that read (and `on_unreadable`): it takes a
+    batch of (key, image) pairs and returns the (key, tensor or (H, W, 3) uint8 RGB array) pairs to run."""
     model.eval()
     for consumer in consumers:
         consumer.reset()
@@ -124,7 +125,8 @@ def run_inference(model, label_map: Labels, inputs: Sequence[tuple[Any, Any]], c
 
     def forward(loaded: list) -> None:
         keys = [key for key, _ in loaded]
-        outputs = _forward(model, [image for _, image in loaded], label_map, taps, min_score)
+        images = [image if isinstance(image, torch.Tensor) else to_tensor(image) for _, image in loaded]
+        outputs = _forward(model, images, label_map, taps, min_score)
         for consumer in consumers:
             consumer.process(keys, outputs)
 
@@ -174,8 +176,9 @@ _DONE = object()
 
 
 def prefetched(items: Iterable[T], work: Callable[[T], R], depth: int = 2) -> Iterator[R]:
-    """`work(item)` for each item, in order, computed in a background thread up to `depth` items ahead of the
-    consumer, so reading and decoding images overlaps the model. An exception in `work` is raised to the consumer
+    """`work(item)` for each item, in order, computed in a background thread while the consumer works: at most
+    `depth` results wait in the queue, one more is being computed, so reading and decoding images overlaps the
+    model. An exception in `work` is raised to the consumer
     at that item; a consumer that stops early (or raises) stops the thread after its current item."""
     results: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()

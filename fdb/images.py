@@ -38,7 +38,7 @@ class UnreadableImage(Exception):
 # bomb, or a mosaic that was never meant for a detector) is quarantined from its header, before any decoding.
 # Pillow's own guard warns from 89 MP and refuses from 179 MP; this limit replaces it here.
 MAX_IMAGE_PIXELS = 100_000_000
-INGEST_CHUNK = 64  # images read and decoded before their records are written
+INGEST_CHUNK = 64  # images read and checked before their records are written
 
 
 @dataclass
@@ -58,13 +58,14 @@ def random_key(content: str) -> float:
 @dataclass
 class DecodedImage:
     info: ImageInfo
-    rgb: np.ndarray  # (height, width, 3) uint8: what the detector takes (`detectors.coco.to_tensor`)
+    rgb: np.ndarray | None  # (height, width, 3) uint8: what the detector takes (`detectors.coco.to_tensor`)
 
 
-def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> DecodedImage:
+def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, pixels: bool = True) -> DecodedImage:
     """Decode the whole image (not only its header), so truncated files are caught here, not in the detector.
     Any failure to decode is an `UnreadableImage` with the reason: one bad file never stops an ingest. The one
-    decode a night makes of an image: its hash and size for the record, its pixels for the detector."""
+    decode a night makes of an image: its hash and size for the record, its pixels for the detector (`pixels`;
+    without them, `rgb` is None and nothing is converted or kept)."""
     if not data:
         raise UnreadableImage("empty file (0 bytes)")
     try:
@@ -76,7 +77,7 @@ def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> DecodedImag
                     raise UnreadableImage(f"too large to decode: {width}x{height} = {width * height / 1e6:.0f} MP, "
                                           f"above the engine's limit of {max_pixels / 1e6:.0f} MP")
                 im.load()
-                rgb = np.array(im.convert("RGB"))
+                rgb = np.array(im.convert("RGB")) if pixels else None
     except UnreadableImage:
         raise
     except UnidentifiedImageError:
@@ -94,10 +95,10 @@ def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> DecodedImag
 
 def inspect_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageInfo:
     """The hash and size of a fully decoded image (`decode_image`), or `UnreadableImage` with the reason."""
-    return decode_image(data, max_pixels).info
+    return decode_image(data, max_pixels, pixels=False).info
 
 
-def read_image(uri: str) -> DecodedImage | str:
+def read_image(uri: str, pixels: bool = True) -> DecodedImage | str:
     """Read and decode `uri`: the image, or the reason it cannot be (a quarantine's). A network error that
     outlived its retries is raised, so the caller's retry reads it again instead of quarantining a good image."""
     try:
@@ -107,7 +108,7 @@ def read_image(uri: str) -> DecodedImage | str:
             raise
         return f"file not found: {uri}" if isinstance(exc, FileNotFoundError) else str(exc)
     try:
-        return decode_image(data)
+        return decode_image(data, pixels=pixels)
     except UnreadableImage as exc:
         return str(exc)
 
@@ -146,9 +147,9 @@ def ingest_images(fdb: FeatureDB, uris: Iterable[str], source: str = "local", sp
     todo = [uri for uri in uris if not settled(known.get(uri))]
     report.existing += len(uris) - len(todo)
     seen: dict[str, str] = {}
-    for start in range(0, len(todo), INGEST_CHUNK):  # a chunk's decoded pixels in memory at a time, not a night's
-        register_images(fdb, [(uri, read_image(uri)) for uri in todo[start:start + INGEST_CHUNK]], known, report,
-                        seen, source=source, split=split, labelled=labelled, extra=extra)
+    for start in range(0, len(todo), INGEST_CHUNK):  # records written as it goes, not at the end of a night
+        register_images(fdb, [(uri, read_image(uri, pixels=False)) for uri in todo[start:start + INGEST_CHUNK]],
+                        known, report, seen, source=source, split=split, labelled=labelled, extra=extra)
     return report
 
 

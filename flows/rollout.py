@@ -82,6 +82,8 @@ def rollout(model_version: str | None = None, checkpoint: str | None = None, det
             break
         report.detect += backfill(store, model_version, backlog, detection, chunk_size, progress)
     else:
+        report.passes.append(len(archive_backlog(store, model_version)))
+    if report.passes[-1]:
         raise RuntimeError(f"nights kept adding images while the rollout caught up ({report.passes} per pass): "
                            f"run it again (it resumes), or with more Dask workers")
     report.seconds = round(time.monotonic() - start, 1)

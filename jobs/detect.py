@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from detectors.checkpoint import Checkpoint
-from detectors.coco import load_image, to_tensor
+from detectors.coco import load_image
 from detectors.config import DetectConfig
 from detectors.inference import ImageDetections, Labels, run_inference
 from detectors.taps import box_vectors
@@ -122,29 +122,31 @@ class Admission:
     duplicate of a known image, or why it is unreadable), and hand the readable ones to the model as
     (record, tensor) pairs. Ingest and inference share the one read and decode."""
 
-    def __init__(self, fdb: FeatureDB, known: dict[str, dict], source: str, split: str, labelled: bool):
-        self.fdb, self.known = fdb, known
+    def __init__(self, fdb: FeatureDB, version: str, known: dict[str, dict], source: str, split: str,
+                 labelled: bool):
+        self.fdb, self.version, self.known = fdb, version, known
         self.where = dict(source=source, split=split, labelled=labelled)
         self.ingest = image_store.IngestReport()
         self.seen: dict[str, str] = {}  # sha256 -> uri, among this run's new images
         self.unloadable: list[tuple[str, str]] = []  # known readable images that no longer decode
 
-    def __call__(self, batch: list[tuple[str, str]]) -> list[tuple[dict, torch.Tensor]]:
+    def __call__(self, batch: list[tuple[str, str]]) -> list[tuple[dict, np.ndarray]]:
         read = [(uri, image_store.read_image(uri)) for uri, _ in batch]
         fresh = [(uri, image) for uri, image in read if not image_store.settled(self.known.get(uri))]
         image_store.register_images(self.fdb, fresh, self.known, self.ingest, self.seen, **self.where)
-        records = {**self.known, **image_store.by_uri(self.fdb, [uri for uri, _ in fresh])}
+        registered = image_store.by_uri(self.fdb, [uri for uri, _ in fresh])
         admitted = []
         for uri, image in read:
-            record = records.get(uri)
-            if record is None or record["status"] != "ok":
+            record = registered.get(uri) or self.known.get(uri)
+            if record is None or record["status"] != "ok" or self.version in image_store.models_done(record):
                 continue
             if not isinstance(image, image_store.DecodedImage):
                 reason = f"failed to load for detection: {image}"
                 image_store.quarantine(self.fdb, record["_id"], reason)
                 self.unloadable.append((uri, reason))
                 continue
-            admitted.append((record, to_tensor(image.rgb)))
+            # uint8 pixels wait in the prefetch queue (a quarter of float32); the model's side converts them.
+            admitted.append((record, image.rgb))
         return admitted
 
 
@@ -159,8 +161,10 @@ def detect_images(fdb: FeatureDB, checkpoint: Checkpoint, uris: list[str], confi
     known = image_store.by_uri(fdb, uris)
     done = {uri for uri, record in known.items() if version in image_store.models_done(record)}
     report.images_skipped = len(done)
-    todo = sorted(uri for uri in uris if uri not in done and (known.get(uri) or {}).get("status") != "duplicate")
-    admission = Admission(fdb, known, source=source, split=split, labelled=labelled)
+    # A quarantined image is read again, done or not: a repaired file comes back (as an ingest would do).
+    todo = sorted(uri for uri in uris if (uri not in done or known[uri]["status"] == "quarantined")
+                  and (known.get(uri) or {}).get("status") != "duplicate")
+    admission = Admission(fdb, version, known, source=source, split=split, labelled=labelled)
     labels = Labels(checkpoint.config.class_names, checkpoint.config.category_ids)
     writer = StoreWriter(fdb, version, report, config.feature_dtype, config.commit_every)
     try:

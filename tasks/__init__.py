@@ -51,8 +51,8 @@ def _worth_retrying(task, task_run, state) -> bool:
 
     try:
         state.result(raise_on_failure=True)
-    except (ServerSelectionTimeoutError, StoreUnavailable):
-        return False
+    except (ServerSelectionTimeoutError, StoreUnavailable, model_registry.PromotionConflict):
+        return False  # (a conflict is a decision to make again, not a transient failure)
     except Exception:  # noqa: BLE001 - any other failure goes to the retry policy
         return True
     return True
@@ -120,8 +120,12 @@ def carry_listing_marks(store: StoreConfig, from_version: str, to_version: str) 
 
 @task(name="hand production over", tags=["fdb", "model"], **IO_RETRIES)
 def take_over(store: StoreConfig, model_version: str, serving: str | None, why: str, numbers: dict) -> dict:
-    """`model_version` becomes the production model, only if `serving` still is (`fdb.models.promote`)."""
-    switch = model_registry.promote(connection(store), model_version, why, numbers, expected=serving)
+    """`model_version` becomes the production model, only if `serving` still is (`fdb.models.promote`). A retry
+    that finds the switch made (its answer lost) is done, not a conflict."""
+    fdb = connection(store)
+    if model_registry.production_version(fdb) == model_version:
+        return {"from": serving, "to": model_version, "why": why, "switched": False}
+    switch = model_registry.promote(fdb, model_version, why, numbers, expected=serving)
     return {k: v for k, v in switch.items() if k != "at"}
 
 

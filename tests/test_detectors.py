@@ -267,6 +267,27 @@ def test_detect_reads_and_decodes_each_image_once(fdb, synthetic, tmp_path, monk
     assert len(opened) == 5 and sorted(reads) == sorted(uris)
 
 
+def test_a_quarantined_image_is_read_again_and_comes_back_once_repaired(fdb, synthetic, tmp_path):
+    from fdb import images as image_store
+
+    model, cfg = tiny_model()
+    checkpoint = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model, cfg, "tiny-v1", "h"))
+    uris = _imagery(synthetic, tmp_path / "imagery", 3)
+    good = [Path(u).read_bytes() for u in uris]
+    Path(uris[0]).write_bytes(good[0][:300])  # truncated
+    config = DetectConfig(batch_size=2, min_score=0.0)
+    first = detect_images(fdb, checkpoint, uris, config, progress=False)
+    assert first.images_processed == 2 and [u for u, _ in first.quarantined] == [uris[0]]
+    # A processed image quarantined later (its file went bad, then was restored) is read again but not redone.
+    done = fdb.images.find_one({"uri": uris[1]})
+    image_store.quarantine(fdb, done["_id"], "unreadable for a while")
+    Path(uris[0]).write_bytes(good[0])
+    again = detect_images(fdb, checkpoint, uris, config, progress=False)
+    assert (again.images_processed, again.images_skipped, again.quarantined) == (1, 2, [])
+    assert [d["status"] for d in fdb.images.find({}).sort("uri", 1)] == ["ok", "ok", "ok"]
+    assert fdb.images.count_documents({"processed_by": "tiny-v1"}) == 3
+
+
 # kill point -> images whose work is complete when the run dies (batch_size 2, a commit point every 4 images)
 KILLS = {"in the 2nd forward pass": ("forward", 2, 0), "in the 3rd forward pass": ("forward", 3, 4),
          "in the 1st commit, before its mark": ("mark", 1, 0), "in the 2nd commit, before its mark": ("mark", 2, 4),
