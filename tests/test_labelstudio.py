@@ -181,6 +181,15 @@ def test_push_annotate_pull(fdb, selection, labelstudio, mongod, tmp_path, monke
     monkeypatch.setenv("DATAENGINE_LABELSTUDIO_TOKEN", labelstudio.token)
     shown = views.batch(fdb, res.batch_id)["server"]
     assert shown["project"] == title and shown["progress"] == {"done": 3, "total": 4} and shown["error"] is None
+    from fastapi.testclient import TestClient
+
+    from dataengine.ui.app import AppSettings, build_app
+
+    app = TestClient(build_app(fdb, AppSettings(export_target=str(tmp_path / "queue"), cache_dir=str(tmp_path / "c"),
+                                                user="tester")), base_url="http://127.0.0.1:8765")
+    page = app.get(f"/batches/{res.batch_id}")
+    assert page.status_code == 200 and "<b>3 / 4</b> tasks done" in page.text and title in page.text
+    assert app.get(f"/api/batches/{res.batch_id}").json()["server"]["progress"] == {"done": 3, "total": 4}
     monkeypatch.setenv("DATAENGINE_LABELSTUDIO_TOKEN", "wrong-token-0123456789")
     assert "refused the token" in views.batch(fdb, res.batch_id)["server"]["error"]
 
