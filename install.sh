@@ -22,6 +22,17 @@ if [ "${GAZE_NO_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null; then
   $SUDO apt-get install -y -q chromium >/dev/null || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; } \
     || { echo "could not install chromium (apt-get): install it, or set GAZE_NO_BROWSER=1 to skip the browser test" >&2; exit 1; }
 fi
+# Label Studio, the annotation team's server, for tests/test_labelstudio.py: in its own virtualenv, because its
+# pins (Django 5.2, and numpy 2.2 / OpenCV 4.12 through label-studio-sdk) must not touch .venv. Its database is
+# migrated here once (minutes), into a template the tests copy for each session. GAZE_NO_LABELSTUDIO=1 skips it,
+# and that test then skips too.
+if [ "${GAZE_NO_LABELSTUDIO:-0}" != 1 ]; then
+  [ -x .venv-labelstudio/bin/python ] || "$PYTHON" -m venv .venv-labelstudio
+  .venv-labelstudio/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
+  .venv-labelstudio/bin/python -m pip install --quiet --disable-pip-version-check "label-studio==1.23.2"
+  .venv/bin/python tests/labelstudio_server.py prepare
+fi
 .venv/bin/python -c 'import fdb.server as s; print("mongod:", s.find_mongod())'
 command -v chromium >/dev/null && echo "browser: $(chromium --version 2>/dev/null)"
+[ -x .venv-labelstudio/bin/label-studio ] && echo "label studio: $(.venv-labelstudio/bin/python -c 'import importlib.metadata as m; print(m.version("label-studio"))')"
 echo "installed into $(pwd)/.venv"

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from annotation_export.config import ExportConfig
-from annotation_export.formats import build_batch, coco_json, cvat_xml
+from annotation_export.formats import BatchImage, build_batch, coco_json, cvat_xml
+from annotation_export.labelstudio_client import is_labelstudio
 from annotation_export.manifest import manifest_csv, manifest_json, manifest_rows, rejected_rows
 from fdb import FeatureDB
 from fdb import detections as detection_store
@@ -33,7 +34,7 @@ from fdb import exports as export_store
 from fdb import images as image_store
 from fdb import models as model_store
 from fdb import selections as selection_store
-from records import Detection
+from records import Detection, SelectionInfo
 from records.hashing import file_sha256
 from storage import read_uri
 from storage import s3 as s3mod
@@ -53,6 +54,7 @@ class ExportResult:
     location: str  # local folder or s3:// prefix of the batch
     files: list[str]  # relative paths, sorted, without the marker
     counts: dict[str, int] = field(default_factory=dict)
+    server: dict | None = None  # an annotation server's push: project, tasks added and already there
 
     @property
     def images(self) -> int:
@@ -107,13 +109,50 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: ExportConfig = ExportConfig(),
-                 model_version: str | None = None, s3_client=None) -> ExportResult:
-    """Export the images of `selection_id` with the model's predictions (score >= `config.min_score`) as a batch
-    under `target` (a folder, or `s3://bucket/prefix`). Images a person rejected (`fdb.selections.decide`) are
-    left out, and listed with who rejected them and when under `rejected` in manifest.json; with
-    `config.only_accepted`, so are the images nobody accepted (under `not_accepted`). From the start of the export
-    on, the selection's decisions are final. Safe to run again after a failure or a success."""
+@dataclass
+class PreparedBatch:
+    """A selection made into a batch, before it ships anywhere: the images not rejected with the model's
+    predictions, the decisions, and the batch's stable id. A folder, an S3 prefix and an annotation server all
+    ship the same prepared batch, so they record the same thing."""
+
+    batch_id: str
+    selection_id: str
+    model_version: str
+    min_score: float
+    info: SelectionInfo
+    selected: list  # SelectedImage, the images that ship
+    rejected: list
+    undecided: list  # left out under `only_accepted`
+    decisions: dict
+    images: list[BatchImage]  # in file-name order, objects in rank order
+    categories: list[dict]  # export categories (ids from 1)
+    category_map: dict[int, int]  # project id -> export id
+    fdb_ids: dict  # str(image id) -> the fdb id
+
+    @property
+    def image_ids(self) -> list:
+        return [img.image_id for img in self.selected]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"images": len(self.images), "objects": sum(len(im.objects) for im in self.images),
+                "polygons": sum(len(o.polygons) for im in self.images for o in im.objects)}
+
+    def image_records(self) -> list[dict]:
+        """The `images` of the batch's export record: what an import checks the labels against."""
+        return [{"image_id": self.fdb_ids[im.image_id], "uri": im.uri, "file_name": im.file_name,
+                 "width": im.width, "height": im.height} for im in self.images]
+
+    def documents(self, rows: list[dict]) -> dict[str, bytes]:
+        """The batch's label files by name (CVAT XML, COCO JSON, the manifest with `rows`)."""
+        return _batch_documents(self.batch_id, self.selection_id, self.images, self.categories, rows,
+                                self.rejected, self.undecided, self.decisions)
+
+
+def prepare_batch(fdb: FeatureDB, selection_id: str, config: ExportConfig = ExportConfig(),
+                  model_version: str | None = None) -> PreparedBatch:
+    """Freeze the selection's decisions and build its batch: the images not rejected (with `only_accepted`, only
+    the accepted ones) and the model's predictions with score >= `config.min_score`."""
     min_score = config.min_score
     found = selection_store.read_selection(fdb, selection_id)
     if found is None:
@@ -126,35 +165,47 @@ def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: 
         raise ExportError(f"selection {selection_id!r} names no model version; pass model_version")
     images = _selected_images(fdb, selection_id, image_ids)
     detections = detection_store.read_detections(fdb, model_version, image_ids, min_score=min_score)
-    id_of = {str(i["_id"]): i["_id"] for i in images}
     categories = model_categories(fdb, model_version, detections)
     batch, export_cats, cat_map = build_batch(images, detections, categories, min_score)
+    return PreparedBatch(batch_id_for(selection_id, image_ids, model_version, min_score), selection_id,
+                         model_version, min_score, info, selected, rejected, undecided, decisions, batch,
+                         export_cats, cat_map, {str(i["_id"]): i["_id"] for i in images})
 
-    batch_id = batch_id_for(selection_id, image_ids, model_version, min_score)
+
+def export_batch(fdb: FeatureDB, selection_id: str, target: str | Path, config: ExportConfig = ExportConfig(),
+                 model_version: str | None = None, s3_client=None, labelstudio=None) -> ExportResult:
+    """Export the images of `selection_id` with the model's predictions (score >= `config.min_score`) as a batch
+    under `target` (a folder, `s3://bucket/prefix`, or a Label Studio project `labelstudio://HOST:PORT/PROJECT`,
+    reached with `labelstudio`, an `annotation_export.labelstudio.LabelStudioAccess`). Images a person rejected
+    (`fdb.selections.decide`) are left out, and listed with who rejected them and when under `rejected` in
+    manifest.json; with `config.only_accepted`, so are the images nobody accepted (under `not_accepted`). From the
+    start of the export on, the selection's decisions are final. Safe to run again after a failure or a success."""
     target = str(target)
+    if is_labelstudio(target):
+        # A function-level import: the server's module builds on this one (prepare_batch, ship_batch).
+        from annotation_export.labelstudio import LabelStudioAccess, push_batch
+
+        return push_batch(fdb, prepare_batch(fdb, selection_id, config, model_version), target,
+                          labelstudio or LabelStudioAccess())
+    prepared = prepare_batch(fdb, selection_id, config, model_version)
+    batch, batch_id = prepared.images, prepared.batch_id
     location = batch_location(fdb, target, batch_id, "batch {} was already labelled")
     is_s3 = location.startswith("s3://")
-    export_store.start(fdb, batch_id, selection_id, model_version, min_score, location)
+    export_store.start(fdb, batch_id, selection_id, prepared.model_version, prepared.min_score, location)
 
     file_names = {im.uri: im.file_name for im in batch}
     client = (s3_client or s3mod.s3_client()) if is_s3 else None
     presigned = ({im.file_name: s3mod.presign_get(f"{location}/images/{im.file_name}", config.presign_expires,
                                                   client)
                   for im in batch} if is_s3 else None)
-    rows = manifest_rows(info, selected, file_names, presigned, decisions)
-    counts = {"images": len(batch), "objects": sum(len(im.objects) for im in batch),
-              "polygons": sum(len(o.polygons) for im in batch for o in im.objects)}
-
-    files, digests = ship_batch(batch_id, target, location,
-                                _batch_documents(batch_id, selection_id, batch, export_cats, rows, rejected,
-                                                 undecided, decisions),
+    rows = manifest_rows(prepared.info, prepared.selected, file_names, presigned, prepared.decisions)
+    files, digests = ship_batch(batch_id, target, location, prepared.documents(rows),
                                 {im.file_name: im.uri for im in batch}, client)
-    export_store.finish(fdb, batch_id, files=[{"path": f, "sha256": digests[f]} for f in files], counts=counts,
-                        categories=export_cats, category_map=cat_map,
-                        images=[{"image_id": id_of[im.image_id], "uri": im.uri, "file_name": im.file_name,
-                                 "width": im.width, "height": im.height} for im in batch])
-    selection_store.mark_exported(fdb, selection_id, batch_id, image_ids)
-    return ExportResult(batch_id, location, files, counts)
+    export_store.finish(fdb, batch_id, files=[{"path": f, "sha256": digests[f]} for f in files],
+                        counts=prepared.counts, categories=prepared.categories, category_map=prepared.category_map,
+                        images=prepared.image_records())
+    selection_store.mark_exported(fdb, selection_id, batch_id, prepared.image_ids)
+    return ExportResult(batch_id, location, files, prepared.counts)
 
 
 def _decided(fdb: FeatureDB, selection_id: str, selected: list, config: ExportConfig) -> tuple[list, list, list, dict]:

@@ -45,6 +45,7 @@ class ImportReport:
     images: int
     annotations: int
     unlabelled: list[str] = field(default_factory=list)  # batch files absent from the labelled file
+    unchanged: bool = False  # a pull that found nothing new: `label_version` is the existing one, nothing written
 
 
 def _parse_coco(data: bytes, source: str) -> list[dict]:
@@ -202,20 +203,28 @@ def _check_box(where: str, bbox, width: int, height: int) -> str | None:
 def import_labels(fdb: FeatureDB, path: str | Path, batch_id: str) -> ImportReport:
     """Validate the labelled file against the batch, then store it as a new label version for its images,
     mark them labelled and close the batch (status "labelled")."""
-    export = _exported_batch(fdb, path, batch_id)
+    export = exported_batch(fdb, str(path), batch_id)
     records, data = read_label_file(path)
+    return import_records(fdb, export, records, data, str(path))
 
+
+def import_records(fdb: FeatureDB, export: dict, records: list[dict], data: bytes, source: str) -> ImportReport:
+    """Validate parsed label records (as `_parse_coco` makes them) against the batch `export` describes, then
+    store them as its next label version in one durable, transactional write. `data` is what the records were
+    read from (its sha256 is kept with the version), `source` where (a path, or a server's URL: never a token).
+    A label file and a pull from an annotation server (`annotation_export.labelstudio`) both come through here."""
+    batch_id = export["_id"]
     batch_images = {im["file_name"]: im for im in export.get("images", [])}
     category_of = _category_ids(export)
     problems, seen = _problems(records, batch_images, category_of, batch_id)
     if problems:
-        raise LabelImportError(str(path), problems)
+        raise LabelImportError(source, problems)
 
     version = (label_store.latest_version(fdb, batch_id) or 0) + 1
     digest = sha256_hex(data)
     labelled, n_ann = _labelled_images(records, batch_images, category_of)
     with fdb.transaction() as session:  # one transaction on a replica set; in order, committed last, elsewhere
-        label_store.write_version(fdb, batch_id, version, labelled, source=str(path), source_sha256=digest,
+        label_store.write_version(fdb, batch_id, version, labelled, source=source, source_sha256=digest,
                                   session=session)
         image_store.mark_label_version(fdb, [im["image_id"] for im in labelled], version, session=session)
         export_store.mark_labelled(fdb, batch_id, version, session=session)
@@ -223,13 +232,14 @@ def import_labels(fdb: FeatureDB, path: str | Path, batch_id: str) -> ImportRepo
     return ImportReport(batch_id, version, len(labelled), n_ann, unlabelled)
 
 
-def _exported_batch(fdb: FeatureDB, path: str | Path, batch_id: str) -> dict:
-    """The export record of `batch_id`; a batch fdb does not hold, or one not exported yet, is refused."""
+def exported_batch(fdb: FeatureDB, source: str, batch_id: str) -> dict:
+    """The export record of `batch_id`; a batch fdb does not hold, or one not exported yet, is refused (the
+    refusal names `source`, what the labels were to come from)."""
     export = export_store.get(fdb, batch_id)
     if export is None:
-        raise LabelImportError(str(path), [f"no export batch {batch_id!r} in fdb"])
+        raise LabelImportError(source, [f"no export batch {batch_id!r} in fdb"])
     if export.get("status") not in ("done", "labelled"):
-        raise LabelImportError(str(path), [f"batch {batch_id} is {export.get('status')!r}, not exported"])
+        raise LabelImportError(source, [f"batch {batch_id} is {export.get('status')!r}, not exported"])
     return export
 
 

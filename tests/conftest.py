@@ -142,3 +142,23 @@ def prefect_backend():
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+# ---------------------------------------------------------------------------------------------------- Label Studio
+@pytest.fixture(scope="session")
+def labelstudio(tmp_path_factory):
+    """A real Label Studio server on 127.0.0.1 for the whole session (`tests/labelstudio_server.py`: its own
+    virtualenv from install.sh, a copy of the migrated template database, a legacy token enabled). Skipped with
+    GAZE_NO_LABELSTUDIO=1 (install.sh then makes no venv), and where the venv is missing outside CI."""
+    import labelstudio_server
+
+    if os.environ.get("GAZE_NO_LABELSTUDIO") == "1":
+        pytest.skip("GAZE_NO_LABELSTUDIO=1: install.sh was told not to install Label Studio")
+    if not labelstudio_server.installed():
+        if os.environ.get("CI"):
+            pytest.fail(f"no Label Studio in {labelstudio_server.VENV}: install.sh should have made it")
+        pytest.skip(f"no Label Studio in {labelstudio_server.VENV}: ./install.sh makes it")
+    server = labelstudio_server.start(tmp_path_factory.mktemp("labelstudio"))
+    print(f"\nLabel Studio {labelstudio_server.VERSION} answered /health in {server.started_in:.1f} s")
+    yield server
+    server.stop()

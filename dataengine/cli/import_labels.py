@@ -10,33 +10,59 @@ from dataengine.cli.options import store_config
 
 def add_parser(sub) -> None:
     imp = sub.add_parser(
-        "import-labels", help="import the team's labels (COCO json or CVAT xml/zip) for an exported batch",
+        "import-labels", help="import the team's labels (COCO json, CVAT xml/zip, or a Label Studio project) for an exported batch",
         description="Import labels for a batch: they become ground truth in fdb as a new label version (earlier "
                     "versions are kept), the images are marked labelled and the batch closed. Unknown categories, "
                     "images not in the batch, boxes outside the image and empty files are refused with the record "
                     "named; nothing is written unless the whole file is valid. The corrections of a review batch "
                     "(`dataengine review-labels`) also become the next version of the labelled set it was cut "
                     "from, which evaluation, mining and retraining then read (the older versions are kept).")
-    imp.add_argument("labels", help="COCO json, CVAT annotations.xml, or a CVAT export zip")
+    imp.add_argument("labels", nargs="?", default=None,
+                     help="COCO json, CVAT annotations.xml, or a CVAT export zip")
+    imp.add_argument("--from", dest="source", default=None, metavar="labelstudio://HOST:PORT/PROJECT",
+                     help="pull the completed annotations of the batch from the Label Studio project it was pushed "
+                          "to (token from DATAENGINE_LABELSTUDIO_TOKEN); images nobody has labelled yet are "
+                          "listed and wait for the next pull")
     imp.add_argument("--batch", required=True, help="the batch id printed by `dataengine export` or `dataengine review-labels`")
     imp.set_defaults(func=run)
 
 
 def run(args) -> int:
     from annotation_export.importer import LabelImportError, import_labels
+    from annotation_export.labelstudio_client import LabelStudioError
     from annotation_export.review import apply_review
     from fdb import exports
     from jobs.context import connection
 
+    source = getattr(args, "source", None)
+    if (args.labels is None) == (source is None):
+        print("error: give either a label file or --from labelstudio://HOST:PORT/PROJECT", file=sys.stderr)
+        return 2
     fdb = connection(store_config())
     try:
-        report = import_labels(fdb, args.labels, args.batch)
+        if source is not None:
+            from annotation_export.labelstudio import pull_labels
+            from dataengine.config import labelstudio_access
+
+            report = pull_labels(fdb, source, args.batch, labelstudio_access())
+        else:
+            report = import_labels(fdb, args.labels, args.batch)
     except LabelImportError as exc:
         print(f"nothing imported: {exc}", file=sys.stderr)
         return 2
-    print(f"batch {report.batch_id}: label version {report.label_version}, {report.images} images, "
-          f"{report.annotations} annotations" + (f", {len(report.unlabelled)} images without labels"
-                                                 if report.unlabelled else ""))
+    except LabelStudioError as exc:
+        print(f"nothing imported: {exc}", file=sys.stderr)
+        return 3
+    if report.unchanged:
+        print(f"batch {report.batch_id}: nothing changed on the server since label version {report.label_version} "
+              f"({report.images} images, {report.annotations} annotations); nothing written")
+    else:
+        print(f"batch {report.batch_id}: label version {report.label_version}, {report.images} images, "
+              f"{report.annotations} annotations" + (f", {len(report.unlabelled)} images without labels"
+                                                     if report.unlabelled else ""))
+    if source is not None and report.unlabelled:
+        shown = ", ".join(report.unlabelled[:10]) + (" ..." if len(report.unlabelled) > 10 else "")
+        print(f"not labelled yet, left for the next pull ({len(report.unlabelled)}): {shown}")
     if exports.is_review(fdb, args.batch):
         version = apply_review(fdb, args.batch)
         changes = ", ".join(f"{n} {k}" for k, n in version.get("changes", {}).items() if k != "images")

@@ -184,6 +184,23 @@ class Review(Shape):
     applied: list[Doc]
 
 
+class Progress(Shape):
+    done: int  # tasks with a completed annotation
+    total: int  # the batch's tasks on the server
+
+
+class ServerProgress(Shape):
+    """A batch pushed to an annotation server (Label Studio): its project, and its progress there, read live (or
+    the server's error when it could not be read)."""
+    kind: str | None
+    url: str | None  # labelstudio://HOST:PORT/PROJECT, as it was pushed
+    project: str | None
+    project_id: int | None
+    link: str  # the project's task list on the server
+    progress: Progress | None
+    error: str | None
+
+
 class Batch(BatchRow):
     """A batch, its files and images, its label versions, what the annotators changed against what it sent
     (`changes`, a labelling batch) or the labelled-set versions it made (`review`), and the images left out."""
@@ -195,3 +212,4 @@ class Batch(BatchRow):
     changes: Doc | None
     review: Review | None
     rejected: list[ImageDecision]
+    server: ServerProgress | None = None

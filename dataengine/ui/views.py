@@ -282,7 +282,28 @@ def batch(fdb: FeatureDB, batch_id: str) -> dict:
             "files": doc.get("files") or [], "categories": doc.get("categories") or [],
             "min_score": doc.get("min_score"), "images_list": doc.get("images") or [],
             "label_versions": label_store.versions(fdb, batch_id), "changes": changes, "review": review,
-            "rejected": manifest_rejected}
+            "rejected": manifest_rejected, "server": _server(doc)}
+
+
+def _server(doc: dict) -> dict | None:
+    """Where a batch pushed to an annotation server went, and its progress there: tasks with a completed
+    annotation / tasks, read live with the app's token (`DATAENGINE_LABELSTUDIO_TOKEN`). When the server cannot be
+    read, its error instead, so the page still shows."""
+    pushed = doc.get("server")
+    if not pushed:
+        return None
+    from annotation_export.labelstudio import progress
+    from annotation_export.labelstudio_client import LabelStudioError
+    from dataengine.config import labelstudio_access
+
+    out = {k: pushed.get(k) for k in ("kind", "url", "project", "project_id")}
+    out["link"] = f"{pushed.get('base_url')}/projects/{pushed.get('project_id')}/data"
+    out["progress"], out["error"] = None, None
+    try:
+        out["progress"] = progress(doc, labelstudio_access(), timeout=5)
+    except LabelStudioError as exc:
+        out["error"] = str(exc)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- images
