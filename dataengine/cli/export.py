@@ -25,11 +25,21 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    import sys
+
     from annotation_export.config import ExportConfig
     from annotation_export.export import export_batch
+    from fdb import runs as run_store
     from jobs.context import connection
 
-    result = export_batch(connection(store_config()), args.selection, args.to, config_from_args(ExportConfig, args),
+    fdb = connection(store_config())
+    night = run_store.night_of_selection(fdb, args.selection)
+    if night is not None and night.waiting:  # its one batch goes where the night was told, after its review
+        print(f"error: selection {args.selection} is night {night.night_id}, held for review ({night.status}): "
+              f"export it in the review app (`dataengine ui`, Nights), which ships it to {night.target}",
+              file=sys.stderr)
+        return 2
+    result = export_batch(fdb, args.selection, args.to, config_from_args(ExportConfig, args),
                           model_version=args.model)
     print(f"batch {result.batch_id}: {result.location}")
     for key, value in result.counts.items():
