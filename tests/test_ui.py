@@ -58,14 +58,15 @@ def world(prefect_backend, mongod, tmp_path_factory):
         seed = model_store.production_version(fdb)
         store = StoreConfig(home=str(tmp / "home"), uri=mongod.uri, db_name=name)
         data = tmp / "demo" / "synthetic"
-        curate = mine.fn(store, seed, str(data / "annotations" / "val.json"), str(data / "images"),
-                         MiningConfig(k=3, budget=3), MatchConfig(score_threshold=0.0))
-        # Another budget, so the night's selection is not the one above (a selection's id derives from its inputs).
+        # The night first, so the selection to curate below is the newest that used each query (the query page
+        # links it); another budget, so the two are different selections (an id derives from its inputs).
         mp.setenv("DATAENGINE_DB", name)  # the flow reads the environment: the demo's database
         night = nightly(images=str(data / "images"), pattern="pool_*", gt_json=str(data / "annotations" / "val.json"),
                         gt_images=str(data / "images"), mining=MiningConfig(k=3, budget=2, random_arm=False),
                         match=MatchConfig(score_threshold=0.0), export_to=str(tmp / "night-queue"),
                         hold_for_review=True)
+        curate = mine.fn(store, seed, str(data / "annotations" / "val.json"), str(data / "images"),
+                         MiningConfig(k=3, budget=3), MatchConfig(score_threshold=0.0))
     assert curate.selected > 1 and curate.random_selection_id
     assert night.held and night.mine.selected > 1 and night.mine.selection_id != curate.selection_id
     yield {"fdb": fdb, "tmp": tmp, "seed": seed, "mined": curate.selection_id,
@@ -434,7 +435,8 @@ def test_a_held_night_goes_through_its_review_states_in_a_real_browser(world, se
         rejected.locator("button.reject").click()
         expect(rejected.locator(".status")).to_have_text("rejected by night-reviewer")
         expect(page.locator("#counts")).to_contain_text("1 accepted · 1 rejected")
-        expect(page.locator("#export")).to_have_text(f"Export the night: {n_images - 1} images")
+        shipping = n_images - 1
+        expect(page.locator("#export")).to_have_text(f"Export the night: {shipping} image{'' if shipping == 1 else 's'}")
         page.wait_for_load_state("networkidle")
         page.screenshot(path=ARTIFACTS / "night-selection.png", full_page=True)
         rejected_id = rejected.get_attribute("data-image")

@@ -34,7 +34,7 @@ document.addEventListener("DOMContentLoaded", () => {
       const exporter = document.getElementById("export");
       if (exporter && exporter.dataset.night) {
         const n = now.night.only_accepted ? now.counts.accepted : now.counts.images - now.counts.rejected;
-        exporter.textContent = `Export the night: ${n} images`;
+        exporter.textContent = `Export the night: ${n} image${n === 1 ? "" : "s"}`;
       } else if (exporter) { exporter.textContent = `Export the ${now.counts.images - now.counts.rejected} images not rejected`; }
     } catch (error) { status.textContent = error.message; status.dataset.state = "error"; }
   }));
