@@ -48,6 +48,10 @@ class ExportError(RuntimeError):
     pass
 
 
+class NothingToExport(ExportError):
+    """Every image of the selection was rejected (or, with only the accepted ones, none was accepted)."""
+
+
 @dataclass
 class ExportResult:
     batch_id: str
@@ -220,7 +224,7 @@ def _decided(fdb: FeatureDB, selection_id: str, selected: list, config: ExportCo
     selected = [img for img in selected if decision[img.image_id] == "accepted"
                 or (decision[img.image_id] is None and not config.only_accepted)]
     if not selected:
-        raise ExportError(f"selection {selection_id!r}: nothing to export ({len(rejected)} images rejected"
+        raise NothingToExport(f"selection {selection_id!r}: nothing to export ({len(rejected)} images rejected"
                           + (f", {len(undecided)} not accepted" if config.only_accepted else "") + ")")
     return selected, rejected, undecided, decisions
 

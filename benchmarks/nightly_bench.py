@@ -98,14 +98,16 @@ def seed_images(folder: Path, n: int, seed: int) -> list[Path]:
 
 
 def grow_archive(fdb, root: Path, seeds: list[Path], start: int, stop: int, index_root: Path, gen) -> dict:
-    """Pool images start..stop-1 into the archive: files, records, detections, vectors; then the pool index grows."""
+    """Pool images start..stop-1 into the archive: files, records, detections, vectors; then the pool index grows,
+    and its recent side index is merged whenever it is due, as the weekly merge deployment does in production (so a
+    measured night finds the side a week of nights leaves, not the whole fill)."""
     from bson import ObjectId  # noqa: PLC0415
 
     from fdb import detections as detection_store  # noqa: PLC0415
-    from fdb.pool_index import pool_index  # noqa: PLC0415
+    from fdb.pool_index import merge_recent_index, pool_index  # noqa: PLC0415
     from records import BOX_LAYER, IMAGE_LAYER, Detection  # noqa: PLC0415
 
-    timings = {"files": 0.0, "records": 0.0, "vectors": 0.0, "index": 0.0}
+    timings = {"files": 0.0, "records": 0.0, "vectors": 0.0, "index": 0.0, "weekly_merge": 0.0}
     chunk = 10_000
     for lo in range(start, stop, chunk):
         hi = min(stop, lo + chunk)
@@ -137,10 +139,14 @@ def grow_archive(fdb, root: Path, seeds: list[Path], start: int, stop: int, inde
         timings["records"] += t2 - t1
         timings["vectors"] += t3 - t2
         if hi // GROW_STEP != lo // GROW_STEP or hi == stop:  # every GROW_STEP images, as nights would
-            t4 = time.perf_counter()
             for layer in (BOX_LAYER, IMAGE_LAYER):
-                pool_index(fdb, MODEL, layer, index_root)
-            timings["index"] += time.perf_counter() - t4
+                t4 = time.perf_counter()
+                grown = pool_index(fdb, MODEL, layer, index_root)
+                timings["index"] += time.perf_counter() - t4
+                if grown is not None and grown.merge_due:  # the weekly merge (merge-recent-pool-index) runs
+                    t5 = time.perf_counter()
+                    merge_recent_index(fdb, MODEL, layer, index_root)
+                    timings["weekly_merge"] += time.perf_counter() - t5
         print(f"  archive {hi:,} images ({sum(timings.values()):.0f} s)", flush=True)
     return timings
 
@@ -188,7 +194,7 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
     from fdb import StoreConfig, listings  # noqa: PLC0415
     from fdb import pool_index as pool_index_module  # noqa: PLC0415
     from fdb.index.synthetic import FCLikeGenerator  # noqa: PLC0415
-    from fdb.pool_index import pool_index  # noqa: PLC0415
+    from fdb.pool_index import merge_recent_index, pool_index  # noqa: PLC0415
     from mining.config import MiningConfig  # noqa: PLC0415
     from mining.queries import Query  # noqa: PLC0415
     from mining.selection import mine, pool_state, random_selection  # noqa: PLC0415

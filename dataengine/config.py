@@ -60,3 +60,11 @@ def labelstudio_access() -> LabelStudioAccess:
     return LabelStudioAccess(token=os.environ.get("DATAENGINE_LABELSTUDIO_TOKEN") or None,
                              document_root=os.environ.get("DATAENGINE_LABELSTUDIO_DOCUMENT_ROOT")
                              or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT") or None)
+
+
+def labelstudio_access_for(target: str | None) -> LabelStudioAccess | None:
+    """`labelstudio_access()` when `target` is a `labelstudio://` one, else None: the token goes only where a
+    push needs it."""
+    from annotation_export.labelstudio_client import is_labelstudio
+
+    return labelstudio_access() if target is not None and is_labelstudio(str(target)) else None

@@ -36,12 +36,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="labelled set, COCO json (default: $DATAENGINE_LABELLED_GT)")
     parser.add_argument("--incoming", default=os.environ.get("DATAENGINE_INCOMING"),
                         help="folder or s3:// prefix of new imagery (default: $DATAENGINE_INCOMING)")
+    parser.add_argument("--hold-for-review", action="store_true",
+                        help="each night's selection waits for a person to curate and export it in the review app "
+                             "(`dataengine ui`, Nights) instead of being exported by the night")
     args = parser.parse_args(argv)
     if not args.gt_json or not args.incoming:
         parser.error("--gt-json and --incoming (or $DATAENGINE_LABELLED_GT and $DATAENGINE_INCOMING) are needed")
     serve(
         nightly.to_deployment(name="nightly", schedule=Cron(args.cron, timezone=args.timezone),
-                              parameters={"images": args.incoming, "gt_json": args.gt_json}),
+                              parameters={"images": args.incoming, "gt_json": args.gt_json,
+                                          "hold_for_review": args.hold_for_review}),
         merge_recent.to_deployment(name="merge-recent-pool-index",
                                    schedule=Cron(args.merge_cron, timezone=args.timezone)),
         mine_hard_cases.to_deployment(name="mine-hard-cases", parameters={"gt_json": args.gt_json}),

@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from annotation_export.config import ExportConfig
 from annotation_export.export import ExportResult
-from dataengine.config import store_config
+from dataengine.config import labelstudio_access_for, store_config
 from detectors.config import DetectConfig
 from mining.config import MatchConfig, MiningConfig
 from mining.selection import MiningSummary
@@ -31,7 +31,8 @@ def mine_hard_cases(gt_json: str, gt_images: str | None = None, model_version: s
     mined = mine(store, version, gt_json, gt_images, mining, match)
     exported = None
     if mined.selected and not dry_run:
-        exported = export(store, mined.selection_id, export_to, export_config)
+        exported = export(store, mined.selection_id, export_to, export_config,
+                                labelstudio_access_for(export_to))
     where = (f"exported as batch `{exported.batch_id}` ({exported.images} images, {exported.counts.get('objects')} "
              f"pre-annotations) to `{exported.location}`" if exported else "not exported")
     create_markdown_artifact(key="mine-hard-cases", description="Errors and selection",

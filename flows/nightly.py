@@ -8,45 +8,59 @@ the night's vectors (fdb.pool_index), and only images this model has not process
 labels, model and parameters) is a no-op that returns the night's batch; a crash is finished by the next run
 without duplicates. One batch per night however a run ends: the night's selection is recorded before its export,
 and a run that finds it recorded exports that selection (the idempotent step) instead of mining again.
+With `hold_for_review` the night records its selection `awaiting_review` (with its target and export options) and
+exports nothing: a person curates it in the review app and presses Export there (annotation_export.held_nights).
+While a night waits, later nights still detect their images but do not mine: the waiting selection's images are
+still in the pool, so a new selection would overlap it (and a second batch would be queued behind the review).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_markdown_artifact
 
 from annotation_export.config import ExportConfig
 from annotation_export.export import ExportResult
-from dataengine.config import store_config
+from dataengine.config import labelstudio_access_for, store_config
 from detectors.config import DetectConfig
 from flows.runners import build_task_runner, check_workers
 from mining.config import MatchConfig, MiningConfig
+from fdb.runs import FINISHED, HeldNight, NightHold
 from mining.selection import MiningSummary
 from tasks import (detect, detect_labelled, export, list_new_images, mine, nightly_state, record_export_intent,
-                   record_listing, record_night, resolve_model)
+                   record_listing, record_night, resolve_model, waiting_night)
 from jobs.detect import DetectReport
 
 
 @dataclass
 class NightReport:
-    """What a night did: its detection (every chunk added up), its selection, and its batch (None: nothing to
-    export). Recorded in fdb as `as_doc` writes it; a second run with nothing new returns the recorded one."""
+    """What a night did: its detection (every chunk added up), its selection (None: it did not mine, because
+    `review` names a night still waiting for its review), and its batch (None: nothing exported). `review`: the
+    night held for review, this one (its selection waits for a person) or an earlier one (this night did not mine).
+    Recorded in fdb as `as_doc` writes it; a second run with nothing new returns the recorded one."""
 
     model_version: str
     detect: DetectReport
-    mine: MiningSummary
+    mine: MiningSummary | None
     export: ExportResult | None
+    review: HeldNight | None = None
+
+    @property
+    def held(self) -> bool:
+        """This night's own selection waits for a review."""
+        return self.review is not None and self.mine is not None and self.review.selection_id == self.mine.selection_id
 
     def as_doc(self) -> dict:
-        return {"model_version": self.model_version, "detect": self.detect.as_dict(), "mine": self.mine.as_dict(),
+        return {"model_version": self.model_version, "detect": self.detect.as_dict(),
+                "mine": self.mine.as_dict() if self.mine else None,
                 "export": self.export.summary() if self.export else None}
 
     @classmethod
     def from_doc(cls, doc: dict) -> "NightReport":
         detected = DetectReport.from_dict({"model_version": doc["model_version"], **doc["detect"]})
-        return cls(doc["model_version"], detected, MiningSummary.from_dict(doc["mine"]),
+        return cls(doc["model_version"], detected, MiningSummary.from_dict(doc["mine"]) if doc.get("mine") else None,
                    ExportResult.from_summary(doc["export"]) if doc.get("export") else None)
 
 
@@ -55,11 +69,12 @@ def nightly(images: str, gt_json: str, gt_images: str | None = None, model_versi
             pattern: str = "*", mining: MiningConfig = MiningConfig(), match: MatchConfig = MatchConfig(),
             detection: DetectConfig = DetectConfig(), export_config: ExportConfig = ExportConfig(),
             export_to: str | None = None, chunk_size: int = 64, allow_links_out: bool = False,
-            full_listing: bool = False) -> NightReport:
+            full_listing: bool = False, hold_for_review: bool = False) -> NightReport:
     """Detection runs in chunks of `chunk_size` images, one task each: the unit a Dask worker takes, and the
     unit of progress in the logs. Only files under `images` are read (`allow_links_out` follows links out).
     `images` is listed from where the last complete night left off; `full_listing` lists all of it (the weekly
-    reconciliation: S3 objects written under keys that sort before the mark)."""
+    reconciliation: S3 objects written under keys that sort before the mark). `hold_for_review`: the selection
+    waits, `awaiting_review`, for a person to curate and export it in the review app (to `export_to`)."""
     logger = get_run_logger()
     workers = check_workers()  # on a Dask cluster: every worker imports the project, or the run fails now
     if workers:
@@ -78,34 +93,64 @@ def nightly(images: str, gt_json: str, gt_images: str | None = None, model_versi
     record_listing(store, listing)  # every listed image is detected (or quarantined): list from here next time
     state, night = nightly_state(store, version, gt_json, {"mining": mining.as_dict(), "match": match.as_dict(),
                                                            "pattern": pattern, "export_to": export_to})
-    if night is not None and night["status"] == "done":
+    if night is not None and night["status"] in FINISHED:
         previous = NightReport.from_doc(night["result"])
-        logger.info("nothing new since selection %s (batch %s): no new mining or export", previous.mine.selection_id,
+        logger.info("nothing new since selection %s (batch %s): no new mining or export",
+                    previous.mine.selection_id if previous.mine else None,
                     previous.export.batch_id if previous.export else None)
         return replace(previous, detect=detected)
-    if night is not None:  # an earlier run recorded this night's selection and stopped before the end
+    if night is not None and not night.get("held"):  # an earlier run recorded this night's selection and stopped
         mined = MiningSummary.from_dict(night["mine"])
         logger.info("finishing the night of selection %s: exporting it (idempotent)", mined.selection_id)
     else:
+        waiting = waiting_night(store)  # this night, held, or an earlier one
+        if waiting is not None:  # its images are still in the pool: mining now would select them again
+            logger.warning("not mining: night %s (selection %s, held %s) is %s; export it in the review app "
+                           "(dataengine ui, /nights)", waiting.night_id, waiting.selection_id, waiting.held_at,
+                           waiting.status.replace("_", " "))
+            return _reported(NightReport(version, detected, None, None, review=waiting))
         detect_labelled(store, version, gt_json, gt_images, detection)
-        mined = record_export_intent(store, state, mine(store, version, gt_json, gt_images, mining, match))
-    exported = export(store, mined.selection_id, export_to, export_config) if mined.selected else None
-    create_markdown_artifact(key="nightly-selection", markdown=_summary(version, detected, mined, exported),
-                             description="Nightly hard-case selection")
-    result = NightReport(version, detected, mined, exported)
+        mined = mine(store, version, gt_json, gt_images, mining, match)
+        hold = (NightHold(export_to, asdict(export_config), NightReport(version, detected, mined, None).as_doc())
+                if hold_for_review and mined.selected else None)  # an empty selection has nothing to review
+        mined, held = record_export_intent(store, state, mined, hold)
+        if held is not None:
+            logger.info("selection %s (%d images) held for review: nothing exported; its batch goes to %s when a "
+                        "person exports it in the review app", mined.selection_id, mined.selected, held.target)
+            return _reported(NightReport(version, detected, mined, None, review=held))
+    exported = export(store, mined.selection_id, export_to, export_config,
+                            labelstudio_access_for(export_to)) if mined.selected else None
+    result = _reported(NightReport(version, detected, mined, exported))
     record_night(store, state, result.as_doc())
     return result
 
 
-def _summary(version: str, detected: DetectReport, mined: MiningSummary, exported: ExportResult | None) -> str:
-    lines = [f"# Nightly run, model `{version}`", "",
+def _reported(night: NightReport) -> NightReport:
+    create_markdown_artifact(key="nightly-selection", markdown=_summary(night), description="Nightly hard-case selection")
+    return night
+
+
+def _summary(night: NightReport) -> str:
+    detected, mined, exported, review = night.detect, night.mine, night.export, night.review
+    lines = [f"# Nightly run, model `{night.model_version}`", "",
              f"Detected {detected.images_processed} new images ({len(detected.quarantined)} quarantined), "
-             f"{detected.detections} detections.", "", "## Errors on the labelled set", "",
-             "```", mined.error_table, "```", "",
-             f"Selection `{mined.selection_id}`: {mined.selected} images from {mined.queries} queries; "
-             f"random arm `{mined.random_selection_id}`.", "",
-             (f"Exported as batch `{exported.batch_id}` ({exported.images} images, {exported.counts.get('objects')} "
-              f"pre-annotations) to `{exported.location}`." if exported else "Nothing to export."), "",
-             "| image | why |", "|---|---|"]
+             f"{detected.detections} detections.", ""]
+    if mined is None:
+        return "\n".join(lines + [
+            f"**Not mined**: night `{review.night_id}` (selection `{review.selection_id}`, held {review.held_at}) is "
+            f"{review.status.replace('_', ' ')}. Its images are still in the pool, so no night mines until a person "
+            "exports or rejects it in the review app (`dataengine ui`, Nights)."])
+    lines += ["## Errors on the labelled set", "", "```", mined.error_table, "```", "",
+              f"Selection `{mined.selection_id}`: {mined.selected} images from {mined.queries} queries; "
+              f"random arm `{mined.random_selection_id}`.", ""]
+    if night.held:
+        lines.append(f"**Held for review** (night `{review.night_id}`): nothing exported. A person accepts or rejects "
+                     f"its images in the review app (`dataengine ui`, Nights) and exports it to `{review.target}`.")
+    elif exported:
+        lines.append(f"Exported as batch `{exported.batch_id}` ({exported.images} images, "
+                     f"{exported.counts.get('objects')} pre-annotations) to `{exported.location}`.")
+    else:
+        lines.append("Nothing to export.")
+    lines += ["", "| image | why |", "|---|---|"]
     lines += [f"| {uri} | {reason} |" for uri, reason in mined.top]
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ from fdb import labels as label_store
 from fdb import models as model_registry
 from fdb import runs as run_store
 from fdb.pool_index import merge_recent_indexes, rebuild_pool_indexes
+from fdb.runs import HeldNight, NightHold
 from mining.config import EvaluationConfig, LabelErrorConfig, MatchConfig, MiningConfig
 from mining.label_errors import LabelErrorReport, find_label_errors
 from mining.selection import MiningSummary, mine_hard_cases, pool_state, query_image_ids
@@ -219,10 +221,13 @@ def import_review(store: StoreConfig, labels_path: str, batch_id: str) -> tuple[
 
 @task(name="export to the labelling queue", tags=["io", "s3"], **IO_RETRIES)
 def export(store: StoreConfig, selection_id: str, target: str | None = None,
-           config: ExportConfig = ExportConfig()) -> ExportResult:
+           config: ExportConfig = ExportConfig(), labelstudio=None) -> ExportResult:
     """The selection as a CVAT + COCO batch with pre-annotations and a manifest, under a folder or s3:// prefix
-    (default: `exports/` in the data home). Idempotent: the batch id derives from the selection."""
-    return export_batch(connection(store), selection_id, target or Path(store.home) / "exports", config)
+    (default: `exports/` in the data home), or as tasks in a Label Studio project (`labelstudio://`, reached with
+    `labelstudio`, from `dataengine.config.labelstudio_access`). Idempotent: the batch id derives from the
+    selection."""
+    return export_batch(connection(store), selection_id, target or Path(store.home) / "exports", config,
+                        labelstudio=labelstudio)
 
 
 @task(name="import the team's labels", tags=["fdb"], **IO_RETRIES)
@@ -254,9 +259,21 @@ def nightly_state(store: StoreConfig, model_version: str, gt_json: str, params: 
 
 
 @task(name="record what the night ships", tags=["fdb"], **IO_RETRIES)
-def record_export_intent(store: StoreConfig, state: str, mined: MiningSummary) -> MiningSummary:
-    """The night's selection, recorded before its export; returns the one recorded first (see fdb.runs)."""
-    return MiningSummary.from_dict(run_store.record_export_intent(connection(store), state, mined.as_dict()))
+def record_export_intent(store: StoreConfig, state: str, mined: MiningSummary, hold: NightHold | None = None
+                         ) -> tuple[MiningSummary, HeldNight | None]:
+    """The night's selection, recorded before its export: (the one recorded first, see fdb.runs; the night held
+    for review, or None when it ships now). With `hold` it is held (its `target` None: `exports/` in the data
+    home, as `export` would resolve it)."""
+    if hold is not None:
+        hold = replace(hold, target=str(hold.target or Path(store.home) / "exports"))
+    doc = run_store.record_export_intent(connection(store), state, mined.as_dict(), hold)
+    return MiningSummary.from_dict(doc["mine"]), (HeldNight.from_doc(doc) if doc.get("held") else None)
+
+
+@task(name="is a night waiting for review", tags=["fdb"], **IO_RETRIES)
+def waiting_night(store: StoreConfig) -> HeldNight | None:
+    """The night held for review that no one has exported yet, if any: no night mines while one waits."""
+    return run_store.waiting_night(connection(store))
 
 
 @task(name="record the night", tags=["fdb"], **IO_RETRIES)
@@ -347,5 +364,6 @@ __all__ = [
     "resolve_model",
     "retrain_candidate",
     "take_over",
+    "waiting_night",
     "write_comparison_report",
 ]

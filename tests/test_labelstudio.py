@@ -266,6 +266,33 @@ def test_an_interrupted_push_completes_without_a_second_task(fdb, selection, lab
     assert len(mine) == 4 and {t["data"]["batch_id"] for t in mine} == {res.batch_id}
 
 
+def test_a_night_held_for_review_ships_to_its_label_studio_project(fdb, selection, labelstudio, monkeypatch):
+    """A night held for review with a labelstudio:// target: the review app's Export reads the token from the
+    environment (never from the night's record) and pushes the night's one batch as tasks; pressing again makes
+    nothing new."""
+    from dataclasses import asdict
+
+    from dataengine.ui import views
+    from fdb import runs as run_store
+    from fdb.runs import NightHold
+
+    target = _target(labelstudio, f"gaze held night {uuid.uuid4().hex[:8]}")
+    mined = {"selection_id": SEL, "selected": 4}
+    run_store.record_export_intent(fdb, "state-ls-night", mined, NightHold(
+        target, asdict(ExportConfig()), {"model_version": MODEL, "detect": {}, "mine": mined, "export": None}))
+    monkeypatch.setenv("DATAENGINE_LABELSTUDIO_TOKEN", labelstudio.token)
+    monkeypatch.setenv("DATAENGINE_LABELSTUDIO_DOCUMENT_ROOT", str(labelstudio.files_root))
+
+    done = views.export_night(fdb, "state-ls-night", "anna")
+    assert done["night"]["status"] == "exported" and not done["already_done"]
+    record = fdb.exports.find_one({"_id": done["batch_id"]})
+    assert record["server"]["tasks_added"] == 4 and record["target"] == target
+    assert labelstudio.token not in json.dumps(list(fdb.scheduled_runs.find()), default=str)
+    assert sorted(_tasks(_team(labelstudio), record["server"]["project_id"])) == sorted(SCENES)
+    again = views.export_night(fdb, "state-ls-night", "ben")
+    assert again["already_done"] and again["batch_id"] == done["batch_id"]
+
+
 def test_refusals_name_the_server_and_lose_nothing(fdb, selection, labelstudio, mongod, tmp_path, monkeypatch,
                                                    capsys):
     target = _target(labelstudio, f"gaze refused {uuid.uuid4().hex[:8]}")

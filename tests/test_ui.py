@@ -36,8 +36,10 @@ TOKEN = "a-test-token-of-24-chars"
 @pytest.fixture(scope="module")
 def world(prefect_backend, mongod, tmp_path_factory):
     """A tiny demo (seed model, pool detected, mined and random batches exported and labelled), then one more
-    mining run whose two selections are left to curate."""
+    mining run whose two selections are left to curate, and a nightly run held for review (its selection waits
+    for a person to curate and export it, to the night's own target)."""
     from flows.demo import demo
+    from flows.nightly import nightly
     from mining.config import MatchConfig, MiningConfig
     from tasks import mine
 
@@ -56,11 +58,20 @@ def world(prefect_backend, mongod, tmp_path_factory):
         seed = model_store.production_version(fdb)
         store = StoreConfig(home=str(tmp / "home"), uri=mongod.uri, db_name=name)
         data = tmp / "demo" / "synthetic"
+        # The night first, so the selection to curate below is the newest that used each query (the query page
+        # links it); another budget, so the two are different selections (an id derives from its inputs).
+        mp.setenv("DATAENGINE_DB", name)  # the flow reads the environment: the demo's database
+        night = nightly(images=str(data / "images"), pattern="pool_*", gt_json=str(data / "annotations" / "val.json"),
+                        gt_images=str(data / "images"), mining=MiningConfig(k=3, budget=2, random_arm=False),
+                        match=MatchConfig(score_threshold=0.0), export_to=str(tmp / "night-queue"),
+                        hold_for_review=True)
         curate = mine.fn(store, seed, str(data / "annotations" / "val.json"), str(data / "images"),
                          MiningConfig(k=3, budget=3), MatchConfig(score_threshold=0.0))
     assert curate.selected > 1 and curate.random_selection_id
+    assert night.held and night.mine.selected > 1 and night.mine.selection_id != curate.selection_id
     yield {"fdb": fdb, "tmp": tmp, "seed": seed, "mined": curate.selection_id,
-           "random": curate.random_selection_id}
+           "random": curate.random_selection_id, "night": night.review.night_id,
+           "night_selection": night.mine.selection_id, "night_target": str(tmp / "night-queue")}
     client.drop_database(name)
     client.close()
 
@@ -122,6 +133,10 @@ def test_every_page_and_its_api_twin_answer_with_the_demo_data(world, api):
         "fp_background", "fp_wrong_class", "fp_localisation", "miss"}
     listed = api.get("/api/selections").json()["selections"]
     assert {world["mined"], world["random"]} <= {s["selection_id"] for s in listed}
+    nights = api.get("/api/nights").json()
+    assert nights["waiting"] == 1 and [n["night_id"] for n in nights["nights"]] == [world["night"]]
+    assert nights["nights"][0]["status"] == "awaiting_review" and overview["waiting_nights"] == 1
+    assert selection["night"] is None  # a selection no night held
 
     batches = api.get("/api/batches").json()["batches"]
     labelled = [b for b in batches if b["status"] == "labelled"]
@@ -136,7 +151,8 @@ def test_every_page_and_its_api_twin_answer_with_the_demo_data(world, api):
     assert image["selections"] and image["model_version"] == world["seed"]
 
     for path in ["/", "/models", f"/models/{world['seed']}", "/errors", f"/errors?type={one_type}",
-                 f"/queries/{queried[0]['error_id']}", "/selections", f"/selections/{world['mined']}", "/batches",
+                 f"/queries/{queried[0]['error_id']}", "/selections", f"/selections/{world['mined']}", "/nights",
+                 f"/selections/{world['night_selection']}", "/batches",
                  f"/batches/{labelled[0]['batch_id']}", f"/images/{image['image_id']}", "/docs"]:
         page = api.get(path)
         assert page.status_code == 200 and "text/html" in page.headers["content-type"], path
@@ -386,3 +402,63 @@ def test_a_person_curates_a_selection_in_a_real_browser(world, served):
     assert len(coco["images"]) == n_images - 1 == cvat.count("<image ")
     assert {p.name for p in ARTIFACTS.glob("*.png")} >= {"models.png", "errors.png", "query.png", "selection.png",
                                                           "batch.png"}
+
+
+def test_a_held_night_goes_through_its_review_states_in_a_real_browser(world, served):
+    """A night held for review is listed as awaiting review; a person accepts and rejects its images and presses
+    Export: the night is exported, its one batch at the night's own target (not the app's), and a second press
+    makes no other."""
+    from playwright.sync_api import expect, sync_playwright
+
+    night = world["night"]
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        page.goto(served + "/")
+        expect(page.locator("#waiting-nights")).to_contain_text("1 night held for review")
+        page.click("#nav-nights")
+        row = page.locator(f"#nights tr[data-night='{night}']")
+        expect(row.locator(".badge")).to_have_text("awaiting review")
+        page.screenshot(path=ARTIFACTS / "nights.png", full_page=True)
+        row.locator("a.night-selection").click()
+
+        expect(page.locator("h1")).to_contain_text(world["night_selection"])
+        expect(page.locator("#night-status")).to_have_text("awaiting review")
+        expect(page.locator("#night-target")).to_have_text(world["night_target"])
+        cards = page.locator("#images .card")
+        n_images = cards.count()
+        assert n_images > 1
+        page.fill("#reviewer", "night-reviewer")
+        accepted, rejected = cards.nth(0), cards.nth(1)
+        accepted.locator("button.accept").click()
+        expect(accepted.locator(".status")).to_have_text("accepted by night-reviewer")
+        rejected.locator("button.reject").click()
+        expect(rejected.locator(".status")).to_have_text("rejected by night-reviewer")
+        expect(page.locator("#counts")).to_contain_text("1 accepted · 1 rejected")
+        shipping = n_images - 1
+        expect(page.locator("#export")).to_have_text(f"Export the night: {shipping} image{'' if shipping == 1 else 's'}")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=ARTIFACTS / "night-selection.png", full_page=True)
+        rejected_id = rejected.get_attribute("data-image")
+
+        page.click("#export")
+        expect(page.locator("#batch-link")).to_be_visible(timeout=30_000)
+        expect(page.locator("#night-status")).to_have_text("exported")
+        page.goto(served + "/nights")
+        expect(row.locator(".badge")).to_have_text("exported")
+        expect(page.locator("#waiting-count")).to_have_text("0 nights waiting")
+        page.screenshot(path=ARTIFACTS / "nights-exported.png", full_page=True)
+        page.goto(served + f"/selections/{world['night_selection']}")
+        expect(page.locator("#export")).to_have_count(0)  # exported: no button, the batch instead
+        expect(page.locator("#batch-link")).to_be_visible()
+        browser.close()
+
+    [listed] = views.nights(world["fdb"])["nights"]
+    assert listed["status"] == "exported" and listed["export_by"] == "night-reviewer" and listed["batch_id"]
+    location = Path(views.batch(world["fdb"], listed["batch_id"])["target"])
+    assert location.parent == Path(world["night_target"])  # the night's target, not the app's queue
+    manifest = json.loads((location / "manifest.json").read_text())
+    assert len(manifest["images"]) == n_images - 1 and [r["image_id"] for r in manifest["rejected"]] == [rejected_id]
+    again = views.export_night(world["fdb"], night, "someone-else")
+    assert again["already_done"] and again["batch_id"] == listed["batch_id"]
+    assert sum(b["selection_id"] == world["night_selection"] for b in views.batches(world["fdb"])["batches"]) == 1

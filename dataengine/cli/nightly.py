@@ -14,8 +14,12 @@ def add_parser(sub) -> None:
         description="Run the scheduled nightly Prefect flow by hand: images under --images (a folder or an "
                     "s3://bucket/prefix) that the model has not processed are detected into fdb, the pool is "
                     "mined with the model's errors on the labelled set --gt, and the selection is exported to "
-                    "--to. A second run with nothing new is a no-op. With --dask-workers N (a local cluster) or "
-                    "--dask-address tcp://host:8786, detection chunks run on Dask workers (see flows/runners.py).")
+                    "--to. A second run with nothing new is a no-op. With --hold-for-review the selection waits "
+                    "for a person instead: it is recorded awaiting review and nothing is exported; `dataengine ui` "
+                    "lists it under Nights, where its images are accepted or rejected and Export sends the batch "
+                    "to the night's --to. While a night waits, later nights detect their images but do not mine. "
+                    "With --dask-workers N (a local cluster) or --dask-address tcp://host:8786, detection chunks "
+                    "run on Dask workers (see flows/runners.py).")
     night.add_argument("--images", required=True, help="folder or s3:// prefix of new imagery")
     links_out_arg(night)
     night.add_argument("--pattern", default="*", help="file name pattern (default *)")
@@ -30,6 +34,10 @@ def add_parser(sub) -> None:
     add_config_args(night, ExportConfig, only=["min_score"], flags={"min_score": "--export-min-score"})
     night.add_argument("--to", default=None, help="export target, folder or s3:// prefix (default: "
                                                   "exports/ in the data home)")
+    night.add_argument("--hold-for-review", action="store_true",
+                       help="record the selection as awaiting review and export nothing: a person curates it and "
+                            "presses Export in `dataengine ui` (Nights), which ships it to --to; until then no "
+                            "night mines")
     night.add_argument("--chunk-size", type=int, default=64, help="images per detection task (default 64)")
     night.add_argument("--dask-workers", type=int, default=0, help="run detection on a local Dask cluster of N "
                                                                    "worker processes")
@@ -50,10 +58,18 @@ def run(args) -> int:
                   pattern=args.pattern, mining=config_from_args(MiningConfig, args),
                   match=config_from_args(MatchConfig, args), export_config=config_from_args(ExportConfig, args),
                   export_to=args.to, chunk_size=args.chunk_size, allow_links_out=args.allow_links_out,
-                  full_listing=args.full_listing)
-    detected, mined, exported = result.detect, result.mine, result.export
+                  full_listing=args.full_listing, hold_for_review=args.hold_for_review)
+    detected, mined, exported, review = result.detect, result.mine, result.export, result.review
     print(f"detected {detected.images_processed} new images ({len(detected.quarantined)} quarantined) on "
-          f"{len(detected.workers)} worker(s); selection {mined.selection_id} ({mined.selected} images, strategy "
-          f"{mined.strategy})")
-    print(f"batch {exported.batch_id} at {exported.location}" if exported else "nothing exported")
+          f"{len(detected.workers)} worker(s); " + (
+              f"selection {mined.selection_id} ({mined.selected} images, strategy {mined.strategy})" if mined else
+              f"not mined: night {review.night_id} (selection {review.selection_id}) is "
+              f"{review.status.replace('_', ' ')}"))
+    if result.held:
+        print(f"held for review as night {review.night_id}: nothing exported; accept or reject its images and "
+              f"export it in `dataengine ui` (Nights), to {review.target}")
+    elif mined is None:
+        print("curate and export the waiting night in `dataengine ui` (Nights): nights mine again after that")
+    else:
+        print(f"batch {exported.batch_id} at {exported.location}" if exported else "nothing exported")
     return 0

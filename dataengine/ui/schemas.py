@@ -53,12 +53,14 @@ class SelectionRow(Shape):
 
 
 class Overview(Shape):
-    """The production model, the database's counts, and the newest selections, batches and runs."""
+    """The production model, the database's counts, the newest selections, batches and runs, and how many nights
+    wait for their review."""
     production: str | None
     counts: dict[str, int]
     selections: list[SelectionRow]
     batches: list[Doc]
     runs: list[RunRow]
+    waiting_nights: int  # nights held for review that nobody exported yet (no night mines meanwhile)
 
 
 class TestNumbers(Shape):

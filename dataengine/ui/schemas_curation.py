@@ -77,9 +77,48 @@ class SelectionCounts(Shape):
     rejected: int
 
 
+class NightRow(Shape):
+    """A night held for review (`dataengine nightly --hold-for-review`): `awaiting_review` -> `exporting` ->
+    `exported` (its one batch, `batch_id`) or `rejected` (every image rejected: no batch); its selection, the
+    decisions on it so far, and where its batch goes with which options (the night's own, recorded with it)."""
+    night_id: str
+    status: str
+    waiting: bool
+    selection_id: str
+    model_version: str | None
+    images: int
+    accepted: int
+    rejected: int
+    target: str
+    only_accepted: bool
+    min_score: Number | None
+    held_at: When | None
+    export_by: str | None
+    export_started_at: When | None
+    finished_at: When | None
+    batch_id: str | None
+
+
+class Nights(Shape):
+    """The nights held for review, waiting ones first; `waiting`: how many (no night mines while one waits)."""
+    waiting: int
+    nights: list[NightRow]
+
+
+class NightExport(Shape):
+    """What pressing a held night's Export did: the night as it now stands, its batch (null when every image was
+    rejected), and `already_done` when an earlier press had made it (this one made nothing)."""
+    night: NightRow
+    already_done: bool
+    batch_id: str | None
+    location: str | None
+    counts: Doc
+
+
 class Selection(Shape):
     """A selection's images in rank order with their reasons and decisions, its queries, its partner arm, its
-    export; `frozen` once an export started (decisions are then final)."""
+    export; `frozen` once an export started (decisions are then final); `night` when a night held it for review
+    (its export then goes through the night, to the night's target)."""
     selection_id: str
     arm: str | None
     model_version: str | None
@@ -96,6 +135,7 @@ class Selection(Shape):
     images: list[SelectedImage]
     queries: list[SelectionQuery]
     partner: Partner | None
+    night: NightRow | None
 
 
 class DecisionEntry(Shape):
@@ -142,6 +182,10 @@ class DecisionRequest(_Request):
     decision: str = Field(pattern="^(accept|reject|accepted|rejected)$")
     by: str | None = Field(None, max_length=100, description="who decided (default: the app's user)")
     note: str = Field("", max_length=1000)
+
+
+class NightExportRequest(_Request):
+    by: str | None = Field(None, max_length=100, description="who pressed Export (default: the app's user)")
 
 
 class ExportRequest(_Request):

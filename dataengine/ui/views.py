@@ -13,6 +13,7 @@ import math
 from annotation_export.changes import batch_changes
 from annotation_export.config import ExportConfig
 from annotation_export.export import ExportError, export_batch
+from annotation_export.held_nights import HeldNight, NightNotWaiting, export_held_night
 from dataengine.ui.lookups import Conflict, NotFound, image_record, parse_id
 from fdb import FeatureDB, labelled_sets
 from fdb import detections as detection_store
@@ -49,7 +50,8 @@ def overview(fdb: FeatureDB) -> dict:
                                                       "errors", "label_errors", "selections", "exports", "labels",
                                                       "models", "runs")},
             "selections": selection_store.list_selections(fdb, limit=5), "batches": export_store.list_batches(fdb, 5),
-            "runs": [_run_row(r) for r in run_store.list_runs(fdb, limit=8)]}
+            "runs": [_run_row(r) for r in run_store.list_runs(fdb, limit=8)],
+            "waiting_nights": sum(n.waiting for n in run_store.held_nights(fdb))}
 
 
 # ---------------------------------------------------------------------------------------------------- models
@@ -218,6 +220,7 @@ def selection(fdb: FeatureDB, selection_id: str) -> dict:
         "partner": {"selection_id": partner_id, "arm": partner[0].arm,
                     "images": [{"image_id": img.image_id, "uri": img.uri, "rank": img.rank, "reason": img.reason}
                                for img in partner[1]]} if partner else None,
+        "night": _night_row(fdb, night) if (night := run_store.night_of_selection(fdb, selection_id)) else None,
     }
 
 
@@ -239,6 +242,10 @@ def export(fdb: FeatureDB, selection_id: str, target: str, min_score: float | No
     batch under `target` (the app's)."""
     if selection_store.read_selection(fdb, selection_id) is None:
         raise NotFound(f"no selection {selection_id!r}")
+    night = run_store.night_of_selection(fdb, selection_id)
+    if night is not None and night.waiting:  # its one batch goes where the night was told (export_night)
+        raise Conflict(f"selection {selection_id} is night {night.night_id}, held for review: export the night "
+                       f"(POST /api/nights/{night.night_id}/export), which ships it to {night.target}")
     config = ExportConfig(only_accepted=only_accepted, **({} if min_score is None else {"min_score": float(min_score)}))
     try:
         result = export_batch(fdb, selection_id, target, config)
@@ -246,6 +253,48 @@ def export(fdb: FeatureDB, selection_id: str, target: str, min_score: float | No
         raise Conflict(str(exc)) from None
     return {"batch_id": result.batch_id, "location": result.location, "counts": result.counts,
             "files": len(result.files)}
+
+
+# ---------------------------------------------------------------------------------------------------- nights
+def _night_row(fdb: FeatureDB, night: HeldNight) -> dict:
+    decided = selection_store.decisions(fdb, night.selection_id).values()
+    return {"night_id": night.night_id, "status": night.status, "waiting": night.waiting,
+            "selection_id": night.selection_id, "model_version": night.model_version, "images": night.selected,
+            "accepted": sum(d["decision"] == "accepted" for d in decided),
+            "rejected": sum(d["decision"] == "rejected" for d in decided),
+            "target": night.target, "only_accepted": bool(night.export_config.get("only_accepted")),
+            "min_score": night.export_config.get("min_score"), "held_at": night.held_at,
+            "export_by": night.export_by, "export_started_at": night.export_started_at,
+            "finished_at": night.finished_at, "batch_id": night.batch_id}
+
+
+def nights(fdb: FeatureDB) -> dict:
+    """The nights held for review (`dataengine nightly --hold-for-review`): the waiting ones first (no night mines
+    while one waits), then the exported and rejected ones, newest first."""
+    rows = [_night_row(fdb, n) for n in run_store.held_nights(fdb)]
+    return {"waiting": sum(r["waiting"] for r in rows), "nights": rows}
+
+
+def export_night(fdb: FeatureDB, night_id: str, by: str) -> dict:
+    """Export a held night as its one batch, to the target and with the options the night recorded. Pressing
+    again answers with the batch the first press made (`already_done`); while another press is exporting it,
+    a Conflict."""
+    from annotation_export.labelstudio_client import LabelStudioError
+    from dataengine.config import labelstudio_access_for
+
+    held = run_store.held_night(fdb, night_id)
+    try:
+        done = export_held_night(fdb, night_id, by, labelstudio=labelstudio_access_for(held.target if held else None))
+    except NightNotWaiting as exc:
+        raise Conflict(str(exc)) from None
+    except LookupError as exc:
+        raise NotFound(str(exc)) from None
+    except (ExportError, LabelStudioError) as exc:  # the night waits again for the next press
+        raise Conflict(str(exc)) from None
+    result = done.export
+    return {"night": _night_row(fdb, done.night), "already_done": done.already_done,
+            "batch_id": result.batch_id if result else None, "location": result.location if result else None,
+            "counts": result.counts if result else {}}
 
 
 # ---------------------------------------------------------------------------------------------------- batches

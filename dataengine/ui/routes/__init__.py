@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from dataengine.ui.routes import batches, docs, errors, images, media, models, queries, selections
+from dataengine.ui.routes import batches, docs, errors, images, media, models, nights, queries, selections
 
-FAMILIES = (models, errors, queries, selections, batches, images)
+FAMILIES = (models, errors, queries, selections, nights, batches, images)
 
 
 def include(app: FastAPI) -> None:

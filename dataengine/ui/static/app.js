@@ -32,7 +32,10 @@ document.addEventListener("DOMContentLoaded", () => {
         counts.textContent = `${now.counts.images} images · ${now.counts.accepted} accepted · ${now.counts.rejected} rejected`;
       }
       const exporter = document.getElementById("export");
-      if (exporter) { exporter.textContent = `Export the ${now.counts.images - now.counts.rejected} images not rejected`; }
+      if (exporter && exporter.dataset.night) {
+        const n = now.night.only_accepted ? now.counts.accepted : now.counts.images - now.counts.rejected;
+        exporter.textContent = `Export the night: ${n} image${n === 1 ? "" : "s"}`;
+      } else if (exporter) { exporter.textContent = `Export the ${now.counts.images - now.counts.rejected} images not rejected`; }
     } catch (error) { status.textContent = error.message; status.dataset.state = "error"; }
   }));
   const exporter = document.getElementById("export");
@@ -42,9 +45,17 @@ document.addEventListener("DOMContentLoaded", () => {
       exporter.disabled = true;
       out.textContent = "exporting…";
       try {
-        const only = document.getElementById("only-accepted");
-        const result = await post(`/api/selections/${exporter.dataset.selection}/export`,
-                                  {only_accepted: Boolean(only && only.checked)});
+        let result;
+        if (exporter.dataset.night) {  // a held night ships to its own target, with its own options
+          result = await post(`/api/nights/${exporter.dataset.night}/export`, {by: reviewer()});
+          const status = document.getElementById("night-status");
+          if (status) { status.textContent = result.night.status.replace("_", " "); status.className = `badge ${result.night.status}`; }
+          if (!result.batch_id) { out.textContent = "every image was rejected: the night ended without a batch"; return; }
+        } else {
+          const only = document.getElementById("only-accepted");
+          result = await post(`/api/selections/${exporter.dataset.selection}/export`,
+                              {only_accepted: Boolean(only && only.checked)});
+        }
         const link = Object.assign(document.createElement("a"), {id: "batch-link", href: `/batches/${result.batch_id}`,
                                                                   textContent: result.batch_id});
         out.replaceChildren("exported as ", link, ` (${result.counts.images} images) to ${result.location}`);
