@@ -65,8 +65,8 @@ def curves(loop_result: dict, train_images: int) -> dict:
 
 def run_part(hard_share: float, draw: int, rounds: int, home: str, smoke: bool = False,
              engines: list[str] | None = None) -> Path:
-    """One part; with `engines`, only those, added to the part already written for (hard share, draw) from the
-    same data home (the same scenes and seed model, which the loop keeps there)."""
+    """One part; with `engines`, only those: added to the part already written for (hard share, draw) from the
+    same data home (the same scenes and seed model, which the loop keeps there), or a new part holding only them."""
     os.environ["DATAENGINE_HOME"] = home
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from detectors.config import FinetuneConfig  # noqa: PLC0415 - after the environment is set
@@ -78,7 +78,7 @@ def run_part(hard_share: float, draw: int, rounds: int, home: str, smoke: bool =
     recipe = FinetuneConfig(steps=1 if smoke else FULL["arm_steps"], lr=FULL["lr"], seeds=(0, 1),
                             workers=FULL["workers"])
     out = part_path(hard_share, draw) if not smoke else Path(home) / "smoke.json"
-    earlier = _part_to_add_to(out, engines) if engines else None
+    earlier = _part_to_add_to(out, engines) if engines and out.exists() else None
     start = time.monotonic()
     result = loop(rounds=rounds, engines=engines or ENGINES, sizes=sizes, recipe=recipe, progress=False)
     part = {"hard_share": hard_share, "draw": draw, "rounds": rounds, "sizes": sizes,
@@ -100,10 +100,8 @@ def run_part(hard_share: float, draw: int, rounds: int, home: str, smoke: bool =
 
 
 def _part_to_add_to(out: Path, engines: list[str]) -> dict:
-    """The part `--engines` adds to; refused when it does not exist or already holds one of them (its database
-    holds that run's models and labels, so a second run would start from where the first ended)."""
-    if not out.exists():
-        raise SystemExit(f"--engines adds to {out}, which does not exist: run the whole part first")
+    """The part `--engines` adds to; refused when it already holds one of them (its database holds that run's models
+    and labels, so a second run would start from where the first ended)."""
     earlier = json.loads(out.read_text())
     again = sorted(set(engines) & set(earlier["curves"]))
     if again:
@@ -172,7 +170,8 @@ def main() -> None:
     parser.add_argument("--merge", action="store_true", help="merge results/strategies/*.json")
     parser.add_argument("--smoke", action="store_true", help="a tiny part under --home, to try the path")
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=None,
-                        help="run only these engines and add them to the part already written (same --home)")
+                        help="run only these engines: added to the part already written (same --home), or a new part "
+                             "that holds only them (--merge takes what each part has)")
     args = parser.parse_args()
     if args.smoke:
         print(run_part(0.3, 0, 2, str(Path(args.home) / "smoke"), smoke=True))
