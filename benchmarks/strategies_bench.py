@@ -16,7 +16,9 @@ split, which fed nothing (its tail part drawn apart, `dataengine synth --test-ta
 round and metric, the mean and sd over the draws.
 
 Schema: summary["<hard_share>"]["<strategy>"]["round_<r>"]["<metric>"] = {"mean", "sd", "runs"} with the metrics
-test_bbox_map, tail_bbox_map, tail_fp_per_image and labelled_images.
+test_bbox_map, tail_bbox_map, tail_fp_per_image and labelled_images (the served model, sd over draws) and, from the
+parts that record them, candidate_test_bbox_map, candidate_tail_bbox_map and candidate_tail_fp_per_image: each
+round's candidate, promoted or not, every training seed of every draw pooled (rounds >= 1).
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # split by the mAP each type costs (`flows.loop.VARIANTS`).
 ENGINES = ["errors", "errors-cost", "uncertainty", "diversity", "hybrid", "random", "none"]
 METRICS = ("test_bbox_map", "tail_bbox_map", "tail_fp_per_image", "labelled_images")
+# The candidate of each round on the test split, one value per training seed, whether or not the gate promoted it:
+# the served model's curve (METRICS) moves only on promotion and follows one seed, so the gate's luck on val rides
+# on it; the candidates' curves say what the labelled data is worth, with an sd over seeds within each draw.
+CANDIDATE = {"candidate_test_bbox_map": "bbox_superset", "candidate_tail_bbox_map": "bbox_tail",
+             "candidate_tail_fp_per_image": "fp_per_image_tail"}
 # The demo's world and recipe, with a pool large enough for three rounds of its budget.
 SIZES = dict(train=150, val=100, pool=400, test=240, test_tail=80, seed_steps=150, budget=40, k=20, width=320,
              height=240, train_districts=(0, 1, 2, 3), preset="mobilenet", seed_patience=2, seed_check_every=50)
@@ -56,9 +63,13 @@ def curves(loop_result: dict, train_images: int) -> dict:
         for record in rounds:
             labelled += record.get("batch_images", 0)
             test = record.get("test") or {}
-            rows.append({"round": record["round"], "labelled_images": labelled, "promoted": record["promoted"],
-                         "test_bbox_map": test.get("bbox_superset"), "tail_bbox_map": test.get("bbox_tail"),
-                         "tail_fp_per_image": test.get("fp_per_image_tail")})
+            row = {"round": record["round"], "labelled_images": labelled, "promoted": record["promoted"],
+                   "test_bbox_map": test.get("bbox_superset"), "tail_bbox_map": test.get("bbox_tail"),
+                   "tail_fp_per_image": test.get("fp_per_image_tail")}
+            candidate = record.get("candidate_test")
+            if candidate:  # every training seed of this round's candidate, promoted or not (parts from 2026-12-05 on)
+                row["candidate_runs"] = {metric: candidate[key]["runs"] for metric, key in CANDIDATE.items()}
+            rows.append(row)
         out[engine] = rows
     return out
 
@@ -128,6 +139,8 @@ def merge(parts: list[dict]) -> dict:
                     for metric in METRICS:
                         if row.get(metric) is not None:
                             per_round.setdefault(row["round"], {}).setdefault(metric, []).append(row[metric])
+                    for metric, values in row.get("candidate_runs", {}).items():  # pooled over draws x seeds
+                        per_round.setdefault(row["round"], {}).setdefault(metric, []).extend(values)
             if not per_round:  # an engine no part of this share ran
                 continue
             summary[f"{share:g}"][engine] = {
@@ -145,9 +158,12 @@ def plot(merged: dict, out: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     shares = list(merged["summary"])
-    fig, axes = plt.subplots(len(shares), 3, figsize=(13, 3.6 * len(shares)), squeeze=False)
+    metrics = [*METRICS[:3], *(m for m in CANDIDATE if any(m in r for e in merged["summary"].values()
+                                                            for rounds in e.values() for r in rounds.values()))]
+    fig, axes = plt.subplots(len(shares), len(metrics), figsize=(4.4 * len(metrics), 3.6 * len(shares)),
+                             squeeze=False)
     for row, share in zip(axes, shares):
-        for ax, metric in zip(row, METRICS[:3]):
+        for ax, metric in zip(row, metrics):
             for engine, rounds in merged["summary"][share].items():
                 points = [(v["labelled_images"]["mean"], v[metric]["mean"], v[metric]["sd"] or 0.0)
                           for v in rounds.values() if metric in v and "labelled_images" in v]
