@@ -16,7 +16,9 @@ split, which fed nothing (its tail part drawn apart, `dataengine synth --test-ta
 round and metric, the mean and sd over the draws.
 
 Schema: summary["<hard_share>"]["<strategy>"]["round_<r>"]["<metric>"] = {"mean", "sd", "runs"} with the metrics
-test_bbox_map, tail_bbox_map, tail_fp_per_image and labelled_images.
+test_bbox_map, tail_bbox_map, tail_fp_per_image and labelled_images (the served model, sd over draws) and, from the
+parts that record them, candidate_test_bbox_map, candidate_tail_bbox_map and candidate_tail_fp_per_image: each
+round's candidate, promoted or not, every training seed of every draw pooled (rounds >= 1).
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # split by the mAP each type costs (`flows.loop.VARIANTS`).
 ENGINES = ["errors", "errors-cost", "uncertainty", "diversity", "hybrid", "random", "none"]
 METRICS = ("test_bbox_map", "tail_bbox_map", "tail_fp_per_image", "labelled_images")
+# The candidate of each round on the test split, one value per training seed, whether or not the gate promoted it:
+# the served model's curve (METRICS) moves only on promotion and follows one seed, so the gate's luck on val rides
+# on it; the candidates' curves say what the labelled data is worth, with an sd over seeds within each draw.
+CANDIDATE = {"candidate_test_bbox_map": "bbox_superset", "candidate_tail_bbox_map": "bbox_tail",
+             "candidate_tail_fp_per_image": "fp_per_image_tail"}
 # The demo's world and recipe, with a pool large enough for three rounds of its budget.
 SIZES = dict(train=150, val=100, pool=400, test=240, test_tail=80, seed_steps=150, budget=40, k=20, width=320,
              height=240, train_districts=(0, 1, 2, 3), preset="mobilenet", seed_patience=2, seed_check_every=50)
@@ -56,17 +63,21 @@ def curves(loop_result: dict, train_images: int) -> dict:
         for record in rounds:
             labelled += record.get("batch_images", 0)
             test = record.get("test") or {}
-            rows.append({"round": record["round"], "labelled_images": labelled, "promoted": record["promoted"],
-                         "test_bbox_map": test.get("bbox_superset"), "tail_bbox_map": test.get("bbox_tail"),
-                         "tail_fp_per_image": test.get("fp_per_image_tail")})
+            row = {"round": record["round"], "labelled_images": labelled, "promoted": record["promoted"],
+                   "test_bbox_map": test.get("bbox_superset"), "tail_bbox_map": test.get("bbox_tail"),
+                   "tail_fp_per_image": test.get("fp_per_image_tail")}
+            candidate = record.get("candidate_test")
+            if candidate:  # every training seed of this round's candidate, promoted or not (parts from 2026-12-05 on)
+                row["candidate_runs"] = {metric: candidate[key]["runs"] for metric, key in CANDIDATE.items()}
+            rows.append(row)
         out[engine] = rows
     return out
 
 
 def run_part(hard_share: float, draw: int, rounds: int, home: str, smoke: bool = False,
              engines: list[str] | None = None) -> Path:
-    """One part; with `engines`, only those, added to the part already written for (hard share, draw) from the
-    same data home (the same scenes and seed model, which the loop keeps there)."""
+    """One part; with `engines`, only those: added to the part already written for (hard share, draw) from the
+    same data home (the same scenes and seed model, which the loop keeps there), or a new part holding only them."""
     os.environ["DATAENGINE_HOME"] = home
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from detectors.config import FinetuneConfig  # noqa: PLC0415 - after the environment is set
@@ -78,7 +89,7 @@ def run_part(hard_share: float, draw: int, rounds: int, home: str, smoke: bool =
     recipe = FinetuneConfig(steps=1 if smoke else FULL["arm_steps"], lr=FULL["lr"], seeds=(0, 1),
                             workers=FULL["workers"])
     out = part_path(hard_share, draw) if not smoke else Path(home) / "smoke.json"
-    earlier = _part_to_add_to(out, engines) if engines else None
+    earlier = _part_to_add_to(out, engines) if engines and out.exists() else None
     start = time.monotonic()
     result = loop(rounds=rounds, engines=engines or ENGINES, sizes=sizes, recipe=recipe, progress=False)
     part = {"hard_share": hard_share, "draw": draw, "rounds": rounds, "sizes": sizes,
@@ -100,10 +111,8 @@ def run_part(hard_share: float, draw: int, rounds: int, home: str, smoke: bool =
 
 
 def _part_to_add_to(out: Path, engines: list[str]) -> dict:
-    """The part `--engines` adds to; refused when it does not exist or already holds one of them (its database
-    holds that run's models and labels, so a second run would start from where the first ended)."""
-    if not out.exists():
-        raise SystemExit(f"--engines adds to {out}, which does not exist: run the whole part first")
+    """The part `--engines` adds to; refused when it already holds one of them (its database holds that run's models
+    and labels, so a second run would start from where the first ended)."""
     earlier = json.loads(out.read_text())
     again = sorted(set(engines) & set(earlier["curves"]))
     if again:
@@ -130,6 +139,8 @@ def merge(parts: list[dict]) -> dict:
                     for metric in METRICS:
                         if row.get(metric) is not None:
                             per_round.setdefault(row["round"], {}).setdefault(metric, []).append(row[metric])
+                    for metric, values in row.get("candidate_runs", {}).items():  # pooled over draws x seeds
+                        per_round.setdefault(row["round"], {}).setdefault(metric, []).extend(values)
             if not per_round:  # an engine no part of this share ran
                 continue
             summary[f"{share:g}"][engine] = {
@@ -147,9 +158,12 @@ def plot(merged: dict, out: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     shares = list(merged["summary"])
-    fig, axes = plt.subplots(len(shares), 3, figsize=(13, 3.6 * len(shares)), squeeze=False)
+    metrics = [*METRICS[:3], *(m for m in CANDIDATE if any(m in r for e in merged["summary"].values()
+                                                            for rounds in e.values() for r in rounds.values()))]
+    fig, axes = plt.subplots(len(shares), len(metrics), figsize=(4.4 * len(metrics), 3.6 * len(shares)),
+                             squeeze=False)
     for row, share in zip(axes, shares):
-        for ax, metric in zip(row, METRICS[:3]):
+        for ax, metric in zip(row, metrics):
             for engine, rounds in merged["summary"][share].items():
                 points = [(v["labelled_images"]["mean"], v[metric]["mean"], v[metric]["sd"] or 0.0)
                           for v in rounds.values() if metric in v and "labelled_images" in v]
@@ -172,7 +186,8 @@ def main() -> None:
     parser.add_argument("--merge", action="store_true", help="merge results/strategies/*.json")
     parser.add_argument("--smoke", action="store_true", help="a tiny part under --home, to try the path")
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=None,
-                        help="run only these engines and add them to the part already written (same --home)")
+                        help="run only these engines: added to the part already written (same --home), or a new part "
+                             "that holds only them (--merge takes what each part has)")
     args = parser.parse_args()
     if args.smoke:
         print(run_part(0.3, 0, 2, str(Path(args.home) / "smoke"), smoke=True))

@@ -15,6 +15,7 @@ types), and the errors by type.
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -116,6 +117,8 @@ def _run_engine(estore, engine: str, scenes: _Scenes, root: Path, rounds: int, s
         runs = result.runs if result.promoted else [result.production_numbers]
         record = _numbers(round_no, result.production_after, runs, result.promoted, batch)
         record["gate"] = result.decision.reasons
+        if any("test" in run for run in result.runs):
+            record["candidate_test"] = _candidate_test(result.runs)
         records.append(record)
         say(f"{engine} round {round_no}: {'promoted' if result.promoted else 'kept'} {result.production_after}; "
             f"bbox mAP {record['bbox_superset']:.3f}, query subset {record['bbox_query']:.3f}, "
@@ -183,6 +186,16 @@ def _numbers(round_no: int, version: str, runs: list[dict], promoted: bool, batc
             "bbox_query_seeds_mean": mean([m.get("query subset", {}).get("bbox", 0.0) for m in maps]),
             "errors_seeds_mean": {t: mean([r["errors"].get(t, 0) for r in runs]) for t in types},
             **({"test": _test_numbers(served["test"])} if "test" in served else {})}
+
+
+def _candidate_test(runs: list[dict]) -> dict:
+    """This round's candidate on the test split, whether or not the gate promoted it: mean and sd over its training
+    seeds of each `_test_numbers` metric. What the labelled data is worth, apart from the gate's luck on val (the
+    served model's curve moves only on promotion, and follows one seed)."""
+    per_seed = [_test_numbers(run["test"]) for run in runs if "test" in run]
+    return {metric: {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else None,
+                     "runs": values}
+            for metric in per_seed[0] for values in [[numbers[metric] for numbers in per_seed]]}
 
 
 def _test_numbers(test: dict) -> dict:

@@ -272,6 +272,12 @@ def test_two_rounds_of_the_loop_for_two_engines(prefect_backend, mongod, fdb, tm
     # Every round's production model is also reported on the test split, which fed nothing.
     assert all({"bbox_superset", "fp_per_image_superset"} <= set(r["test"]) for rounds in result["engines"].values()
                for r in rounds)
+    # And every round's candidate, promoted or not: one number per training seed, their mean and sd.
+    for rounds in result["engines"].values():
+        for r in rounds[1:]:
+            superset = r["candidate_test"]["bbox_superset"]
+            assert len(superset["runs"]) == 2 and superset["sd"] is not None
+            assert superset["mean"] == pytest.approx(sum(superset["runs"]) / 2)
     # Each engine has its own registry: the mined engine's labels never reach the no-new-data engine.
     from pymongo import MongoClient
 
