@@ -117,10 +117,10 @@ class StoreWriter:
 
 
 class Admission:
-    """What the prefetch thread does with a batch of uris before the model sees it: read and decode each image
-    once (`fdb.images.read_image`), record the new and the re-read quarantined ones from that read (hash, size,
-    duplicate of a known image, or why it is unreadable), and hand the readable ones to the model as
-    (record, tensor) pairs. Ingest and inference share the one read and decode."""
+    """What the loader does with a batch of uris before the model sees it (in the prefetch thread on a GPU):
+    read and decode each image once (`fdb.images.read_image`), record the new and the re-read quarantined ones
+    from that read (hash, size, duplicate of a known image, or why it is unreadable), and hand the readable ones
+    to the model as (record, tensor) pairs. Ingest and inference share the one read and decode."""
 
     def __init__(self, fdb: FeatureDB, version: str, known: dict[str, dict], source: str, split: str,
                  labelled: bool):

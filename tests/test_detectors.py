@@ -267,6 +267,46 @@ def test_detect_reads_and_decodes_each_image_once(fdb, synthetic, tmp_path, monk
     assert len(opened) == 5 and sorted(reads) == sorted(uris)
 
 
+def test_the_prefetch_thread_changes_no_output_and_is_off_on_a_cpu(synthetic, tmp_path, monkeypatch):
+    """Reading the next batch in a thread (the default on a GPU) gives what the inline read gives, an unreadable
+    image included; on a CPU the inline read is the default (the thread made a 2-core pass slower)."""
+    import detectors.inference as inference
+    from detectors.inference import Labels, run_inference
+
+    class Collect:
+        def reset(self):
+            self.out = []
+
+        def process(self, keys, outputs):
+            self.out += [(k, [(d.bbox, round(d.score, 5)) for d in o.detections], o.image_feature.tolist()) for k, o in
+                         zip(keys, outputs)]
+
+        def evaluate(self):
+            return self.out
+
+    model, cfg = tiny_model()
+    uris = _imagery(synthetic, tmp_path / "imagery", 5)
+    Path(uris[2]).write_bytes(b"not a png")
+    inputs = [(u, u) for u in uris]
+    threads = []
+    real = inference.prefetched
+
+    def spying(items, work, depth=2):
+        threads.append(depth)
+        return real(items, work, depth)
+
+    monkeypatch.setattr(inference, "prefetched", spying)
+    runs = {}
+    for prefetch in (None, True, False):
+        unreadable = []
+        (runs[prefetch],) = run_inference(model, Labels(CLASSES), inputs, [Collect()], batch_size=2, taps=True,
+                                          on_unreadable=lambda key, exc: unreadable.append(key), progress=False,
+                                          prefetch=prefetch)
+        assert unreadable == [uris[2]] and [k for k, *_ in runs[prefetch]] == uris[:2] + uris[3:]
+    assert runs[True] == runs[False] == runs[None]
+    assert len(threads) == 1  # only prefetch=True started the thread: the model is on the CPU
+
+
 def test_a_quarantined_image_is_read_again_and_comes_back_once_repaired(fdb, synthetic, tmp_path):
     from fdb import images as image_store
 
