@@ -286,7 +286,7 @@ def test_a_night_held_for_review_ships_to_its_label_studio_project(fdb, selectio
     done = views.export_night(fdb, "state-ls-night", "anna")
     assert done["night"]["status"] == "exported" and not done["already_done"]
     record = fdb.exports.find_one({"_id": done["batch_id"]})
-    assert record["server"]["tasks_added"] == 4 and record["target"] == target
+    assert record["target"] == target and record["server"]["kind"] == "labelstudio" and done["counts"]["images"] == 4
     assert labelstudio.token not in json.dumps(list(fdb.scheduled_runs.find()), default=str)
     assert sorted(_tasks(_team(labelstudio), record["server"]["project_id"])) == sorted(SCENES)
     again = views.export_night(fdb, "state-ls-night", "ben")
