@@ -339,10 +339,19 @@ def pool_generation(fdb: FeatureDB, model_version: str) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------------------------------- writes
-def mark_processed(fdb: FeatureDB, image_ids: Sequence[ObjectId], model_version: str) -> None:
+def mark_processed(fdb: FeatureDB, image_ids: Sequence[ObjectId], model_version: str) -> int:
     """Record that the images' detections and features from this model are complete (the incremental key): a
-    commit point, durable with everything written before it."""
-    durable(fdb.images).update_many({"_id": {"$in": list(image_ids)}}, {"$addToSet": {"processed_by": model_version}})
+    commit point, durable with everything written before it. Returns how many of the images it found."""
+    return durable(fdb.images).update_many({"_id": {"$in": list(image_ids)}},
+                                           {"$addToSet": {"processed_by": model_version}}).matched_count
+
+
+def restore_records(fdb: FeatureDB, records: Sequence[dict]) -> int:
+    """Insert again, durably, those of `records` (as read back after their insert) that the store no longer holds:
+    a server killed after acknowledging them, before its journal held them, lost them. Returns how many."""
+    present = {d["_id"] for d in fdb.images.find({"_id": {"$in": [r["_id"] for r in records]}}, {"_id": 1})}
+    missing = [r for r in records if r["_id"] not in present]
+    return bulk_insert(durable(fdb.images), missing).inserted
 
 
 def quarantine(fdb: FeatureDB, image_id: ObjectId, reason: str) -> None:

@@ -2,7 +2,7 @@
 processed. Incremental and crash-safe.
 
 For each image not yet processed by this model version: one read and one decode, shared by its record (hash,
-size, duplicate check) and the model, in a thread that runs a batch ahead of the model (`Admission`); one
+size, duplicate check) and the model (`Admission`; a batch ahead of the model in a thread on a GPU); one
 inference pass (`detectors.inference`) whose `StoreWriter` consumer writes its detections (box, score, class,
 mask as RLE), one box-head vector per detection and one image vector, then marks the images processed by this
 version, every `DetectConfig.commit_every` images. Every write is idempotent (ids derive from image, model and
@@ -107,7 +107,11 @@ class StoreWriter:
         report.features += fdb.write_features(version, IMAGE_LAYER, [d["_id"] for d in docs], image_vectors,
                                               owner_kind="image").inserted
         # Last: only now is the images' work for this model complete.
-        image_store.mark_processed(fdb, [d["_id"] for d in docs], version)
+        if image_store.mark_processed(fdb, [d["_id"] for d in docs], version) < len(docs):
+            # The server died between ingest and this commit point, losing records it had acknowledged but not yet
+            # journaled: write them again, then mark them.
+            image_store.restore_records(fdb, docs)
+            image_store.mark_processed(fdb, [d["_id"] for d in docs], version)
         report.images_processed += len(docs)
         self.pending = []
 

@@ -383,14 +383,14 @@ def test_a_judge_that_supports_no_label_leaves_nothing_out_of_mining(fdb, labell
 
 
 def test_the_nightly_summary_shows_label_errors_beside_the_model_errors(store, labelled_world):
-    from flows.nightly import _summary
+    from flows.nightly import NightReport, _summary
     from tasks import mine
     from jobs.detect import DetectReport
 
     mined = mine.fn(store, MODEL, str(labelled_world["gt_json"]),
                     mining=MiningConfig(k=2, budget=4, types=("fp_background",), random_arm=False),
                     label_config=CONFIG)
-    summary = _summary(MODEL, DetectReport(MODEL), mined, None)
+    summary = _summary(NightReport(MODEL, DetectReport(MODEL), mined, None))
     assert "fp_background" in summary and "possible_missing" in summary and "possible_spurious" in summary
     assert "left out of the queries as label errors: 1 (possible_missing)" in summary
     assert mined.left_out == {"possible_missing": 1} and mined.label_error_predictions == "held_out"
