@@ -32,7 +32,7 @@ def mine_hard_cases(gt_json: str, gt_images: str | None = None, model_version: s
     exported = None
     if mined.selected and not dry_run:
         exported = export(store, mined.selection_id, export_to, export_config,
-                                labelstudio_access_for(export_to))
+                          labelstudio_access_for(export_to))
     where = (f"exported as batch `{exported.batch_id}` ({exported.images} images, {exported.counts.get('objects')} "
              f"pre-annotations) to `{exported.location}`" if exported else "not exported")
     create_markdown_artifact(key="mine-hard-cases", description="Errors and selection",

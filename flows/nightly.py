@@ -119,7 +119,7 @@ def nightly(images: str, gt_json: str, gt_images: str | None = None, model_versi
                         "person exports it in the review app", mined.selection_id, mined.selected, held.target)
             return _reported(NightReport(version, detected, mined, None, review=held))
     exported = export(store, mined.selection_id, export_to, export_config,
-                            labelstudio_access_for(export_to)) if mined.selected else None
+                      labelstudio_access_for(export_to)) if mined.selected else None
     result = _reported(NightReport(version, detected, mined, exported))
     record_night(store, state, result.as_doc())
     return result
