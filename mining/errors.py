@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -27,68 +27,23 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from fdb import FeatureDB
-from fdb import detections as detection_store
 from fdb import errors as error_store
 from fdb import images as image_store
 from mining.config import MatchConfig
+from mining.matching import ImageMatch, match_image, stored_detections
 from records import ERROR_TYPES, FP_TYPES, Detection, ModelError
-from records.boxes import box_ious
 from records.coco import CocoSet
 
 __all__ = ["ERROR_TYPES", "ErrorCost", "ErrorCounter", "cost_key", "ErrorReport", "MatchConfig", "find_errors", "type_image_errors"]
 
 
-def _ious(dets: list[Detection], gts: list[dict]) -> np.ndarray:
-    return box_ious([d.bbox for d in dets], [g["bbox"] for g in gts], [bool(g.get("iscrowd", 0)) for g in gts])
-
-
 def type_image_errors(detections: list[Detection], ground_truth: list[dict], params: MatchConfig) -> list[ModelError]:
     """Errors on one image. Ground truth: COCO annotations (`id`, `category_id`, `bbox`, `iscrowd`)."""
-    dets = sorted((d for d in detections if d.score >= params.score_threshold), key=lambda d: -d.score)
-    gts = list(ground_truth)
-    iou = _ious(dets, gts)
-    crowd = np.array([bool(g.get("iscrowd", 0)) for g in gts], bool)
-    gt_class = np.array([g["category_id"] for g in gts])
-    taken = np.zeros(len(gts), bool)
-    status = []  # per detection: "tp", "ignored" or "fp"
-    for i, det in enumerate(dets):
-        same = (gt_class == det.category_id) if len(gts) else np.zeros(0, bool)
-        candidates = np.flatnonzero(same & ~crowd & ~taken & (iou[i] >= params.iou_threshold))
-        if len(candidates):
-            taken[candidates[np.argmax(iou[i, candidates])]] = True
-            status.append("tp")
-        elif (same & crowd & (iou[i] >= params.iou_threshold)).any():
-            status.append("ignored")
-        else:
-            status.append("fp")
-
-    errors = []
-    for i, det in enumerate(dets):
-        if status[i] != "fp":
-            continue
-        error = ModelError("fp_background", int(det.category_id), list(det.bbox), detection_id=det.id,
-                           score=float(det.score))
-        real = ~crowd if len(gts) else np.zeros(0, bool)
-        same = real & (gt_class == det.category_id) if len(gts) else real
-        other = real & (gt_class != det.category_id) if len(gts) else real
-        best_same = int(np.argmax(np.where(same, iou[i], -1))) if same.any() else None
-        best_other = int(np.argmax(np.where(other, iou[i], -1))) if other.any() else None
-        if best_same is not None and iou[i, best_same] >= params.iou_threshold:
-            _update(error, type="fp_localisation", detail="duplicate", gt_id=gts[best_same]["id"],
-                    gt_bbox=list(gts[best_same]["bbox"]),
-                    true_category_id=int(gt_class[best_same]), iou=float(iou[i, best_same]))
-        elif best_other is not None and iou[i, best_other] >= params.iou_threshold:
-            _update(error, type="fp_wrong_class", gt_id=gts[best_other]["id"], gt_bbox=list(gts[best_other]["bbox"]),
-                    true_category_id=int(gt_class[best_other]), iou=float(iou[i, best_other]))
-        elif best_same is not None and iou[i, best_same] >= params.background_iou:
-            _update(error, type="fp_localisation", detail="poor_localisation", gt_id=gts[best_same]["id"],
-                    gt_bbox=list(gts[best_same]["bbox"]),
-                    true_category_id=int(gt_class[best_same]), iou=float(iou[i, best_same]))
-        errors.append(error)
-    for j, gt in enumerate(gts):
-        if crowd[j] or taken[j]:
-            continue
-        best = float(iou[:, j].max()) if len(dets) else 0.0
+    match = match_image(detections, ground_truth, params.score_threshold, params.iou_threshold)
+    errors = [_false_positive(match, i, params) for i in match.false_positives()]
+    for j in match.missed_labels():
+        gt = match.labels[j]
+        best = float(match.iou[:, j].max()) if len(match.detections) else 0.0
         # Why it was missed, when a detection explains it (the same object is then also counted as an FP).
         detail = None
         if best >= params.iou_threshold:
@@ -101,9 +56,27 @@ def type_image_errors(detections: list[Detection], ground_truth: list[dict], par
     return errors
 
 
-def _update(error: ModelError, **values) -> None:
-    for name, value in values.items():
-        setattr(error, name, value)
+def _false_positive(match: ImageMatch, i: int, params: MatchConfig) -> ModelError:
+    """Unmatched confident detection `i` as the false positive it is, with the label that explains it if one does."""
+    det = match.detections[i]
+    real = ~match.crowd
+    label_class = np.array([g["category_id"] for g in match.labels], dtype=np.int64)
+    same, other = real & (label_class == det.category_id), real & (label_class != det.category_id)
+    best_same = int(np.argmax(np.where(same, match.iou[i], -1))) if same.any() else None
+    best_other = int(np.argmax(np.where(other, match.iou[i], -1))) if other.any() else None
+    kind, detail, j = "fp_background", None, None
+    if best_same is not None and match.iou[i, best_same] >= params.iou_threshold:
+        kind, detail, j = "fp_localisation", "duplicate", best_same
+    elif best_other is not None and match.iou[i, best_other] >= params.iou_threshold:
+        kind, j = "fp_wrong_class", best_other
+    elif best_same is not None and match.iou[i, best_same] >= params.background_iou:
+        kind, detail, j = "fp_localisation", "poor_localisation", best_same
+    if j is None:
+        return ModelError(kind, int(det.category_id), list(det.bbox), detection_id=det.id, score=float(det.score))
+    gt = match.labels[j]
+    return ModelError(kind, int(det.category_id), list(det.bbox), detail=detail, detection_id=det.id,
+                      true_category_id=int(gt["category_id"]), gt_id=gt["id"], score=float(det.score),
+                      iou=float(match.iou[i, j]), gt_bbox=list(gt["bbox"]))
 
 
 # ---------------------------------------------------------------------------------------------------- recorded
@@ -137,36 +110,26 @@ def find_errors(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
     and record them in fdb. Every labelled image must have been processed by the model first."""
     names = {c["id"]: c["name"] for c in ground_truth.categories}
     uri_of = {cid: str(ground_truth.image_path(cid).resolve()) for cid in ground_truth.images}
+    dets_of = stored_detections(fdb, model_version, uri_of)
     docs = image_store.by_uri(fdb, uri_of.values())
-    done = image_store.processed_uris(fdb, list(uri_of.values()), model_version)
-    not_done = [u for u in uri_of.values() if u not in done]
-    if not_done:
-        raise LookupError(f"{len(not_done)} of {len(uri_of)} labelled images have no detections from model "
-                          f"{model_version} (e.g. {not_done[0]}): run detection over them first")
-    by_image = defaultdict(list)
-    for det in detection_store.read_detections(fdb, model_version, [docs[u]["_id"] for u in uri_of.values()],
-                                               masks=False):
-        by_image[det.image_id].append(det)
-
     params_key = params.key()
     records = []
     for coco_id, uri in uri_of.items():
         image_id = docs[uri]["_id"]
-        for error in type_image_errors(by_image[image_id], ground_truth.annotations_by_image[coco_id], params):
+        for error in type_image_errors(dets_of[coco_id], ground_truth.annotations_by_image[coco_id], params):
             subject = error.detection_id if error.detection_id is not None else f"gt{error.gt_id}"
-            _update(error, id=error_store.error_id(model_version, params_key, image_id, error.type, subject),
-                    model_version=model_version, params_key=params_key, params=params.as_dict(),
-                    image_id=image_id, coco_image_id=coco_id, uri=uri,
-                    category_name=names.get(error.category_id),
-                    true_category_name=names.get(error.true_category_id))
-            records.append(error)
+            records.append(replace(
+                error, id=error_store.error_id(model_version, params_key, image_id, error.type, subject),
+                model_version=model_version, params_key=params_key, params=params.as_dict(), image_id=image_id,
+                coco_image_id=coco_id, uri=uri, category_name=names.get(error.category_id),
+                true_category_name=names.get(error.true_category_id)))
     error_store.record_errors(fdb, records)
     counts: dict[str, dict[str, int]] = {kind: {} for kind in ERROR_TYPES}
     for r in records:
         counts[r.type][r.category_name] = counts[r.type].get(r.category_name, 0) + 1
     # What each type costs, from the same stored detections (those above the detect stage's min_score).
     cost = ErrorCost(ground_truth, params)
-    cost.process(list(uri_of), [_Stored(by_image[docs[uri]["_id"]]) for uri in uri_of.values()])
+    cost.process(list(uri_of), [_Stored(dets_of[cid]) for cid in uri_of])
     return ErrorReport(model_version, params, len(uri_of), records, counts,
                        {k: v for k, v in cost.evaluate()["cost"].items() if k in ERROR_TYPES})
 

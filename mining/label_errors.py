@@ -32,20 +32,19 @@ the training set, k models each trained without one fold judge it ("k_fold", `jo
 from __future__ import annotations
 
 import contextlib
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fdb import FeatureDB
-from fdb import detections as detection_store
 from fdb import images as image_store
 from fdb import label_errors as suspect_store
 from fdb import labels as label_store
 from fdb import models as model_store
 from mining.config import LabelErrorConfig, MatchConfig
-from mining.matching import match_confident
+from mining.matching import match_image, stored_detections
 from records import BOX_LAYER, LABEL_ERROR_TYPES, Detection, LabelSuspect, ModelError
 from records.boxes import box_ious
 from records.coco import CocoSet, load_coco
@@ -53,6 +52,11 @@ from records.hashing import file_sha256, json_key
 
 __all__ = ["LABEL_ERROR_TYPES", "LabelErrorConfig", "LabelErrorReport", "explained_errors", "find_label_errors",
            "neighbour_agreement", "suspect_image_labels", "trained_on"]
+
+
+def _non_crowd(labels: list[dict]) -> list[dict]:
+    """The labels a prediction can accuse or be accused by: a crowd region is no one object."""
+    return [g for g in labels if not g.get("iscrowd", 0)]
 
 
 def _key(det: Detection):
@@ -66,7 +70,8 @@ def suspect_image_labels(detections: list[Detection], ground_truth: list[dict],
     threshold). `detections`: every detection the model kept (any score; the low ones give `support`);
     `ground_truth`: COCO annotations; `agreement`: detection id (or rank) -> neighbour agreement."""
     agreement = agreement or {}
-    dets, gts, iou, matched = match_confident(detections, ground_truth, config.min_score, match.iou_threshold)
+    matching = match_image(detections, _non_crowd(ground_truth), config.min_score, match.iou_threshold)
+    dets, gts, iou, matched = matching.detections, matching.labels, matching.iou, matching.label_of
     claimed = set(matched.values())  # labels a confident prediction of their class matched
     suspects: list[LabelSuspect] = []
     accused: set[int] = set()  # labels already suspected through a prediction
@@ -269,7 +274,7 @@ def find_label_errors(fdb: FeatureDB, model_version: str | list[str], ground_tru
     judge_of = _judges(fdb, versions, uri_of, docs)
     predictions = "held_out" if len(versions) == 1 else "k_fold"
     judged = [cid for cid in uri_of if cid in judge_of]
-    dets_of = _judged_detections(fdb, versions, judged, judge_of, uri_of, docs)
+    dets_of = _judged_detections(fdb, versions, judged, judge_of, uri_of)
 
     # Vectors of different models live in different spaces: each model's detections are compared among
     # themselves.
@@ -306,22 +311,14 @@ def _judges(fdb: FeatureDB, versions: list[str], uri_of: dict[int, str], docs: d
 
 
 def _judged_detections(fdb: FeatureDB, versions: list[str], judged: list[int], judge_of: dict[int, str],
-                       uri_of: dict[int, str], docs: dict) -> dict[int, list[Detection]]:
+                       uri_of: dict[int, str]) -> dict[int, list[Detection]]:
     """COCO image id -> its judge's stored detections (no masks), for every judged image; an image its judge has
     not processed is refused."""
     dets_of: dict[int, list[Detection]] = {}
     for version in versions:
         mine = [c for c in judged if judge_of[c] == version]
-        if not mine:
-            continue
-        done = image_store.processed_uris(fdb, [uri_of[c] for c in mine], version)
-        if len(done) < len(mine):
-            raise LookupError(f"{len(mine) - len(done)} of {len(mine)} labelled images have no detections "
-                              f"from model {version}: run detection over them first")
-        by_image: dict = defaultdict(list)
-        for det in detection_store.read_detections(fdb, version, [docs[uri_of[c]]["_id"] for c in mine], masks=False):
-            by_image[det.image_id].append(det)
-        dets_of.update({c: by_image[docs[uri_of[c]]["_id"]] for c in mine})
+        if mine:
+            dets_of.update(stored_detections(fdb, version, {c: uri_of[c] for c in mine}))
     return dets_of
 
 
@@ -345,9 +342,9 @@ def _agreements(fdb: FeatureDB, model_version: str, ground_truth: CocoSet, dets_
     for), over the box vectors of every confident detection on the judged images."""
     rows = []  # (detection, coco image id, matched?)
     for cid, dets in dets_of.items():
-        confident, _, _, matched = match_confident(dets, ground_truth.annotations_by_image[cid], config.min_score,
-                                                   match.iou_threshold)
-        rows += [(d, cid, i in matched) for i, d in enumerate(confident)]
+        matching = match_image(dets, _non_crowd(ground_truth.annotations_by_image[cid]), config.min_score,
+                               match.iou_threshold)
+        rows += [(d, cid, i in matching.label_of) for i, d in enumerate(matching.detections)]
     owners = [d.id for d, _, _ in rows if d.id is not None]
     if not owners or fdb.layer_shape(model_version, BOX_LAYER) is None:
         return {}  # no vectors to ask: the score alone decides

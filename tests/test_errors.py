@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mining.config import MatchConfig as MatchParams
 from mining.errors import type_image_errors
+from mining.matching import match_image
 from records import Detection
 
 CAR, SIGN = 3, 1
@@ -68,3 +69,17 @@ def test_no_detections_means_every_object_is_missed():
     errors = type_image_errors([], GT, MatchParams())
     assert sorted(e.gt_id for e in errors) == [10, 11, 12, 13]
     assert type_image_errors([], [], MatchParams()) == []
+
+
+def test_the_one_matcher_takes_the_best_free_label_most_confident_first_as_cocoeval_does():
+    match = match_image(DETS, GT, min_score=0.5, iou_threshold=0.5)
+    ids = [d.id for d in match.detections]
+    assert ids == ["tp", "dup", "wrong", "loc", "bg", "in_crowd"]  # by score, the low one left out
+    assert {ids[i]: match.labels[j]["id"] for i, j in match.label_of.items()} == {"tp": 10}
+    assert [ids[i] for i in match.ignored] == ["in_crowd"]
+    assert [ids[i] for i in match.false_positives()] == ["dup", "wrong", "loc", "bg"]
+    assert [match.labels[j]["id"] for j in match.missed_labels()] == [11, 12, 13]  # never the crowd region
+    # Two labels the detection overlaps equally well: the first is taken (COCOeval's argmax), the second missed.
+    twins = [{"id": i, "category_id": CAR, "bbox": [0, 0, 10, 10]} for i in (1, 2)]
+    tie = match_image([det("a", CAR, [0, 0, 10, 10], 0.9)], twins, 0.5, 0.5)
+    assert tie.label_of == {0: 0} and tie.missed_labels() == [1]
