@@ -45,7 +45,7 @@ from records.coco import CocoSet
 from records.hashing import file_sha256, sha256_hex
 from storage import s3 as s3mod
 
-MANIFEST_COLUMNS = ["file_name", "uri", "coco_image_id", "suspects", "labelled_set", "labels_version",
+MANIFEST_COLUMNS = ["file_name", "uri", "coco_image_id", "suspects", "labelled_set", "labels_sha256",
                     "model_version", "predictions"]
 
 
@@ -60,7 +60,7 @@ def export_review_batch(fdb: FeatureDB, ground_truth: CocoSet, model_version: st
     fold models, on this very version of the file, with the judgment `params_key` names when given; recorded in
     fdb) as a review batch under `target` (a folder or s3:// prefix)."""
     labels_sha = file_sha256(ground_truth.path)
-    suspects = suspect_store.read_suspects(fdb, model_version, labels_version=labels_sha, params_key=params_key)
+    suspects = suspect_store.read_suspects(fdb, model_version, labels_sha256=labels_sha, params_key=params_key)
     if not suspects:
         raise ExportError(f"no suspected label errors of {ground_truth.path} (sha256 {labels_sha[:12]}) judged "
                           f"by {model_version} in fdb: judge the labelled set first")
@@ -144,7 +144,7 @@ def _manifest_row(image: BatchImage, cid: int, suspects: list[dict], ground_trut
                           "predicted_class": s.get("category_name") if s.get("detection_id") is not None
                           else None, "score": s.get("score"), "iou": round(float(s["iou"]), 3)}
                          for s in suspects],
-            "labelled_set": str(Path(ground_truth.path).resolve()), "labels_version": labels_sha,
+            "labelled_set": str(Path(ground_truth.path).resolve()), "labels_sha256": labels_sha,
             "model_version": suspects[0]["model_version"],
             "predictions": suspects[0].get("predictions")}
 

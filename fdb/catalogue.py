@@ -10,6 +10,14 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 
 RANDOM_KEY_INDEX = "processed_split_labelled_status_key"
 
+# Stored fields renamed since a database was written: collection -> [(old name, new name, the old field's index)].
+# `FeatureDB` renames them when it opens the database (a no-op once done), so an old database reads the same.
+RENAMED_FIELDS: dict[str, list[tuple[str, str, str | None]]] = {
+    # `labels_version` held a sha256 of the labelled set's file, while `label_version` is a batch's version number.
+    "label_errors": [("labels_version", "labels_sha256", "model_labels_suspicion")],
+    "exports": [("labels_version", "labels_sha256", None)],
+}
+
 # Collection name -> its indexes. The unique ones define idempotency.
 INDEXES: dict[str, list[IndexModel]] = {
     "images": [
@@ -63,8 +71,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("image_id", ASCENDING)], name="image"),
     ],
     "label_errors": [  # _id = hash(judging model, parameters, labelled set's bytes, image, type, subject)
-        IndexModel([("model_version", ASCENDING), ("labels_version", ASCENDING), ("suspicion", DESCENDING)],
-                   name="model_labels_suspicion"),
+        IndexModel([("model_version", ASCENDING), ("labels_sha256", ASCENDING), ("suspicion", DESCENDING)],
+                   name="model_labels_sha256_suspicion"),
         IndexModel([("image_id", ASCENDING)], name="image"),
     ],
     "labelled_sets": [  # _id = "<first file's path>#<version>"

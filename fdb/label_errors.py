@@ -24,15 +24,15 @@ def record_suspects(fdb: FeatureDB, suspects: list[LabelSuspect], threshold: flo
     bulk_insert(fdb.label_errors, docs)
 
 
-def read_suspects(fdb: FeatureDB, model_version: str | list[str] | None = None, labels_version: str | None = None,
+def read_suspects(fdb: FeatureDB, model_version: str | list[str] | None = None, labels_sha256: str | None = None,
                   only_errors: bool = True, params_key: str | None = None) -> list[dict]:
     """Stored suspects (judged by `model_version`, or by any of a list of fold models), by suspicion (highest
     first)."""
     query: dict = {}
     if model_version:
         query["model_version"] = {"$in": [model_version] if isinstance(model_version, str) else list(model_version)}
-    if labels_version:
-        query["labels_version"] = labels_version
+    if labels_sha256:
+        query["labels_sha256"] = labels_sha256
     if params_key:
         query["params_key"] = params_key
     if only_errors:

@@ -22,7 +22,7 @@ from pymongo import WriteConcern
 from pymongo.database import Database
 from pymongo.errors import CollectionInvalid
 
-from fdb.catalogue import INDEXES
+from fdb.catalogue import INDEXES, RENAMED_FIELDS
 from fdb.server import EmbeddedMongo
 from fdb.vectors import (
     FeatureShapeError,
@@ -84,9 +84,19 @@ class FeatureDB:
             with contextlib.suppress(CollectionInvalid):
                 self.db.create_collection(
                     "features", storageEngine={"wiredTiger": {"configString": "block_compressor=none"}})
+        self._rename_old_fields()
         for name, indexes in INDEXES.items():
             if indexes:
                 self.db[name].create_indexes(indexes)
+
+    def _rename_old_fields(self) -> None:
+        for name, renames in RENAMED_FIELDS.items():
+            collection = self.db[name]
+            for old, new, old_index in renames:
+                if old_index and old_index in collection.index_information():
+                    collection.drop_index(old_index)
+                if collection.find_one({old: {"$exists": True}}, {"_id": 1}) is not None:
+                    collection.update_many({old: {"$exists": True}}, {"$rename": {old: new}})
 
     def counts(self) -> dict[str, int]:
         counts = {name: self.db[name].estimated_document_count() for name in INDEXES}

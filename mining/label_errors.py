@@ -331,7 +331,7 @@ def _stamped(suspects: list[LabelSuspect], image_id, uri: str, cid: int, version
         s.id = suspect_store.suspect_id(version, params_key, labels_sha, image_id, s.type, subject)
         s.image_id, s.uri, s.coco_image_id = image_id, uri, cid
         s.category_name, s.gt_category_name = names.get(s.category_id), names.get(s.gt_category_id)
-        s.model_version, s.params_key, s.predictions, s.labels_version = (version, params_key, predictions,
+        s.model_version, s.params_key, s.predictions, s.labels_sha256 = (version, params_key, predictions,
                                                                           labels_sha)
     return suspects
 

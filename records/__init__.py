@@ -113,7 +113,7 @@ class LabelSuspect:
     model_version: str | None = None
     params_key: str | None = None
     predictions: str | None = None
-    labels_version: str | None = None  # the sha256 of the labelled set's file the suspect was found in
+    labels_sha256: str | None = None  # the sha256 of the labelled set's file the suspect was found in
 
     def as_dict(self) -> dict:
         return asdict(self)

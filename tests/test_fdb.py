@@ -195,3 +195,25 @@ def test_bulk_read_decodes_documents_of_another_layout(fdb):
     index = {o: i for i, o in enumerate(got.object_ids())}
     assert sorted(index) == sorted(owners)
     assert np.array_equal(got.vectors[[index[o] for o in owners]], vectors)
+
+
+def test_a_database_written_before_a_field_was_renamed_reads_the_same(mongo_client):
+    """`label_errors.labels_version` (a sha256) became `labels_sha256`: opening an old database renames the field
+    and replaces its index, so its suspects are still found by their labelled set."""
+    from fdb import FeatureDB
+    from fdb import label_errors as suspect_store
+
+    db = mongo_client[f"test_old_{ObjectId()}"]
+    db.label_errors.insert_one({"_id": 1, "model_version": "m1", "labels_version": "abc", "suspicion": 0.9,
+                                "is_label_error": True,
+                                "params_key": "p"})
+    db.label_errors.create_index([("model_version", 1), ("labels_version", 1), ("suspicion", -1)],
+                                 name="model_labels_suspicion")
+    try:
+        fdb = FeatureDB(db)
+        assert [s["_id"] for s in suspect_store.read_suspects(fdb, "m1", labels_sha256="abc")] == [1]
+        assert "model_labels_suspicion" not in db.label_errors.index_information()
+        assert db.label_errors.count_documents({"labels_version": {"$exists": True}}) == 0
+        FeatureDB(db)  # a second open finds nothing to rename
+    finally:
+        mongo_client.drop_database(db.name)
