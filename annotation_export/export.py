@@ -16,7 +16,6 @@ leaves the images eligible for mining and the batch visibly unfinished; running 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -35,7 +34,7 @@ from fdb import images as image_store
 from fdb import models as model_store
 from fdb import selections as selection_store
 from records import Detection, SelectionInfo
-from records.hashing import file_sha256
+from records.hashing import file_sha256, part_digest
 from storage import read_uri
 from storage import s3 as s3mod
 
@@ -78,8 +77,8 @@ def batch_id_for(selection_id: str, image_ids: list, model_version: str, min_sco
     """Stable batch id: the same selection, images, model and score threshold always give the same batch.
 
     The threshold is part of it because it changes the annotation files."""
-    key = "\x1f".join([selection_id, model_version, repr(float(min_score)), *sorted(map(str, image_ids))])
-    return "batch-" + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+    return "batch-" + part_digest(selection_id, model_version, repr(float(min_score)), *sorted(map(str, image_ids)),
+                                  size=8).hex()
 
 
 def model_categories(fdb: FeatureDB, model_version: str, detections: list[Detection]) -> list[dict]:

@@ -10,7 +10,6 @@ what really changed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -21,13 +20,14 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from records import Detection
+from records.hashing import part_digest
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 # ---------------------------------------------------------------------------------------------------- names
 def _short_hash(text: str, n: int = 8) -> str:
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()[:n]
+    return part_digest(text, size=16).hex()[:n]
 
 
 def safe_basename(uri: str) -> str:

@@ -7,7 +7,6 @@ cannot run code on load.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 from torchvision.models.detection import MaskRCNN
 
 from detectors.model import ModelConfig, build_model
+from records.hashing import sha256_hex
 
 
 @dataclass
@@ -40,11 +40,7 @@ def new_version(cfg: ModelConfig, data_hash: str) -> str:
 
 def data_hash(*parts) -> str:
     """A hash of what a model was trained on (annotation file bytes, image ids, ...)."""
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part if isinstance(part, bytes) else repr(part).encode())
-        h.update(b"\x1f")
-    return h.hexdigest()
+    return sha256_hex(b"".join((part if isinstance(part, bytes) else repr(part).encode()) + b"\x1f" for part in parts))
 
 
 def save_checkpoint(path: str | Path, model: MaskRCNN, cfg: ModelConfig, version: str, data_hash: str,

@@ -8,7 +8,6 @@ A quarantined image is looked at again on the next ingest, so a file that was re
 
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from fdb.selections import decision_count, exported_count, taken_among, taken_im
 from fdb.store import FeatureDB
 from fdb.vectors import iter_id_batches
 from fdb.writes import WriteReport, bulk_insert, durable, utcnow
-from records.hashing import sha256_hex
+from records.hashing import part_digest, sha256_hex
 from storage import read_uri, the_files_fault
 
 
@@ -52,7 +51,7 @@ def random_key(content: str) -> float:
     """An image's place in the random arm's order, in [0, 1): a hash of its content hash (`sha256`) read as a
     fraction, so uniform, fixed for the image (the same bytes draw alike on any machine, under any path) and
     indexed, so a draw reads only the images it takes (`random_draw`)."""
-    return int.from_bytes(hashlib.blake2b(content.encode(), digest_size=7).digest(), "big") / 256 ** 7
+    return int.from_bytes(part_digest(content, size=7), "big") / 256 ** 7
 
 
 @dataclass

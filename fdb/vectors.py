@@ -8,7 +8,6 @@ at fixed offsets are the owner id, the image id and the vector. numpy slices tho
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from dataclasses import dataclass
 
@@ -16,6 +15,8 @@ import bson
 import numpy as np
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
+
+from records.hashing import part_digest
 
 ALLOWED_DTYPES = ("float32", "float16")
 
@@ -206,7 +207,7 @@ def iter_id_batches(collection, query: dict, batch_size: int = 100_000):
 def feature_id(owner_id: bytes, model_version: str, layer: str) -> bytes:
     """The `_id` of a feature: a hash of (owner, model version, layer), so the `_id` index alone keeps one
     record per feature and no second unique index slows writes down."""
-    return hashlib.blake2b(owner_id + b"\x1f" + f"{model_version}\x1f{layer}".encode(), digest_size=12).digest()
+    return part_digest(owner_id, model_version, layer, size=12)
 
 
 def encode_feature_batch(owner_ids: np.ndarray, image_ids: np.ndarray, vectors: np.ndarray, owner_kind: str,

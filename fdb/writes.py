@@ -8,13 +8,14 @@ is reported with the record's position and the server's message, never hidden.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from bson import ObjectId
 from pymongo import WriteConcern
 from pymongo.errors import BulkWriteError
+
+from records.hashing import part_digest
 
 DUPLICATE_KEY = 11000
 
@@ -35,8 +36,7 @@ def utcnow() -> dt.datetime:
 
 def stable_id(*parts: Any) -> ObjectId:
     """A deterministic ObjectId for a record identified by its parts, so a re-run writes the same `_id`."""
-    digest = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=12).digest()
-    return ObjectId(digest)
+    return ObjectId(part_digest(*map(str, parts), size=12))
 
 
 @dataclass

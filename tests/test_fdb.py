@@ -217,3 +217,17 @@ def test_a_database_written_before_a_field_was_renamed_reads_the_same(mongo_clie
         FeatureDB(db)  # a second open finds nothing to rename
     finally:
         mongo_client.drop_database(db.name)
+
+
+def test_record_ids_are_the_ones_a_database_already_holds():
+    """Ids are made from their parts by `records.hashing`; these digests were written by the code before it made
+    them in one place, so a re-run over an existing database still finds its records instead of adding twins."""
+    from annotation_export.export import batch_id_for
+    from fdb.images import random_key
+    from fdb.vectors import feature_id
+    from fdb.writes import stable_id
+
+    assert str(stable_id("detection", ObjectId(b"abcdefghijkl"), "m1", 3)) == "7385a89aa55af27d0dc95a9f"
+    assert feature_id(b"abcdefghijkl", "m1", "box_fc").hex() == "5958f535653cb1c1bcd93310"
+    assert random_key("ab" * 32) == 0.023864573077171644
+    assert batch_id_for("sel", ["b", "a"], "m1", 0.5) == "batch-83df9469501bf2a4"
