@@ -79,8 +79,8 @@ def run_recipe(root: Path, recipe: dict, seeds: list[int]) -> dict:
     batches = {arm: batch_of(work / "arms" / f"train_{arm}.json", train_names) for arm in ("mined", "random")}
     query_ids = json.loads((work / "query_images.json").read_text())
     tag = "-".join(f"{k}{v}" for k, v in sorted(recipe.items()))
-    comparison = retrain_and_compare(seed, train, batches, val, query_ids, work / f"bench-{tag}",
-                                     FinetuneConfig(seeds=tuple(seeds), **recipe), progress=False)
+    comparison = run_experiment(seed, train, batches, val, query_ids, work / f"bench-{tag}",
+                                FinetuneConfig(seeds=tuple(seeds), **recipe), progress=False)
     before = comparison.arms["before"]
     out = {"seed_model": {"bbox_superset": before.metrics["superset"]["bbox"]["mAP"],
                           "bbox_query": before.metrics["query subset"]["bbox"]["mAP"],

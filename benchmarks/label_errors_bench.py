@@ -228,7 +228,7 @@ def part_mining(work: Path, seeds: list[int]) -> dict:
     from detectors.synthetic import hard_case_share
     from flows.demo import FULL, QUERY_TYPES
     from mining.config import MiningConfig
-    from mining.selection import mine_hard_cases
+    from mining.selection import select_hard_cases
     from records.coco import load_coco
 
     _, fdb, version, data = synthetic_setup(work)
@@ -247,8 +247,8 @@ def part_mining(work: Path, seeds: list[int]) -> dict:
     for name, path, keep, _ in runs:
         config = MiningConfig(k=FULL["k"], budget=FULL["budget"], types=tuple(QUERY_TYPES), keep_label_errors=keep,
                               random_arm=False)
-        result = mine_hard_cases(fdb, version, load_coco(path, image_dir=data / "images"), config,
-                                 out_dir=work / "mining")
+        result = select_hard_cases(fdb, version, load_coco(path, image_dir=data / "images"), config,
+                                   out_dir=work / "mining")
         share = hard_case_share([im.uri for im in result.selection.images], data / "annotations" / "pool.json")
         out[name] = {"queries": len(result.queries), "left_out": result.left_out, "mined": share["images"],
                      "lookalike_share": round(share["share"], 3)}

@@ -144,12 +144,12 @@ def run_arm(job: ArmRun, seed_checkpoint: str, recipe: FinetuneConfig, evaluatio
     return RunOutcome(run, scores.metrics, result.steps, result.seconds, path, version)
 
 
-def retrain_and_compare(seed_checkpoint: str | Path, train: CocoSet, batches: dict[str, tuple[list, list]],
-                        evaluation: CocoSet, query_image_ids: list[int], work_dir: str | Path,
-                        recipe: FinetuneConfig = FinetuneConfig(), params: MatchConfig = MatchConfig(),
-                        fdb: FeatureDB | None = None, progress: bool = True, test: CocoSet | None = None,
-                        config: EvaluationConfig = EvaluationConfig(),
-                        queried_types: list[str] | None = None) -> Comparison:
+def run_experiment(seed_checkpoint: str | Path, train: CocoSet, batches: dict[str, tuple[list, list]],
+                   evaluation: CocoSet, query_image_ids: list[int], work_dir: str | Path,
+                   recipe: FinetuneConfig = FinetuneConfig(), params: MatchConfig = MatchConfig(),
+                   fdb: FeatureDB | None = None, progress: bool = True, test: CocoSet | None = None,
+                   config: EvaluationConfig = EvaluationConfig(),
+                   queried_types: list[str] | None = None) -> Comparison:
     """Fine-tune one model per arm and training seed (`batches`: arm -> (COCO images, annotations); the control
     arm is added here, with `recipe.control_seeds`) and score them all beside the seed model, in `recipe.workers`
     processes. With a `test` split (one that fed nothing: it is checked against the train, val and batch images)

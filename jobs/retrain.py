@@ -78,11 +78,11 @@ class RetrainInputs:
     types: list[str]  # the error types the batches were mined for
 
 
-def retrain(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, work_dir: str | Path,
-            recipe: FinetuneConfig = FinetuneConfig(), promote: str = "auto", base: str | None = None,
-            match: MatchConfig = MatchConfig(), progress: bool = False, query_images: list[int] | None = None,
-            allow_no_batches: bool = False, test_json: str | None = None,
-            evaluation_config: EvaluationConfig = EvaluationConfig()) -> RetrainResult:
+def retrain_and_gate(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, work_dir: str | Path,
+                     recipe: FinetuneConfig = FinetuneConfig(), promote: str = "auto", base: str | None = None,
+                     match: MatchConfig = MatchConfig(), progress: bool = False, query_images: list[int] | None = None,
+                     allow_no_batches: bool = False, test_json: str | None = None,
+                     evaluation_config: EvaluationConfig = EvaluationConfig()) -> RetrainResult:
     """`query_images` (ids in the evaluation set) are scored as a second subset beside the superset;
     `allow_no_batches` retrains on the labelled set alone when no labels came back (the no-new-data control).
     `test_json`: a split that fed nothing (refused otherwise), on which production and every candidate seed are

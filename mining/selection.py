@@ -8,7 +8,7 @@ quarantined, not yet exported), merges them per image (more queries hitting an i
 distance breaks ties), collapses near-duplicate images, caps at the budget, and records the selection with its
 provenance in fdb. `random_selection` draws the same budget from the same pool: the baseline arm every comparison
 needs.
-`mine_hard_cases` is the whole job over errors the store already holds: mining never runs a model (`tasks` runs it
+`select_hard_cases` is the whole job over errors the store already holds: mining never runs a model (`tasks` runs it
 first).
 """
 
@@ -34,8 +34,9 @@ from records.coco import CocoSet
 from records.hashing import file_sha256
 
 
-def mine(fdb: FeatureDB, model_version: str, queries: list[Query], config: MiningConfig = MiningConfig(),
-         index_root: str | Path = "indexes", params: dict | None = None) -> Selection:
+def select_for_queries(fdb: FeatureDB, model_version: str, queries: list[Query],
+                       config: MiningConfig = MiningConfig(), index_root: str | Path = "indexes",
+                       params: dict | None = None) -> Selection:
     """Select up to `config.budget` pool images nearest to the queries (`config.k` each) with the `errors`
     strategy, and record the selection in fdb. `params` are recorded with it (and name it)."""
     context = StrategyContext(fdb, model_version, list(queries), Path(index_root))
@@ -131,7 +132,7 @@ class MiningSummary:
         return cls(**{**values, "top": [tuple(row) for row in values.get("top", [])]})
 
 
-def mine_hard_cases(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
+def select_hard_cases(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
                     config: MiningConfig = MiningConfig(), match: MatchConfig = MatchConfig(),
                     out_dir: str | Path = ".", label_config: LabelErrorConfig = LabelErrorConfig()) -> MiningResult:
     """The "mine hard cases" job over what the store holds: type the model's errors on the labelled set (whose

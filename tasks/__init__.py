@@ -34,7 +34,7 @@ from fdb.pool_index import merge_recent_indexes, rebuild_pool_indexes
 from fdb.runs import HeldNight, NightHold
 from mining.config import EvaluationConfig, LabelErrorConfig, MatchConfig, MiningConfig
 from mining.label_errors import LabelErrorReport, find_label_errors
-from mining.selection import MiningSummary, mine_hard_cases, pool_state, query_image_ids
+from mining.selection import MiningSummary, pool_state, query_image_ids, select_hard_cases
 from records import BOX_LAYER, IMAGE_LAYER
 from records.coco import load_coco
 from storage import list_images_since
@@ -150,8 +150,8 @@ def mine(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | 
     """Errors on the labelled set (less those a suspected label error explains) -> queries -> the pool's nearest
     images, recorded as a selection."""
     ground_truth = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
-    result = mine_hard_cases(connection(store), model_version, ground_truth, mining, match, out_dir=store.home,
-                             label_config=label_config)
+    result = select_hard_cases(connection(store), model_version, ground_truth, mining, match, out_dir=store.home,
+                               label_config=label_config)
     return result.summary()
 
 
@@ -289,13 +289,13 @@ def compare_arms(store: StoreConfig, seed_checkpoint: str, train_json: str, eval
                  evaluation: EvaluationConfig = EvaluationConfig()):
     """The mined / random / control experiment (`jobs.experiment`), its arm models registered in fdb; reported
     on the test split `test_json` when given (refused if it fed anything), else on the val split."""
-    from jobs.experiment import retrain_and_compare  # noqa: PLC0415 - torch training, only for this task
+    from jobs.experiment import run_experiment  # noqa: PLC0415 - torch training, only for this task
 
     test = load_coco(test_json, image_dir=image_dir) if test_json else None
-    return retrain_and_compare(seed_checkpoint, load_coco(newest_labels(store, train_json), image_dir=image_dir),
-                               batches, load_coco(newest_labels(store, eval_json), image_dir=image_dir),
-                               query_images, work_dir, recipe, fdb=connection(store), progress=progress, test=test,
-                               config=evaluation, queried_types=queried_types)
+    return run_experiment(seed_checkpoint, load_coco(newest_labels(store, train_json), image_dir=image_dir),
+                          batches, load_coco(newest_labels(store, eval_json), image_dir=image_dir),
+                          query_images, work_dir, recipe, fdb=connection(store), progress=progress, test=test,
+                          config=evaluation, queried_types=queried_types)
 
 
 @task(name="retrain a candidate and judge it", tags=["model", "fdb"], cache_policy=NONE)
@@ -306,12 +306,12 @@ def retrain_candidate(store: StoreConfig, train_json: str, eval_json: str, image
                       test_json: str | None = None, evaluation: EvaluationConfig = EvaluationConfig()
                       ) -> RetrainResult:
     """A candidate on everything labelled so far, the gate against production, a promotion if it passes."""
-    from jobs.retrain import retrain  # noqa: PLC0415 - torch training, only for this task
+    from jobs.retrain import retrain_and_gate  # noqa: PLC0415 - torch training, only for this task
 
     work = Path(store.home) / "retrain" / store.db_name / dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    return retrain(connection(store), newest_labels(store, train_json), newest_labels(store, eval_json), image_dir,
-                   work, recipe, promote, base, match, progress=progress, query_images=query_images,
-                   allow_no_batches=allow_no_batches, test_json=test_json, evaluation_config=evaluation)
+    return retrain_and_gate(connection(store), newest_labels(store, train_json), newest_labels(store, eval_json),
+                            image_dir, work, recipe, promote, base, match, progress=progress, query_images=query_images,
+                            allow_no_batches=allow_no_batches, test_json=test_json, evaluation_config=evaluation)
 
 
 @task(name="query images of a selection", tags=["fdb"], **IO_RETRIES)

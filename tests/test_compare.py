@@ -16,7 +16,7 @@ from detectors.synthetic import CATEGORIES, generate
 from fdb import FeatureDB
 from mining.compare import arm_training_set
 from mining.report import write_report
-from jobs.experiment import fine_tune, retrain_and_compare
+from jobs.experiment import fine_tune, run_experiment
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,8 @@ def test_arms_seeds_and_report(scenes, tmp_path, fdb):
                "random": _batch(pool_json, {"pool_00005.png", "pool_00006.png"})}
     queries = sorted(val.images)[:2]
     recipe = FinetuneConfig(steps=2, seeds=(0, 1), hard_negatives=0.5, oversample=4.0)
-    comparison = retrain_and_compare(seed, train, batches, val, queries, tmp_path / "arms", recipe, fdb=fdb,
-                                     progress=False)
+    comparison = run_experiment(seed, train, batches, val, queries, tmp_path / "arms", recipe, fdb=fdb,
+                                progress=False)
 
     assert list(comparison.arms) == ["before", "mined", "random", "control"]
     assert comparison.subsets["query subset"] == queries and len(comparison.subsets["without queries"]) == 2
@@ -97,10 +97,10 @@ def test_arms_reported_on_a_test_split_with_tail_operating_point_and_power(scene
     seed, (train, val, test), batches = _seed_splits_and_one_image_batches(scenes, tmp_path)
     recipe = FinetuneConfig(steps=1, seeds=(0, 1))
     with pytest.raises(LeakyTestSplit, match="fed the queries and the gate"):
-        retrain_and_compare(seed, train, batches, val, [], tmp_path / "leak", recipe, progress=False, test=val)
+        run_experiment(seed, train, batches, val, [], tmp_path / "leak", recipe, progress=False, test=val)
 
-    comparison = retrain_and_compare(seed, train, batches, val, sorted(val.images)[:2], tmp_path / "arms", recipe,
-                                     fdb=fdb, progress=False, test=test, queried_types=["fp_background"])
+    comparison = run_experiment(seed, train, batches, val, sorted(val.images)[:2], tmp_path / "arms", recipe,
+                                fdb=fdb, progress=False, test=test, queried_types=["fp_background"])
     tail = [i for i, im in test.images.items() if im["distractors"]]
     assert comparison.evaluated_on == "test" and "generator" in comparison.tail_source
     assert comparison.subsets == {"superset": sorted(test.images), "tail": tail,
@@ -136,8 +136,8 @@ def test_arm_runs_in_worker_processes_give_the_numbers_of_runs_one_after_another
         outcome = {}
         for workers in (1, 2):
             recipe = FinetuneConfig(steps=2, seeds=(0, 1), control_seeds=(3,), workers=workers)
-            outcome[workers] = retrain_and_compare(seed, train, batches, val, [], tmp_path / f"arms-{workers}",
-                                                   recipe, fdb=fdb, progress=False, test=test)
+            outcome[workers] = run_experiment(seed, train, batches, val, [], tmp_path / f"arms-{workers}",
+                                              recipe, fdb=fdb, progress=False, test=test)
     finally:
         torch.set_num_threads(threads)
     one, two = outcome[1], outcome[2]

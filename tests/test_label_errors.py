@@ -242,17 +242,17 @@ def test_a_model_never_judges_labels_it_trained_on(fdb, labelled_world):
 
 def test_mining_leaves_label_errors_out_of_its_queries_unless_asked(fdb, labelled_world, tmp_path):
     from mining.config import MiningConfig
-    from mining.selection import mine_hard_cases
+    from mining.selection import select_hard_cases
     from records.coco import load_coco
 
     gt = load_coco(labelled_world["gt_json"])
     config = MiningConfig(k=2, budget=4, types=("fp_background",), random_arm=False)
-    default = mine_hard_cases(fdb, MODEL, gt, config, out_dir=tmp_path / "m1", label_config=CONFIG)
+    default = select_hard_cases(fdb, MODEL, gt, config, out_dir=tmp_path / "m1", label_config=CONFIG)
     assert len(default.queries) == 3 and default.left_out == {"possible_missing": 1}
     assert {Path(im.uri).name for im in default.selection.images} <= {"p4.png", "p5.png", "p6.png", "p7.png"}
-    kept = mine_hard_cases(fdb, MODEL, gt, MiningConfig(**{**config.as_dict(), "types": ("fp_background",),
-                                                           "keep_label_errors": True}),
-                           out_dir=tmp_path / "m2", label_config=CONFIG)
+    kept = select_hard_cases(fdb, MODEL, gt, MiningConfig(**{**config.as_dict(), "types": ("fp_background",),
+                                                             "keep_label_errors": True}),
+                             out_dir=tmp_path / "m2", label_config=CONFIG)
     assert len(kept.queries) == 4 and kept.left_out == {}
     run = fdb.runs.find_one({"_id": default.run_id})
     assert run["metrics"]["left_out_as_label_errors"] == {"possible_missing": 1}
@@ -370,13 +370,13 @@ def test_review_labels_from_the_command_line(engine, capsys):
 def test_a_judge_that_supports_no_label_leaves_nothing_out_of_mining(fdb, labelled_world, tmp_path):
     """A model that barely detects calls every label spurious: its word must not strip mining of its misses."""
     from mining.config import MiningConfig
-    from mining.selection import mine_hard_cases
+    from mining.selection import select_hard_cases
     from records.coco import load_coco
 
     fdb.detections.delete_many({"box": [4.0, 4.0, 20.0, 14.0]})  # the model now finds none of the labelled cars
     gt = load_coco(labelled_world["gt_json"])
-    result = mine_hard_cases(fdb, MODEL, gt, MiningConfig(k=2, budget=4, types=("miss",), random_arm=False),
-                             out_dir=tmp_path, label_config=CONFIG)
+    result = select_hard_cases(fdb, MODEL, gt, MiningConfig(k=2, budget=4, types=("miss",), random_arm=False),
+                               out_dir=tmp_path, label_config=CONFIG)
     assert result.label_errors.judge_too_weak and result.label_errors.counts()["possible_spurious"] == 7
     assert result.left_out == {} and len(result.queries) == 7  # every miss still queries
     assert "too weak to judge them" in result.label_errors.table()

@@ -20,7 +20,7 @@ from mining.config import MiningConfig
 from mining.errors import find_errors
 from mining.montage import query_montage
 from mining.queries import Query, build_queries
-from mining.selection import mine, random_selection
+from mining.selection import random_selection, select_for_queries
 from records import BOX_LAYER, IMAGE_LAYER, Detection
 from records.coco import load_coco
 
@@ -78,7 +78,8 @@ def test_pool_excludes_labelled_quarantined_and_exported(fdb, haystack):
 
 def test_merge_budget_duplicates_provenance_and_determinism(fdb, haystack, tmp_path):
     ids, queries = haystack
-    sel = mine(fdb, MODEL, queries, MiningConfig(k=3, budget=4, backend="exact"), index_root=tmp_path / "idx")
+    sel = select_for_queries(fdb, MODEL, queries, MiningConfig(k=3, budget=4, backend="exact"),
+                             index_root=tmp_path / "idx")
     chosen = [img.image_id for img in sel.images]
     # Hit by both A-queries first, then B; p8 (a copy of p0) collapsed; the budget caps at 4.
     assert len(chosen) == 4 and set(chosen[:3]) == {ids[0], ids[1], ids[2]} and chosen[3] in (ids[3], ids[4])
@@ -92,7 +93,8 @@ def test_merge_budget_duplicates_provenance_and_determinism(fdb, haystack, tmp_p
     assert stored[0]["index_versions"][BOX_LAYER] == sel.index_versions[BOX_LAYER]
     assert fdb.indexes.count_documents({}) == 1
 
-    again = mine(fdb, MODEL, queries, MiningConfig(k=3, budget=4, backend="exact"), index_root=tmp_path / "idx")
+    again = select_for_queries(fdb, MODEL, queries, MiningConfig(k=3, budget=4, backend="exact"),
+                               index_root=tmp_path / "idx")
     assert again.selection_id == sel.selection_id and [i.image_id for i in again.images] == chosen
     assert fdb.selections.count_documents({"selection_id": sel.selection_id}) == 4
     assert fdb.indexes.count_documents({}) == 1  # same pool, same model: the index was reused
@@ -104,8 +106,8 @@ def test_merge_budget_duplicates_provenance_and_determinism(fdb, haystack, tmp_p
 
 def test_class_filter_and_random_arm(fdb, haystack, tmp_path):
     ids, queries = haystack
-    only_cars = mine(fdb, MODEL, [q for q in queries if q.category_name == "car"],
-                     MiningConfig(k=2, budget=10, backend="exact"), index_root=tmp_path / "idx")
+    only_cars = select_for_queries(fdb, MODEL, [q for q in queries if q.category_name == "car"],
+                                   MiningConfig(k=2, budget=10, backend="exact"), index_root=tmp_path / "idx")
     assert {img.image_id for img in only_cars.images} == {ids[3], ids[4]}
     rnd = random_selection(fdb, MODEL, budget=3, seed=1)
     assert len(rnd) == 3 and {i.image_id for i in rnd.images} <= {ids[i] for i in (0, 1, 2, 3, 4, 8, 9)}
@@ -141,7 +143,7 @@ def test_query_of_wrong_dimension_is_refused(fdb, haystack, tmp_path):
     _, queries = haystack
     bad = [Query(ObjectId(), "fp_background", "x", queries[0].source_image_id, "detection", np.ones(8, np.float32))]
     with pytest.raises(ValueError, match=r"8.*16|16.*8"):
-        mine(fdb, MODEL, bad, MiningConfig(k=2, budget=2, backend="exact"), index_root=tmp_path / "idx")
+        select_for_queries(fdb, MODEL, bad, MiningConfig(k=2, budget=2, backend="exact"), index_root=tmp_path / "idx")
 
 
 def test_find_errors_records_typed_errors_and_queries(fdb, tmp_path):

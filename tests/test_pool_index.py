@@ -18,7 +18,7 @@ from fdb.pool_index import merge_recent_index, pool_index, pool_key
 from fdb.vectors import to_object_ids
 from mining.config import MiningConfig
 from mining.queries import Query
-from mining.selection import mine, pool_state, random_selection
+from mining.selection import pool_state, random_selection, select_for_queries
 from records import BOX_LAYER, IMAGE_LAYER, Detection
 
 MODEL = "m1"
@@ -93,18 +93,18 @@ def test_mining_skips_exported_and_labelled_neighbours_without_a_rebuild(fdb, tm
     near = np.stack([target + 0.05 * (i + 1) * rng.standard_normal(DIM) for i in range(5)])
     ids = add_pool_images(fdb, tmp_path, np.concatenate([near, 5 * rng.standard_normal((20, DIM))]))
     source = ObjectId()
-    ranked = mine(fdb, MODEL, [query(target, source)], MiningConfig(k=5, budget=5, backend="exact"),
-                  index_root=tmp_path / "idx")
+    ranked = select_for_queries(fdb, MODEL, [query(target, source)], MiningConfig(k=5, budget=5, backend="exact"),
+                                index_root=tmp_path / "idx")
     order = [img.image_id for img in ranked.images]
     assert set(order) == set(ids[:5])
     config = MiningConfig(k=2, budget=2, backend="exact")
-    first = mine(fdb, MODEL, [query(target, source)], config, index_root=tmp_path / "idx")
+    first = select_for_queries(fdb, MODEL, [query(target, source)], config, index_root=tmp_path / "idx")
     assert [img.image_id for img in first.images] == order[:2]
     # The two nearest leave the pool (one exported, one labelled): the same index serves, and the query still
     # gets k eligible neighbours, fetched from further down its list.
     fdb.selections.insert_one({"selection_id": "old", "image_id": order[0], "export_id": "batch-1"})
     image_store.mark_labelled(fdb, [fdb.images.find_one({"_id": order[1]})["uri"]], split="pool")
-    second = mine(fdb, MODEL, [query(target, source)], config, index_root=tmp_path / "idx")
+    second = select_for_queries(fdb, MODEL, [query(target, source)], config, index_root=tmp_path / "idx")
     assert [img.image_id for img in second.images] == order[2:4]
     assert second.index_versions == first.index_versions
     assert second.selection_id != first.selection_id  # another pool, another selection

@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
-    from mining.selection import mine_hard_cases
+    from mining.selection import select_hard_cases
     from records.coco import load_coco
     from jobs.context import checkpoint_of, connection, newest_labels, resolve_version
     from jobs.detect import detect_labelled_set
@@ -42,8 +42,8 @@ def run(args) -> int:
     version, fdb = resolve_version(store, args.model, args.checkpoint), connection(store)
     ground_truth = load_coco(newest_labels(store, gt), image_dir=images)
     detect_labelled_set(fdb, checkpoint_of(store, version), ground_truth, progress=True)
-    result = mine_hard_cases(fdb, version, ground_truth, mining, match, out_dir=store.home,
-                             label_config=config_from_args(LabelErrorConfig, args)).summary()
+    result = select_hard_cases(fdb, version, ground_truth, mining, match, out_dir=store.home,
+                               label_config=config_from_args(LabelErrorConfig, args)).summary()
     print(f"model {version}: errors of the labelled set (IoU >= {match.iou_threshold}, "
           f"score >= {match.score_threshold}):")
     print(result.error_table)
