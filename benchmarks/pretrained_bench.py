@@ -92,7 +92,7 @@ def false_positive_share(seed_checkpoint: str, uris: list[str], pool_json: str) 
     from detectors.evaluate import dataset_labels
     from detectors.inference import run_inference
     from mining.config import MatchConfig
-    from mining.errors import type_image_errors
+    from mining.model_errors import type_image_errors
     from records import Detection
     from records.coco import load_coco
 

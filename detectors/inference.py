@@ -1,6 +1,6 @@
 """One inference pass over a set of images, feeding several consumers (detectron2's `inference_on_dataset` with
 `DatasetEvaluators`): the store writer (`jobs.detect`), the COCO evaluator (`detectors.evaluate`), the error
-typer (`mining.errors.ErrorCounter`) each see the same outputs, so the model runs once per image.
+typer (`mining.model_errors.ErrorCounter`) each see the same outputs, so the model runs once per image.
 
 The model side writes nothing: images in, typed detections (`records.Detection`) and, with taps, their feature
 vectors out. A consumer is any object with `reset()`, `process(keys, outputs)` and `evaluate()`. On a GPU, reading

@@ -25,7 +25,7 @@ from detectors.config import FinetuneConfig
 from fdb import StoreConfig
 from flows.scenes import pool_uris, seed_train_config, train_seed_for
 from mining.config import MiningConfig
-from mining.errors import ERROR_TYPES
+from mining.model_errors import ERROR_TYPES
 from mining.report import errors_markdown, map_markdown, test_verdict_markdown, verdict_markdown
 from mining.selection import MiningSummary
 from records.hashing import json_key

@@ -23,7 +23,7 @@ from jobs.context import register_checkpoint
 from jobs.parallel import run_all
 from mining.compare import ArmResult, Comparison, arm_training_set, evaluation_subsets, summarise_errors
 from mining.config import EvaluationConfig, MatchConfig
-from mining.errors import ErrorCost, ErrorCounter
+from mining.model_errors import ErrorCost, ErrorCounter
 from mining.evaluation import (ImageErrorTypes, OperatingPoint, check_batches_apart, check_test_split,
                                report_subsets, tail_from_errors, tail_from_metadata)
 from records import FP_TYPES
@@ -35,7 +35,7 @@ class Scores:
     """What one inference pass over an evaluation set says about a model."""
     metrics: dict  # subset -> pycocotools metrics (`detectors.evaluate.evaluate_predictions`)
     errors: dict  # error type -> count at the matching score threshold, on the whole set
-    cost: dict  # error type -> bbox mAP it costs on the whole set (TIDE, `mining.errors.ErrorCost`)
+    cost: dict  # error type -> bbox mAP it costs on the whole set (TIDE, `mining.model_errors.ErrorCost`)
     cost_by_subset: dict  # subset -> {"bbox_map", "cost"}
     operating_point: dict  # subset -> {"all", "per_class"} at the serving threshold (`mining.evaluation`)
 

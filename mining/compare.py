@@ -56,7 +56,7 @@ class ArmResult:
                 if subset in r.get("operating_point", {})]
 
     def costs(self, error_type: str, subset: str = "superset") -> list[float]:
-        """The bbox mAP `error_type` costs on `subset` (TIDE, `mining.errors.ErrorCost`), per training seed."""
+        """The bbox mAP `error_type` costs on `subset` (TIDE, `mining.model_errors.ErrorCost`), per training seed."""
         return [r["error_cost_by_subset"][subset]["cost"].get(error_type, 0.0) for r in self.run_records()
                 if subset in r.get("error_cost_by_subset", {})]
 

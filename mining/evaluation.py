@@ -24,7 +24,7 @@ from pathlib import Path
 
 from mining.compare import mean_sd
 from mining.config import MatchConfig
-from mining.errors import scored_detections, type_image_errors
+from mining.model_errors import scored_detections, type_image_errors
 from records.coco import CocoSet
 
 SUBSETS = ("superset", "tail", "rest")
@@ -117,7 +117,7 @@ class OperatingPoint:
     """A consumer of one inference pass: the model at its serving threshold, on each named subset.
 
     A detection at or above `serving_threshold` is a true positive when it matches an object of its class
-    (greedy by score, IoU >= `params.iou_threshold`, as `mining.errors` and COCOeval match), a false positive
+    (greedy by score, IoU >= `params.iou_threshold`, as `mining.model_errors` and COCOeval match), a false positive
     otherwise (crowd matches are ignored); an object no such detection matched is a miss. `evaluate()` returns
     {subset: {"all": rates, "per_class": {name: rates}}}."""
 

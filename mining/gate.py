@@ -8,7 +8,7 @@ served. Three checks, all on the fixed evaluation set:
 2. **The served model is not worse.** The model that would replace production scores at least production's bbox
    mAP, so no promotion ever serves a worse model.
 3. **The errors the batches were mined for cost less.** What the queried false-positive types cost in bbox mAP
-   (`mining.errors.ErrorCost`: the mAP an oracle would gain by deleting them; threshold-free), mean over seeds,
+   (`mining.model_errors.ErrorCost`: the mAP an oracle would gain by deleting them; threshold-free), mean over seeds,
    is lower than production's; when production's is already below `COST_FLOOR` (nothing the evaluation set can
    still measure), the candidate's must stay below it. Misses have no detection to delete: when only misses were
    queried, their count must fall instead.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass, field
 
-from mining.errors import cost_key
+from mining.model_errors import cost_key
 
 # Half a point of mAP: below it the queried errors are rounding on an evaluation set of this project's sizes
 # (a handful of low-ranked detections), so demanding a further fall would stall the loop on noise. Set a priori,

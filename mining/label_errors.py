@@ -1,9 +1,9 @@
 """Label errors: where the model and the labels disagree, and the labels are the likelier to be wrong.
 
-Every disagreement is counted as a model error by `mining.errors`. Some are the annotators' mistakes instead, and a
-mining query made from one sends the miner after objects the model already gets right. Per labelled image, the
-model's confident predictions (score >= `min_score`) are matched greedily to the labels of their class at IoU >=
-`match.iou_threshold`, as COCOeval does, and then:
+Every disagreement is counted as a model error by `mining.model_errors`. Some are the annotators' mistakes instead,
+and a mining query made from one sends the miner after objects the model already gets right. Per labelled image,
+the model's confident predictions (score >= `min_score`) are matched to the labels of their class at IoU >=
+`match.iou_threshold` by the one matcher (`mining.matching`, COCOeval's greedy rule), and then:
 
 - `possible_bad_box`: a confident prediction matched to a label of its class below `bad_box_iou`, or overlapping
   an unmatched label of its class at `match.background_iou` <= IoU < `iou_threshold` — the box was drawn sloppily

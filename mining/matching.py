@@ -1,6 +1,6 @@
 """Matching one image's detections to its labels as COCOeval does, and loading what a labelled set is judged on.
 
-The one matcher every judgment reads (`mining.errors` types the model's errors with it, `mining.label_errors` the
+The one matcher every judgment reads (`mining.model_errors` types the model's errors with it, `mining.label_errors` the
 labels' suspected errors): each detection at or above the score threshold, most confident first, takes the free
 non-crowd label of its class with the highest IoU at or above the IoU threshold (the first such label on a tie, as
 COCOeval's argmax). A detection that matches no label but overlaps a crowd region of its class at the threshold is

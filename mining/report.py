@@ -124,7 +124,7 @@ def test_verdict_markdown(comparison: Comparison) -> str:
 
 
 def costs_markdown(comparison: Comparison) -> str:
-    """What each error type costs in bbox mAP (TIDE's fixes, `mining.errors.ErrorCost`), per arm, on the superset
+    """What each error type costs in bbox mAP (TIDE's fixes, `mining.model_errors.ErrorCost`), per arm, on the superset
     and the tail: mean over training seeds."""
     subsets = [s for s in ("superset", "tail") if any(a.costs("fp_background", s) for a in comparison.arms.values())]
     if not subsets:

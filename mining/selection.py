@@ -24,7 +24,7 @@ from fdb import images as image_store
 from fdb import runs as run_store
 from fdb import selections as selection_store
 from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
-from mining.errors import ErrorReport, find_errors
+from mining.model_errors import ErrorReport, find_errors
 from mining.label_errors import LabelErrorReport, explained_errors, find_label_errors
 from mining.montage import query_montage
 from mining.queries import Query, build_queries, chosen_errors

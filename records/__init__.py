@@ -2,7 +2,7 @@
 
 - `Detection`: one kept detection of one image, as the model made it (`detectors`) and the store keeps it (`fdb`);
   mining types it against ground truth and the export turns it into a pre-annotation.
-- `ModelError`: one error of a model on a labelled image (`mining.errors`), recorded in `fdb`, queried with.
+- `ModelError`: one error of a model on a labelled image (`mining.model_errors`), recorded in `fdb`, queried with.
 - `SelectedImage`: one image of a selection, with why it was chosen (`mining.selection`), recorded in `fdb`,
   written into the labelling batch's manifest (`annotation_export`).
 - `BOX_LAYER`, `IMAGE_LAYER`: the names of the two feature layers the detector taps and the store keeps.
@@ -48,7 +48,7 @@ class Detection:
 
 @dataclass
 class ModelError:
-    """One error of a model on one labelled image, typed with pycocotools' matching rules (`mining.errors`).
+    """One error of a model on one labelled image, typed with pycocotools' matching rules (`mining.model_errors`).
 
     `type` is one of ERROR_TYPES; `detail` refines it (`duplicate` / `poor_localisation` for fp_localisation,
     `detected_as_other_class` / `poorly_localised` for a miss an FP explains). A false positive carries its

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mining.config import MatchConfig as MatchParams
-from mining.errors import type_image_errors
+from mining.model_errors import type_image_errors
 from mining.matching import match_image
 from records import Detection
 

@@ -89,7 +89,7 @@ def test_the_operating_point_counts_at_the_serving_threshold_per_class_and_subse
 
 def test_tide_costs_a_miss_and_prices_each_subset(tmp_path):
     """One image with both signs found, one with a sign nobody found: the miss costs what asking for it loses."""
-    from mining.errors import ErrorCost
+    from mining.model_errors import ErrorCost
 
     gts = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "area": 900, "iscrowd": 0},
            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [50, 50, 30, 30], "area": 900, "iscrowd": 0},

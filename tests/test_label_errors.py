@@ -11,7 +11,7 @@ import pytest
 
 from fdb import detections as detection_store
 from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
-from mining.errors import type_image_errors
+from mining.model_errors import type_image_errors
 from mining.label_errors import (
     explained_errors,
     neighbour_agreement,
@@ -264,7 +264,7 @@ def test_review_batch_round_trip_makes_a_new_labelled_set_version(fdb, store, la
     from datumaro.components.dataset import Dataset
 
     from fdb import labelled_sets
-    from mining.errors import find_errors
+    from mining.model_errors import find_errors
     from records.coco import load_coco
     from tasks import export_review, import_review, judge_labels, mine, newest_labels
 

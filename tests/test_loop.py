@@ -105,7 +105,7 @@ def test_error_cost_is_the_map_an_oracle_gains_by_deleting_each_error_type(tmp_p
     from types import SimpleNamespace
 
     from mining.config import MatchConfig
-    from mining.errors import ErrorCost
+    from mining.model_errors import ErrorCost
     from records.coco import load_coco
 
     images = [{"id": i, "file_name": f"{i}.png", "width": 100, "height": 100} for i in (1, 2)]

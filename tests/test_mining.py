@@ -17,7 +17,7 @@ from fdb.images import eligible_among, eligible_pool_ids, random_draw, random_ke
 from fdb.runs import start_run
 from mining.config import MatchConfig as MatchParams
 from mining.config import MiningConfig
-from mining.errors import find_errors
+from mining.model_errors import find_errors
 from mining.montage import query_montage
 from mining.queries import Query, build_queries
 from mining.selection import random_selection, select_for_queries

@@ -8,7 +8,7 @@ import sys
 import typing
 
 
-# Every stage's options are its config's fields (mining.selection.MiningConfig, mining.errors.MatchConfig,
+# Every stage's options are its config's fields (mining.selection.MiningConfig, mining.model_errors.MatchConfig,
 # detectors.inference.DetectConfig, annotation_export.export.ExportConfig, detectors.train.TrainConfig): the
 # defaults and help texts are defined there once, and the flags below are derived from them.
 def add_config_args(parser, config_type, only: list[str] | None = None, flags: dict[str, str] | None = None) -> None:
