@@ -61,10 +61,13 @@ def _worth_retrying(task, task_run, state) -> bool:
 
 
 # No input caching: every task is idempotent against fdb anyway.
+# No tags: Prefect asks its server for the tags' concurrency slots before every tagged run, and after a detection
+# chunk had both cores that write waited ~2 s behind the ephemeral server's SQLite: 40 % of a 64-image chunk on 2
+# cores (benchmarks/nightly_bench.py's real night). GPU work is bounded by the Dask workers or a work pool instead.
 IO_RETRIES = dict(retries=3, retry_delay_seconds=[2, 10, 30], cache_policy=NONE, retry_condition_fn=_worth_retrying)
 
 
-@task(name="list new images", tags=["io"], **IO_RETRIES)
+@task(name="list new images", **IO_RETRIES)
 def list_new_images(store: StoreConfig, folder: str, pattern: str = "*", model_version: str | None = None,
                     allow_links_out: bool = False, full_listing: bool = False) -> listings.NewImages:
     """Images under `folder` not yet processed by `model_version`, listed from where the last complete night of
@@ -85,20 +88,20 @@ def list_new_images(store: StoreConfig, folder: str, pattern: str = "*", model_v
     return listings.NewImages(uris, len(listing.uris), listing.scanned, key, since, listing.mark)
 
 
-@task(name="record where the listing ends", tags=["fdb"], **IO_RETRIES)
+@task(name="record where the listing ends", **IO_RETRIES)
 def record_listing(store: StoreConfig, listing: listings.NewImages) -> None:
     """After the listed images were all detected: the next night lists from here."""
     listings.advance(connection(store), listing.key, listing.mark, listing.listed, listing.scanned)
 
 
-@task(name="resolve the model", tags=["model"], **IO_RETRIES)
+@task(name="resolve the model", **IO_RETRIES)
 def resolve_model(store: StoreConfig, model_version: str | None = None, checkpoint: str | None = None) -> str:
     """The model version to use: a checkpoint file (registered on the way), the given version, or the production
     model (`jobs.context.resolve_version`)."""
     return resolve_version(store, model_version, checkpoint)
 
 
-@task(name="detect with feature taps", tags=["model", "fdb"], **IO_RETRIES)
+@task(name="detect with feature taps", **IO_RETRIES)
 def detect(store: StoreConfig, model_version: str, uris: list[str], config: DetectConfig = DetectConfig(),
            split: str = "pool", source: str = "nightly", progress: bool = False) -> DetectReport:
     """One chunk of images through the detector into fdb; its `workers` say which host and process ran it."""
@@ -108,19 +111,19 @@ def detect(store: StoreConfig, model_version: str, uris: list[str], config: Dete
     return report
 
 
-@task(name="list the archive's backlog", tags=["fdb"], **IO_RETRIES)
+@task(name="list the archive's backlog", **IO_RETRIES)
 def archive_backlog(store: StoreConfig, model_version: str) -> list[str]:
     """Every readable image in the store that `model_version` has not processed yet (a rollout's work)."""
     return image_store.backlog(connection(store), model_version)
 
 
-@task(name="carry the listing marks", tags=["fdb"], **IO_RETRIES)
+@task(name="carry the listing marks", **IO_RETRIES)
 def carry_listing_marks(store: StoreConfig, from_version: str, to_version: str) -> int:
     """The serving model's listing marks, given to the model that replaces it (`fdb.listings.carry_marks`)."""
     return listings.carry_marks(connection(store), from_version, to_version)
 
 
-@task(name="hand production over", tags=["fdb", "model"], **IO_RETRIES)
+@task(name="hand production over", **IO_RETRIES)
 def take_over(store: StoreConfig, model_version: str, serving: str | None, why: str, numbers: dict) -> dict:
     """`model_version` becomes the production model, only if `serving` still is (`fdb.models.promote`). A retry
     that finds the switch made (its answer lost) is done, not a conflict."""
@@ -131,7 +134,7 @@ def take_over(store: StoreConfig, model_version: str, serving: str | None, why: 
     return {k: v for k, v in switch.items() if k != "at"}
 
 
-@task(name="detect on the labelled set", tags=["model", "fdb"], **IO_RETRIES)
+@task(name="detect on the labelled set", **IO_RETRIES)
 def detect_labelled(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | None = None,
                     config: DetectConfig = DetectConfig(), progress: bool = False) -> dict:
     """The labelled set through the detector (incrementally), so its errors can be typed from the store. Images
@@ -143,7 +146,7 @@ def detect_labelled(store: StoreConfig, model_version: str, gt_json: str, gt_ima
             "quarantined": report.quarantined, "ground_truth_vectors": tapped, "summary": str(report)}
 
 
-@task(name="mine hard cases", tags=["fdb", "index"], **IO_RETRIES)
+@task(name="mine hard cases", **IO_RETRIES)
 def mine(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | None = None,
          mining: MiningConfig = MiningConfig(), match: MatchConfig = MatchConfig(),
          label_config: LabelErrorConfig = LabelErrorConfig()) -> MiningSummary:
@@ -155,7 +158,7 @@ def mine(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | 
     return result.summary()
 
 
-@task(name="rebuild the pool index", tags=["fdb", "index"], **IO_RETRIES)
+@task(name="rebuild the pool index", **IO_RETRIES)
 def reindex_pool(store: StoreConfig, model_version: str, backend: str = "auto") -> dict:
     """The pool indexes mining uses (fdb.pool_index), built afresh from every pool vector: a new centre and
     projection for a pool that grew far from the vectors its index was first built on. Nights add to it again."""
@@ -163,7 +166,7 @@ def reindex_pool(store: StoreConfig, model_version: str, backend: str = "auto") 
                                            Path(store.home) / "indexes", backend))
 
 
-@task(name="merge the recent pool vectors", tags=["fdb", "index"], **IO_RETRIES)
+@task(name="merge the recent pool vectors", **IO_RETRIES)
 def merge_recent_pool_index(store: StoreConfig, model_version: str | None = None, backend: str = "auto") -> dict:
     """Each layer's recent side index merged into its main pool index (fdb.pool_index.merge_recent_index): the
     weekly job that keeps nights from saving the graph. No weights are loaded: the index holds stored vectors."""
@@ -178,7 +181,7 @@ def _per_layer(done: dict) -> dict:
             for layer, (pool, seconds) in done.items()}
 
 
-@task(name="judge the labels", tags=["fdb"], **IO_RETRIES)
+@task(name="judge the labels", **IO_RETRIES)
 def judge_labels(store: StoreConfig, model_version: str | list[str], gt_json: str, gt_images: str | None = None,
                  config: LabelErrorConfig = LabelErrorConfig(), match: MatchConfig = MatchConfig()
                  ) -> LabelErrorReport:
@@ -188,7 +191,7 @@ def judge_labels(store: StoreConfig, model_version: str | list[str], gt_json: st
     return find_label_errors(connection(store), model_version, load_coco(path, image_dir=gt_images), config, match)
 
 
-@task(name="train out-of-fold judges", tags=["model"], cache_policy=NONE)
+@task(name="train out-of-fold judges", cache_policy=NONE)
 def fold_judges(store: StoreConfig, gt_json: str, gt_images: str | None, folds: int, train: TrainConfig,
                 preset: str = "small", progress: bool = False) -> list[str]:
     """k models, each trained on the labelled set without one fold and run over that fold (`jobs.label_folds`):
@@ -199,7 +202,7 @@ def fold_judges(store: StoreConfig, gt_json: str, gt_images: str | None, folds: 
     return fold_judges_under(store.home, connection(store), labelled, folds, train, preset, progress=progress)
 
 
-@task(name="export the review batch", tags=["io", "s3"], **IO_RETRIES)
+@task(name="export the review batch", **IO_RETRIES)
 def export_review(store: StoreConfig, model_version: str | list[str], gt_json: str, gt_images: str | None = None,
                   target: str | None = None, params_key: str | None = None) -> ExportResult:
     """The labelled images with suspected label errors, their labels and the disagreeing predictions, as a
@@ -209,7 +212,7 @@ def export_review(store: StoreConfig, model_version: str | list[str], gt_json: s
                                target or Path(store.home) / "exports", params_key=params_key)
 
 
-@task(name="import the corrected labels", tags=["fdb"], **IO_RETRIES)
+@task(name="import the corrected labels", **IO_RETRIES)
 def import_review(store: StoreConfig, labels_path: str, batch_id: str) -> tuple[ImportReport, dict]:
     """The team's corrections of a review batch: a label version of the batch, then the next version of the
     labelled set it came from (what evaluation, mining and retraining read from then on): the import's report
@@ -219,7 +222,7 @@ def import_review(store: StoreConfig, labels_path: str, batch_id: str) -> tuple[
     return report, apply_review(fdb, batch_id)
 
 
-@task(name="export to the labelling queue", tags=["io", "s3"], **IO_RETRIES)
+@task(name="export to the labelling queue", **IO_RETRIES)
 def export(store: StoreConfig, selection_id: str, target: str | None = None,
            config: ExportConfig = ExportConfig(), labelstudio=None) -> ExportResult:
     """The selection as a CVAT + COCO batch with pre-annotations and a manifest, under a folder or s3:// prefix
@@ -230,7 +233,7 @@ def export(store: StoreConfig, selection_id: str, target: str | None = None,
                         labelstudio=labelstudio)
 
 
-@task(name="import the team's labels", tags=["fdb"], **IO_RETRIES)
+@task(name="import the team's labels", **IO_RETRIES)
 def import_batch_labels(store: StoreConfig, labels_path: str, batch_id: str, skip_if_labelled: bool = False) -> dict:
     """Labels for an exported batch become its next label version (nothing is written unless all are valid).
     `skip_if_labelled` keeps a batch that already has labels as it is (a resumed run)."""
@@ -243,13 +246,13 @@ def import_batch_labels(store: StoreConfig, labels_path: str, batch_id: str, ski
             "annotations": report.annotations}
 
 
-@task(name="labels of a batch", tags=["fdb"], **IO_RETRIES)
+@task(name="labels of a batch", **IO_RETRIES)
 def batch_labels(store: StoreConfig, batch_id: str, image_dir: str) -> tuple[list, list]:
     """A batch's newest labels as COCO images and annotations, ready to be merged into a training set."""
     return labels_as_coco(connection(store), batch_id, image_dir)
 
 
-@task(name="what changed since the last night", tags=["fdb"], **IO_RETRIES)
+@task(name="what changed since the last night", **IO_RETRIES)
 def nightly_state(store: StoreConfig, model_version: str, gt_json: str, params: dict) -> tuple[str, dict | None]:
     """(state key, the night with that key as far as it got, or None): `status` "done" with its `result` (a
     second run with nothing new is a no-op) or "exporting" with its recorded selection under `mine`."""
@@ -258,7 +261,7 @@ def nightly_state(store: StoreConfig, model_version: str, gt_json: str, params: 
     return state, run_store.scheduled_run(fdb, state)
 
 
-@task(name="record what the night ships", tags=["fdb"], **IO_RETRIES)
+@task(name="record what the night ships", **IO_RETRIES)
 def record_export_intent(store: StoreConfig, state: str, mined: MiningSummary, hold: NightHold | None = None
                          ) -> tuple[MiningSummary, HeldNight | None]:
     """The night's selection, recorded before its export: (the one recorded first, see fdb.runs; the night held
@@ -270,19 +273,19 @@ def record_export_intent(store: StoreConfig, state: str, mined: MiningSummary, h
     return MiningSummary.from_dict(doc["mine"]), (HeldNight.from_doc(doc) if doc.get("held") else None)
 
 
-@task(name="is a night waiting for review", tags=["fdb"], **IO_RETRIES)
+@task(name="is a night waiting for review", **IO_RETRIES)
 def waiting_night(store: StoreConfig) -> HeldNight | None:
     """The night held for review that no one has exported yet, if any: no night mines while one waits."""
     return run_store.waiting_night(connection(store))
 
 
-@task(name="record the night", tags=["fdb"], **IO_RETRIES)
+@task(name="record the night", **IO_RETRIES)
 def record_night(store: StoreConfig, state: str, result: dict) -> None:
     """The night done (`result`: its record as flows.nightly.NightReport.as_doc writes it)."""
     run_store.record_scheduled_run(connection(store), state, result)
 
 
-@task(name="fine-tune and score the arms", tags=["model"], cache_policy=NONE)
+@task(name="fine-tune and score the arms", cache_policy=NONE)
 def compare_arms(store: StoreConfig, seed_checkpoint: str, train_json: str, eval_json: str, image_dir: str,
                  batches: dict, query_images: list[int], work_dir: str, recipe: FinetuneConfig = FinetuneConfig(),
                  progress: bool = False, test_json: str | None = None, queried_types: list[str] | None = None,
@@ -298,7 +301,7 @@ def compare_arms(store: StoreConfig, seed_checkpoint: str, train_json: str, eval
                           config=evaluation, queried_types=queried_types)
 
 
-@task(name="retrain a candidate and judge it", tags=["model", "fdb"], cache_policy=NONE)
+@task(name="retrain a candidate and judge it", cache_policy=NONE)
 def retrain_candidate(store: StoreConfig, train_json: str, eval_json: str, image_dir: str,
                       recipe: FinetuneConfig = FinetuneConfig(), promote: str = "auto", base: str | None = None,
                       match: MatchConfig = MatchConfig(), progress: bool = False,
@@ -314,14 +317,14 @@ def retrain_candidate(store: StoreConfig, train_json: str, eval_json: str, image
                             allow_no_batches=allow_no_batches, test_json=test_json, evaluation_config=evaluation)
 
 
-@task(name="query images of a selection", tags=["fdb"], **IO_RETRIES)
+@task(name="query images of a selection", **IO_RETRIES)
 def query_images(store: StoreConfig, batch_id: str, eval_json: str, image_dir: str | None = None) -> list[int]:
     """The evaluation set's ids of the images whose errors queried the batch's selection: the query subset."""
     evaluation = load_coco(newest_labels(store, eval_json), image_dir=image_dir)
     return query_image_ids(connection(store), batch_id, evaluation)
 
 
-@task(name="write the comparison report", tags=["io"], cache_policy=NONE)
+@task(name="write the comparison report", cache_policy=NONE)
 def write_comparison_report(comparison, out_dir: str, title: str, facts: dict, montage: str | None = None,
                             hard_case_precision: dict | None = None, queried_types: list[str] | None = None,
                             store: StoreConfig | None = None, model_version: str | None = None) -> dict:

@@ -29,7 +29,7 @@ def generate_scenes(data_dir: str, sizes: dict, progress: bool = True) -> str:
     return data_dir
 
 
-@task(name="train the seed model", tags=["model"], cache_policy=NONE)
+@task(name="train the seed model", cache_policy=NONE)
 def train_seed(store: StoreConfig, data_dir: str, out: str, train: TrainConfig, progress: bool = True,
                **model_overrides) -> dict:
     """A model trained from scratch on the train split, evaluated on val, saved to `out` and registered; an
