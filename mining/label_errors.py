@@ -274,7 +274,7 @@ def find_label_errors(fdb: FeatureDB, model_version: str | list[str], ground_tru
     judge_of = _judges(fdb, versions, uri_of, docs)
     predictions = "held_out" if len(versions) == 1 else "k_fold"
     judged = [cid for cid in uri_of if cid in judge_of]
-    dets_of = _judged_detections(fdb, versions, judged, judge_of, uri_of)
+    dets_of = _judged_detections(fdb, versions, judged, judge_of, uri_of, docs)
 
     # Vectors of different models live in different spaces: each model's detections are compared among
     # themselves.
@@ -311,14 +311,14 @@ def _judges(fdb: FeatureDB, versions: list[str], uri_of: dict[int, str], docs: d
 
 
 def _judged_detections(fdb: FeatureDB, versions: list[str], judged: list[int], judge_of: dict[int, str],
-                       uri_of: dict[int, str]) -> dict[int, list[Detection]]:
+                       uri_of: dict[int, str], docs: dict) -> dict[int, list[Detection]]:
     """COCO image id -> its judge's stored detections (no masks), for every judged image; an image its judge has
     not processed is refused."""
     dets_of: dict[int, list[Detection]] = {}
     for version in versions:
         mine = [c for c in judged if judge_of[c] == version]
         if mine:
-            dets_of.update(stored_detections(fdb, version, {c: uri_of[c] for c in mine}))
+            dets_of.update(stored_detections(fdb, version, {c: uri_of[c] for c in mine}, docs))
     return dets_of
 
 
@@ -332,7 +332,7 @@ def _stamped(suspects: list[LabelSuspect], image_id, uri: str, cid: int, version
         s.image_id, s.uri, s.coco_image_id = image_id, uri, cid
         s.category_name, s.gt_category_name = names.get(s.category_id), names.get(s.gt_category_id)
         s.model_version, s.params_key, s.predictions, s.labels_sha256 = (version, params_key, predictions,
-                                                                          labels_sha)
+                                                                         labels_sha)
     return suspects
 
 

@@ -1,10 +1,11 @@
 """Matching one image's detections to its labels as COCOeval does, and loading what a labelled set is judged on.
 
-The one matcher every judgment reads (`mining.model_errors` types the model's errors with it, `mining.label_errors` the
-labels' suspected errors): each detection at or above the score threshold, most confident first, takes the free
-non-crowd label of its class with the highest IoU at or above the IoU threshold (the first such label on a tie, as
-COCOeval's argmax). A detection that matches no label but overlaps a crowd region of its class at the threshold is
-ignored, as COCOeval ignores it; crowd IoU is intersection over the detection's area (`records.boxes.box_ious`).
+The one matcher every judgment reads (`mining.model_errors` types the model's errors with it,
+`mining.label_errors` the labels' suspected errors): each detection at or above the score threshold, most
+confident first, takes the free non-crowd label of its class with the highest IoU at or above the IoU threshold
+(the first such label on a tie, as COCOeval's argmax). A detection that matches no label but overlaps a crowd region
+of its class at the threshold is ignored, as COCOeval ignores it; crowd IoU is intersection over the detection's
+area (`records.boxes.box_ious`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ImageMatch:
     labels: list[dict]
     iou: np.ndarray                # detections x labels
     crowd: np.ndarray              # per label
+    classes: np.ndarray            # per label, its category id
     label_of: dict[int, int]       # matched detection -> its label
     ignored: set[int]              # unmatched detections on a crowd region of their class
 
@@ -56,12 +58,12 @@ def match_image(detections: list[Detection], labels: list[dict], min_score: floa
     labels = list(labels)
     crowd = np.array([bool(g.get("iscrowd", 0)) for g in labels], bool)
     iou = box_ious([d.bbox for d in dets], [g["bbox"] for g in labels], list(crowd))
-    label_class = np.array([g["category_id"] for g in labels], dtype=np.int64)
+    classes = np.array([g["category_id"] for g in labels], dtype=np.int64)
     taken = np.zeros(len(labels), bool)
     label_of: dict[int, int] = {}
     ignored: set[int] = set()
     for i, det in enumerate(dets):
-        same = label_class == det.category_id
+        same = classes == det.category_id
         candidates = np.flatnonzero(same & ~crowd & ~taken & (iou[i] >= iou_threshold))
         if len(candidates):
             j = int(candidates[np.argmax(iou[i, candidates])])
@@ -69,19 +71,21 @@ def match_image(detections: list[Detection], labels: list[dict], min_score: floa
             label_of[i] = j
         elif (same & crowd & (iou[i] >= iou_threshold)).any():
             ignored.add(i)
-    return ImageMatch(dets, labels, iou, crowd, label_of, ignored)
+    return ImageMatch(dets, labels, iou, crowd, classes, label_of, ignored)
 
 
-def stored_detections(fdb: FeatureDB, model_version: str, uri_of: Mapping[int, str]) -> dict[int, list[Detection]]:
+def stored_detections(fdb: FeatureDB, model_version: str, uri_of: Mapping[int, str],
+                      docs: Mapping[str, dict] | None = None) -> dict[int, list[Detection]]:
     """Labelled image id -> the detections `model_version` stored for it (no masks): what the matcher judges a
-    labelled set on. Refuses, naming one, when the model has not processed every image."""
+    labelled set on. Refuses, naming one, when the model has not processed every image. `docs`: the images'
+    records by uri (`fdb.images.by_uri`), when the caller has read them already."""
     uris = list(uri_of.values())
     done = image_store.processed_uris(fdb, uris, model_version)
     not_done = [u for u in uris if u not in done]
     if not_done:
         raise LookupError(f"{len(not_done)} of {len(uris)} labelled images have no detections from model "
                           f"{model_version} (e.g. {not_done[0]}): run detection over them first")
-    docs = image_store.by_uri(fdb, uris)
+    docs = docs if docs is not None else image_store.by_uri(fdb, uris)
     by_image: dict = defaultdict(list)
     for det in detection_store.read_detections(fdb, model_version, [docs[u]["_id"] for u in uris], masks=False):
         by_image[det.image_id].append(det)

@@ -60,8 +60,7 @@ def _false_positive(match: ImageMatch, i: int, params: MatchConfig) -> ModelErro
     """Unmatched confident detection `i` as the false positive it is, with the label that explains it if one does."""
     det = match.detections[i]
     real = ~match.crowd
-    label_class = np.array([g["category_id"] for g in match.labels], dtype=np.int64)
-    same, other = real & (label_class == det.category_id), real & (label_class != det.category_id)
+    same, other = real & (match.classes == det.category_id), real & (match.classes != det.category_id)
     best_same = int(np.argmax(np.where(same, match.iou[i], -1))) if same.any() else None
     best_other = int(np.argmax(np.where(other, match.iou[i], -1))) if other.any() else None
     kind, detail, j = "fp_background", None, None
@@ -110,8 +109,8 @@ def find_errors(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
     and record them in fdb. Every labelled image must have been processed by the model first."""
     names = {c["id"]: c["name"] for c in ground_truth.categories}
     uri_of = {cid: str(ground_truth.image_path(cid).resolve()) for cid in ground_truth.images}
-    dets_of = stored_detections(fdb, model_version, uri_of)
     docs = image_store.by_uri(fdb, uri_of.values())
+    dets_of = stored_detections(fdb, model_version, uri_of, docs)
     params_key = params.key()
     records = []
     for coco_id, uri in uri_of.items():
