@@ -106,7 +106,7 @@ def run_inference(model, label_map: Labels, inputs: Sequence[tuple[Any, Any]], c
                   batch_size: int = 4, taps: bool = False, min_score: float | None = None,
                   on_unreadable: Callable[[Any, Exception], None] | None = None, progress: bool = True,
                   desc: str = "detecting", load_batch: Callable[[list], list] | None = None,
-                  prefetch: bool | None = None) -> list:
+                  prefetch: bool | None = None, load_size: int | None = None) -> list:
     """Run `model` once over `inputs` ((key, image) pairs; an image is a path, a uri, a file object or a decoded
     tensor) in batches, hand every batch's outputs to each consumer, and return each consumer's `evaluate()`.
 
@@ -119,12 +119,14 @@ def run_inference(model, label_map: Labels, inputs: Sequence[tuple[Any, Any]], c
     GPU, and off on a CPU: there the thread takes the GIL and a core from torch's own threads, and the pass got
     slower, not faster (120 images on 2 cores: 11.5 s with the thread, 9.5 s without). `load_batch` replaces the
     read (and `on_unreadable`): it takes a batch of (key, image) pairs and returns the (key, tensor or (H, W, 3)
-    uint8 RGB array) pairs to run."""
+    uint8 RGB array) pairs to run; `load_size` images at a time (default: `batch_size`), so a loader that records
+    what it read (ingest) does it in fewer, larger writes while the model still runs `batch_size` at a time."""
     model.eval()
     for consumer in consumers:
         consumer.reset()
     bar = tqdm(total=len(inputs), desc=desc, unit="img", disable=not progress, leave=False)
-    batches = [list(inputs[start:start + batch_size]) for start in range(0, len(inputs), batch_size)]
+    load_size = max(load_size or batch_size, 1)
+    batches = [list(inputs[start:start + load_size]) for start in range(0, len(inputs), load_size)]
     load = load_batch or (lambda batch: load_images(batch, on_unreadable))
 
     def forward(loaded: list) -> None:

@@ -164,6 +164,9 @@ def register_images(fdb: FeatureDB, read: Sequence[tuple[str, DecodedImage | str
     in `known` (uri -> record): new ones inserted, quarantined ones updated in place. `seen` (sha256 -> uri)
     carries this ingest's new images from one call to the next, so a copy later in the same night is a duplicate."""
     docs = []
+    # One query for the whole batch (not one per image): which of these hashes a readable known image holds.
+    holders = _holders_of(fdb, [image.info.sha256 for _, image in read if isinstance(image, DecodedImage)]) \
+        if split == "pool" and not labelled else {}
     for uri, image in read:
         previous = known.get(uri)
         if isinstance(image, DecodedImage):
@@ -174,7 +177,7 @@ def register_images(fdb: FeatureDB, read: Sequence[tuple[str, DecodedImage | str
             fields = {"sha256": None, "width": None, "height": None, "status": "quarantined", "reason": image}
             report.quarantined.append((uri, image))
         if fields["status"] == "ok" and split == "pool" and not labelled:
-            original = _same_bytes(fdb, fields["sha256"], uri, seen)
+            original = _same_bytes(holders, fields["sha256"], uri, seen)
             if original is not None:
                 fields.update(status="duplicate", reason=f"same bytes as {original['uri']}",
                               duplicate_of=original["uri"])
@@ -194,12 +197,22 @@ def register_images(fdb: FeatureDB, read: Sequence[tuple[str, DecodedImage | str
     report.existing += written.existing
 
 
-def _same_bytes(fdb: FeatureDB, sha256: str, uri: str, seen: dict[str, str]) -> dict | None:
-    """A readable image already known (or new in this ingest) with these bytes under another uri."""
+def _holders_of(fdb: FeatureDB, hashes: list[str]) -> dict[str, list[dict]]:
+    """sha256 -> the readable known images with those bytes ({`_id`, `uri`}), oldest first."""
+    holders: dict[str, list[dict]] = {}
+    if hashes:
+        for d in fdb.images.find({"sha256": {"$in": list(set(hashes))}, "status": "ok"}, {"uri": 1, "sha256": 1},
+                                 sort=[("_id", ASCENDING)]):
+            holders.setdefault(d["sha256"], []).append(d)
+    return holders
+
+
+def _same_bytes(holders: dict[str, list[dict]], sha256: str, uri: str, seen: dict[str, str]) -> dict | None:
+    """A readable image already known (`holders`, from `_holders_of`) or new in this ingest (`seen`) with these
+    bytes under another uri: the oldest."""
     if sha256 in seen:
         return {"uri": seen[sha256]}
-    return fdb.images.find_one({"sha256": sha256, "status": "ok", "uri": {"$ne": uri}}, {"uri": 1},
-                               sort=[("_id", ASCENDING)])
+    return next((d for d in holders.get(sha256, ()) if d["uri"] != uri), None)
 
 
 # ---------------------------------------------------------------------------------------------------- reads

@@ -30,6 +30,12 @@ from records import BOX_LAYER, GT_BOX_LAYER, IMAGE_LAYER
 from records.coco import CocoSet
 
 
+# Images read, recorded and handed to the model per `Admission` call: its writes and lookups are a few round trips
+# to the store whatever the count, so more at once costs fewer of them; a GPU's prefetch queue holds about 3 x this
+# many decoded images.
+ADMIT_AT_ONCE = 16
+
+
 @dataclass
 class DetectReport:
     model_version: str
@@ -174,7 +180,7 @@ def detect_images(fdb: FeatureDB, checkpoint: Checkpoint, uris: list[str], confi
     try:
         run_inference(checkpoint.model, labels, [(uri, uri) for uri in todo], [writer], batch_size=config.batch_size,
                       taps=True, min_score=config.min_score, progress=progress, desc=f"detect ({version})",
-                      load_batch=admission)
+                      load_batch=admission, load_size=max(ADMIT_AT_ONCE, config.batch_size))
     finally:
         report.quarantined.extend(admission.ingest.quarantined + admission.unloadable)
     return report

@@ -306,6 +306,19 @@ def test_the_prefetch_thread_changes_no_output_and_is_off_on_a_cpu(synthetic, tm
     assert runs[True] == runs[False] == runs[None]
     assert len(threads) == 1  # only prefetch=True started the thread: the model is on the CPU
 
+    # Loading 4 at a time (fewer, larger ingest writes) while the model still runs 2 at a time: the same outputs.
+    batches, forward = [], inference._forward
+
+    def counting(model, images, *args):
+        batches.append(len(images))
+        return forward(model, images, *args)
+
+    monkeypatch.setattr(inference, "_forward", counting)
+    unreadable = []
+    (blocks,) = run_inference(model, Labels(CLASSES), inputs, [Collect()], batch_size=2, taps=True, load_size=4,
+                              on_unreadable=lambda key, exc: unreadable.append(key), progress=False)
+    assert blocks == runs[False] and unreadable == [uris[2]] and batches == [2, 2]
+
 
 def test_a_quarantined_image_is_read_again_and_comes_back_once_repaired(fdb, synthetic, tmp_path):
     from fdb import images as image_store

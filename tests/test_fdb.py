@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pymongo
 import pytest
@@ -62,6 +64,23 @@ def test_unreadable_images_are_quarantined_with_reason_and_run_continues(fdb, tm
     assert again.recovered == 1 and again.new == 0
     assert fdb.images.find_one({"uri": str(truncated)})["status"] == "ok"
     assert fdb.images.count_documents({"uri": str(truncated)}) == 1
+
+
+def test_a_copy_of_a_known_image_is_a_duplicate_of_the_oldest_holder(fdb, tmp_path):
+    # The duplicate check asks the store once per batch: each copy names the oldest readable image with its bytes,
+    # never itself, and two copies in one batch are both duplicates.
+    first = _png(tmp_path / "a.png", color=(1, 2, 3))
+    other = _png(tmp_path / "b.png", color=(4, 5, 6))
+    ingest_images(fdb, [first, other])
+    copies = [str(tmp_path / name) for name in ("a copy.png", "a copy 2.png")]
+    for copy in copies:
+        Path(copy).write_bytes(Path(first).read_bytes())
+    report = ingest_images(fdb, [*copies, _png(tmp_path / "c.png", color=(7, 8, 9)), first])
+    assert sorted(report.duplicates) == sorted((copy, first) for copy in copies)
+    for copy in copies:
+        assert fdb.images.find_one({"uri": copy})["duplicate_of"] == first
+    assert fdb.images.find_one({"uri": str(tmp_path / "c.png")})["status"] == "ok"
+    assert fdb.images.find_one({"uri": first})["status"] == "ok"  # known: not read again, not its own copy
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
