@@ -116,13 +116,28 @@ class CocoSet:
 
 
 def load_coco(json_path: str | Path, image_dir: str | Path | None = None) -> CocoSet:
-    """Read and validate a COCO instances json.
+    """Read and validate a COCO instances json; an error names the offending record and field.
 
     `image_dir` is where the images' `file_name`s resolve. By default it is the sibling `images/` of the json's
     folder when that exists (the usual ``annotations/instances.json`` + ``images/`` layout), else the json's
     folder itself.
     """
     path = Path(json_path)
+    data = _read_top_level(path)
+    images = _checked_images(data["images"])
+    categories = _checked_categories(data["categories"])
+    annotations_by_image, has_masks = _checked_annotations(data["annotations"], images, categories)
+    sorted_categories = sorted(categories.values(), key=lambda c: c["id"])
+    label_of = {c["id"]: label for label, c in enumerate(sorted_categories, start=1)}
+    if image_dir is None:
+        sibling = path.parent.parent / "images"
+        image_dir = sibling if sibling.is_dir() else path.parent
+    return CocoSet(path=path, image_dir=Path(image_dir), images=images, annotations_by_image=annotations_by_image,
+                   categories=sorted_categories, label_of=label_of,
+                   category_of={label: cat_id for cat_id, label in label_of.items()}, has_masks=has_masks)
+
+
+def _read_top_level(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -135,10 +150,13 @@ def load_coco(json_path: str | Path, image_dir: str | Path | None = None) -> Coc
             raise CocoFormatError(f"{path}: missing top-level key {key!r}")
         if not isinstance(data[key], list):
             raise CocoFormatError(f"{path}: top-level {key!r} must be a list, got {type(data[key]).__name__}")
+    return data
 
+
+def _checked_images(records: list) -> dict[int, dict]:
     images: dict[int, dict] = {}
     first_at: dict[int, int] = {}
-    for i, img in enumerate(data["images"]):
+    for i, img in enumerate(records):
         where = _check_record("images", i, img)
         if img["id"] in images:
             raise CocoFormatError(f"{where}: duplicate image 'id' {img['id']} "
@@ -150,10 +168,13 @@ def load_coco(json_path: str | Path, image_dir: str | Path | None = None) -> Coc
             raise CocoFormatError(f"{where}: 'file_name' must be a non-empty string, got {img['file_name']!r}")
         images[img["id"]] = img
         first_at[img["id"]] = i
+    return images
 
+
+def _checked_categories(records: list) -> dict[int, dict]:
     categories: dict[int, dict] = {}
-    first_at = {}
-    for i, cat in enumerate(data["categories"]):
+    first_at: dict[int, int] = {}
+    for i, cat in enumerate(records):
         where = _check_record("categories", i, cat)
         if cat["id"] in categories:
             raise CocoFormatError(f"{where}: duplicate category 'id' {cat['id']} "
@@ -162,11 +183,16 @@ def load_coco(json_path: str | Path, image_dir: str | Path | None = None) -> Coc
             raise CocoFormatError(f"{where}: 'name' must be a string, got {cat['name']!r}")
         categories[cat["id"]] = cat
         first_at[cat["id"]] = i
+    return categories
 
+
+def _checked_annotations(records: list, images: dict[int, dict], categories: dict[int, dict]
+                         ) -> tuple[dict[int, list[dict]], bool]:
+    """image id -> its annotations (every image has an entry), and whether any non-crowd one has a mask."""
     annotations_by_image: dict[int, list[dict]] = {image_id: [] for image_id in images}
     seen: dict[int, int] = {}
     has_masks = False
-    for i, ann in enumerate(data["annotations"]):
+    for i, ann in enumerate(records):
         where = _check_record("annotations", i, ann)
         if ann["id"] in seen:
             raise CocoFormatError(f"{where}: duplicate annotation 'id' {ann['id']} "
@@ -191,12 +217,4 @@ def load_coco(json_path: str | Path, image_dir: str | Path | None = None) -> Coc
             _check_segmentation(where, segmentation, img["height"], img["width"])
             has_masks = has_masks or not iscrowd
         annotations_by_image[ann["image_id"]].append(ann)
-
-    sorted_categories = sorted(categories.values(), key=lambda c: c["id"])
-    label_of = {c["id"]: label for label, c in enumerate(sorted_categories, start=1)}
-    if image_dir is None:
-        sibling = path.parent.parent / "images"
-        image_dir = sibling if sibling.is_dir() else path.parent
-    return CocoSet(path=path, image_dir=Path(image_dir), images=images, annotations_by_image=annotations_by_image,
-                   categories=sorted_categories, label_of=label_of,
-                   category_of={label: cat_id for cat_id, label in label_of.items()}, has_masks=has_masks)
+    return annotations_by_image, has_masks
