@@ -164,9 +164,10 @@ def register_images(fdb: FeatureDB, read: Sequence[tuple[str, DecodedImage | str
     in `known` (uri -> record): new ones inserted, quarantined ones updated in place. `seen` (sha256 -> uri)
     carries this ingest's new images from one call to the next, so a copy later in the same night is a duplicate."""
     docs = []
+    checks_copies = split == "pool" and not labelled  # only an unlabelled pool image can be a duplicate
     # One query for the whole batch (not one per image): which of these hashes a readable known image holds.
     holders = _holders_of(fdb, [image.info.sha256 for _, image in read if isinstance(image, DecodedImage)]) \
-        if split == "pool" and not labelled else {}
+        if checks_copies else {}
     for uri, image in read:
         previous = known.get(uri)
         if isinstance(image, DecodedImage):
@@ -176,7 +177,7 @@ def register_images(fdb: FeatureDB, read: Sequence[tuple[str, DecodedImage | str
         else:
             fields = {"sha256": None, "width": None, "height": None, "status": "quarantined", "reason": image}
             report.quarantined.append((uri, image))
-        if fields["status"] == "ok" and split == "pool" and not labelled:
+        if fields["status"] == "ok" and checks_copies:
             original = _same_bytes(holders, fields["sha256"], uri, seen)
             if original is not None:
                 fields.update(status="duplicate", reason=f"same bytes as {original['uri']}",
