@@ -176,6 +176,9 @@ def test_client_reconnects_after_server_restart(tmp_path):
     try:
         client = pymongo.MongoClient(server.uri, serverSelectionTimeoutMS=30_000)
         client.t.c.insert_one({"_id": 1, "v": "kept"})
+        # Its journal is a few small files, not mongod's default 3 x 100 MB (a suite of such servers filled a disk).
+        journal = sum(f.stat().st_size for f in (tmp_path / "db" / "journal").iterdir())
+        assert 0 < journal <= 64 * 2**20, journal
         port = server.port
         assert server.stop()
         with pytest.raises(pymongo.errors.PyMongoError):

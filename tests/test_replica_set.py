@@ -12,7 +12,7 @@ import uuid
 import pymongo
 import pytest
 
-from fdb.server import find_mongod, free_port
+from fdb.server import SMALL_JOURNAL_ARGS, find_mongod, free_port
 from mining.config import MiningConfig
 
 
@@ -27,7 +27,8 @@ def replica_set(tmp_path_factory):
         dbpath.mkdir()
         procs[port] = subprocess.Popen(
             [str(find_mongod()), "--replSet", "rs0", "--dbpath", str(dbpath), "--bind_ip", "127.0.0.1", "--port",
-             str(port), "--wiredTigerCacheSizeGB", "0.25", "--logpath", str(dbpath / "mongod.log")],
+             str(port), "--wiredTigerCacheSizeGB", "0.25", *SMALL_JOURNAL_ARGS,
+             "--logpath", str(dbpath / "mongod.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     first = pymongo.MongoClient(f"mongodb://127.0.0.1:{ports[0]}/?directConnection=true",
                                 serverSelectionTimeoutMS=30_000)
