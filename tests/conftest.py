@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -58,6 +59,16 @@ def data_home(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------------------------------- S3 server
 MOTO = Path(sys.executable).parent / "moto_server"
+
+
+def run_at_once(target, args) -> None:
+    """`target(arg)` for every arg, each in its own thread started together, all joined: a race, as the tests
+    that press one button from several places need it."""
+    threads = [threading.Thread(target=target, args=(arg,)) for arg in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def _free_port() -> int:

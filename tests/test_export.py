@@ -12,7 +12,7 @@ import boto3
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
-from conftest import _start_moto, _stop
+from conftest import _start_moto, _stop, run_at_once
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -227,8 +227,7 @@ def test_concurrent_reviewers_never_see_a_frozen_selection_before_its_export(fdb
     """8 reviewers send 240 accept/reject decisions for 3 images of an unexported selection at once: none is refused
     as frozen, and each image's history alternates and ends at the decision that stands."""
     import random
-    import threading
-
+    
     from fdb import selections as selection_store
 
     ids = [d["image_id"] for d in fdb.selections.find({"selection_id": SEL}).sort("rank", 1)][:3]
@@ -244,11 +243,7 @@ def test_concurrent_reviewers_never_see_a_frozen_selection_before_its_export(fdb
             except Exception as exc:  # noqa: BLE001 - every failure is collected and reported
                 failures.append(repr(exc))
 
-    threads = [threading.Thread(target=reviewer, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once(reviewer, range(8))
     assert failures == [] and len(answers) == 240
     assert all(a["decision"] in ("accepted", "rejected") for a in answers)
     for image in ids:

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from conftest import run_at_once
 from test_export import SEL, haystack  # noqa: F401 - the fixture: a selection of four images ready to export
 
 from annotation_export import held_nights
@@ -75,11 +76,7 @@ def test_concurrent_presses_make_one_batch(fdb, haystack, tmp_path):  # noqa: F8
         except Exception as exc:  # noqa: BLE001 - every other failure is collected and reported
             failures.append(repr(exc))
 
-    threads = [threading.Thread(target=press, args=(n,)) for n in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once(press, range(6))
     assert failures == [] and len(answers) + len(refused) == 6
     made = [a for a in answers if not a.already_done]
     assert len(made) == 1  # one press exported; the others were told it is being exported, or got its batch

@@ -4,10 +4,10 @@ compare from the CLI, and a box-only dataset through train -> detect -> mine -> 
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import pytest
+from conftest import run_at_once
 
 from fdb import models as registry
 from mining.gate import COST_FLOOR, decide
@@ -50,11 +50,7 @@ def test_concurrent_promotions_leave_one_winner(fdb):
         except registry.PromotionConflict:
             results.append("conflict")
 
-    threads = [threading.Thread(target=switch, args=(v,)) for v in ("b", "c")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once(switch, ("b", "c"))
     assert sorted(results)[0] == "conflict" or results.count("conflict") == 1
     assert registry.production_version(fdb) in ("b", "c")
     assert [d["stage"] for d in registry.list_models(fdb)].count("production") == 1

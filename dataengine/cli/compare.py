@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from dataengine.cli.options import add_config_args, config_from_args, splits_args, store_config
+from dataengine.cli.options import config_from_args, finetune_args, splits_args, store_config
 
 
 def add_parser(sub) -> None:
-    from detectors.config import FinetuneConfig
-    from mining.config import EvaluationConfig
-
     compare = sub.add_parser(
         "compare", help="the mined / random / control experiment on your data, with the report",
         description="Fine-tune the seed model (default: production) three ways from the same start: with the "
@@ -20,12 +17,9 @@ def add_parser(sub) -> None:
     compare.add_argument("--random", required=True, help="batch id of the random batch (labels imported)")
     compare.add_argument("--model", default=None, help="seed model version (default: production)")
     compare.add_argument("--seed-checkpoint", default=None, help="a checkpoint file as the seed instead")
-    compare.add_argument("--test-split", default=None,
-                         help="report every arm on this split, which must have fed nothing (not the queries, the "
-                              "gate or training; refused otherwise): its superset, tail and rest, at the serving "
-                              "threshold too (default: the eval split, which flatters the mined arm)")
-    add_config_args(compare, EvaluationConfig)
-    add_config_args(compare, FinetuneConfig)
+    finetune_args(compare, "report every arm on this split, which must have fed nothing (not the queries, the "
+                           "gate or training; refused otherwise): its superset, tail and rest, at the serving "
+                           "threshold too (default: the eval split, which flatters the mined arm)")
     compare.set_defaults(func=run)
 
 

@@ -51,12 +51,9 @@ def run(args) -> int:
         result = export_batch(fdb, args.selection, args.to, config_from_args(ExportConfig, args),
                               model_version=args.model,
                               labelstudio=labelstudio_access_for(args.to))
-    except LabelStudioError as exc:
+    except (LabelStudioError, ExportError) as exc:  # the server's refusal is 3, a batch that cannot be made 2
         print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 3 if isinstance(exc, LabelStudioError) else 2
     print(f"batch {result.batch_id}: {result.location}")
     if result.server:
         s = result.server

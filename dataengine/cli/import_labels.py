@@ -47,12 +47,9 @@ def run(args) -> int:
             report = pull_labels(fdb, source, args.batch, labelstudio_access())
         else:
             report = import_labels(fdb, args.labels, args.batch)
-    except LabelImportError as exc:
+    except (LabelImportError, LabelStudioError) as exc:  # invalid labels are 2, the server's refusal 3
         print(f"nothing imported: {exc}", file=sys.stderr)
-        return 2
-    except LabelStudioError as exc:
-        print(f"nothing imported: {exc}", file=sys.stderr)
-        return 3
+        return 3 if isinstance(exc, LabelStudioError) else 2
     if report.unchanged:
         print(f"batch {report.batch_id}: nothing changed on the server since label version {report.label_version} "
               f"({report.images} images, {report.annotations} annotations); nothing written")

@@ -74,6 +74,17 @@ def model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="a checkpoint file instead of --model")
 
 
+def finetune_args(p: argparse.ArgumentParser, test_split_help: str) -> None:
+    """What a command that fine-tunes and scores takes: the split it may report on that fed nothing, the
+    evaluation's and the fine-tuning's configs."""
+    from detectors.config import FinetuneConfig
+    from mining.config import EvaluationConfig
+
+    p.add_argument("--test-split", default=None, help=test_split_help)
+    add_config_args(p, EvaluationConfig)
+    add_config_args(p, FinetuneConfig)
+
+
 def data_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="COCO dataset directory: annotations/<split>.json + images/")
     p.add_argument("--images", default=None, help="image folder, if not <data>/images")

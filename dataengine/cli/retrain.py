@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from dataengine.cli.options import add_config_args, config_from_args, splits_args
+from dataengine.cli.options import config_from_args, finetune_args, splits_args
 
 
 def add_parser(sub) -> None:
-    from detectors.config import FinetuneConfig
-    from mining.config import EvaluationConfig
-
     retrain = sub.add_parser(
         "retrain", help="train a candidate on everything labelled so far and promote it only if it is better",
         description="Fine-tune the production model on the labelled set plus every batch whose labels came back "
@@ -22,12 +19,9 @@ def add_parser(sub) -> None:
     retrain.add_argument("--promote", default="auto", choices=["auto", "never"],
                          help="auto: switch production when the gate passes; never: judge and report only")
     retrain.add_argument("--model", default=None, help="fine-tune this version instead of production")
-    retrain.add_argument("--test-split", default=None,
-                         help="also report production and the candidate on this split, which must have fed nothing "
-                              "(refused otherwise): superset, tail and rest, at the serving threshold too; the gate "
-                              "never sees it")
-    add_config_args(retrain, EvaluationConfig)
-    add_config_args(retrain, FinetuneConfig)
+    finetune_args(retrain, "also report production and the candidate on this split, which must have fed nothing "
+                           "(refused otherwise): superset, tail and rest, at the serving threshold too; the gate "
+                           "never sees it")
     retrain.set_defaults(func=run)
 
 
