@@ -130,10 +130,11 @@ def test_annoy_build_is_deterministic(data):
 
 
 # ---------------------------------------------------------------------- hnsw: an index that grows
-def test_hnsw_recall_and_growth(exact, data, tmp_path):
+@pytest.mark.parametrize("graph", ["faiss", "hnswlib"])
+def test_hnsw_recall_and_growth(exact, data, tmp_path, graph):
     vectors, queries, ids = data
     truth, truth_d = exact.query(queries, 10)
-    grown = HnswIndex("m1", "fc7", proj_dim=32, **SMALL_HNSW).build(vectors[:3000], ids[:3000])
+    grown = HnswIndex("m1", "fc7", proj_dim=32, graph=graph, **SMALL_HNSW).build(vectors[:3000], ids[:3000])
     grown.add(vectors[3000:4000], ids[3000:4000]).add(vectors[4000:], ids[4000:])  # two nights
     assert len(grown) == N and grown.spec.n == N
     found, found_d = grown.query(queries, 10)
@@ -144,9 +145,10 @@ def test_hnsw_recall_and_growth(exact, data, tmp_path):
     assert grown.spec.dtype == "float16"
 
 
-def test_hnsw_saved_growth_links_old_chunks(data, tmp_path):
+@pytest.mark.parametrize("graph", ["faiss", "hnswlib"])
+def test_hnsw_saved_growth_links_old_chunks(data, tmp_path, graph):
     vectors, queries, ids = data
-    first = HnswIndex("m1", "fc7", proj_dim=32, **SMALL_HNSW).build(vectors[:4000], ids[:4000])
+    first = HnswIndex("m1", "fc7", proj_dim=32, graph=graph, **SMALL_HNSW).build(vectors[:4000], ids[:4000])
     v1 = save_index(first, tmp_path, "pool")
     loaded = load_current(tmp_path, "pool")
     before = loaded.spec.version
@@ -159,6 +161,41 @@ def test_hnsw_saved_growth_links_old_chunks(data, tmp_path):
     again = load_current(tmp_path, "pool")
     assert len(again) == N and len(load_index(v1)) == 4000
     np.testing.assert_array_equal(again.query(vectors[4990:], 1)[0][:, 0], ids[4990:])  # added rows find themselves
+
+
+def test_a_faiss_graph_is_mapped_on_load_and_read_in_only_to_grow(data, tmp_path):
+    vectors, queries, ids = data
+    built = HnswIndex("m1", "fc7", proj_dim=32, **SMALL_HNSW).build(vectors[:4000], ids[:4000])
+    assert built.spec.params["graph"] == "faiss"
+    version = save_index(built, tmp_path, "pool")
+    graph_bytes = (version / "hnsw.faiss").read_bytes()
+    loaded = load_current(tmp_path, "pool")
+    assert loaded._graph._mapped_from == version / "hnsw.faiss"  # mapped where it lies, not read
+    for a, b in zip(built.query(queries, 10), loaded.query(queries, 10)):
+        np.testing.assert_array_equal(a, b)  # the mapped graph answers as the one it was saved from
+    loaded.add(vectors[4000:], ids[4000:])
+    assert loaded._graph._mapped_from is None  # read into memory to take rows
+    np.testing.assert_array_equal(loaded.query(vectors[4990:], 1)[0][:, 0], ids[4990:])
+    assert (version / "hnsw.faiss").read_bytes() == graph_bytes  # the saved version is untouched
+
+
+def test_a_pool_index_saved_before_faiss_held_graphs_loads_as_hnswlib(data, tmp_path):
+    """Indexes written by an older version name no graph library in their spec: their graph is hnswlib's."""
+    vectors, queries, ids = data
+    old = HnswIndex("m1", "fc7", proj_dim=32, graph="hnswlib", **SMALL_HNSW).build(vectors[:3000], ids[:3000])
+    version = save_index(old, tmp_path, "pool")
+    spec = IndexSpec.from_json((version / "spec.json").read_text())
+    del spec.params["graph"]
+    (version / "spec.json").write_text(spec.to_json())
+    loaded = load_current(tmp_path, "pool")
+    assert loaded.spec.params["graph"] == "hnswlib"
+    np.testing.assert_array_equal(loaded.query(queries, 10)[0], old.query(queries, 10)[0])
+    loaded.add(vectors[3000:3100], ids[3000:3100])
+    again_dir = save_index(loaded, tmp_path, "pool")
+    assert load_index(again_dir).spec.params["graph"] == "hnswlib"  # grown, it keeps its library
+    assert (again_dir / "hnsw.bin").exists() and not (again_dir / "hnsw.faiss").exists()
+    with pytest.raises(ValueError, match="graph must be one of"):
+        HnswIndex("m1", "fc7", graph="annoy")
 
 
 def test_add_refuses_a_wrong_dimension_and_annoy_cannot_add(exact, annoy_index, data):
