@@ -19,7 +19,9 @@ The archive is simulated, the stages are the engine's own functions:
   new file, duplicates checked: one read and decode shared with the model) and writing detections and vectors;
   nights measured before 2026-12-04 timed ingest as its own stage, then read and decoded each image again),
   `state` (mining.selection.pool_state), `index` (fdb.pool_index for both layers: load, add the night's vectors,
-  save), `mining` (mining.selection.select_for_queries with 30 detection-level queries, and the random arm) and `export`
+  save), `mining` (the `errors` strategy with 30 detection-level queries and the random arm, from one context
+  as mining.selection.select_hard_cases ranks them; nights measured before 2026-12-05 ranked each arm from its own
+  and counted the pool twice more) and `export`
   (annotation_export.export_batch of the selection to a folder).
 - **The target**: the night's non-detection time at 1M is at most 2x its value at 10k and at most 60 s, with peak
   memory (this process) under 8 GB. mongod's resident memory is reported beside it (its cache is capped at 1 GB).
@@ -220,7 +222,8 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
     from fdb.pool_index import merge_recent_index, pool_index  # noqa: PLC0415
     from mining.config import MiningConfig  # noqa: PLC0415
     from mining.queries import Query  # noqa: PLC0415
-    from mining.selection import pool_state, random_selection, select_for_queries  # noqa: PLC0415
+    from mining.selection import pool_state  # noqa: PLC0415
+    from mining.strategies import StrategyContext, select  # noqa: PLC0415
     from records import BOX_LAYER, IMAGE_LAYER  # noqa: PLC0415
     from tasks import list_new_images, record_listing  # noqa: PLC0415
     from jobs.context import connection  # noqa: PLC0415
@@ -267,9 +270,10 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
                for vec in FCLikeGenerator(dim=DIM, seed=7).generate(QUERIES, stream=123_456)]
     config = MiningConfig(k=10, budget=40, backend="auto")
 
-    def mining():
-        carried["selection"] = select_for_queries(fdb, MODEL, queries, config, index_root=work / "indexes")
-        carried["random"] = random_selection(fdb, MODEL, config.budget, seed=0)
+    def mining():  # both arms from one context, as mining.selection.select_hard_cases ranks them
+        context = StrategyContext(fdb, MODEL, queries, work / "indexes")
+        carried["selection"] = select(context, "errors", config)
+        carried["random"] = select(context, "random", MiningConfig(seed=0), config.budget)
     stage("mining", mining)
     exported = stage("export", lambda: export_batch(fdb, carried["selection"].selection_id, work / "exports"))
     overhead = sum(v["s"] for v in stages.values()) - stages["detect"]["stub_s"]

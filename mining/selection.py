@@ -161,7 +161,8 @@ def select_hard_cases(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
     selection = select(context, config.strategy, config,
                        params={"match": match.as_dict(), "types": _list(config.types),
                                "classes": _list(config.classes), "level": config.level})
-    baseline = random_selection(fdb, model_version, config.budget, seed=config.seed) if config.random_arm else None
+    # The random arm from the same context: the pool's generation, counted once, names both arms.
+    baseline = select(context, "random", MiningConfig(seed=config.seed), config.budget) if config.random_arm else None
     montage = query_montage(fdb, queries, selection.neighbours,
                             out_dir / "selections" / selection.selection_id / "montage.png")
     run_store.finish_run(fdb, run_id, metrics={

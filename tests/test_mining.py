@@ -13,7 +13,7 @@ from bson import ObjectId
 from PIL import Image
 
 from fdb import detections as detection_store
-from fdb.images import eligible_among, eligible_pool_ids, random_draw, random_key
+from fdb.images import eligible_among, eligible_pool_ids, pool_generation, random_draw, random_key
 from fdb.runs import start_run
 from mining.config import MatchConfig as MatchParams
 from mining.config import MiningConfig
@@ -137,6 +137,22 @@ def test_random_draw_is_an_indexed_uniform_reproducible_range(fdb):
     everything, eligible = random_draw(fdb, MODEL, n, seed=3, exclude=[drawn[1]["_id"]])
     assert eligible == n - 2 == len(everything) == len({d["_id"] for d in everything})
     assert {drawn[0]["_id"], drawn[1]["_id"]}.isdisjoint(d["_id"] for d in everything)
+    # Given the processed pool's count (as the pool's generation holds it), the eligible count is that less the
+    # processed pool images that are not eligible, exactly: labelled, unreadable, a field missing.
+    others = [{"labelled": True, "status": "ok"}, {"labelled": False, "status": "quarantined"},
+              {"labelled": False, "status": "duplicate"}, {"labelled": True, "status": "quarantined"},
+              {"labelled": False}, {"status": "ok"}, {}]
+    fdb.images.insert_many([{"_id": ObjectId(), "uri": f"other{i}.png", "split": "pool", "processed_by": [MODEL],
+                             "random_key": 0.5, **fields} for i, fields in enumerate(others)]
+                           + [{"_id": ObjectId(), "uri": "val.png", "split": "val", "labelled": False, "status": "ok",
+                               "processed_by": [MODEL]},
+                              {"_id": ObjectId(), "uri": "unseen.png", "split": "pool", "labelled": False,
+                               "status": "ok", "processed_by": ["another-model"]}])
+    processed_pool = pool_generation(fdb, MODEL)["processed_pool"]
+    assert processed_pool == n + len(others)
+    counted = random_draw(fdb, MODEL, 5, seed=3, exclude=[drawn[1]["_id"]])[1]
+    derived = random_draw(fdb, MODEL, 5, seed=3, exclude=[drawn[1]["_id"]], processed_pool=processed_pool)[1]
+    assert counted == derived == n - 2
 
 
 def test_query_of_wrong_dimension_is_refused(fdb, haystack, tmp_path):

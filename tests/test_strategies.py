@@ -7,6 +7,7 @@ import pytest
 from bson import ObjectId
 
 from fdb import detections as detection_store
+from fdb import images as image_store
 from mining.config import MiningConfig
 from mining.queries import Query
 from mining.strategies import STRATEGIES, StrategyContext, build_strategy, select
@@ -122,6 +123,22 @@ def test_a_selection_records_its_strategy_and_parameters_once(fdb, pool):
     fdb.selections.update_many({"selection_id": first.selection_id}, {"$set": {"export_id": "batch-1"}})
     after = build_strategy("uncertainty").rank(context, budget=6)
     assert not {i.image_id for i in first.images} & {i.image_id for i in after.images}
+
+
+def test_one_context_counts_the_pool_once_and_a_new_one_sees_an_export(fdb, pool, monkeypatch):
+    """Counting a million pool images costs half a second: a mining run's arms and a hybrid's parts share one."""
+    ids, context = pool
+    counted = []
+    real = image_store.pool_generation
+    monkeypatch.setattr(image_store, "pool_generation", lambda *args: counted.append(args) or real(*args))
+    mined = select(context, "hybrid", MiningConfig(budget=3, explore_with="uncertainty"))
+    drawn = select(context, "random", MiningConfig(seed=1), budget=2)
+    assert len(counted) == 1 and len(mined) == 3 and len(drawn) == 2
+    fdb.selections.update_many({"selection_id": drawn.selection_id}, {"$set": {"export_id": "batch-1"}})
+    fresh = StrategyContext(fdb, MODEL, context.queries, context.index_root)
+    again = select(fresh, "random", MiningConfig(seed=1), budget=2)
+    assert len(counted) == 2 and again.selection_id != drawn.selection_id  # another pool, another draw
+    assert not {i.image_id for i in again.images} & {i.image_id for i in drawn.images}
 
 
 def test_the_budget_follows_what_each_error_type_costs_with_a_floor():

@@ -15,8 +15,7 @@ def add_parser(sub) -> None:
     splits_args(compare)
     compare.add_argument("--mined", required=True, help="batch id of the mined batch (labels imported)")
     compare.add_argument("--random", required=True, help="batch id of the random batch (labels imported)")
-    compare.add_argument("--model", default=None, help="seed model version (default: production)")
-    compare.add_argument("--seed-checkpoint", default=None, help="a checkpoint file as the seed instead")
+    compare.add_argument("--seed-checkpoint", default=None, help="a checkpoint file as the seed, instead of --model")
     finetune_args(compare, "report every arm on this split, which must have fed nothing (not the queries, the "
                            "gate or training; refused otherwise): its superset, tail and rest, at the serving "
                            "threshold too (default: the eval split, which flatters the mined arm)")

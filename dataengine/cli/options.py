@@ -75,11 +75,12 @@ def model_args(p: argparse.ArgumentParser) -> None:
 
 
 def finetune_args(p: argparse.ArgumentParser, test_split_help: str) -> None:
-    """What a command that fine-tunes and scores takes: the split it may report on that fed nothing, the
-    evaluation's and the fine-tuning's configs."""
+    """What a command that fine-tunes and scores takes: the model it starts from, the split it may report on
+    that fed nothing, the evaluation's and the fine-tuning's configs."""
     from detectors.config import FinetuneConfig
     from mining.config import EvaluationConfig
 
+    p.add_argument("--model", default=None, help="the model version fine-tuned (default: production)")
     p.add_argument("--test-split", default=None, help=test_split_help)
     add_config_args(p, EvaluationConfig)
     add_config_args(p, FinetuneConfig)

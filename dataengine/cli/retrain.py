@@ -18,7 +18,6 @@ def add_parser(sub) -> None:
     splits_args(retrain)
     retrain.add_argument("--promote", default="auto", choices=["auto", "never"],
                          help="auto: switch production when the gate passes; never: judge and report only")
-    retrain.add_argument("--model", default=None, help="fine-tune this version instead of production")
     finetune_args(retrain, "also report production and the candidate on this split, which must have fed nothing "
                            "(refused otherwise): superset, tail and rest, at the serving threshold too; the gate "
                            "never sees it")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, ClassVar, Protocol
 
 from fdb import FeatureDB
+from fdb import images as image_store
 from fdb import selections as selection_store
 from mining.config import MiningConfig
 from mining.queries import Query
@@ -26,13 +27,24 @@ from records.hashing import json_key
 @dataclass
 class StrategyContext:
     """What a strategy may look at: the store, the model whose detections and vectors rank the pool, the queries
-    built from its errors on the labelled split (the `errors` strategy's input), and where pool indexes live."""
+    built from its errors on the labelled split (the `errors` strategy's input), and where pool indexes live. One
+    context serves one mining run: the pool's generation is read once, so a context kept past an export would
+    name its next selection after the pool before it."""
 
     fdb: FeatureDB
     model_version: str
     queries: list[Query] = field(default_factory=list)
     index_root: Path = Path("indexes")
     cost: dict[str, float] = field(default_factory=dict)  # error type -> the mAP it costs (`ErrorReport.cost`)
+    _generation: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def pool_generation(self) -> dict[str, int]:
+        """The pool's generation (`fdb.images.pool_generation`), read once per context. Counting a million pool
+        images costs half a second, and the selections ranked from one context (a mining run's arms, a hybrid's
+        parts) change none of its counts: recording a selection exports nothing and decides nothing."""
+        if self._generation is None:
+            self._generation = image_store.pool_generation(self.fdb, self.model_version)
+        return dict(self._generation)
 
 
 @dataclass

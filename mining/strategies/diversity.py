@@ -38,7 +38,7 @@ class CoreSet:
         vectors = fdb.vectors_by_owner(model_version, IMAGE_LAYER, candidates)
         candidates = [i for i in candidates if i in vectors]
         params = {"max_candidates": self.max_candidates, "seed": self.seed}
-        identity = (image_store.pool_generation(fdb, model_version),)
+        identity = (context.pool_generation(),)
         if not candidates:
             return Ranking([], params, identity=identity)
         raw = np.stack([vectors[i] for i in candidates]).astype(np.float32)

@@ -37,7 +37,7 @@ class ErrorRetrieval:
     def rank(self, context: StrategyContext, budget: int, exclude: frozenset = frozenset()) -> Ranking:
         rank = lambda queries, share, taken: rank_by_errors(  # noqa: E731
             context.fdb, context.model_version, queries, self.k, share, self.backend, self.duplicate_distance,
-            context.index_root, taken)
+            context.index_root, context.pool_generation(), taken)
         if self.budget_split == "hits":
             return rank(context.queries, budget, exclude)
         by_type: dict[str, list] = {}
@@ -87,18 +87,19 @@ def split_budget(cost: dict[str, float], budget: int, floor: float = 0.1) -> dic
 
 
 def rank_by_errors(fdb: FeatureDB, model_version: str, queries, k: int, budget: int, backend: str,
-                   duplicate_distance: float, index_root, exclude: frozenset = frozenset()) -> Ranking:
+                   duplicate_distance: float, index_root, generation: dict[str, int],
+                   exclude: frozenset = frozenset()) -> Ranking:
     """Each query's `k` nearest eligible pool images (by its level's layer: detection or image vectors, centred on
-    the pool's mean), merged per image, duplicates collapsed, capped at `budget`."""
+    the pool's mean), merged per image, duplicates collapsed, capped at `budget`. `generation` is the pool's
+    (`StrategyContext.pool_generation`)."""
     found = _search_pool(fdb, model_version, queries, k, backend, index_root)
     chosen = _choose_images(fdb, model_version, found, budget, duplicate_distance, exclude)
     images = [_selected_image(image_id, found.uri_of[image_id], rank, h) for rank, (image_id, h) in enumerate(chosen)]
     return Ranking(images, {"k": k, "backend": backend, "duplicate_distance": duplicate_distance},
                    found.index_versions, found.neighbours, found.query_docs,
                    # What may be selected is the index's content less what was exported or labelled since: the
-                   # generation's counts say which, at a cost that does not grow with the pool.
-                   identity=(sorted(str(q.error_id) for q in queries), found.index_versions,
-                             image_store.pool_generation(fdb, model_version)))
+                   # generation's counts say which.
+                   identity=(sorted(str(q.error_id) for q in queries), found.index_versions, generation))
 
 
 @dataclass

@@ -21,11 +21,12 @@ class RandomDraw:
 
     def rank(self, context: StrategyContext, budget: int, exclude: frozenset = frozenset()) -> Ranking:
         # An indexed range of the pool in random-key order: only the drawn images are read, whatever its size.
-        drawn, eligible = image_store.random_draw(context.fdb, context.model_version, budget, self.seed, exclude)
+        generation = context.pool_generation()
+        drawn, eligible = image_store.random_draw(context.fdb, context.model_version, budget, self.seed, exclude,
+                                                  processed_pool=generation["processed_pool"])
         images = [SelectedImage(d["_id"], d["uri"], r,
                                 reason=f"random draw (seed {self.seed}) from {eligible} eligible pool images")
                   for r, d in enumerate(drawn)]
         # The pool's generation names the draw: the same pool and seed draw the same images again.
-        generation = image_store.pool_generation(context.fdb, context.model_version)
         return Ranking(images, {"seed": self.seed},
                        identity=(json.dumps({**generation, "eligible": eligible}, sort_keys=True),))

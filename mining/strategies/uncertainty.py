@@ -58,4 +58,4 @@ class Uncertainty:
                 reason=f"uncertain: {self.aggregate} {self.measure} {doubt[image_id]:.3f} over {len(s)} detections "
                        f"(scores nearest 0.5: {', '.join(f'{x:.2f}' for x in s[:3])})"))
         return Ranking(images, {"uncertainty": self.measure, "aggregate": self.aggregate},
-                       identity=(image_store.pool_generation(context.fdb, context.model_version),))
+                       identity=(context.pool_generation(),))
