@@ -12,6 +12,7 @@ from bson import ObjectId
 
 from fdb import detections as detection_store
 from fdb import images as image_store
+from fdb import index as fdb_index
 from fdb import pool_index as pool_index_module
 from fdb.index import build_index, list_versions
 from fdb.pool_index import merge_recent_index, pool_index, pool_key
@@ -111,6 +112,27 @@ def test_mining_skips_exported_and_labelled_neighbours_without_a_rebuild(fdb, tm
     assert fdb.indexes.count_documents({"pool_key": {"$exists": True}}) == 1
     assert random_selection(fdb, MODEL, budget=30).images  # draws from what is eligible only
     assert {i.image_id for i in random_selection(fdb, MODEL, budget=30).images} == set(ids) - set(order[:2])
+
+
+def test_only_a_query_whose_neighbours_left_the_pool_searches_further(fdb, tmp_path, monkeypatch):
+    rng = np.random.default_rng(4)
+    target, other = rng.standard_normal(DIM), rng.standard_normal(DIM)
+    near = np.stack([target + 0.05 * (i + 1) * rng.standard_normal(DIM) for i in range(6)])
+    ids = add_pool_images(fdb, tmp_path, np.concatenate([near, other + 0.05 * rng.standard_normal((3, DIM)),
+                                                          5 * rng.standard_normal((20, DIM))]))
+    for image_id in ids[:4]:  # the four nearest to `target` were exported on earlier nights
+        fdb.selections.insert_one({"selection_id": "old", "image_id": image_id, "export_id": "batch-1"})
+    asked = []
+    real_query = fdb_index.ExactIndex.query
+    monkeypatch.setattr(fdb_index.ExactIndex, "query",
+                        lambda self, vectors, k, *rest: asked.append((len(vectors), k)) or
+                        real_query(self, vectors, k, *rest))
+    exhausted, untouched = query(target, ObjectId()), query(other, ObjectId())
+    mined = select_for_queries(fdb, MODEL, [exhausted, untouched], MiningConfig(k=2, budget=4, backend="exact"),
+                               index_root=tmp_path / "idx")
+    assert [image_id for _, image_id, _ in mined.neighbours[str(exhausted.error_id)]] == ids[4:6]
+    assert {image_id for _, image_id, _ in mined.neighbours[str(untouched.error_id)]} <= set(ids[6:9])
+    assert asked == [(2, 4), (1, 16)]  # both queries first, then only the one short of k, further down its list
 
 
 def test_the_nightly_state_key_follows_the_pool_not_its_size(fdb, tmp_path):

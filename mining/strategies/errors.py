@@ -225,7 +225,9 @@ def _selected_image(image_id, uri: str, rank: int, h: dict) -> SelectedImage:
 def _eligible_neighbours(fdb: FeatureDB, model_version: str, pool, query_vectors: np.ndarray, k: int, layer: str):
     """Each query's k nearest pool vectors whose images may still be selected, as rows of (owner id, image id,
     distance), and those images' records. The index holds the whole processed pool (fdb.pool_index); exported or
-    labelled images are dropped here, so more neighbours are fetched until each query has k (or none are left)."""
+    labelled images are dropped here, so more neighbours are fetched for each query short of k, and only for those
+    (a nightly's queries come back every night while its nearest images leave the pool: a few of them search far,
+    the rest stay cheap), until each has k or none are left."""
     index = pool.index
     fetch = min(len(index), 2 * k)
     # However much of a query's neighbourhood was exported, no query asks for more than this many neighbours.
@@ -233,8 +235,10 @@ def _eligible_neighbours(fdb: FeatureDB, model_version: str, pool, query_vectors
     image_of: dict = {}
     eligible: dict = {}
     checked: set = set()
+    rows: list[list] = [[] for _ in range(len(query_vectors))]
+    short = list(range(len(query_vectors)))
     while True:
-        found_ids, distances = index.query(query_vectors, k=fetch)
+        found_ids, distances = index.query(query_vectors[short], k=fetch)
         owners = {o for o in to_object_ids(np.unique(found_ids[found_ids != b""])) if o not in image_of}
         if owners:
             image_of.update(_owners_to_images(fdb, model_version, layer, owners))
@@ -242,15 +246,15 @@ def _eligible_neighbours(fdb: FeatureDB, model_version: str, pool, query_vectors
         if unchecked:
             eligible.update(image_store.eligible_among(fdb, model_version, unchecked))
             checked |= unchecked
-        rows = []
-        for row_ids, row_d in zip(found_ids, distances):
+        for q, row_ids, row_d in zip(short, found_ids, distances):
             row = []
             for owner, dist in zip(to_object_ids(row_ids[row_ids != b""]), row_d[row_ids != b""]):
                 image_id = image_of.get(owner)
                 if image_id in eligible and np.isfinite(dist) and len(row) < k:
                     row.append((owner, image_id, float(dist)))
-            rows.append(row)
-        if fetch >= limit or all(len(row) == k for row in rows):
+            rows[q] = row
+        short = [q for q in short if len(rows[q]) < k]
+        if fetch >= limit or not short:
             return rows, eligible
         fetch = min(limit, fetch * 4)
 
