@@ -13,8 +13,10 @@ metric as mean and sd over every (draw, training seed) run; each difference of a
 of the draws' differences, its sd sqrt(sum of the draws' variances) / draws); `min_detectable_difference` is 2 x
 that sd. The targets are the evaluation issue's: <= 0.01 bbox mAP on the superset, <= 0.02 on the tail. The
 control arm's gain over the seed model is judged against the sd of one training run pooled over every fine-tuned
-arm's seeds (the demo gives the control two seeds, whose own sd has one degree of freedom). `minutes` is the part's
-wall time: the demo's, when nothing else ran beside it.
+arm's seeds (the demo gives the control two seeds, whose own sd has one degree of freedom). Each draw's verdict on
+mined against random (`mining.evaluation.verdict`: better, worse, no difference that matters, inconclusive) is
+recomputed from its part, with whether every draw said the same. `minutes` is the part's wall time: the demo's,
+when nothing else ran beside it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# The evaluation issue's targets for the minimum detectable difference: the verdict's margins for mAP
+# (`mining.evaluation.MARGINS`), the differences that matter.
 TARGETS = {"superset_bbox_map": 0.01, "tail_bbox_map": 0.02}
 PAIRS = ("mined-random", "mined-control", "random-control")
 
@@ -55,6 +59,8 @@ def run_part(draw: int, seeds: tuple[int, ...], home: str, test: int | None) -> 
 
 
 def merge(parts: list[dict]) -> dict:
+    from mining.evaluation import verdict  # noqa: PLC0415
+
     arms = sorted({a for p in parts for a in p["evaluation"]["arms"]})
     metrics = sorted({k for p in parts for a in p["evaluation"]["arms"].values() for k in a})
     pooled = {}
@@ -81,6 +87,7 @@ def merge(parts: list[dict]) -> dict:
                 "per_draw": [{"draw": p["draw"], **d} for p, d in zip(parts, per_draw)]}
     mdd = {key: differences["mined-random"].get(key, {}).get("min_detectable_difference") for key in TARGETS}
     control = {p["draw"]: control_gain(p["evaluation"]) for p in parts}
+    verdicts = {p["draw"]: _verdict(p["evaluation"]) for p in parts}
     return {"setting": {"draws": [p["draw"] for p in parts], "seeds": parts[0]["seeds"],
                         "facts": parts[0]["facts"], "minutes_per_draw": [p["minutes"] for p in parts],
                         "images": parts[0]["evaluation"]["images"],
@@ -90,7 +97,8 @@ def merge(parts: list[dict]) -> dict:
             "min_detectable_difference": mdd,
             "targets": {k: {"target": t, "measured": mdd[k], "met": None if mdd[k] is None else mdd[k] <= t}
                         for k, t in TARGETS.items()},
-            "verdict_per_draw": {p["draw"]: _verdict(p["evaluation"]) for p in parts}}
+            "verdict_per_draw": verdicts, "same_verdict_on_every_draw": _same_verdict(verdicts),
+            "verdict_over_draws": {key: v["verdict"] for key, v in verdict(differences).items()}}
 
 
 def control_gain(evaluation: dict) -> dict:
@@ -106,16 +114,17 @@ def control_gain(evaluation: dict) -> dict:
 
 
 def _verdict(evaluation: dict) -> dict:
-    """What one draw says about mined against random: better, worse or within noise, on the superset and the tail."""
-    out = {}
-    for key in ("superset_bbox_map", "tail_bbox_map", "tail_fp_per_image"):
-        d = evaluation["differences"].get("mined-random", {}).get(key)
-        if d is None or d["beyond_noise"] is None:
-            out[key] = None
-            continue
-        better = d["difference"] > 0 if key != "tail_fp_per_image" else d["difference"] < 0
-        out[key] = ("mined better" if better else "mined worse") if d["beyond_noise"] else "within noise"
-    return out
+    """What one draw says about mined against random (`mining.evaluation.verdict`, recomputed from the part's
+    differences so every part is judged alike): better, worse, no difference that matters or inconclusive."""
+    from mining.evaluation import verdict  # noqa: PLC0415
+
+    return {key: v["verdict"] for key, v in verdict(evaluation["differences"]).items()}
+
+
+def _same_verdict(per_draw: dict) -> dict:
+    """Whether every draw gave the same word on each verdict metric."""
+    keys = sorted({k for v in per_draw.values() for k in v})
+    return {key: len({v.get(key) for v in per_draw.values()}) == 1 for key in keys}
 
 
 def main() -> None:
@@ -135,7 +144,9 @@ def main() -> None:
         merged = merge(parts)
         (RESULTS / "evaluation.json").write_text(json.dumps(merged, indent=1, default=str))
         print(json.dumps({"min_detectable_difference": merged["min_detectable_difference"],
-                          "targets": merged["targets"], "verdict_per_draw": merged["verdict_per_draw"]}, indent=1))
+                          "targets": merged["targets"], "verdict_per_draw": merged["verdict_per_draw"],
+                          "same_verdict_on_every_draw": merged["same_verdict_on_every_draw"],
+                          "verdict_over_draws": merged["verdict_over_draws"]}, indent=1))
 
 
 if __name__ == "__main__":

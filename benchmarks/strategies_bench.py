@@ -18,7 +18,9 @@ round and metric, the mean and sd over the draws.
 Schema: summary["<hard_share>"]["<strategy>"]["round_<r>"]["<metric>"] = {"mean", "sd", "runs"} with the metrics
 test_bbox_map, tail_bbox_map, tail_fp_per_image and labelled_images (the served model, sd over draws) and, from the
 parts that record them, candidate_test_bbox_map, candidate_tail_bbox_map and candidate_tail_fp_per_image: each
-round's candidate, promoted or not, every training seed of every draw pooled (rounds >= 1).
+round's candidate, promoted or not, every training seed of every draw pooled (rounds >= 1). Beside it,
+against_random["<hard_share>"]["<strategy>"]["round_<r>"]["<metric>"] = {"difference", "sd",
+"min_detectable_difference", "per_draw"}: each strategy's served model less random's, paired by draw.
 """
 
 from __future__ import annotations
@@ -148,7 +150,37 @@ def merge(parts: list[dict]) -> dict:
                                    "runs": len(v)} for m, v in metrics.items()}
                 for r, metrics in sorted(per_round.items())}
     return {"parts": [{k: p[k] for k in ("hard_share", "draw", "rounds", "minutes", "machine", "date")}
-                      for p in parts], "summary": summary}
+                      for p in parts], "summary": summary, "against_random": against_random(parts)}
+
+
+def against_random(parts: list[dict]) -> dict:
+    """Each strategy's difference from random, paired by draw: a draw's world, seed model and test split are the
+    same for every engine, so the draw-to-draw spread (one seed model from the next moves every engine together)
+    is not noise of the difference. For each hard share, strategy, round and served-model metric: the mean of the
+    draws' differences, its sd (sd of the differences / sqrt(draws); with two draws, one degree of freedom) and the
+    minimum detectable difference, 2 x that sd, as the evaluation reports it (`mining.evaluation`)."""
+    out: dict = {}
+    for share in sorted({p["hard_share"] for p in parts}):
+        draws = [p for p in parts if p["hard_share"] == share and "random" in p["curves"]]
+        for engine in [e for e in ENGINES if e != "random"]:
+            per_round: dict = {}
+            for part in (p for p in draws if engine in p["curves"]):
+                random_rows = {row["round"]: row for row in part["curves"]["random"]}
+                for row in part["curves"][engine]:
+                    base = random_rows.get(row["round"])
+                    for metric in METRICS[:3]:
+                        if base and row.get(metric) is not None and base.get(metric) is not None:
+                            per_round.setdefault(row["round"], {}).setdefault(metric, []).append(
+                                (part["draw"], row[metric] - base[metric]))
+            for r, metrics in sorted(per_round.items()):
+                for metric, pairs in metrics.items():
+                    values = [d for _, d in pairs]
+                    sd = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None
+                    out.setdefault(f"{share:g}", {}).setdefault(engine, {}).setdefault(f"round_{r}", {})[metric] = {
+                        "difference": statistics.fmean(values), "sd": sd,
+                        "min_detectable_difference": None if sd is None else 2 * sd,
+                        "per_draw": {str(draw): d for draw, d in pairs}}
+    return out
 
 
 def plot(merged: dict, out: Path) -> None:

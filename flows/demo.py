@@ -26,7 +26,7 @@ from fdb import StoreConfig
 from flows.scenes import pool_uris, seed_train_config, train_seed_for
 from mining.config import MiningConfig
 from mining.model_errors import ERROR_TYPES
-from mining.report import errors_markdown, map_markdown, test_verdict_markdown, verdict_markdown
+from mining.report import errors_markdown, map_markdown, test_verdict_markdown, verdict_lines, verdict_markdown
 from mining.selection import MiningSummary
 from records.hashing import json_key
 from tasks import (
@@ -277,5 +277,8 @@ def run_demo(quick: bool = False, progress: bool = True, preset: str | None = No
              **({} if strategy in (None, "errors") else {"strategy": strategy}),
              **({} if workers is None else {"workers": workers})}
     result = demo(quick=quick, progress=progress, sizes=sizes or None)
+    lead = verdict_lines(json.loads(Path(result["json"]).read_text()).get("evaluation", {}), explain=False)
+    if lead:
+        print("\n" + "\n".join(lead))
     print(f"\nreport: {result['report']}\n        {result['markdown']}\ndemo finished in {result['minutes']:.1f} min")
     return 0

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from mining.compare import Comparison, mean_sd  # noqa: E402
-from mining.evaluation import SUMMARY_METRICS, arm_values, summarise  # noqa: E402
+from mining.evaluation import SUMMARY_METRICS, VERDICT_WORDS, arm_values, summarise  # noqa: E402
 from records import ERROR_TYPES  # noqa: E402
 
 ROW_NAMES = {"superset_bbox_map": "bbox mAP, superset", "tail_bbox_map": "bbox mAP, tail",
@@ -94,11 +94,12 @@ def test_verdict_markdown(comparison: Comparison) -> str:
     arms = [a for a in ("before", "mined", "random", "control") if a in comparison.arms]
     arms += [a for a in comparison.arms if a not in arms]
     n = summary["images"]
-    lines = [f"Reported on the **test split**, which fed nothing (not the queries, the gate or early stopping): "
-             f"{n.get('superset', 0)} images, of which {n.get('tail', 0)} in the tail ({comparison.tail_source}). "
-             f"The serving threshold is {comparison.serving_threshold:g}. Mean ± sd over training seeds.", "",
-             "| | " + " | ".join("seed model" if a == "before" else a for a in arms) + " |",
-             "|---|" + "---:|" * len(arms)]
+    lines = verdict_lines(summary)
+    lines += [f"Reported on the **test split**, which fed nothing (not the queries, the gate or early stopping): "
+              f"{n.get('superset', 0)} images, of which {n.get('tail', 0)} in the tail ({comparison.tail_source}). "
+              f"The serving threshold is {comparison.serving_threshold:g}. Mean ± sd over training seeds.", "",
+              "| | " + " | ".join("seed model" if a == "before" else a for a in arms) + " |",
+              "|---|" + "---:|" * len(arms)]
     for key, *_ in SUMMARY_METRICS:
         cells = [_cell(arm_values(comparison.arms[a], key)) for a in arms]
         lines.append(f"| {ROW_NAMES[key]} | " + " | ".join(cells) + " |")
@@ -121,6 +122,25 @@ def test_verdict_markdown(comparison: Comparison) -> str:
                 "not plateaued, so part of every arm's gain is more training")
         lines.append(f"- control − seed model, {ROW_NAMES[key]}: {g['gain']:+.3f} ({said}).")
     return "\n".join(lines)
+
+
+def verdict_lines(summary: dict, explain: bool = True) -> list[str]:
+    """The lead: mined against random on the tail's false positives, the tail's mAP and the superset's, each in one
+    word (`mining.evaluation.judge`) with its difference, noise and margin; with `explain`, what the words mean."""
+    if not summary.get("verdict"):
+        return []
+    lines = ["**Verdict, mined against random:**", ""]
+    for key, v in summary["verdict"].items():
+        noise = ("no noise estimate (one training seed)" if v["min_detectable_difference"] is None else
+                 f"± {v['min_detectable_difference']:.3f}")
+        word = VERDICT_WORDS.get(v["verdict"], "not judged")
+        lines.append(f"- {ROW_NAMES[key]}: **{word}**, {v['difference']:+.3f} {noise} "
+                     f"(a difference matters from {v['margin']:g}).")
+    if not explain:
+        return lines
+    return lines + ["", "A difference is called no difference that matters when it and its noise (the minimum "
+                        "detectable difference, 2 sd of the difference) lie within ± the margin; better or worse "
+                        "when it is beyond its noise; inconclusive when neither.", ""]
 
 
 def costs_markdown(comparison: Comparison) -> str:

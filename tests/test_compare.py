@@ -124,6 +124,10 @@ def test_arms_reported_on_a_test_split_with_tail_operating_point_and_power(scene
     assert mdd == pytest.approx(2 * sd_of_difference(comparison.arms["mined"].maps("superset"),
                                                      comparison.arms["random"].maps("superset")))
     assert set(saved["control_gain"]) == {"superset_bbox_map"} | ({"tail_bbox_map"} if tail else set())
+    # The report leads with the verdict, one word per metric, as comparison.json keeps it.
+    assert md.index("**Verdict, mined against random:**") < md.index("Reported on the **test split**")
+    assert saved["verdict"]["superset_bbox_map"]["verdict"] in {"better", "worse", "no difference", "inconclusive"}
+    assert saved["verdict"]["superset_bbox_map"]["min_detectable_difference"] == pytest.approx(mdd)
 
 
 def test_arm_runs_in_worker_processes_give_the_numbers_of_runs_one_after_another(scenes, tmp_path, fdb):

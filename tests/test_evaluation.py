@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import pytest
 
 from mining.config import MatchConfig
-from mining.evaluation import (LeakyTestSplit, OperatingPoint, check_batches_apart, check_test_split, compare,
-                               min_detectable_difference, report_subsets, tail_from_errors, tail_from_metadata)
+from mining.evaluation import (MARGINS, LeakyTestSplit, OperatingPoint, check_batches_apart, check_test_split,
+                               compare, judge, min_detectable_difference, report_subsets, tail_from_errors,
+                               tail_from_metadata, verdict)
 from records.coco import load_coco
 
 
@@ -115,6 +116,32 @@ def test_the_minimum_detectable_difference_is_twice_the_sd_of_the_difference():
     assert said["difference"] == pytest.approx(0.03) and said["beyond_noise"] is True
     assert compare([0.7], [0.6]) == {"difference": pytest.approx(0.1), "sd": None, "min_detectable_difference": None,
                                      "beyond_noise": None}
+
+
+def test_the_verdict_calls_a_difference_only_beyond_its_noise_and_no_difference_only_within_the_margin():
+    # The demo's two draws on the tail: one difference inside its noise, one at it; both, with their noise, inside
+    # the 0.02 that matters on the tail, so both draws say the same.
+    assert judge({"difference": -0.0050, "min_detectable_difference": 0.0091}, 0.02) == "no difference"
+    assert judge({"difference": -0.0068, "min_detectable_difference": 0.0067}, 0.02) == "no difference"
+    # Beyond the noise and not inside the margin: a real difference, in the metric's own direction.
+    assert judge({"difference": -0.030, "min_detectable_difference": 0.010}, 0.02) == "worse"
+    assert judge({"difference": 0.015, "min_detectable_difference": 0.010}, 0.02) == "better"
+    assert judge({"difference": -0.85, "min_detectable_difference": 0.21}, 0.1, lower_is_better=True) == "better"
+    assert judge({"difference": 0.30, "min_detectable_difference": 0.21}, 0.1, lower_is_better=True) == "worse"
+    # Neither apart nor surely close: the evaluation is too weak to say.
+    assert judge({"difference": -0.012, "min_detectable_difference": 0.015}, 0.02) == "inconclusive"
+    assert judge({"difference": 0.01, "min_detectable_difference": None}, 0.02) is None
+    # An interval that touches the margin is inside it; one that crosses it is not.
+    assert judge({"difference": 0.004, "min_detectable_difference": 0.006}, 0.01) == "no difference"
+    assert judge({"difference": 0.005, "min_detectable_difference": 0.006}, 0.01) == "inconclusive"
+
+    said = verdict({"mined-random": {"tail_fp_per_image": compare([0.3, 0.2, 0.4], [1.0, 1.2, 1.3]),
+                                     "superset_bbox_map": compare([0.850, 0.851], [0.851, 0.852])},
+                    "random-control": {"tail_bbox_map": compare([0.8, 0.9], [0.1, 0.2])}})
+    assert set(said) == {"tail_fp_per_image", "superset_bbox_map"}  # only mined against random, only what it has
+    assert said["tail_fp_per_image"]["verdict"] == "better" and said["tail_fp_per_image"]["margin"] == 0.1
+    assert said["superset_bbox_map"]["verdict"] == "no difference"
+    assert said["superset_bbox_map"]["margin"] == MARGINS["superset_bbox_map"] == 0.01
 
 
 def test_the_control_gain_is_judged_against_the_noise_of_a_training_run_pooled_over_the_arms():
