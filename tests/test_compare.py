@@ -184,6 +184,9 @@ def test_demo_runs_the_whole_loop_as_a_flow(prefect_backend, mongod, fdb, tmp_pa
     assert "## mAP" in md and "## Hard-case precision" in md and "## Did the mined batch count?" in md
     assert md.startswith("# gaze data engine demo") and "## The verdict on the test split" in md
     assert saved["evaluation"]["images"]["superset"] == 5 and saved["facts"]["test images (reported on)"] == 5
+    # One training seed gives no noise estimate: the verdict leads, and says it cannot judge.
+    assert saved["evaluation"]["verdict"]["superset_bbox_map"]["verdict"] is None
+    assert md.index("**Verdict, mined against random:**") < md.index("## mAP") and "**not judged**" in md
     # The same tables are in the Prefect UI, as artifacts of the run.
     from prefect.client.orchestration import get_client
 
