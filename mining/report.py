@@ -131,11 +131,11 @@ def verdict_lines(summary: dict, explain: bool = True) -> list[str]:
         return []
     lines = ["**Verdict, mined against random:**", ""]
     for key, v in summary["verdict"].items():
-        noise = ("no noise estimate (one training seed)" if v["min_detectable_difference"] is None else
-                 f"± {v['min_detectable_difference']:.3f}")
         word = VERDICT_WORDS.get(v["verdict"], "not judged")
-        lines.append(f"- {ROW_NAMES[key]}: **{word}**, {v['difference']:+.3f} {noise} "
-                     f"(a difference matters from {v['margin']:g}).")
+        noise = ("one training seed: no noise estimate; " if v["min_detectable_difference"] is None else "")
+        interval = "" if noise else f" ± {v['min_detectable_difference']:.3f}"
+        lines.append(f"- {ROW_NAMES[key]}: **{word}**, {v['difference']:+.3f}{interval} "
+                     f"({noise}a difference matters from {v['margin']:g}).")
     if not explain:
         return lines
     return lines + ["", "A difference is called no difference that matters when it and its noise (the minimum "
