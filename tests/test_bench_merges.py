@@ -1,0 +1,55 @@
+"""The benchmarks' merges that read verdicts off their parts: the strategies bench's difference from random paired
+by draw, and the evaluation bench's verdict per draw and whether the draws agree."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _bench(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _curve(values: list[float]) -> list[dict]:
+    return [{"round": r, "labelled_images": 150 + 40 * r, "test_bbox_map": v, "tail_bbox_map": v,
+             "tail_fp_per_image": 1.0 - v} for r, v in enumerate(values)]
+
+
+def test_strategies_are_compared_with_random_within_each_draw():
+    bench = _bench("strategies_bench")
+    # Draw 1's world is harder: every engine is 0.1 lower there. Paired, that shared shift is not noise.
+    parts = [{"hard_share": 0.05, "draw": 0, "curves": {"errors-cost": _curve([0.80, 0.83]),
+                                                        "random": _curve([0.80, 0.81])}},
+             {"hard_share": 0.05, "draw": 1, "curves": {"errors-cost": _curve([0.70, 0.73]),
+                                                        "random": _curve([0.70, 0.70])}},
+             {"hard_share": 0.3, "draw": 0, "curves": {"hybrid": _curve([0.8, 0.9])}}]  # no random: no pairs
+    paired = bench.against_random(parts)
+    assert set(paired) == {"0.05"} and set(paired["0.05"]) == {"errors-cost"}
+    tail = paired["0.05"]["errors-cost"]["round_1"]["tail_bbox_map"]
+    assert tail["difference"] == pytest.approx(0.025) and tail["per_draw"] == {"0": pytest.approx(0.02),
+                                                                                "1": pytest.approx(0.03)}
+    assert tail["sd"] == pytest.approx(0.005) and tail["min_detectable_difference"] == pytest.approx(0.01)
+    assert paired["0.05"]["errors-cost"]["round_1"]["tail_fp_per_image"]["difference"] == pytest.approx(-0.025)
+
+
+def test_the_evaluation_bench_says_whether_every_draw_gave_the_same_verdict():
+    bench = _bench("evaluation_bench")
+
+    def part(tail_difference: float) -> dict:
+        return {"differences": {"mined-random": {
+            "tail_bbox_map": {"difference": tail_difference, "min_detectable_difference": 0.007},
+            "tail_fp_per_image": {"difference": -0.8, "min_detectable_difference": 0.2}}}}
+
+    verdicts = {0: bench._verdict(part(-0.005)), 1: bench._verdict(part(-0.0068)), 2: bench._verdict(part(-0.02))}
+    assert verdicts[0] == verdicts[1] == {"tail_bbox_map": "no difference", "tail_fp_per_image": "better"}
+    assert verdicts[2]["tail_bbox_map"] == "worse"
+    assert bench._same_verdict({0: verdicts[0], 1: verdicts[1]}) == {"tail_bbox_map": True, "tail_fp_per_image": True}
+    assert bench._same_verdict(verdicts) == {"tail_bbox_map": False, "tail_fp_per_image": True}
