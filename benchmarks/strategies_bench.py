@@ -16,7 +16,8 @@ split, which fed nothing (its tail part drawn apart, `dataengine synth --test-ta
 round and metric, the mean and sd over the draws.
 
 Schema: summary["<hard_share>"]["<strategy>"]["round_<r>"]["<metric>"] = {"mean", "sd", "runs"} with the metrics
-test_bbox_map, tail_bbox_map, tail_fp_per_image and labelled_images (the served model, sd over draws) and, from the
+test_bbox_map, tail_bbox_map, tail_fp_per_image, labelled_images and tail_error_ceiling (the served model, sd over
+draws; the ceiling from the parts that record it) and, from the
 parts that record them, candidate_test_bbox_map, candidate_tail_bbox_map and candidate_tail_fp_per_image: each
 round's candidate, promoted or not, every training seed of every draw pooled (rounds >= 1). Beside it,
 against_random["<hard_share>"]["<strategy>"]["round_<r>"]["<metric>"] = {"difference", "sd",
@@ -40,7 +41,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # "errors" mines with the loop's false positives, as the demo does; "errors-cost" with every error type, the budget
 # split by the mAP each type costs (`flows.loop.VARIANTS`).
 ENGINES = ["errors", "errors-cost", "uncertainty", "diversity", "hybrid", "random", "none"]
-METRICS = ("test_bbox_map", "tail_bbox_map", "tail_fp_per_image", "labelled_images")
+METRICS = ("test_bbox_map", "tail_bbox_map", "tail_fp_per_image", "labelled_images", "tail_error_ceiling")
+# tail_error_ceiling: what the served model would gain on the test tail if every error there were fixed (each false
+# positive deleted, each missed object found; `mining.model_errors.error_ceiling`), from parts run on 2026-12-06 on:
+# the most any batch could buy on the tail by fixing errors, beside the gain the tail target asks of it.
 # The candidate of each round on the test split, one value per training seed, whether or not the gate promoted it:
 # the served model's curve (METRICS) moves only on promotion and follows one seed, so the gate's luck on val rides
 # on it; the candidates' curves say what the labelled data is worth, with an sd over seeds within each draw.
@@ -67,7 +71,8 @@ def curves(loop_result: dict, train_images: int) -> dict:
             test = record.get("test") or {}
             row = {"round": record["round"], "labelled_images": labelled, "promoted": record["promoted"],
                    "test_bbox_map": test.get("bbox_superset"), "tail_bbox_map": test.get("bbox_tail"),
-                   "tail_fp_per_image": test.get("fp_per_image_tail")}
+                   "tail_fp_per_image": test.get("fp_per_image_tail"),
+                   "tail_error_ceiling": test.get("error_ceiling_tail")}
             candidate = record.get("candidate_test")
             if candidate:  # every training seed of this round's candidate, promoted or not (parts from 2026-12-05 on)
                 row["candidate_runs"] = {metric: candidate[key]["runs"] for metric, key in CANDIDATE.items()}

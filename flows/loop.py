@@ -27,6 +27,7 @@ from detectors.config import DetectConfig, FinetuneConfig
 from flows.scenes import pool_uris, train_seed_for
 from mining.config import MatchConfig, MiningConfig
 from mining.gate import served_run
+from mining.model_errors import error_ceiling
 from mining.strategies import STRATEGIES
 from records.hashing import json_key
 from tasks import detect, detect_labelled, export, import_batch_labels, mine, resolve_model, retrain_candidate
@@ -200,6 +201,8 @@ def _candidate_test(runs: list[dict]) -> dict:
 
 def _test_numbers(test: dict) -> dict:
     """The served model on the test split: bbox mAP per subset, false positives per image at the serving
-    threshold."""
+    threshold, and what fixing every error would gain per subset (`error_ceiling`: the most any batch of labels
+    could buy there by fixing errors)."""
     return {**{f"bbox_{s}": m["bbox"] for s, m in test["mAP"].items()},
-            **{f"fp_per_image_{s}": p["all"]["fp_per_image"] for s, p in test["operating_point"].items()}}
+            **{f"fp_per_image_{s}": p["all"]["fp_per_image"] for s, p in test["operating_point"].items()},
+            **{f"error_ceiling_{s}": error_ceiling(c["cost"]) for s, c in test.get("error_cost_by_subset", {}).items()}}

@@ -243,6 +243,14 @@ class ErrorCost:
         return {"bbox_map": base, "cost": cost}
 
 
+def error_ceiling(cost: dict) -> float:
+    """What a model would gain on a set, in bbox mAP, if every error `ErrorCost` prices there were fixed: each
+    false-positive type deleted and every missed object found, each priced alone and the prices added. The most
+    any choice of images to label can buy there by fixing errors; the rest of the gap to 1.0 is the boxes' fit at
+    the stricter IoU thresholds of the mean, which no error type holds."""
+    return sum(cost.get(t, 0.0) for t in FP_TYPES) + cost.get("miss", 0.0)
+
+
 def _bbox_map(gt: COCO, results: list[dict], image_ids: list[int]) -> float:
     if not results:
         return 0.0

@@ -14,6 +14,7 @@ from mining.config import MatchConfig
 from mining.evaluation import (MARGINS, LeakyTestSplit, OperatingPoint, check_batches_apart, check_test_split,
                                compare, judge, min_detectable_difference, report_subsets, tail_from_errors,
                                tail_from_metadata, verdict)
+from mining.model_errors import error_ceiling
 from records.coco import load_coco
 
 
@@ -106,6 +107,15 @@ def test_tide_costs_a_miss_and_prices_each_subset(tmp_path):
     assert out["by_subset"]["tail"]["bbox_map"] == pytest.approx(0.5, abs=0.01)
     assert out["by_subset"]["tail"]["cost"]["miss"] == pytest.approx(0.5, abs=0.01)
     assert out["cost"]["fp_background"] == 0.0
+    # Fixing every error there would gain the miss's cost: the most a labelled batch could buy by fixing errors.
+    assert error_ceiling(out["by_subset"]["tail"]["cost"]) == pytest.approx(0.5, abs=0.01)
+
+
+def test_the_error_ceiling_adds_every_error_types_price():
+    cost = {"fp_background": 0.004, "fp_wrong_class": 0.001, "fp_localisation": 0.0005,
+            "fp_background+fp_wrong_class": 0.0048, "miss": 0.0027}  # the joint key is not counted twice
+    assert error_ceiling(cost) == pytest.approx(0.0082)
+    assert error_ceiling({}) == 0.0
 
 
 def test_the_minimum_detectable_difference_is_twice_the_sd_of_the_difference():

@@ -266,8 +266,8 @@ def test_two_rounds_of_the_loop_for_two_engines(prefect_backend, mongod, fdb, tm
     assert [r["batch"] is not None for r in result["engines"]["mined"][1:]] == [True, True]
     assert all(r["batch"] is None for r in result["engines"]["none"])
     # Every round's production model is also reported on the test split, which fed nothing.
-    assert all({"bbox_superset", "fp_per_image_superset"} <= set(r["test"]) for rounds in result["engines"].values()
-               for r in rounds)
+    assert all({"bbox_superset", "fp_per_image_superset", "error_ceiling_superset"} <= set(r["test"])
+               for rounds in result["engines"].values() for r in rounds)
     # And every round's candidate, promoted or not: one number per training seed, their mean and sd.
     for rounds in result["engines"].values():
         for r in rounds[1:]:
