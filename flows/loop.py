@@ -27,7 +27,6 @@ from detectors.config import DetectConfig, FinetuneConfig
 from flows.scenes import pool_uris, train_seed_for
 from mining.config import MatchConfig, MiningConfig
 from mining.gate import served_run
-from mining.model_errors import error_ceiling
 from mining.strategies import STRATEGIES
 from records.hashing import json_key
 from tasks import detect, detect_labelled, export, import_batch_labels, mine, resolve_model, retrain_candidate
@@ -61,8 +60,8 @@ def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None =
         raise ValueError(f"unknown engines {unknown}; an engine is one of {sorted(known)}")
     store = store_config()
     tag = json_key(sizes, 8)
-    root = Path(root) if root else Path(store.home) / "loop" / tag
-    scenes = _generate(root, sizes, progress)
+    root = Path(root) if root else loop_root(store.home, sizes)
+    scenes = loop_scenes(root, sizes, progress)
     history: dict[str, list[dict]] = {}
     query_subset: list[int] | None = None
     for engine in engines:
@@ -79,7 +78,7 @@ def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None =
 
 
 @dataclass(frozen=True)
-class _Scenes:
+class LoopScenes:
     """The loop's generated scenes: their folder, images folder, splits' COCO files and the pool's image paths."""
     data_dir: Path
     images: str
@@ -90,25 +89,34 @@ class _Scenes:
     pool: list[str]
 
 
-def _generate(root: Path, sizes: dict, progress: bool) -> _Scenes:
+def loop_root(home: str | Path, sizes: dict) -> Path:
+    """Where `loop` keeps one world's scenes, seed model and numbers under a data home: one folder per `sizes`
+    (merged over `LOOP`), so a second run of the same world reuses both."""
+    return Path(home) / "loop" / json_key({**LOOP, **sizes}, 8)
+
+
+def seed_path(root: Path, sizes: dict) -> Path:
+    """The seed model's checkpoint under a loop's root: trained once, shared by every engine."""
+    return root / f"seed-{sizes.get('preset', 'small')}-{sizes['seed_steps']}.pt"
+
+
+def loop_scenes(root: Path, sizes: dict, progress: bool = False) -> LoopScenes:
     """The scenes every engine shares, generated under `root`/synthetic (train, val, pool and, when `sizes` asks
-    for one, test)."""
+    for one, test) unless already there."""
     data_dir = root / "synthetic"
     annotations, images = data_dir / "annotations", str(data_dir / "images")
     train_json, val_json, pool_json = (str(annotations / f"{s}.json") for s in ("train", "val", "pool"))
     test_json = str(annotations / "test.json") if sizes.get("test") else None
     generate_scenes(str(data_dir), sizes, progress)
-    return _Scenes(data_dir, images, train_json, val_json, pool_json, test_json, pool_uris(data_dir))
+    return LoopScenes(data_dir, images, train_json, val_json, pool_json, test_json, pool_uris(data_dir))
 
 
-def _run_engine(estore, engine: str, scenes: _Scenes, root: Path, rounds: int, sizes: dict, recipe: FinetuneConfig,
+def _run_engine(estore, engine: str, scenes: LoopScenes, root: Path, rounds: int, sizes: dict, recipe: FinetuneConfig,
                 detection: DetectConfig, match: MatchConfig, query_subset: list[int] | None, progress: bool,
                 say) -> tuple[list[dict], list[int] | None]:
     """One engine's rounds from the seed model: (its records, round 0 the seed's; the query subset, set by the
     first round that mines when no engine set it before)."""
-    preset = sizes.get("preset", "small")
-    seed = train_seed_for(estore, scenes.data_dir, str(root / f"seed-{preset}-{sizes['seed_steps']}.pt"), sizes,
-                          progress)
+    seed = train_seed_for(estore, scenes.data_dir, str(seed_path(root, sizes)), sizes, progress)
     records: list[dict] = []
     for round_no in range(1, rounds + 1):
         result, batch, query_subset = _round(estore, engine, round_no, scenes, root, sizes, recipe, detection, match,
@@ -127,7 +135,7 @@ def _run_engine(estore, engine: str, scenes: _Scenes, root: Path, rounds: int, s
     return records, query_subset
 
 
-def _round(estore, engine: str, round_no: int, scenes: _Scenes, root: Path, sizes: dict, recipe: FinetuneConfig,
+def _round(estore, engine: str, round_no: int, scenes: LoopScenes, root: Path, sizes: dict, recipe: FinetuneConfig,
            detection: DetectConfig, match: MatchConfig, query_subset: list[int] | None, progress: bool):
     """One round of one engine: detect with the production model, mine, label what was selected (the generator's
     ground truth) and retrain through the gate. Returns (the retraining's result, the labelled batch or None, the
@@ -201,8 +209,9 @@ def _candidate_test(runs: list[dict]) -> dict:
 
 def _test_numbers(test: dict) -> dict:
     """The served model on the test split: bbox mAP per subset, false positives per image at the serving
-    threshold, and what fixing every error would gain per subset (`error_ceiling`: the most any batch of labels
-    could buy there by fixing errors)."""
+    threshold, and what fixing every error would gain per subset (`mining.model_errors.ErrorCost`'s ceiling: the
+    most any batch of labels could buy there by fixing errors)."""
     return {**{f"bbox_{s}": m["bbox"] for s, m in test["mAP"].items()},
             **{f"fp_per_image_{s}": p["all"]["fp_per_image"] for s, p in test["operating_point"].items()},
-            **{f"error_ceiling_{s}": error_ceiling(c["cost"]) for s, c in test.get("error_cost_by_subset", {}).items()}}
+            **{f"error_ceiling_{s}": c["ceiling"] for s, c in test.get("error_cost_by_subset", {}).items()
+               if "ceiling" in c}}

@@ -1,5 +1,6 @@
 """The benchmarks' merges that read verdicts off their parts: the strategies bench's difference from random paired
-by draw, and the evaluation bench's verdict per draw and whether the draws agree."""
+by draw and the seed's error ceiling against the tail target, and the evaluation bench's verdict per draw and
+whether the draws agree."""
 
 from __future__ import annotations
 
@@ -53,3 +54,23 @@ def test_the_evaluation_bench_says_whether_every_draw_gave_the_same_verdict():
     assert verdicts[2]["tail_bbox_map"] == "worse"
     assert bench._same_verdict({0: verdicts[0], 1: verdicts[1]}) == {"tail_bbox_map": True, "tail_fp_per_image": True}
     assert bench._same_verdict(verdicts) == {"tail_bbox_map": False, "tail_fp_per_image": True}
+
+
+def _ceiling(share: float, draw: int, tail: float) -> dict:
+    return {"hard_share": share, "draw": draw, "error_ceiling": {"tail": tail, "superset": tail / 2},
+            "seed_bbox_map": {"tail": 0.85, "superset": 0.84}, "error_cost": {"tail": {"miss": tail / 3}}}
+
+
+def test_the_seed_error_ceiling_is_merged_per_draw_against_the_tail_target():
+    bench = _bench("strategies_bench")
+    merged = bench.merge_ceilings([_ceiling(0.05, 1, 0.012), _ceiling(0.05, 0, 0.008), _ceiling(0.3, 0, 0.04)],
+                                  target=0.03)
+    low, high = merged["0.05"], merged["0.3"]
+    assert list(low["per_draw"]) == ["0", "1"] and low["per_draw"]["1"]["tail"] == 0.012
+    assert low["tail_max"] == 0.012 and low["tail_mean"] == pytest.approx(0.010)
+    # Below the target on every draw: beating random by the target takes more than fixing every tail error.
+    assert low["ceiling_below_target"] is True
+    assert high["ceiling_below_target"] is False  # one draw at or above it is enough to say the target is in reach
+    # The merged file holds the ceilings only where some were measured.
+    assert "seed_error_ceiling" not in bench.merge([], [])
+    assert bench.merge([], [_ceiling(0.05, 0, 0.008)])["seed_error_ceiling"]["0.05"]["tail_max"] == 0.008

@@ -14,7 +14,6 @@ from mining.config import MatchConfig
 from mining.evaluation import (MARGINS, LeakyTestSplit, OperatingPoint, check_batches_apart, check_test_split,
                                compare, judge, min_detectable_difference, report_subsets, tail_from_errors,
                                tail_from_metadata, verdict)
-from mining.model_errors import error_ceiling
 from records.coco import load_coco
 
 
@@ -107,15 +106,30 @@ def test_tide_costs_a_miss_and_prices_each_subset(tmp_path):
     assert out["by_subset"]["tail"]["bbox_map"] == pytest.approx(0.5, abs=0.01)
     assert out["by_subset"]["tail"]["cost"]["miss"] == pytest.approx(0.5, abs=0.01)
     assert out["cost"]["fp_background"] == 0.0
-    # Fixing every error there would gain the miss's cost: the most a labelled batch could buy by fixing errors.
-    assert error_ceiling(out["by_subset"]["tail"]["cost"]) == pytest.approx(0.5, abs=0.01)
+    # Every error fixed at once: the boxes found fit exactly, so what is left below 1.0 is all errors' doing.
+    assert out["ceiling"] == pytest.approx(1 / 3, abs=0.01)
+    assert out["by_subset"]["tail"]["ceiling"] == pytest.approx(0.5, abs=0.01)
 
 
-def test_the_error_ceiling_adds_every_error_types_price():
-    cost = {"fp_background": 0.004, "fp_wrong_class": 0.001, "fp_localisation": 0.0005,
-            "fp_background+fp_wrong_class": 0.0048, "miss": 0.0027}  # the joint key is not counted twice
-    assert error_ceiling(cost) == pytest.approx(0.0082)
-    assert error_ceiling({}) == 0.0
+def test_the_error_ceiling_prices_every_error_fixed_at_once(tmp_path):
+    """Two of three signs found, a background box and a duplicate ranked above a true positive: fixing one type
+    alone leaves the others costing; only every error fixed together reaches 1.0 (the boxes found fit exactly)."""
+    from mining.model_errors import ErrorCost
+
+    gts = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "area": 900, "iscrowd": 0},
+           {"id": 2, "image_id": 1, "category_id": 1, "bbox": [60, 10, 30, 30], "area": 900, "iscrowd": 0},
+           {"id": 3, "image_id": 1, "category_id": 1, "bbox": [5, 60, 20, 20], "area": 400, "iscrowd": 0}]
+    coco = _coco(tmp_path, "gt", _images(["1.png"]), gts)
+    cost = ErrorCost(coco, MatchConfig())
+    cost.process([1], [SimpleNamespace(detections=[
+        det([60, 60, 30, 30], 0.99, 1),  # background, far from any sign
+        det([10, 10, 30, 30], 0.95, 1),
+        det([12, 12, 30, 30], 0.9, 1),  # a second box on sign 1: a duplicate (localisation)
+        det([60, 10, 30, 30], 0.8, 1)])])  # sign 3 is missed
+    out = cost.evaluate()
+    alone = max(out["cost"][t] for t in ("fp_background", "fp_localisation", "miss"))
+    assert out["bbox_map"] + out["ceiling"] == pytest.approx(1.0, abs=0.01)
+    assert out["ceiling"] > alone + 0.05
 
 
 def test_the_minimum_detectable_difference_is_twice_the_sd_of_the_difference():
