@@ -246,7 +246,7 @@ def part_mining(work: Path, seeds: list[int]) -> dict:
     out = {"deleted_labels": deleted, "query_types": QUERY_TYPES, "k": FULL["k"], "budget": FULL["budget"]}
     for name, path, keep, _ in runs:
         config = MiningConfig(k=FULL["k"], budget=FULL["budget"], types=tuple(QUERY_TYPES), keep_label_errors=keep,
-                              random_arm=False)
+                              random_arm=False, budget_split="hits")  # as the demo mines
         result = select_hard_cases(fdb, version, load_coco(path, image_dir=data / "images"), config,
                                    out_dir=work / "mining")
         share = hard_case_share([im.uri for im in result.selection.images], data / "annotations" / "pool.json")

@@ -279,7 +279,13 @@ def plot(merged: dict, out: Path) -> None:
                           for v in rounds.values() if metric in v and "labelled_images" in v]
                 if points:
                     x, y, e = zip(*points)
-                    ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=engine)
+                    ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=engine,
+                                color=f"C{ENGINES.index(engine)}")  # one colour per engine in every panel
+            ceiling = merged.get("seed_error_ceiling", {}).get(share)
+            if metric == "tail_bbox_map" and ceiling:  # how high fixing every tail error could take the seed
+                reach = statistics.fmean(d["seed_tail_bbox_map"] + d["tail"] for d in ceiling["per_draw"].values())
+                line = ax.axhline(reach, color="grey", linestyle="--", label="seed + every tail error fixed")
+                ax.legend(handles=[line], fontsize=8)
             ax.set_title(f"hard share {share}: {metric.replace('_', ' ')}")
             ax.set_xlabel("labelled images")
         row[0].legend(fontsize=8)

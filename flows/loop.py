@@ -159,8 +159,10 @@ def _round(estore, engine: str, round_no: int, scenes: LoopScenes, root: Path, s
 
 def mining_config(engine: str, sizes: dict) -> MiningConfig:
     """How an engine mines: its strategy (errors for "mined" and "none", which labels nothing), the loop's query
-    types and the budget split by hits, unless it is a variant."""
-    mining = {"strategy": "errors" if engine in ENGINES else engine, "types": QUERY_TYPES, **VARIANTS.get(engine, {})}
+    types and the budget split by hits (the demo's; every part of the strategies bench ran so), unless it is a
+    variant."""
+    mining = {"strategy": "errors" if engine in ENGINES else engine, "types": QUERY_TYPES, "budget_split": "hits",
+              **VARIANTS.get(engine, {})}
     return MiningConfig(k=sizes["k"], budget=sizes["budget"], random_arm=engine == "random", **mining)
 
 

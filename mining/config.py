@@ -81,10 +81,11 @@ class MiningConfig:
     seed: int = field(default=0, metadata={"help": "seed of the random arm"})
     duplicate_distance: float = field(default=1e-4, metadata={
         "help": "images closer than this (cosine, centred image vectors) to one already chosen are duplicates"})
-    budget_split: str = field(default="hits", metadata={
-        "help": "errors strategy: hits ranks every image by how many error queries hit it; cost splits the budget "
-                "between error types in proportion to the mAP each costs on the labelled set (TIDE), with a floor",
-        "choices": ["hits", "cost"]})
+    budget_split: str = field(default="cost", metadata={
+        "help": "errors strategy: cost splits the budget between error types in proportion to the mAP each costs "
+                "on the labelled set (TIDE), with a floor (the default: the strategies benchmark's choice, "
+                "benchmarks/results/strategies.json); hits ranks every image by how many error queries hit it",
+        "choices": ["cost", "hits"]})
     type_floor: float = field(default=0.1, metadata={
         "help": "budget_split cost: the least share of the budget each queried error type gets"})
     uncertainty: str = field(default="entropy", metadata={

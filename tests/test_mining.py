@@ -78,8 +78,9 @@ def test_pool_excludes_labelled_quarantined_and_exported(fdb, haystack):
 
 def test_merge_budget_duplicates_provenance_and_determinism(fdb, haystack, tmp_path):
     ids, queries = haystack
-    sel = select_for_queries(fdb, MODEL, queries, MiningConfig(k=3, budget=4, backend="exact"),
-                             index_root=tmp_path / "idx")
+    # Ranked by hits: an image more queries reach comes first (the default splits the budget by cost instead).
+    config = MiningConfig(k=3, budget=4, backend="exact", budget_split="hits")
+    sel = select_for_queries(fdb, MODEL, queries, config, index_root=tmp_path / "idx")
     chosen = [img.image_id for img in sel.images]
     # Hit by both A-queries first, then B; p8 (a copy of p0) collapsed; the budget caps at 4.
     assert len(chosen) == 4 and set(chosen[:3]) == {ids[0], ids[1], ids[2]} and chosen[3] in (ids[3], ids[4])
@@ -93,8 +94,7 @@ def test_merge_budget_duplicates_provenance_and_determinism(fdb, haystack, tmp_p
     assert stored[0]["index_versions"][BOX_LAYER] == sel.index_versions[BOX_LAYER]
     assert fdb.indexes.count_documents({}) == 1
 
-    again = select_for_queries(fdb, MODEL, queries, MiningConfig(k=3, budget=4, backend="exact"),
-                               index_root=tmp_path / "idx")
+    again = select_for_queries(fdb, MODEL, queries, config, index_root=tmp_path / "idx")
     assert again.selection_id == sel.selection_id and [i.image_id for i in again.images] == chosen
     assert fdb.selections.count_documents({"selection_id": sel.selection_id}) == 4
     assert fdb.indexes.count_documents({}) == 1  # same pool, same model: the index was reused
