@@ -308,7 +308,7 @@ def main() -> None:
                         help="run only these engines: added to the part already written (same --home), or a new part "
                              "that holds only them (--merge takes what each part has)")
     args = parser.parse_args()
-    home = str(Path(args.home) / f"share-{args.hard_share:g}-draw-{args.draw}")
+    home = str(Path(args.home) / f"share-{args.hard_share:g}-draw-{args.draw}") if args.hard_share is not None else ""
     if args.smoke:
         print(run_part(0.3, 0, 2, str(Path(args.home) / "smoke"), smoke=True))
     elif args.ceiling and args.hard_share is not None:
