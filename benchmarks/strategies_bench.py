@@ -18,9 +18,9 @@ round and metric, the mean and sd over the draws.
 
 Schema: summary["<hard_share>"]["<strategy>"]["round_<r>"]["<metric>"] = {"mean", "sd", "runs"} with the metrics
 test_bbox_map, tail_bbox_map, tail_fp_per_image, labelled_images and tail_error_ceiling (the served model, sd over
-draws; the ceiling from the parts that record it) and, from the
-parts that record them, candidate_test_bbox_map, candidate_tail_bbox_map and candidate_tail_fp_per_image: each
-round's candidate, promoted or not, every training seed of every draw pooled (rounds >= 1). Beside it,
+draws; the ceiling from the parts that record it) and, from the parts that record them, candidate_test_bbox_map,
+candidate_tail_bbox_map and candidate_tail_fp_per_image: each round's candidate, promoted or not, every training
+seed of every draw pooled (rounds >= 1). Beside it,
 against_random["<hard_share>"]["<strategy>"]["round_<r>"]["<metric>"] = {"difference", "sd",
 "min_detectable_difference", "per_draw"}: each strategy's served model less random's, paired by draw. And
 seed_error_ceiling["<hard_share>"] = {"per_draw": {"<draw>": {"tail", "superset", "seed_tail_bbox_map", ...}},
