@@ -94,17 +94,29 @@ def curves(loop_result: dict, train_images: int) -> dict:
     return out
 
 
+def _draw(hard_share: float, draw: int, home: str, smoke: bool) -> dict:
+    """Point the project at a part's data home and return the sizes of its world: the bench's (or the smoke
+    test's) at this hard share and scene draw."""
+    os.environ["DATAENGINE_HOME"] = home
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    return {**(SMOKE if smoke else SIZES), "hard_share": hard_share, "data_seed": draw}
+
+
+def _stamp(start: float) -> dict:
+    """Where, when and how long a part ran."""
+    return {"minutes": round((time.monotonic() - start) / 60, 1), "machine": platform.node(), "cpus": os.cpu_count(),
+            "date": time.strftime("%Y-%m-%d")}
+
+
 def run_part(hard_share: float, draw: int, rounds: int, home: str, smoke: bool = False,
              engines: list[str] | None = None) -> Path:
     """One part; with `engines`, only those: added to the part already written for (hard share, draw) from the
     same data home (the same scenes and seed model, which the loop keeps there), or a new part holding only them."""
-    os.environ["DATAENGINE_HOME"] = home
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    sizes = _draw(hard_share, draw, home, smoke)
     from detectors.config import FinetuneConfig  # noqa: PLC0415 - after the environment is set
     from flows.demo import FULL  # noqa: PLC0415
     from flows.loop import loop  # noqa: PLC0415
 
-    sizes = {**(SMOKE if smoke else SIZES), "hard_share": hard_share, "data_seed": draw}
     # The candidate's two training seeds side by side, as the demo's arms run (`jobs.parallel`).
     recipe = FinetuneConfig(steps=1 if smoke else FULL["arm_steps"], lr=FULL["lr"], seeds=(0, 1),
                             workers=FULL["workers"])
@@ -114,8 +126,7 @@ def run_part(hard_share: float, draw: int, rounds: int, home: str, smoke: bool =
     result = loop(rounds=rounds, engines=engines or ENGINES, sizes=sizes, recipe=recipe, progress=False)
     part = {"hard_share": hard_share, "draw": draw, "rounds": rounds, "sizes": sizes,
             "recipe": {"steps": recipe.steps, "lr": recipe.lr, "seeds": list(recipe.seeds), "workers": recipe.workers},
-            "minutes": round((time.monotonic() - start) / 60, 1), "machine": platform.node(), "cpus": os.cpu_count(),
-            "date": time.strftime("%Y-%m-%d"), "seed": _seed_version(result), "curves": curves(result, sizes["train"])}
+            **_stamp(start), "seed": _seed_version(result), "curves": curves(result, sizes["train"])}
     if earlier is not None:
         same = {"sizes": json.loads(json.dumps(part["sizes"])), "rounds": rounds, "recipe": part["recipe"],
                 "seed": part["seed"]}
@@ -135,8 +146,7 @@ def run_ceiling(hard_share: float, draw: int, home: str, smoke: bool = False) ->
     makes them (reused from `home` where a part ran there; a fresh home trains the same seed, deterministically on
     one machine), scored once on the test split, and what fixing every error it makes there would gain, on the tail
     and on the superset, from TIDE's cost table (`mining.model_errors`)."""
-    os.environ["DATAENGINE_HOME"] = home
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    sizes = _draw(hard_share, draw, home, smoke)
     from dataclasses import replace  # noqa: PLC0415
 
     from dataengine.config import store_config  # noqa: PLC0415 - after the environment is set
@@ -148,7 +158,6 @@ def run_ceiling(hard_share: float, draw: int, home: str, smoke: bool = False) ->
     from mining.evaluation import report_subsets, tail_from_metadata  # noqa: PLC0415
     from records.coco import load_coco  # noqa: PLC0415
 
-    sizes = {**(SMOKE if smoke else SIZES), "hard_share": hard_share, "data_seed": draw}
     start = time.monotonic()
     store = store_config()
     root = loop_root(store.home, sizes)
@@ -163,9 +172,7 @@ def run_ceiling(hard_share: float, draw: int, home: str, smoke: bool = False) ->
     record = {"hard_share": hard_share, "draw": draw, "sizes": sizes, "seed": seed["version"],
               "seed_bbox_map": {subset: m["bbox"]["mAP"] for subset, m in scores.metrics.items()},
               "error_cost": {subset: p["cost"] for subset, p in priced.items()},
-              "error_ceiling": {subset: p["ceiling"] for subset, p in priced.items()},
-              "minutes": round((time.monotonic() - start) / 60, 1), "machine": platform.node(),
-              "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
+              "error_ceiling": {subset: p["ceiling"] for subset, p in priced.items()}, **_stamp(start)}
     out = ceiling_path(hard_share, draw) if not smoke else Path(home) / "ceiling-smoke.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1, default=str))
@@ -308,13 +315,13 @@ def main() -> None:
                         help="run only these engines: added to the part already written (same --home), or a new part "
                              "that holds only them (--merge takes what each part has)")
     args = parser.parse_args()
-    home = str(Path(args.home) / f"share-{args.hard_share:g}-draw-{args.draw}") if args.hard_share is not None else ""
+    home = Path(args.home) / f"share-{args.hard_share:g}-draw-{args.draw}" if args.hard_share is not None else None
     if args.smoke:
         print(run_part(0.3, 0, 2, str(Path(args.home) / "smoke"), smoke=True))
-    elif args.ceiling and args.hard_share is not None:
-        print(run_ceiling(args.hard_share, args.draw, home))
-    elif args.hard_share is not None:
-        print(run_part(args.hard_share, args.draw, args.rounds, home, engines=args.engines))
+    elif home and args.ceiling:
+        print(run_ceiling(args.hard_share, args.draw, str(home)))
+    elif home:
+        print(run_part(args.hard_share, args.draw, args.rounds, str(home), engines=args.engines))
     elif args.merge:
         parts = [json.loads(p.read_text()) for p in sorted((RESULTS / "strategies").glob("share-*.json"))]
         ceilings = [json.loads(p.read_text()) for p in sorted((RESULTS / "strategies").glob("ceiling-*.json"))]

@@ -59,7 +59,7 @@ def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None =
     if unknown:
         raise ValueError(f"unknown engines {unknown}; an engine is one of {sorted(known)}")
     store = store_config()
-    tag = json_key(sizes, 8)
+    tag = loop_tag(sizes)
     root = Path(root) if root else loop_root(store.home, sizes)
     scenes = loop_scenes(root, sizes, progress)
     history: dict[str, list[dict]] = {}
@@ -89,10 +89,15 @@ class LoopScenes:
     pool: list[str]
 
 
+def loop_tag(sizes: dict) -> str:
+    """One world's key (`sizes` merged over `LOOP`): its folder under a data home and its engines' databases."""
+    return json_key({**LOOP, **sizes}, 8)
+
+
 def loop_root(home: str | Path, sizes: dict) -> Path:
-    """Where `loop` keeps one world's scenes, seed model and numbers under a data home: one folder per `sizes`
-    (merged over `LOOP`), so a second run of the same world reuses both."""
-    return Path(home) / "loop" / json_key({**LOOP, **sizes}, 8)
+    """Where `loop` keeps one world's scenes, seed model and numbers under a data home: one folder per world, so a
+    second run of the same world reuses both."""
+    return Path(home) / "loop" / loop_tag(sizes)
 
 
 def seed_path(root: Path, sizes: dict) -> Path:

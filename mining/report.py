@@ -132,10 +132,11 @@ def verdict_lines(summary: dict, explain: bool = True) -> list[str]:
     lines = ["**Verdict, mined against random:**", ""]
     for key, v in summary["verdict"].items():
         word = VERDICT_WORDS.get(v["verdict"], "not judged")
-        noise = ("one training seed: no noise estimate; " if v["min_detectable_difference"] is None else "")
-        interval = "" if noise else f" ± {v['min_detectable_difference']:.3f}"
+        noise = v["min_detectable_difference"]
+        interval = "" if noise is None else f" ± {noise:.3f}"
+        caveat = "one training seed: no noise estimate; " if noise is None else ""
         lines.append(f"- {ROW_NAMES[key]}: **{word}**, {v['difference']:+.3f}{interval} "
-                     f"({noise}a difference matters from {v['margin']:g}).")
+                     f"({caveat}a difference matters from {v['margin']:g}).")
     if not explain:
         return lines
     return lines + ["", "A difference is called no difference that matters when it and its noise (the minimum "
