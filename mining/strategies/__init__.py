@@ -7,9 +7,10 @@
 | `uncertainty` | the doubt in the image's detections (binary entropy or least confidence of their scores) |
 | `diversity` | a k-center greedy core-set over image vectors, starting from the labelled images |
 | `hybrid` | `errors`, with a share of the budget explored by `uncertainty` or `diversity` |
+| `targeted` | submodular mutual information (FL2MI, GCMI) with target-class exemplars and the errors on them |
 """
 
-from mining.strategies import diversity, errors, hybrid, random, uncertainty  # noqa: F401 - they register
+from mining.strategies import diversity, errors, hybrid, random, targeted, uncertainty  # noqa: F401 - they register
 from mining.strategies.base import (STRATEGIES, Ranking, Selection, Strategy, StrategyContext, build_strategy,
                                     record_ranking, select)
 
