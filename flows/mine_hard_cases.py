@@ -28,6 +28,8 @@ def mine_hard_cases(gt_json: str, gt_images: str | None = None, model_version: s
     store = store_config()
     version = resolve_model(store, model_version)
     detect_labelled(store, version, gt_json, gt_images, detection)
+    if mining.exemplars:  # a targeted run's own exemplars, pooled through the box head like the labelled boxes
+        detect_labelled(store, version, mining.exemplars, None, detection)
     mined = mine(store, version, gt_json, gt_images, mining, match)
     exported = None
     if mined.selected and not dry_run:

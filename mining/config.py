@@ -49,6 +49,9 @@ class LabelErrorConfig:
         "help": "nearest labelled detections (FC vectors) asked whether a prediction looks like its class"})
     threshold: float = field(default=0.5, metadata={
         "help": "suspicion at or above which a suspect counts as a label error (left out of mining, reviewed)"})
+    min_precision: float = field(default=0.8, metadata={
+        "help": "the judge's least precision on errors planted in a copy of the labels for mining to leave out "
+                "the errors its suspects explain (below it, nothing is left out)"})
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -63,8 +66,9 @@ class MiningConfig:
 
     strategy: str = field(default="errors", metadata={
         "help": "how the pool is ranked (mining/strategies): errors (nearest to the model's errors), random, "
-                "uncertainty, diversity (core-set) or hybrid (errors plus a share explored by --explore-with)",
-        "choices": ["errors", "random", "uncertainty", "diversity", "hybrid"]})
+                "uncertainty, diversity (core-set), hybrid (errors plus a share explored by --explore-with) or targeted "
+                "(submodular mutual information with --target-class / --exemplars)",
+        "choices": ["errors", "random", "uncertainty", "diversity", "hybrid", "targeted"]})
     k: int = field(default=20, metadata={"help": "neighbours per query"})
     budget: int = field(default=200, metadata={"help": "most images to select"})
     types: tuple[str, ...] | None = field(default=None, metadata={
@@ -88,6 +92,16 @@ class MiningConfig:
         "choices": ["cost", "hits"]})
     type_floor: float = field(default=0.1, metadata={
         "help": "budget_split cost: the least share of the budget each queried error type gets"})
+    cost: str = field(default="map", metadata={
+        "help": "budget_split cost: how an error type is priced. map: the bbox mAP it costs on the labelled set "
+                "(TIDE; an error ranked below the true objects costs nothing); operating-point: its count at the "
+                "score threshold (--score) on the labelled set x its unit cost (--fp-cost, --miss-cost), what a "
+                "map served at that threshold pays",
+        "choices": ["map", "operating-point"]})
+    fp_cost: float = field(default=1.0, metadata={
+        "help": "cost operating-point: the price of one false positive (background, wrong class, localisation)"})
+    miss_cost: float = field(default=1.0, metadata={
+        "help": "cost operating-point: the price of one missed object"})
     uncertainty: str = field(default="entropy", metadata={
         "help": "a detection's uncertainty for the uncertainty strategy: entropy (binary, of its score) or "
                 "least_confidence (1 - score)", "choices": ["entropy", "least_confidence"]})
@@ -99,10 +113,23 @@ class MiningConfig:
         "help": "hybrid: the exploring strategy", "choices": ["uncertainty", "diversity"]})
     keep_label_errors: bool = field(default=False, metadata={
         "help": "query with errors the labels are suspected of too (by default they are left out)"})
+    target_class: tuple[str, ...] | None = field(default=None, metadata={
+        "help": "targeted: the class names to find on purpose; their labelled boxes (pooled through the box head) "
+                "and the model's errors on them are the queries"})
+    exemplars: str | None = field(default=None, metadata={
+        "help": "targeted: a COCO file of your own images or boxes to find more of (\"more like these\"); images "
+                "without boxes search with their image vector"})
+    smi: str = field(default="fl2mi", metadata={
+        "help": "targeted: the submodular mutual information the batch maximises: fl2mi (cover every query, then "
+                "relevance) or gcmi (relevance only)", "choices": ["fl2mi", "gcmi"]})
+    smi_eta: float = field(default=1.0, metadata={
+        "help": "targeted: FL2MI's weight of relevance against coverage (GCMI's lambda)"})
+    smi_candidates: int = field(default=200, metadata={
+        "help": "targeted: nearest pool vectors per query whose images are scored"})
 
     def __post_init__(self) -> None:
         # Lists from a CLI, a flow parameter or JSON become tuples, so the config stays hashable and comparable.
-        for name in ("types", "classes"):
+        for name in ("types", "classes", "target_class"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))

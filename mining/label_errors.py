@@ -27,6 +27,10 @@ alone decides.
 A model that trained on a label cannot judge it: it has learned the mistake. `find_label_errors` therefore only
 judges images the model never trained on ("held_out"), and says how many it skipped. Where the labelled set is
 the training set, k models each trained without one fold judge it ("k_fold", `jobs.label_folds`).
+
+A weak model cannot judge either: it calls the labels of what it cannot see spurious. So the judge is measured on
+errors planted in a copy of the labels (`mining.label_error_check`), and mining leaves nothing out on its word
+below `min_precision` (`LabelErrorReport.judge_too_weak`).
 """
 
 from __future__ import annotations
@@ -44,8 +48,10 @@ from fdb import label_errors as suspect_store
 from fdb import labels as label_store
 from fdb import models as model_store
 from mining.config import LabelErrorConfig, MatchConfig
+from mining.label_agreement import agreements, box_vectors, neighbour_agreement
+from mining.label_error_check import JudgeCheck, check_judge
 from mining.matching import match_image, stored_detections
-from records import BOX_LAYER, LABEL_ERROR_TYPES, Detection, LabelSuspect, ModelError
+from records import LABEL_ERROR_TYPES, Detection, LabelSuspect, ModelError
 from records.boxes import box_ious
 from records.coco import CocoSet, load_coco
 from records.hashing import file_sha256, json_key
@@ -169,27 +175,6 @@ def _suspect_unsupported_labels(detections: list[Detection], gts: list[dict], cl
     return suspects
 
 
-def neighbour_agreement(vectors: np.ndarray, classes: np.ndarray, matched: np.ndarray, images: np.ndarray,
-                        asked: np.ndarray, k: int) -> np.ndarray:
-    """For each row in `asked`: the share of its k nearest other-image rows (cosine, on vectors centred on their
-    mean) that are `matched` and of its class."""
-    if len(asked) == 0:
-        return np.zeros(0)
-    x = vectors.astype(np.float32) - vectors.mean(axis=0, dtype=np.float64).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-12
-    out = np.zeros(len(asked))
-    for start in range(0, len(asked), 512):
-        rows = asked[start:start + 512]
-        sims = x[rows] @ x.T
-        sims[images[rows][:, None] == images[None, :]] = -np.inf  # the image's own detections say nothing
-        take = min(k, max(1, len(x) - 1))
-        nearest = np.argpartition(-sims, take - 1, axis=1)[:, :take]
-        for r, (row, nbrs) in enumerate(zip(rows, nearest)):
-            nbrs = nbrs[np.isfinite(sims[r, nbrs])]
-            out[start + r] = float(np.mean(matched[nbrs] & (classes[nbrs] == classes[row]))) if len(nbrs) else 1.0
-    return out
-
-
 # ---------------------------------------------------------------------------------------------------- recorded
 @dataclass
 class LabelErrorReport:
@@ -201,14 +186,21 @@ class LabelErrorReport:
     suspects: list[LabelSuspect]  # every candidate, by suspicion (highest first)
     params_key: str = ""  # names this judgment's parameters and judges in fdb
     labels: int = 0  # non-crowd labels on the judged images
+    check: JudgeCheck | None = None  # its precision and recall on errors planted in a copy of the labels
+
+    @property
+    def supports_too_few_labels(self) -> bool:
+        """The model supports fewer than half the labels it judged: it is too weak to tell a wrong label from
+        its own blindness (a model that barely detects calls every label spurious)."""
+        spurious = sum(s.type == "possible_spurious" for s in self.label_errors)
+        return self.labels > 0 and spurious > self.labels / 2
 
     @property
     def judge_too_weak(self) -> bool:
-        """The model supports fewer than half the labels it judged: it is too weak to tell a wrong label from
-        its own blindness (a model that barely detects calls every label spurious). Its suspects are kept for a
-        look, but mining leaves nothing out on its word."""
-        spurious = sum(s.type == "possible_spurious" for s in self.label_errors)
-        return self.labels > 0 and spurious > self.labels / 2
+        """It supports too few labels, or its precision on planted label errors is not measured or under
+        `config.min_precision` (`check.trusted`). Its suspects are kept for a look, but mining leaves nothing out on
+        its word."""
+        return self.supports_too_few_labels or (self.check is not None and not self.check.trusted)
 
     @property
     def label_errors(self) -> list[LabelSuspect]:
@@ -225,7 +217,8 @@ class LabelErrorReport:
                  f"on {self.images} images" + (f"; {self.skipped_in_sample} the model trained on were not judged"
                                                if self.skipped_in_sample else "") + ")"]
         lines += [f"  {kind:<22}{counts[kind]:>6}" for kind in LABEL_ERROR_TYPES]
-        if self.judge_too_weak:
+        lines += self.check.table_lines() if self.check is not None else []
+        if self.supports_too_few_labels:
             lines.append(f"  the model supports fewer than half of the {self.labels} labels: too weak to judge them "
                          "(train it longer, or from pretrained weights); mining leaves nothing out on its word")
         return "\n".join(lines)
@@ -275,27 +268,42 @@ def find_label_errors(fdb: FeatureDB, model_version: str | list[str], ground_tru
     predictions = "held_out" if len(versions) == 1 else "k_fold"
     judged = [cid for cid in uri_of if cid in judge_of]
     dets_of = _judged_detections(fdb, versions, judged, judge_of, uri_of, docs)
+    # The detections' vectors do not depend on the labels: read once, for the labelled set and the planted copy.
+    vectors = {v: box_vectors(fdb, v, [d for c in judged if judge_of[c] == v for d in dets_of[c]], config)
+               for v in versions}
 
-    # Vectors of different models live in different spaces: each model's detections are compared among
-    # themselves.
-    agreement: dict = {}
-    for version in versions:
-        agreement.update(_agreements(fdb, version, ground_truth,
-                                     {c: d for c, d in dets_of.items() if judge_of[c] == version}, config, match))
+    def judge(labels: CocoSet) -> dict[int, list[LabelSuspect]]:
+        return _judge_images(labels, dets_of, judge_of, vectors, config, match)
+
+    suspects_of = judge(ground_truth)
+    check = check_judge(ground_truth, judged, dets_of, suspects_of, judge, config)
     names = {c["id"]: c["name"] for c in ground_truth.categories}
     labels_sha = file_sha256(ground_truth.path)
-    params_key = json_key([config.as_dict(), match.as_dict(), sorted(versions)], 16)
+    # min_precision decides what mining does with the suspects, not what they are: it does not name them.
+    judging = {k: v for k, v in config.as_dict().items() if k != "min_precision"}
+    params_key = json_key([judging, match.as_dict(), sorted(versions)], 16)
     found = []
     for cid in judged:
-        suspects = suspect_image_labels(dets_of[cid], ground_truth.annotations_by_image[cid], config, match,
-                                        agreement)
-        found += _stamped(suspects, docs[uri_of[cid]]["_id"], uri_of[cid], cid, judge_of[cid], names, params_key,
-                          predictions, labels_sha)
+        found += _stamped(suspects_of[cid], docs[uri_of[cid]]["_id"], uri_of[cid], cid, judge_of[cid], names,
+                          params_key, predictions, labels_sha)
     found.sort(key=lambda s: (-s.suspicion, str(s.id)))
     suspect_store.record_suspects(fdb, found, threshold=config.threshold)
     labels = sum(not a.get("iscrowd", 0) for c in judged for a in ground_truth.annotations_by_image[c])
     return LabelErrorReport(" + ".join(versions), config, predictions, len(judged), len(uri_of) - len(judged),
-                            found, params_key, labels)
+                            found, params_key, labels, check)
+
+
+def _judge_images(labels: CocoSet, dets_of: dict[int, list[Detection]], judge_of: dict[int, str], vectors: dict,
+                  config: LabelErrorConfig, match: MatchConfig) -> dict[int, list[LabelSuspect]]:
+    """COCO image id -> the suspects of every judged image of `labels` (the labelled set, or its planted copy)."""
+    # Vectors of different models live in different spaces: each model's detections are compared among
+    # themselves.
+    agreement: dict = {}
+    for version, version_vectors in vectors.items():
+        agreement.update(agreements(version_vectors, labels, {c: d for c, d in dets_of.items()
+                                                              if judge_of[c] == version}, config, match))
+    return {cid: suspect_image_labels(dets, labels.annotations_by_image[cid], config, match, agreement)
+            for cid, dets in dets_of.items()}
 
 
 def _judges(fdb: FeatureDB, versions: list[str], uri_of: dict[int, str], docs: dict) -> dict[int, str]:
@@ -334,29 +342,6 @@ def _stamped(suspects: list[LabelSuspect], image_id, uri: str, cid: int, version
         s.model_version, s.params_key, s.predictions, s.labels_sha256 = (version, params_key, predictions,
                                                                          labels_sha)
     return suspects
-
-
-def _agreements(fdb: FeatureDB, model_version: str, ground_truth: CocoSet, dets_of: dict, config: LabelErrorConfig,
-                match: MatchConfig) -> dict:
-    """Neighbour agreement of every confident detection that matched no label (the ones a suspicion needs it
-    for), over the box vectors of every confident detection on the judged images."""
-    rows = []  # (detection, coco image id, matched?)
-    for cid, dets in dets_of.items():
-        matching = match_image(dets, _non_crowd(ground_truth.annotations_by_image[cid]), config.min_score,
-                               match.iou_threshold)
-        rows += [(d, cid, i in matching.label_of) for i, d in enumerate(matching.detections)]
-    owners = [d.id for d, _, _ in rows if d.id is not None]
-    if not owners or fdb.layer_shape(model_version, BOX_LAYER) is None:
-        return {}  # no vectors to ask: the score alone decides
-    vectors = fdb.vectors_by_owner(model_version, BOX_LAYER, owners)
-    rows = [r for r in rows if r[0].id in vectors]
-    asked = np.array([i for i, r in enumerate(rows) if not r[2]], dtype=int)
-    if len(rows) < 2 or not len(asked):
-        return {}
-    values = neighbour_agreement(np.stack([vectors[d.id] for d, _, _ in rows]),
-                                 np.array([d.category_id for d, _, _ in rows]), np.array([m for _, _, m in rows]),
-                                 np.array([c for _, c, _ in rows]), asked, config.neighbours)
-    return {rows[i][0].id: float(v) for i, v in zip(asked, values)}
 
 
 def explained_errors(errors: list[ModelError], suspects: list[LabelSuspect], threshold: float) -> dict:

@@ -34,7 +34,8 @@ from mining.matching import ImageMatch, match_image, stored_detections
 from records import ERROR_TYPES, FP_TYPES, Detection, ModelError
 from records.coco import CocoSet
 
-__all__ = ["ERROR_TYPES", "ErrorCost", "ErrorCounter", "cost_key", "ErrorReport", "MatchConfig", "find_errors", "type_image_errors"]
+__all__ = ["ERROR_TYPES", "ErrorCost", "ErrorCounter", "cost_key", "ErrorReport", "MatchConfig", "find_errors",
+           "type_image_errors", "operating_point_cost"]
 
 
 def type_image_errors(detections: list[Detection], ground_truth: list[dict], params: MatchConfig) -> list[ModelError]:
@@ -89,18 +90,31 @@ class ErrorReport:
     # error type -> the bbox mAP it costs on the labelled set (TIDE, `ErrorCost`), from the same stored detections
     cost: dict[str, float] = field(default_factory=dict)
 
-    def table(self) -> str:
+    def table(self, fp_cost: float = 1.0, miss_cost: float = 1.0) -> str:
+        """Counts by type and class, with both prices of each type: the mAP it costs and its operating-point cost
+        (count x unit cost, `operating_point_cost`)."""
         classes = sorted({c for by_class in self.counts.values() for c in by_class})
+        priced = operating_point_cost(self.totals(), fp_cost, miss_cost)
         lines = [f"{'error type':<18}" + "".join(f"{c:>12}" for c in classes) + f"{'total':>8}"
-                 + (f"{'mAP cost':>10}" if self.cost else "")]
+                 + (f"{'mAP cost':>10}" if self.cost else "") + f"{'op. cost':>10}"]
         for kind in ERROR_TYPES:
             row = self.counts.get(kind, {})
             lines.append(f"{kind:<18}" + "".join(f"{row.get(c, 0):>12}" for c in classes)
-                         + f"{sum(row.values()):>8}" + (f"{self.cost.get(kind, 0.0):>10.4f}" if self.cost else ""))
-        return "\n".join(lines)
+                         + f"{sum(row.values()):>8}" + (f"{self.cost.get(kind, 0.0):>10.4f}" if self.cost else "")
+                         + f"{priced.get(kind, 0.0):>10g}")
+        return "\n".join(lines + [(f"op. cost (operating point): count at score >= {self.params.score_threshold:g} x "
+                                    f"{fp_cost:g} per false positive, {miss_cost:g} per miss")])
 
     def totals(self) -> dict[str, int]:
         return {kind: sum(by_class.values()) for kind, by_class in self.counts.items()}
+
+
+def operating_point_cost(counts: dict[str, int], fp_cost: float = 1.0, miss_cost: float = 1.0) -> dict[str, float]:
+    """What each error type costs a map served at the matching score threshold: its count there (errors are typed
+    only for detections at or above it; a miss is an object none of them found) x its unit cost, `fp_cost` for
+    each false-positive type, `miss_cost` for misses. Unlike the mAP price (`ErrorCost`), a look-alike scored below
+    the true objects costs here what any wrong object on the map costs."""
+    return {t: float(n) * (miss_cost if t == "miss" else fp_cost) for t, n in counts.items() if t in ERROR_TYPES}
 
 
 def find_errors(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,

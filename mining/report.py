@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from mining.compare import Comparison, mean_sd  # noqa: E402
 from mining.evaluation import SUMMARY_METRICS, VERDICT_WORDS, arm_values, summarise  # noqa: E402
+from mining.model_errors import operating_point_cost  # noqa: E402
 from records import ERROR_TYPES  # noqa: E402
 
 ROW_NAMES = {"superset_bbox_map": "bbox mAP, superset", "tail_bbox_map": "bbox mAP, tail",
@@ -144,17 +145,22 @@ def verdict_lines(summary: dict, explain: bool = True) -> list[str]:
                         "when it is beyond its noise; inconclusive when neither.", ""]
 
 
-def costs_markdown(comparison: Comparison) -> str:
+def costs_markdown(comparison: Comparison, fp_cost: float = 1.0, miss_cost: float = 1.0) -> str:
     """What each error type costs in bbox mAP (TIDE's fixes, `mining.model_errors.ErrorCost`), per arm, on the superset
-    and the tail: mean over training seeds."""
+    and the tail, and at the operating point (its count at the score threshold x its unit cost,
+    `mining.model_errors.operating_point_cost`) on the superset, where errors are counted: mean over training seeds."""
     subsets = [s for s in ("superset", "tail") if any(a.costs("fp_background", s) for a in comparison.arms.values())]
     if not subsets:
         return ""
     types = ["fp_background", "fp_wrong_class", "fp_localisation", "miss"]
-    lines = ["| arm | subset | " + " | ".join(types) + " |", "|---|---|" + "---:|" * len(types)]
+    lines = ["| arm | subset | price | " + " | ".join(types) + " |", "|---|---|---|" + "---:|" * len(types)]
     for name, arm in comparison.arms.items():
         for subset in subsets:
-            lines.append(f"| {name} | {subset} | " + " | ".join(_cell(arm.costs(t, subset)) for t in types) + " |")
+            lines.append(f"| {name} | {subset} | mAP | " + " | ".join(_cell(arm.costs(t, subset)) for t in types)
+                         + " |")
+        priced = {t: [operating_point_cost({t: n}, fp_cost, miss_cost)[t] for n in arm.errors(t)] for t in types}
+        lines.append(f"| {name} | superset | operating point | " + " | ".join(_cell(priced[t], 1) for t in types)
+                     + " |")
     return "\n".join(lines)
 
 
@@ -245,7 +251,8 @@ def write_report(comparison: Comparison, out_dir: str | Path, title: str, facts:
         md.append("")
     costs = costs_markdown(comparison)
     if costs:
-        md += ["## What each error type costs (bbox mAP an oracle fixing it would gain)", "", costs, ""]
+        md += [("## What each error type costs (bbox mAP an oracle fixing it would gain; at the operating point, "
+                "its count at the score threshold x 1)"), "", costs, ""]
     md += ["## Errors on the superset (score >= threshold)", "", errors_markdown(comparison), "",
            "## Per-class AP (bbox, superset, first training seed)", "",
            "| arm | " + " | ".join(next(iter(comparison.arms.values())).metrics["superset"]["bbox"]["per_class_AP"]) + " |",

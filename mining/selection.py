@@ -24,13 +24,13 @@ from fdb import images as image_store
 from fdb import runs as run_store
 from fdb import selections as selection_store
 from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
-from mining.model_errors import ErrorReport, find_errors
+from mining.model_errors import ErrorReport, find_errors, operating_point_cost
 from mining.label_errors import LabelErrorReport, explained_errors, find_label_errors
 from mining.montage import query_montage
-from mining.queries import Query, build_queries, chosen_errors
+from mining.queries import Query, build_queries, build_target_queries, chosen_errors
 from mining.strategies import Selection, StrategyContext, select
 from mining.strategies.base import selection_key
-from records.coco import CocoSet
+from records.coco import CocoSet, load_coco
 from records.hashing import file_sha256
 
 
@@ -66,10 +66,14 @@ class MiningResult:
     run_id: object
     label_errors: LabelErrorReport | None = None
     left_out: dict[str, int] = field(default_factory=dict)  # suspect type -> errors it explained, not queried
+    # The unit costs the operating-point price counts errors at (`MiningConfig.fp_cost`, `miss_cost`).
+    fp_cost: float = 1.0
+    miss_cost: float = 1.0
 
     def error_table(self) -> str:
         """The model's errors by type (and what each costs), the suspected label errors, and what they left out."""
-        table = self.errors.table() + ("\n" + self.label_errors.table() if self.label_errors else "")
+        table = self.errors.table(self.fp_cost, self.miss_cost) + (
+            "\n" + self.label_errors.table() if self.label_errors else "")
         if self.left_out:
             table += "\nleft out of the queries as label errors: " + ", ".join(
                 f"{n} ({kind})" for kind, n in sorted(self.left_out.items()))
@@ -82,6 +86,8 @@ class MiningResult:
             selection_id=self.selection.selection_id, selected=len(self.selection),
             strategy=self.selection.info.params.get("strategy"), queries=len(self.queries),
             errors=self.errors.counts, error_table=self.error_table(), error_cost=self.errors.cost,
+            operating_point_cost=operating_point_cost(self.errors.totals(), self.fp_cost, self.miss_cost),
+            pricing=self.selection.info.params.get("cost"),
             budget_shares=self.selection.info.params.get("shares"),
             label_errors=label_errors.counts() if label_errors else {},
             label_error_predictions=label_errors.predictions if label_errors else None, left_out=self.left_out,
@@ -107,6 +113,8 @@ class MiningSummary:
     errors: dict = field(default_factory=dict)  # error type -> count on the labelled set
     error_table: str = ""
     error_cost: dict = field(default_factory=dict)  # error type -> the bbox mAP it costs (TIDE)
+    operating_point_cost: dict = field(default_factory=dict)  # error type -> its count at the threshold x unit cost
+    pricing: str | None = None  # what the budget split priced error types by (map, operating-point), if it split
     budget_shares: dict | None = None  # error type -> images, when the budget was split by cost
     label_errors: dict = field(default_factory=dict)  # suspect type -> count
     label_error_predictions: str | None = None
@@ -139,39 +147,52 @@ def select_hard_cases(fdb: FeatureDB, model_version: str, ground_truth: CocoSet,
     images it must have processed), leave out those a suspected label error explains (unless
     `config.keep_label_errors`), query the pool with the rest, record the selection (and a random arm of the
     same budget), and draw the montage."""
-    run_params = {"strategy": config.strategy, "budget_split": config.budget_split, "k": config.k,
+    run_params = {"strategy": config.strategy, "budget_split": config.budget_split, "cost": config.cost,
+                  "fp_cost": config.fp_cost, "miss_cost": config.miss_cost, "k": config.k,
                   "budget": config.budget, "match": match.as_dict(), "types": _list(config.types),
                   "classes": _list(config.classes), "level": config.level, "backend": config.backend,
                   "random_arm": config.random_arm, "seed": config.seed,
                   "keep_label_errors": config.keep_label_errors, "label_errors": label_config.as_dict(),
+                  "target_class": _list(config.target_class), "exemplars": config.exemplars,
                   "gt_json": str(Path(ground_truth.path).resolve()), "gt_images": str(ground_truth.image_dir)}
     run_id = run_store.start_run(fdb, "mine_hard_cases", run_params, model_version=model_version)
     errors = find_errors(fdb, model_version, ground_truth, match)
     # Suspects are judged (and recorded) either way, so the report can show them beside the model's errors.
     label_errors = find_label_errors(fdb, model_version, ground_truth, label_config, match)
+    # A judge too weak (it supports too few labels, or its precision on errors planted in a copy of the labels is
+    # under label_config.min_precision) leaves nothing out: its report says why.
     explained = ({} if label_errors.judge_too_weak else
                  explained_errors(errors.errors, label_errors.suspects, label_config.threshold))
     model_errors = errors.errors if config.keep_label_errors else [e for e in errors.errors if e.id not in explained]
-    queries = build_queries(fdb, model_version, model_errors, types=config.types, classes=config.classes,
-                            level=config.level)
+    queries = (build_target_queries(fdb, model_version, model_errors, ground_truth, config.target_class,
+                                    load_coco(config.exemplars) if config.exemplars else None)
+               if config.strategy == "targeted" else
+               build_queries(fdb, model_version, model_errors, types=config.types, classes=config.classes,
+                             level=config.level))
     left_out = {} if config.keep_label_errors else dict(Counter(
         explained[e.id] for e in chosen_errors(errors.errors, config.types, config.classes) if e.id in explained))
     out_dir = Path(out_dir)
-    context = StrategyContext(fdb, model_version, queries, out_dir / "indexes", cost=errors.cost)
+    context = StrategyContext(fdb, model_version, queries, out_dir / "indexes", cost=errors.cost,
+                              counts=errors.totals())
     selection = select(context, config.strategy, config,
                        params={"match": match.as_dict(), "types": _list(config.types),
-                               "classes": _list(config.classes), "level": config.level})
+                               "classes": _list(config.classes), "level": config.level,
+                               **({"target_class": _list(config.target_class), "exemplars": config.exemplars}
+                                  if config.strategy == "targeted" else {})})
     # The random arm from the same context: the pool's generation, counted once, names both arms.
     baseline = select(context, "random", MiningConfig(seed=config.seed), config.budget) if config.random_arm else None
     montage = query_montage(fdb, queries, selection.neighbours,
                             out_dir / "selections" / selection.selection_id / "montage.png")
     run_store.finish_run(fdb, run_id, metrics={
         "errors": errors.totals(), "error_cost": errors.cost, "budget_shares": selection.info.params.get("shares"),
+        "operating_point_cost": operating_point_cost(errors.totals(), config.fp_cost, config.miss_cost),
         "label_errors": label_errors.counts(), "left_out_as_label_errors": left_out,
         "label_error_predictions": label_errors.predictions, "label_error_judge_too_weak": label_errors.judge_too_weak,
+        "label_error_check": label_errors.check.as_dict() if label_errors.check else None,
         "queries": len(queries), "selected": len(selection),
         "selection_id": selection.selection_id, "random_selection_id": baseline.selection_id if baseline else None})
-    return MiningResult(errors, queries, selection, baseline, montage, run_id, label_errors, left_out)
+    return MiningResult(errors, queries, selection, baseline, montage, run_id, label_errors, left_out,
+                        config.fp_cost, config.miss_cost)
 
 
 def query_image_ids(fdb: FeatureDB, batch_id: str, evaluation: CocoSet) -> list[int]:

@@ -130,6 +130,21 @@ def test_arms_reported_on_a_test_split_with_tail_operating_point_and_power(scene
     assert saved["verdict"]["superset_bbox_map"]["min_detectable_difference"] == pytest.approx(mdd)
 
 
+def test_the_cost_table_prices_each_error_type_by_map_and_at_the_operating_point():
+    from mining.compare import ArmResult, Comparison
+    from mining.report import costs_markdown
+    # Two training seeds: 30 and 34 background FPs costing almost no mAP, 20 and 22 misses costing 0.02.
+    runs = [{"errors": {"fp_background": fps, "miss": misses},
+             "error_cost_by_subset": {"superset": {"cost": {"fp_background": 0.0002, "miss": 0.02}}}}
+            for fps, misses in ((30, 20), (34, 22))]
+    comparison = Comparison({"superset": [1]}, {"mined": ArmResult("mined", 10, 1, 1.0, {}, {}, runs=runs)})
+    rows = costs_markdown(comparison, miss_cost=3.0).splitlines()
+    assert rows[2].startswith("| mined | superset | mAP | 0.000 ") and rows[2].endswith("| 0.020 ± 0.000 |")
+    # Count x unit cost, mean ± sd over the seeds: 32 FPs x 1, 21 misses x 3.
+    assert rows[3].startswith("| mined | superset | operating point | 32.0 ± 2.8 ") and rows[3].endswith(
+        "| 63.0 ± 4.2 |")
+
+
 def test_arm_runs_in_worker_processes_give_the_numbers_of_runs_one_after_another(scenes, tmp_path, fdb):
     """Two workers of one thread each against one process of one thread: the same kernels, so the same numbers
     to the last digit, in the same order; the control arm takes its own seeds."""

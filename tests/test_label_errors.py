@@ -394,3 +394,116 @@ def test_the_nightly_summary_shows_label_errors_beside_the_model_errors(store, l
     assert "fp_background" in summary and "possible_missing" in summary and "possible_spurious" in summary
     assert "left out of the queries as label errors: 1 (possible_missing)" in summary
     assert mined.left_out == {"possible_missing": 1} and mined.label_error_predictions == "held_out"
+
+
+# ---------------------------------------------------------------------------------------------------- the judge's check
+def _street_labels(images=10, per_image=4):
+    """An in-memory labelled set: `images` 200x150 images with `per_image` 20x16 boxes each, cars and signs."""
+    from records.coco import CocoSet
+
+    annotations = {cid: [{**gt(cid * 100 + j, (CAR_ID, SIGN_ID)[j % 2], [10.0 + 45 * j, 20.0 + 10 * j, 20.0, 16.0]),
+                          "image_id": cid} for j in range(per_image)] for cid in range(1, images + 1)}
+    return CocoSet(Path("street.json"), Path("images"), {cid: {"id": cid, "file_name": f"s{cid}.png", "width": 200,
+                                                               "height": 150} for cid in annotations},
+                   annotations, CATEGORIES)
+
+
+def test_planting_is_seeded_and_plants_every_kind_of_error():
+    from mining.label_error_check import MOVED_IOU, PLANTED_KINDS, plant_label_errors
+    from records.boxes import box_ious
+
+    labels = _street_labels()
+    before = json.dumps(labels.annotations_by_image)
+    copy, planted = plant_label_errors(labels, seed=3)
+    assert json.dumps(labels.annotations_by_image) == before  # the labelled set is left as it was
+    again_copy, again = plant_label_errors(labels, seed=3)
+    assert again == planted and again_copy.annotations_by_image == copy.annotations_by_image
+    assert plant_label_errors(labels, seed=4)[1] != planted
+    kinds = {k: [p for p in planted if p.kind == k] for k in PLANTED_KINDS}
+    assert all(len(errors) == 2 for errors in kinds.values())  # 10 % of 40 labels is 4: at least 2 of each kind
+    in_copy = {a["id"]: a for anns in copy.annotations_by_image.values() for a in anns}
+    assert not {p.gt_id for p in kinds["deleted"]} & set(in_copy)
+    for p in kinds["moved"]:
+        assert in_copy[p.gt_id]["bbox"] == p.bbox
+        assert MOVED_IOU[0] <= box_ious([p.bbox], [p.original_bbox])[0, 0] <= MOVED_IOU[1]
+    for p in kinds["relabelled"]:
+        assert in_copy[p.gt_id]["category_id"] == p.category_id != p.original_category_id
+    for p in kinds["added"]:
+        others = [a["bbox"] for a in copy.annotations_by_image[p.image_id] if a["id"] != p.gt_id]
+        assert p.gt_id not in {a["id"] for anns in labels.annotations_by_image.values() for a in anns}
+        assert box_ious([p.bbox], others).max() == 0  # on background
+    assert len(in_copy) == 40 - 2 + 2 and len({p.gt_id for p in planted}) == 8  # each label changed once at most
+
+
+def test_scoring_planted_errors_on_a_hand_made_case():
+    from mining.label_error_check import PlantedError, score_planted
+    from records import LabelSuspect
+
+    planted = [PlantedError("deleted", 1, 1, [0.0, 0.0, 40.0, 40.0], CAR),
+               PlantedError("moved", 1, 2, [130.0, 0.0, 40.0, 40.0], CAR, [100.0, 0.0, 40.0, 40.0], CAR),
+               PlantedError("relabelled", 2, 3, [0.0, 0.0, 40.0, 40.0], SIGN, [0.0, 0.0, 40.0, 40.0], CAR),
+               PlantedError("added", 2, 10, [200.0, 0.0, 20.0, 20.0], SIGN)]
+    spurious_on_nothing = LabelSuspect("possible_spurious", 0.9, SIGN, gt_id=5, gt_bbox=[300.0, 0.0, 9.0, 9.0],
+                                       gt_category_id=SIGN)
+    copy_suspects = {
+        1: [LabelSuspect("possible_missing", 0.9, CAR, detection_id="d1", bbox=[2.0, 0.0, 40.0, 40.0]),  # hit
+            LabelSuspect("possible_spurious", 0.8, CAR, gt_id=2, gt_bbox=[130.0, 0.0, 40.0, 40.0],
+                         gt_category_id=CAR),  # on the moved label, but not a bad box: false
+            spurious_on_nothing],  # the labelled set's own suspect: not counted
+        2: [LabelSuspect("possible_wrong_class", 0.7, CAR, detection_id="d3", gt_id=3, gt_category_id=SIGN),  # hit
+            LabelSuspect("possible_spurious", 0.95, SIGN, gt_id=10, gt_bbox=[200.0, 0.0, 20.0, 20.0],
+                         gt_category_id=SIGN),  # hit
+            LabelSuspect("possible_missing", 0.3, CAR, detection_id="d9", bbox=[0.0, 0.0, 40.0, 40.0]),  # under
+            LabelSuspect("possible_missing", 0.6, CAR, detection_id="d7", bbox=[80.0, 80.0, 30.0, 30.0])]}  # false
+    natural = {1: [spurious_on_nothing]}
+    check = score_planted(planted, copy_suspects, natural, threshold=0.5, min_precision=0.8)
+    # 5 suspects counted (d1, gt 2, d3, gt 10, d7), 3 of them hits; 3 of the 4 planted errors found
+    assert check.precision == pytest.approx(3 / 5) and check.recall == pytest.approx(3 / 4)
+    assert check.recall_by_kind() == {"deleted": 1.0, "moved": 0.0, "relabelled": 1.0, "added": 1.0}
+    assert check.precision_by_type() == {"possible_missing": 0.5, "possible_bad_box": None,
+                                         "possible_wrong_class": 1.0, "possible_spurious": 0.5}
+    assert not check.trusted and "precision 0.60 < 0.8" in check.reason
+    # a missing-label suspect overlapping the deleted box under IoU 0.5 does not find it
+    near = {1: [LabelSuspect("possible_missing", 0.9, CAR, detection_id="d1", bbox=[25.0, 0.0, 40.0, 40.0])]}
+    assert score_planted(planted[:1], near, {}, 0.5).found == {}
+    assert score_planted(planted, {}, {}, 0.5).precision is None  # nothing to measure it on: not trusted
+    assert not score_planted(planted, {}, {}, 0.5).trusted
+
+
+def test_the_judge_removes_nothing_when_its_precision_on_planted_errors_is_below_the_bar(fdb, labelled_world,
+                                                                                        tmp_path):
+    """A model blind to a third of the labelled cars calls them spurious, and calls a planted error on such a car
+    spurious as well, whatever it was: measured on the planted errors it is imprecise, and mining keeps its misses."""
+    from dataclasses import replace
+
+    from mining.selection import select_hard_cases
+    from records.coco import load_coco
+
+    blind = [labelled_world["docs"][str((labelled_world["root"] / "images" / f"v{i}.png").resolve())]["_id"]
+             for i in (1, 3)]
+    fdb.detections.delete_many({"box": [4.0, 4.0, 20.0, 14.0], "image_id": {"$in": blind}})
+    gt = load_coco(labelled_world["gt_json"])
+    config = MiningConfig(k=2, budget=4, types=("miss",), random_arm=False)
+    result = select_hard_cases(fdb, MODEL, gt, config, out_dir=tmp_path / "m1", label_config=CONFIG)
+    report, check = result.label_errors, result.label_errors.check
+    assert report.counts()["possible_spurious"] == 3 and not report.supports_too_few_labels  # 3 of 7: the old cause
+    assert check.precision < CONFIG.min_precision and report.judge_too_weak  # is silent, the check is not
+    assert result.left_out == {} and len(result.queries) == 4  # every miss still queries
+    assert check.reason in report.table() and "mining leaves nothing out on its word" in check.reason
+    metrics = fdb.runs.find_one({"_id": result.run_id})["metrics"]
+    assert metrics["label_error_judge_too_weak"] and metrics["label_error_check"]["precision"] == check.precision
+    assert metrics["label_error_check"]["reason"] == check.reason
+    assert set(metrics["label_error_check"]["recall_by_kind"]) == {"deleted", "moved", "relabelled", "added"}
+    # the bar, not anything else, kept the misses: lowered under what it measured, the judge removes them
+    lax = select_hard_cases(fdb, MODEL, gt, config, out_dir=tmp_path / "m2",
+                            label_config=replace(CONFIG, min_precision=check.precision))
+    assert lax.left_out and len(lax.queries) < 4 and lax.label_errors.check.trusted
+
+
+def test_a_judge_that_finds_the_planted_errors_removes_what_it_explains(fdb, labelled_world):
+    from mining.label_errors import find_label_errors
+    from records.coco import load_coco
+
+    report = find_label_errors(fdb, MODEL, load_coco(labelled_world["gt_json"]), CONFIG)
+    assert report.check.trusted and not report.judge_too_weak
+    assert "judge checked on label errors planted in a copy" in report.table()

@@ -194,6 +194,10 @@ def test_find_errors_records_typed_errors_and_queries(fdb, tmp_path):
     # the background detection leaves the sign missed: it costs nothing.
     assert report.cost["miss"] == pytest.approx(0.5) and report.cost["fp_background"] == pytest.approx(0.0)
     assert "mAP cost" in report.table()
+    # Beside it, the operating-point price: one background FP and one miss at the threshold, x their unit costs.
+    rows = {line.split()[0]: line.split() for line in report.table(fp_cost=1.0, miss_cost=3.0).splitlines()}
+    assert "op. cost" in report.table() and rows["fp_background"][-1] == "1" and rows["miss"][-1] == "3"
+    assert rows["miss"][-2] == "0.5000"  # the mAP column stays beside it
 
 
 def test_the_last_labelled_set_is_remembered(fdb):

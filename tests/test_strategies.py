@@ -11,6 +11,7 @@ from fdb import images as image_store
 from mining.config import MiningConfig
 from mining.queries import Query
 from mining.strategies import STRATEGIES, StrategyContext, build_strategy, select
+from mining.model_errors import operating_point_cost
 from mining.strategies.errors import split_budget
 from records import BOX_LAYER, IMAGE_LAYER, Detection
 
@@ -61,7 +62,7 @@ def pool(fdb, tmp_path):
 
 
 def test_every_strategy_is_registered_and_an_unknown_one_is_named():
-    assert set(STRATEGIES) == {"errors", "random", "uncertainty", "diversity", "hybrid"}
+    assert set(STRATEGIES) == {"errors", "random", "uncertainty", "diversity", "hybrid", "targeted"}
     with pytest.raises(ValueError, match="unknown selection strategy 'entropy'.*diversity"):
         build_strategy("entropy")
 
@@ -165,6 +166,51 @@ def test_errors_split_by_cost_give_each_type_its_share(pool):
     assert set(order[:2]) == {ids[3], ids[5]} and ids[1] in order
     assert ranking.images[0].reason.startswith("miss (3 of 4 images for 0.0500 mAP)")
     assert [image.rank for image in ranking.images] == list(range(len(order)))
+
+
+def test_the_operating_point_prices_each_error_at_its_count_times_its_unit_cost():
+    # 32 background false positives and 21 misses at the score threshold, one unit each: priced 32 and 21.
+    prices = operating_point_cost({"fp_background": 32, "miss": 21}, fp_cost=1.0, miss_cost=1.0)
+    assert prices == {"fp_background": 32.0, "miss": 21.0}
+    # Budget 30, floor 10 %: 3 images each, the other 24 split 32:21 -> 24 x 32/53 = 14.49 and 24 x 21/53 = 9.51;
+    # rounded down 14 and 9 (17 and 12 with the floor), the larger remainder (.51, misses) takes the 30th.
+    assert split_budget(prices, 30, floor=0.1) == {"fp_background": 17, "miss": 13}
+    # The mAP pricing of the users' case (0.0002 and 0.0197): 24 x 0.0002/0.0199 = 0.24 and 23.76 -> 3 and 27.
+    assert split_budget({"fp_background": 0.0002, "miss": 0.0197}, 30, floor=0.1) == {"fp_background": 3, "miss": 27}
+    # A miss worth three false positives: 32 and 63, so 24 x 32/95 = 8.08 and 24 x 63/95 = 15.92 -> 11 and 18, and
+    # the remainder's image to the misses (.92): the split flips toward them.
+    costly_misses = operating_point_cost({"fp_background": 32, "miss": 21}, fp_cost=1.0, miss_cost=3.0)
+    assert costly_misses == {"fp_background": 32.0, "miss": 63.0}
+    assert split_budget(costly_misses, 30, floor=0.1) == {"fp_background": 11, "miss": 19}
+    # Every false-positive type is priced at fp_cost.
+    assert operating_point_cost({"fp_wrong_class": 2, "fp_localisation": 4, "miss": 1}, 0.5, 2.0) == {
+        "fp_wrong_class": 1.0, "fp_localisation": 2.0, "miss": 2.0}
+
+
+def test_errors_split_priced_at_the_operating_point_record_their_pricing(pool):
+    ids, context = pool
+    miss = Query(ObjectId(), "miss", "car", ids["l1"], "image", axis(1), None, [0, 0, 4, 4])
+    context.queries.append(miss)
+    # Background false positives cost almost no mAP (ranked below the true objects), but there are three of them
+    # at the score threshold against one miss.
+    context.cost, context.counts = {"fp_background": 0.001, "miss": 0.05}, {"fp_background": 3, "miss": 1}
+    by_map = MiningConfig(k=2, backend="exact", budget_split="cost", type_floor=0.25, budget=4)
+    at_operating_point = MiningConfig(k=2, backend="exact", budget_split="cost", type_floor=0.25, budget=4,
+                                      cost="operating-point")
+    mapped, operated = select(context, "errors", by_map), select(context, "errors", at_operating_point)
+    # One image each, then the other two: by mAP 0.02 to 1.96 (miss 3, background 1); at the operating point 1.5 to
+    # 0.5, the tied remainder to the heavier type (background 3, miss 1).
+    assert mapped.info.params["shares"] == {"fp_background": 1, "miss": 3}
+    assert operated.info.params["shares"] == {"fp_background": 3, "miss": 1}
+    assert mapped.info.params["cost"] == "map" and "fp_cost" not in mapped.info.params
+    assert operated.info.params["cost"] == "operating-point"
+    assert operated.info.params["prices"] == {"fp_background": 3.0, "miss": 1.0}
+    assert (operated.info.params["fp_cost"], operated.info.params["miss_cost"]) == (1.0, 1.0)
+    assert operated.selection_id != mapped.selection_id  # priced otherwise, another selection
+    assert operated.images[0].reason.startswith("fp_background (3 of 4 images for 3 errors x 1 at the operating point)")
+    assert mapped.images[0].reason.startswith("miss (3 of 4 images for 0.0500 mAP)")
+    with pytest.raises(ValueError, match="operating-point"):
+        build_strategy("errors", MiningConfig(cost="tide"))
 
 
 def test_a_miss_whose_box_reaches_no_pool_detection_searches_with_its_image(fdb, pool):

@@ -42,6 +42,8 @@ def run(args) -> int:
     version, fdb = resolve_version(store, args.model, args.checkpoint), connection(store)
     ground_truth = load_coco(newest_labels(store, gt), image_dir=images)
     detect_labelled_set(fdb, checkpoint_of(store, version), ground_truth, progress=True)
+    if mining.exemplars:  # the exemplars' boxes pooled through the box head, as the labelled set's are
+        detect_labelled_set(fdb, checkpoint_of(store, version), load_coco(mining.exemplars), progress=True)
     result = select_hard_cases(fdb, version, ground_truth, mining, match, out_dir=store.home,
                                label_config=config_from_args(LabelErrorConfig, args)).summary()
     print(f"model {version}: errors of the labelled set (IoU >= {match.iou_threshold}, "
@@ -56,7 +58,9 @@ def _print_selection(result, mining, show: int) -> None:
     print(f"{result.queries} queries ({by_level['detection']} with a box-head vector: a false positive's own, a "
           f"miss's ground-truth box's; {by_level['image']} with their image's vector)")
     if result.budget_shares:
-        print("budget split by what each error type costs in mAP (floor "
+        priced = ("in mAP" if mining.cost == "map" else
+                  f"at the operating point ({mining.fp_cost:g} per false positive, {mining.miss_cost:g} per miss)")
+        print(f"budget split by what each error type costs {priced} (--cost {mining.cost}, floor "
               f"{mining.type_floor:.0%}): " + ", ".join(f"{t} {n}" for t, n in result.budget_shares.items()))
     print(f"selection {result.selection_id} (strategy {mining.strategy}): {result.selected} images "
           f"(budget {mining.budget}, k {mining.k}), indexes {result.index_versions}")

@@ -52,7 +52,8 @@ def config_from_args(config_type, args):
 MATCH_FLAGS = {"iou_threshold": "--iou", "score_threshold": "--score"}
 # Beside mining's own flags, the label-error judge's say whose they are.
 LABEL_ERROR_FLAGS = {name: "--label-" + name.replace("_", "-") for name in
-                     ("min_score", "bad_box_iou", "spurious_support", "neighbours", "threshold")}
+                     ("min_score", "bad_box_iou", "spurious_support", "neighbours", "threshold",
+                      "min_precision")}
 
 
 def store_config():

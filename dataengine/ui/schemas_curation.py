@@ -125,6 +125,7 @@ class Selection(Shape):
     params: Doc
     strategy: str | None
     error_cost: Doc
+    operating_point_cost: Doc
     budget_shares: Doc
     index_versions: Doc
     export_id: str | None

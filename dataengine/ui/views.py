@@ -199,6 +199,8 @@ def selection(fdb: FeatureDB, selection_id: str) -> dict:
         "strategy": info.params.get("strategy", "errors" if info.arm == "mined" else info.arm),
         # What each error type cost the model on the labelled set, and the budget each was given (--budget-split).
         "error_cost": metrics.get("error_cost") or {}, "budget_shares": info.params.get("shares") or {},
+        # Beside the mAP, each type's count at the score threshold x its unit cost (--cost operating-point).
+        "operating_point_cost": metrics.get("operating_point_cost") or {},
         "index_versions": info.index_versions, "export_id": info.export_id,
         "export": {"batch_id": export["_id"], "status": export.get("status"), "target": export.get("target"),
                    "images": len(export.get("images") or [])} if export else None,

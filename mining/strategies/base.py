@@ -36,6 +36,9 @@ class StrategyContext:
     queries: list[Query] = field(default_factory=list)
     index_root: Path = Path("indexes")
     cost: dict[str, float] = field(default_factory=dict)  # error type -> the mAP it costs (`ErrorReport.cost`)
+    # error type -> its count at the score threshold on the labelled set (`ErrorReport.totals`): the operating-point
+    # price's count (`mining.model_errors.operating_point_cost`)
+    counts: dict[str, int] = field(default_factory=dict)
     _generation: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
 
     def pool_generation(self) -> dict[str, int]:

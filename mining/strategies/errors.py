@@ -13,6 +13,7 @@ from fdb import images as image_store
 from fdb.pool_index import pool_index
 from fdb.vectors import to_object_ids
 from mining.config import MiningConfig
+from mining.model_errors import operating_point_cost
 from mining.strategies.base import Ranking, StrategyContext, register, reranked
 from records import BOX_LAYER, IMAGE_LAYER, QueryHit, SelectedImage
 
@@ -20,19 +21,40 @@ from records import BOX_LAYER, IMAGE_LAYER, QueryHit, SelectedImage
 @register("errors")
 class ErrorRetrieval:
     """Nearest pool images to the error queries (`config.k` each), merged per image. With `budget_split="cost"`
-    the budget is first split between the queried error types in proportion to the mAP each costs the model on the
-    labelled set (`split_budget`), and each type's share goes to the images nearest to its own queries."""
+    the budget is first split between the queried error types in proportion to what each costs on the labelled set
+    (`split_budget`): the mAP it costs the model (`cost="map"`) or its count at the score threshold x its unit cost
+    (`cost="operating-point"`, `operating_point_cost`); each type's share goes to the images nearest to its own
+    queries."""
 
     def __init__(self, k: int = 20, backend: str = "auto", duplicate_distance: float = 1e-4,
-                 budget_split: str = "hits", type_floor: float = 0.1):
+                 budget_split: str = "hits", type_floor: float = 0.1, cost: str = "map", fp_cost: float = 1.0,
+                 miss_cost: float = 1.0):
         if budget_split not in ("hits", "cost"):
             raise ValueError(f"budget_split is hits or cost, not {budget_split!r}")
+        if cost not in ("map", "operating-point"):
+            raise ValueError(f"cost is map or operating-point, not {cost!r}")
         self.k, self.backend, self.duplicate_distance = k, backend, duplicate_distance
         self.budget_split, self.type_floor = budget_split, type_floor
+        self.cost, self.fp_cost, self.miss_cost = cost, fp_cost, miss_cost
 
     @classmethod
     def from_config(cls, config: MiningConfig) -> "ErrorRetrieval":
-        return cls(config.k, config.backend, config.duplicate_distance, config.budget_split, config.type_floor)
+        return cls(config.k, config.backend, config.duplicate_distance, config.budget_split, config.type_floor,
+                   config.cost, config.fp_cost, config.miss_cost)
+
+    def prices(self, context: StrategyContext, types) -> dict[str, float]:
+        """What each of `types` costs under this strategy's pricing: the mAP (`context.cost`) or the operating-point
+        cost of its count at the score threshold (`context.counts`)."""
+        priced = (operating_point_cost(context.counts, self.fp_cost, self.miss_cost)
+                  if self.cost == "operating-point" else context.cost)
+        return {t: priced.get(t, 0.0) for t in types}
+
+    def _price_text(self, context: StrategyContext, error_type: str, price: float) -> str:
+        """A type's price as the reason of each image in its share says it, naming the pricing."""
+        if self.cost == "map":
+            return f"{price:.4f} mAP"
+        unit = self.miss_cost if error_type == "miss" else self.fp_cost
+        return f"{context.counts.get(error_type, 0)} errors x {unit:g} at the operating point"
 
     def rank(self, context: StrategyContext, budget: int, exclude: frozenset = frozenset()) -> Ranking:
         rank = lambda queries, share, taken: rank_by_errors(  # noqa: E731
@@ -43,22 +65,26 @@ class ErrorRetrieval:
         by_type: dict[str, list] = {}
         for q in context.queries:
             by_type.setdefault(q.type, []).append(q)
-        shares = split_budget({t: context.cost.get(t, 0.0) for t in by_type}, budget, self.type_floor)
+        prices = self.prices(context, by_type)
+        shares = split_budget(prices, budget, self.type_floor)
         images, taken, parts = [], frozenset(exclude), []
         # The costliest type first; what a type cannot fill (too few neighbours left) passes to the next.
         carry = 0
-        for error_type in sorted(shares, key=lambda t: (-context.cost.get(t, 0.0), t)):
+        for error_type in sorted(shares, key=lambda t: (-prices[t], t)):
             part = rank(by_type[error_type], shares[error_type] + carry, taken)
             carry = shares[error_type] + carry - len(part.images)
             for image in part.images:
                 image.reason = (f"{error_type} ({shares[error_type]} of {budget} images for "
-                                f"{context.cost.get(error_type, 0.0):.4f} mAP): {image.reason}")
+                                f"{self._price_text(context, error_type, prices[error_type])}): {image.reason}")
             images += reranked(part.images, start=len(images))
             taken |= {image.image_id for image in part.images}
             parts.append(part)
         return Ranking(images, {"k": self.k, "backend": self.backend, "duplicate_distance": self.duplicate_distance,
                                 "budget_split": "cost", "type_floor": self.type_floor, "shares": shares,
-                                "cost": {t: round(context.cost.get(t, 0.0), 6) for t in shares}},
+                                # The pricing names the selection: the same pool priced otherwise is another one.
+                                "cost": self.cost, "prices": {t: round(prices[t], 6) for t in shares},
+                                **({"fp_cost": self.fp_cost, "miss_cost": self.miss_cost}
+                                   if self.cost == "operating-point" else {})},
                        {k: v for p in parts for k, v in p.index_versions.items()},
                        {k: v for p in parts for k, v in p.neighbours.items()},
                        [d for p in parts for d in p.query_docs],
@@ -66,7 +92,7 @@ class ErrorRetrieval:
 
 
 def split_budget(cost: dict[str, float], budget: int, floor: float = 0.1) -> dict[str, int]:
-    """The budget split between error types in proportion to the mAP each costs, each type given at least
+    """The budget split between error types in proportion to what each costs (its price), each type given at least
     `floor` x budget images (rounded down, at least one while the budget lasts) so that none starves; the largest
     remainders take the images rounding leaves. Types that cost nothing measurable share alike."""
     if not cost or budget <= 0:
