@@ -9,7 +9,8 @@ import sys
 import time
 
 from dataengine.cli import (compare, convert_pennfudan, database, demo, detect, evaluate, export, import_labels,
-                            mine, models, nightly, reindex, retrain, review_labels, rollout, synth, train, ui)
+                            mine, models, nightly, reindex, retrain, review_labels, rollout, search, split, synth,
+                            train, ui)
 
 DESCRIPTION = """\
 gaze data engine: find the images your detector gets wrong, and queue the ones most like them for labelling.
@@ -23,8 +24,8 @@ embedded mongod started on 127.0.0.1 on first use, unless $DATAENGINE_MONGODB_UR
 """
 
 # In the order `--help` lists them: the loop's first steps first.
-COMMANDS = (demo, ui, nightly, retrain, compare, models, synth, convert_pennfudan, train, evaluate, detect, mine,
-            export, import_labels, review_labels, reindex, rollout, database)
+COMMANDS = (demo, ui, nightly, retrain, compare, models, synth, split, convert_pennfudan, train, evaluate, detect,
+            mine, search, export, import_labels, review_labels, reindex, rollout, database)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,6 +41,9 @@ class AppSettings:
     token: str | None = field(default=None, repr=False)
     export_target: str = "exports"  # where the export button ships batches (a folder or s3://bucket/prefix)
     cache_dir: str = "ui-cache"  # rendered crops, by content
+    # The pool indexes "find similar" searches (fdb.pool_index): the mining runs' own, <data home>/indexes, so the
+    # app reuses what they built instead of building its own.
+    index_root: str = "indexes"
     user: str = field(default_factory=getpass.getuser)  # who a decision is recorded for, unless the page says
 
     def check(self) -> None:

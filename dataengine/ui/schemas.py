@@ -175,8 +175,8 @@ class ErrorsPage(Shape):
 
 
 # ---------------------------------------------------------------------------------------------------- queries
-class Neighbour(Shape):
-    """A pool neighbour a query found: its distance, image, detection, and rank in the selection (if selected)."""
+class PoolHit(Shape):
+    """A pool image or detection found near a vector: its rank, distance, image and detection."""
     rank: int
     distance: Number
     image_id: str
@@ -185,6 +185,10 @@ class Neighbour(Shape):
     bbox: BBox | None
     score: Number | None
     category: str | None
+
+
+class Neighbour(PoolHit):
+    """A pool neighbour a query found, and its rank in the selection (if selected)."""
     selected_rank: int | None
 
 
@@ -252,3 +256,30 @@ class Image(Shape):
     detections: list[ImageDetection]
     errors: list[ImageError]
     selections: list[ImageSelection]
+
+
+# ---------------------------------------------------------------------------------------------------- similar
+class SimilarQuery(Shape):
+    """What was searched with: an image, or a detection on it (its box, class and score)."""
+    image_id: str
+    uri: str | None
+    detection_id: str | None
+    bbox: BBox | None
+    category: str | None
+    score: Number | None
+
+
+class SimilarHit(PoolHit):
+    """A pool detection ("box") or image ("image") near the query, nearest first; `is_query`: the query itself."""
+    is_query: bool
+
+
+class Similar(Shape):
+    """A detection or an image, and the k pool detections or images nearest to its stored vector."""
+    owner_id: str
+    layer: str
+    vector_layer: str
+    model_version: str
+    k: int
+    query: SimilarQuery
+    hits: list[SimilarHit]

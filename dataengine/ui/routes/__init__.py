@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from dataengine.ui.routes import batches, docs, errors, images, media, models, nights, queries, selections
+from dataengine.ui.routes import batches, docs, errors, images, media, models, nights, queries, selections, similar
 
-FAMILIES = (models, errors, queries, selections, nights, batches, images)
+FAMILIES = (models, errors, queries, selections, nights, batches, images, similar)
 
 
 def include(app: FastAPI) -> None:
