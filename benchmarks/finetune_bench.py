@@ -70,7 +70,7 @@ def parse_recipe(text: str) -> dict:
 def run_recipe(root: Path, recipe: dict, seeds: list[int]) -> dict:
     """Every arm x seed of one recipe on one prepared draw: the seed model's numbers and each run's."""
     from detectors.pipeline import dataset_split
-    from jobs.experiment import retrain_and_compare
+    from jobs.experiment import run_experiment
 
     data, work = root / "synthetic", root / "work"
     train, val = dataset_split(data, "train"), dataset_split(data, "val")

@@ -219,7 +219,7 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
     from fdb import StoreConfig, listings  # noqa: PLC0415
     from fdb import pool_index as pool_index_module  # noqa: PLC0415
     from fdb.index.synthetic import FCLikeGenerator  # noqa: PLC0415
-    from fdb.pool_index import merge_recent_index, pool_index  # noqa: PLC0415
+    from fdb.pool_index import pool_index  # noqa: PLC0415
     from mining.config import MiningConfig  # noqa: PLC0415
     from mining.queries import Query  # noqa: PLC0415
     from mining.selection import pool_state  # noqa: PLC0415

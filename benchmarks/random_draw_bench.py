@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import pymongo
-from bson import ObjectId
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -283,4 +283,6 @@ def run_demo(quick: bool = False, progress: bool = True, preset: str | None = No
     if lead:
         print("\n" + "\n".join(lead))
     print(f"\nreport: {result['report']}\n        {result['markdown']}\ndemo finished in {result['minutes']:.1f} min")
+    # The app opens the newest demo's database when the default one is empty; naming it works whatever else exists.
+    print(f"browse what it made: DATAENGINE_DB={result['database']} .venv/bin/dataengine ui")
     return 0

@@ -240,7 +240,7 @@ def _test_lines(production_numbers: dict, runs: list[dict], test: dict) -> list[
              "| | " + " | ".join(f"bbox mAP, {s}" for s in runs[0]["test"]["mAP"]) + " | FPs per image @ serving |",
              "|---|" + "---:|" * (len(runs[0]["test"]["mAP"]) + 1)]
     p = production_numbers["test"]
-    lines.append(f"| production | " + " | ".join(f"{m['bbox']:.4f}" for m in p["mAP"].values()) +
+    lines.append("| production | " + " | ".join(f"{m['bbox']:.4f}" for m in p["mAP"].values()) +
                  f" | {p['operating_point']['superset']['all']['fp_per_image']:.3f} |")
     c = summarise_test_runs(runs)
     lines.append("| candidate | " + " | ".join(f"{c['mAP'][s]['bbox']:.4f} ± {c['sd'][s]['bbox_map']:.4f}"

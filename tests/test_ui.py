@@ -131,6 +131,10 @@ def test_every_page_and_its_api_twin_answer_with_the_demo_data(world, api):
     # Its strategy, and what each error type cost the model on the labelled set (TIDE, from the mining run).
     assert selection["strategy"] == "errors" and set(selection["error_cost"]) == {
         "fp_background", "fp_wrong_class", "fp_localisation", "miss"}
+    # Beside the mAP, what each type costs at the operating point: its count at the threshold x its unit cost (1).
+    priced = selection["operating_point_cost"]
+    assert set(priced) == set(selection["error_cost"]) and all(v >= 0 for v in priced.values())
+    assert "operating-point cost" in api.get(f"/selections/{world['mined']}").text
     listed = api.get("/api/selections").json()["selections"]
     assert {world["mined"], world["random"]} <= {s["selection_id"] for s in listed}
     nights = api.get("/api/nights").json()
@@ -283,7 +287,8 @@ def served(world):
 
     port = _free_port()
     settings = AppSettings(port=port, export_target=str(world["tmp"] / "queue"),
-                           cache_dir=str(world["tmp"] / "cache"), user="tester")
+                           cache_dir=str(world["tmp"] / "cache"), index_root=str(world["tmp"] / "home" / "indexes"),
+                           user="tester")
     server = uvicorn.Server(uvicorn.Config(build_app(world["fdb"], settings), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -462,3 +467,25 @@ def test_a_held_night_goes_through_its_review_states_in_a_real_browser(world, se
     again = views.export_night(world["fdb"], night, "someone-else")
     assert again["already_done"] and again["batch_id"] == listed["batch_id"]
     assert sum(b["selection_id"] == world["night_selection"] for b in views.batches(world["fdb"])["batches"]) == 1
+
+
+def test_find_similar_from_an_image_page_in_a_real_browser(world, served):
+    """An image page's "find similar" opens the pool images nearest to its stored vector, the image itself first."""
+    from playwright.sync_api import expect, sync_playwright
+
+    image_id = views.selection(world["fdb"], world["mined"])["images"][0]["image_id"]
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        page.goto(served + f"/images/{image_id}")
+        page.click("#find-similar")
+        expect(page.locator("h1")).to_contain_text("Similar to an image")
+        hits = page.locator("#similar .card")
+        expect(hits.first).to_be_visible()
+        first_image = hits.first.get_by_role("link", name="image", exact=True)
+        expect(first_image).to_have_attribute("href", f"/images/{image_id}")  # the image itself, at distance 0
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate("() => [...document.querySelectorAll('#similar img, #similar-query img')]"
+                             ".every(i => i.complete && i.naturalWidth > 0)"), "a picture did not load"
+        page.screenshot(path=ARTIFACTS / "similar.png", full_page=True)
+        browser.close()

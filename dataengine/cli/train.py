@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataengine.cli.options import add_config_args, config_from_args, data_args, store_config
 
 

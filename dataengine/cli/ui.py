@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from dataengine.cli.options import store_config
-
 
 
 def add_parser(sub) -> None:
@@ -35,9 +35,9 @@ def run(args) -> int:
     home = data_home()
     settings = AppSettings(host=args.host, port=args.port, token=ui_token(),
                            export_target=args.export_to or str(home / "exports"), cache_dir=str(home / "ui-cache"),
-                           **({"user": args.user} if args.user else {}))
+                           index_root=str(home / "indexes"), **({"user": args.user} if args.user else {}))
     try:
-        serve(store_config(), settings)
+        serve(store_config(), settings, named="DATAENGINE_DB" in os.environ)
     except ValueError as exc:
         print(f"dataengine ui: {exc}", file=sys.stderr)
         return 2
