@@ -82,7 +82,8 @@ def coco_ground_truth(coco: CocoSet) -> COCO:
 
 def evaluate_predictions(coco: CocoSet, results: list[dict], image_ids: list[int] | None = None,
                          iou_types: tuple[str, ...] | None = None, gt: COCO | None = None) -> dict:
-    """Score results with COCOeval. Returns, per IoU type: mAP, mAP50, mAP75, per-class AP, PR curves, the table."""
+    """Score results with COCOeval. Returns, per IoU type: mAP, mAP50, mAP75, per-class AP and AP50, PR curves, the
+    table."""
     gt = gt or coco_ground_truth(coco)
     image_ids = sorted(coco.images) if image_ids is None else sorted(int(i) for i in image_ids)
     iou_types = iou_types or (("bbox", "segm") if coco.has_masks else ("bbox",))
@@ -96,7 +97,8 @@ def evaluate_predictions(coco: CocoSet, results: list[dict], image_ids: list[int
             subset = [{k: v for k, v in r.items() if k != "segmentation"} for r in subset]
         if not subset:
             out[iou_type] = {"mAP": 0.0, "mAP50": 0.0, "mAP75": 0.0, "per_class_AP": {n: 0.0 for n in names.values()},
-                             "pr_curves": {}, "table": "no detections"}
+                             "per_class_AP50": {n: 0.0 for n in names.values()}, "pr_curves": {},
+                             "table": "no detections"}
             continue
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
@@ -109,15 +111,17 @@ def evaluate_predictions(coco: CocoSet, results: list[dict], image_ids: list[int
         with contextlib.redirect_stdout(table):
             ev.summarize()
         precision = ev.eval["precision"]  # [T IoUs, R recall points, K classes, A areas, M max dets]
-        per_class, curves = {}, {}
+        per_class, per_class50, curves = {}, {}, {}
         for k, cat_id in enumerate(ev.params.catIds):
             p = precision[:, :, k, 0, -1]
             per_class[names[cat_id]] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
             p50 = precision[0, :, k, 0, -1]
+            per_class50[names[cat_id]] = float(p50[p50 > -1].mean()) if (p50 > -1).any() else float("nan")
             curves[names[cat_id]] = {"recall": ev.params.recThrs.tolist(),
                                      "precision_iou50": np.where(p50 > -1, p50, 0).round(4).tolist()}
         out[iou_type] = {"mAP": float(ev.stats[0]), "mAP50": float(ev.stats[1]), "mAP75": float(ev.stats[2]),
-                         "per_class_AP": per_class, "pr_curves": curves, "table": table.getvalue()}
+                         "per_class_AP": per_class,
+                         "per_class_AP50": per_class50, "pr_curves": curves, "table": table.getvalue()}
     return out
 
 

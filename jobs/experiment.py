@@ -41,9 +41,13 @@ class Scores:
 
     def as_run(self) -> dict:
         """The numbers a run record keeps (`mining.compare.ArmResult.runs`)."""
+        superset = self.metrics.get("superset", {}).get("bbox")
         return {"errors": self.errors, "error_cost": self.cost, "error_cost_by_subset": self.cost_by_subset,
                 "operating_point": self.operating_point,
-                "mAP": {s: {t: m[t]["mAP"] for t in ("bbox", "segm") if t in m} for s, m in self.metrics.items()}}
+                "mAP": {s: {t: m[t]["mAP"] for t in ("bbox", "segm") if t in m} for s, m in self.metrics.items()},
+                # Each class's bbox AP and AP50 on the superset: what a rare class's benchmark reads per run.
+                "bbox_per_class": {"mAP50": superset["mAP50"], "AP": superset["per_class_AP"],
+                                   "AP50": superset.get("per_class_AP50", {})} if superset else {}}
 
 
 def score_model(model, evaluation: CocoSet, subsets: dict[str, list[int]], params: MatchConfig,
@@ -76,18 +80,24 @@ def fix_tail(model, test: CocoSet, params: MatchConfig, queried_types: list[str]
 
 
 def fine_tune(start: str | Path, train_set: CocoSet, weights: list[float] | None, recipe: FinetuneConfig,
-              seed: int, progress: bool = False, new_names: set[str] | None = None) -> tuple[Checkpoint, TrainResult]:
+              seed: int, progress: bool = False, new_names: set[str] | None = None,
+              stop_set: CocoSet | None = None) -> tuple[Checkpoint, TrainResult]:
     """A fresh copy of the checkpoint at `start`, fine-tuned with the recipe and one training seed (hard-negative
     mining on for the run when the recipe asks for it). With `recipe.holdout`, a share of the new images
     (`new_names`: those the starting model never trained on) is held out and the weights best on it are kept,
-    `detectors.early_stopping`; with no new images the run trains every step."""
+    `detectors.early_stopping`; with no new images the run trains every step. With a `stop_set` (labelled images
+    that neither train nor query nor test: `dataengine split`'s holdout) every run, the control's too, stops at its
+    plateau there instead, with `recipe.patience`."""
     checkpoint = load_checkpoint(start)
-    held_out = set(holdout_ids(train_set, recipe.holdout, among=new_names or set()))
+    held_out = set() if stop_set is not None else set(holdout_ids(train_set, recipe.holdout,
+                                                                  among=new_names or set()))
     train_ids = [i for i in train_set.images if i not in held_out]
     if weights is not None:
         weight_of = dict(zip(train_set.images, weights))
         weights = [weight_of[i] for i in train_ids]
     hooks = (BestOnHoldout(train_set, sorted(held_out), recipe.check_every, recipe.patience),) if held_out else ()
+    if stop_set is not None:
+        hooks = (BestOnHoldout(stop_set, sorted(stop_set.images), recipe.check_every, recipe.patience),)
     handle = hard_negative_mining.enable(checkpoint.model, recipe.hard_negatives) if recipe.hard_negatives > 0 else None
     try:
         with frozen(checkpoint.model, recipe.freeze):
@@ -124,10 +134,11 @@ class RunOutcome:
 
 def run_arm(job: ArmRun, seed_checkpoint: str, recipe: FinetuneConfig, evaluation: CocoSet,
             subsets: dict[str, list[int]], params: MatchConfig, cost_types: list[str] | None,
-            config: EvaluationConfig, work_dir: Path, progress: bool, parent: str, on_test: bool) -> RunOutcome:
+            config: EvaluationConfig, work_dir: Path, progress: bool, parent: str, on_test: bool,
+            stop_set: CocoSet | None = None) -> RunOutcome:
     """Fine-tune and score one run; a plain function of picklable arguments, so a worker process can run it."""
     checkpoint, result = fine_tune(seed_checkpoint, job.train_set, job.weights, recipe, job.seed, progress,
-                                   set(job.new_names))
+                                   set(job.new_names), stop_set)
     scores = score_model(checkpoint.model, evaluation, subsets, params, cost_types=cost_types, config=config)
     run = {"seed": job.seed, "seconds": round(result.seconds, 1), "steps": result.steps,
            "holdout": result.holdout, **scores.as_run()}
@@ -149,7 +160,7 @@ def run_experiment(seed_checkpoint: str | Path, train: CocoSet, batches: dict[st
                    recipe: FinetuneConfig = FinetuneConfig(), params: MatchConfig = MatchConfig(),
                    fdb: FeatureDB | None = None, progress: bool = True, test: CocoSet | None = None,
                    config: EvaluationConfig = EvaluationConfig(),
-                   queried_types: list[str] | None = None) -> Comparison:
+                   queried_types: list[str] | None = None, stop_set: CocoSet | None = None) -> Comparison:
     """Fine-tune one model per arm and training seed (`batches`: arm -> (COCO images, annotations); the control
     arm is added here, with `recipe.control_seeds`) and score them all beside the seed model, in `recipe.workers`
     processes. With a `test` split (one that fed nothing: it is checked against the train, val and batch images)
@@ -159,7 +170,8 @@ def run_experiment(seed_checkpoint: str | Path, train: CocoSet, batches: dict[st
     work_dir = Path(work_dir)
     seed_ckpt = load_checkpoint(seed_checkpoint)
     if test is not None:
-        check_test_split(test, {"the queries and the gate (val)": evaluation, "training (train)": train})
+        check_test_split(test, {"the queries and the gate (val)": evaluation, "training (train)": train,
+                                **({"early stopping (holdout)": stop_set} if stop_set is not None else {})})
         check_batches_apart(test, batches)
         tail, tail_source = fix_tail(seed_ckpt.model, test, params, queried_types, progress)
         comparison = Comparison(report_subsets(test, tail), evaluated_on="test", tail_source=tail_source,
@@ -181,7 +193,7 @@ def run_experiment(seed_checkpoint: str | Path, train: CocoSet, batches: dict[st
     run = partial(run_arm, seed_checkpoint=str(seed_checkpoint), recipe=recipe, evaluation=evaluation,
                   subsets=subsets, params=params, cost_types=queried_types, config=config, work_dir=work_dir,
                   progress=progress and recipe.workers <= 1, parent=seed_ckpt.version,
-                  on_test=comparison.evaluated_on == "test")
+                  on_test=comparison.evaluated_on == "test", stop_set=stop_set)
     for job, outcome in zip(jobs, run_all(jobs, run, recipe.workers, progress, desc="arm runs")):
         if job.save:
             if fdb is not None:

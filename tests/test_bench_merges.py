@@ -74,3 +74,30 @@ def test_the_seed_error_ceiling_is_merged_per_draw_against_the_tail_target():
     # The merged file holds the ceilings only where some were measured.
     assert "seed_error_ceiling" not in bench.merge([], [])
     assert bench.merge([], [_ceiling(0.05, 0, 0.008)])["seed_error_ceiling"]["0.05"]["tail_max"] == 0.008
+
+
+def _real_run(stop_ap50: float, seed: int) -> dict:
+    return {"stop_ap50": stop_ap50, "stop_ap": stop_ap50 / 2, "test_bbox_map": 0.4, "test_ap50": 0.7,
+            "fp_per_image": 0.3, "stop_recall": stop_ap50, "seed": seed}
+
+
+def test_the_real_bench_pools_runs_over_parts_and_prices_each_arm_against_random():
+    bench = _bench("real_bench")
+    parts = [{"setting": "starved", "split_seed": split, "train_seeds": [0, 1], "minutes": 1.0, "machine": {},
+              "seed_model": {}, "recipe": {}, "budget": 40, "pool_stop_share": share,
+              "arms": {"seed": {"round_0": {"runs": [_real_run(0.1, None)]}},
+                       "targeted": {"round_1": {"runs": [_real_run(0.5 + split / 10, 0), _real_run(0.6 + split / 10, 1)],
+                                                "batch_stop_share": 0.9}},
+                       "random": {"round_1": {"runs": [_real_run(0.2, 0), _real_run(0.3, 1)],
+                                              "batch_stop_share": 0.2}}}}
+             for split, share in ((0, 0.2), (1, 0.3))]
+    merged = bench.merge(parts)
+    cell = merged["summary"]["starved"]["targeted"]["round_1"]
+    assert cell["stop_ap50"]["runs"] == 4 and cell["stop_ap50"]["mean"] == pytest.approx(0.6)
+    assert cell["batch_stop_share"]["mean"] == pytest.approx(0.9)
+    against = merged["against_random"]["starved"]["targeted"]["round_1"]["stop_ap50"]
+    assert against["difference"] == pytest.approx(0.35)
+    # 2 sd of the difference of means: sqrt(var(targeted)/4 + var(random)/4), var = 1/3 * 0.02 and 0.01 / 3.
+    assert against["min_detectable_difference"] == pytest.approx(2 * ((0.02 / 3) / 4 + (0.01 / 3) / 4) ** 0.5)
+    assert merged["pool_stop_share"]["starved"] == pytest.approx(0.25)
+    assert "random" not in merged["against_random"]["starved"]

@@ -258,3 +258,7 @@ def test_fine_tuning_holds_out_new_images_keeps_the_best_check_and_trains_on_the
     # With no new images (the control arm) nothing is held out: the run trains every step on every image.
     _, plain = fine_tune(seed, arm_set, weights, recipe, seed=0)
     assert plain.holdout is None and plain.steps == 4
+    # A holdout split of its own (`dataengine split --sizes holdout=N`) stops every run, the control's too, there.
+    stop_set = dataset_split(scenes, "val")
+    _, control = fine_tune(seed, arm_set, weights, recipe, seed=0, stop_set=stop_set)
+    assert control.steps == 4 and [s for s, _ in control.holdout["checks"]] == [0, 2, 4]
