@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import xml.etree.ElementTree as ET
 import zipfile
@@ -54,6 +55,8 @@ def _parse_coco(data: bytes, source: str) -> list[dict]:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LabelImportError(source, [f"not valid JSON: {exc}"]) from None
+    except RecursionError:
+        raise LabelImportError(source, ["not a COCO file: nested too deeply"]) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
         raise LabelImportError(source, ["not a COCO file: no 'images' list"])
     cats = {c.get("id"): c.get("name") for c in doc.get("categories") or [] if isinstance(c, dict)}
@@ -189,8 +192,9 @@ def read_label_file(path: str | Path) -> tuple[list[dict], bytes]:
 
 def _check_box(where: str, bbox, width: int, height: int) -> str | None:
     if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
-        return f"{where}: bbox {bbox!r} is not [x, y, w, h] numbers"
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)):
+        # NaN passes every range check below (NaN <= 0 is False): a non-finite number is refused here.
+        return f"{where}: bbox {bbox!r} is not [x, y, w, h] finite numbers"
     x, y, w, h = bbox
     if w <= 0 or h <= 0:
         return f"{where}: bbox {list(bbox)} has no area"

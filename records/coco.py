@@ -12,6 +12,7 @@ classes). `detectors.coco.CocoDetection` turns a `CocoSet` into the model's (ima
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,9 @@ class CocoFormatError(ValueError):
 
 
 def _is_number(x: Any) -> bool:
-    # bool is an int subclass in Python, but True is never a meaningful coordinate or id.
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    # bool is an int subclass in Python, but True is never a meaningful coordinate or id. NaN and infinities pass
+    # every range check (NaN < 0 is False), so they are refused here, where a number enters.
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _is_int(x: Any) -> bool:
@@ -142,6 +144,8 @@ def _read_top_level(path: Path) -> dict:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise CocoFormatError(f"{path}: not valid json: {e}") from e
+    except RecursionError:
+        raise CocoFormatError(f"{path}: nested too deeply to be a COCO file") from None
     if not isinstance(data, dict):
         raise CocoFormatError(f"{path}: top level must be an object with 'images', 'annotations' and "
                               f"'categories', got {type(data).__name__}")

@@ -408,6 +408,17 @@ def test_import_validation_errors(fdb, haystack, tmp_path):
     with pytest.raises(LabelImportError, match=r"annotation id 1 .*outside the \d+x48 image"):
         import_labels(fdb, _write_json(tmp_path / "box.json", doc), res.batch_id)
 
+    # NaN passes every range check (NaN < 0 is False): it is refused as a number, and so is a file nested deeper
+    # than a parser's stack.
+    doc = json.loads(json.dumps(base))
+    doc["annotations"][0]["bbox"] = [float("nan"), 0, 5, 5]
+    with pytest.raises(LabelImportError, match=r"annotation id 1 .*finite numbers"):
+        import_labels(fdb, _write_json(tmp_path / "nan.json", doc), res.batch_id)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(LabelImportError, match="nested too deeply"):
+        import_labels(fdb, deep, res.batch_id)
+
     xml = (root / "annotations.xml").read_text().replace('label="car"', 'label="bus"', 1)
     (tmp_path / "bad.xml").write_text(xml)
     with pytest.raises(LabelImportError, match="unknown category 'bus'"):

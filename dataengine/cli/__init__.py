@@ -31,6 +31,8 @@ COMMANDS = (demo, ui, nightly, retrain, compare, models, synth, split, convert_p
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dataengine", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of a failure instead of its one-line message")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.add_parser(sub)
@@ -51,16 +53,24 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the one failure a user must act on gets a message, not a traceback
         from pymongo.errors import ServerSelectionTimeoutError
 
+        from annotation_export.importer import LabelImportError
         from detectors.weights import WeightsMismatchError
         from fdb import StoreUnavailable
+        from fdb.vectors import FeatureShapeError
         from flows.runners import ClusterUnusable
         from mining.evaluation import LeakyTestSplit
+        from records.coco import CocoFormatError
 
+        if args.debug:
+            raise
         if isinstance(exc, StoreUnavailable | ClusterUnusable):
             print(f"error: {exc}", file=sys.stderr)
             return 3
-        if isinstance(exc, FileNotFoundError | WeightsMismatchError | LeakyTestSplit):  # e.g. a wrong --weights
-            print(f"error: {exc}", file=sys.stderr)
+        # The project's own refusals: a missing file or folder, no production model or an unknown id
+        # (LookupError), malformed input named by its field. Anything else is a bug: its traceback is shown.
+        if isinstance(exc, FileNotFoundError | NotADirectoryError | LookupError | WeightsMismatchError
+                      | LeakyTestSplit | CocoFormatError | LabelImportError | FeatureShapeError):
+            print(f"error: {_one_line(exc)}", file=sys.stderr)
             return 2
         if isinstance(exc, ServerSelectionTimeoutError):
             print("error: the feature database stopped answering during the run and did not come back within 30 s. "
@@ -71,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         print(f"done in {time.monotonic() - start:.1f}s")
     return code
+
+
+def _one_line(exc: BaseException) -> str:
+    """A refusal's message on one line (a KeyError's repr quotes it: its argument is the message)."""
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(str(text).split())
 
 
 if __name__ == "__main__":

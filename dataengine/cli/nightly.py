@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from dataengine.cli.options import MATCH_FLAGS, add_config_args, config_from_args, links_out_arg
 
 
@@ -51,6 +54,11 @@ def run(args) -> int:
     from flows.runners import build_task_runner
     from mining.config import MatchConfig, MiningConfig
 
+    # Checked before the flow starts: a flow that fails logs its traceback, and a wrong path is not a bug.
+    for path, what, ok in ((args.images, "image folder", os.path.isdir), (args.gt, "labelled set", os.path.isfile)):
+        if path and not (ok(path) or "://" in path):
+            print(f"error: no {what} at {path}", file=sys.stderr)
+            return 2
     flow = nightly
     if args.dask_workers or args.dask_address:
         flow = nightly.with_options(task_runner=build_task_runner(args.dask_address, args.dask_workers))
