@@ -56,8 +56,9 @@ LOWER_IS_BETTER = {"fp_per_image"}
 
 
 def run_part(setting: str, split_seed: int, arms: list[str], train_seeds: list[int], rounds: int, budget: int,
-             home: Path, seed_steps: int, finetune_steps: int, workers: int) -> dict:
-    """One setting and split seed: the seed model, then `rounds` rounds of every arm; returns the part's record."""
+             home: Path, seed_steps: int, finetune_steps: int, workers: int, out: Path) -> dict:
+    """One setting and split seed: the seed model, then `rounds` rounds of every arm; returns the part's record,
+    written to `out` after every round (a part cut short keeps the rounds it finished, `rounds_done`)."""
     os.environ["DATAENGINE_HOME"] = str(home)
     from detectors.config import FinetuneConfig
     from records.coco import load_coco
@@ -72,7 +73,7 @@ def run_part(setting: str, split_seed: int, arms: list[str], train_seeds: list[i
                                                                                   "test")}
     seed = _seed_model(data, sets, seed_steps)
     recipe = FinetuneConfig(steps=finetune_steps, lr=2e-4, seeds=tuple(train_seeds), workers=workers,
-                            check_every=20, patience=3)
+                            check_every=20, patience=2)
     part = {"setting": setting, "split_seed": split_seed, "sizes": SIZES, "starve": STARVE[setting],
             "budget": budget, "rounds": rounds, "train_seeds": train_seeds, "seed_model": seed,
             "recipe": {"steps": recipe.steps, "lr": recipe.lr, "check_every": recipe.check_every,
@@ -101,8 +102,10 @@ def run_part(setting: str, split_seed: int, arms: list[str], train_seeds: list[i
         print(f"{setting} split {split_seed} round {round_no}: " + ", ".join(
             f"{arm} stop AP50 {statistics.fmean(r['stop_ap50'] for r in part['arms'][arm][f'round_{round_no}']['runs']):.3f}"
             for arm in [*arms, "none"]), flush=True)
-    part["minutes"] = round((time.monotonic() - started) / 60, 1)
-    part["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
+        part.update(rounds_done=round_no, minutes=round((time.monotonic() - started) / 60, 1),
+                    machine={"cpus": os.cpu_count(), "platform": platform.platform()})
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(part, indent=1, default=str) + "\n")
     return part
 
 
@@ -216,7 +219,7 @@ def merge(parts: list[dict]) -> dict:
             "pool_stop_share": {s: statistics.fmean(v) for s, v in pool_share.items()},
             "parts": [{k: part[k] for k in ("setting", "split_seed", "train_seeds", "minutes", "seed_model",
                                             "machine", "recipe", "budget")} | {"arms": sorted(part["arms"])}
-                      for part in parts]}
+                      | {"rounds_done": part.get("rounds_done", part.get("rounds"))} for part in parts]}
 
 
 def stats(values: list[float]) -> dict:
@@ -283,11 +286,9 @@ def main() -> None:
         return
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     home = Path(args.home or f"/tmp/real-bench-{args.setting}-{args.split_seed}")
-    part = run_part(args.setting, args.split_seed, args.arms, args.train_seeds, args.rounds, args.budget, home,
-                    args.seed_steps, args.finetune_steps, args.workers)
-    PARTS.mkdir(parents=True, exist_ok=True)
     name = f"{args.setting}-split{args.split_seed}-{'-'.join(args.arms)}-seeds{''.join(map(str, args.train_seeds))}"
-    (PARTS / f"{name}.json").write_text(json.dumps(part, indent=1, default=str) + "\n")
+    part = run_part(args.setting, args.split_seed, args.arms, args.train_seeds, args.rounds, args.budget, home,
+                    args.seed_steps, args.finetune_steps, args.workers, PARTS / f"{name}.json")
     print(f"part written: {PARTS / name}.json ({part['minutes']} min)")
 
 

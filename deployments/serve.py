@@ -6,7 +6,8 @@ runs itself.
         .venv/bin/python deployments/serve.py [--cron "0 2 * * *"] [--timezone Europe/Berlin]
 
 It still talks to a Prefect API (PREFECT_API_URL, e.g. `prefect server start --host 127.0.0.1`) for the UI and
-schedules; trigger a manual run with `prefect deployment run 'mine_hard_cases/mine-hard-cases' -p budget=100`.
+schedules; trigger a manual run with
+`prefect deployment run 'mine_hard_cases/mine-hard-cases' --params '{"mining": {"budget": 100}}'`.
 """
 
 from __future__ import annotations

@@ -1,15 +1,12 @@
-"""Selecting hard cases: a strategy (`mining.strategies`: errors, random, uncertainty, diversity, hybrid) ranks the
-eligible pool, and its images become a labelling selection, with the reason for every image and the strategy's
-parameters recorded; a random arm of the same budget is drawn beside it.
+"""Selecting hard cases: a strategy (`mining.strategies`: errors, targeted, random, uncertainty, diversity, hybrid)
+ranks the eligible pool, and its images become a labelling selection, with the reason for every image and the
+strategy's parameters recorded; a random arm of the same budget is drawn beside it.
 
-`mine` is the `errors` strategy: it asks the pool index (fdb.pool_index: every pool image this model processed,
-grown with each night) for each query's k nearest neighbours among the images still eligible (unlabelled, not
-quarantined, not yet exported), merges them per image (more queries hitting an image rank it higher; the best
-distance breaks ties), collapses near-duplicate images, caps at the budget, and records the selection with its
-provenance in fdb. `random_selection` draws the same budget from the same pool: the baseline arm every comparison
-needs.
-`select_hard_cases` is the whole job over errors the store already holds: mining never runs a model (`tasks` runs it
-first).
+`select_hard_cases` is the whole mining step over what the store holds: the model's errors on the labelled set are
+typed (`mining.model_errors`), those a trusted label-error judge explains are left out (`mining.label_errors`), the
+rest become queries (`mining.queries`; for `targeted`, the errors on the target classes and their exemplars), and
+the strategy ranks the pool. `select_for_queries` and `random_selection` are the errors and random strategies on
+their own. Mining never runs a model: `tasks` (or the command) runs it first.
 """
 
 from __future__ import annotations

@@ -26,9 +26,12 @@ class ErrorRetrieval:
     (`cost="operating-point"`, `operating_point_cost`); each type's share goes to the images nearest to its own
     queries."""
 
-    def __init__(self, k: int = 20, backend: str = "auto", duplicate_distance: float = 1e-4,
-                 budget_split: str = "hits", type_floor: float = 0.1, cost: str = "map", fp_cost: float = 1.0,
-                 miss_cost: float = 1.0):
+    def __init__(self, k: int = MiningConfig.k, backend: str = MiningConfig.backend,
+                 duplicate_distance: float = MiningConfig.duplicate_distance,
+                 budget_split: str = MiningConfig.budget_split, type_floor: float = MiningConfig.type_floor,
+                 cost: str = MiningConfig.cost, fp_cost: float = MiningConfig.fp_cost,
+                 miss_cost: float = MiningConfig.miss_cost):
+        # The defaults are the mining config's, defined once there.
         if budget_split not in ("hits", "cost"):
             raise ValueError(f"budget_split is hits or cost, not {budget_split!r}")
         if cost not in ("map", "operating-point"):

@@ -33,7 +33,8 @@ LAYER_OF = {"detection": BOX_LAYER, "image": IMAGE_LAYER}
 
 @register("targeted")
 class TargetedMutualInformation:
-    def __init__(self, function: str = "fl2mi", eta: float = 1.0, candidates: int = 200, backend: str = "auto"):
+    def __init__(self, function: str = MiningConfig.smi, eta: float = MiningConfig.smi_eta,
+                 candidates: int = MiningConfig.smi_candidates, backend: str = MiningConfig.backend):
         self.function, self.eta, self.candidates, self.backend = function, eta, candidates, backend
 
     @classmethod
