@@ -226,7 +226,8 @@ def part_synthetic(work: Path, seeds: list[int]) -> dict:
 def part_mining(work: Path, seeds: list[int]) -> dict:
     """Mining with 10 % of the val labels deleted: leaving suspected label errors out, or not, against clean."""
     from detectors.synthetic import hard_case_share
-    from flows.demo import FULL, QUERY_TYPES
+    from flows.demo import FULL
+    from records import QUERIED_FP_TYPES
     from mining.config import MiningConfig
     from mining.selection import select_hard_cases
     from records.coco import load_coco
@@ -243,9 +244,9 @@ def part_mining(work: Path, seeds: list[int]) -> dict:
         deleted[str(seed)] = len(planted["deleted"])
         runs += [(f"noisy (seed {seed}), label errors kept", noisy_path, True, seed),
                  (f"noisy (seed {seed}), label errors left out", noisy_path, False, seed)]
-    out = {"deleted_labels": deleted, "query_types": QUERY_TYPES, "k": FULL["k"], "budget": FULL["budget"]}
+    out = {"deleted_labels": deleted, "query_types": list(QUERIED_FP_TYPES), "k": FULL["k"], "budget": FULL["budget"]}
     for name, path, keep, _ in runs:
-        config = MiningConfig(k=FULL["k"], budget=FULL["budget"], types=tuple(QUERY_TYPES), keep_label_errors=keep,
+        config = MiningConfig(k=FULL["k"], budget=FULL["budget"], types=QUERIED_FP_TYPES, keep_label_errors=keep,
                               random_arm=False, budget_split="hits")  # as the demo mines
         result = select_hard_cases(fdb, version, load_coco(path, image_dir=data / "images"), config,
                                    out_dir=work / "mining")

@@ -28,6 +28,7 @@ from mining.config import MiningConfig
 from mining.model_errors import ERROR_TYPES
 from mining.report import errors_markdown, map_markdown, test_verdict_markdown, verdict_lines, verdict_markdown
 from mining.selection import MiningSummary
+from records import QUERIED_FP_TYPES
 from records.hashing import json_key
 from tasks import (
     batch_labels,
@@ -64,7 +65,6 @@ FULL = dict(train=150, val=100, pool=300, test=150, preset="mobilenet", seed_ste
 # its numbers are the reference a refactor must reproduce exactly.
 QUICK = {**FULL, **dict(train=60, val=40, pool=80, test=40, preset="small", seed_steps=40, seed_patience=None,
                         arm_steps=12, seeds=(0,), control_seeds=None, workers=1, budget=12, k=10, lr=RECIPE.lr)}
-QUERY_TYPES = ["fp_background", "fp_wrong_class"]
 
 
 @dataclass(frozen=True)
@@ -178,8 +178,8 @@ def mine_val_errors(store: StoreConfig, folders: DemoFolders, model_version: str
     # its false-positive queries ranked by hits, the setting its verdict was checked on over three draws
     # (benchmarks/results/evaluation.json); the product's default split is by cost.
     mining = MiningConfig(strategy=sizes.get("strategy", "errors"), k=sizes["k"], budget=sizes["budget"],
-                          types=QUERY_TYPES, budget_split="hits")
-    queried = QUERY_TYPES
+                          types=QUERIED_FP_TYPES, budget_split="hits")
+    queried = list(QUERIED_FP_TYPES)
     mined = mine(store, model_version, val_json, folders.images, mining)
     if not mined.queries:  # a seed without false positives: mine with every error instead
         queried = list(ERROR_TYPES)

@@ -28,6 +28,7 @@ from flows.scenes import pool_uris, train_seed_for
 from mining.config import MatchConfig, MiningConfig
 from mining.gate import served_run
 from mining.strategies import STRATEGIES
+from records import QUERIED_FP_TYPES
 from records.hashing import json_key
 from tasks import detect, detect_labelled, export, import_batch_labels, mine, resolve_model, retrain_candidate
 from tasks.demo import generate_scenes, oracle_label_batch
@@ -35,7 +36,6 @@ from tasks.demo import generate_scenes, oracle_label_batch
 # An engine is a selection strategy by name (`mining.strategies`: errors, uncertainty, diversity, hybrid, random),
 # "mined" (the errors strategy, by its old name), a variant below, or "none" (no new labels: the no-new-data engine).
 ENGINES = ("mined", "random", "none")
-QUERY_TYPES = ["fp_background", "fp_wrong_class"]
 # Engines that mine with other settings than the errors strategy's in the loop (the false positives above, the
 # budget split by hits): "errors-cost" queries every error type and splits the budget by the mAP each costs (TIDE).
 VARIANTS = {"errors-cost": dict(strategy="errors", types=None, budget_split="cost")}
@@ -166,8 +166,8 @@ def mining_config(engine: str, sizes: dict) -> MiningConfig:
     """How an engine mines: its strategy (errors for "mined" and "none", which labels nothing), the loop's query
     types and the budget split by hits (the demo's; every part of the strategies bench ran so), unless it is a
     variant."""
-    mining = {"strategy": "errors" if engine in ENGINES else engine, "types": QUERY_TYPES, "budget_split": "hits",
-              **VARIANTS.get(engine, {})}
+    mining = {"strategy": "errors" if engine in ENGINES else engine, "types": QUERIED_FP_TYPES,
+              "budget_split": "hits", **VARIANTS.get(engine, {})}
     return MiningConfig(k=sizes["k"], budget=sizes["budget"], random_arm=engine == "random", **mining)
 
 

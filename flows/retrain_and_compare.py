@@ -13,9 +13,9 @@ from dataengine.config import store_config
 from detectors.config import FinetuneConfig
 from mining.config import EvaluationConfig
 from mining.report import errors_markdown, map_markdown, test_verdict_markdown, verdict_markdown
+from records import QUERIED_FP_TYPES
 from tasks import batch_labels, compare_arms, write_comparison_report
 
-QUERIED_TYPES = ["fp_background", "fp_wrong_class"]
 
 
 @flow(name="retrain_and_compare")
@@ -29,7 +29,7 @@ def retrain_and_compare(seed_checkpoint: str, data_dir: str, mined_batch: str, r
     on the val split. Each arm is trained with every seed of the recipe; `queried_types` are the error types the
     batch was mined for (default fp_background and fp_wrong_class), whose counts the report follows."""
     store = store_config()
-    queried_types = queried_types or QUERIED_TYPES
+    queried_types = queried_types or list(QUERIED_FP_TYPES)
     annotations, images = Path(data_dir) / "annotations", str(Path(data_dir) / "images")
     batches = {"mined": batch_labels(store, mined_batch, images), "random": batch_labels(store, random_batch, images)}
     work = Path(store.home) / "compare" / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")

@@ -18,6 +18,7 @@ within a minute, naming each worker and what it could not import, before any wor
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import os
 
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -45,8 +46,13 @@ def build_task_runner(dask_address: str | None = None, dask_workers: int = 0, th
     # Dask starts its workers with OMP_NUM_THREADS=1 (numpy's default for many small tasks), which would leave a
     # single detection worker on one core of a larger machine: torch takes an equal share of the cores instead.
     torch_threads = str(max(1, (os.cpu_count() or 1) // dask_workers))
+    # A local cluster's shutdown logs what it does to its workers (connections closed under a heartbeat, a nanny
+    # killing a worker that did not stop in 4 s) as warnings and errors with tracebacks: after a night that
+    # succeeded, a user reads those as its failure. A task's own failure still reaches the flow as its exception,
+    # with its cause, whatever the cluster logs.
     return DaskTaskRunner(cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": threads_per_worker,
                                           "processes": True, "dashboard_address": None,
+                                          "silence_logs": logging.CRITICAL,
                                           "env": {"OMP_NUM_THREADS": torch_threads, "MKL_NUM_THREADS": torch_threads}})
 
 

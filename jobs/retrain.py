@@ -32,11 +32,10 @@ from mining.compare import arm_training_set, combine_batches, mean_sd
 from mining.config import EvaluationConfig, MatchConfig
 from mining.evaluation import check_batches_apart, check_test_split, report_subsets
 from mining.gate import GateDecision, decide, served_run
-from records import ERROR_TYPES
+from records import ERROR_TYPES, QUERIED_FP_TYPES
 from records.coco import CocoSet, load_coco
 from records.hashing import file_sha256
 
-DEFAULT_QUERIED = ["fp_background", "fp_wrong_class"]
 
 
 @dataclass
@@ -64,7 +63,7 @@ def queried_types(fdb: FeatureDB, batches: list[dict]) -> list[str]:
             continue
         chosen = found[0].params.get("types")
         types |= set(chosen) if chosen else set(ERROR_TYPES)
-    return sorted(types) or DEFAULT_QUERIED
+    return sorted(types) or list(QUERIED_FP_TYPES)
 
 
 @dataclass(frozen=True)

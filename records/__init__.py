@@ -24,6 +24,9 @@ GT_BOX_LAYER = BOX_LAYER + "@ground_truth"
 
 ERROR_TYPES = ("fp_background", "fp_wrong_class", "fp_localisation", "miss")
 FP_TYPES = ERROR_TYPES[:3]  # the false positives: a detection to delete
+# The false positives a look-alike makes (fired on background, or taken for another class): what the demo, the loop
+# and a retrain query with unless told otherwise.
+QUERIED_FP_TYPES = ("fp_background", "fp_wrong_class")
 # Disagreements the labels, not the model, are suspected of (`mining.label_errors`).
 LABEL_ERROR_TYPES = ("possible_missing", "possible_wrong_class", "possible_bad_box", "possible_spurious")
 

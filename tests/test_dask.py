@@ -46,6 +46,8 @@ def test_nightly_from_the_cli_on_a_local_two_worker_dask_cluster(engine, fdb, tm
     done, _ = run_nightly(engine, tmp_path, "--dask-workers", "2", "--chunk-size", "1", timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "detected 6 new images (0 quarantined) on 2 worker(s)" in done.stdout, done.stdout
+    # A night that succeeded says so and nothing else: the local cluster's shutdown prints no tracebacks.
+    assert "Traceback" not in done.stdout + done.stderr and "CommClosedError" not in done.stderr, done.stderr[-3000:]
     assert fdb.images.count_documents({"processed_by": "tiny-v1", "split": "pool"}) == 6
     n_det = fdb.detections.count_documents({})
     assert n_det > 0 and fdb.features.count_documents({"owner_kind": "detection"}) == n_det

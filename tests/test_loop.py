@@ -282,11 +282,12 @@ def test_two_rounds_of_the_loop_for_two_engines(prefect_backend, mongod, fdb, tm
 
 
 def test_each_loop_engine_mines_with_its_own_settings():
-    from flows.loop import QUERY_TYPES, mining_config
+    from flows.loop import mining_config
+    from records import QUERIED_FP_TYPES
 
     sizes = dict(k=3, budget=5)
     mined, cost = mining_config("mined", sizes), mining_config("errors-cost", sizes)
-    assert (mined.strategy, mined.types, mined.budget_split) == ("errors", tuple(QUERY_TYPES), "hits")
+    assert (mined.strategy, mined.types, mined.budget_split) == ("errors", QUERIED_FP_TYPES, "hits")
     # The cost-driven variant queries every error type (misses and localisation errors too) and splits by cost.
     assert (cost.strategy, cost.types, cost.budget_split) == ("errors", None, "cost")
     assert mining_config("uncertainty", sizes).strategy == "uncertainty"
