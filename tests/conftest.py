@@ -125,7 +125,16 @@ def s3env(moto_url, monkeypatch):
 
 # ---------------------------------------------------------------------------------------------------- engine
 @pytest.fixture()
-def engine(mongod, fdb, tmp_path, monkeypatch):
+def store_env(mongod, fdb, tmp_path, monkeypatch):
+    """The environment a command reads, naming the test's database and a data home of its own."""
+    monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
+    monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
+    monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture()
+def engine(store_env, fdb, tmp_path):
     """A tiny dataset and an untrained tiny model registered in the test database the tasks connect to."""
     import torch
 
@@ -134,9 +143,6 @@ def engine(mongod, fdb, tmp_path, monkeypatch):
     from detectors.synthetic import CATEGORIES, generate
     from jobs.context import register_checkpoint
 
-    monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
-    monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
-    monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
     data = tmp_path / "data"
     generate(data, n_train=0, n_val=3, n_pool=6, seed=5, width=128, height=96, progress=False)
     torch.manual_seed(0)

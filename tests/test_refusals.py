@@ -13,11 +13,8 @@ from dataengine.cli import main
 
 
 @pytest.fixture()
-def empty_store(mongod, fdb, tmp_path, monkeypatch):
+def empty_store(store_env, tmp_path):
     """A real feature database with nothing in it: no model, no images."""
-    monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
-    monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
-    monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
     data = tmp_path / "data"
     (data / "images").mkdir(parents=True)
     (data / "annotations").mkdir()
