@@ -73,11 +73,11 @@ def run_part(setting: str, split_seed: int, arms: list[str], train_seeds: list[i
                                                                                   "test")}
     seed = _seed_model(data, sets, seed_steps)
     recipe = FinetuneConfig(steps=finetune_steps, lr=2e-4, seeds=tuple(train_seeds), workers=workers,
-                            check_every=20, patience=2)
+                            check_every=20, patience=2, check_start=False)
     part = {"setting": setting, "split_seed": split_seed, "sizes": SIZES, "starve": STARVE[setting],
             "budget": budget, "rounds": rounds, "train_seeds": train_seeds, "seed_model": seed,
             "recipe": {"steps": recipe.steps, "lr": recipe.lr, "check_every": recipe.check_every,
-                       "patience": recipe.patience, "oversample": recipe.oversample,
+                       "patience": recipe.patience, "check_start": recipe.check_start, "oversample": recipe.oversample,
                        "hard_negatives": recipe.hard_negatives},
             "pool_stop_share": _stop_share(sets["pool"], list(sets["pool"].images)), "arms": {}}
     batches: dict[str, list] = {arm: [] for arm in arms}
@@ -206,20 +206,24 @@ def merge(parts: list[dict]) -> dict:
                 if "batch_stop_share" in record:
                     cell.setdefault("batch_stop_share", []).append(record["batch_stop_share"])
     against: dict = {}
-    for setting, arms in summary.items():
+    for setting, arms in summary.items():  # every difference from the runs first, then the runs summarised
         for arm, rounds in arms.items():
             for round_name, cell in rounds.items():
                 base = arms.get("random", {}).get(round_name) or arms.get("seed", {}).get("round_0")
                 if arm != "random" and base and round_name != "round_0":
                     against.setdefault(setting, {}).setdefault(arm, {})[round_name] = {
                         metric: difference(cell[metric], base[metric]) for metric in METRICS}
+    for arms in summary.values():
+        for rounds in arms.values():
+            for cell in rounds.values():
                 for metric, values in cell.items():
                     cell[metric] = stats(values)
     return {"summary": summary, "against_random": against,
             "pool_stop_share": {s: statistics.fmean(v) for s, v in pool_share.items()},
             "parts": [{k: part[k] for k in ("setting", "split_seed", "train_seeds", "minutes", "seed_model",
                                             "machine", "recipe", "budget")} | {"arms": sorted(part["arms"])}
-                      | {"rounds_done": part.get("rounds_done", part.get("rounds"))} for part in parts]}
+                      | {"rounds_done": part.get("rounds_done", part.get("rounds")), "caveat": part.get("caveat")}
+                      for part in parts]}
 
 
 def stats(values: list[float]) -> dict:

@@ -97,7 +97,8 @@ def fine_tune(start: str | Path, train_set: CocoSet, weights: list[float] | None
         weights = [weight_of[i] for i in train_ids]
     hooks = (BestOnHoldout(train_set, sorted(held_out), recipe.check_every, recipe.patience),) if held_out else ()
     if stop_set is not None:
-        hooks = (BestOnHoldout(stop_set, sorted(stop_set.images), recipe.check_every, recipe.patience),)
+        hooks = (BestOnHoldout(stop_set, sorted(stop_set.images), recipe.check_every, recipe.patience,
+                               check_start=recipe.check_start),)
     handle = hard_negative_mining.enable(checkpoint.model, recipe.hard_negatives) if recipe.hard_negatives > 0 else None
     try:
         with frozen(checkpoint.model, recipe.freeze):

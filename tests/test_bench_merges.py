@@ -89,7 +89,8 @@ def test_the_real_bench_pools_runs_over_parts_and_prices_each_arm_against_random
                        "targeted": {"round_1": {"runs": [_real_run(0.5 + split / 10, 0), _real_run(0.6 + split / 10, 1)],
                                                 "batch_stop_share": 0.9}},
                        "random": {"round_1": {"runs": [_real_run(0.2, 0), _real_run(0.3, 1)],
-                                              "batch_stop_share": 0.2}}}}
+                                              "batch_stop_share": 0.2}},
+                       "none": {"round_1": {"runs": [_real_run(0.1, 0), _real_run(0.2, 1)]}}}}
              for split, share in ((0, 0.2), (1, 0.3))]
     merged = bench.merge(parts)
     cell = merged["summary"]["starved"]["targeted"]["round_1"]
@@ -101,3 +102,5 @@ def test_the_real_bench_pools_runs_over_parts_and_prices_each_arm_against_random
     assert against["min_detectable_difference"] == pytest.approx(2 * ((0.02 / 3) / 4 + (0.01 / 3) / 4) ** 0.5)
     assert merged["pool_stop_share"]["starved"] == pytest.approx(0.25)
     assert "random" not in merged["against_random"]["starved"]
+    # An arm after random in the parts is compared with random's runs, not with their summary.
+    assert merged["against_random"]["starved"]["none"]["round_1"]["stop_ap50"]["difference"] == pytest.approx(-0.1)

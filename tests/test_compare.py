@@ -4,6 +4,7 @@ report (Markdown, HTML, JSON) and the whole demo loop at a tiny size, as a Prefe
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -262,3 +263,6 @@ def test_fine_tuning_holds_out_new_images_keeps_the_best_check_and_trains_on_the
     stop_set = dataset_split(scenes, "val")
     _, control = fine_tune(seed, arm_set, weights, recipe, seed=0, stop_set=stop_set)
     assert control.steps == 4 and [s for s, _ in control.holdout["checks"]] == [0, 2, 4]
+    # Without the start as a check, the run keeps its best check after training began.
+    _, trained = fine_tune(seed, arm_set, weights, replace(recipe, check_start=False), seed=0, stop_set=stop_set)
+    assert [s for s, _ in trained.holdout["checks"]] == [2, 4] and trained.holdout["best_step"] in (2, 4)
