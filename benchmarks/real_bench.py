@@ -150,6 +150,11 @@ def _mine(arm: str, round_no: int, checkpoint_path: str, sets: dict, data: Path,
     detect_images(fdb, checkpoint, list(uri_of), split="pool", progress=False)
     detect_labelled_set(fdb, checkpoint, sets["val"])
     labelled = [uri for batch in earlier for uri in batch["uris"]]
+    # The database's labelled marks are this part's batches and nothing else: a part killed after it marked a
+    # round's batch must not hand that exclusion to its re-run (a first attempt did: benchmarks/results/real/*'s
+    # caveat).
+    fdb.images.update_many({"split": "train", "uri": {"$in": list(uri_of), "$nin": labelled}},
+                           {"$set": {"split": "pool", "labelled": False}})
     image_store.mark_labelled(fdb, labelled, split="train")
     config = MiningConfig(budget=budget, random_arm=False, seed=round_no, **ARMS[arm])
     result = select_hard_cases(fdb, checkpoint.version, sets["val"], config, out_dir=home / "mining" / data.name / arm)
