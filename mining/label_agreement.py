@@ -13,6 +13,11 @@ from records import BOX_LAYER, Detection
 from records.coco import CocoSet
 
 
+def non_crowd(labels: list[dict]) -> list[dict]:
+    """The labels a prediction can accuse or be accused by: a crowd region is no one object."""
+    return [g for g in labels if not g.get("iscrowd", 0)]
+
+
 def neighbour_agreement(vectors: np.ndarray, classes: np.ndarray, matched: np.ndarray, images: np.ndarray,
                         asked: np.ndarray, k: int) -> np.ndarray:
     """For each row in `asked`: the share of its k nearest other-image rows (cosine, on vectors centred on their
@@ -50,8 +55,8 @@ def agreements(vectors: dict, ground_truth: CocoSet, dets_of: dict, config: Labe
     a planted copy of the labels needs none of its own, the labels only decide which detections are matched."""
     rows = []  # (detection, coco image id, matched?)
     for cid, dets in dets_of.items():
-        labels = [g for g in ground_truth.annotations_by_image[cid] if not g.get("iscrowd", 0)]  # no crowd region
-        matching = match_image(dets, labels, config.min_score, match.iou_threshold)
+        matching = match_image(dets, non_crowd(ground_truth.annotations_by_image[cid]), config.min_score,
+                               match.iou_threshold)
         rows += [(d, cid, i in matching.label_of) for i, d in enumerate(matching.detections)]
     rows = [r for r in rows if r[0].id in vectors]
     asked = np.array([i for i, r in enumerate(rows) if not r[2]], dtype=int)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from mining.config import LabelErrorConfig
+from mining.label_agreement import non_crowd
 from records import Detection, LabelSuspect
 from records.boxes import box_ious
 from records.coco import CocoSet
@@ -73,7 +74,7 @@ def plant_label_errors(labels: CocoSet, share: float = 0.1, seed: int = 0, min_p
     rng = np.random.default_rng(seed)
     images = sorted(labels.images if image_ids is None else set(image_ids))
     by_image = {cid: [dict(a) for a in anns] for cid, anns in labels.annotations_by_image.items()}
-    eligible = [(cid, a) for cid in images for a in by_image[cid] if not a.get("iscrowd", 0)]
+    eligible = [(cid, a) for cid in images for a in non_crowd(by_image[cid])]
     per_kind = max(min_per_kind, round(share * len(eligible) / len(PLANTED_KINDS)))
     planted = _corrupt_labels(labels, by_image, eligible, per_kind, int(most_changed * len(eligible)), rng)
     next_id = max((a["id"] for anns in labels.annotations_by_image.values() for a in anns), default=0) + 1
@@ -141,7 +142,7 @@ def _add_labels(labels: CocoSet, by_image: dict, images: list[int], count: int, 
     """Spurious labels on background: the size and class of a label drawn from the set, in a drawn image, where
     the box overlaps no label (of the copy or the set) and no `occupied` box. A bounded number of draws."""
     sizes = [(a["bbox"][2], a["bbox"][3], a["category_id"]) for cid in images
-             for a in labels.annotations_by_image[cid] if not a.get("iscrowd", 0) and min(a["bbox"][2:]) > 0]
+             for a in non_crowd(labels.annotations_by_image[cid]) if min(a["bbox"][2:]) > 0]
     planted: list[PlantedError] = []
     for _ in range(20 * count if images and labels.categories else 0):
         if len(planted) >= count:

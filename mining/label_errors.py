@@ -48,7 +48,7 @@ from fdb import label_errors as suspect_store
 from fdb import labels as label_store
 from fdb import models as model_store
 from mining.config import LabelErrorConfig, MatchConfig
-from mining.label_agreement import agreements, box_vectors, neighbour_agreement
+from mining.label_agreement import agreements, box_vectors, neighbour_agreement, non_crowd
 from mining.label_error_check import JudgeCheck, check_judge
 from mining.matching import match_image, stored_detections
 from records import LABEL_ERROR_TYPES, Detection, LabelSuspect, ModelError
@@ -58,11 +58,6 @@ from records.hashing import file_sha256, json_key
 
 __all__ = ["LABEL_ERROR_TYPES", "LabelErrorConfig", "LabelErrorReport", "explained_errors", "find_label_errors",
            "neighbour_agreement", "suspect_image_labels", "trained_on"]
-
-
-def _non_crowd(labels: list[dict]) -> list[dict]:
-    """The labels a prediction can accuse or be accused by: a crowd region is no one object."""
-    return [g for g in labels if not g.get("iscrowd", 0)]
 
 
 def _key(det: Detection):
@@ -76,7 +71,7 @@ def suspect_image_labels(detections: list[Detection], ground_truth: list[dict],
     threshold). `detections`: every detection the model kept (any score; the low ones give `support`);
     `ground_truth`: COCO annotations; `agreement`: detection id (or rank) -> neighbour agreement."""
     agreement = agreement or {}
-    matching = match_image(detections, _non_crowd(ground_truth), config.min_score, match.iou_threshold)
+    matching = match_image(detections, non_crowd(ground_truth), config.min_score, match.iou_threshold)
     dets, gts, iou, matched = matching.detections, matching.labels, matching.iou, matching.label_of
     claimed = set(matched.values())  # labels a confident prediction of their class matched
     suspects: list[LabelSuspect] = []
@@ -288,7 +283,7 @@ def find_label_errors(fdb: FeatureDB, model_version: str | list[str], ground_tru
                           params_key, predictions, labels_sha)
     found.sort(key=lambda s: (-s.suspicion, str(s.id)))
     suspect_store.record_suspects(fdb, found, threshold=config.threshold)
-    labels = sum(not a.get("iscrowd", 0) for c in judged for a in ground_truth.annotations_by_image[c])
+    labels = sum(len(non_crowd(ground_truth.annotations_by_image[c])) for c in judged)
     return LabelErrorReport(" + ".join(versions), config, predictions, len(judged), len(uri_of) - len(judged),
                             found, params_key, labels, check)
 

@@ -21,6 +21,7 @@ from fdb import detections as detection_store
 from fdb import images as image_store
 from fdb.pool_index import pool_index
 from fdb.vectors import to_object_ids
+from mining.strategies.errors import owners_to_images
 from records import BOX_LAYER, IMAGE_LAYER
 
 SEARCHABLE_LAYERS = (BOX_LAYER, IMAGE_LAYER)
@@ -70,12 +71,8 @@ def nearest_in_pool(fdb: FeatureDB, model_version: str, vector: np.ndarray, laye
 def _hits(fdb: FeatureDB, model_version: str, layer: str, owners: list[ObjectId],
           distances: list[float]) -> list[SimilarHit]:
     """The found owners as hits: each with its image's uri, and a detection's class, score and box."""
-    if layer == IMAGE_LAYER:
-        image_of = {owner: owner for owner in owners}  # an image vector's owner is its image
-        detections = {}
-    else:
-        image_of = fdb.image_ids_of(model_version, layer, owners)
-        detections = detection_store.detections_by_id(fdb, owners)
+    image_of = owners_to_images(fdb, model_version, layer, owners)
+    detections = detection_store.detections_by_id(fdb, owners) if layer != IMAGE_LAYER else {}
     records = image_store.by_id(fdb, set(image_of.values()))
     hits = []
     for owner, distance in zip(owners, distances):

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Protocol
 
+import numpy as np
+
 from fdb import FeatureDB
 from fdb import images as image_store
 from fdb import selections as selection_store
@@ -131,6 +133,11 @@ def record_ranking(fdb: FeatureDB, model_version: str, name: str, ranking: Ranki
 
 def selection_key(*parts) -> str:
     return json_key(parts, 16)
+
+
+def unit_rows(m: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length (a zero row stays zero): cosine similarity is then a dot product."""
+    return m / (np.linalg.norm(m, axis=-1, keepdims=True) + 1e-12)
 
 
 def reranked(images: list[SelectedImage], start: int = 0) -> list[SelectedImage]:

@@ -15,7 +15,7 @@ import numpy as np
 from fdb import images as image_store
 from fdb.vectors import to_object_ids
 from mining.config import MiningConfig
-from mining.strategies.base import Ranking, StrategyContext, register
+from mining.strategies.base import Ranking, StrategyContext, register, unit_rows
 from records import IMAGE_LAYER, SelectedImage
 
 
@@ -43,11 +43,11 @@ class CoreSet:
             return Ranking([], params, identity=identity)
         raw = np.stack([vectors[i] for i in candidates]).astype(np.float32)
         centre = raw.mean(axis=0)
-        pool_vectors = _unit(raw - centre)
+        pool_vectors = unit_rows(raw - centre)
         labelled = fdb.vectors_by_owner(model_version, IMAGE_LAYER,
                                         list(image_store.labelled_ids(fdb, model_version)))
         if labelled:
-            centres = _unit(np.stack(list(labelled.values())).astype(np.float32) - centre)
+            centres = unit_rows(np.stack(list(labelled.values())).astype(np.float32) - centre)
             nearest = 1.0 - (pool_vectors @ centres.T).max(axis=1)
             start = f"{len(labelled)} labelled images"
         else:
@@ -72,6 +72,3 @@ class CoreSet:
                   for rank, (p, gap) in enumerate(zip(picks, gaps))]
         return Ranking(images, params, identity=identity)
 
-
-def _unit(m: np.ndarray) -> np.ndarray:
-    return m / (np.linalg.norm(m, axis=-1, keepdims=True) + 1e-12)

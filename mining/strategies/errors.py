@@ -176,7 +176,7 @@ def _search_level(fdb: FeatureDB, model_version: str, pool, level_queries: list,
     if query_vectors.shape[1] == len(mean):  # a wrong dimension is left for check_query to name
         query_vectors = query_vectors - mean
     pool.index.check_query(query_vectors, model_version)  # refuses another dimension or model, naming both
-    rows, eligible = _eligible_neighbours(fdb, model_version, pool, query_vectors, k, layer)
+    rows, eligible = eligible_neighbours(fdb, model_version, pool, query_vectors, k, layer)
     for image_id, doc in eligible.items():
         found.uri_of[image_id], found.sha_of[image_id] = doc["uri"], doc.get("sha256")
     found_nothing = []
@@ -200,12 +200,17 @@ def _record_query(found: _PoolHits, q, row: list, level: str, layer: str, model_
                                                 level, float(dist))
         h["best_distance"] = min(h["best_distance"], float(dist))
     found.neighbours[str(q.error_id)] = row
-    found.query_docs.append({"error_id": q.error_id, "type": q.type, "category": q.category_name,
-                             "level": level, "layer": layer, "source_image_id": q.source_image_id,
-                             "detection_id": q.detection_id, "bbox": q.bbox, "model_version": model_version,
-                             "index_version": index_version,
-                             "neighbours": [{"rank": r, "owner_id": owner, "image_id": image_id, "distance": dist}
-                                            for r, (owner, image_id, dist) in enumerate(row)]})
+    found.query_docs.append(query_doc(q, row, level, layer, model_version, index_version))
+
+
+def query_doc(q, row: list, level: str, layer: str, model_version: str, index_version) -> dict:
+    """A query as a selection records it (`fdb.selections.record_queries`), with the neighbours it found: rows of
+    (owner id, image id, distance)."""
+    return {"error_id": q.error_id, "type": q.type, "category": q.category_name, "level": level, "layer": layer,
+            "source_image_id": q.source_image_id, "detection_id": q.detection_id, "bbox": q.bbox,
+            "model_version": model_version, "index_version": index_version,
+            "neighbours": [{"rank": r, "owner_id": owner, "image_id": image_id, "distance": dist}
+                           for r, (owner, image_id, dist) in enumerate(row)]}
 
 
 def _choose_images(fdb: FeatureDB, model_version: str, found: _PoolHits, budget: int, duplicate_distance: float,
@@ -251,7 +256,7 @@ def _selected_image(image_id, uri: str, rank: int, h: dict) -> SelectedImage:
                f"classes {', '.join(classes)}), best distance {h['best_distance']:.4f}")
 
 
-def _eligible_neighbours(fdb: FeatureDB, model_version: str, pool, query_vectors: np.ndarray, k: int, layer: str):
+def eligible_neighbours(fdb: FeatureDB, model_version: str, pool, query_vectors: np.ndarray, k: int, layer: str):
     """Each query's k nearest pool vectors whose images may still be selected, as rows of (owner id, image id,
     distance), and those images' records. The index holds the whole processed pool (fdb.pool_index); exported or
     labelled images are dropped here, so more neighbours are fetched for each query short of k, and only for those
@@ -270,7 +275,7 @@ def _eligible_neighbours(fdb: FeatureDB, model_version: str, pool, query_vectors
         found_ids, distances = index.query(query_vectors[short], k=fetch)
         owners = {o for o in to_object_ids(np.unique(found_ids[found_ids != b""])) if o not in image_of}
         if owners:
-            image_of.update(_owners_to_images(fdb, model_version, layer, owners))
+            image_of.update(owners_to_images(fdb, model_version, layer, owners))
         unchecked = set(image_of.values()) - checked
         if unchecked:
             eligible.update(image_store.eligible_among(fdb, model_version, unchecked))
@@ -288,7 +293,7 @@ def _eligible_neighbours(fdb: FeatureDB, model_version: str, pool, query_vectors
         fetch = min(limit, fetch * 4)
 
 
-def _owners_to_images(fdb: FeatureDB, model_version: str, layer: str, owners) -> dict:
+def owners_to_images(fdb: FeatureDB, model_version: str, layer: str, owners) -> dict:
     """owner id -> image id: an image vector's owner is its image; a detection's is looked up by feature id."""
     if layer == IMAGE_LAYER:
         return {o: o for o in owners}

@@ -23,8 +23,8 @@ from fdb import FeatureDB
 from fdb import images as image_store
 from fdb.pool_index import pool_index
 from mining.config import MiningConfig
-from mining.strategies.base import Ranking, StrategyContext, register
-from mining.strategies.errors import _eligible_neighbours
+from mining.strategies.base import Ranking, StrategyContext, register, unit_rows
+from mining.strategies.errors import eligible_neighbours, query_doc
 from mining.submodular import smi_greedy
 from records import BOX_LAYER, IMAGE_LAYER, QueryHit, SelectedImage
 
@@ -70,7 +70,7 @@ class PoolSimilarity:
 
     def __init__(self, fdb: FeatureDB, model_version: str, index_root, backend: str):
         self.fdb, self.model_version, self.index_root, self.backend = fdb, model_version, index_root, backend
-        self.images: list = []
+        self._images: dict = {}  # candidate image id -> None, in the order the levels found them
         self.queries: dict[str, list] = {"detection": [], "image": []}
         self.index_versions: dict[str, str] = {}
         self.query_docs: list[dict] = []
@@ -87,23 +87,20 @@ class PoolSimilarity:
         if centred.shape[1] == len(pool.centre):  # a wrong dimension is left for check_query to name
             centred = centred - pool.centre
         pool.index.check_query(centred, self.model_version)
-        rows, _eligible = _eligible_neighbours(self.fdb, self.model_version, pool, centred, candidates, layer)
+        rows, _ = eligible_neighbours(self.fdb, self.model_version, pool, centred, candidates, layer)
         found = sorted({image for row in rows for _, image, _ in row if image not in exclude}, key=str)
         if not found:
             return
-        similarity = _best_similarity(self.fdb, self.model_version, layer, found, _unit(centred), pool.centre)
+        similarity = _best_similarity(self.fdb, self.model_version, layer, found, unit_rows(centred), pool.centre)
         self._rows[level] = dict(zip(found, similarity.T))
         self.queries[level] = list(queries)
-        for image in found:
-            if image not in self.images:
-                self.images.append(image)
-        self.query_docs += [{"error_id": q.error_id, "type": q.type, "category": q.category_name, "level": level,
-                             "layer": layer, "source_image_id": q.source_image_id, "detection_id": q.detection_id,
-                             "bbox": q.bbox, "model_version": self.model_version,
-                             "index_version": pool.index.spec.version,
-                             "neighbours": [{"rank": r, "owner_id": owner, "image_id": image, "distance": dist}
-                                            for r, (owner, image, dist) in enumerate(row)]}
+        self._images.update(dict.fromkeys(found))
+        self.query_docs += [query_doc(q, row, level, layer, self.model_version, pool.index.spec.version)
                             for q, row in zip(queries, rows)]
+
+    @property
+    def images(self) -> list:
+        return list(self._images)
 
     def matrix(self) -> tuple[np.ndarray, list]:
         """(queries x images) similarities, clipped at 0, detection-level queries first, and the images."""
@@ -112,8 +109,8 @@ class PoolSimilarity:
             n = len(self.queries[level])
             if n:
                 zero = np.zeros(n, np.float32)
-                blocks.append(np.stack([self._rows[level].get(i, zero) for i in self.images], axis=1))
-        return np.maximum(np.concatenate(blocks, axis=0), 0.0), list(self.images)
+                blocks.append(np.stack([self._rows[level].get(i, zero) for i in self._images], axis=1))
+        return np.maximum(np.concatenate(blocks, axis=0), 0.0), self.images
 
 
 def _best_similarity(fdb: FeatureDB, model_version: str, layer: str, images: list, queries: np.ndarray,
@@ -125,7 +122,7 @@ def _best_similarity(fdb: FeatureDB, model_version: str, layer: str, images: lis
         return best
     column = {image: c for c, image in enumerate(images)}
     owners_image = [column[i] for i in held.image_object_ids()]
-    sims = queries @ _unit(held.vectors.astype(np.float32) - centre).T
+    sims = queries @ unit_rows(held.vectors.astype(np.float32) - centre).T
     np.maximum.at(best.T, owners_image, sims.T)
     return best
 
@@ -155,7 +152,4 @@ def _selected(image_id, uri: str, rank: int, column: np.ndarray, queries: list, 
                                 f"queries ({', '.join(types) or 'none'}; classes {', '.join(classes) or 'none'}), "
                                 f"best similarity {best:.3f}")
 
-
-def _unit(m: np.ndarray) -> np.ndarray:
-    return m / (np.linalg.norm(m, axis=-1, keepdims=True) + 1e-12)
 
