@@ -31,6 +31,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -138,9 +139,8 @@ def _mine(arm: str, round_no: int, checkpoint_path: str, sets: dict, data: Path,
     from jobs.context import connection
     from jobs.detect import detect_images, detect_labelled_set
     from mining.config import MiningConfig
-    from mining.selection import select_hard_cases
     from dataengine.config import store_config
-    from dataclasses import replace
+    from mining.selection import select_hard_cases
 
     store = replace(store_config(), db_name=f"real-{data.name}-{arm}")
     fdb = connection(store)
@@ -149,18 +149,18 @@ def _mine(arm: str, round_no: int, checkpoint_path: str, sets: dict, data: Path,
     uri_of = {str(pool.image_path(i).resolve()): i for i in pool.images}
     detect_images(fdb, checkpoint, list(uri_of), split="pool", progress=False)
     detect_labelled_set(fdb, checkpoint, sets["val"])
-    labelled = [uri for batch in earlier for uri in batch["uris"]]
+    labelled = {uri for batch in earlier for uri in batch["uris"]}
     # The database's labelled marks are this part's batches and nothing else: a part killed after it marked a
     # round's batch must not hand that exclusion to its re-run (a first attempt did: benchmarks/results/real/*'s
     # caveat).
-    fdb.images.update_many({"split": "train", "uri": {"$in": list(uri_of), "$nin": labelled}},
+    fdb.images.update_many({"split": "train", "uri": {"$in": list(uri_of), "$nin": sorted(labelled)}},
                            {"$set": {"split": "pool", "labelled": False}})
-    image_store.mark_labelled(fdb, labelled, split="train")
+    image_store.mark_labelled(fdb, sorted(labelled), split="train")
     config = MiningConfig(budget=budget, random_arm=False, seed=round_no, **ARMS[arm])
     result = select_hard_cases(fdb, checkpoint.version, sets["val"], config, out_dir=home / "mining" / data.name / arm)
     chosen = [img.uri for img in result.selection.images]
     ids = [uri_of[uri] for uri in chosen]
-    eligible = [i for uri, i in uri_of.items() if uri not in set(labelled)]
+    eligible = [i for uri, i in uri_of.items() if uri not in labelled]
     images = [pool.images[i] for i in ids]
     labels = [a for i in ids for a in pool.annotations_by_image[i]]
     return {"uris": chosen, "files": [im["file_name"] for im in images], "images": images, "labels": labels,

@@ -17,7 +17,6 @@ from records import QUERIED_FP_TYPES
 from tasks import batch_labels, compare_arms, write_comparison_report
 
 
-
 @flow(name="retrain_and_compare")
 def retrain_and_compare(seed_checkpoint: str, data_dir: str, mined_batch: str, random_batch: str,
                         query_images: list[int] | None = None, recipe: FinetuneConfig = FinetuneConfig(),

@@ -95,10 +95,11 @@ def fine_tune(start: str | Path, train_set: CocoSet, weights: list[float] | None
     if weights is not None:
         weight_of = dict(zip(train_set.images, weights))
         weights = [weight_of[i] for i in train_ids]
-    hooks = (BestOnHoldout(train_set, sorted(held_out), recipe.check_every, recipe.patience),) if held_out else ()
-    if stop_set is not None:
-        hooks = (BestOnHoldout(stop_set, sorted(stop_set.images), recipe.check_every, recipe.patience,
-                               check_start=recipe.check_start),)
+    # Where the run stops: the stop set, else the held-out new images, else nowhere (every step trains).
+    stop_on = ((stop_set, sorted(stop_set.images)) if stop_set is not None else
+               (train_set, sorted(held_out)) if held_out else None)
+    hooks = (BestOnHoldout(*stop_on, recipe.check_every, recipe.patience, check_start=recipe.check_start),) \
+        if stop_on else ()
     handle = hard_negative_mining.enable(checkpoint.model, recipe.hard_negatives) if recipe.hard_negatives > 0 else None
     try:
         with frozen(checkpoint.model, recipe.freeze):

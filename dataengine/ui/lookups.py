@@ -13,6 +13,7 @@ from fdb import detections as detection_store
 from fdb import errors as error_store
 from fdb import images as image_store
 from fdb import label_errors as suspect_store
+from fdb import models as model_store
 from fdb import runs as run_store
 from fdb import selections as selection_store
 
@@ -61,6 +62,14 @@ def image_record(fdb: FeatureDB, image_id: str) -> dict:
     if doc is None:
         raise NotFound(f"no image {image_id}")
     return doc
+
+
+def image_model(fdb: FeatureDB, image: dict) -> str | None:
+    """The model an image page means (its detections, its vector): production's when it processed the image, else
+    the last model that did; None when none did."""
+    processed = image_store.models_done(image)
+    production = model_store.production_version(fdb)
+    return production if production in processed else (processed[-1] if processed else None)
 
 
 def detection_record(fdb: FeatureDB, detection_id: str):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import uvicorn
 
 from dataengine.ui.access import AppSettings, is_loopback
 from dataengine.ui.app import build_app
-from dataclasses import replace
-
 from fdb import FeatureDB, StoreConfig, connect
 
 

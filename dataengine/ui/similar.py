@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dataengine.ui.lookups import NotFound, detection_record, image_record, parse_id
+from dataengine.ui.lookups import NotFound, detection_record, image_model, image_record, parse_id
 from fdb import FeatureDB
-from fdb import images as image_store
-from fdb import models as model_store
 from mining.similar import NoPoolVectors, nearest_in_pool
 from records import BOX_LAYER, IMAGE_LAYER
 
@@ -36,7 +34,7 @@ def similar(fdb: FeatureDB, owner: str, layer: str, index_root: str | Path, mode
         query = {"detection_id": det.id, "bbox": det.bbox, "category": det.category_name, "score": det.score}
     else:
         image, det = image_record(fdb, owner), None
-        version = model_version or _model_of(fdb, image)
+        version = model_version or image_model(fdb, image)
         query = {"detection_id": None, "bbox": None, "category": None, "score": None}
     vector = fdb.vectors_by_owner(version, LAYERS[layer], [oid]).get(oid) if version else None
     if vector is None:
@@ -51,10 +49,3 @@ def similar(fdb: FeatureDB, owner: str, layer: str, index_root: str | Path, mode
                       "detection_id": h.owner_id if layer == "box" else None, "bbox": h.bbox, "score": h.score,
                       "category": h.category, "is_query": h.owner_id == oid} for h in hits]}
 
-
-def _model_of(fdb: FeatureDB, image: dict) -> str | None:
-    """The model whose image vector an image page means: production's when it processed the image, else the last
-    model that did (as the image page picks its detections)."""
-    processed = image_store.models_done(image)
-    production = model_store.production_version(fdb)
-    return production if production in processed else (processed[-1] if processed else None)

@@ -14,7 +14,7 @@ from annotation_export.changes import batch_changes
 from annotation_export.config import ExportConfig
 from annotation_export.export import ExportError, export_batch
 from annotation_export.held_nights import HeldNight, NightNotWaiting, export_held_night
-from dataengine.ui.lookups import Conflict, NotFound, image_record, parse_id
+from dataengine.ui.lookups import Conflict, NotFound, image_model, image_record, parse_id
 from fdb import FeatureDB, labelled_sets
 from fdb import detections as detection_store
 from fdb import errors as error_store
@@ -364,8 +364,7 @@ def image(fdb: FeatureDB, image_id: str, model_version: str | None = None,
     doc = image_record(fdb, image_id)
     iid = doc["_id"]
     processed = image_store.models_done(doc)
-    production = model_store.production_version(fdb)
-    model_version = model_version or (production if production in processed else (processed[-1] if processed else None))
+    model_version = model_version or image_model(fdb, doc)
     detections = detection_store.read_detections(fdb, model_version, [iid], min_score=min_score, masks=False) if model_version else []
     errs, _ = error_store.find(fdb, model_version, image_id=iid, limit=200) if model_version else ([], 0)
     return {"image_id": iid, "uri": doc.get("uri"), "width": doc.get("width"), "height": doc.get("height"),
