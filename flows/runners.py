@@ -49,7 +49,9 @@ def build_task_runner(dask_address: str | None = None, dask_workers: int = 0, th
     # A local cluster's shutdown logs what it does to its workers (connections closed under a heartbeat, a nanny
     # killing a worker that did not stop in 4 s) as warnings and errors with tracebacks: after a night that
     # succeeded, a user reads those as its failure. A task's own failure still reaches the flow as its exception,
-    # with its cause, whatever the cluster logs.
+    # with its cause, whatever the cluster logs. `silence_logs` alone is not enough: it quiets the handlers on the
+    # "distributed" logger, and under Prefect those records propagate to the root's console handler instead.
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
     return DaskTaskRunner(cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": threads_per_worker,
                                           "processes": True, "dashboard_address": None,
                                           "silence_logs": logging.CRITICAL,

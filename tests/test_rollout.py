@@ -49,6 +49,9 @@ def test_a_rollout_killed_mid_way_resumes_on_two_dask_workers_and_hands_producti
     while fdb.images.count_documents({"processed_by": "tiny-v2"}) < 12 and run.poll() is None:
         assert time.monotonic() < deadline, "the rollout processed nothing in 4 minutes"
         time.sleep(0.05)
+    if run.poll() is not None:  # it ended before the kill: say why rather than fail on the kill
+        out, err = run.communicate()
+        raise AssertionError(f"the rollout ended (rc {run.returncode}) before the kill:\n{out[-2000:]}{err[-2000:]}")
     os.killpg(run.pid, signal.SIGKILL)  # the command and its Dask workers, mid-way
     run.wait(timeout=30)
     at_kill = fdb.images.count_documents({"processed_by": "tiny-v2"})

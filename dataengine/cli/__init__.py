@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     # Flows run against Prefect's ephemeral server unless PREFECT_API_URL names one. Its telemetry has nothing to
     # reach here, and its first write races the server's start-up ("database is locked" tracebacks).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The ephemeral server's 20 s start-up limit is missed on a busy 2-core machine (seen in CI: the night then
+    # failed before it began). A slow start costs seconds; a missed one costs the run.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     args = build_parser().parse_args(argv)
     start = time.monotonic()
     try:
