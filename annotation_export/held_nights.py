@@ -43,7 +43,7 @@ def export_held_night(fdb: FeatureDB, night_id: str, by: str, s3_client=None, la
     config = recorded_config(night)
     try:
         result = export_batch(fdb, night.selection_id, night.target, config, s3_client=s3_client,
-                              labelstudio=labelstudio)
+                              labelstudio=labelstudio, held_night=night_id)
     except NothingToExport:
         result = None
     except BaseException:

@@ -1,7 +1,7 @@
 """A batch in a Label Studio project, and its labels back: the annotation team's server as an export target.
 
 Push (`dataengine export --selection S --to labelstudio://HOST:PORT/PROJECT`):
-- the batch is prepared exactly as for a folder (`export.prepare_batch`): same images, predictions, batch id and
+- the batch is prepared exactly as for a folder (`batch.prepare_batch`): same images, predictions, batch id and
   manifest, and it is recorded the same way (`exports`: `in_progress` with `attempts`, then `done`);
 - its files (CVAT, COCO, manifest, images, `_DONE`) are staged as a normal batch folder under
   `<document root>/dataengine/<batch>/`, the folder the server serves local files from
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from annotation_export.export import (ExportError, ExportResult, PreparedBatch, batch_location, ship_batch)
+from annotation_export.batch import ExportError, ExportResult, PreparedBatch, batch_location, ship_batch
 from annotation_export.formats import BatchImage, BatchObject
 from annotation_export.importer import ImportReport, LabelImportError, exported_batch, import_records
 from annotation_export.labelstudio_client import (LabelStudioClient, LabelStudioError, ServerTarget,

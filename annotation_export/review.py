@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from annotation_export.changes import label_changes
-from annotation_export.export import (
+from annotation_export.batch import (
     COCO_JSON,
     CVAT_XML,
     ExportError,

@@ -16,7 +16,7 @@ from conftest import _start_moto, _stop, run_at_once
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from annotation_export import export as export_mod
+from annotation_export import batch as batch_mod
 from annotation_export.config import ExportConfig
 from storage import s3 as s3mod
 from annotation_export.export import DONE, ExportError, export_batch
@@ -163,7 +163,7 @@ def test_reexport_is_byte_identical(fdb, haystack, tmp_path):
 
 def test_interrupted_local_export_leaves_nothing_done(fdb, haystack, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = export_mod.read_uri
+    real = batch_mod.read_uri
 
     def flaky(uri):
         calls["n"] += 1
@@ -171,7 +171,7 @@ def test_interrupted_local_export_leaves_nothing_done(fdb, haystack, tmp_path, m
             raise OSError("disk went away")
         return real(uri)
 
-    monkeypatch.setattr(export_mod, "read_uri", flaky)
+    monkeypatch.setattr(batch_mod, "read_uri", flaky)
     with pytest.raises(OSError):
         export_batch(fdb, SEL, tmp_path / "out")
     rec = fdb.exports.find_one({})

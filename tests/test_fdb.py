@@ -244,7 +244,7 @@ def test_a_database_written_before_a_field_was_renamed_reads_the_same(mongo_clie
 def test_record_ids_are_the_ones_a_database_already_holds():
     """Ids are made from their parts by `records.hashing`; these digests were written by the code before it made
     them in one place, so a re-run over an existing database still finds its records instead of adding twins."""
-    from annotation_export.export import batch_id_for
+    from annotation_export.batch import batch_id_for
     from fdb.images import random_key
     from fdb.vectors import feature_id
     from fdb.writes import stable_id

@@ -17,7 +17,7 @@ from test_export import SEL, haystack  # noqa: F401 - the fixture: a selection o
 
 from annotation_export import held_nights
 from annotation_export.config import ExportConfig
-from annotation_export.export import ExportError
+from annotation_export.export import ExportError, HeldForReview, export_batch
 from fdb import runs as run_store
 from fdb import selections as selection_store
 from fdb.runs import NightHold, NightNotWaiting
@@ -195,6 +195,8 @@ def test_a_held_night_exports_nothing_the_next_does_not_mine_and_the_app_ships_i
     assert generic.status_code == 409 and "held for review" in generic.json()["detail"]
     assert main(["export", "--selection", night.selection_id, "--to", str(app_queue)]) == 2  # nor by hand
     assert "held for review" in capsys.readouterr().err
+    with pytest.raises(HeldForReview, match="held for review"):  # nor by a flow or a script: the export refuses it
+        export_batch(fdb, night.selection_id, app_queue)
     rejected = selection["images"][0]["image_id"]
     assert app.post(f"/api/selections/{night.selection_id}/images/{rejected}/decision",
                     json={"decision": "reject", "by": "anna"}).status_code == 200

@@ -25,7 +25,7 @@ def lint(root: Path) -> subprocess.CompletedProcess:
 def test_the_layering_contracts_hold():
     result = lint(REPO)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "2 kept, 0 broken" in result.stdout
+    assert "3 kept, 0 broken" in result.stdout
 
 
 @pytest.mark.parametrize("module, line, broken", [
@@ -46,6 +46,10 @@ def test_the_layering_contracts_hold():
     ("jobs/detect.py", "from dataengine.config import store_config\n", "jobs is not allowed to import dataengine.config"),
     # A job never reaches up to the Prefect tasks that wrap it.
     ("jobs/retrain.py", "from tasks import mine\n", "jobs is not allowed to import tasks"),
+    # No cycles: the batch is made below the export that ships it, and the server's push builds on the batch.
+    ("annotation_export/formats.py", "def _sneak():\n    from annotation_export.export import export_batch\n"
+     "    return export_batch\n", "No cycles are allowed in annotation_export"),
+    ("fdb/store.py", "from fdb.images import ingest_images\n", "No cycles are allowed in fdb"),
 ])
 def test_an_import_against_the_flow_breaks_the_contracts(tmp_path, module, line, broken):
     for name in PACKAGES:

@@ -37,16 +37,9 @@ def run(args) -> int:
     from annotation_export.export import ExportError, export_batch
     from annotation_export.labelstudio_client import LabelStudioError
     from dataengine.config import labelstudio_access_for
-    from fdb import runs as run_store
     from jobs.context import connection
 
     fdb = connection(store_config())
-    night = run_store.night_of_selection(fdb, args.selection)
-    if night is not None and night.waiting:  # its one batch goes where the night was told, after its review
-        print(f"error: selection {args.selection} is night {night.night_id}, held for review ({night.status}): "
-              f"export it in the review app (`dataengine ui`, Nights), which ships it to {night.target}",
-              file=sys.stderr)
-        return 2
     try:
         result = export_batch(fdb, args.selection, args.to, config_from_args(ExportConfig, args),
                               model_version=args.model,

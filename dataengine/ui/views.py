@@ -244,10 +244,6 @@ def export(fdb: FeatureDB, selection_id: str, target: str, min_score: float | No
     batch under `target` (the app's)."""
     if selection_store.read_selection(fdb, selection_id) is None:
         raise NotFound(f"no selection {selection_id!r}")
-    night = run_store.night_of_selection(fdb, selection_id)
-    if night is not None and night.waiting:  # its one batch goes where the night was told (export_night)
-        raise Conflict(f"selection {selection_id} is night {night.night_id}, held for review: export the night "
-                       f"(POST /api/nights/{night.night_id}/export), which ships it to {night.target}")
     config = ExportConfig(only_accepted=only_accepted, **({} if min_score is None else {"min_score": float(min_score)}))
     try:
         result = export_batch(fdb, selection_id, target, config)
