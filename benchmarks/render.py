@@ -44,6 +44,8 @@ NOT_NUMBERS = [
     re.compile(r"^\s*\d+\.\s", re.M),  # a numbered list's own numbers
     re.compile(r"\b(?:COCO|CVAT for images|Python|Debian|Prefect|Label Studio|ECCV|CVPR|TIDE|CC|"
                r"mAP@|AP@|IoU|S3|Mask R-CNN|[A-Z]{2,}[- ]?)\s?[\d.]+(?:[-–][\d.]+)?"),
+    re.compile(r"\b(?:recall|precision|AP|mAP)@[\d.]+"),  # a metric's name: recall@10
+    re.compile(r"\b[A-Z][A-Za-z]*-\d+(?:-[A-Z]+)?\b"),  # a model's name: ResNet-50-FPN
     re.compile(r"\b(?:19|20)\d\d(?:-\d\d(?:-\d\d)?)?\b"),  # years and dates of a citation or a run
     re.compile(r"\b\w*[A-Za-z_]\d[\w.]*|\b\d+[A-Za-z_]\w*"),  # digits inside a word: AP50, h100, 2d, x1
 ]
