@@ -17,7 +17,8 @@ planted, precision at both cuts (at the 2 x cut it cannot exceed 0.5), and recal
 the default threshold (what mining leaves out and `review-labels` ships).
 
 Parts:
-- synthetic: the demo's scenes at full size; the seed model (the `small` preset, FULL["seed_steps"] steps, not the demo's mobilenet) judges the val split it never trained on;
+- synthetic: the demo's scenes at full size; the seed model (the `small` preset, FULL["seed_steps"] steps, not the
+  demo's mobilenet) judges the val split it never trained on;
 - mining: the same scenes with 10 % of the val labels deleted; mining with and without leaving suspected label
   errors out, on clean and on noisy labels: the share of the mined batch holding a look-alike (a real model
   error). The clean runs are the demo's own mining step (its scenes, seed model, k, budget and query types);

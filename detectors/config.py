@@ -51,8 +51,8 @@ class FinetuneConfig:
     """The fine-tuning recipe of the retrain-and-compare arms (every arm alike).
 
     The defaults were chosen with benchmarks/finetune_bench.py (results/finetune.json): two scene draws of the demo,
-    three training seeds. At 30 steps (the benchmark's recipe; the demo's arms run 20), lr 2e-4, hard negatives 0.25 and new images drawn 4x as often,
-    no arm fell below its seed model on the query subset beyond twice the seed sd, the mined and random arms'
+    three training seeds. At 30 steps (the benchmark's recipe; the demo's arms run 20), lr 2e-4, hard negatives
+    0.25 and new images drawn 4x as often, no arm fell below its seed model on the query subset beyond twice the seed sd, the mined and random arms'
     localisation false positives did not rise, and the mined arm removed 89-95 % of the background false
     positives. Early stopping on held-out new images (`holdout`) is here but off: ten held-out images decided too
     noisily, kept the seed in 9 of 12 runs and gave up most of that cut. (Earlier, on one draw: lr 5e-4 cost even
