@@ -6,6 +6,7 @@ so writing the same detections again adds nothing.
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Iterator, Sequence
 
 from bson import ObjectId
@@ -13,6 +14,10 @@ from bson import ObjectId
 from fdb.store import FeatureDB
 from fdb.writes import WriteReport, bulk_insert, stable_id, utcnow
 from records import Detection
+
+
+class NonFiniteDetection(ValueError):
+    """A detection whose score or box holds NaN or infinity: the model that made it has diverged."""
 
 
 def detection_id(image_id: ObjectId, model_version: str, rank: int) -> ObjectId:
@@ -24,6 +29,12 @@ def write_detections(fdb: FeatureDB, model_version: str, detections: Iterable[De
     same detections again adds nothing."""
     docs = []
     for det in detections:
+        # NaN passes every range query later (a NaN score is never >= a threshold, nor below it) and poisons every
+        # mean: refused where it enters, before anything of the batch is written.
+        if not all(math.isfinite(float(v)) for v in (*det.bbox, det.score)):
+            raise NonFiniteDetection(f"model {model_version}, image {det.image_id}, detection {det.rank}: score "
+                                     f"{det.score!r} and box {list(det.bbox)!r} must be finite; a model that outputs "
+                                     f"NaN has diverged (nothing of this batch was written)")
         doc = {"_id": detection_id(det.image_id, model_version, det.rank), "image_id": det.image_id,
                "model_version": model_version, "rank": det.rank, "box": [float(v) for v in det.bbox],
                "score": float(det.score), "label": det.label, "category_id": int(det.category_id),

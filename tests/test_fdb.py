@@ -157,6 +157,16 @@ def test_non_finite_vectors_are_rejected_and_reported(fdb):
     assert report.rejected == [(1, "vector holds NaN or infinity")]
 
 
+def test_a_detection_with_a_non_finite_score_or_box_is_refused_and_nothing_written(fdb):
+    image = ObjectId()
+    good = Detection(0, [1.0, 2.0, 3.0, 4.0], 0.9, 1, "stop_sign", image_id=image)
+    for bad in (Detection(1, [1.0, 2.0, 3.0, 4.0], float("nan"), 1, "stop_sign", image_id=image),
+                Detection(1, [1.0, float("inf"), 3.0, 4.0], 0.8, 1, "stop_sign", image_id=image)):
+        with pytest.raises(detection_store.NonFiniteDetection, match="must be finite"):
+            detection_store.write_detections(fdb, "m1", [good, bad])
+    assert fdb.detections.count_documents({}) == 0
+
+
 def test_detections_are_idempotent(fdb):
     image = ObjectId()
     dets = [Detection(r, [1.0, 2.0, 3.0, 4.0], 0.9 - r / 10, 1, "stop_sign", image_id=image) for r in range(3)]

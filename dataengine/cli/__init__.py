@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         from annotation_export.importer import LabelImportError
         from detectors.weights import WeightsMismatchError
         from fdb import StoreUnavailable
+        from fdb.detections import NonFiniteDetection
         from fdb.vectors import FeatureShapeError
         from flows.runners import ClusterUnusable
         from mining.evaluation import LeakyTestSplit
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         # The project's own refusals: a missing file or folder, no production model or an unknown id
         # (LookupError), malformed input named by its field. Anything else is a bug: its traceback is shown.
         if isinstance(exc, FileNotFoundError | NotADirectoryError | LookupError | WeightsMismatchError
-                      | LeakyTestSplit | CocoFormatError | LabelImportError | FeatureShapeError):
+                      | LeakyTestSplit | CocoFormatError | LabelImportError | FeatureShapeError | NonFiniteDetection):
             print(f"error: {_one_line(exc)}", file=sys.stderr)
             return 2
         if isinstance(exc, ServerSelectionTimeoutError):
