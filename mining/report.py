@@ -207,7 +207,14 @@ def _plot_errors(comparison: Comparison, path: Path) -> Path:
 
 
 def _plot_pr(comparison: Comparison, path: Path) -> Path:
-    classes = list(next(iter(comparison.arms.values())).metrics["superset"]["bbox"]["pr_curves"])
+    # Every class any arm has a curve for, in first-seen order: a seed that detects nothing has no curves at all.
+    classes = list(dict.fromkeys(cls for arm in comparison.arms.values()
+                                 for cls in arm.metrics["superset"]["bbox"]["pr_curves"]))
+    if not classes:
+        fig, ax = plt.subplots(figsize=(3, 2.8))
+        ax.text(0.5, 0.5, "no detections in any arm", ha="center", va="center", fontsize=9)
+        ax.set_axis_off()
+        return _save(fig, path)
     fig, axes = plt.subplots(1, len(classes), figsize=(3 * len(classes), 2.8), squeeze=False)
     for ax, cls in zip(axes[0], classes):
         for name, arm in comparison.arms.items():

@@ -192,3 +192,19 @@ def test_the_control_gain_is_judged_against_the_noise_of_a_training_run_pooled_o
     # A gain well beyond a training run's noise is still called: the seed had not plateaued.
     comparison.arms["control"] = arm("control", [0.870, 0.871])
     assert summarise(comparison)["control_gain"]["superset_bbox_map"]["within_2_sd"] is False
+
+
+def test_the_precision_recall_plot_draws_every_class_any_arm_has_and_a_note_when_none_has_one(tmp_path):
+    from mining.compare import ArmResult, Comparison
+    from mining.report import _plot_pr
+
+    def arm(name, curves):
+        return ArmResult(name, 0, 0, 0.0, {"superset": {"bbox": {"mAP": 0.0, "pr_curves": curves}}}, {})
+
+    curve = {"recall": [0.0, 0.5], "precision_iou50": [1.0, 0.5]}
+    comparison = Comparison({"superset": [1]}, evaluated_on="test")
+    comparison.arms["before"] = arm("before", {})  # a seed that detects nothing: the mined arm's classes still show
+    comparison.arms["mined"] = arm("mined", {"stop_sign": curve})
+    assert _plot_pr(comparison, tmp_path / "pr.png").stat().st_size > 0
+    comparison.arms["mined"] = arm("mined", {})
+    assert _plot_pr(comparison, tmp_path / "none.png").stat().st_size > 0  # was: ValueError, 0 columns
