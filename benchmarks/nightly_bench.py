@@ -225,7 +225,7 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
     from mining.selection import pool_state  # noqa: PLC0415
     from mining.strategies import StrategyContext, select  # noqa: PLC0415
     from records import BOX_LAYER, IMAGE_LAYER  # noqa: PLC0415
-    from tasks import list_new_images, record_listing  # noqa: PLC0415
+    from tasks.detect import list_new_images, record_listing  # noqa: PLC0415
     from jobs.context import connection  # noqa: PLC0415
 
     # The module, not the `detect` task that the tasks package exports under the same name.

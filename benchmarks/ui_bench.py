@@ -62,7 +62,7 @@ def main() -> None:
     from fdb import models as model_store
     from fdb import runs as run_store
     from mining.config import MiningConfig
-    from tasks import mine
+    from tasks.mine import mine
 
     store = store_config()
     fdb = connect(store)

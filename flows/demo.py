@@ -30,17 +30,11 @@ from mining.report import errors_markdown, map_markdown, test_verdict_markdown, 
 from mining.selection import MiningSummary
 from records import QUERIED_FP_TYPES
 from records.hashing import json_key
-from tasks import (
-    batch_labels,
-    compare_arms,
-    detect,
-    detect_labelled,
-    export,
-    import_batch_labels,
-    mine,
-    write_comparison_report,
-)
 from tasks.demo import generate_scenes, hard_cases, oracle_label_batch
+from tasks.detect import detect, detect_labelled
+from tasks.labelling import batch_labels, export, import_batch_labels
+from tasks.mine import mine
+from tasks.retrain import compare_arms, write_comparison_report
 
 # The seed's labelled drives covered the suburbs (districts 0-3); the market districts, full of sign-like logos,
 # balloons and bins, appear only in the val set and the unlabelled pool. Each arm is fine-tuned with two training

@@ -30,8 +30,12 @@ from mining.gate import served_run
 from mining.strategies import STRATEGIES
 from records import QUERIED_FP_TYPES
 from records.hashing import json_key
-from tasks import detect, detect_labelled, export, import_batch_labels, mine, resolve_model, retrain_candidate
 from tasks.demo import generate_scenes, oracle_label_batch
+from tasks.detect import detect, detect_labelled
+from tasks.labelling import export, import_batch_labels
+from tasks.mine import mine
+from tasks.models import resolve_model
+from tasks.retrain import retrain_candidate
 
 # An engine is a selection strategy by name (`mining.strategies`: errors, uncertainty, diversity, hybrid, random),
 # "mined" (the errors strategy, by its old name), a variant below, or "none" (no new labels: the no-new-data engine).

@@ -15,7 +15,10 @@ from dataengine.config import labelstudio_access_for, store_config
 from detectors.config import DetectConfig
 from mining.config import MatchConfig, MiningConfig
 from mining.selection import MiningSummary
-from tasks import detect_labelled, export, mine, resolve_model
+from tasks.detect import detect_labelled
+from tasks.labelling import export
+from tasks.mine import mine
+from tasks.models import resolve_model
 
 
 @flow(name="mine_hard_cases")

@@ -29,8 +29,11 @@ from flows.runners import build_task_runner, check_workers
 from mining.config import MatchConfig, MiningConfig
 from fdb.runs import FINISHED, HeldNight, NightHold
 from mining.selection import MiningSummary
-from tasks import (detect, detect_labelled, export, list_new_images, mine, nightly_state, record_export_intent,
-                   record_listing, record_night, resolve_model, waiting_night)
+from tasks.detect import detect, detect_labelled, list_new_images, record_listing
+from tasks.labelling import export
+from tasks.mine import mine
+from tasks.models import resolve_model
+from tasks.night import nightly_state, record_export_intent, record_night, waiting_night
 from jobs.detect import DetectReport
 
 

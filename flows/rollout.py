@@ -25,7 +25,9 @@ from dataengine.config import store_config
 from detectors.config import DetectConfig
 from flows.runners import build_task_runner, check_workers
 from jobs.detect import DetectReport
-from tasks import archive_backlog, carry_listing_marks, detect, reindex_pool, resolve_model, take_over
+from tasks.detect import archive_backlog, carry_listing_marks, detect
+from tasks.index import reindex_pool
+from tasks.models import resolve_model, take_over
 
 # Passes over what nights ingested while the archive was backfilled; needing more means nights outpace the rollout.
 MAX_CATCH_UPS = 3

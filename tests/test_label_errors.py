@@ -266,7 +266,9 @@ def test_review_batch_round_trip_makes_a_new_labelled_set_version(fdb, store, la
     from fdb import labelled_sets
     from mining.model_errors import find_errors
     from records.coco import load_coco
-    from tasks import export_review, import_review, judge_labels, mine, newest_labels
+    from tasks.labelling import export_review, import_review
+    from tasks.mine import judge_labels, mine
+    from jobs.context import newest_labels
 
     gt_json = str(labelled_world["gt_json"])
     judged = judge_labels.fn(store, MODEL, gt_json, config=CONFIG)
@@ -384,7 +386,7 @@ def test_a_judge_that_supports_no_label_leaves_nothing_out_of_mining(fdb, labell
 
 def test_the_nightly_summary_shows_label_errors_beside_the_model_errors(store, labelled_world):
     from flows.nightly import NightReport, _summary
-    from tasks import mine
+    from tasks.mine import mine
     from jobs.detect import DetectReport
 
     mined = mine.fn(store, MODEL, str(labelled_world["gt_json"]),

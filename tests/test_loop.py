@@ -157,7 +157,9 @@ def test_a_box_only_dataset_through_the_whole_loop(prefect_backend, mongod, fdb,
     from detectors.pipeline import dataset_split, train_detector
     from detectors.synthetic import generate, oracle_labels
     from mining.config import MatchConfig, MiningConfig
-    from tasks import detect, detect_labelled, export, import_batch_labels, mine
+    from tasks.detect import detect, detect_labelled
+    from tasks.labelling import export, import_batch_labels
+    from tasks.mine import mine
     from jobs.context import register_checkpoint
 
     monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)

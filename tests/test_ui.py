@@ -41,7 +41,7 @@ def world(prefect_backend, mongod, tmp_path_factory):
     from flows.demo import demo
     from flows.nightly import nightly
     from mining.config import MatchConfig, MiningConfig
-    from tasks import mine
+    from tasks.mine import mine
 
     tmp = tmp_path_factory.mktemp("ui")
     name = f"test_ui_{uuid.uuid4().hex[:10]}"
