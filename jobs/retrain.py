@@ -129,8 +129,8 @@ def retrain_and_gate(fdb: FeatureDB, train_json: str, eval_json: str, image_dir:
     record_metrics(fdb, eval_json, production_numbers, runs, served, decision, test_set)
     after = production
     if decision.promote and promote == "auto":
-        registry.promote(fdb, candidate, why="retrain: the gate passed; " + "; ".join(decision.reasons),
-                         numbers=decision.as_dict(), expected=production)
+        registry.hand_over(fdb, candidate, production, "retrain: the gate passed; " + "; ".join(decision.reasons),
+                           decision.as_dict())
         after = candidate
     report = write_decision(work_dir / "report", decision, promote, production, after, inputs.batches,
                             test=(production_numbers, runs, test_set) if test_set else None)

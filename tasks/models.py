@@ -19,10 +19,5 @@ def resolve_model(store: StoreConfig, model_version: str | None = None, checkpoi
 
 @task(name="hand production over", **IO_RETRIES)
 def take_over(store: StoreConfig, model_version: str, serving: str | None, why: str, numbers: dict) -> dict:
-    """`model_version` becomes the production model, only if `serving` still is (`fdb.models.promote`). A retry
-    that finds the switch made (its answer lost) is done, not a conflict."""
-    fdb = connection(store)
-    if model_registry.production_version(fdb) == model_version:
-        return {"from": serving, "to": model_version, "why": why, "switched": False}
-    switch = model_registry.promote(fdb, model_version, why, numbers, expected=serving)
-    return {k: v for k, v in switch.items() if k != "at"}
+    """`model_version` becomes the production model, only if `serving` still is (`fdb.models.hand_over`)."""
+    return model_registry.hand_over(connection(store), model_version, serving, why, numbers)

@@ -39,6 +39,20 @@ def test_promotion_and_rollback_keep_exactly_one_production_model(fdb):
     assert history[1]["numbers"] == {"bbox_map": 0.5} and all(p["at"] for p in history)
 
 
+def test_a_decided_hand_over_switches_once_and_refuses_a_stale_decision(fdb):
+    """`hand_over` is how a retrain and a rollout promote: a retry of a switch already made is done, and a
+    decision made against a production that changed since switches nothing."""
+    _register(fdb, "a", "b", "c")
+    registry.promote(fdb, "a", why="first")
+    switch = registry.hand_over(fdb, "b", "a", "gate passed", {"bbox_map": 0.5})
+    assert (switch["from"], switch["to"], switch["switched"]) == ("a", "b", True) and "at" not in switch
+    again = registry.hand_over(fdb, "b", "a", "gate passed", {"bbox_map": 0.5})  # its answer was lost: a retry
+    assert again == {"from": "a", "to": "b", "why": "gate passed", "switched": False}
+    with pytest.raises(registry.PromotionConflict):
+        registry.hand_over(fdb, "c", "a", "judged against a", {})
+    assert registry.production_version(fdb) == "b" and len(registry.promotions(fdb)) == 2
+
+
 def test_concurrent_promotions_leave_one_winner(fdb):
     _register(fdb, "a", "b", "c")
     registry.promote(fdb, "a", why="first")
