@@ -45,12 +45,12 @@ def retrain_candidate(store: StoreConfig, train_json: str, eval_json: str, image
                       test_json: str | None = None, evaluation: EvaluationConfig = EvaluationConfig()
                       ) -> RetrainResult:
     """A candidate on everything labelled so far, the gate against production, a promotion if it passes."""
-    from jobs.retrain import retrain_and_gate  # noqa: PLC0415 - torch training, only for this task
+    from jobs.retrain import RetrainSets, RetrainSettings, retrain_and_gate  # noqa: PLC0415 - torch training
 
+    sets = RetrainSets(newest_labels(store, train_json), newest_labels(store, eval_json), image_dir, test_json)
+    settings = RetrainSettings(recipe, promote, base, match, evaluation, tuple(query_images or ()), allow_no_batches)
     work = Path(store.home) / "retrain" / store.db_name / dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    return retrain_and_gate(connection(store), newest_labels(store, train_json), newest_labels(store, eval_json),
-                            image_dir, work, recipe, promote, base, match, progress=progress, query_images=query_images,
-                            allow_no_batches=allow_no_batches, test_json=test_json, evaluation_config=evaluation)
+    return retrain_and_gate(connection(store), sets, work, settings, progress)
 
 
 @task(name="write the comparison report", cache_policy=NONE)
