@@ -225,6 +225,7 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
     from mining.selection import pool_state  # noqa: PLC0415
     from mining.strategies import StrategyContext, select  # noqa: PLC0415
     from records import BOX_LAYER, IMAGE_LAYER  # noqa: PLC0415
+    from records.hashing import file_sha256  # noqa: PLC0415
     from tasks.detect import list_new_images, record_listing  # noqa: PLC0415
     from jobs.context import connection  # noqa: PLC0415
 
@@ -263,7 +264,7 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
                                                                  source="nightly", progress=False))
     stages["detect"]["stub_s"] = round(sum(spent), 3)
     record_listing.fn(store, listing)
-    stage("state", lambda: pool_state(fdb, MODEL, gt, {"k": 10}))
+    stage("state", lambda: pool_state(fdb, MODEL, file_sha256(gt), {"k": 10}))  # the labelled set hashed too
     grown = stage("index", lambda: [pool_index(fdb, MODEL, layer, work / "indexes") for layer in (BOX_LAYER,
                                                                                                    IMAGE_LAYER)])
     queries = [Query(ObjectId(), "fp_background", "sign", ObjectId(), "detection", vec, None, [0, 0, 8, 8])

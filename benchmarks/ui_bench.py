@@ -62,7 +62,7 @@ def main() -> None:
     from fdb import models as model_store
     from fdb import runs as run_store
     from mining.config import MiningConfig
-    from tasks.mine import mine
+    from tasks.mine import mine, read_labelled_set
 
     store = store_config()
     fdb = connect(store)
@@ -70,7 +70,7 @@ def main() -> None:
     last = next(r for r in run_store.list_runs(fdb, kind="mine_hard_cases") if r["model_version"] == version)
     params = last["parameters"]
     started = time.perf_counter()
-    mined = mine.fn(store, version, params["gt_json"], params["gt_images"],
+    mined = mine.fn(store, version, read_labelled_set.fn(store, params["gt_json"], params["gt_images"]),
                     MiningConfig(k=20, budget=params["budget"], types=params["types"], random_arm=False))
     mine_s = time.perf_counter() - started
     queries = [q for q in views.selection(fdb, mined.selection_id)["queries"] if q["level"] == "detection"]

@@ -17,7 +17,7 @@ from mining.config import MatchConfig, MiningConfig
 from mining.selection import MiningSummary
 from tasks.detect import detect_labelled
 from tasks.labelling import export
-from tasks.mine import mine
+from tasks.mine import mine, read_labelled_set
 from tasks.models import resolve_model
 
 
@@ -30,10 +30,11 @@ def mine_hard_cases(gt_json: str, gt_images: str | None = None, model_version: s
     batch (None when nothing was exported)."""
     store = store_config()
     version = resolve_model(store, model_version)
-    detect_labelled(store, version, gt_json, gt_images, detection)
+    labelled = read_labelled_set(store, gt_json, gt_images)
+    detect_labelled(store, version, labelled, detection)
     if mining.exemplars:  # a targeted run's own exemplars, pooled through the box head like the labelled boxes
-        detect_labelled(store, version, mining.exemplars, None, detection)
-    mined = mine(store, version, gt_json, gt_images, mining, match)
+        detect_labelled(store, version, read_labelled_set(store, mining.exemplars), detection)
+    mined = mine(store, version, labelled, mining, match)
     exported = None
     if mined.selected and not dry_run:
         exported = export(store, mined.selection_id, export_to, export_config,

@@ -60,9 +60,7 @@ def rollout(model_version: str | None = None, checkpoint: str | None = None, det
     if not model_version and not checkpoint:
         raise ValueError("name the model to roll out: a registered version or a checkpoint file")
     logger = get_run_logger()
-    workers = check_workers()  # on a Dask cluster: every worker imports the project, or the run fails now
-    if workers:
-        logger.info("Dask cluster: %d workers can run the tasks", len(workers))
+    check_workers()  # on a Dask cluster: every worker imports the project, or the run fails now
     store = store_config()
     # Registered, and its weights load: refused now, not in every chunk.
     model_version = resolve_model(store, model_version, checkpoint)

@@ -28,7 +28,6 @@ from mining.queries import Query, build_queries, build_target_queries, chosen_er
 from mining.strategies import Selection, StrategyContext, select
 from mining.strategies.base import selection_key
 from records.coco import CocoSet, load_coco
-from records.hashing import file_sha256
 
 
 def select_for_queries(fdb: FeatureDB, model_version: str, queries: list[Query],
@@ -208,15 +207,14 @@ def _list(values):
 
 
 # ---------------------------------------------------------------------------------------------------- nightly
-def pool_state(fdb: FeatureDB, model_version: str, gt_json: str | Path, params: dict) -> str:
-    """A key for everything a scheduled mining run depends on: the model, the labelled set's bytes, the
-    parameters, the pool images this model has processed and which of them have labels back. A run whose key is
-    already recorded has nothing new to mine: exporting its selection removed those images from the pool, so
-    mining again would queue a second batch for the same night."""
+def pool_state(fdb: FeatureDB, model_version: str, labelled_sha256: str, params: dict) -> str:
+    """A key for everything a scheduled mining run depends on: the model, the labelled set's bytes (their
+    SHA-256, `records.coco.LabelledSet.sha256`), the parameters, the pool images this model has processed and
+    which of them have labels back. A run whose key is already recorded has nothing new to mine: exporting its
+    selection removed those images from the pool, so mining again would queue a second batch for the same night."""
     # Counts of processed pool images and labels back: each only grows, so they change whenever the pool does,
     # and they cost the same at a million images as at ten (the labelled set is covered by its bytes). Exports
     # are left out on purpose: the night's own export must not make the same night look new.
     generation = image_store.pool_generation(fdb, model_version)
     generation.pop("exported")
-    gt_sha = file_sha256(gt_json)
-    return "state-" + selection_key(model_version, gt_sha, params, generation)
+    return "state-" + selection_key(model_version, labelled_sha256, params, generation)

@@ -11,9 +11,9 @@ from prefect import get_run_logger, task
 from detectors.config import DetectConfig
 from fdb import StoreConfig, listings
 from fdb import images as image_store
-from jobs.context import checkpoint_of, connection, newest_labels
+from jobs.context import checkpoint_of, connection
 from jobs.detect import DetectReport, detect_images, detect_labelled_set
-from records.coco import load_coco
+from records.coco import LabelledSet
 from storage import list_images_since
 from tasks.retries import IO_RETRIES
 
@@ -36,6 +36,8 @@ def list_new_images(store: StoreConfig, folder: str, pattern: str = "*", model_v
     if fdb is not None:
         done = image_store.processed_uris(fdb, uris, model_version)
         uris = [u for u in uris if u not in done]
+    get_run_logger().info("%d new images under %s for model %s (%d listed%s)", len(uris), folder, model_version,
+                          len(listing.uris), "" if since is None else " since the last night's mark")
     return listings.NewImages(uris, len(listing.uris), listing.scanned, key, since, listing.mark)
 
 
@@ -68,12 +70,11 @@ def carry_listing_marks(store: StoreConfig, from_version: str, to_version: str) 
 
 
 @task(name="detect on the labelled set", **IO_RETRIES)
-def detect_labelled(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | None = None,
+def detect_labelled(store: StoreConfig, model_version: str, labelled: LabelledSet,
                     config: DetectConfig = DetectConfig(), progress: bool = False) -> dict:
     """The labelled set through the detector (incrementally), so its errors can be typed from the store. Images
     with ground truth are labelled, whatever an earlier ingest called them: never mined."""
-    ground_truth = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
-    report, tapped = detect_labelled_set(connection(store), checkpoint_of(store, model_version), ground_truth, config,
-                                         progress=progress)
+    report, tapped = detect_labelled_set(connection(store), checkpoint_of(store, model_version), labelled.coco,
+                                         config, progress=progress)
     return {"processed": report.images_processed, "skipped": report.images_skipped,
             "quarantined": report.quarantined, "ground_truth_vectors": tapped, "summary": str(report)}

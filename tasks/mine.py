@@ -12,18 +12,23 @@ from jobs.context import connection, newest_labels
 from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
 from mining.label_errors import LabelErrorReport, find_label_errors
 from mining.selection import MiningSummary, query_image_ids, select_hard_cases
-from records.coco import load_coco
+from records.coco import LabelledSet, load_coco
 from tasks.retries import IO_RETRIES
 
 
+@task(name="read the labelled set", **IO_RETRIES)
+def read_labelled_set(store: StoreConfig, gt_json: str, gt_images: str | None = None) -> LabelledSet:
+    """The labelled set's newest version (`jobs.context.newest_labels`), read once for a run: the steps that
+    detect on it, mine with its errors and name a night by it all take it from here."""
+    return LabelledSet.read(newest_labels(store, gt_json), gt_images)
+
+
 @task(name="mine hard cases", **IO_RETRIES)
-def mine(store: StoreConfig, model_version: str, gt_json: str, gt_images: str | None = None,
-         mining: MiningConfig = MiningConfig(), match: MatchConfig = MatchConfig(),
-         label_config: LabelErrorConfig = LabelErrorConfig()) -> MiningSummary:
+def mine(store: StoreConfig, model_version: str, labelled: LabelledSet, mining: MiningConfig = MiningConfig(),
+         match: MatchConfig = MatchConfig(), label_config: LabelErrorConfig = LabelErrorConfig()) -> MiningSummary:
     """Errors on the labelled set (less those a suspected label error explains) -> queries -> the pool's nearest
     images, recorded as a selection."""
-    ground_truth = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
-    result = select_hard_cases(connection(store), model_version, ground_truth, mining, match, out_dir=store.home,
+    result = select_hard_cases(connection(store), model_version, labelled.coco, mining, match, out_dir=store.home,
                                label_config=label_config)
     return result.summary()
 

@@ -267,7 +267,7 @@ def test_review_batch_round_trip_makes_a_new_labelled_set_version(fdb, store, la
     from mining.model_errors import find_errors
     from records.coco import load_coco
     from tasks.labelling import export_review, import_review
-    from tasks.mine import judge_labels, mine
+    from tasks.mine import judge_labels, mine, read_labelled_set
     from jobs.context import newest_labels
 
     gt_json = str(labelled_world["gt_json"])
@@ -311,7 +311,8 @@ def test_review_batch_round_trip_makes_a_new_labelled_set_version(fdb, store, la
     errors = find_errors(fdb, MODEL, newest).totals()
     assert errors["miss"] == 0 and errors["fp_background"] == 3  # only the logos are left as the model's errors
     # the mining task reads the newest version too
-    mined = mine.fn(store, MODEL, gt_json, mining=MiningConfig(k=2, budget=4, random_arm=False), label_config=CONFIG)
+    mined = mine.fn(store, MODEL, read_labelled_set.fn(store, gt_json),
+                    mining=MiningConfig(k=2, budget=4, random_arm=False), label_config=CONFIG)
     assert mined.errors["miss"] == {} and sum(mined.label_errors.values()) == 0
     again = judge_labels.fn(store, MODEL, gt_json, config=CONFIG)
     assert sum(again.counts().values()) == 0  # judged on the newest version: the corrected labels
@@ -386,10 +387,10 @@ def test_a_judge_that_supports_no_label_leaves_nothing_out_of_mining(fdb, labell
 
 def test_the_nightly_summary_shows_label_errors_beside_the_model_errors(store, labelled_world):
     from flows.nightly import NightReport, _summary
-    from tasks.mine import mine
+    from tasks.mine import mine, read_labelled_set
     from jobs.detect import DetectReport
 
-    mined = mine.fn(store, MODEL, str(labelled_world["gt_json"]),
+    mined = mine.fn(store, MODEL, read_labelled_set.fn(store, str(labelled_world["gt_json"])),
                     mining=MiningConfig(k=2, budget=4, types=("fp_background",), random_arm=False),
                     label_config=CONFIG)
     summary = _summary(NightReport(MODEL, DetectReport(MODEL), mined, None))

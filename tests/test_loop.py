@@ -173,7 +173,7 @@ def test_a_box_only_dataset_through_the_whole_loop(prefect_backend, mongod, fdb,
     from mining.config import MatchConfig, MiningConfig
     from tasks.detect import detect, detect_labelled
     from tasks.labelling import export, import_batch_labels
-    from tasks.mine import mine
+    from tasks.mine import mine, read_labelled_set
     from jobs.context import register_checkpoint
 
     monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
@@ -196,9 +196,9 @@ def test_a_box_only_dataset_through_the_whole_loop(prefect_backend, mongod, fdb,
     assert detect.fn(store, checkpoint.version, pool, barely_trained).images_processed == 10
     assert fdb.detections.count_documents({}) > 0 and fdb.detections.count_documents({"mask": {"$exists": True}}) == 0
     val_json, images = str(data / "annotations" / "val.json"), str(data / "images")
-    detect_labelled.fn(store, checkpoint.version, val_json, images, barely_trained)
-    mined = mine.fn(store, checkpoint.version, val_json, images, MiningConfig(k=3, budget=3),
-                    MatchConfig(score_threshold=0.0))
+    labelled = read_labelled_set.fn(store, val_json, images)
+    detect_labelled.fn(store, checkpoint.version, labelled, barely_trained)
+    mined = mine.fn(store, checkpoint.version, labelled, MiningConfig(k=3, budget=3), MatchConfig(score_threshold=0.0))
     assert mined.selected == 3 and len(mined.random_uris) == 3
     batches = {}
     for arm, selection in (("mined", mined.selection_id), ("random", mined.random_selection_id)):

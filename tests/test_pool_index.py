@@ -21,6 +21,7 @@ from mining.config import MiningConfig
 from mining.queries import Query
 from mining.selection import pool_state, random_selection, select_for_queries
 from records import BOX_LAYER, IMAGE_LAYER, Detection
+from records.hashing import sha256_hex
 
 MODEL = "m1"
 DIM = 16
@@ -136,8 +137,7 @@ def test_only_a_query_whose_neighbours_left_the_pool_searches_further(fdb, tmp_p
 
 
 def test_the_nightly_state_key_follows_the_pool_not_its_size(fdb, tmp_path):
-    gt = tmp_path / "gt.json"
-    gt.write_text("{}")
+    gt = sha256_hex("{}")  # the labelled set's bytes
     rng = np.random.default_rng(3)
     ids = add_pool_images(fdb, tmp_path, rng.standard_normal((3, DIM)))
     before = pool_state(fdb, MODEL, gt, {"k": 1})
