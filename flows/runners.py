@@ -26,8 +26,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 # The project's top-level packages that a task imports on a worker when it is unpickled.
 PROJECT_PACKAGES = ("records", "storage", "detectors", "fdb", "mining", "annotation_export", "jobs", "tasks", "flows")
-# What unpickling a detection chunk imports: the last step of the probe.
-TASK_MODULE = "jobs.detect"
+# What unpickling a detection chunk imports (the detect task's module, and the job under it): the last step of the
+# probe.
+TASK_MODULE = "tasks.detect"
 PROBE_TIMEOUT_S = 45.0
 
 
