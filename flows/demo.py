@@ -32,6 +32,7 @@ from records import QUERIED_FP_TYPES
 from records.hashing import json_key
 from tasks.demo import generate_scenes, hard_cases, oracle_label_batch
 from tasks.detect import detect, detect_labelled
+from tasks.index import update_pool_index
 from tasks.labelling import batch_labels, export, import_batch_labels
 from tasks.mine import mine, read_labelled_set
 from tasks.retrain import compare_arms, write_comparison_report
@@ -174,6 +175,7 @@ def mine_val_errors(store: StoreConfig, folders: DemoFolders, model_version: str
     mining = MiningConfig(strategy=sizes.get("strategy", "errors"), k=sizes["k"], budget=sizes["budget"],
                           types=QUERIED_FP_TYPES, budget_split="hits")
     queried = list(QUERIED_FP_TYPES)
+    update_pool_index(store, model_version, mining)
     mined = mine(store, model_version, labelled, mining)
     if not mined.queries:  # a seed without false positives: mine with every error instead
         queried = list(ERROR_TYPES)

@@ -32,6 +32,7 @@ from records import QUERIED_FP_TYPES
 from records.hashing import json_key
 from tasks.demo import generate_scenes, oracle_label_batch
 from tasks.detect import detect, detect_labelled
+from tasks.index import update_pool_index
 from tasks.labelling import export, import_batch_labels
 from tasks.mine import mine, read_labelled_set
 from tasks.models import resolve_model
@@ -153,6 +154,7 @@ def _round(estore, engine: str, round_no: int, scenes: LoopScenes, root: Path, s
     detect(estore, version, scenes.pool, detection, source="loop", progress=progress)
     labelled = read_labelled_set(estore, scenes.val_json, scenes.images)
     detect_labelled(estore, version, labelled, detection)
+    update_pool_index(estore, version, mining_config(engine, sizes))
     mined = mine(estore, version, labelled, mining_config(engine, sizes), match)
     if query_subset is None:  # the seed's queried errors: the same subset for every engine and round
         query_subset = mined.query_coco_ids

@@ -1,13 +1,15 @@
 """The scheduled nightly flow: new imagery in, hard cases out.
 
 ingest and detect the new images (a folder or an s3:// prefix) with the production model (feature taps into fdb)
--> detect on the labelled set and mine the pool with the model's errors there -> export the selection (CVAT +
-COCO with pre-annotations, a manifest of why) to the labelling queue, a folder or an s3:// prefix.
-Incremental: the images root is listed from the last complete night's mark (fdb.listings), the pool index grows by
-the night's vectors (fdb.pool_index), and only images this model has not processed cost anything; a second run with nothing new (same images,
-labels, model and parameters) is a no-op that returns the night's batch; a crash is finished by the next run
-without duplicates. One batch per night however a run ends: the night's selection is recorded before its export,
-and a run that finds it recorded exports that selection (the idempotent step) instead of mining again.
+-> detect on the labelled set, bring the pool index up to date, and mine the pool with the model's errors on the
+labelled set -> export the selection (CVAT + COCO with pre-annotations, a manifest of why) to the labelling queue,
+a folder or an s3:// prefix.
+Incremental: the images root is listed from the last complete night's mark (fdb.listings), the pool index is brought
+up to date with the night's vectors before mining (fdb.pool_index), and only images this model has not processed
+cost anything; a second run with nothing new (same images, labels, model and parameters) is a no-op that returns
+the night's batch; a crash is finished by the next run without duplicates. One batch per night however a run
+ends: the night's selection is recorded before its export, and a run that finds it recorded exports that selection
+(the idempotent step) instead of mining again.
 With `hold_for_review` the night records its selection `awaiting_review` (with its target and export options) and
 exports nothing: a person curates it in the review app and presses Export there (annotation_export.held_nights).
 While a night waits, later nights still detect their images but do not mine: the waiting selection's images are
@@ -33,6 +35,7 @@ from jobs.detect import DetectReport
 from mining.config import MatchConfig, MiningConfig
 from mining.selection import MiningSummary
 from tasks.detect import detect, detect_labelled, list_new_images, record_listing
+from tasks.index import update_pool_index
 from tasks.labelling import export
 from tasks.mine import mine, read_labelled_set
 from tasks.models import resolve_model
@@ -95,6 +98,7 @@ def nightly(images: str, gt_json: str, gt_images: str | None = None, model_versi
     mined, held = night.selection, None  # an earlier run recorded tonight's selection and stopped: export it
     if mined is None:
         detect_labelled(store, version, labelled, detection)
+        update_pool_index(store, version, mining)
         mined = mine(store, version, labelled, mining, match)
         hold = _hold(NightReport(version, detected, mined, None), export_to, export_config) if hold_for_review else None
         mined, held = record_export_intent(store, night.key, mined, hold)

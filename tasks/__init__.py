@@ -3,7 +3,7 @@ module per stage of the loop:
 
 - `detect`: list the night's new images, run the model over them (and over the labelled set) into fdb;
 - `models`: which model a run uses, and handing production over to another;
-- `index`: the pool index mining searches, rebuilt or merged;
+- `index`: the pool index mining searches, brought up to date before mining, rebuilt or merged;
 - `mine`: the model's errors on the labelled set, the label errors, the hard cases they point at;
 - `labelling`: batches out to the labelling team, their labels back;
 - `night`: what a scheduled night records, so a second run or a crashed one finishes the same night;

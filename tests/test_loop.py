@@ -173,6 +173,7 @@ def test_a_box_only_dataset_through_the_whole_loop(prefect_backend, mongod, fdb,
     from mining.config import MatchConfig, MiningConfig
     from tasks.detect import detect, detect_labelled
     from tasks.labelling import export, import_batch_labels
+    from tasks.index import update_pool_index
     from tasks.mine import mine, read_labelled_set
     from jobs.context import register_checkpoint
 
@@ -198,6 +199,7 @@ def test_a_box_only_dataset_through_the_whole_loop(prefect_backend, mongod, fdb,
     val_json, images = str(data / "annotations" / "val.json"), str(data / "images")
     labelled = read_labelled_set.fn(store, val_json, images)
     detect_labelled.fn(store, checkpoint.version, labelled, barely_trained)
+    update_pool_index.fn(store, checkpoint.version, MiningConfig(k=3, budget=3))
     mined = mine.fn(store, checkpoint.version, labelled, MiningConfig(k=3, budget=3), MatchConfig(score_threshold=0.0))
     assert mined.selected == 3 and len(mined.random_uris) == 3
     batches = {}

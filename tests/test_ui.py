@@ -41,6 +41,7 @@ def world(prefect_backend, mongod, tmp_path_factory):
     from flows.demo import demo
     from flows.nightly import nightly
     from mining.config import MatchConfig, MiningConfig
+    from tasks.index import update_pool_index
     from tasks.mine import mine, read_labelled_set
 
     tmp = tmp_path_factory.mktemp("ui")
@@ -66,6 +67,7 @@ def world(prefect_backend, mongod, tmp_path_factory):
                         match=MatchConfig(score_threshold=0.0), export_to=str(tmp / "night-queue"),
                         hold_for_review=True)
         labelled = read_labelled_set.fn(store, str(data / "annotations" / "val.json"), str(data / "images"))
+        update_pool_index.fn(store, seed, MiningConfig(k=3, budget=3))
         curate = mine.fn(store, seed, labelled, MiningConfig(k=3, budget=3), MatchConfig(score_threshold=0.0))
     assert curate.selected > 1 and curate.random_selection_id
     assert night.held and night.mine.selected > 1 and night.mine.selection_id != curate.selection_id
