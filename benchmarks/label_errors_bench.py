@@ -230,7 +230,7 @@ def part_mining(work: Path, seeds: list[int]) -> dict:
     from flows.demo import FULL
     from records import QUERIED_FP_TYPES
     from mining.config import MiningConfig
-    from mining.selection import select_hard_cases
+    from mining.selection import pool_index_upkeep, select_hard_cases
     from records.coco import load_coco
 
     _, fdb, version, data = synthetic_setup(work)
@@ -249,6 +249,7 @@ def part_mining(work: Path, seeds: list[int]) -> dict:
     for name, path, keep, _ in runs:
         config = MiningConfig(k=FULL["k"], budget=FULL["budget"], types=QUERIED_FP_TYPES, keep_label_errors=keep,
                               random_arm=False, budget_split="hits")  # as the demo mines
+        pool_index_upkeep(fdb, version, config, work / "mining" / "indexes")  # the step before mining
         result = select_hard_cases(fdb, version, load_coco(path, image_dir=data / "images"), config,
                                    out_dir=work / "mining")
         share = hard_case_share([im.uri for im in result.selection.images], data / "annotations" / "pool.json")

@@ -126,7 +126,7 @@ def grow_archive(fdb, root: Path, seeds: list[Path], start: int, stop: int, inde
     from bson import ObjectId  # noqa: PLC0415
 
     from fdb import detections as detection_store  # noqa: PLC0415
-    from fdb.pool_index import merge_recent_index, pool_index  # noqa: PLC0415
+    from fdb.pool_index import merge_recent_index, update_pool_index  # noqa: PLC0415
     from records import BOX_LAYER, IMAGE_LAYER, Detection  # noqa: PLC0415
 
     timings = {"files": 0.0, "records": 0.0, "vectors": 0.0, "index": 0.0, "weekly_merge": 0.0}
@@ -163,7 +163,7 @@ def grow_archive(fdb, root: Path, seeds: list[Path], start: int, stop: int, inde
         if hi // GROW_STEP != lo // GROW_STEP or hi == stop:  # every GROW_STEP images, as nights would
             for layer in (BOX_LAYER, IMAGE_LAYER):
                 t4 = time.perf_counter()
-                grown = pool_index(fdb, MODEL, layer, index_root)
+                grown = update_pool_index(fdb, MODEL, layer, index_root)
                 timings["index"] += time.perf_counter() - t4
                 if grown is not None and grown.merge_due:  # the weekly merge (merge-recent-pool-index) runs
                     t5 = time.perf_counter()
@@ -219,13 +219,14 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
     from fdb import StoreConfig, listings  # noqa: PLC0415
     from fdb import pool_index as pool_index_module  # noqa: PLC0415
     from fdb.index.synthetic import FCLikeGenerator  # noqa: PLC0415
-    from fdb.pool_index import pool_index  # noqa: PLC0415
+    from fdb.pool_index import update_pool_index  # noqa: PLC0415
     from mining.config import MiningConfig  # noqa: PLC0415
     from mining.queries import Query  # noqa: PLC0415
     from mining.selection import pool_state  # noqa: PLC0415
     from mining.strategies import StrategyContext, select  # noqa: PLC0415
     from records import BOX_LAYER, IMAGE_LAYER  # noqa: PLC0415
-    from tasks import list_new_images, record_listing  # noqa: PLC0415
+    from records.hashing import file_sha256  # noqa: PLC0415
+    from tasks.detect import list_new_images, record_listing  # noqa: PLC0415
     from jobs.context import connection  # noqa: PLC0415
 
     # The module, not the `detect` task that the tasks package exports under the same name.
@@ -263,8 +264,8 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
                                                                  source="nightly", progress=False))
     stages["detect"]["stub_s"] = round(sum(spent), 3)
     record_listing.fn(store, listing)
-    stage("state", lambda: pool_state(fdb, MODEL, gt, {"k": 10}))
-    grown = stage("index", lambda: [pool_index(fdb, MODEL, layer, work / "indexes") for layer in (BOX_LAYER,
+    stage("state", lambda: pool_state(fdb, MODEL, file_sha256(gt), {"k": 10}))  # the labelled set hashed too
+    grown = stage("index", lambda: [update_pool_index(fdb, MODEL, layer, work / "indexes") for layer in (BOX_LAYER,
                                                                                                    IMAGE_LAYER)])
     queries = [Query(ObjectId(), "fp_background", "sign", ObjectId(), "detection", vec, None, [0, 0, 8, 8])
                for vec in FCLikeGenerator(dim=DIM, seed=7).generate(QUERIES, stream=123_456)]

@@ -140,7 +140,7 @@ def _mine(arm: str, round_no: int, checkpoint_path: str, sets: dict, data: Path,
     from jobs.detect import detect_images, detect_labelled_set
     from mining.config import MiningConfig
     from dataengine.config import store_config
-    from mining.selection import select_hard_cases
+    from mining.selection import pool_index_upkeep, select_hard_cases
 
     store = replace(store_config(), db_name=f"real-{data.name}-{arm}")
     fdb = connection(store)
@@ -157,7 +157,9 @@ def _mine(arm: str, round_no: int, checkpoint_path: str, sets: dict, data: Path,
                            {"$set": {"split": "pool", "labelled": False}})
     image_store.mark_labelled(fdb, sorted(labelled), split="train")
     config = MiningConfig(budget=budget, random_arm=False, seed=round_no, **ARMS[arm])
-    result = select_hard_cases(fdb, checkpoint.version, sets["val"], config, out_dir=home / "mining" / data.name / arm)
+    out_dir = home / "mining" / data.name / arm
+    pool_index_upkeep(fdb, checkpoint.version, config, out_dir / "indexes")  # the step before mining
+    result = select_hard_cases(fdb, checkpoint.version, sets["val"], config, out_dir=out_dir)
     chosen = [img.uri for img in result.selection.images]
     ids = [uri_of[uri] for uri in chosen]
     eligible = [i for uri, i in uri_of.items() if uri not in labelled]

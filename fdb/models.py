@@ -158,6 +158,17 @@ def promote(fdb: FeatureDB, version: str, why: str, numbers: dict | None = None,
     return {**record, "switched": True}
 
 
+def hand_over(fdb: FeatureDB, version: str, serving: str | None, why: str, numbers: dict) -> dict:
+    """Production handed from `serving`, the model a decision was made against, to `version`: the one way a
+    decided promotion happens (a retrain whose gate passed, a rollout that re-detected the archive). If production
+    changed since the decision, nothing is switched (`PromotionConflict`); a retry that finds this very switch made
+    (its answer lost) is done, not a conflict. Returns the switch record, without its time."""
+    if production_version(fdb) == version:
+        return {"from": serving, "to": version, "why": why, "switched": False}
+    switch = promote(fdb, version, why, numbers, expected=serving)
+    return {k: v for k, v in switch.items() if k != "at"}
+
+
 def rollback(fdb: FeatureDB, why: str = "rollback") -> dict:
     """Production goes back to the model the last switch replaced."""
     last = fdb.promotions.find_one({"to": production_version(fdb)}, sort=[("at", DESCENDING), ("_id", DESCENDING)])

@@ -2,8 +2,9 @@
 
 Mining asks one question of the pool every night: the nearest pool vectors to the model's errors. Rebuilding the
 index for it every night costs what the archive holds (every pool vector read and indexed again); this module keeps
-one index per (model, layer, backend) and, each time it is asked for, takes in only the vectors written since it
-was last asked:
+one index per (model, layer, backend) and, at each upkeep (`update_pool_index`, the step the flows and
+`dataengine mine` take before mining), takes in only the vectors written since the last one. Ranking only reads it
+(`open_pool_index`), and refuses an index that is behind the pool (`PoolIndexBehind`), naming the upkeep:
 
 - **What is new** is found by a range scan of `features` on (model, layer, `created_at`) from the index's
   watermark (less `WATERMARK_SLACK`, for writers whose clocks differ; rows already indexed are dropped by id), then
@@ -40,6 +41,7 @@ The side is rewritten whole each night it grows (it is exact search: one array),
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import shutil
 import time
@@ -66,8 +68,15 @@ RECENT_MAX_AGE = dt.timedelta(days=7)
 # Past RECENT_HARD_FACTOR times that size a night merges by itself: exact search costs O(side) per query, and it
 # must stay bounded even when no one runs the weekly merge.
 RECENT_HARD_FACTOR = 4
+# What a refusal to rank with an index behind the pool tells the caller to do.
+_UPKEEP = ("bring it up to date before mining (`fdb.pool_index.update_pool_indexes`: the flows' step \"bring the "
+           "pool index up to date\", which `dataengine mine` takes too)")
 
 log = logging.getLogger(__name__)
+
+
+class PoolIndexBehind(LookupError):
+    """The pool holds vectors its index does not (or it has no index yet): bring it up to date first."""
 
 
 @dataclass
@@ -110,10 +119,11 @@ class _PoolRef:
         return self.key + RECENT_SUFFIX
 
 
-def pool_index(fdb: FeatureDB, model_version: str, layer: str, root: str | Path, backend: str = "auto",
-               exact_threshold: int = EXACT_THRESHOLD, rebuild: bool = False) -> PoolIndex | None:
-    """The pool index of (model, layer), holding what was written up to now; None when the pool holds no vector
-    of that layer. An exact main grows itself; beside a graph main the night's vectors go to the recent side."""
+def update_pool_index(fdb: FeatureDB, model_version: str, layer: str, root: str | Path, backend: str = "auto",
+                      exact_threshold: int = EXACT_THRESHOLD, rebuild: bool = False) -> PoolIndex | None:
+    """The pool index of (model, layer) brought up to date, holding what was written up to now (built the first
+    time, or afresh with `rebuild`); None when the pool holds no vector of that layer. An exact main grows itself;
+    beside a graph main the night's vectors go to the recent side."""
     if fdb.layer_shape(model_version, layer) is None:
         return None
     ref = _PoolRef(fdb, model_version, layer, Path(root), backend, exact_threshold)
@@ -124,6 +134,36 @@ def pool_index(fdb: FeatureDB, model_version: str, layer: str, root: str | Path,
     if main.spec.backend == "exact":
         return _grow_main(ref, record, main)
     return _grow_recent(ref, record, main)
+
+
+def update_pool_indexes(fdb: FeatureDB, model_version: str, layers: tuple[str, ...], root: str | Path,
+                        backend: str = "auto") -> dict[str, tuple[PoolIndex | None, float]]:
+    """Each layer's pool index brought up to date (`update_pool_index`), with the seconds it took."""
+    return _each_layer(layers, lambda layer: update_pool_index(fdb, model_version, layer, root, backend))
+
+
+def open_pool_index(fdb: FeatureDB, model_version: str, layer: str, root: str | Path, backend: str = "auto"
+                    ) -> PoolIndex | None:
+    """The pool index of (model, layer) as its last upkeep left it (main and recent side), read only: what ranking
+    searches. None when the pool holds no vector of that layer; `PoolIndexBehind` when it has no index yet or holds
+    pool vectors written since that the index does not (a writer whose clock lags is left to the upkeep's slack)."""
+    if fdb.layer_shape(model_version, layer) is None:
+        return None
+    ref = _PoolRef(fdb, model_version, layer, Path(root), backend)
+    record = index_store.latest_pool_index(fdb, ref.key)
+    if record is None or not Path(record["path"]).is_dir():
+        if not _pool_has_vectors(ref):
+            return None  # as its upkeep found it: nothing to index
+        raise PoolIndexBehind(f"no pool index {ref.key} under {ref.root} yet: {_UPKEEP}")
+    main = _load(record["path"])
+    side_record = _recent_record(ref, main)
+    side = _load(side_record["path"]) if side_record else None
+    watermark = (side_record or record)["watermark"]
+    missing = _not_indexed(ref, watermark, [part for part in (main, side) if part is not None])
+    if missing:
+        raise PoolIndexBehind(f"pool index {ref.key} is behind the pool: {missing} pool vectors written since its "
+                              f"last upkeep ({watermark}) are not in it; {_UPKEEP}")
+    return _beside(ref, main, side, side_record["opened_at"] if side_record else None, record["centre"])
 
 
 def merge_recent_index(fdb: FeatureDB, model_version: str, layer: str, root: str | Path, backend: str = "auto"
@@ -138,7 +178,7 @@ def rebuild_pool_indexes(fdb: FeatureDB, model_version: str, layers: tuple[str, 
                          backend: str = "auto") -> dict[str, tuple[PoolIndex | None, float]]:
     """Each layer's pool index built afresh from every pool vector (a new centre and projection, for a pool that
     grew far from the vectors it was first built on), with the seconds it took; nights add to it again."""
-    return _each_layer(layers, lambda layer: pool_index(fdb, model_version, layer, root, backend, rebuild=True))
+    return _each_layer(layers, lambda layer: update_pool_index(fdb, model_version, layer, root, backend, rebuild=True))
 
 
 def merge_recent_indexes(fdb: FeatureDB, model_version: str, layers: tuple[str, ...], root: str | Path,
@@ -253,6 +293,30 @@ def _written_since(ref: _PoolRef, watermark: dt.datetime):
     newest = ref.fdb.newest_feature_time(ref.model_version, ref.layer, since)  # before the read, as in _build
     new = ref.fdb.read_vectors(ref.model_version, ref.layer, filter={"created_at": {"$gte": since}})
     return new, max(watermark, newest or watermark)
+
+
+def _not_indexed(ref: _PoolRef, watermark: dt.datetime, parts: list[VectorIndex]) -> int:
+    """How many pool vectors written from `watermark` on none of `parts` holds. Right after an upkeep that reads
+    the rows of the watermark's millisecond (the last it took in); rows written since (the labelled set's, a
+    night's) are read too, and only pool vectors count."""
+    if ref.fdb.newest_feature_time(ref.model_version, ref.layer, watermark) is None:
+        return 0
+    new = ref.fdb.read_vectors(ref.model_version, ref.layer, filter={"created_at": {"$gte": watermark}})
+    fresh = _in_pool(ref.fdb, new.image_ids)
+    for part in parts:
+        fresh &= ~_indexed(part, new.owner_ids)
+    return int(fresh.sum())
+
+
+def _pool_has_vectors(ref: _PoolRef, batch: int = 10_000) -> bool:
+    """Whether any pool image has a vector of (model, layer): the layer's image ids, a batch at a time, up to the
+    first pool image (the first batch, for a pool never indexed; every row, for a layer only the labelled set has)."""
+    rows = iter(ref.fdb.features.find({"model_version": ref.model_version, "layer": ref.layer},
+                                      {"image_id": 1, "_id": 0}).batch_size(batch))
+    while ids := [doc["image_id"].binary for doc in itertools.islice(rows, batch)]:
+        if len(image_store.pool_images_among(ref.fdb, np.array(ids, dtype="S12"))):
+            return True
+    return False
 
 
 def _recent_limit(main_size: int) -> int:

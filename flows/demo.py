@@ -30,17 +30,12 @@ from mining.report import errors_markdown, map_markdown, test_verdict_markdown, 
 from mining.selection import MiningSummary
 from records import QUERIED_FP_TYPES
 from records.hashing import json_key
-from tasks import (
-    batch_labels,
-    compare_arms,
-    detect,
-    detect_labelled,
-    export,
-    import_batch_labels,
-    mine,
-    write_comparison_report,
-)
 from tasks.demo import generate_scenes, hard_cases, oracle_label_batch
+from tasks.detect import detect, detect_labelled
+from tasks.index import update_pool_index
+from tasks.labelling import batch_labels, export, import_batch_labels
+from tasks.mine import mine, read_labelled_set
+from tasks.retrain import compare_arms, write_comparison_report
 
 # The seed's labelled drives covered the suburbs (districts 0-3); the market districts, full of sign-like logos,
 # balloons and bins, appear only in the val set and the unlabelled pool. Each arm is fine-tuned with two training
@@ -172,18 +167,19 @@ def mine_val_errors(store: StoreConfig, folders: DemoFolders, model_version: str
     types queried (every type when the seed made none of the usual false positives)."""
     say = get_run_logger().info
     say(f"4. mining: errors on the val images as queries, k={sizes['k']}, budget {sizes['budget']}")
-    val_json = folders.split("val")
-    detect_labelled(store, model_version, val_json, folders.images, progress=progress)
+    labelled = read_labelled_set(store, folders.split("val"), folders.images)
+    detect_labelled(store, model_version, labelled, progress=progress)
     # The mined arm's strategy (`mining.strategies`); the random arm is drawn beside it either way. The demo keeps
     # its false-positive queries ranked by hits, the setting its verdict was checked on over three draws
     # (benchmarks/results/evaluation.json); the product's default split is by cost.
     mining = MiningConfig(strategy=sizes.get("strategy", "errors"), k=sizes["k"], budget=sizes["budget"],
                           types=QUERIED_FP_TYPES, budget_split="hits")
     queried = list(QUERIED_FP_TYPES)
-    mined = mine(store, model_version, val_json, folders.images, mining)
+    update_pool_index(store, model_version, mining)
+    mined = mine(store, model_version, labelled, mining)
     if not mined.queries:  # a seed without false positives: mine with every error instead
         queried = list(ERROR_TYPES)
-        mined = mine(store, model_version, val_json, folders.images, replace(mining, types=None))
+        mined = mine(store, model_version, labelled, replace(mining, types=None))
     say("   " + mined.error_table.replace("\n", "\n   "))
     say(f"   {mined.queries} queries -> {mined.selected} images by the {mining.strategy} strategy; random arm "
         f"{len(mined.random_uris)}")

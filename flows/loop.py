@@ -30,8 +30,13 @@ from mining.gate import served_run
 from mining.strategies import STRATEGIES
 from records import QUERIED_FP_TYPES
 from records.hashing import json_key
-from tasks import detect, detect_labelled, export, import_batch_labels, mine, resolve_model, retrain_candidate
 from tasks.demo import generate_scenes, oracle_label_batch
+from tasks.detect import detect, detect_labelled
+from tasks.index import update_pool_index
+from tasks.labelling import export, import_batch_labels
+from tasks.mine import mine, read_labelled_set
+from tasks.models import resolve_model
+from tasks.retrain import retrain_candidate
 
 # An engine is a selection strategy by name (`mining.strategies`: errors, uncertainty, diversity, hybrid, random),
 # "mined" (the errors strategy, by its old name), a variant below, or "none" (no new labels: the no-new-data engine).
@@ -147,8 +152,10 @@ def _round(estore, engine: str, round_no: int, scenes: LoopScenes, root: Path, s
     query subset)."""
     version = resolve_model(estore)
     detect(estore, version, scenes.pool, detection, source="loop", progress=progress)
-    detect_labelled(estore, version, scenes.val_json, scenes.images, detection)
-    mined = mine(estore, version, scenes.val_json, scenes.images, mining_config(engine, sizes), match)
+    labelled = read_labelled_set(estore, scenes.val_json, scenes.images)
+    detect_labelled(estore, version, labelled, detection)
+    update_pool_index(estore, version, mining_config(engine, sizes))
+    mined = mine(estore, version, labelled, mining_config(engine, sizes), match)
     if query_subset is None:  # the seed's queried errors: the same subset for every engine and round
         query_subset = mined.query_coco_ids
     batch = None

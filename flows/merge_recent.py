@@ -6,7 +6,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from dataengine.config import store_config
-from tasks import merge_recent_pool_index
+from tasks.index import merge_recent_pool_index
 
 
 @flow(name="merge_recent_pool_index")

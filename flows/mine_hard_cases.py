@@ -1,7 +1,8 @@
 """The manual "mine hard cases" flow: mining and export with the parameters a person chooses.
 
-the chosen model over the labelled set -> its errors there (IoU and score thresholds; error types and classes to
-keep) -> queries -> nearest pool images (k per query, up to the budget) -> export to a folder or an s3:// prefix.
+the chosen model over the labelled set -> the pool index brought up to date -> its errors there (IoU and score
+thresholds; error types and classes to keep) -> queries -> nearest pool images (k per query, up to the budget) ->
+export to a folder or an s3:// prefix.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from dataengine.config import labelstudio_access_for, store_config
 from detectors.config import DetectConfig
 from mining.config import MatchConfig, MiningConfig
 from mining.selection import MiningSummary
-from tasks import detect_labelled, export, mine, resolve_model
+from tasks.detect import detect_labelled
+from tasks.index import update_pool_index
+from tasks.labelling import export
+from tasks.mine import mine, read_labelled_set
+from tasks.models import resolve_model
 
 
 @flow(name="mine_hard_cases")
@@ -27,10 +32,12 @@ def mine_hard_cases(gt_json: str, gt_images: str | None = None, model_version: s
     batch (None when nothing was exported)."""
     store = store_config()
     version = resolve_model(store, model_version)
-    detect_labelled(store, version, gt_json, gt_images, detection)
+    labelled = read_labelled_set(store, gt_json, gt_images)
+    detect_labelled(store, version, labelled, detection)
     if mining.exemplars:  # a targeted run's own exemplars, pooled through the box head like the labelled boxes
-        detect_labelled(store, version, mining.exemplars, None, detection)
-    mined = mine(store, version, gt_json, gt_images, mining, match)
+        detect_labelled(store, version, read_labelled_set(store, mining.exemplars), detection)
+    update_pool_index(store, version, mining)
+    mined = mine(store, version, labelled, mining, match)
     exported = None
     if mined.selected and not dry_run:
         exported = export(store, mined.selection_id, export_to, export_config,

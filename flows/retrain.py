@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from dataengine.config import store_config
 from detectors.config import FinetuneConfig
 from mining.config import EvaluationConfig
-from tasks import retrain_candidate
+from tasks.retrain import retrain_candidate
 from jobs.retrain import RetrainResult
 
 

@@ -14,7 +14,8 @@ from detectors.config import FinetuneConfig
 from mining.config import EvaluationConfig
 from mining.report import errors_markdown, map_markdown, test_verdict_markdown, verdict_markdown
 from records import QUERIED_FP_TYPES
-from tasks import batch_labels, compare_arms, write_comparison_report
+from tasks.labelling import batch_labels
+from tasks.retrain import compare_arms, write_comparison_report
 
 
 @flow(name="retrain_and_compare")

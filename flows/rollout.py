@@ -25,7 +25,9 @@ from dataengine.config import store_config
 from detectors.config import DetectConfig
 from flows.runners import build_task_runner, check_workers
 from jobs.detect import DetectReport
-from tasks import archive_backlog, carry_listing_marks, detect, reindex_pool, resolve_model, take_over
+from tasks.detect import archive_backlog, carry_listing_marks, detect
+from tasks.index import reindex_pool
+from tasks.models import resolve_model, take_over
 
 # Passes over what nights ingested while the archive was backfilled; needing more means nights outpace the rollout.
 MAX_CATCH_UPS = 3
@@ -58,9 +60,7 @@ def rollout(model_version: str | None = None, checkpoint: str | None = None, det
     if not model_version and not checkpoint:
         raise ValueError("name the model to roll out: a registered version or a checkpoint file")
     logger = get_run_logger()
-    workers = check_workers()  # on a Dask cluster: every worker imports the project, or the run fails now
-    if workers:
-        logger.info("Dask cluster: %d workers can run the tasks", len(workers))
+    check_workers()  # on a Dask cluster: every worker imports the project, or the run fails now
     store = store_config()
     # Registered, and its weights load: refused now, not in every chunk.
     model_version = resolve_model(store, model_version, checkpoint)

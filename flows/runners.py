@@ -21,12 +21,14 @@ import concurrent.futures
 import logging
 import os
 
+from prefect import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 # The project's top-level packages that a task imports on a worker when it is unpickled.
 PROJECT_PACKAGES = ("records", "storage", "detectors", "fdb", "mining", "annotation_export", "jobs", "tasks", "flows")
-# What unpickling a detection chunk imports: the last step of the probe.
-TASK_MODULE = "jobs.detect"
+# What unpickling a detection chunk imports (the detect task's module, and the job under it): the last step of the
+# probe.
+TASK_MODULE = "tasks.detect"
 PROBE_TIMEOUT_S = 45.0
 
 
@@ -61,14 +63,16 @@ def build_task_runner(dask_address: str | None = None, dask_workers: int = 0, th
 def check_workers(timeout_s: float = PROBE_TIMEOUT_S) -> list[dict]:
     """Inside a flow: when its task runner is a Dask cluster, every worker must import the project's packages as
     the flow's process does; raises `ClusterUnusable` otherwise (or when a worker does not answer in `timeout_s`).
-    Returns what each worker said (an empty list on the single-machine runner)."""
+    Returns what each worker said (an empty list on the single-machine runner), and logs how many answered."""
     from prefect.context import FlowRunContext  # noqa: PLC0415
 
     context = FlowRunContext.get()
     client = getattr(context.task_runner, "client", None) if context else None
     if client is None:
         return []
-    return probe_cluster(client, timeout_s)
+    workers = probe_cluster(client, timeout_s)
+    get_run_logger().info("Dask cluster: %d workers can run the tasks", len(workers))
+    return workers
 
 
 def probe_cluster(client, timeout_s: float = PROBE_TIMEOUT_S) -> list[dict]:

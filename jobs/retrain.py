@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 
 from annotation_export.importer import labels_as_coco
@@ -67,6 +66,35 @@ def queried_types(fdb: FeatureDB, batches: list[dict]) -> list[str]:
 
 
 @dataclass(frozen=True)
+class RetrainSets:
+    """The files a retrain reads: the labelled set it trains on, the fixed evaluation set the gate judges on, their
+    images, and a test split that fed nothing (reported only, never gated on; refused if it fed anything)."""
+    train_json: str
+    eval_json: str
+    image_dir: str
+    test_json: str | None = None
+
+
+@dataclass(frozen=True)
+class RetrainSettings:
+    """How a retrain runs and what it may do. `promote`: "auto" (production switches when the gate passes) or
+    "never" (judge and report only); `base`: the model judged against and fine-tuned (default: production);
+    `query_images` (ids in the evaluation set): scored as a second subset beside the superset;
+    `allow_no_batches`: retrain on the labelled set alone when no labels came back (the no-new-data control)."""
+    recipe: FinetuneConfig = FinetuneConfig()
+    promote: str = "auto"
+    base: str | None = None
+    match: MatchConfig = MatchConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    query_images: tuple[int, ...] = ()
+    allow_no_batches: bool = False
+
+    def __post_init__(self):
+        if self.promote not in ("auto", "never"):
+            raise ValueError(f"promote must be 'auto' or 'never', got {self.promote!r}")
+
+
+@dataclass(frozen=True)
 class RetrainInputs:
     """What a retrain reads before it trains: the sets, the labelled batches and the test split's subsets."""
     train: CocoSet
@@ -77,123 +105,167 @@ class RetrainInputs:
     types: list[str]  # the error types the batches were mined for
 
 
-def retrain_and_gate(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, work_dir: str | Path,
-                     recipe: FinetuneConfig = FinetuneConfig(), promote: str = "auto", base: str | None = None,
-                     match: MatchConfig = MatchConfig(), progress: bool = False, query_images: list[int] | None = None,
-                     allow_no_batches: bool = False, test_json: str | None = None,
-                     evaluation_config: EvaluationConfig = EvaluationConfig()) -> RetrainResult:
-    """`query_images` (ids in the evaluation set) are scored as a second subset beside the superset;
-    `allow_no_batches` retrains on the labelled set alone when no labels came back (the no-new-data control).
-    `test_json`: a split that fed nothing (refused otherwise), on which production and every candidate seed are
-    also scored (superset, tail, rest, the operating point) and reported; the gate never sees it. The candidate's
-    training seeds run in `recipe.workers` processes."""
-    if promote not in ("auto", "never"):
-        raise ValueError(f"promote must be 'auto' or 'never', got {promote!r}")
+@dataclass(frozen=True)
+class Baseline:
+    """The model the candidate starts from and is judged against (production, or the named base): its checkpoint,
+    its numbers, and the subsets every model is scored on."""
+    checkpoint: str
+    numbers: dict  # version, bbox_map, errors, error_cost, mAP by subset; `test` on a test split
+    subsets: dict  # the evaluation set's: the superset and the query subset
+    test_subsets: dict | None  # the test split's (superset, tail, rest), the tail fixed by production
+    tail_source: str | None
+
+    @property
+    def version(self) -> str:
+        return self.numbers["version"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The candidate that would be served (the training seed best on the superset), registered, and every seed's
+    run record."""
+    version: str
+    runs: list[dict]
+    served: int  # index of the served seed in `runs`
+
+
+def retrain_and_gate(fdb: FeatureDB, sets: RetrainSets, work_dir: str | Path,
+                     settings: RetrainSettings = RetrainSettings(), progress: bool = False) -> RetrainResult:
+    """Production scored -> a candidate trained (one run per training seed, in `recipe.workers` processes) ->
+    the gate -> promoted when it passes and `settings.promote` is "auto" -> the decision recorded and reported."""
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    production = production_or(fdb, base)
-    base_doc = registry.get_model(fdb, production)
-    inputs = read_inputs(fdb, train_json, eval_json, image_dir, test_json, allow_no_batches)
-    run_id = run_store.start_run(fdb, "retrain", {"train_json": str(train_json), "eval_json": str(eval_json),
-                                                  "recipe": asdict(recipe), "promote": promote,
+    production = production_or(fdb, settings.base)
+    inputs = read_inputs(fdb, sets, settings.allow_no_batches)
+    run_id = run_store.start_run(fdb, "retrain", {"train_json": str(sets.train_json), "eval_json": str(sets.eval_json),
+                                                  "recipe": asdict(settings.recipe), "promote": settings.promote,
                                                   "batches": inputs.batches, "queried_types": inputs.types},
                                  model_version=production)
-
-    subsets = {"superset": sorted(inputs.evaluation.images), "query subset": sorted(query_images or [])}
-    production_numbers, test_subsets, tail_source = score_production(
-        base_doc["checkpoint"], production, inputs, subsets, match, evaluation_config, progress)
-    train_set, weights, new_names = arm_training_set(inputs.train, "retrain", *inputs.labelled, work_dir,
-                                                     recipe.oversample)
-    train = partial(train_candidate, start=base_doc["checkpoint"], train_set=train_set, weights=weights,
-                    new_names=frozenset(new_names), recipe=recipe, inputs=inputs, subsets=subsets,
-                    test_subsets=test_subsets, match=match, evaluation_config=evaluation_config, work_dir=work_dir,
-                    parent=production, progress=progress and recipe.workers <= 1)
-    outcomes = run_all(list(recipe.seeds), train, recipe.workers, progress, desc="candidate seeds")
-    runs, paths = [run for run, _ in outcomes], [Path(path) for _, path in outcomes]
-
-    served = served_run(runs)
-    for i, path in enumerate(paths):
-        if i != served:
-            path.unlink()
-    served_checkpoint = load_checkpoint(paths[served])
-    candidate = served_checkpoint.version
-    register_checkpoint(fdb, served_checkpoint, recipe=asdict(recipe), training_data={
-        "labelled_set": str(train_json), "batches": inputs.batches, "images": len(train_set.images),
-        "new_images": len(new_names), "training_seed": recipe.seeds[served]})
-
-    decision = decide(production_numbers, runs, inputs.types, candidate)
-    test_set = None if inputs.test is None else {
-        "set": str(test_json), "sha256": file_sha256(test_json),
-        "tail_source": tail_source, "serving_threshold": evaluation_config.serving_threshold,
-        "images": {k: len(v) for k, v in test_subsets.items()}}
-    record_metrics(fdb, eval_json, production_numbers, runs, served, decision, test_set)
-    after = production
-    if decision.promote and promote == "auto":
-        registry.promote(fdb, candidate, why="retrain: the gate passed; " + "; ".join(decision.reasons),
-                         numbers=decision.as_dict(), expected=production)
-        after = candidate
-    report = write_decision(work_dir / "report", decision, promote, production, after, inputs.batches,
-                            test=(production_numbers, runs, test_set) if test_set else None)
-    run_store.finish_run(fdb, run_id, metrics={"decision": decision.as_dict(), "candidate": candidate,
+    baseline = score_production(registry.get_model(fdb, production)["checkpoint"], production, inputs, settings,
+                                progress)
+    candidate = train_candidate(fdb, sets, inputs, baseline, settings, work_dir, progress)
+    decision = decide(baseline.numbers, candidate.runs, inputs.types, candidate.version)
+    test_set = describe_test_split(sets, baseline, settings.evaluation)
+    record_metrics(fdb, sets.eval_json, baseline.numbers, candidate.runs, candidate.served, decision, test_set)
+    after = promote_if_passed(fdb, decision, settings.promote, production)
+    report = write_decision(work_dir / "report", decision, settings.promote, production, after, inputs.batches,
+                            test=(baseline.numbers, candidate.runs, test_set) if test_set else None)
+    run_store.finish_run(fdb, run_id, metrics={"decision": decision.as_dict(), "candidate": candidate.version,
                                                "production_after": after, "report": report})
-    return RetrainResult(decision, candidate, production, after, inputs.batches, report, production_numbers, runs)
+    return RetrainResult(decision, candidate.version, production, after, inputs.batches, report, baseline.numbers,
+                         candidate.runs)
 
 
-def read_inputs(fdb: FeatureDB, train_json: str, eval_json: str, image_dir: str, test_json: str | None,
-                allow_no_batches: bool) -> RetrainInputs:
+def read_inputs(fdb: FeatureDB, sets: RetrainSets, allow_no_batches: bool) -> RetrainInputs:
     """The sets and the labelled batches a retrain starts from; a test split that fed the gate, training or a
     batch is refused here, before anything is trained."""
     batches = export_store.labelled_batches(fdb)
-    train, evaluation = load_coco(train_json, image_dir=image_dir), load_coco(eval_json, image_dir=image_dir)
+    train = load_coco(sets.train_json, image_dir=sets.image_dir)
+    evaluation = load_coco(sets.eval_json, image_dir=sets.image_dir)
     if not batches and not allow_no_batches:
         raise LookupError("no labelled batch yet: import the team's labels (`dataengine import-labels`) first")
-    labelled = combine_batches([labels_as_coco(fdb, b["batch_id"], image_dir, b["label_version"]) for b in batches])
+    labelled = combine_batches([labels_as_coco(fdb, b["batch_id"], sets.image_dir, b["label_version"])
+                                for b in batches])
     types = queried_types(fdb, batches)
-    test = load_coco(test_json, image_dir=image_dir) if test_json else None
+    test = load_coco(sets.test_json, image_dir=sets.image_dir) if sets.test_json else None
     if test is not None:
         check_test_split(test, {"the gate (val)": evaluation, "training (train)": train})
         check_batches_apart(test, {"labelled": labelled})
     return RetrainInputs(train, evaluation, test, batches, labelled, types)
 
 
-def score_production(checkpoint: str, version: str, inputs: RetrainInputs, subsets: dict, match: MatchConfig,
-                     evaluation_config: EvaluationConfig, progress: bool) -> tuple[dict, dict | None, str | None]:
+def score_production(checkpoint: str, version: str, inputs: RetrainInputs, settings: RetrainSettings,
+                     progress: bool) -> Baseline:
     """Production's numbers on the evaluation set (and the test split), what the candidate is judged against; on
     a test split, its tail too, fixed by production before any candidate exists."""
+    match = settings.match
+    subsets = {"superset": sorted(inputs.evaluation.images), "query subset": sorted(settings.query_images)}
     model = load_checkpoint(checkpoint).model
     base = score_model(model, inputs.evaluation, subsets, match, cost_types=inputs.types)
     numbers = {"version": version, "bbox_map": base.metrics["superset"]["bbox"]["mAP"], "errors": base.errors,
                "error_cost": base.cost, "mAP": _maps(base.metrics)}
     if inputs.test is None:
-        return numbers, None, None
+        return Baseline(checkpoint, numbers, subsets, None, None)
     tail, tail_source = fix_tail(model, inputs.test, match, inputs.types, progress)
     test_subsets = report_subsets(inputs.test, tail)
     numbers["test"] = score_model(model, inputs.test, test_subsets, match, cost_types=inputs.types,
-                                  config=evaluation_config).as_run()
-    return numbers, test_subsets, tail_source
+                                  config=settings.evaluation).as_run()
+    return Baseline(checkpoint, numbers, subsets, test_subsets, tail_source)
 
 
-def train_candidate(seed: int, start: str, train_set: CocoSet, weights: list[float] | None,
-                    new_names: frozenset[str], recipe: FinetuneConfig, inputs: RetrainInputs, subsets: dict,
-                    test_subsets: dict | None, match: MatchConfig, evaluation_config: EvaluationConfig,
-                    work_dir: Path, parent: str, progress: bool) -> tuple[dict, str]:
-    """One training seed of the candidate: fine-tuned, scored, saved (every seed's model is kept until the gate
-    has named the one that would be served); its run record and checkpoint path. A plain function of picklable
-    arguments, so a worker process can run it (`jobs.parallel`)."""
-    checkpoint, result = fine_tune(start, train_set, weights, recipe, seed, progress, set(new_names))
-    scored = score_model(checkpoint.model, inputs.evaluation, subsets, match, cost_types=inputs.types)
-    metrics, errors, cost = scored.metrics, scored.errors, scored.cost
-    run = {"seed": seed, "seconds": round(result.seconds, 1), "steps": result.steps, "errors": errors,
-           "error_cost": cost, "holdout": result.holdout, "bbox_map": metrics["superset"]["bbox"]["mAP"],
-           "mAP": _maps(metrics)}
-    if inputs.test is not None:
-        run["test"] = score_model(checkpoint.model, inputs.test, test_subsets, match, cost_types=inputs.types,
-                                  config=evaluation_config).as_run()
-    digest = data_hash(Path(train_set.path).read_bytes(), asdict(recipe), parent, seed)
-    version = new_version(checkpoint.config, digest)
-    path = save_checkpoint(work_dir / f"{version}.pt", checkpoint.model, checkpoint.config, version, digest,
-                           metrics=run["mAP"], parent=parent)
-    return run, str(path)
+def train_candidate(fdb: FeatureDB, sets: RetrainSets, inputs: RetrainInputs, baseline: Baseline,
+                    settings: RetrainSettings, work_dir: Path, progress: bool) -> Candidate:
+    """The candidate fine-tuned from `baseline` once per training seed on the labelled set plus the batches; the seed
+    best on the superset is kept and registered, the other seeds' models deleted."""
+    recipe = settings.recipe
+    train_set, weights, new_names = arm_training_set(inputs.train, "retrain", *inputs.labelled, work_dir,
+                                                     recipe.oversample)
+    seed_run = SeedRun(baseline, train_set, weights, frozenset(new_names), inputs, settings, work_dir,
+                       progress and recipe.workers <= 1)
+    outcomes = run_all(list(recipe.seeds), seed_run, recipe.workers, progress, desc="candidate seeds")
+    runs, paths = [run for run, _ in outcomes], [Path(path) for _, path in outcomes]
+    served = served_run(runs)
+    for i, path in enumerate(paths):
+        if i != served:
+            path.unlink()  # every seed's model was kept until the gate's rule named the one that would be served
+    checkpoint = load_checkpoint(paths[served])
+    register_checkpoint(fdb, checkpoint, recipe=asdict(recipe), training_data={
+        "labelled_set": str(sets.train_json), "batches": inputs.batches, "images": len(train_set.images),
+        "new_images": len(new_names), "training_seed": recipe.seeds[served]})
+    return Candidate(checkpoint.version, runs, served)
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """One training seed of the candidate, called with the seed: fine-tuned, scored, saved; returns its run record
+    and checkpoint path. What every seed shares is held here, so a worker process can run one (`jobs.parallel`:
+    it pickles)."""
+    baseline: Baseline
+    train_set: CocoSet
+    weights: list[float] | None
+    new_names: frozenset[str]
+    inputs: RetrainInputs
+    settings: RetrainSettings
+    work_dir: Path
+    progress: bool
+
+    def __call__(self, seed: int) -> tuple[dict, str]:
+        recipe, match, inputs = self.settings.recipe, self.settings.match, self.inputs
+        checkpoint, result = fine_tune(self.baseline.checkpoint, self.train_set, self.weights, recipe, seed,
+                                       self.progress, set(self.new_names))
+        scored = score_model(checkpoint.model, inputs.evaluation, self.baseline.subsets, match,
+                             cost_types=inputs.types)
+        metrics, errors, cost = scored.metrics, scored.errors, scored.cost
+        run = {"seed": seed, "seconds": round(result.seconds, 1), "steps": result.steps, "errors": errors,
+               "error_cost": cost, "holdout": result.holdout, "bbox_map": metrics["superset"]["bbox"]["mAP"],
+               "mAP": _maps(metrics)}
+        if inputs.test is not None:
+            run["test"] = score_model(checkpoint.model, inputs.test, self.baseline.test_subsets, match,
+                                      cost_types=inputs.types, config=self.settings.evaluation).as_run()
+        digest = data_hash(Path(self.train_set.path).read_bytes(), asdict(recipe), self.baseline.version, seed)
+        version = new_version(checkpoint.config, digest)
+        path = save_checkpoint(self.work_dir / f"{version}.pt", checkpoint.model, checkpoint.config, version, digest,
+                               metrics=run["mAP"], parent=self.baseline.version)
+        return run, str(path)
+
+
+def describe_test_split(sets: RetrainSets, baseline: Baseline, evaluation: EvaluationConfig) -> dict | None:
+    """What the report and the registry say about the test split (None without one): its file and hash, where its
+    tail came from, the serving threshold and its subsets' sizes."""
+    if baseline.test_subsets is None:
+        return None
+    return {"set": str(sets.test_json), "sha256": file_sha256(sets.test_json), "tail_source": baseline.tail_source,
+            "serving_threshold": evaluation.serving_threshold,
+            "images": {k: len(v) for k, v in baseline.test_subsets.items()}}
+
+
+def promote_if_passed(fdb: FeatureDB, decision: GateDecision, promote: str, production: str) -> str:
+    """The production model after the gate: the candidate when the gate passed and `promote` is "auto"."""
+    if not (decision.promote and promote == "auto"):
+        return production
+    registry.hand_over(fdb, decision.candidate["version"], production,
+                       "retrain: the gate passed; " + "; ".join(decision.reasons), decision.as_dict())
+    return decision.candidate["version"]
 
 
 def record_metrics(fdb: FeatureDB, eval_json: str, production_numbers: dict, runs: list[dict], served: int,

@@ -6,7 +6,8 @@ strategy's parameters recorded; a random arm of the same budget is drawn beside 
 typed (`mining.model_errors`), those a trusted label-error judge explains are left out (`mining.label_errors`), the
 rest become queries (`mining.queries`; for `targeted`, the errors on the target classes and their exemplars), and
 the strategy ranks the pool. `select_for_queries` and `random_selection` are the errors and random strategies on
-their own. Mining never runs a model: `tasks` (or the command) runs it first.
+their own. Mining never runs a model: `tasks` (or the command) runs it first; nor does ranking grow the pool
+index: `pool_index_upkeep` brings it up to date, a step of its own before mining.
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ from fdb import exports as export_store
 from fdb import images as image_store
 from fdb import runs as run_store
 from fdb import selections as selection_store
+from fdb.pool_index import PoolIndex, update_pool_indexes
 from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
 from mining.model_errors import ErrorReport, find_errors, operating_point_cost
 from mining.label_errors import LabelErrorReport, explained_errors, find_label_errors
 from mining.montage import query_montage
 from mining.queries import Query, build_queries, build_target_queries, chosen_errors
-from mining.strategies import Selection, StrategyContext, select
+from mining.strategies import Selection, StrategyContext, searches_pool_index, select
 from mining.strategies.base import selection_key
+from records import BOX_LAYER, IMAGE_LAYER
 from records.coco import CocoSet, load_coco
-from records.hashing import file_sha256
 
 
 def select_for_queries(fdb: FeatureDB, model_version: str, queries: list[Query],
@@ -47,6 +49,16 @@ def random_selection(fdb: FeatureDB, model_version: str, budget: int, seed: int 
 
 
 # ---------------------------------------------------------------------------------------------------- the job
+def pool_index_upkeep(fdb: FeatureDB, model_version: str, config: MiningConfig, index_root: str | Path
+                      ) -> dict[str, tuple[PoolIndex | None, float]]:
+    """The step before mining: each layer's pool index takes in the pool vectors written since its last upkeep
+    (`fdb.pool_index`; built the first time), with the seconds it took, so that ranking only reads it. Nothing for
+    a strategy that searches no index."""
+    if not searches_pool_index(config.strategy):
+        return {}
+    return update_pool_indexes(fdb, model_version, (BOX_LAYER, IMAGE_LAYER), index_root, config.backend)
+
+
 def last_labelled_set(fdb: FeatureDB) -> tuple[str, str] | None:
     """(COCO json, image folder) of the labelled set the last mining run used, so later runs can omit it."""
     params = run_store.last_run_parameters(fdb, "mine_hard_cases", having="gt_json")
@@ -208,15 +220,14 @@ def _list(values):
 
 
 # ---------------------------------------------------------------------------------------------------- nightly
-def pool_state(fdb: FeatureDB, model_version: str, gt_json: str | Path, params: dict) -> str:
-    """A key for everything a scheduled mining run depends on: the model, the labelled set's bytes, the
-    parameters, the pool images this model has processed and which of them have labels back. A run whose key is
-    already recorded has nothing new to mine: exporting its selection removed those images from the pool, so
-    mining again would queue a second batch for the same night."""
+def pool_state(fdb: FeatureDB, model_version: str, labelled_sha256: str, params: dict) -> str:
+    """A key for everything a scheduled mining run depends on: the model, the labelled set's bytes (their
+    SHA-256, `records.coco.LabelledSet.sha256`), the parameters, the pool images this model has processed and
+    which of them have labels back. A run whose key is already recorded has nothing new to mine: exporting its
+    selection removed those images from the pool, so mining again would queue a second batch for the same night."""
     # Counts of processed pool images and labels back: each only grows, so they change whenever the pool does,
     # and they cost the same at a million images as at ten (the labelled set is covered by its bytes). Exports
     # are left out on purpose: the night's own export must not make the same night look new.
     generation = image_store.pool_generation(fdb, model_version)
     generation.pop("exported")
-    gt_sha = file_sha256(gt_json)
-    return "state-" + selection_key(model_version, gt_sha, params, generation)
+    return "state-" + selection_key(model_version, labelled_sha256, params, generation)

@@ -19,7 +19,7 @@ from bson import ObjectId
 from fdb import FeatureDB
 from fdb import detections as detection_store
 from fdb import images as image_store
-from fdb.pool_index import pool_index
+from fdb.pool_index import update_pool_index
 from fdb.vectors import to_object_ids
 from mining.strategies.errors import owners_to_images
 from records import BOX_LAYER, IMAGE_LAYER
@@ -55,7 +55,7 @@ def nearest_in_pool(fdb: FeatureDB, model_version: str, vector: np.ndarray, laye
         raise ValueError(f"the pool is indexed by {' and '.join(SEARCHABLE_LAYERS)}, not {layer!r}")
     if k < 1:
         raise ValueError(f"k must be at least 1, not {k}")
-    pool = pool_index(fdb, model_version, layer, index_root, backend=backend)
+    pool = update_pool_index(fdb, model_version, layer, index_root, backend=backend)  # a lookup keeps it up to date
     if pool is None or len(pool.index) == 0:
         raise NoPoolVectors(f"model {model_version} has no pool vectors of layer {layer}: run the pool through it "
                             "first (`dataengine detect --images <pool folder> --model ...`)")

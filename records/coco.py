@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from records.hashing import sha256_hex
+
 # Records are printed as e.g. "annotations[12] (id 345)"; fields as 'bbox'.
 REQUIRED_FIELDS = {
     "images": ("id", "file_name", "width", "height"),
@@ -125,7 +127,13 @@ def load_coco(json_path: str | Path, image_dir: str | Path | None = None) -> Coc
     folder itself.
     """
     path = Path(json_path)
-    data = _read_top_level(path)
+    return parse_coco(path.read_bytes(), path, image_dir)
+
+
+def parse_coco(raw: bytes, path: str | Path, image_dir: str | Path | None = None) -> CocoSet:
+    """`load_coco` of bytes already read from `path`."""
+    path = Path(path)
+    data = _read_top_level(raw, path)
     images = _checked_images(data["images"])
     categories = _checked_categories(data["categories"])
     annotations_by_image, has_masks = _checked_annotations(data["annotations"], images, categories)
@@ -139,9 +147,34 @@ def load_coco(json_path: str | Path, image_dir: str | Path | None = None) -> Coc
                    category_of={label: cat_id for cat_id, label in label_of.items()}, has_masks=has_masks)
 
 
-def _read_top_level(path: Path) -> dict:
+class LabelledSet:
+    """A labelled set read once for a run: the file read (`path`, its newest version), the SHA-256 of its bytes
+    (what names it in a night's state) and its COCO set (`coco`, parsed on first use: a night with nothing new
+    only hashes it). A plain class, not a dataclass, on purpose: Prefect walks every dataclass and collection
+    handed to a task in search of futures, and walking a large COCO set costs ten times reading it (6 s against
+    0.6 s for 5,000 images of 10 boxes)."""
+
+    def __init__(self, path: str | Path, image_dir: str | Path | None, raw: bytes):
+        self.path, self.image_dir = Path(path), image_dir
+        self.sha256 = sha256_hex(raw)
+        self._raw: bytes | None = raw
+        self._coco: CocoSet | None = None
+
+    @classmethod
+    def read(cls, path: str | Path, image_dir: str | Path | None = None) -> "LabelledSet":
+        return cls(path, image_dir, Path(path).read_bytes())
+
+    @property
+    def coco(self) -> CocoSet:
+        if self._coco is None:
+            self._coco = parse_coco(self._raw, self.path, self.image_dir)
+            self._raw = None  # parsed: the bytes are not needed again
+        return self._coco
+
+
+def _read_top_level(raw: bytes, path: Path) -> dict:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(raw.decode("utf-8"))
     except json.JSONDecodeError as e:
         raise CocoFormatError(f"{path}: not valid json: {e}") from e
     except RecursionError:

@@ -249,11 +249,11 @@ def test_tasks_do_not_retry_a_database_that_stayed_away():
     from prefect.states import Failed
     from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
-    from tasks import _worth_retrying
+    from tasks.retries import worth_retrying
 
     from fdb import StoreUnavailable
 
-    assert not _worth_retrying(None, None, Failed(data=ServerSelectionTimeoutError("no servers")))
-    assert not _worth_retrying(None, None, Failed(data=StoreUnavailable("the feature database does not answer")))
-    assert _worth_retrying(None, None, Failed(data=AutoReconnect("primary stepped down")))
-    assert _worth_retrying(None, None, Failed(data=OSError("disk busy")))
+    assert not worth_retrying(None, None, Failed(data=ServerSelectionTimeoutError("no servers")))
+    assert not worth_retrying(None, None, Failed(data=StoreUnavailable("the feature database does not answer")))
+    assert worth_retrying(None, None, Failed(data=AutoReconnect("primary stepped down")))
+    assert worth_retrying(None, None, Failed(data=OSError("disk busy")))

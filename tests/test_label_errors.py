@@ -210,6 +210,14 @@ def labelled_world(fdb, tmp_path):
 CONFIG = LabelErrorConfig(neighbours=3)
 
 
+def mine_hard_cases(fdb, ground_truth, config, out_dir, label_config):
+    """`select_hard_cases` as `dataengine mine` runs it: the pool index brought up to date first."""
+    from mining.selection import pool_index_upkeep, select_hard_cases
+
+    pool_index_upkeep(fdb, MODEL, config, Path(out_dir) / "indexes")
+    return select_hard_cases(fdb, MODEL, ground_truth, config, out_dir=out_dir, label_config=label_config)
+
+
 def test_find_label_errors_types_and_records_each_suspect(fdb, labelled_world):
     from mining.label_errors import find_label_errors
     from records.coco import load_coco
@@ -242,17 +250,15 @@ def test_a_model_never_judges_labels_it_trained_on(fdb, labelled_world):
 
 def test_mining_leaves_label_errors_out_of_its_queries_unless_asked(fdb, labelled_world, tmp_path):
     from mining.config import MiningConfig
-    from mining.selection import select_hard_cases
     from records.coco import load_coco
 
     gt = load_coco(labelled_world["gt_json"])
     config = MiningConfig(k=2, budget=4, types=("fp_background",), random_arm=False)
-    default = select_hard_cases(fdb, MODEL, gt, config, out_dir=tmp_path / "m1", label_config=CONFIG)
+    default = mine_hard_cases(fdb, gt, config, tmp_path / "m1", CONFIG)
     assert len(default.queries) == 3 and default.left_out == {"possible_missing": 1}
     assert {Path(im.uri).name for im in default.selection.images} <= {"p4.png", "p5.png", "p6.png", "p7.png"}
-    kept = select_hard_cases(fdb, MODEL, gt, MiningConfig(**{**config.as_dict(), "types": ("fp_background",),
-                                                             "keep_label_errors": True}),
-                             out_dir=tmp_path / "m2", label_config=CONFIG)
+    kept = mine_hard_cases(fdb, gt, MiningConfig(**{**config.as_dict(), "types": ("fp_background",),
+                                                    "keep_label_errors": True}), tmp_path / "m2", CONFIG)
     assert len(kept.queries) == 4 and kept.left_out == {}
     run = fdb.runs.find_one({"_id": default.run_id})
     assert run["metrics"]["left_out_as_label_errors"] == {"possible_missing": 1}
@@ -266,7 +272,10 @@ def test_review_batch_round_trip_makes_a_new_labelled_set_version(fdb, store, la
     from fdb import labelled_sets
     from mining.model_errors import find_errors
     from records.coco import load_coco
-    from tasks import export_review, import_review, judge_labels, mine, newest_labels
+    from tasks.labelling import export_review, import_review
+    from tasks.index import update_pool_index
+    from tasks.mine import judge_labels, mine, read_labelled_set
+    from jobs.context import newest_labels
 
     gt_json = str(labelled_world["gt_json"])
     judged = judge_labels.fn(store, MODEL, gt_json, config=CONFIG)
@@ -309,7 +318,9 @@ def test_review_batch_round_trip_makes_a_new_labelled_set_version(fdb, store, la
     errors = find_errors(fdb, MODEL, newest).totals()
     assert errors["miss"] == 0 and errors["fp_background"] == 3  # only the logos are left as the model's errors
     # the mining task reads the newest version too
-    mined = mine.fn(store, MODEL, gt_json, mining=MiningConfig(k=2, budget=4, random_arm=False), label_config=CONFIG)
+    mining = MiningConfig(k=2, budget=4, random_arm=False)
+    update_pool_index.fn(store, MODEL, mining)
+    mined = mine.fn(store, MODEL, read_labelled_set.fn(store, gt_json), mining=mining, label_config=CONFIG)
     assert mined.errors["miss"] == {} and sum(mined.label_errors.values()) == 0
     again = judge_labels.fn(store, MODEL, gt_json, config=CONFIG)
     assert sum(again.counts().values()) == 0  # judged on the newest version: the corrected labels
@@ -370,13 +381,12 @@ def test_review_labels_from_the_command_line(engine, capsys):
 def test_a_judge_that_supports_no_label_leaves_nothing_out_of_mining(fdb, labelled_world, tmp_path):
     """A model that barely detects calls every label spurious: its word must not strip mining of its misses."""
     from mining.config import MiningConfig
-    from mining.selection import select_hard_cases
     from records.coco import load_coco
 
     fdb.detections.delete_many({"box": [4.0, 4.0, 20.0, 14.0]})  # the model now finds none of the labelled cars
     gt = load_coco(labelled_world["gt_json"])
-    result = select_hard_cases(fdb, MODEL, gt, MiningConfig(k=2, budget=4, types=("miss",), random_arm=False),
-                               out_dir=tmp_path, label_config=CONFIG)
+    result = mine_hard_cases(fdb, gt, MiningConfig(k=2, budget=4, types=("miss",), random_arm=False), tmp_path,
+                             CONFIG)
     assert result.label_errors.judge_too_weak and result.label_errors.counts()["possible_spurious"] == 7
     assert result.left_out == {} and len(result.queries) == 7  # every miss still queries
     assert "too weak to judge them" in result.label_errors.table()
@@ -384,11 +394,13 @@ def test_a_judge_that_supports_no_label_leaves_nothing_out_of_mining(fdb, labell
 
 def test_the_nightly_summary_shows_label_errors_beside_the_model_errors(store, labelled_world):
     from flows.nightly import NightReport, _summary
-    from tasks import mine
+    from tasks.index import update_pool_index
+    from tasks.mine import mine, read_labelled_set
     from jobs.detect import DetectReport
 
-    mined = mine.fn(store, MODEL, str(labelled_world["gt_json"]),
-                    mining=MiningConfig(k=2, budget=4, types=("fp_background",), random_arm=False),
+    mining = MiningConfig(k=2, budget=4, types=("fp_background",), random_arm=False)
+    update_pool_index.fn(store, MODEL, mining)
+    mined = mine.fn(store, MODEL, read_labelled_set.fn(store, str(labelled_world["gt_json"])), mining=mining,
                     label_config=CONFIG)
     summary = _summary(NightReport(MODEL, DetectReport(MODEL), mined, None))
     assert "fp_background" in summary and "possible_missing" in summary and "possible_spurious" in summary
@@ -476,7 +488,6 @@ def test_the_judge_removes_nothing_when_its_precision_on_planted_errors_is_below
     spurious as well, whatever it was: measured on the planted errors it is imprecise, and mining keeps its misses."""
     from dataclasses import replace
 
-    from mining.selection import select_hard_cases
     from records.coco import load_coco
 
     blind = [labelled_world["docs"][str((labelled_world["root"] / "images" / f"v{i}.png").resolve())]["_id"]
@@ -484,7 +495,7 @@ def test_the_judge_removes_nothing_when_its_precision_on_planted_errors_is_below
     fdb.detections.delete_many({"box": [4.0, 4.0, 20.0, 14.0], "image_id": {"$in": blind}})
     gt = load_coco(labelled_world["gt_json"])
     config = MiningConfig(k=2, budget=4, types=("miss",), random_arm=False)
-    result = select_hard_cases(fdb, MODEL, gt, config, out_dir=tmp_path / "m1", label_config=CONFIG)
+    result = mine_hard_cases(fdb, gt, config, tmp_path / "m1", CONFIG)
     report, check = result.label_errors, result.label_errors.check
     assert report.counts()["possible_spurious"] == 3 and not report.supports_too_few_labels  # 3 of 7: the old cause
     assert check.precision < CONFIG.min_precision and report.judge_too_weak  # is silent, the check is not
@@ -495,8 +506,7 @@ def test_the_judge_removes_nothing_when_its_precision_on_planted_errors_is_below
     assert metrics["label_error_check"]["reason"] == check.reason
     assert set(metrics["label_error_check"]["recall_by_kind"]) == {"deleted", "moved", "relabelled", "added"}
     # the bar, not anything else, kept the misses: lowered under what it measured, the judge removes them
-    lax = select_hard_cases(fdb, MODEL, gt, config, out_dir=tmp_path / "m2",
-                            label_config=replace(CONFIG, min_precision=check.precision))
+    lax = mine_hard_cases(fdb, gt, config, tmp_path / "m2", replace(CONFIG, min_precision=check.precision))
     assert lax.left_out and len(lax.queries) < 4 and lax.label_errors.check.trusted
 
 

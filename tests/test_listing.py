@@ -79,7 +79,7 @@ def test_the_mark_never_moves_back_and_is_used_with_slack(fdb):
 
 def test_the_task_asks_the_database_only_about_the_night(store, fdb, tmp_path, monkeypatch):
     from fdb import images as image_store
-    from tasks import list_new_images, record_listing
+    from tasks.detect import list_new_images, record_listing
 
     monkeypatch.setattr(listings, "LOCAL_SLACK_NS", 0)
     root = tmp_path / "incoming"

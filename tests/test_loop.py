@@ -39,6 +39,20 @@ def test_promotion_and_rollback_keep_exactly_one_production_model(fdb):
     assert history[1]["numbers"] == {"bbox_map": 0.5} and all(p["at"] for p in history)
 
 
+def test_a_decided_hand_over_switches_once_and_refuses_a_stale_decision(fdb):
+    """`hand_over` is how a retrain and a rollout promote: a retry of a switch already made is done, and a
+    decision made against a production that changed since switches nothing."""
+    _register(fdb, "a", "b", "c")
+    registry.promote(fdb, "a", why="first")
+    switch = registry.hand_over(fdb, "b", "a", "gate passed", {"bbox_map": 0.5})
+    assert (switch["from"], switch["to"], switch["switched"]) == ("a", "b", True) and "at" not in switch
+    again = registry.hand_over(fdb, "b", "a", "gate passed", {"bbox_map": 0.5})  # its answer was lost: a retry
+    assert again == {"from": "a", "to": "b", "why": "gate passed", "switched": False}
+    with pytest.raises(registry.PromotionConflict):
+        registry.hand_over(fdb, "c", "a", "judged against a", {})
+    assert registry.production_version(fdb) == "b" and len(registry.promotions(fdb)) == 2
+
+
 def test_concurrent_promotions_leave_one_winner(fdb):
     _register(fdb, "a", "b", "c")
     registry.promote(fdb, "a", why="first")
@@ -157,7 +171,10 @@ def test_a_box_only_dataset_through_the_whole_loop(prefect_backend, mongod, fdb,
     from detectors.pipeline import dataset_split, train_detector
     from detectors.synthetic import generate, oracle_labels
     from mining.config import MatchConfig, MiningConfig
-    from tasks import detect, detect_labelled, export, import_batch_labels, mine
+    from tasks.detect import detect, detect_labelled
+    from tasks.labelling import export, import_batch_labels
+    from tasks.index import update_pool_index
+    from tasks.mine import mine, read_labelled_set
     from jobs.context import register_checkpoint
 
     monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
@@ -180,9 +197,10 @@ def test_a_box_only_dataset_through_the_whole_loop(prefect_backend, mongod, fdb,
     assert detect.fn(store, checkpoint.version, pool, barely_trained).images_processed == 10
     assert fdb.detections.count_documents({}) > 0 and fdb.detections.count_documents({"mask": {"$exists": True}}) == 0
     val_json, images = str(data / "annotations" / "val.json"), str(data / "images")
-    detect_labelled.fn(store, checkpoint.version, val_json, images, barely_trained)
-    mined = mine.fn(store, checkpoint.version, val_json, images, MiningConfig(k=3, budget=3),
-                    MatchConfig(score_threshold=0.0))
+    labelled = read_labelled_set.fn(store, val_json, images)
+    detect_labelled.fn(store, checkpoint.version, labelled, barely_trained)
+    update_pool_index.fn(store, checkpoint.version, MiningConfig(k=3, budget=3))
+    mined = mine.fn(store, checkpoint.version, labelled, MiningConfig(k=3, budget=3), MatchConfig(score_threshold=0.0))
     assert mined.selected == 3 and len(mined.random_uris) == 3
     batches = {}
     for arm, selection in (("mined", mined.selection_id), ("random", mined.random_selection_id)):

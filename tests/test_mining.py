@@ -14,6 +14,7 @@ from PIL import Image
 
 from fdb import detections as detection_store
 from fdb.images import eligible_among, eligible_pool_ids, pool_generation, random_draw, random_key
+from fdb.pool_index import update_pool_index
 from fdb.runs import start_run
 from mining.config import MatchConfig as MatchParams
 from mining.config import MiningConfig
@@ -66,6 +67,7 @@ def haystack(fdb, tmp_path):
     Image.new("RGB", (64, 48), (200, 0, 0)).save(tmp_path / "source.png")
     fdb.images.insert_one({"_id": source, "uri": str(tmp_path / "source.png"), "split": "val", "labelled": True,
                            "status": "ok", "processed_by": [MODEL]})
+    update_pool_index(fdb, MODEL, BOX_LAYER, tmp_path / "idx", backend="exact")  # the step before mining
     return ids, queries
 
 

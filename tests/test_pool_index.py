@@ -15,12 +15,13 @@ from fdb import images as image_store
 from fdb import index as fdb_index
 from fdb import pool_index as pool_index_module
 from fdb.index import build_index, list_versions
-from fdb.pool_index import merge_recent_index, pool_index, pool_key
+from fdb.pool_index import PoolIndexBehind, merge_recent_index, pool_key, update_pool_index
 from fdb.vectors import to_object_ids
 from mining.config import MiningConfig
 from mining.queries import Query
 from mining.selection import pool_state, random_selection, select_for_queries
 from records import BOX_LAYER, IMAGE_LAYER, Detection
+from records.hashing import sha256_hex
 
 MODEL = "m1"
 DIM = 16
@@ -55,12 +56,12 @@ def test_the_pool_index_grows_by_the_night_and_keeps_its_centre(fdb, tmp_path):
     rng = np.random.default_rng(0)
     first = add_pool_images(fdb, tmp_path, rng.standard_normal((30, DIM)))
     add_pool_images(fdb, tmp_path, rng.standard_normal((5, DIM)), split="val")  # the labelled set: not the pool
-    built = pool_index(fdb, MODEL, BOX_LAYER, tmp_path / "idx")
+    built = update_pool_index(fdb, MODEL, BOX_LAYER, tmp_path / "idx")
     assert built.rebuilt and len(built.index) == 30 and built.index.spec.backend == "exact"
-    assert pool_index(fdb, MODEL, BOX_LAYER, tmp_path / "idx").added == 0  # nothing new: the same index
+    assert update_pool_index(fdb, MODEL, BOX_LAYER, tmp_path / "idx").added == 0  # nothing new: the same index
 
     night = add_pool_images(fdb, tmp_path, rng.standard_normal((4, DIM)))
-    grown = pool_index(fdb, MODEL, BOX_LAYER, tmp_path / "idx")
+    grown = update_pool_index(fdb, MODEL, BOX_LAYER, tmp_path / "idx")
     assert grown.added == 4 and not grown.rebuilt and len(grown.index) == 34
     np.testing.assert_array_equal(grown.centre, built.centre)  # queries stay comparable with the first vectors
     # The night's vectors are found, centred on the same mean as the first ones.
@@ -75,13 +76,13 @@ def test_the_pool_index_grows_by_the_night_and_keeps_its_centre(fdb, tmp_path):
 def test_an_exact_pool_index_becomes_hnsw_once_it_is_large(fdb, tmp_path):
     rng = np.random.default_rng(1)
     add_pool_images(fdb, tmp_path, rng.standard_normal((40, DIM)))
-    small = pool_index(fdb, MODEL, IMAGE_LAYER, tmp_path / "idx", exact_threshold=50)
+    small = update_pool_index(fdb, MODEL, IMAGE_LAYER, tmp_path / "idx", exact_threshold=50)
     assert small.index.spec.backend == "exact"
     add_pool_images(fdb, tmp_path, rng.standard_normal((20, DIM)))
-    large = pool_index(fdb, MODEL, IMAGE_LAYER, tmp_path / "idx", exact_threshold=50)
+    large = update_pool_index(fdb, MODEL, IMAGE_LAYER, tmp_path / "idx", exact_threshold=50)
     assert large.rebuilt and large.index.spec.backend == "hnsw" and len(large.index) == 60
     add_pool_images(fdb, tmp_path, rng.standard_normal((3, DIM)))
-    grown = pool_index(fdb, MODEL, IMAGE_LAYER, tmp_path / "idx", exact_threshold=50)
+    grown = update_pool_index(fdb, MODEL, IMAGE_LAYER, tmp_path / "idx", exact_threshold=50)
     # The HNSW main is left as saved: the night's vectors sit beside it in an exact side index.
     assert grown.added == 3 and not grown.rebuilt and grown.index.spec.backend == "hnsw+exact"
     assert grown.index.main.spec.version == large.index.spec.version and grown.recent == 3
@@ -93,6 +94,7 @@ def test_mining_skips_exported_and_labelled_neighbours_without_a_rebuild(fdb, tm
     # Five images near the query, nearest first, and twenty far away.
     near = np.stack([target + 0.05 * (i + 1) * rng.standard_normal(DIM) for i in range(5)])
     ids = add_pool_images(fdb, tmp_path, np.concatenate([near, 5 * rng.standard_normal((20, DIM))]))
+    update_pool_index(fdb, MODEL, BOX_LAYER, tmp_path / "idx", backend="exact")  # the step before mining
     source = ObjectId()
     ranked = select_for_queries(fdb, MODEL, [query(target, source)], MiningConfig(k=5, budget=5, backend="exact"),
                                 index_root=tmp_path / "idx")
@@ -114,6 +116,29 @@ def test_mining_skips_exported_and_labelled_neighbours_without_a_rebuild(fdb, tm
     assert {i.image_id for i in random_selection(fdb, MODEL, budget=30).images} == set(ids) - set(order[:2])
 
 
+def test_ranking_only_reads_the_index_and_refuses_one_behind_the_pool(fdb, tmp_path):
+    """The index grows at its upkeep, a step of its own before mining, not as ranking asks for it: a ranking that
+    finds it missing or behind the pool refuses, naming the step; vectors that are not the pool's (the labelled
+    set's) leave it up to date."""
+    rng = np.random.default_rng(5)
+    add_pool_images(fdb, tmp_path, rng.standard_normal((4, DIM)))
+    config, root = MiningConfig(k=2, budget=2, backend="exact"), tmp_path / "idx"
+    queries = [query(rng.standard_normal(DIM), ObjectId())]
+    with pytest.raises(PoolIndexBehind, match="no pool index .*bring the pool index up to date"):
+        select_for_queries(fdb, MODEL, queries, config, index_root=root)
+    update_pool_index(fdb, MODEL, BOX_LAYER, root, backend="exact")
+    assert len(select_for_queries(fdb, MODEL, queries, config, index_root=root)) == 2
+    add_pool_images(fdb, tmp_path, rng.standard_normal((2, DIM)), split="val")  # the labelled set's vectors
+    assert len(select_for_queries(fdb, MODEL, queries, config, index_root=root)) == 2
+    saved = fdb.indexes.count_documents({})
+    add_pool_images(fdb, tmp_path, rng.standard_normal((1, DIM)))  # a night's image, after the upkeep
+    with pytest.raises(PoolIndexBehind, match="1 pool vectors written since its last upkeep"):
+        select_for_queries(fdb, MODEL, queries, config, index_root=root)
+    assert fdb.indexes.count_documents({}) == saved  # ranking wrote nothing
+    assert update_pool_index(fdb, MODEL, BOX_LAYER, root, backend="exact").added == 1
+    assert len(select_for_queries(fdb, MODEL, queries, config, index_root=root)) == 2
+
+
 def test_only_a_query_whose_neighbours_left_the_pool_searches_further(fdb, tmp_path, monkeypatch):
     rng = np.random.default_rng(4)
     target, other = rng.standard_normal(DIM), rng.standard_normal(DIM)
@@ -122,6 +147,7 @@ def test_only_a_query_whose_neighbours_left_the_pool_searches_further(fdb, tmp_p
                                                           5 * rng.standard_normal((20, DIM))]))
     for image_id in ids[:4]:  # the four nearest to `target` were exported on earlier nights
         fdb.selections.insert_one({"selection_id": "old", "image_id": image_id, "export_id": "batch-1"})
+    update_pool_index(fdb, MODEL, BOX_LAYER, tmp_path / "idx", backend="exact")
     asked = []
     real_query = fdb_index.ExactIndex.query
     monkeypatch.setattr(fdb_index.ExactIndex, "query",
@@ -136,8 +162,7 @@ def test_only_a_query_whose_neighbours_left_the_pool_searches_further(fdb, tmp_p
 
 
 def test_the_nightly_state_key_follows_the_pool_not_its_size(fdb, tmp_path):
-    gt = tmp_path / "gt.json"
-    gt.write_text("{}")
+    gt = sha256_hex("{}")  # the labelled set's bytes
     rng = np.random.default_rng(3)
     ids = add_pool_images(fdb, tmp_path, rng.standard_normal((3, DIM)))
     before = pool_state(fdb, MODEL, gt, {"k": 1})
@@ -152,7 +177,7 @@ def test_the_nightly_state_key_follows_the_pool_not_its_size(fdb, tmp_path):
 
 @pytest.mark.parametrize("layer", [BOX_LAYER, IMAGE_LAYER])
 def test_no_vectors_no_index(fdb, tmp_path, layer):
-    assert pool_index(fdb, MODEL, layer, tmp_path / "idx") is None
+    assert update_pool_index(fdb, MODEL, layer, tmp_path / "idx") is None
 
 
 def test_pool_ids_are_read_raw_and_sorted(fdb):
@@ -187,7 +212,7 @@ def night(fdb, tmp_path, rng, n: int, root, **kwargs):
     """`n` new pool images (and two labelled ones, not the pool's), then the pool index asked for."""
     ids = add_pool_images(fdb, tmp_path, rng.standard_normal((n, DIM)))
     add_pool_images(fdb, tmp_path, rng.standard_normal((2, DIM)), split="val")
-    grown = pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT, **kwargs)
+    grown = update_pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT, **kwargs)
     return grown, set(fdb.read_vectors(MODEL, BOX_LAYER, image_ids=ids).owner_ids)
 
 
@@ -199,7 +224,7 @@ def test_nights_beside_an_hnsw_main_leave_its_directory_alone(fdb, tmp_path):
     rng = np.random.default_rng(4)
     root = tmp_path / "idx"
     add_pool_images(fdb, tmp_path, rng.standard_normal((300, DIM)))
-    built = pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT)
+    built = update_pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT)
     assert built.index.spec.backend == "hnsw" and built.recent == 0
     main_dir = Path(fdb.indexes.find_one({"_id": built.index.spec.version})["path"])
     before = directory_state(main_dir)
@@ -214,7 +239,7 @@ def test_nights_beside_an_hnsw_main_leave_its_directory_alone(fdb, tmp_path):
                                 sort=[("created_at", -1)])
     assert side["base_version"] == built.index.spec.version and side["n"] == 12
     np.testing.assert_array_equal(np.frombuffer(side["centre"], np.float32), built.centre)
-    again = pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT)  # nothing new: the same two parts
+    again = update_pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT)  # nothing new: the same two parts
     assert again.added == 0 and again.index.spec.version == second.index.spec.version
 
 
@@ -222,7 +247,7 @@ def test_the_layered_index_answers_as_exact_search_over_the_whole_pool(fdb, tmp_
     rng = np.random.default_rng(5)
     root = tmp_path / "idx"
     add_pool_images(fdb, tmp_path, rng.standard_normal((300, DIM)))
-    pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT)
+    update_pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT)
     night(fdb, tmp_path, rng, 20, root)
     layered, _ = night(fdb, tmp_path, rng, 20, root)
     vectors, ids = pool_vectors(fdb, layered.centre)
@@ -240,7 +265,7 @@ def test_the_merge_puts_the_side_into_the_main_once(fdb, tmp_path):
     rng = np.random.default_rng(6)
     root = tmp_path / "idx"
     add_pool_images(fdb, tmp_path, rng.standard_normal((300, DIM)))
-    built = pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT)
+    built = update_pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT)
     built_version = built.index.spec.version  # the merge grows the loaded main in place: a new version
     _, first_ids = night(fdb, tmp_path, rng, 15, root)
     _, second_ids = night(fdb, tmp_path, rng, 10, root)
@@ -252,11 +277,11 @@ def test_the_merge_puts_the_side_into_the_main_once(fdb, tmp_path):
     np.testing.assert_array_equal(merged.centre, built.centre)
     assert first_ids | second_ids <= set(merged.index.ids) and len(merged.index) == 325
     # The next night asks the merged main alone, and a side starts beside it again.
-    asked = pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT)
+    asked = update_pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT)
     assert asked.index is merged.index and asked.added == 0
     queries = pool_vectors(fdb, merged.centre)[0][::5] + 0.1 * rng.standard_normal((65, DIM))
     assert recall_at_10(fdb, merged, queries) >= 0.99
-    rebuilt = pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT, rebuild=True)
+    rebuilt = update_pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT, rebuild=True)
     assert set(rebuilt.index.ids) == set(merged.index.ids)
     assert recall_at_10(fdb, rebuilt, queries + merged.centre - rebuilt.centre) >= 0.99
 
@@ -267,13 +292,13 @@ def test_the_side_is_due_by_size_or_age_and_past_the_hard_limit_a_night_merges(f
     rng = np.random.default_rng(7)
     root = tmp_path / "idx"
     add_pool_images(fdb, tmp_path, rng.standard_normal((300, DIM)))
-    built_version = pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT).index.spec.version
+    built_version = update_pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT).index.spec.version
     small, _ = night(fdb, tmp_path, rng, 4, root)
     assert small.recent == 4 and not small.merge_due
     recent_key = pool_key(MODEL, BOX_LAYER, "auto") + "-recent"
     fdb.indexes.update_many({"pool_key": recent_key}, {"$set": {"opened_at": pool_index_module.utcnow()
                                                                 - dt.timedelta(days=8)}})
-    assert pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT).merge_due  # a week old
+    assert update_pool_index(fdb, MODEL, BOX_LAYER, root, exact_threshold=GRAPH_AT).merge_due  # a week old
     due, _ = night(fdb, tmp_path, rng, 6, root)
     assert due.recent == 10 and due.merge_due and due.index.main.spec.version == built_version
     merged, last_ids = night(fdb, tmp_path, rng, 15, root)  # 25 would sit beside the main: past 4 x 6
@@ -286,7 +311,7 @@ def test_an_annoy_main_is_rebuilt_at_the_merge_not_at_night(fdb, tmp_path):
     rng = np.random.default_rng(8)
     root = tmp_path / "idx"
     add_pool_images(fdb, tmp_path, rng.standard_normal((200, DIM)))
-    built = pool_index(fdb, MODEL, BOX_LAYER, root, backend="annoy")
+    built = update_pool_index(fdb, MODEL, BOX_LAYER, root, backend="annoy")
     grown, _ = night(fdb, tmp_path, rng, 9, root, backend="annoy")
     assert not grown.rebuilt and grown.recent == 9 and grown.index.spec.backend == "annoy+exact"
     assert grown.index.main is built.index  # the forest as built: no rebuild for a night
@@ -306,10 +331,10 @@ def test_reindex_merge_recent_from_the_cli(mongod, fdb, tmp_path, monkeypatch, c
     rng = np.random.default_rng(9)
     add_pool_images(fdb, tmp_path, rng.standard_normal((150, DIM)))
     for layer in (BOX_LAYER, IMAGE_LAYER):
-        assert pool_index(fdb, MODEL, layer, root, exact_threshold=GRAPH_AT).index.spec.backend == "hnsw"
+        assert update_pool_index(fdb, MODEL, layer, root, exact_threshold=GRAPH_AT).index.spec.backend == "hnsw"
     add_pool_images(fdb, tmp_path, rng.standard_normal((4, DIM)))
     for layer in (BOX_LAYER, IMAGE_LAYER):
-        assert pool_index(fdb, MODEL, layer, root, exact_threshold=GRAPH_AT).recent == 4
+        assert update_pool_index(fdb, MODEL, layer, root, exact_threshold=GRAPH_AT).recent == 4
     assert main(["reindex", "--merge-recent", "--model", MODEL]) == 0
     out = capsys.readouterr().out
     assert out.count("merged 4 recent vectors (4 added to the main index); 154 pool vectors") == 2

@@ -12,6 +12,7 @@ from mining.config import MiningConfig
 from mining.queries import Query
 from mining.strategies import STRATEGIES, StrategyContext, build_strategy, select
 from mining.model_errors import operating_point_cost
+from mining.selection import pool_index_upkeep
 from mining.strategies.errors import split_budget
 from records import BOX_LAYER, IMAGE_LAYER, Detection
 
@@ -61,6 +62,11 @@ def pool(fdb, tmp_path):
     return ids, StrategyContext(fdb, MODEL, [query], tmp_path / "indexes")
 
 
+def upkeep(context: StrategyContext, config: MiningConfig) -> None:
+    """The pool index brought up to date for `config`'s strategy, the step before mining (ranking only reads it)."""
+    pool_index_upkeep(context.fdb, MODEL, config, context.index_root)
+
+
 def test_every_strategy_is_registered_and_an_unknown_one_is_named():
     assert set(STRATEGIES) == {"errors", "random", "uncertainty", "diversity", "hybrid", "targeted"}
     with pytest.raises(ValueError, match="unknown selection strategy 'entropy'.*diversity"):
@@ -95,6 +101,7 @@ def test_diversity_covers_what_the_labelled_set_does_not(pool):
 
 def test_errors_and_hybrid_share_the_budget_with_exploration(pool):
     ids, context = pool
+    upkeep(context, MiningConfig(backend="exact"))
     errors = build_strategy("errors", MiningConfig(k=1, backend="exact")).rank(context, budget=4)
     assert [image.image_id for image in errors.images] == [ids[1]]  # the one box near the query
     hybrid = build_strategy("hybrid", MiningConfig(k=1, backend="exact", explore_share=0.5)).rank(context, budget=4)
@@ -131,6 +138,7 @@ def test_one_context_counts_the_pool_once_and_a_new_one_sees_an_export(fdb, pool
     ids, context = pool
     counted = []
     real = image_store.pool_generation
+    upkeep(context, MiningConfig(strategy="hybrid"))
     monkeypatch.setattr(image_store, "pool_generation", lambda *args: counted.append(args) or real(*args))
     mined = select(context, "hybrid", MiningConfig(budget=3, explore_with="uncertainty"))
     drawn = select(context, "random", MiningConfig(seed=1), budget=2)
@@ -159,6 +167,7 @@ def test_errors_split_by_cost_give_each_type_its_share(pool):
     context.queries.append(miss)
     context.cost = {"fp_background": 0.001, "miss": 0.05}
     config = MiningConfig(k=2, backend="exact", budget_split="cost", type_floor=0.25)
+    upkeep(context, config)
     ranking = build_strategy("errors", config).rank(context, budget=4)
     assert ranking.params["shares"] == {"miss": 3, "fp_background": 1}
     order = [image.image_id for image in ranking.images]
@@ -197,6 +206,7 @@ def test_errors_split_priced_at_the_operating_point_record_their_pricing(pool):
     by_map = MiningConfig(k=2, backend="exact", budget_split="cost", type_floor=0.25, budget=4)
     at_operating_point = MiningConfig(k=2, backend="exact", budget_split="cost", type_floor=0.25, budget=4,
                                       cost="operating-point")
+    upkeep(context, by_map)
     mapped, operated = select(context, "errors", by_map), select(context, "errors", at_operating_point)
     # One image each, then the other two: by mAP 0.02 to 1.96 (miss 3, background 1); at the operating point 1.5 to
     # 0.5, the tied remainder to the heavier type (background 3, miss 1).
@@ -219,6 +229,7 @@ def test_a_miss_whose_box_reaches_no_pool_detection_searches_with_its_image(fdb,
     miss = Query(ObjectId(), "miss", "car", ids["l1"], "detection", axis(2), None, [0, 0, 4, 4], fallback=axis(2))
     fdb.features.delete_many({"layer": BOX_LAYER})  # a pool without any detection vector
     context.queries = [miss]
+    upkeep(context, MiningConfig(backend="exact"))  # the box layer has no pool vector left: no index of it
     ranking = build_strategy("errors", MiningConfig(k=1, backend="exact")).rank(context, budget=2)
     assert [image.image_id for image in ranking.images] == [ids[4]]
     assert ranking.images[0].queries[0].level == "image"

@@ -15,6 +15,7 @@ from PIL import Image
 from fdb import detections as detection_store
 from mining.config import MiningConfig
 from mining.queries import build_target_queries, target_errors
+from mining.selection import pool_index_upkeep
 from mining.strategies import StrategyContext, build_strategy
 from mining.submodular import smi_greedy, smi_value
 from records import BOX_LAYER, GT_BOX_LAYER, IMAGE_LAYER, Detection, ModelError
@@ -112,6 +113,7 @@ def world(fdb, tmp_path):
     val_image = ids[str(val.image_path(1).resolve())]
     fdb.write_features(MODEL, GT_BOX_LAYER, [fdb.ground_truth_id(val_image, 7)], axis(3)[None],
                        image_ids=[val_image], owner_kind="ground_truth")
+    pool_index_upkeep(fdb, MODEL, MiningConfig(strategy="targeted"), tmp_path / "indexes")  # the step before mining
     return ids, val, exemplars, val_image
 
 

@@ -41,7 +41,8 @@ def world(prefect_backend, mongod, tmp_path_factory):
     from flows.demo import demo
     from flows.nightly import nightly
     from mining.config import MatchConfig, MiningConfig
-    from tasks import mine
+    from tasks.index import update_pool_index
+    from tasks.mine import mine, read_labelled_set
 
     tmp = tmp_path_factory.mktemp("ui")
     name = f"test_ui_{uuid.uuid4().hex[:10]}"
@@ -65,8 +66,9 @@ def world(prefect_backend, mongod, tmp_path_factory):
                         gt_images=str(data / "images"), mining=MiningConfig(k=3, budget=2, random_arm=False),
                         match=MatchConfig(score_threshold=0.0), export_to=str(tmp / "night-queue"),
                         hold_for_review=True)
-        curate = mine.fn(store, seed, str(data / "annotations" / "val.json"), str(data / "images"),
-                         MiningConfig(k=3, budget=3), MatchConfig(score_threshold=0.0))
+        labelled = read_labelled_set.fn(store, str(data / "annotations" / "val.json"), str(data / "images"))
+        update_pool_index.fn(store, seed, MiningConfig(k=3, budget=3))
+        curate = mine.fn(store, seed, labelled, MiningConfig(k=3, budget=3), MatchConfig(score_threshold=0.0))
     assert curate.selected > 1 and curate.random_selection_id
     assert night.held and night.mine.selected > 1 and night.mine.selection_id != curate.selection_id
     yield {"fdb": fdb, "tmp": tmp, "seed": seed, "mined": curate.selection_id,

@@ -29,7 +29,9 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
-    from mining.selection import select_hard_cases
+    from pathlib import Path
+
+    from mining.selection import pool_index_upkeep, select_hard_cases
     from records.coco import load_coco
     from jobs.context import checkpoint_of, connection, newest_labels, resolve_version
     from jobs.detect import detect_labelled_set
@@ -44,6 +46,7 @@ def run(args) -> int:
     detect_labelled_set(fdb, checkpoint_of(store, version), ground_truth, progress=True)
     if mining.exemplars:  # the exemplars' boxes pooled through the box head, as the labelled set's are
         detect_labelled_set(fdb, checkpoint_of(store, version), load_coco(mining.exemplars), progress=True)
+    pool_index_upkeep(fdb, version, mining, Path(store.home) / "indexes")  # ranking only reads it
     result = select_hard_cases(fdb, version, ground_truth, mining, match, out_dir=store.home,
                                label_config=config_from_args(LabelErrorConfig, args)).summary()
     print(f"model {version}: errors of the labelled set (IoU >= {match.iou_threshold}, "

@@ -12,7 +12,7 @@
 
 from mining.strategies import diversity, errors, hybrid, random, targeted, uncertainty  # noqa: F401 - they register
 from mining.strategies.base import (STRATEGIES, Ranking, Selection, Strategy, StrategyContext, build_strategy,
-                                    record_ranking, select)
+                                    record_ranking, searches_pool_index, select)
 
 __all__ = ["STRATEGIES", "Ranking", "Selection", "Strategy", "StrategyContext", "build_strategy",
-           "record_ranking", "select"]
+           "record_ranking", "searches_pool_index", "select"]

@@ -10,7 +10,7 @@ import numpy as np
 
 from fdb import FeatureDB
 from fdb import images as image_store
-from fdb.pool_index import pool_index
+from fdb.pool_index import open_pool_index
 from fdb.vectors import to_object_ids
 from mining.config import MiningConfig
 from mining.model_errors import operating_point_cost
@@ -18,7 +18,7 @@ from mining.strategies.base import Ranking, StrategyContext, register, reranked
 from records import BOX_LAYER, IMAGE_LAYER, QueryHit, SelectedImage
 
 
-@register("errors")
+@register("errors", searches_pool_index=True)
 class ErrorRetrieval:
     """Nearest pool images to the error queries (`config.k` each), merged per image. With `budget_split="cost"`
     the budget is first split between the queried error types in proportion to what each costs on the labelled set
@@ -157,7 +157,7 @@ def _search_pool(fdb: FeatureDB, model_version: str, queries, k: int, backend: s
                               if q.fallback is not None]
         if not level_queries:
             continue
-        pool = pool_index(fdb, model_version, layer, index_root, backend=backend)
+        pool = open_pool_index(fdb, model_version, layer, index_root, backend=backend)
         if pool is None or len(pool.index) == 0:
             found_nothing += level_queries if level == "detection" else []
             continue

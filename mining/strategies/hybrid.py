@@ -7,7 +7,7 @@ from mining.config import MiningConfig
 from mining.strategies.base import Ranking, StrategyContext, build_strategy, register, reranked
 
 
-@register("hybrid")
+@register("hybrid", searches_pool_index=True)  # its errors share does
 class Hybrid:
     def __init__(self, config: MiningConfig):
         if not 0.0 <= config.explore_share <= 1.0:

@@ -21,7 +21,7 @@ import numpy as np
 
 from fdb import FeatureDB
 from fdb import images as image_store
-from fdb.pool_index import pool_index
+from fdb.pool_index import open_pool_index
 from mining.config import MiningConfig
 from mining.strategies.base import Ranking, StrategyContext, register, unit_rows
 from mining.strategies.errors import eligible_neighbours, query_doc
@@ -31,7 +31,7 @@ from records import BOX_LAYER, IMAGE_LAYER, QueryHit, SelectedImage
 LAYER_OF = {"detection": BOX_LAYER, "image": IMAGE_LAYER}
 
 
-@register("targeted")
+@register("targeted", searches_pool_index=True)
 class TargetedMutualInformation:
     def __init__(self, function: str = MiningConfig.smi, eta: float = MiningConfig.smi_eta,
                  candidates: int = MiningConfig.smi_candidates, backend: str = MiningConfig.backend):
@@ -78,7 +78,7 @@ class PoolSimilarity:
 
     def add(self, level: str, queries: list, candidates: int, exclude: frozenset) -> None:
         layer = LAYER_OF[level]
-        pool = pool_index(self.fdb, self.model_version, layer, self.index_root, backend=self.backend) if queries \
+        pool = open_pool_index(self.fdb, self.model_version, layer, self.index_root, backend=self.backend) if queries \
             else None
         if pool is None or len(pool.index) == 0:
             return
