@@ -45,8 +45,8 @@ SCRIPT = ".venv/bin/dataengine"  # how the README calls the command line, from t
 # neighbours, budgets, chunk sizes). `FREE_PORT` becomes a free port, so the app never meets another on 8765.
 ADDED = {
     "synth": ("--train", "4", "--val", "3", "--pool", "8", "--test", "3"),
-    # Four steps leave the seed a few detections above its score threshold on the test split; with none, compare's
-    # report cannot draw its precision-recall curves and the command fails (mining/report.py `_plot_pr`).
+    # Four steps leave the seed a few detections above its score threshold, so mining and compare have something
+    # to work on (with none, compare's report once crashed: mining/report.py `_plot_pr`, now drawn either way).
     "train": ("--steps", "4", "--batch-size", "1"),
     "mine": ("--k", "3", "--budget", "2"),
     "compare": ("--steps", "1", "--seeds", "0"),
@@ -255,6 +255,11 @@ def test_your_own_data_end_to_end_as_the_readme_says_then_the_app_after_the_demo
                 assert re.search(r"^batch batch-[0-9a-f]+ at ", out, re.M), out
                 # The local cluster shuts down quietly: none of its own log lines, no closed-connection errors.
                 assert "CommClosedError" not in out and "| distributed." not in out, out[-4000:]
+                # Each image detected once on the workers, and each detection's vector with it.
+                db = client[db_name]
+                n_det = db.detections.count_documents({})
+                assert db.features.count_documents({"owner_kind": "detection"}) == n_det  # a tiny seed may find none
+                assert db.features.count_documents({"owner_kind": "image"}) >= 8 + NIGHT_IMAGES
 
         # The app over the data just made, as the walk's last command serves it.
         (overview, batches, selections), _ = serve_and_ask(
