@@ -30,3 +30,17 @@ def test_an_empty_default_database_gives_way_to_the_newest_demo(mongo_client, fd
 def test_without_a_demo_the_empty_database_stays(fdb, store):
     opened, _ = newest_demo_if_empty(fdb, store, lambda line: None)
     assert isinstance(opened, FeatureDB) and opened.db.name == store.db_name
+
+
+def test_an_empty_database_gets_a_page_that_says_what_to_run_not_a_table_of_zeros(fdb, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from dataengine.ui.app import AppSettings, build_app
+
+    app = TestClient(build_app(fdb, AppSettings(cache_dir=str(tmp_path / "cache"))), base_url="http://127.0.0.1:8765")
+    page = app.get("/").text
+    assert 'id="empty-database"' in page and "dataengine demo" in page and "DATAENGINE_DB" in page
+    assert "images quarantined" not in page  # the counts table is not shown
+    fdb.images.insert_one({"uri": "/a.png", "status": "ok"})
+    page = app.get("/").text
+    assert 'id="empty-database"' not in page and "images quarantined" in page
