@@ -154,8 +154,9 @@ def _round(estore, engine: str, round_no: int, scenes: LoopScenes, root: Path, s
     detect(estore, version, scenes.pool, detection, source="loop", progress=progress)
     labelled = read_labelled_set(estore, scenes.val_json, scenes.images)
     detect_labelled(estore, version, labelled, detection)
-    update_pool_index(estore, version, mining_config(engine, sizes))
-    mined = mine(estore, version, labelled, mining_config(engine, sizes), match)
+    mining = mining_config(engine, sizes)
+    update_pool_index(estore, version, mining)
+    mined = mine(estore, version, labelled, mining, match)
     if query_subset is None:  # the seed's queried errors: the same subset for every engine and round
         query_subset = mined.query_coco_ids
     batch = None

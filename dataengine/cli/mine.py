@@ -28,9 +28,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
     from pathlib import Path
 
+    from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
     from mining.selection import pool_index_upkeep, select_hard_cases
     from records.coco import load_coco
     from jobs.context import checkpoint_of, connection, newest_labels, resolve_version

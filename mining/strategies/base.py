@@ -74,7 +74,7 @@ class Strategy(Protocol):
 STRATEGIES: dict[str, Callable[[MiningConfig], Strategy]] = {}
 # The strategies that search the pool index (`fdb.pool_index`): it is brought up to date before they rank, and they
 # only read it.
-SEARCH_POOL_INDEX: set[str] = set()
+POOL_INDEX_STRATEGIES: set[str] = set()
 
 
 def register(name: str, searches_pool_index: bool = False):
@@ -83,14 +83,14 @@ def register(name: str, searches_pool_index: bool = False):
         cls.name = name
         STRATEGIES[name] = cls.from_config
         if searches_pool_index:
-            SEARCH_POOL_INDEX.add(name)
+            POOL_INDEX_STRATEGIES.add(name)
         return cls
     return wrap
 
 
 def searches_pool_index(name: str) -> bool:
     """Whether strategy `name` ranks by searching the pool index (which must then be up to date before it ranks)."""
-    return name in SEARCH_POOL_INDEX
+    return name in POOL_INDEX_STRATEGIES
 
 
 def build_strategy(name: str, config: MiningConfig = MiningConfig()) -> Strategy:
