@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import socket
 
-from prefect import get_run_logger, task
+from prefect import task
 
 from detectors.config import DetectConfig
 from fdb import StoreConfig, listings
@@ -15,6 +15,7 @@ from jobs.context import checkpoint_of, connection
 from jobs.detect import DetectReport, detect_images, detect_labelled_set
 from records.coco import LabelledSet
 from storage import list_images_since
+from tasks.logs import run_logger
 from tasks.retries import IO_RETRIES
 
 
@@ -31,12 +32,12 @@ def list_new_images(store: StoreConfig, folder: str, pattern: str = "*", model_v
     since = None if fdb is None or full_listing else listings.since(fdb, key)
     listing = list_images_since(folder, pattern, since, allow_links_out=allow_links_out, refused=refused)
     for path, reason in refused:
-        get_run_logger().warning("not read: %s: %s", path, reason)
+        run_logger().warning("not read: %s: %s", path, reason)
     uris = listing.uris
     if fdb is not None:
         done = image_store.processed_uris(fdb, uris, model_version)
         uris = [u for u in uris if u not in done]
-    get_run_logger().info("%d new images under %s for model %s (%d listed%s)", len(uris), folder, model_version,
+    run_logger().info("%d new images under %s for model %s (%d listed%s)", len(uris), folder, model_version,
                           len(listing.uris), "" if since is None else " since the last night's mark")
     return listings.NewImages(uris, len(listing.uris), listing.scanned, key, since, listing.mark)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import task
 
 from fdb import StoreConfig
 from fdb import runs as run_store
@@ -14,6 +14,7 @@ from fdb.runs import FINISHED, HeldNight, NightHold
 from jobs.context import connection
 from mining.selection import MiningSummary, pool_state
 from records.coco import LabelledSet
+from tasks.logs import run_logger
 from tasks.retries import IO_RETRIES
 
 
@@ -40,7 +41,7 @@ def nightly_state(store: StoreConfig, model_version: str, labelled: LabelledSet,
     if night is not None and night["status"] in FINISHED:
         return NightState(key, done=night["result"])
     if night is not None and not night.get("held"):
-        get_run_logger().info("finishing the night of selection %s: exporting it (idempotent)", night["selection_id"])
+        run_logger().info("finishing the night of selection %s: exporting it (idempotent)", night["selection_id"])
         return NightState(key, selection=MiningSummary.from_dict(night["mine"]))
     return NightState(key, waiting=run_store.waiting_night(fdb))
 
