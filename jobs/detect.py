@@ -26,6 +26,7 @@ from detectors.taps import box_vectors
 from fdb import FeatureDB
 from fdb import detections as detection_store
 from fdb import images as image_store
+from fdb.image_files import read_image
 from records import BOX_LAYER, GT_BOX_LAYER, IMAGE_LAYER
 from records.coco import CocoSet
 
@@ -128,7 +129,7 @@ class StoreWriter:
 
 class Admission:
     """What the loader does with a batch of uris before the model sees it (in the prefetch thread on a GPU):
-    read and decode each image once (`fdb.images.read_image`), record the new and the re-read quarantined ones
+    read and decode each image once (`fdb.image_files.read_image`), record the new and the re-read quarantined ones
     from that read (hash, size, duplicate of a known image, or why it is unreadable), and hand the readable ones
     to the model as (record, tensor) pairs. Ingest and inference share the one read and decode."""
 
@@ -141,7 +142,7 @@ class Admission:
         self.unloadable: list[tuple[str, str]] = []  # known readable images that no longer decode
 
     def __call__(self, batch: list[tuple[str, str]]) -> list[tuple[dict, np.ndarray]]:
-        read = [(uri, image_store.read_image(uri)) for uri, _ in batch]
+        read = [(uri, read_image(uri)) for uri, _ in batch]
         fresh = [(uri, image) for uri, image in read if not image_store.settled(self.known.get(uri))]
         image_store.register_images(self.fdb, fresh, self.known, self.ingest, self.seen, **self.where)
         registered = image_store.by_uri(self.fdb, [uri for uri, _ in fresh])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fdb.images import MAX_IMAGE_PIXELS, UnreadableImage, inspect_image
+from fdb.image_files import MAX_IMAGE_PIXELS, UnreadableImage, inspect_image
 from mining.config import MiningConfig
 
 
