@@ -30,17 +30,23 @@ def replica_set(tmp_path_factory):
              str(port), "--wiredTigerCacheSizeGB", "0.25", *SMALL_JOURNAL_ARGS,
              "--logpath", str(dbpath / "mongod.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    first = pymongo.MongoClient(f"mongodb://127.0.0.1:{ports[0]}/?directConnection=true",
-                                serverSelectionTimeoutMS=30_000)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            first.admin.command("ping")
-            break
-        except pymongo.errors.PyMongoError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    # Every member must answer before the set is initiated: its quorum check connects to all three, and on a busy
+    # machine (CI's two cores) the second and third mongod were still starting ("Connection refused").
+    members = [pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true",
+                                   serverSelectionTimeoutMS=30_000) for port in ports]
+    deadline = time.monotonic() + 60
+    for member in members:
+        while True:
+            try:
+                member.admin.command("ping")
+                break
+            except pymongo.errors.PyMongoError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    first, others = members[0], members[1:]
+    for member in others:
+        member.close()
     first.admin.command("replSetInitiate", {
         "_id": "rs0", "members": [{"_id": i, "host": f"127.0.0.1:{p}"} for i, p in enumerate(ports)],
         "settings": {"electionTimeoutMillis": 1000, "heartbeatIntervalMillis": 500}})

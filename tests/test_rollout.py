@@ -10,6 +10,10 @@ import time
 
 from test_dask import BIN, user_env
 
+# Enough images that the kill, after 12 of them, falls mid-way on two workers taking chunks of 8 (160 took CI
+# minutes of the same work).
+ARCHIVE = 64
+
 
 def _tiny_candidate(tmp_path, fdb, version: str):
     import torch
@@ -39,9 +43,9 @@ def test_a_rollout_killed_mid_way_resumes_on_two_dask_workers_and_hands_producti
     from storage import list_images
 
     archive = tmp_path / "archive"
-    generate(archive, n_train=0, n_val=0, n_pool=160, seed=9, width=128, height=96, progress=False)
+    generate(archive, n_train=0, n_val=0, n_pool=ARCHIVE, seed=9, width=128, height=96, progress=False)
     uris = list_images(archive / "images")
-    assert ingest_images(fdb, uris).new == 160
+    assert ingest_images(fdb, uris).new == ARCHIVE
     _tiny_candidate(tmp_path, fdb, "tiny-v2")
 
     run = _rollout(tmp_path)
@@ -55,17 +59,17 @@ def test_a_rollout_killed_mid_way_resumes_on_two_dask_workers_and_hands_producti
     os.killpg(run.pid, signal.SIGKILL)  # the command and its Dask workers, mid-way
     run.wait(timeout=30)
     at_kill = fdb.images.count_documents({"processed_by": "tiny-v2"})
-    assert 0 < at_kill < 160, at_kill
+    assert 0 < at_kill < ARCHIVE, at_kill
     assert registry.production_version(fdb) == "tiny-v1"  # the old model serves until the rollout is complete
 
     resumed = _rollout(tmp_path)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out[-3000:] + err[-3000:]
-    assert f"passes [{160 - at_kill}, 0]" in out, out  # only what the kill left, then nothing nights added
-    assert fdb.images.count_documents({"processed_by": "tiny-v2"}) == 160
+    assert f"passes [{ARCHIVE - at_kill}, 0]" in out, out  # only what the kill left, then nothing nights added
+    assert fdb.images.count_documents({"processed_by": "tiny-v2"}) == ARCHIVE
     # Exactly once: one image vector per image, one vector per detection, however the kill fell.
     n_det = fdb.detections.count_documents({"model_version": "tiny-v2"})
-    assert fdb.features.count_documents({"model_version": "tiny-v2", "owner_kind": "image"}) == 160
+    assert fdb.features.count_documents({"model_version": "tiny-v2", "owner_kind": "image"}) == ARCHIVE
     assert fdb.features.count_documents({"model_version": "tiny-v2", "owner_kind": "detection"}) == n_det
     assert registry.production_version(fdb) == "tiny-v2"
     assert registry.promotions(fdb)[-1]["why"] == "rollout: the archive re-detected"
