@@ -26,7 +26,7 @@ from detectors.taps import box_vectors
 from fdb import FeatureDB
 from fdb import detections as detection_store
 from fdb import images as image_store
-from fdb.image_files import read_image
+from fdb.image_files import DecodedImage, read_image
 from records import BOX_LAYER, GT_BOX_LAYER, IMAGE_LAYER
 from records.coco import CocoSet
 
@@ -151,7 +151,7 @@ class Admission:
             record = registered.get(uri) or self.known.get(uri)
             if record is None or record["status"] != "ok" or self.version in image_store.models_done(record):
                 continue
-            if not isinstance(image, image_store.DecodedImage):
+            if not isinstance(image, DecodedImage):
                 reason = f"failed to load for detection: {image}"
                 image_store.quarantine(self.fdb, record["_id"], reason)
                 self.unloadable.append((uri, reason))

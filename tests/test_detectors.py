@@ -244,7 +244,7 @@ def test_detect_reads_and_decodes_each_image_once(fdb, synthetic, tmp_path, monk
     """Ingest (hash, size, duplicate check) and inference share one read and one decode of each new image."""
     import PIL.Image
 
-    import fdb.images as image_module
+    import fdb.image_files as image_module
 
     model, cfg = tiny_model()
     checkpoint = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model, cfg, "tiny-v1", "h"))

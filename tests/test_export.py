@@ -285,7 +285,7 @@ def test_s3_upload_list_presign_read(s3env, tmp_path):
     url = s3mod.presign_get(f"s3://{s3env}/p/big.bin", expires_in=60)
     assert "Signature" in url and "testing-secret" not in url
     assert urllib.request.urlopen(url).read() == big.read_bytes()
-    assert read_uri(f"s3://{s3env}/p/small.txt") == b"hello"  # fdb.images.read_uri goes through us
+    assert read_uri(f"s3://{s3env}/p/small.txt") == b"hello"  # fdb.image_files.read_uri goes through us
     assert s3mod.parse_s3_uri("s3://b/k/x") == ("b", "k/x")
     with pytest.raises(ValueError):
         s3mod.parse_s3_uri("http://b/k")
