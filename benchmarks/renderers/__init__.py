@@ -35,6 +35,12 @@ def cell(stat: dict | None, digits: int = 3) -> str:
     return f"{stat['mean']:.{digits}f}{sd}"
 
 
+def mean_sd(pair: list, digits: int, signed: bool = False) -> str:
+    """A `[mean, sd]` pair as "mean ± sd" (`signed`: the mean with its sign, for a difference)."""
+    sign = "+" if signed else ""
+    return f"{pair[0]:{sign}.{digits}f} ± {pair[1]:.{digits}f}"
+
+
 def table(header: list[str], rows: list[list], align: str | None = None) -> str:
     """A Markdown table; `align` is one character per column, "l" or "r" (default: first left, the rest right)."""
     align = align or "l" + "r" * (len(header) - 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from renderers import table
+from renderers import mean_sd, table
 
 ARMS = ("mined", "random", "control")
 
@@ -15,10 +15,6 @@ def _recipe(name: str, r: dict) -> str:
     return f"`{name}` ({text})"
 
 
-def _pm(stat: list, digits: int) -> str:
-    return f"{stat[0]:+.{digits}f} ± {stat[1]:.{digits}f}"
-
-
 def finetune_recipes(f: dict) -> str:
     """Each recipe and arm: the change against each draw's seed model, mean ± sd over the draws."""
     rows = []
@@ -26,8 +22,9 @@ def finetune_recipes(f: dict) -> str:
         for i, arm in enumerate(ARMS):
             s = r["summary"][arm]
             c = s["change"]
-            rows.append([_recipe(name, r) if i == 0 else "", arm, _pm(c["bbox_superset"], 3),
-                         _pm(c["bbox_query"], 3), _pm(c["fp_localisation"], 1), _pm(c["fp_background"], 1),
+            changes = [mean_sd(c[key], digits, signed=True) for key, digits in
+                       (("bbox_superset", 3), ("bbox_query", 3), ("fp_localisation", 1), ("fp_background", 1))]
+            rows.append([_recipe(name, r) if i == 0 else "", arm, *changes,
                          ", ".join(map(str, s["below_seed_on_query_subset_beyond_noise"])) or "none",
                          ", ".join(map(str, s["localisation_errors_rose"])) or "none"])
     return table(["recipe", "arm", "superset bbox mAP", "query subset bbox mAP", "localisation FPs",

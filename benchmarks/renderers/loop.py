@@ -3,14 +3,9 @@
 
 from __future__ import annotations
 
-from renderers import table
+from renderers import mean_sd, table
 
 ENGINES = (("mined", "mined"), ("random", "random"), ("none", "no new data"))
-
-
-def _pair(value: list, digits: int) -> str:
-    """A [mean, sd] pair over the draws."""
-    return f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
 
 
 def loop_setting(r: dict) -> str:
@@ -30,8 +25,9 @@ def loop_rounds(r: dict) -> str:
     for engine, name in ENGINES:
         for e in r["summary"][engine]:
             promoted = sum(e["promoted"])
-            rows.append([name, e["round"], _pair(e["bbox_superset"], 3), _pair(e["bbox_query"], 3),
-                         _pair(e["fp_background"], 1), _pair(e["fp_wrong_class"], 1), _pair(e["queried_cost"], 4),
+            rows.append([name, e["round"], mean_sd(e["bbox_superset"], 3), mean_sd(e["bbox_query"], 3),
+                         mean_sd(e["fp_background"], 1), mean_sd(e["fp_wrong_class"], 1),
+                         mean_sd(e["queried_cost"], 4),
                          "–" if e["round"] == 0 else f"{promoted} of {len(e['promoted'])}"])
     return table(["engine", "round", "bbox mAP, superset", "bbox mAP, query subset", "background FPs",
                   "wrong-class FPs", "mAP the queried FPs cost", "draws promoted"], rows, "lrrrrrrr")
