@@ -286,12 +286,16 @@ def write_report(comparison: Comparison, out_dir: str | Path, title: str, facts:
 
 def _to_html(md_text: str, plots: dict[str, Path], out: Path) -> str:
     """The report's Markdown as one self-contained HTML page (markdown-it, CommonMark with tables): the plots are
-    embedded as data URIs, so the page travels as one file."""
-    for path in plots.values():
+    embedded as data URIs, so the page travels as one file. They go in after rendering: markdown-it's link scanner
+    took seconds over a Markdown text that carried the images' base64."""
+    images = {}
+    for i, path in enumerate(plots.values()):
         target = path.name if path.parent == out else str(path)
-        data = base64.b64encode(path.read_bytes()).decode()
-        md_text = md_text.replace(f"]({target})", f"](data:image/png;base64,{data})")
+        md_text = md_text.replace(f"]({target})", f"](gaze-plot-{i})")
+        images[f'src="gaze-plot-{i}"'] = f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
     body = MarkdownIt("commonmark", {"html": False}).enable("table").render(md_text)
+    for placeholder, data in images.items():
+        body = body.replace(placeholder, data)
     style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}")
     return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{body}</body></html>"

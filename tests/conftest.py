@@ -146,7 +146,8 @@ def engine(store_env, fdb, tmp_path):
     data = tmp_path / "data"
     generate(data, n_train=0, n_val=3, n_pool=6, seed=5, width=128, height=96, progress=False)
     torch.manual_seed(0)
-    cfg = preset_config("small", [c["name"] for c in CATEGORIES], min_size=96, max_size=128, box_score_thresh=0.0)
+    cfg = preset_config("small", [c["name"] for c in CATEGORIES], min_size=96, max_size=128, box_score_thresh=0.0,
+                        box_detections_per_img=20)
     checkpoint = load_checkpoint(save_checkpoint(tmp_path / "m.pt", build_model(cfg), cfg, "tiny-v1", "h"))
     register_checkpoint(fdb, checkpoint, first_is_production=True)
     return data

@@ -44,7 +44,8 @@ def test_train_districts_keep_the_markets_out_of_the_labelled_set(scenes):
 def test_arms_seeds_and_report(scenes, tmp_path, fdb):
     torch.manual_seed(0)
     cfg = preset_config("small", [c["name"] for c in CATEGORIES], [c["id"] for c in CATEGORIES], min_size=96,
-                        max_size=128, box_score_thresh=0.0)
+                        max_size=128, box_score_thresh=0.0,
+                        box_detections_per_img=10)
     seed = save_checkpoint(tmp_path / "seed.pt", build_model(cfg), cfg, "seed-v1", "h")
     train, val = dataset_split(scenes, "train"), dataset_split(scenes, "val")
     pool_json = scenes / "annotations" / "pool.json"
@@ -84,7 +85,8 @@ def _seed_splits_and_one_image_batches(scenes, tmp_path):
     """An untrained tiny seed model (saved), the train / val / test splits, and a one-image mined and random batch."""
     torch.manual_seed(0)
     cfg = preset_config("small", [c["name"] for c in CATEGORIES], [c["id"] for c in CATEGORIES], min_size=96,
-                        max_size=128, box_score_thresh=0.0)
+                        max_size=128, box_score_thresh=0.0,
+                        box_detections_per_img=10)
     seed = save_checkpoint(tmp_path / "seed.pt", build_model(cfg), cfg, "seed-v1", "h")
     splits = tuple(dataset_split(scenes, s) for s in ("train", "val", "test"))
     pool_json = scenes / "annotations" / "pool.json"
@@ -243,7 +245,8 @@ def test_retrain_and_compare_flow_on_the_demo_batches(prefect_backend, mongod, f
 def test_fine_tuning_holds_out_new_images_keeps_the_best_check_and_trains_on_the_rest(scenes, tmp_path):
     torch.manual_seed(0)
     cfg = preset_config("small", [c["name"] for c in CATEGORIES], [c["id"] for c in CATEGORIES], min_size=96,
-                        max_size=128, box_score_thresh=0.0)
+                        max_size=128, box_score_thresh=0.0,
+                        box_detections_per_img=10)
     seed = save_checkpoint(tmp_path / "seed.pt", build_model(cfg), cfg, "seed-v1", "h")
     train = dataset_split(scenes, "train")
     images, labels = _batch(scenes / "annotations" / "pool.json", {f"pool_0000{i}.png" for i in range(6)})

@@ -24,7 +24,8 @@ def _tiny_candidate(tmp_path, fdb, version: str):
     from jobs.context import register_checkpoint
 
     torch.manual_seed(1)
-    cfg = preset_config("small", [c["name"] for c in CATEGORIES], min_size=96, max_size=128, box_score_thresh=0.0)
+    cfg = preset_config("small", [c["name"] for c in CATEGORIES], min_size=96, max_size=128, box_score_thresh=0.0,
+                        box_detections_per_img=20)
     register_checkpoint(fdb, load_checkpoint(save_checkpoint(tmp_path / f"{version}.pt", build_model(cfg), cfg,
                                                              version, "h")))
 
