@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from detectors.checkpoint import Checkpoint, load_checkpoint
 from fdb import FeatureDB, StoreConfig, labelled_sets
 from fdb import connect as _open
 from fdb import models as model_store
+
+if TYPE_CHECKING:  # torch is imported where a model is loaded: the registry's commands start in a second, not eight
+    from detectors.checkpoint import Checkpoint
 
 
 @functools.lru_cache(maxsize=8)
@@ -49,6 +52,8 @@ def production_or(fdb: FeatureDB, model_version: str | None) -> str:
 def resolve_checkpoint(fdb: FeatureDB, model_version: str | None = None, checkpoint: str | None = None) -> Checkpoint:
     """A checkpoint file (registered on the way, as a candidate), or a model version registered in fdb
     (default: the production model)."""
+    from detectors.checkpoint import load_checkpoint
+
     if checkpoint:
         loaded = load_checkpoint(checkpoint)
         register_checkpoint(fdb, loaded)
