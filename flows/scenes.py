@@ -19,10 +19,13 @@ def pool_uris(data_dir: Path) -> list[str]:
 
 def train_seed_for(store: StoreConfig, data_dir: Path, out: str, sizes: dict, progress: bool) -> dict:
     """The seed Mask R-CNN on the scenes' train split as `sizes` asks (`preset`, `seed_steps`, `seed_patience`,
-    `seed_check_every`), at the scenes' size up to 320 x 240."""
+    `seed_check_every`), at the scenes' size up to 320 x 240. `detections_per_image` caps what the model keeps per
+    image (default 100): a seed of a few steps keeps all 100 at a score threshold of 0, and the mask head runs on
+    each, which is most of a tiny test loop's time."""
+    capped = {"box_detections_per_img": sizes["detections_per_image"]} if "detections_per_image" in sizes else {}
     return train_seed(store, str(data_dir), out, seed_train_config(sizes), progress=progress,
                       preset=sizes.get("preset", "small"), min_size=min(sizes["height"], 240),
-                      max_size=min(sizes["width"], 320))
+                      max_size=min(sizes["width"], 320), **capped)
 
 
 def seed_train_config(sizes: dict) -> TrainConfig:

@@ -185,7 +185,8 @@ def test_demo_runs_the_whole_loop_as_a_flow(prefect_backend, mongod, fdb, tmp_pa
     monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
     # The demo's arm runs in its two worker processes, spawned from inside a Prefect task.
     tiny = dict(train=6, val=4, pool=10, test=5, preset="small", seed_steps=3, seed_patience=None, arm_steps=2,
-                seeds=[0], control_seeds=None, workers=2, budget=3, k=3, width=128, height=96)
+                seeds=[0], control_seeds=None, workers=2, budget=3, k=3, width=128, height=96,
+                detections_per_image=20)
     result = demo(sizes=tiny, progress=False, root=str(tmp_path / "demo"))
     # The demo keeps a database of its own per configuration, beside the user's.
     assert result["database"].startswith(fdb.db.name + "-demo-full-")
@@ -226,7 +227,7 @@ def test_retrain_and_compare_flow_on_the_demo_batches(prefect_backend, mongod, f
     root = tmp_path / "demo"
     result = demo(sizes=dict(train=6, val=4, pool=10, test=3, preset="small", seed_steps=2, seed_patience=None,
                              arm_steps=1, seeds=[0], control_seeds=None, workers=1, budget=3, k=3, width=128,
-                             height=96), progress=False,
+                             height=96, detections_per_image=20), progress=False,
                   root=str(root))
     monkeypatch.setenv("DATAENGINE_DB", result["database"])  # the team's labels came back to the demo's database
     fdb = FeatureDB(fdb.db.client[result["database"]])

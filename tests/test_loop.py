@@ -264,7 +264,8 @@ def test_two_rounds_of_the_loop_for_two_engines(prefect_backend, mongod, fdb, tm
     monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
     monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
     monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
-    tiny = dict(train=6, val=4, pool=12, test=4, seed_steps=3, budget=2, k=3, width=128, height=96)
+    tiny = dict(train=6, val=4, pool=12, test=4, seed_steps=3, budget=2, k=3, width=128, height=96,
+                detections_per_image=20)
     # A few steps of training make weak detections only: store and count them all. The candidate's two training
     # seeds train in two worker processes (`jobs.parallel`), spawned from inside the retrain task.
     result = loop(rounds=2, engines=["mined", "none"], sizes=tiny,

@@ -53,7 +53,7 @@ def world(prefect_backend, mongod, tmp_path_factory):
         mp.setenv("DATAENGINE_HOME", str(tmp / "home"))
         tiny = {"train": 6, "val": 4, "pool": 10, "test": 4, "preset": "small", "seed_steps": 3, "seed_patience": None,
                 "arm_steps": 1, "seeds": [0], "control_seeds": None, "workers": 1, "budget": 3, "k": 3, "width": 128,
-                "height": 96}
+                "height": 96, "detections_per_image": 20}
         name = demo(sizes=tiny, progress=False, root=str(tmp / "demo"))["database"]  # the demo's own database
         fdb = FeatureDB(client[name])
         seed = model_store.production_version(fdb)
