@@ -64,12 +64,12 @@ class ExportResult:
     def images(self) -> int:
         return self.counts.get("images", 0)
 
-    def summary(self) -> dict:
+    def as_doc(self) -> dict:
         """What a night records of its batch: where it went and its counts (not every file name)."""
         return {"batch_id": self.batch_id, "location": self.location, "counts": self.counts}
 
     @classmethod
-    def from_summary(cls, doc: dict) -> "ExportResult":
+    def from_doc(cls, doc: dict) -> "ExportResult":
         counts = doc.get("counts") or {k: v for k, v in doc.items() if k not in ("batch_id", "location")}
         return cls(doc["batch_id"], doc["location"], [], counts)
 

@@ -39,7 +39,7 @@ def export_held_night(fdb: FeatureDB, night_id: str, by: str, s3_client=None, la
     night = run_store.claim_held_export(fdb, night_id, by)
     if night.status != run_store.EXPORTING:  # finished by an earlier press: answer with what it made
         batch = (night.result or {}).get("export")
-        return NightExport(night, ExportResult.from_summary(batch) if batch else None, already_done=True)
+        return NightExport(night, ExportResult.from_doc(batch) if batch else None, already_done=True)
     config = recorded_config(night)
     try:
         result = export_batch(fdb, night.selection_id, night.target, config, s3_client=s3_client,
@@ -50,7 +50,7 @@ def export_held_night(fdb: FeatureDB, night_id: str, by: str, s3_client=None, la
         run_store.release_held_export(fdb, night)
         raise
     status = run_store.EXPORTED if result is not None else run_store.REJECTED
-    record = {**(night.report or {}), "export": result.summary() if result is not None else None}
+    record = {**(night.report or {}), "export": result.as_doc() if result is not None else None}
     return NightExport(run_store.finish_held_export(fdb, night_id, status, record), result, already_done=False)
 
 

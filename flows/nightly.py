@@ -60,15 +60,15 @@ class NightReport:
         return self.review is not None and self.mine is not None and self.review.selection_id == self.mine.selection_id
 
     def as_doc(self) -> dict:
-        return {"model_version": self.model_version, "detect": self.detect.as_dict(),
-                "mine": self.mine.as_dict() if self.mine else None,
-                "export": self.export.summary() if self.export else None}
+        return {"model_version": self.model_version, "detect": self.detect.as_doc(),
+                "mine": self.mine.as_doc() if self.mine else None,
+                "export": self.export.as_doc() if self.export else None}
 
     @classmethod
     def from_doc(cls, doc: dict) -> "NightReport":
-        detected = DetectReport.from_dict({"model_version": doc["model_version"], **doc["detect"]})
-        return cls(doc["model_version"], detected, MiningSummary.from_dict(doc["mine"]) if doc.get("mine") else None,
-                   ExportResult.from_summary(doc["export"]) if doc.get("export") else None)
+        detected = DetectReport.from_doc({"model_version": doc["model_version"], **doc["detect"]})
+        return cls(doc["model_version"], detected, MiningSummary.from_doc(doc["mine"]) if doc.get("mine") else None,
+                   ExportResult.from_doc(doc["export"]) if doc.get("export") else None)
 
 
 @flow(name="nightly", task_runner=build_task_runner())

@@ -49,7 +49,7 @@ class RolloutReport:
         return self.detect.images_processed / self.seconds if self.seconds else 0.0
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "detect": self.detect.as_dict(), "images_per_second": round(self.images_per_second, 2)}
+        return {**asdict(self), "detect": self.detect.as_doc(), "images_per_second": round(self.images_per_second, 2)}
 
 
 @flow(name="rollout", task_runner=build_task_runner())

@@ -56,12 +56,12 @@ class DetectReport:
                             self.features + other.features, self.quarantined + other.quarantined,
                             sorted(set(self.workers) | set(other.workers)))
 
-    def as_dict(self) -> dict:
+    def as_doc(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "DetectReport":
-        """As `as_dict` wrote it, or as a night recorded it before (`processed`, `skipped`, no `images_seen`)."""
+    def from_doc(cls, doc: dict) -> "DetectReport":
+        """As `as_doc` wrote it, or as a night recorded it before (`processed`, `skipped`, no `images_seen`)."""
         renamed = {"processed": "images_processed", "skipped": "images_skipped"}
         known = {f.name for f in fields(cls)}
         values = {renamed.get(k, k): v for k, v in doc.items() if renamed.get(k, k) in known}

@@ -138,11 +138,11 @@ class MiningSummary:
     montage: str | None = None
     top: list[tuple[str, str]] = field(default_factory=list)  # (uri, reason) of the first 20 selected images
 
-    def as_dict(self) -> dict:
+    def as_doc(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "MiningSummary":
+    def from_doc(cls, doc: dict) -> "MiningSummary":
         """As recorded (a night's selection in fdb.runs); fields a record lacks keep their defaults."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in doc.items() if k in known}

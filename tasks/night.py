@@ -42,7 +42,7 @@ def nightly_state(store: StoreConfig, model_version: str, labelled: LabelledSet,
         return NightState(key, done=night["result"])
     if night is not None and not night.get("held"):
         run_logger().info("finishing the night of selection %s: exporting it (idempotent)", night["selection_id"])
-        return NightState(key, selection=MiningSummary.from_dict(night["mine"]))
+        return NightState(key, selection=MiningSummary.from_doc(night["mine"]))
     return NightState(key, waiting=run_store.waiting_night(fdb))
 
 
@@ -54,8 +54,8 @@ def record_export_intent(store: StoreConfig, state: str, mined: MiningSummary, h
     home, as `export` would resolve it)."""
     if hold is not None:
         hold = replace(hold, target=str(hold.target or Path(store.home) / "exports"))
-    doc = run_store.record_export_intent(connection(store), state, mined.as_dict(), hold)
-    return MiningSummary.from_dict(doc["mine"]), (HeldNight.from_doc(doc) if doc.get("held") else None)
+    doc = run_store.record_export_intent(connection(store), state, mined.as_doc(), hold)
+    return MiningSummary.from_doc(doc["mine"]), (HeldNight.from_doc(doc) if doc.get("held") else None)
 
 
 @task(name="record the night", **IO_RETRIES)
