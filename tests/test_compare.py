@@ -157,7 +157,7 @@ def test_arm_runs_in_worker_processes_give_the_numbers_of_runs_one_after_another
     try:
         outcome = {}
         for workers in (1, 2):
-            recipe = FinetuneConfig(steps=2, seeds=(0, 1), control_seeds=(3,), workers=workers)
+            recipe = FinetuneConfig(steps=1, seeds=(0, 1), control_seeds=(3,), workers=workers)
             outcome[workers] = run_experiment(seed, train, batches, val, [], tmp_path / f"arms-{workers}",
                                               recipe, fdb=fdb, progress=False, test=test)
     finally:
