@@ -8,8 +8,8 @@ from prefect import task
 from fdb import StoreConfig
 from jobs.context import connection, newest_labels
 from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
-from mining.selection import MiningSummary, query_image_ids, select_hard_cases
-from records.coco import LabelledSet, load_coco
+from mining.selection import MiningSummary, select_hard_cases
+from records.coco import LabelledSet
 from tasks.retries import IO_RETRIES
 
 
@@ -30,10 +30,3 @@ def mine(store: StoreConfig, model_version: str, labelled: LabelledSet, mining: 
     return result.summary()
 
 
-
-
-@task(name="query images of a selection", **IO_RETRIES)
-def query_images(store: StoreConfig, batch_id: str, eval_json: str, image_dir: str | None = None) -> list[int]:
-    """The evaluation set's ids of the images whose errors queried the batch's selection: the query subset."""
-    evaluation = load_coco(newest_labels(store, eval_json), image_dir=image_dir)
-    return query_image_ids(connection(store), batch_id, evaluation)
