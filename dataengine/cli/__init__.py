@@ -1,5 +1,7 @@
 """The `dataengine` command line: one module per command, each a parser fragment (`add_parser`) and a handler
-(`run`) that calls a flow or a plain function of the project's folders."""
+(`run`) that parses the flags into configs, calls a flow or a plain function of `flows/` and prints its typed
+result. Nothing below flows is imported but the configs, the records and the environment (pyproject.toml's
+`cli-seams` contract)."""
 
 from __future__ import annotations
 
