@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -11,9 +12,13 @@ from prefect.artifacts import create_markdown_artifact
 
 from dataengine.config import store_config
 from detectors.config import FinetuneConfig
+from fdb import StoreConfig
+from jobs.context import connection, newest_labels, resolve_checkpoint
 from mining.config import EvaluationConfig
 from mining.report import errors_markdown, map_markdown, test_verdict_markdown, verdict_markdown
+from mining.selection import query_image_ids
 from records import QUERIED_FP_TYPES
+from records.coco import load_coco
 from tasks.labelling import batch_labels
 from tasks.retrain import compare_arms, write_comparison_report
 
@@ -50,3 +55,29 @@ def retrain_and_compare(seed_checkpoint: str, data_dir: str, mined_batch: str, r
                              map_markdown(comparison) + "\n\n" + errors_markdown(comparison))
     get_run_logger().info("report: %s", report["html"])
     return report["html"]
+
+
+@dataclass(frozen=True)
+class ComparisonRun:
+    seed_checkpoint: str  # the checkpoint every arm was fine-tuned from
+    query_images: list[int]  # the evaluation set's images whose errors queried the mined batch
+    report: str  # the report's HTML
+
+
+def compare_batches(store: StoreConfig, data_dir: str, mined_batch: str, random_batch: str,
+                    seed_checkpoint: str | None = None, model_version: str | None = None,
+                    recipe: FinetuneConfig = FinetuneConfig(), train_split: str = "train", eval_split: str = "val",
+                    test_split: str | None = None, evaluation: EvaluationConfig = EvaluationConfig()
+                    ) -> ComparisonRun:
+    """`retrain_and_compare` from `seed_checkpoint`, else from `model_version`'s checkpoint (default:
+    production), with the query subset read from the mined batch's selection and the eval split's newest
+    labels."""
+    seed = seed_checkpoint or str(resolve_checkpoint(connection(store), model_version).path)
+    eval_json = str(Path(data_dir) / "annotations" / f"{eval_split}.json")
+    evaluation_set = load_coco(newest_labels(store, eval_json), image_dir=str(Path(data_dir) / "images"))
+    queries = query_image_ids(connection(store), mined_batch, evaluation_set)
+    report = retrain_and_compare(seed_checkpoint=seed, data_dir=data_dir, mined_batch=mined_batch,
+                                 random_batch=random_batch, query_images=queries, recipe=recipe,
+                                 train_split=train_split, eval_split=eval_split, test_split=test_split,
+                                 evaluation=evaluation)
+    return ComparisonRun(seed, queries, report)

@@ -1,5 +1,6 @@
-"""Labelling: a selection goes to the team as a batch (a folder, s3:// or Label Studio), a review batch of
-suspected label errors too, and their labels come back as label versions."""
+"""Labelling: a selection goes to the team as a batch (a folder, s3:// or Label Studio), and its labels come back
+as label versions. (A review batch of suspected label errors goes and comes back through `flows.review_labels`
+and `flows.labelling`.)"""
 
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ from prefect import task
 
 from annotation_export.config import ExportConfig
 from annotation_export.export import ExportResult, export_batch
-from annotation_export.importer import ImportReport, import_labels, labels_as_coco
-from annotation_export.review import apply_review, export_review_batch
+from annotation_export.importer import import_labels, labels_as_coco
 from fdb import StoreConfig
 from fdb import labels as label_store
-from jobs.context import connection, newest_labels
-from records.coco import load_coco
+from jobs.context import connection
 from tasks.retries import IO_RETRIES
 
 
@@ -29,24 +28,6 @@ def export(store: StoreConfig, selection_id: str, target: str | None = None,
                         labelstudio=labelstudio)
 
 
-@task(name="export the review batch", **IO_RETRIES)
-def export_review(store: StoreConfig, model_version: str | list[str], gt_json: str, gt_images: str | None = None,
-                  target: str | None = None, params_key: str | None = None) -> ExportResult:
-    """The labelled images with suspected label errors, their labels and the disagreeing predictions, as a
-    CVAT + COCO batch for the team to correct (default: `exports/` in the data home)."""
-    ground_truth = load_coco(newest_labels(store, gt_json), image_dir=gt_images)
-    return export_review_batch(connection(store), ground_truth, model_version,
-                               target or Path(store.home) / "exports", params_key=params_key)
-
-
-@task(name="import the corrected labels", **IO_RETRIES)
-def import_review(store: StoreConfig, labels_path: str, batch_id: str) -> tuple[ImportReport, dict]:
-    """The team's corrections of a review batch: a label version of the batch, then the next version of the
-    labelled set it came from (what evaluation, mining and retraining read from then on): the import's report
-    and the labelled set's new version (`path`, `version`, `changes`)."""
-    fdb = connection(store)
-    report = import_labels(fdb, labels_path, batch_id)
-    return report, apply_review(fdb, batch_id)
 
 
 @task(name="import the team's labels", **IO_RETRIES)

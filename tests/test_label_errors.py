@@ -272,16 +272,17 @@ def test_review_batch_round_trip_makes_a_new_labelled_set_version(fdb, store, la
     from fdb import labelled_sets
     from mining.model_errors import find_errors
     from records.coco import load_coco
-    from tasks.labelling import export_review, import_review
+    from flows.labelling import import_batch_labels
+    from flows.review_labels import export_review, judge_labels
     from tasks.index import update_pool_index
-    from tasks.mine import judge_labels, mine, read_labelled_set
+    from tasks.mine import mine, read_labelled_set
     from jobs.context import newest_labels
 
     gt_json = str(labelled_world["gt_json"])
-    judged = judge_labels.fn(store, MODEL, gt_json, config=CONFIG)
+    judged = judge_labels(store, MODEL, gt_json, config=CONFIG)
     assert judged.counts() == {"possible_missing": 1, "possible_wrong_class": 1, "possible_bad_box": 0,
                                 "possible_spurious": 1}
-    exported = export_review.fn(store, MODEL, gt_json, target=str(tmp_path / "review"))
+    exported = export_review(store, MODEL, gt_json, target=str(tmp_path / "review"))
     assert exported.images == 3 and exported.counts["predictions"] == 2 and exported.counts["labels"] == 3
     root = Path(exported.location)
     manifest = json.loads((root / "manifest.json").read_text())
@@ -305,8 +306,8 @@ def test_review_batch_round_trip_makes_a_new_labelled_set_version(fdb, store, la
                            if not (a["attributes"]["origin"] == "label" and a["attributes"]["suspect"])]
     corrected = tmp_path / "corrected.json"
     corrected.write_text(json.dumps(coco))
-    imported, result = import_review.fn(store, str(corrected), exported.batch_id)
-    assert imported.label_version == 1 and imported.images == 3
+    result = (imported := import_batch_labels(store, exported.batch_id, labels=str(corrected))).review
+    assert imported.report.label_version == 1 and imported.report.images == 3
     assert result["version"] == 2 and result["changes"] == {"images": 3, "kept": 1, "moved": 0, "relabelled": 1,
                                                              "removed": 1, "added": 1}
     assert newest_labels(store, gt_json) == result["path"] != gt_json
@@ -322,7 +323,7 @@ def test_review_batch_round_trip_makes_a_new_labelled_set_version(fdb, store, la
     update_pool_index.fn(store, MODEL, mining)
     mined = mine.fn(store, MODEL, read_labelled_set.fn(store, gt_json), mining=mining, label_config=CONFIG)
     assert mined.errors["miss"] == {} and sum(mined.label_errors.values()) == 0
-    again = judge_labels.fn(store, MODEL, gt_json, config=CONFIG)
+    again = judge_labels(store, MODEL, gt_json, config=CONFIG)
     assert sum(again.counts().values()) == 0  # judged on the newest version: the corrected labels
 
 

@@ -1,5 +1,7 @@
 """The `dataengine` command line: one module per command, each a parser fragment (`add_parser`) and a handler
-(`run`) that calls a flow or a plain function of the project's folders."""
+(`run`) that parses the flags into configs, calls a flow or a plain function of `flows/` and prints its typed
+result. Nothing below flows is imported but the configs, the records and the environment (pyproject.toml's
+`cli-seams` contract)."""
 
 from __future__ import annotations
 
@@ -54,29 +56,18 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; everything written so far is kept, and a re-run resumes", file=sys.stderr)
         return 130
     except Exception as exc:  # the one failure a user must act on gets a message, not a traceback
-        from pymongo.errors import ServerSelectionTimeoutError
-
-        from annotation_export.importer import LabelImportError
-        from detectors.weights import WeightsMismatchError
-        from fdb import StoreUnavailable
-        from fdb.detections import NonFiniteDetection
-        from fdb.vectors import FeatureShapeError
-        from flows.runners import ClusterUnusable
-        from mining.evaluation import LeakyTestSplit
-        from records.coco import CocoFormatError
+        from flows.errors import user_errors
 
         if args.debug:
             raise
-        if isinstance(exc, StoreUnavailable | ClusterUnusable):
+        errors = user_errors()
+        if isinstance(exc, errors.unreachable):
             print(f"error: {exc}", file=sys.stderr)
             return 3
-        # The project's own refusals: a missing file or folder, no production model or an unknown id
-        # (LookupError), malformed input named by its field. Anything else is a bug: its traceback is shown.
-        if isinstance(exc, FileNotFoundError | NotADirectoryError | LookupError | WeightsMismatchError
-                      | LeakyTestSplit | CocoFormatError | LabelImportError | FeatureShapeError | NonFiniteDetection):
+        if isinstance(exc, errors.refusals):
             print(f"error: {_one_line(exc)}", file=sys.stderr)
             return 2
-        if isinstance(exc, ServerSelectionTimeoutError):
+        if isinstance(exc, errors.store_lost):
             print("error: the feature database stopped answering during the run and did not come back within 30 s. "
                   "Check the server (`dataengine fdb status`), then run the same command again: it resumes where "
                   "it stopped, nothing is duplicated.", file=sys.stderr)

@@ -23,26 +23,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from detectors.config import FinetuneConfig
-    from flows.retrain_and_compare import retrain_and_compare
+    from flows.retrain_and_compare import compare_batches
     from mining.config import EvaluationConfig
-    from mining.selection import query_image_ids
-    from records.coco import load_coco
-    from jobs.context import connection, newest_labels, resolve_checkpoint
 
-    store = store_config()
-    fdb = connection(store)
-    seed = args.seed_checkpoint or str(resolve_checkpoint(fdb, args.model).path)
-    eval_json = str(Path(args.data) / "annotations" / f"{args.eval_split}.json")
-    evaluation = load_coco(newest_labels(store, eval_json), image_dir=str(Path(args.data) / "images"))
-    queries = query_image_ids(fdb, args.mined, evaluation)
-    html = retrain_and_compare(seed_checkpoint=seed, data_dir=args.data, mined_batch=args.mined,
-                               random_batch=args.random, query_images=queries,
-                               recipe=config_from_args(FinetuneConfig, args), train_split=args.train_split,
-                               eval_split=args.eval_split, test_split=args.test_split,
-                               evaluation=config_from_args(EvaluationConfig, args))
-    print(f"seed model {seed}; query subset: {len(queries)} evaluation images")
-    print(f"report: {html}")
+    run = compare_batches(store_config(), args.data, args.mined, args.random, seed_checkpoint=args.seed_checkpoint,
+                          model_version=args.model, recipe=config_from_args(FinetuneConfig, args),
+                          train_split=args.train_split, eval_split=args.eval_split, test_split=args.test_split,
+                          evaluation=config_from_args(EvaluationConfig, args))
+    print(f"seed model {run.seed_checkpoint}; query subset: {len(run.query_images)} evaluation images")
+    print(f"report: {run.report}")
     return 0

@@ -15,8 +15,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from detectors.pipeline import convert_pennfudan
+    from flows.datasets import pennfudan_dataset
 
-    for split, path in convert_pennfudan(args.src, args.out, n_train=args.train, seed=args.seed).items():
+    for split, path in pennfudan_dataset(args.src, args.out, n_train=args.train, seed=args.seed).items():
         print(f"{split:<6} {path}")
     return 0

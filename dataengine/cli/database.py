@@ -30,50 +30,41 @@ def add_parser(sub) -> None:
 
 
 def run_status(args) -> int:
-    from fdb import connect
+    from flows.database import store_status
 
-    fdb = connect(store_config())
+    status = store_status(store_config())
     where = "DATAENGINE_MONGODB_URI"
-    if fdb.server:
-        where = f"embedded mongod at 127.0.0.1:{fdb.server.port}, data in {fdb.server.dbpath}"
-    print(f"feature database '{fdb.db.name}' ({where})")
-    for name, count in fdb.counts().items():
+    if status.embedded:
+        where = f"embedded mongod at 127.0.0.1:{status.embedded.port}, data in {status.embedded.dbpath}"
+    print(f"feature database '{status.name}' ({where})")
+    for name, count in status.counts.items():
         print(f"  {name:<20} {count:>10,}")
     return 0
 
 
 def run_start(args) -> int:
-    from pathlib import Path
+    from flows.database import start_embedded
 
-    from fdb.server import EmbeddedMongo
-
-    store = store_config()
-    if store.uri:
+    server = start_embedded(store_config())
+    if server is None:
         print("DATAENGINE_MONGODB_URI is set: the engine uses that server, there is nothing to start")
         return 0
-    server = EmbeddedMongo(Path(store.home) / "mongodb", binary=store.mongod).start()
     print(f"embedded mongod running at 127.0.0.1:{server.port}, data in {server.dbpath}")
     return 0
 
 
 def run_stop(args) -> int:
-    from pathlib import Path
+    from flows.database import stop_embedded
 
-    from fdb.server import EmbeddedMongo
-
-    stopped = EmbeddedMongo(Path(store_config().home) / "mongodb").stop()
-    print("embedded mongod stopped" if stopped else "no embedded mongod was running")
+    print("embedded mongod stopped" if stop_embedded(store_config()) else "no embedded mongod was running")
     return 0
 
 
 def run_ingest(args) -> int:
-    from fdb import connect
-    from fdb.images import ingest_images
-    from storage import list_images
+    from flows.database import ingest_folder
 
-    refused: list[tuple[str, str]] = []
-    uris = list_images(args.images, allow_links_out=args.allow_links_out, refused=refused)
-    report = ingest_images(connect(store_config()), uris, source=args.source, split=args.split, labelled=args.labelled)
-    print(f"{len(uris)} files under {args.images}: {report}")
-    print_refused(refused, report.quarantined)
+    ingested = ingest_folder(store_config(), args.images, allow_links_out=args.allow_links_out, source=args.source,
+                             split=args.split, labelled=args.labelled)
+    print(f"{ingested.listed} files under {args.images}: {ingested.report}")
+    print_refused(ingested.refused, ingested.report.quarantined)
     return 0

@@ -26,16 +26,11 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from detectors.config import DetectConfig
-    from storage import list_images
-    from jobs.context import connection, resolve_checkpoint
-    from jobs.detect import detect_images
+    from flows.detect import detect_folder
 
-    fdb = connection(store_config())
-    checkpoint = resolve_checkpoint(fdb, args.model, args.checkpoint)
-    refused: list[tuple[str, str]] = []
-    uris = list_images(args.images, pattern=args.pattern, allow_links_out=args.allow_links_out, refused=refused)
-    report = detect_images(fdb, checkpoint, uris, config_from_args(DetectConfig, args), split=args.split,
-                           source=args.source)
-    print(report)
-    print_refused(refused, report.quarantined)
+    detected = detect_folder(store_config(), args.images, config_from_args(DetectConfig, args), pattern=args.pattern,
+                             model_version=args.model, checkpoint=args.checkpoint,
+                             allow_links_out=args.allow_links_out, split=args.split, source=args.source)
+    print(detected.report)
+    print_refused(detected.refused, detected.report.quarantined)
     return 0

@@ -19,26 +19,15 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import json
 
-    from detectors.checkpoint import load_checkpoint
-    from detectors.evaluate import evaluate_predictions, format_table, predict
-    from detectors.pipeline import dataset_split
-    from fdb import labelled_sets
-    from records.coco import load_coco
-    from jobs.context import connection, resolve_checkpoint
+    from flows.evaluate import evaluate_model
 
-    fdb = connection(store_config())
-    checkpoint = load_checkpoint(args.checkpoint) if args.checkpoint else resolve_checkpoint(fdb, args.model)
-    dataset = dataset_split(args.data, args.split, args.images)
-    newest = labelled_sets.newest_path(fdb, dataset.path)
-    corrected = str(newest) != str(dataset.path)
-    if corrected:  # a review corrected the split's labels: score against the newest version
-        dataset = load_coco(newest, image_dir=dataset.image_dir)
-    metrics = evaluate_predictions(dataset, predict(checkpoint.model, dataset))
-    print(f"model {checkpoint.version} on {args.split} of {args.data} ({len(dataset)} images"
-          + (f"; labels: {newest}, corrected by review" if corrected else "") + ")")
-    print(format_table(metrics))
+    scored = evaluate_model(store_config(), args.data, args.split, args.images, model_version=args.model,
+                            checkpoint=args.checkpoint)
+    print(f"model {scored.model_version} on {args.split} of {args.data} ({scored.images} images"
+          + (f"; labels: {scored.labels}, corrected by review" if scored.corrected else "") + ")")
+    print(scored.table)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(metrics, fh, indent=1)
+            json.dump(scored.metrics, fh, indent=1)
         print(f"metrics with PR curves written to {args.json}")
     return 0

@@ -34,19 +34,14 @@ def run(args) -> int:
     import sys
 
     from annotation_export.config import ExportConfig
-    from annotation_export.export import ExportError, export_batch
-    from annotation_export.labelstudio_client import LabelStudioError
-    from dataengine.config import labelstudio_access_for
-    from jobs.context import connection
+    from flows.labelling import EXPORT_REFUSALS, SERVER_REFUSALS, export_selection
 
-    fdb = connection(store_config())
     try:
-        result = export_batch(fdb, args.selection, args.to, config_from_args(ExportConfig, args),
-                              model_version=args.model,
-                              labelstudio=labelstudio_access_for(args.to))
-    except (LabelStudioError, ExportError) as exc:  # the server's refusal is 3, a batch that cannot be made 2
+        result = export_selection(store_config(), args.selection, args.to, config_from_args(ExportConfig, args),
+                                  model_version=args.model)
+    except SERVER_REFUSALS + EXPORT_REFUSALS as exc:  # the server's refusal is 3, a batch that cannot be made 2
         print(f"error: {exc}", file=sys.stderr)
-        return 3 if isinstance(exc, LabelStudioError) else 2
+        return 3 if isinstance(exc, SERVER_REFUSALS) else 2
     print(f"batch {result.batch_id}: {result.location}")
     if result.server:
         s = result.server

@@ -7,7 +7,6 @@ import sys
 from dataengine.cli.options import store_config
 
 
-
 def add_parser(sub) -> None:
     imp = sub.add_parser(
         "import-labels", help="import the team's labels (COCO json, CVAT xml/zip, or a Label Studio project) for an exported batch",
@@ -28,28 +27,23 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from annotation_export.importer import LabelImportError, import_labels
-    from annotation_export.labelstudio_client import LabelStudioError
-    from annotation_export.review import apply_review
-    from fdb import exports
-    from jobs.context import connection
-
-    source = getattr(args, "source", None)
-    if (args.labels is None) == (source is None):
+    if (args.labels is None) == (args.source is None):
         print("error: give either a label file or --from labelstudio://HOST:PORT/PROJECT", file=sys.stderr)
         return 2
-    fdb = connection(store_config())
-    try:
-        if source is not None:
-            from annotation_export.labelstudio import pull_labels
-            from dataengine.config import labelstudio_access
+    return import_and_print(args.batch, labels=args.labels, source=args.source)
 
-            report = pull_labels(fdb, source, args.batch, labelstudio_access())
-        else:
-            report = import_labels(fdb, args.labels, args.batch)
-    except (LabelImportError, LabelStudioError) as exc:  # invalid labels are 2, the server's refusal 3
+
+def import_and_print(batch_id: str, labels: str | None = None, source: str | None = None) -> int:
+    """The labels imported (`flows.labelling.import_batch_labels`) and what changed printed; what `review-labels
+    --import` does too."""
+    from flows.labelling import IMPORT_REFUSALS, SERVER_REFUSALS, import_batch_labels
+
+    try:
+        imported = import_batch_labels(store_config(), batch_id, labels=labels, source=source)
+    except IMPORT_REFUSALS + SERVER_REFUSALS as exc:  # invalid labels are 2, the server's refusal 3
         print(f"nothing imported: {exc}", file=sys.stderr)
-        return 3 if isinstance(exc, LabelStudioError) else 2
+        return 3 if isinstance(exc, SERVER_REFUSALS) else 2
+    report = imported.report
     if report.unchanged:
         print(f"batch {report.batch_id}: nothing changed on the server since label version {report.label_version} "
               f"({report.images} images, {report.annotations} annotations); nothing written")
@@ -60,10 +54,10 @@ def run(args) -> int:
     if source is not None and report.unlabelled:
         shown = ", ".join(report.unlabelled[:10]) + (" ..." if len(report.unlabelled) > 10 else "")
         print(f"not labelled yet, left for the next pull ({len(report.unlabelled)}): {shown}")
-    if exports.is_review(fdb, args.batch):
-        version = apply_review(fdb, args.batch)
+    if imported.review is not None:
+        version = imported.review
         changes = ", ".join(f"{n} {k}" for k, n in version.get("changes", {}).items() if k != "images")
-        print(f"review batch {args.batch}: {changes or 'no label changed'}")
+        print(f"review batch {batch_id}: {changes or 'no label changed'}")
         print(f"labelled set version {version['version']}: {version['path']} (the older versions are kept; "
               "evaluation, mining and retraining read this one from now on)")
     return 0

@@ -28,31 +28,20 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
+    from flows.mine_hard_cases import mine_labelled_set
     from mining.config import LabelErrorConfig, MatchConfig, MiningConfig
-    from mining.selection import pool_index_upkeep, select_hard_cases
-    from records.coco import load_coco
-    from jobs.context import checkpoint_of, connection, newest_labels, resolve_version
-    from jobs.detect import detect_labelled_set
 
-    store = store_config()
     gt, images = labelled_set(args)
     if gt is None:
         return 2
     mining, match = config_from_args(MiningConfig, args), config_from_args(MatchConfig, args)
-    version, fdb = resolve_version(store, args.model, args.checkpoint), connection(store)
-    ground_truth = load_coco(newest_labels(store, gt), image_dir=images)
-    detect_labelled_set(fdb, checkpoint_of(store, version), ground_truth, progress=True)
-    if mining.exemplars:  # the exemplars' boxes pooled through the box head, as the labelled set's are
-        detect_labelled_set(fdb, checkpoint_of(store, version), load_coco(mining.exemplars), progress=True)
-    pool_index_upkeep(fdb, version, mining, Path(store.home) / "indexes")  # ranking only reads it
-    result = select_hard_cases(fdb, version, ground_truth, mining, match, out_dir=store.home,
-                               label_config=config_from_args(LabelErrorConfig, args)).summary()
-    print(f"model {version}: errors of the labelled set (IoU >= {match.iou_threshold}, "
+    found = mine_labelled_set(store_config(), gt, images, model_version=args.model, checkpoint=args.checkpoint,
+                              mining=mining, match=match, label_errors=config_from_args(LabelErrorConfig, args),
+                              progress=True)
+    print(f"model {found.model_version}: errors of the labelled set (IoU >= {match.iou_threshold}, "
           f"score >= {match.score_threshold}):")
-    print(result.error_table)
-    _print_selection(result, mining, args.show)
+    print(found.mined.error_table)
+    _print_selection(found.mined, mining, args.show)
     return 0
 
 

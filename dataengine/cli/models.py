@@ -7,7 +7,6 @@ import sys
 from dataengine.cli.options import store_config
 
 
-
 def add_parser(sub) -> None:
     models = sub.add_parser(
         "models", help="the model registry: list, show, promote, roll back",
@@ -24,27 +23,25 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import json
 
-    from fdb import models as registry
-    from jobs.context import connection
+    from flows import models
 
-    fdb = connection(store_config())
+    store = store_config()
     if args.action == "list":
-        docs = registry.list_models(fdb)
-        if not docs:
+        lines = models.list_models(store)
+        if not lines:
             print("no model registered yet: train one with `dataengine train`")
-        for doc in docs:
-            print(f"{doc['stage']:<11} {doc['_id']:<48} parent {doc.get('parent') or '-':<40} "
-                  f"{doc.get('role', 'model'):<5} {_numbers(doc)}".rstrip())
+        for line in lines:
+            print(f"{line.stage:<11} {line.version:<48} parent {line.parent or '-':<40} "
+                  f"{line.role:<5} {_numbers(line)}".rstrip())
         return 0
     if args.action == "show":
-        doc = registry.get_model(fdb, args.version or registry.production_version(fdb) or "")
-        if doc is None:
-            print(f"no model {args.version!r}; known: {registry.known_versions(fdb)}", file=sys.stderr)
+        try:
+            card = models.model_card(store, args.version)
+        except LookupError as exc:
+            print(exc, file=sys.stderr)
             return 2
-        doc.pop("config", None)
-        print(json.dumps(doc, indent=1, default=str))
-        switches = [p for p in registry.promotions(fdb) if doc["_id"] in (p["from"], p["to"])]
-        for p in switches:
+        print(json.dumps(card.record, indent=1, default=str))
+        for p in card.switches:
             print(f"{p['at']:%Y-%m-%d %H:%M} production {p['from']} -> {p['to']}: {p['why']}")
         return 0
     try:
@@ -52,22 +49,19 @@ def run(args) -> int:
             if not args.version:
                 print("promote needs a VERSION", file=sys.stderr)
                 return 2
-            switch = registry.promote(fdb, args.version, why=args.why or "promoted by hand")
+            switch = models.promote(store, args.version, why=args.why or "promoted by hand")
         else:
-            switch = registry.rollback(fdb, why=args.why or "rolled back by hand")
-    except (LookupError, registry.PromotionConflict) as exc:
+            switch = models.rollback(store, why=args.why or "rolled back by hand")
+    except models.SWITCH_REFUSALS as exc:
         print(f"nothing switched: {exc}", file=sys.stderr)
         return 2
-    print(f"production: {switch['from']} -> {switch['to']}" if switch["switched"] else
-          f"{switch['to']} is already in production")
+    print(f"production: {switch.from_version} -> {switch.to_version}" if switch.switched else
+          f"{switch.to_version} is already in production")
     return 0
 
 
-def _numbers(doc: dict) -> str:
-    """bbox mAP as the review app shows it (`fdb.models.bbox_map`), and the test split's where there is one."""
-    from fdb import models as registry
-
-    shown = [] if (value := registry.bbox_map(doc)) is None else [f"bbox mAP {value:.3f}"]
-    test = registry.test_numbers(doc) or {}
-    shown += [f"test {subset} {test[subset]:.3f}" for subset in ("superset", "tail") if test.get(subset) is not None]
+def _numbers(line) -> str:
+    """bbox mAP as the review app shows it, and the test split's where there is one."""
+    shown = [] if line.bbox_map is None else [f"bbox mAP {line.bbox_map:.3f}"]
+    shown += [f"test {subset} {value:.3f}" for subset, value in line.test.items()]
     return ", ".join(shown)

@@ -51,7 +51,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from annotation_export.config import ExportConfig
     from flows.nightly import nightly
-    from flows.runners import build_task_runner
+    from flows.runners import on_cluster
     from mining.config import MatchConfig, MiningConfig
 
     # Checked before the flow starts: a flow that fails logs its traceback, and a wrong path is not a bug.
@@ -59,9 +59,7 @@ def run(args) -> int:
         if path and not (ok(path) or "://" in path):
             print(f"error: no {what} at {path}", file=sys.stderr)
             return 2
-    flow = nightly
-    if args.dask_workers or args.dask_address:
-        flow = nightly.with_options(task_runner=build_task_runner(args.dask_address, args.dask_workers))
+    flow = on_cluster(nightly, args.dask_address, args.dask_workers)
     result = flow(images=args.images, gt_json=args.gt, gt_images=args.gt_images, model_version=args.model,
                   pattern=args.pattern, mining=config_from_args(MiningConfig, args),
                   match=config_from_args(MatchConfig, args), export_config=config_from_args(ExportConfig, args),

@@ -47,8 +47,6 @@ def config_from_args(config_type, args):
     return config_type(**values)
 
 
-
-
 MATCH_FLAGS = {"iou_threshold": "--iou", "score_threshold": "--score"}
 # Beside mining's own flags, the label-error judge's say whose they are.
 LABEL_ERROR_FLAGS = {name: "--label-" + name.replace("_", "-") for name in
@@ -109,12 +107,11 @@ def print_refused(refused: list[tuple[str, str]], quarantined: list[tuple[str, s
 def labelled_set(args) -> tuple[str | None, str | None]:
     """(COCO json, image folder) of the labelled set: --gt / --images, else the last mining run's (said so);
     (None, None) with the reason on stderr when there is none."""
-    from mining.selection import last_labelled_set
-    from jobs.context import connection
+    from flows.labelled_set import last_labelled_set
 
     if args.gt is not None:
         return args.gt, args.images
-    known = last_labelled_set(connection(store_config()))
+    known = last_labelled_set(store_config())
     if known is None:
         print("no labelled set known yet: pass --gt <COCO json of labelled images> once", file=sys.stderr)
         return None, None

@@ -25,30 +25,23 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
+    from flows.reindex import reindex
 
-    from fdb.pool_index import merge_recent_indexes, rebuild_pool_indexes
-    from records import BOX_LAYER, IMAGE_LAYER
-    from jobs.context import connection, registered_model
-
-    store = store_config()
-    fdb = connection(store)
-    version = registered_model(fdb, args.model)["_id"]  # no weights to load: the index holds stored vectors
-    act = merge_recent_indexes if args.merge_recent else rebuild_pool_indexes
-    done = act(fdb, version, (BOX_LAYER, IMAGE_LAYER), Path(store.home) / "indexes", args.backend)
-    for layer, (pool, seconds) in done.items():
+    done = reindex(store_config(), args.model, args.backend, merge_recent=args.merge_recent)
+    version = done.model_version
+    for layer, pool in done.layers.items():
         if pool is None:
             print(f"{layer}: no pool {'index' if args.merge_recent else 'vectors'} of model {version}")
             continue
         what = _merge_done(pool) + "; " if args.merge_recent else ""
-        print(f"{layer}: {what}{len(pool.index):,} pool vectors of model {version} in a {pool.index.spec.backend} "
-              f"index (version {pool.index.spec.version}, {seconds} s)")
+        print(f"{layer}: {what}{pool['vectors']:,} pool vectors of model {version} in a {pool['backend']} "
+              f"index (version {pool['version']}, {pool['seconds']} s)")
     return 0
 
 
-def _merge_done(pool) -> str:
-    if pool.rebuilt:  # an Annoy main cannot take vectors
-        return f"rebuilt ({pool.merged:,} recent vectors merged)"
-    if pool.added == 0:
+def _merge_done(pool: dict) -> str:
+    if pool["rebuilt"]:  # an Annoy main cannot take vectors
+        return f"rebuilt ({pool['merged']:,} recent vectors merged)"
+    if pool["added"] == 0:
         return "nothing recent to merge"
-    return f"merged {pool.merged:,} recent vectors ({pool.added:,} added to the main index)"
+    return f"merged {pool['merged']:,} recent vectors ({pool['added']:,} added to the main index)"

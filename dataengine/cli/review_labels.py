@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from dataengine.cli.options import (MATCH_FLAGS, add_config_args, config_from_args, labelled_set, model_args,
@@ -49,68 +48,43 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from records.coco import load_coco
-    from jobs.context import newest_labels
+    from detectors.config import TrainConfig
+    from flows.review_labels import review_labels
+    from mining.config import LabelErrorConfig, MatchConfig
 
     if args.import_labels:
         if not args.batch:
             print("--import needs --batch (the review batch id printed by the export)", file=sys.stderr)
             return 2
-        from dataengine.cli import import_labels
+        from dataengine.cli.import_labels import import_and_print
 
-        return import_labels.run(argparse.Namespace(labels=args.import_labels, batch=args.batch))
+        return import_and_print(args.batch, labels=args.import_labels)
     gt, images = labelled_set(args)
     if gt is None:
         return 2
-    store = store_config()
-    ground_truth = load_coco(newest_labels(store, gt), image_dir=images)
-    judges = _judges(args, store, ground_truth)
-    return _judge_and_export(args, store, ground_truth, judges)
-
-
-def _judges(args, store, ground_truth) -> str | list[str]:
-    """The model whose predictions judge the labels, or with --folds the k models that each never saw a fold."""
-    from jobs.context import checkpoint_of, connection, resolve_version
-
     if args.folds:
-        from detectors.config import TrainConfig
-        from jobs.label_folds import fold_judges_under
-
         print(f"training {args.folds} out-of-fold judges ({args.preset} preset, {args.steps} steps each)")
-        return fold_judges_under(store.home, connection(store), ground_truth, args.folds, TrainConfig(steps=args.steps),
-                                 args.preset, progress=True)
-    from jobs.detect import detect_labelled_set
+    review = review_labels(store_config(), gt, images, config_from_args(LabelErrorConfig, args),
+                           config_from_args(MatchConfig, args), model_version=args.model, checkpoint=args.checkpoint,
+                           folds=args.folds, fold_train=TrainConfig(steps=args.steps), preset=args.preset,
+                           target=args.to, dry_run=args.dry_run)
+    _print_review(review, args.show)
+    return 0
 
-    version = resolve_version(store, args.model, args.checkpoint)
-    detect_labelled_set(connection(store), checkpoint_of(store, version), ground_truth, progress=True)
-    return version
 
-
-def _judge_and_export(args, store, ground_truth, judges: str | list[str]) -> int:
-    from pathlib import Path
-
-    from annotation_export.review import export_review_batch
-    from mining.config import LabelErrorConfig, MatchConfig
-    from mining.label_errors import find_label_errors
-    from jobs.context import connection
-
-    fdb = connection(store)
-    report = find_label_errors(fdb, judges, ground_truth, config_from_args(LabelErrorConfig, args),
-                               config_from_args(MatchConfig, args))
+def _print_review(review, show: int) -> None:
+    report, judges = review.report, review.judges
     who = f"{len(judges)} fold models" if isinstance(judges, list) else f"model {judges}"
-    print(f"{who} on {ground_truth.path}:")
+    print(f"{who} on {review.labelled_set}:")
     print(report.table())
-    for suspect in report.label_errors[:args.show]:
+    for suspect in report.label_errors[:show]:
         print(f"  {suspect.suspicion:.2f} {suspect.type:<21} {suspect.uri}\n        {suspect.why}")
     if not sum(report.counts().values()):
         print("no suspected label errors: nothing to review")
-        return 0
-    if args.dry_run:
-        return 0
-    exported = export_review_batch(fdb, ground_truth, judges, args.to or Path(store.home) / "exports",
-                                   params_key=report.params_key)
+    if review.exported is None:
+        return
+    exported = review.exported
     counts = exported.counts
     print(f"review batch {exported.batch_id}: {exported.location} ({counts['images']} images, "
           f"{counts['labels']} labels, {counts['predictions']} disagreeing predictions)")
     print(f"when the corrections are back: dataengine import-labels FILE --batch {exported.batch_id}")
-    return 0

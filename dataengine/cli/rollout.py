@@ -33,11 +33,9 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from detectors.config import DetectConfig
     from flows.rollout import rollout
-    from flows.runners import build_task_runner
+    from flows.runners import on_cluster
 
-    flow = rollout
-    if args.dask_workers or args.dask_address:
-        flow = rollout.with_options(task_runner=build_task_runner(args.dask_address, args.dask_workers))
+    flow = on_cluster(rollout, args.dask_address, args.dask_workers)
     report = flow(model_version=args.model, checkpoint=args.checkpoint, detection=config_from_args(DetectConfig, args),
                   chunk_size=args.chunk_size, backend=args.backend, progress=not args.no_progress)
     print(f"rolled out {report.model_version}: {report.detect} in {report.seconds:.1f} s "

@@ -41,8 +41,7 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
 
 
 def run(args) -> int:
-    from jobs.context import checkpoint_of, connection, production_or
-    from jobs.search import BadQuery, search_by_example
+    from flows.search import SEARCH_REFUSALS, search_pool
 
     try:
         box = parse_box(args.box) if args.box is not None else None
@@ -52,13 +51,9 @@ def run(args) -> int:
         return _refuse(f"--k must be at least 1, not {args.k}")
     if not Path(args.image).is_file():
         return _refuse(f"no image file {args.image}")
-    store = store_config()
     try:
-        checkpoint = checkpoint_of(store, production_or(connection(store), args.model))
-        result = search_by_example(connection(store), checkpoint, args.image, box, args.k,
-                                   index_root=Path(store.home) / "indexes",
-                                   out_dir=args.out or Path(store.home) / "search")
-    except (BadQuery, LookupError) as exc:  # LookupError: no production model, no such version, no pool vectors
+        result = search_pool(store_config(), args.image, box, args.k, model_version=args.model, out_dir=args.out)
+    except SEARCH_REFUSALS as exc:
         return _refuse(str(exc))
     _print_result(result)
     return 0

@@ -31,12 +31,12 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from detectors.synthetic import generate
+    from flows.datasets import synthetic_dataset
 
-    paths = generate(args.out, args.train, args.val, args.pool, seed=args.seed,
-                     train_districts=tuple(args.train_districts) if args.train_districts else None,
-                     boxes_only=args.boxes_only, n_test=args.test, hard_share=args.hard_share,
-                     n_test_tail=args.test_tail)
+    paths = synthetic_dataset(args.out, args.train, args.val, args.pool, seed=args.seed,
+                              train_districts=tuple(args.train_districts) if args.train_districts else None,
+                              boxes_only=args.boxes_only, n_test=args.test, hard_share=args.hard_share,
+                              n_test_tail=args.test_tail)
     for split, path in paths.items():
         print(f"{split:<6} {path}")
     return 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from dataengine.cli.options import add_config_args, config_from_args, data_args, store_config
 
 
@@ -38,36 +36,21 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from detectors.checkpoint import load_checkpoint
     from detectors.config import TrainConfig
-    from detectors.evaluate import format_table
-    from detectors.pipeline import dataset_split, train_detector
-    from detectors.weights import describe_start
-    from jobs.context import connection, models_dir, register_checkpoint
+    from flows.train import plan_training, train_model
 
-    store = store_config()
-    train = config_from_args(TrainConfig, args)
-    train_set = dataset_split(args.data, args.train_split, args.images)
-    val_set = dataset_split(args.data, args.val_split, args.images) if args.val_split else None
-    init = load_checkpoint(args.init) if args.init else None
-    if init and (args.weights or args.backbone_weights):
+    if args.init and (args.weights or args.backbone_weights):
         raise SystemExit("--init fine-tunes a project checkpoint; --weights / --backbone-weights start a new model")
-    starting = {k: v for k, v in (("weights", args.weights), ("backbone_weights", args.backbone_weights)) if v}
-    start = f"fine-tuning {init.version}" if init else f"training preset {args.preset!r}"
-    print(f"{start} on {len(train_set)} images ({', '.join(train_set.class_names)}), "
-          f"{train.steps} steps of batch {train.batch_size}")
-    checkpoint, result, metrics = train_detector(train_set, val_set, args.out or models_dir(store), train,
-                                                 preset=args.preset, init=init, **starting)
-    print("started from " + describe_start(checkpoint.config.started_from))
-    if not args.no_register:
-        register_checkpoint(connection(store), checkpoint, first_is_production=True,
-                            training_data={"train": str(train_set.path), "images": str(train_set.image_dir)},
-                            recipe={"preset": args.preset, **dataclasses.asdict(train),
-                                    "init": init.version if init else None})
+    plan = plan_training(args.data, config_from_args(TrainConfig, args), args.images, args.train_split,
+                         args.val_split, args.preset, args.init, args.weights, args.backbone_weights)
+    print(plan.description())
+    trained = train_model(store_config(), plan, args.out, register=not args.no_register)
+    result, checkpoint = trained.result, trained.checkpoint
+    print("started from " + trained.started_from)
     print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min"
           + (" (stopped by --max-minutes)" if result.stopped_early else ""))
-    if "val" in metrics:
-        print(f"evaluation on {args.val_split} ({len(val_set)} images):")
-        print(format_table(metrics["val"]))
+    if trained.val_table is not None:
+        print(f"evaluation on {args.val_split} ({len(plan.val_set)} images):")
+        print(trained.val_table)
     print(f"model version {checkpoint.version}\ncheckpoint {checkpoint.path}")
     return 0
