@@ -177,7 +177,9 @@ def test_arm_runs_in_worker_processes_give_the_numbers_of_runs_one_after_another
         FinetuneConfig(workers=0)
 
 
-def test_demo_runs_the_whole_loop_as_a_flow(prefect_backend, mongod, fdb, tmp_path, monkeypatch):
+def test_demo_runs_the_whole_loop_as_a_flow_then_the_retrain_flow_on_its_batches(prefect_backend, mongod, fdb, tmp_path,
+                                                                                 monkeypatch):
+    """One tiny demo (a whole one costs a minute of CI), then the flow its two labelled batches trigger."""
     from flows.demo import demo
 
     monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
@@ -215,28 +217,20 @@ def test_demo_runs_the_whole_loop_as_a_flow(prefect_backend, mongod, fdb, tmp_pa
     assert "| mined | 3 | 1 |" in artifacts["demo-map"].data
     assert result["report"].endswith("report.html") and artifacts["demo-report"].data.endswith("report.html)")
 
+    monkeypatch.setenv("DATAENGINE_DB", result["database"])  # the team's labels came back to the demo's database
+    retrain_and_compare_on_the_demo_batches(fdb, tmp_path / "demo", tmp_path / "home")
 
-def test_retrain_and_compare_flow_on_the_demo_batches(prefect_backend, mongod, fdb, tmp_path, monkeypatch):
+
+def retrain_and_compare_on_the_demo_batches(fdb, root, home):
     """The flow the annotation team's returned labels trigger: batch ids in, report and artifact out."""
-    from flows.demo import demo
     from flows.retrain_and_compare import retrain_and_compare as retrain_flow
 
-    monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
-    monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
-    monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
-    root = tmp_path / "demo"
-    result = demo(sizes=dict(train=6, val=4, pool=10, test=3, preset="small", seed_steps=2, seed_patience=None,
-                             arm_steps=1, seeds=[0], control_seeds=None, workers=1, budget=3, k=3, width=128,
-                             height=96, detections_per_image=20), progress=False,
-                  root=str(root))
-    monkeypatch.setenv("DATAENGINE_DB", result["database"])  # the team's labels came back to the demo's database
-    fdb = FeatureDB(fdb.db.client[result["database"]])
     batches = {d["selection_id"][:3]: d["_id"] for d in fdb.exports.find({"status": "labelled"})}
     before = fdb.models.count_documents({})
-    html = retrain_flow(seed_checkpoint=str(root / "work" / "seed-small-2.pt"), data_dir=str(root / "synthetic"),
+    html = retrain_flow(seed_checkpoint=str(root / "work" / "seed-small-3.pt"), data_dir=str(root / "synthetic"),
                         mined_batch=batches["sel"], random_batch=batches["rnd"],
                         recipe=FinetuneConfig(steps=2, seeds=(0, 1)))
-    saved = json.loads((tmp_path / "home" / "compare").glob("*/report/comparison.json").__next__().read_text())
+    saved = json.loads((home / "compare").glob("*/report/comparison.json").__next__().read_text())
     assert html.endswith("report.html") and set(saved["arms"]) == {"before", "mined", "random", "control"}
     assert [r["seed"] for r in saved["arms"]["mined"]["runs"]] == [0, 1]
     assert saved["facts"]["mined batch"] == batches["sel"] and saved["facts"]["hard-negative share"] == 0.25
