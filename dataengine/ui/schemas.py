@@ -192,7 +192,7 @@ class Neighbour(PoolHit):
     selected_rank: int | None
 
 
-class Query(Shape):
+class QueryWithNeighbours(Shape):
     """An error searched with: the vector used, the index, why, and the neighbours it found."""
     error_id: str
     selection_id: str
