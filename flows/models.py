@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from fdb import StoreConfig
 from fdb import models as registry
-from jobs.context import connection
+from jobs.context import connection, registered_model
 
 # What a switch of production refuses with: an unknown version or nothing to roll back to, and production
 # changed by someone else while the switch was decided.
@@ -52,9 +52,7 @@ def list_models(store: StoreConfig) -> list[ModelLine]:
 def model_card(store: StoreConfig, version: str | None = None) -> ModelCard:
     """The record of `version` (default: production) and its switches; LookupError naming the known versions."""
     fdb = connection(store)
-    doc = registry.get_model(fdb, version or registry.production_version(fdb) or "")
-    if doc is None:
-        raise LookupError(f"no model {version!r}; known: {registry.known_versions(fdb)}")
+    doc = registered_model(fdb, version)
     doc.pop("config", None)
     return ModelCard(doc, [p for p in registry.promotions(fdb) if doc["_id"] in (p["from"], p["to"])])
 

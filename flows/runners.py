@@ -60,13 +60,13 @@ def build_task_runner(dask_address: str | None = None, dask_workers: int = 0, th
                                           "env": {"OMP_NUM_THREADS": torch_threads, "MKL_NUM_THREADS": torch_threads}})
 
 
-
 def on_cluster(flow, dask_address: str | None = None, dask_workers: int = 0):
     """`flow` as it is (the single-machine runner its decorator names), or with its tasks on the Dask cluster at
     `dask_address` or on a local one of `dask_workers` processes: what `--dask-address` / `--dask-workers` ask."""
     if not dask_address and dask_workers <= 0:
         return flow
     return flow.with_options(task_runner=build_task_runner(dask_address, dask_workers))
+
 
 def check_workers(timeout_s: float = PROBE_TIMEOUT_S) -> list[dict]:
     """Inside a flow: when its task runner is a Dask cluster, every worker must import the project's packages as

@@ -38,7 +38,7 @@ def list_new_images(store: StoreConfig, folder: str, pattern: str = "*", model_v
         done = image_store.processed_uris(fdb, uris, model_version)
         uris = [u for u in uris if u not in done]
     run_logger().info("%d new images under %s for model %s (%d listed%s)", len(uris), folder, model_version,
-                          len(listing.uris), "" if since is None else " since the last night's mark")
+                      len(listing.uris), "" if since is None else " since the last night's mark")
     return listings.NewImages(uris, len(listing.uris), listing.scanned, key, since, listing.mark)
 
 

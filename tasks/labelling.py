@@ -28,8 +28,6 @@ def export(store: StoreConfig, selection_id: str, target: str | None = None,
                         labelstudio=labelstudio)
 
 
-
-
 @task(name="import the team's labels", **IO_RETRIES)
 def import_batch_labels(store: StoreConfig, labels_path: str, batch_id: str, skip_if_labelled: bool = False) -> dict:
     """Labels for an exported batch become its next label version (nothing is written unless all are valid).

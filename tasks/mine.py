@@ -28,5 +28,3 @@ def mine(store: StoreConfig, model_version: str, labelled: LabelledSet, mining: 
     result = select_hard_cases(connection(store), model_version, labelled.coco, mining, match, out_dir=store.home,
                                label_config=label_config)
     return result.summary()
-
-
