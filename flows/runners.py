@@ -54,10 +54,33 @@ def build_task_runner(dask_address: str | None = None, dask_workers: int = 0, th
     # with its cause, whatever the cluster logs. `silence_logs` alone is not enough: it quiets the handlers on the
     # "distributed" logger, and under Prefect those records propagate to the root's console handler instead.
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    env = {"OMP_NUM_THREADS": torch_threads, "MKL_NUM_THREADS": torch_threads}
+    if api_url := prefect_api_url():
+        env["PREFECT_API_URL"] = api_url
     return DaskTaskRunner(cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": threads_per_worker,
                                           "processes": True, "dashboard_address": None,
-                                          "silence_logs": logging.CRITICAL,
-                                          "env": {"OMP_NUM_THREADS": torch_threads, "MKL_NUM_THREADS": torch_threads}})
+                                          "silence_logs": logging.CRITICAL, "env": env})
+
+
+def prefect_api_url() -> str | None:
+    """The Prefect API this process's flow runs report to, for the worker processes of a local cluster.
+
+    Without it each worker, a fresh interpreter, resolves the API on its own: an API set in-process (a test
+    harness) never reaches it, and with no API configured at all (a user's laptop: Prefect's temporary server) every
+    worker starts a temporary server of its own. That cost each worker ~15 s on two cores, and the task runs were
+    recorded on servers that vanished with the workers, not beside their flow run. So the temporary server is
+    started here, before the flow, and the flow's run then uses the same one (`SubprocessASGIServer` is one per
+    process)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED  # noqa: PLC0415
+
+    url = PREFECT_API_URL.value()
+    if url or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return url or None
+    from prefect.server.api.server import SubprocessASGIServer  # noqa: PLC0415 - only without a configured API
+
+    server = SubprocessASGIServer()
+    server.start()
+    return server.api_url
 
 
 def on_cluster(flow, dask_address: str | None = None, dask_workers: int = 0):

@@ -255,6 +255,8 @@ def test_your_own_data_end_to_end_as_the_readme_says_then_the_app_after_the_demo
                 assert re.search(r"^batch batch-[0-9a-f]+ at ", out, re.M), out
                 # The local cluster shuts down quietly: none of its own log lines, no closed-connection errors.
                 assert "CommClosedError" not in out and "| distributed." not in out, out[-4000:]
+                # One temporary Prefect server, the flow's, which its workers report to (not one each).
+                assert out.count("Starting temporary server") == 1, out[-4000:]
                 # Each image detected once on the workers, and each detection's vector with it.
                 db = client[db_name]
                 n_det = db.detections.count_documents({})
