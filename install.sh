@@ -10,8 +10,9 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
 # Label Studio, the annotation team's server, for tests/test_labelstudio.py: in its own virtualenv, because its
 # pins (Django 5.2, and numpy 2.2 / OpenCV 4.12 through label-studio-sdk) must not touch .venv. It installs in the
-# background while .venv does (the two share nothing); its database is migrated at the end, once (minutes), into a
-# template the tests copy for each session. GAZE_NO_LABELSTUDIO=1 skips it, and that test then skips too.
+# background while .venv does (the two share nothing), and its database is migrated there too, once (about a
+# minute), into a template the tests copy for each session (tests/labelstudio_server.py needs only the standard
+# library). GAZE_NO_LABELSTUDIO=1 skips it, and that test then skips too.
 LABELSTUDIO_LOG=""
 if [ "${GAZE_NO_LABELSTUDIO:-0}" != 1 ]; then
   LABELSTUDIO_LOG=$(mktemp)
@@ -20,6 +21,7 @@ if [ "${GAZE_NO_LABELSTUDIO:-0}" != 1 ]; then
     [ -x .venv-labelstudio/bin/python ] || "$PYTHON" -m venv .venv-labelstudio
     .venv-labelstudio/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
     .venv-labelstudio/bin/python -m pip install --quiet --disable-pip-version-check "label-studio==1.23.2"
+    "$PYTHON" tests/labelstudio_server.py prepare
   ) >"$LABELSTUDIO_LOG" 2>&1 &
   LABELSTUDIO_PID=$!
   trap 'kill "$LABELSTUDIO_PID" 2>/dev/null || true' EXIT  # an install that fails above stops this one too
@@ -46,7 +48,6 @@ if [ -n "$LABELSTUDIO_LOG" ]; then
   fi
   cat "$LABELSTUDIO_LOG"
   rm -f "$LABELSTUDIO_LOG"
-  .venv/bin/python tests/labelstudio_server.py prepare
 fi
 .venv/bin/python -c 'import fdb.server as s; print("mongod:", s.find_mongod())'
 command -v chromium >/dev/null && echo "browser: $(chromium --version 2>/dev/null)"

@@ -246,21 +246,21 @@ def test_fine_tuning_holds_out_new_images_keeps_the_best_check_and_trains_on_the
     train = dataset_split(scenes, "train")
     images, labels = _batch(scenes / "annotations" / "pool.json", {f"pool_0000{i}.png" for i in range(6)})
     arm_set, weights, new_names = arm_training_set(train, "mined", images, labels, tmp_path, oversample=4.0)
-    recipe = FinetuneConfig(steps=4, seeds=(0,), holdout=0.5, check_every=2, patience=None)
+    recipe = FinetuneConfig(steps=2, seeds=(0,), holdout=0.5, check_every=1, patience=None)
     held_out = holdout_ids(arm_set, recipe.holdout, among=new_names)
     # Only new images are held out: the seed model trained on the others and would win the first check by memory.
     assert len(held_out) == 3 and {arm_set.images[i]["file_name"] for i in held_out} < new_names
     # The sampling weights follow the images left to train on (a misaligned list would sample outside them).
     checkpoint, result = fine_tune(seed, arm_set, weights, recipe, seed=0, new_names=new_names)
-    assert result.steps == 4 and [s for s, _ in result.holdout["checks"]] == [0, 2, 4]
+    assert result.steps == 2 and [s for s, _ in result.holdout["checks"]] == [0, 1, 2]
     assert result.holdout["best_map"] == max(m for _, m in result.holdout["checks"])
     # With no new images (the control arm) nothing is held out: the run trains every step on every image.
     _, plain = fine_tune(seed, arm_set, weights, recipe, seed=0)
-    assert plain.holdout is None and plain.steps == 4
+    assert plain.holdout is None and plain.steps == 2
     # A holdout split of its own (`dataengine split --sizes holdout=N`) stops every run, the control's too, there.
     stop_set = dataset_split(scenes, "val")
     _, control = fine_tune(seed, arm_set, weights, recipe, seed=0, stop_set=stop_set)
-    assert control.steps == 4 and [s for s, _ in control.holdout["checks"]] == [0, 2, 4]
+    assert control.steps == 2 and [s for s, _ in control.holdout["checks"]] == [0, 1, 2]
     # Without the start as a check, the run keeps its best check after training began.
     _, trained = fine_tune(seed, arm_set, weights, replace(recipe, check_start=False), seed=0, stop_set=stop_set)
-    assert [s for s, _ in trained.holdout["checks"]] == [2, 4] and trained.holdout["best_step"] in (2, 4)
+    assert [s for s, _ in trained.holdout["checks"]] == [1, 2] and trained.holdout["best_step"] in (1, 2)
