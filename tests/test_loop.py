@@ -218,8 +218,9 @@ def test_a_box_only_dataset_through_the_whole_loop(prefect_backend, mongod, fdb,
     # A split that fed the gate is refused as a test split, with the reason, before anything is trained.
     assert main(["retrain", "--data", str(data), "--steps", "1", "--seeds", "0", "--test-split", "val"]) == 2
     assert "is the split that fed the gate (val)" in capsys.readouterr().err
-    assert main(["retrain", "--data", str(data), "--steps", "1", "--seeds", "0", "1", "--promote", "auto",
-                 "--test-split", "test"]) == 0
+    # Its two training seeds train in two worker processes (`jobs.parallel`), spawned from inside the retrain task.
+    assert main(["retrain", "--data", str(data), "--steps", "1", "--seeds", "0", "1", "--workers", "2",
+                 "--promote", "auto", "--test-split", "test"]) == 0
     out = capsys.readouterr().out
     run = fdb.runs.find_one({"kind": "retrain"})
     decision = run["metrics"]["decision"]
@@ -267,9 +268,10 @@ def test_two_rounds_of_the_loop_for_two_engines(prefect_backend, mongod, fdb, tm
     tiny = dict(train=6, val=4, pool=12, test=4, seed_steps=3, budget=2, k=3, width=128, height=96,
                 detections_per_image=20)
     # A few steps of training make weak detections only: store and count them all. The candidate's two training
-    # seeds train in two worker processes (`jobs.parallel`), spawned from inside the retrain task.
+    # seeds train one after another here (in worker processes: the box-only retrain above; each spawn costs
+    # seconds, and this loop retrains four times).
     result = loop(rounds=2, engines=["mined", "none"], sizes=tiny,
-                  recipe=FinetuneConfig(steps=1, seeds=(0, 1), workers=2),
+                  recipe=FinetuneConfig(steps=1, seeds=(0, 1), workers=1),
                   root=str(tmp_path / "loop"), detection=DetectConfig(min_score=0.0),
                   match=MatchConfig(score_threshold=0.0))
     saved = json.loads((tmp_path / "loop" / "loop.json").read_text())
