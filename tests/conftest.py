@@ -162,6 +162,37 @@ def prefect_backend():
         yield
 
 
+@pytest.fixture(scope="session")
+def tiny_demo(prefect_backend, mongod, tmp_path_factory):
+    """One tiny demo for the session, as a Prefect flow (a whole one costs a minute of CI): a seed model, the pool
+    detected, a mined and a random batch exported, labelled by the generator's ground truth and compared, in the
+    demo's own database. Its arm runs train in two worker processes spawned from inside a Prefect task.
+    tests/test_compare.py checks what it made and retrains on its batches (in a copy of its database);
+    tests/test_ui.py adds a night and a mining run to it and browses it. `counts` is what the database held right
+    after the demo, whatever ran since."""
+    from flows.demo import demo
+
+    tmp = tmp_path_factory.mktemp("demo")
+    base = f"test_demo_{uuid.uuid4().hex[:10]}"
+    sizes = {"train": 6, "val": 4, "pool": 10, "test": 4, "preset": "small", "seed_steps": 3, "seed_patience": None,
+             "arm_steps": 1, "seeds": [0], "control_seeds": None, "workers": 2, "budget": 3, "k": 3, "width": 128,
+             "height": 96, "detections_per_image": 20}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
+        mp.setenv("DATAENGINE_DB", base)
+        mp.setenv("DATAENGINE_HOME", str(tmp / "home"))
+        result = demo(sizes=sizes, progress=False, root=str(tmp / "demo"))
+    client = pymongo.MongoClient(mongod.uri, serverSelectionTimeoutMS=30_000, tz_aware=True)
+    db = client[result["database"]]
+    counts = {"labelled exports": db.exports.count_documents({"status": "labelled"}),
+              "labels": db.labels.count_documents({}),
+              "arm models": db.models.count_documents({"parent": {"$ne": None}})}
+    yield {"result": result, "database": result["database"], "base": base, "sizes": sizes, "home": tmp / "home",
+           "root": tmp / "demo", "tmp": tmp, "counts": counts}
+    client.drop_database(result["database"])
+    client.close()
+
+
 # ---------------------------------------------------------------------------------------------------- Label Studio
 @pytest.fixture(scope="session")
 def labelstudio(tmp_path_factory):

@@ -177,34 +177,22 @@ def test_arm_runs_in_worker_processes_give_the_numbers_of_runs_one_after_another
         FinetuneConfig(workers=0)
 
 
-def test_demo_runs_the_whole_loop_as_a_flow_then_the_retrain_flow_on_its_batches(prefect_backend, mongod, fdb, tmp_path,
-                                                                                 monkeypatch):
-    """One tiny demo (a whole one costs a minute of CI), then the flow its two labelled batches trigger."""
-    from flows.demo import demo
-
-    monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
-    monkeypatch.setenv("DATAENGINE_DB", fdb.db.name)
-    monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
-    # The demo's arm runs in its two worker processes, spawned from inside a Prefect task.
-    tiny = dict(train=6, val=4, pool=10, test=5, preset="small", seed_steps=3, seed_patience=None, arm_steps=2,
-                seeds=[0], control_seeds=None, workers=2, budget=3, k=3, width=128, height=96,
-                detections_per_image=20)
-    result = demo(sizes=tiny, progress=False, root=str(tmp_path / "demo"))
+def test_demo_runs_the_whole_loop_as_a_flow_then_the_retrain_flow_on_its_batches(tiny_demo, mongod, mongo_client,
+                                                                                 tmp_path, monkeypatch):
+    """The session's tiny demo (`tiny_demo`), then the flow its two labelled batches trigger."""
+    result, counts = tiny_demo["result"], tiny_demo["counts"]
     # The demo keeps a database of its own per configuration, beside the user's.
-    assert result["database"].startswith(fdb.db.name + "-demo-full-")
-    fdb = FeatureDB(fdb.db.client[result["database"]])
+    assert result["database"].startswith(tiny_demo["base"] + "-demo-full-")
     saved = json.loads(open(result["json"]).read())
     assert set(saved["arms"]) == {"before", "mined", "random", "control"}
     assert saved["arms"]["mined"]["extra_images"] == 3 == saved["arms"]["random"]["extra_images"]
     assert saved["hard_case_precision"]["pool"]["images"] == 10
     # Both batches went out, came back labelled, and became label versions; three arm models were registered.
-    assert fdb.exports.count_documents({"status": "labelled"}) == 2
-    assert fdb.labels.count_documents({}) == 6
-    assert fdb.models.count_documents({"parent": {"$ne": None}}) == 3
+    assert counts == {"labelled exports": 2, "labels": 6, "arm models": 3}
     md = open(result["markdown"]).read()
     assert "## mAP" in md and "## Hard-case precision" in md and "## Did the mined batch count?" in md
     assert md.startswith("# gaze data engine demo") and "## The verdict on the test split" in md
-    assert saved["evaluation"]["images"]["superset"] == 5 and saved["facts"]["test images (reported on)"] == 5
+    assert saved["evaluation"]["images"]["superset"] == 4 and saved["facts"]["test images (reported on)"] == 4
     # One training seed gives no noise estimate: the verdict leads, and says it cannot judge.
     assert saved["evaluation"]["verdict"]["superset_bbox_map"]["verdict"] is None
     assert md.index("**Verdict, mined against random:**") < md.index("## mAP") and "**not judged**" in md
@@ -217,8 +205,19 @@ def test_demo_runs_the_whole_loop_as_a_flow_then_the_retrain_flow_on_its_batches
     assert "| mined | 3 | 1 |" in artifacts["demo-map"].data
     assert result["report"].endswith("report.html") and artifacts["demo-report"].data.endswith("report.html)")
 
-    monkeypatch.setenv("DATAENGINE_DB", result["database"])  # the team's labels came back to the demo's database
-    retrain_and_compare_on_the_demo_batches(fdb, tmp_path / "demo", tmp_path / "home")
+    # The team's labels came back to the demo's database; the retrain works on a copy of it, so the app's tests
+    # (tests/test_ui.py) browse the demo as it was.
+    copy = f"{result['database']}-retrain"
+    source = mongo_client[result["database"]]
+    for name in source.list_collection_names():
+        source[name].aggregate([{"$out": {"db": copy, "coll": name}}])
+    monkeypatch.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
+    monkeypatch.setenv("DATAENGINE_DB", copy)
+    monkeypatch.setenv("DATAENGINE_HOME", str(tmp_path / "home"))
+    try:
+        retrain_and_compare_on_the_demo_batches(FeatureDB(mongo_client[copy]), tiny_demo["root"], tmp_path / "home")
+    finally:
+        mongo_client.drop_database(copy)
 
 
 def retrain_and_compare_on_the_demo_batches(fdb, root, home):

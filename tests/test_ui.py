@@ -11,7 +11,6 @@ import shutil
 import socket
 import threading
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import urlopen
@@ -34,31 +33,24 @@ TOKEN = "a-test-token-of-24-chars"
 
 
 @pytest.fixture(scope="module")
-def world(prefect_backend, mongod, tmp_path_factory):
-    """A tiny demo (seed model, pool detected, mined and random batches exported and labelled), then one more
-    mining run whose two selections are left to curate, and a nightly run held for review (its selection waits
+def world(tiny_demo, mongod):
+    """The session's tiny demo (seed model, pool detected, mined and random batches exported and labelled), then one
+    more mining run whose two selections are left to curate, and a nightly run held for review (its selection waits
     for a person to curate and export it, to the night's own target)."""
-    from flows.demo import demo
     from flows.nightly import nightly
     from mining.config import MatchConfig, MiningConfig
     from tasks.index import update_pool_index
     from tasks.mine import mine, read_labelled_set
 
-    tmp = tmp_path_factory.mktemp("ui")
-    name = f"test_ui_{uuid.uuid4().hex[:10]}"
+    tmp, name = tiny_demo["tmp"], tiny_demo["database"]  # the demo's own database
     client = pymongo.MongoClient(mongod.uri, serverSelectionTimeoutMS=30_000, tz_aware=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DATAENGINE_MONGODB_URI", mongod.uri)
-        mp.setenv("DATAENGINE_DB", name)
-        mp.setenv("DATAENGINE_HOME", str(tmp / "home"))
-        tiny = {"train": 6, "val": 4, "pool": 10, "test": 4, "preset": "small", "seed_steps": 3, "seed_patience": None,
-                "arm_steps": 1, "seeds": [0], "control_seeds": None, "workers": 1, "budget": 3, "k": 3, "width": 128,
-                "height": 96, "detections_per_image": 20}
-        name = demo(sizes=tiny, progress=False, root=str(tmp / "demo"))["database"]  # the demo's own database
+        mp.setenv("DATAENGINE_HOME", str(tiny_demo["home"]))
         fdb = FeatureDB(client[name])
         seed = model_store.production_version(fdb)
-        store = StoreConfig(home=str(tmp / "home"), uri=mongod.uri, db_name=name)
-        data = tmp / "demo" / "synthetic"
+        store = StoreConfig(home=str(tiny_demo["home"]), uri=mongod.uri, db_name=name)
+        data = tiny_demo["root"] / "synthetic"
         # The night first, so the selection to curate below is the newest that used each query (the query page
         # links it); another budget, so the two are different selections (an id derives from its inputs).
         mp.setenv("DATAENGINE_DB", name)  # the flow reads the environment: the demo's database
@@ -74,7 +66,6 @@ def world(prefect_backend, mongod, tmp_path_factory):
     yield {"fdb": fdb, "tmp": tmp, "seed": seed, "mined": curate.selection_id,
            "random": curate.random_selection_id, "night": night.review.night_id,
            "night_selection": night.mine.selection_id, "night_target": str(tmp / "night-queue")}
-    client.drop_database(name)
     client.close()
 
 
