@@ -1,4 +1,4 @@
-"""Several rounds of the loop for three engines side by side (mined, random, no new data), on two scene draws:
+"""Several rounds of the loop for three engines side by side (errors, random, no new data), on two scene draws:
 does the production model get better every round, and does mining beat a random batch of the same budget?
 
     .venv/bin/python benchmarks/loop_bench.py [--rounds 3] [--draws 0 1] [--out benchmarks/results/loop.json]
@@ -26,9 +26,9 @@ QUERIED_COST = "fp_background+fp_wrong_class"
 
 
 def checks(per_draw: dict[int, dict]) -> dict:
-    """The issue's per-round conditions, draw by draw: did the queried FP types fall in every round of the mined
+    """The issue's per-round conditions, draw by draw: did the queried FP types fall in every round of the errors
     engine, and was any promoted model worse than the one it replaced?"""
-    out = {"mined_queried_fps_fell_every_round": {}, "mined_queried_cost_fell_every_round": {},
+    out = {"errors_queried_fps_fell_every_round": {}, "errors_queried_cost_fell_every_round": {},
            "promotions": 0, "promoted_worse_than_replaced": []}
     for draw, result in per_draw.items():
         for engine, rounds in result["engines"].items():
@@ -39,12 +39,12 @@ def checks(per_draw: dict[int, dict]) -> dict:
                         out["promoted_worse_than_replaced"].append(
                             {"draw": draw, "engine": engine, "round": after["round"],
                              "before": before["bbox_superset"], "after": after["bbox_superset"]})
-        mined = result["engines"].get("mined", [])
-        fps = [sum(r["errors"].get(t, 0) for t in ("fp_background", "fp_wrong_class")) for r in mined]
-        cost = [r.get("error_cost", {}).get(QUERIED_COST) for r in mined]
-        out["mined_queried_fps_fell_every_round"][draw] = {
+        rounds = result["engines"].get("errors", [])
+        fps = [sum(r["errors"].get(t, 0) for t in ("fp_background", "fp_wrong_class")) for r in rounds]
+        cost = [r.get("error_cost", {}).get(QUERIED_COST) for r in rounds]
+        out["errors_queried_fps_fell_every_round"][draw] = {
             "per_round": fps, "fell_every_round": all(b > a for a, b in zip(fps[1:], fps))}
-        out["mined_queried_cost_fell_every_round"][draw] = {
+        out["errors_queried_cost_fell_every_round"][draw] = {
             "per_round": cost, "fell_every_round": None if None in cost[1:] else
             all(b is None or b > a for a, b in zip(cost[1:], cost))}
     return out
@@ -120,10 +120,10 @@ def main() -> None:
               "sizes": {**LOOP, "data_seed": args.draws}, "recipe": per_draw[args.draws[0]]["recipe"],
               "rounds": args.rounds, "summary": summary, "per_draw": per_draw}
     final = {e: s[-1]["bbox_superset"] for e, s in summary.items()}
-    if "mined" in final and "random" in final:
-        gap = final["mined"][0] - final["random"][0]
+    if "errors" in final and "random" in final:
+        gap = final["errors"][0] - final["random"][0]
         noise = max(s[-1]["seed_sd"] for s in summary.values())
-        result["verdict"] = {"mined_minus_random_after_last_round": gap, "largest_seed_sd": noise,
+        result["verdict"] = {"errors_minus_random_after_last_round": gap, "largest_seed_sd": noise,
                              "target_met": gap >= 0.02 and gap > 2 * noise, **checks(per_draw)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str))

@@ -3,8 +3,9 @@
 
 Every engine starts from the same seed model and the same scenes, keeps its own feature database and registry,
 and gets the same labelling budget and the same retraining each round:
-- `mined`: the product's night: detect the pool with the production model -> mine with its errors on the labelled
-  val set -> export the mined batch -> the generator's ground truth labels it -> retrain -> the gate;
+- `errors`: the product's night: detect the pool with the production model -> mine with its errors on the
+  labelled val set (the `errors` strategy) -> export the mined batch -> the generator's ground truth labels it ->
+  retrain -> the gate;
 - `random`: the same, but the batch is drawn at random from the same pool;
 - `none`: no new data; the same retraining on the labelled set alone.
 After each round the production model's numbers on the fixed evaluation set are recorded: bbox mAP on the
@@ -38,9 +39,10 @@ from tasks.mine import mine, read_labelled_set
 from tasks.models import resolve_model
 from tasks.retrain import retrain_candidate
 
-# An engine is a selection strategy by name (`mining.strategies`: errors, uncertainty, diversity, hybrid, random),
-# "mined" (the errors strategy, by its old name), a variant below, or "none" (no new labels: the no-new-data engine).
-ENGINES = ("mined", "random", "none")
+# An engine is named after how it chooses its batch: a selection strategy by name (`mining.strategies`: errors,
+# uncertainty, diversity, hybrid; "random", the errors run's random arm), a variant below, or "none" (no new labels:
+# the no-new-data engine). Before 2026-12 the errors engine was called "mined", the comparison's word for an arm.
+ENGINES = ("errors", "random", "none")
 # Engines that mine with other settings than the errors strategy's in the loop (the false positives above, the
 # budget split by hits): "errors-cost" queries every error type and splits the budget by the mAP each costs (TIDE).
 VARIANTS = {"errors-cost": dict(strategy="errors", types=None, budget_split="cost")}
@@ -56,13 +58,14 @@ def loop(rounds: int = 3, engines: list[str] | None = None, sizes: dict | None =
          progress: bool = False, detection: DetectConfig = DetectConfig(), match: MatchConfig = MatchConfig()) -> dict:
     """Returns {"rounds": [...], "engines": {engine: [one record per round]}} and writes loop.json under
     `root`. Round 0 is the seed model."""
-    say = get_run_logger().info
-    sizes = {**LOOP, **(sizes or {})}
     engines = list(engines or ENGINES)
     known = {*ENGINES, *STRATEGIES, *VARIANTS}
     unknown = [e for e in engines if e not in known]
     if unknown:
-        raise ValueError(f"unknown engines {unknown}; an engine is one of {sorted(known)}")
+        renamed = " (the engine once called mined is errors)" if "mined" in unknown else ""
+        raise ValueError(f"unknown engines {unknown}; an engine is one of {sorted(known)}{renamed}")
+    say = get_run_logger().info
+    sizes = {**LOOP, **(sizes or {})}
     store = store_config()
     tag = loop_tag(sizes)
     root = Path(root) if root else loop_root(store.home, sizes)
@@ -171,9 +174,9 @@ def _round(estore, engine: str, round_no: int, scenes: LoopScenes, root: Path, s
 
 
 def mining_config(engine: str, sizes: dict) -> MiningConfig:
-    """How an engine mines: its strategy (errors for "mined" and "none", which labels nothing), the loop's query
-    types and the budget split by hits (the demo's; every part of the strategies bench ran so), unless it is a
-    variant."""
+    """How an engine mines: its strategy (errors for "random", whose batch is the errors run's random arm, and for
+    "none", which labels nothing), the loop's query types and the budget split by hits (the demo's; every part of
+    the strategies bench ran so), unless it is a variant."""
     mining = {"strategy": "errors" if engine in ENGINES else engine, "types": QUERIED_FP_TYPES,
               "budget_split": "hits", **VARIANTS.get(engine, {})}
     return MiningConfig(k=sizes["k"], budget=sizes["budget"], random_arm=engine == "random", **mining)

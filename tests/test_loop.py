@@ -270,7 +270,7 @@ def test_two_rounds_of_the_loop_for_two_engines(prefect_backend, mongod, fdb, tm
     # A few steps of training make weak detections only: store and count them all. The candidate's two training
     # seeds train one after another here (in worker processes: the box-only retrain above; each spawn costs
     # seconds, and this loop retrains four times).
-    result = loop(rounds=2, engines=["mined", "none"], sizes=tiny,
+    result = loop(rounds=2, engines=["errors", "none"], sizes=tiny,
                   recipe=FinetuneConfig(steps=1, seeds=(0, 1), workers=1),
                   root=str(tmp_path / "loop"), detection=DetectConfig(min_score=0.0),
                   match=MatchConfig(score_threshold=0.0))
@@ -278,13 +278,13 @@ def test_two_rounds_of_the_loop_for_two_engines(prefect_backend, mongod, fdb, tm
     assert saved["engines"] == json.loads(json.dumps(result["engines"], default=str))
     for engine, rounds in result["engines"].items():
         assert [r["round"] for r in rounds] == [0, 1, 2]
-        assert rounds[0]["production"] == result["engines"]["mined"][0]["production"]  # one seed for all
+        assert rounds[0]["production"] == result["engines"]["errors"][0]["production"]  # one seed for all
         for before, after in zip(rounds, rounds[1:]):
             if after["promoted"]:  # the gate let it through: not worse beyond the noise
                 assert after["production"] != before["production"]
             else:
                 assert after["production"] == before["production"]
-    assert [r["batch"] is not None for r in result["engines"]["mined"][1:]] == [True, True]
+    assert [r["batch"] is not None for r in result["engines"]["errors"][1:]] == [True, True]
     assert all(r["batch"] is None for r in result["engines"]["none"])
     # Every round's production model is also reported on the test split, which fed nothing.
     assert all({"bbox_superset", "fp_per_image_superset", "error_ceiling_superset"} <= set(r["test"])
@@ -295,7 +295,7 @@ def test_two_rounds_of_the_loop_for_two_engines(prefect_backend, mongod, fdb, tm
             superset = r["candidate_test"]["bbox_superset"]
             assert len(superset["runs"]) == 2 and superset["sd"] is not None
             assert superset["mean"] == pytest.approx(sum(superset["runs"]) / 2)
-    # Each engine has its own registry: the mined engine's labels never reach the no-new-data engine.
+    # Each engine has its own registry: the errors engine's labels never reach the no-new-data engine.
     from pymongo import MongoClient
 
     dbs = [n for n in MongoClient(mongod.uri).list_database_names() if n.startswith(fdb.db.name + "-loop-")]
@@ -303,17 +303,20 @@ def test_two_rounds_of_the_loop_for_two_engines(prefect_backend, mongod, fdb, tm
 
 
 def test_each_loop_engine_mines_with_its_own_settings():
-    from flows.loop import mining_config
+    from flows.loop import loop, mining_config
     from records import QUERIED_FP_TYPES
 
     sizes = dict(k=3, budget=5)
-    mined, cost = mining_config("mined", sizes), mining_config("errors-cost", sizes)
+    mined, cost = mining_config("errors", sizes), mining_config("errors-cost", sizes)
     assert (mined.strategy, mined.types, mined.budget_split) == ("errors", QUERIED_FP_TYPES, "hits")
     # The cost-driven variant queries every error type (misses and localisation errors too) and splits by cost.
     assert (cost.strategy, cost.types, cost.budget_split) == ("errors", None, "cost")
     assert mining_config("uncertainty", sizes).strategy == "uncertainty"
     assert mining_config("random", sizes).random_arm and not mined.random_arm
     assert (mined.k, mined.budget) == (3, 5)
+    # An engine is named after its strategy: the old name of the errors engine is refused, and says so.
+    with pytest.raises(ValueError, match="the engine once called mined is errors"):
+        loop.fn(engines=["mined"])
 
 
 def test_models_from_the_command_line(mongod, fdb, tmp_path, monkeypatch, capsys):

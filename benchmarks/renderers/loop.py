@@ -1,11 +1,11 @@
-"""Several rounds of the loop, mined / random / no new data side by side (`benchmarks/loop_bench.py` ->
+"""Several rounds of the loop, errors / random / no new data side by side (`benchmarks/loop_bench.py` ->
 `results/loop.json`, `loop.png`)."""
 
 from __future__ import annotations
 
 from renderers import mean_sd, table
 
-ENGINES = (("mined", "mined"), ("random", "random"), ("none", "no new data"))
+ENGINES = (("errors", "errors"), ("random", "random"), ("none", "no new data"))
 
 
 def loop_setting(r: dict) -> str:
@@ -37,13 +37,13 @@ def loop_verdict(r: dict) -> str:
     v = r["verdict"]
     worse = v["promoted_worse_than_replaced"]
     fell = "; ".join(f"draw {d}: {', '.join(map(str, x['per_round']))}"
-                     for d, x in v["mined_queried_fps_fell_every_round"].items())
-    return (f"- Mined − random after the last round, bbox mAP on the superset: "
-            f"{v['mined_minus_random_after_last_round']:+.3f}, against a largest seed sd of "
+                     for d, x in v["errors_queried_fps_fell_every_round"].items())
+    return (f"- Errors engine − random engine after the last round, bbox mAP on the superset: "
+            f"{v['errors_minus_random_after_last_round']:+.3f}, against a largest seed sd of "
             f"{v['largest_seed_sd']:.3f} (target: +0.02 and beyond 2 sd: "
             f"{'met' if v['target_met'] else 'not met'}).\n"
             f"- Promotions: {v['promotions']}; promoted models worse than the one they replaced: {len(worse)}.\n"
-            f"- The mined engine's queried false positives (background + wrong class) per round, seed first: "
+            f"- The errors engine's queried false positives (background + wrong class) per round, seed first: "
             f"{fell}.\n")
 
 

@@ -26,8 +26,8 @@ def add_parser(sub) -> None:
                       help="arm runs trained and scored at once, each in its own process with a share of the CPU "
                            "threads (default 2, --quick 1): the digits differ from one process's, not the verdict")
     demo.add_argument("--rounds", type=int, default=1,
-                      help="turn the loop this many times for a mined, a random and a no-new-data engine side by "
-                           "side, retraining and gating each round (default 1: the single-round demo)")
+                      help="turn the loop this many times for an errors (mined), a random and a no-new-data engine "
+                           "side by side, retraining and gating each round (default 1: the single-round demo)")
     demo.set_defaults(func=run)
 
 
