@@ -3,6 +3,7 @@ and an import against them (module-level or inside a function) breaks them, with
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
@@ -88,3 +89,26 @@ def test_only_the_store_touches_its_collections():
                     offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
     assert not offenders, "raw collection access outside fdb/:\n" + "\n".join(offenders)
     assert RAW_ACCESS.search('docs = fdb.images.find({"status": "ok"})')  # the check itself can fail
+
+
+# One word, one meaning: a class name is defined once in the project, so a record and the app's answer built from
+# it (or a mining record and the app's row of it) cannot pass for each other in a reader's head or an import.
+def class_definitions(root: Path) -> dict[str, list[str]]:
+    where: dict[str, list[str]] = {}
+    for name in PACKAGES:
+        for path in sorted((root / name).rglob("*.py")):
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, ast.ClassDef):
+                    where.setdefault(node.name, []).append(str(path.relative_to(root)))
+    return where
+
+
+def test_each_class_name_is_defined_once(tmp_path):
+    twice = {name: paths for name, paths in class_definitions(REPO).items() if len(paths) > 1}
+    assert not twice, f"class names defined more than once: {twice}"
+    # The check itself can fail: a second SelectedImage, as the app once restated the record's.
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "__init__.py").write_text("class SelectedImage:\n    pass\n")
+    (tmp_path / "dataengine").mkdir()
+    (tmp_path / "dataengine" / "schemas.py").write_text("class SelectedImage:\n    pass\n")
+    assert class_definitions(tmp_path)["SelectedImage"] == ["dataengine/schemas.py", "records/__init__.py"]

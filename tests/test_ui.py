@@ -157,8 +157,8 @@ def test_every_page_and_its_api_twin_answer_with_the_demo_data(world, api):
     assert "/api/queries/{error_id}" in schema["paths"]
     # The API documents what it returns: each JSON endpoint names its response model, and the models their fields.
     returned = schema["paths"]["/api/selections/{selection_id}"]["get"]["responses"]["200"]["content"]
-    assert returned["application/json"]["schema"] == {"$ref": "#/components/schemas/Selection"}
-    assert {"images", "partner", "frozen"} <= set(schema["components"]["schemas"]["Selection"]["properties"])
+    assert returned["application/json"]["schema"] == {"$ref": "#/components/schemas/SelectionWithImages"}
+    assert {"images", "partner", "frozen"} <= set(schema["components"]["schemas"]["SelectionWithImages"]["properties"])
     assert all("$ref" in op["responses"]["200"]["content"]["application/json"]["schema"]
                for path, ops in schema["paths"].items() if path.startswith("/api/") for op in ops.values())
 

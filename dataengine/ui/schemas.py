@@ -269,7 +269,7 @@ class SimilarQuery(Shape):
     score: Number | None
 
 
-class SimilarHit(PoolHit):
+class SimilarHitRow(PoolHit):
     """A pool detection ("box") or image ("image") near the query, nearest first; `is_query`: the query itself."""
     is_query: bool
 
@@ -282,4 +282,4 @@ class Similar(Shape):
     model_version: str
     k: int
     query: SimilarQuery
-    hits: list[SimilarHit]
+    hits: list[SimilarHitRow]

@@ -27,7 +27,7 @@ class ImageQuery(Shape):
     distance: Number | None
 
 
-class SelectedImage(Shape):
+class SelectedImageRow(Shape):
     """An image of a selection: why it was chosen (hits, best distance, queries) and the decision on it."""
     image_id: str
     uri: str | None
@@ -105,7 +105,7 @@ class Nights(Shape):
     nights: list[NightRow]
 
 
-class NightExport(Shape):
+class NightExportAnswer(Shape):
     """What pressing a held night's Export did: the night as it now stands, its batch (null when every image was
     rejected), and `already_done` when an earlier press had made it (this one made nothing)."""
     night: NightRow
@@ -115,7 +115,7 @@ class NightExport(Shape):
     counts: Doc
 
 
-class Selection(Shape):
+class SelectionWithImages(Shape):
     """A selection's images in rank order with their reasons and decisions, its queries, its partner arm, its
     export; `frozen` once an export started (decisions are then final); `night` when a night held it for review
     (its export then goes through the night, to the night's target)."""
@@ -133,7 +133,7 @@ class Selection(Shape):
     frozen: bool
     run_id: str | None
     counts: SelectionCounts
-    images: list[SelectedImage]
+    images: list[SelectedImageRow]
     queries: list[SelectionQuery]
     partner: Partner | None
     night: NightRow | None

@@ -11,7 +11,7 @@ from dataengine.ui import views
 from dataengine.ui.deps import Settings, Store
 from dataengine.ui.encoding import encode
 from dataengine.ui.routes.twins import Twin, serve
-from dataengine.ui.schemas_curation import NightExport, NightExportRequest, Nights
+from dataengine.ui.schemas_curation import NightExportAnswer, NightExportRequest, Nights
 
 api = APIRouter(prefix="/api", tags=["nights"])
 pages = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
@@ -20,7 +20,7 @@ serve(api, pages, Twin("/nights", views.nights, Nights, "the nights held for rev
                        "nights.html", "nights held for review", "nights"))
 
 
-@api.post("/nights/{night_id}/export", response_model=NightExport,
+@api.post("/nights/{night_id}/export", response_model=NightExportAnswer,
           summary="export a held night as its one batch, to the night's recorded target (pressing again answers "
                   "with the same batch)")
 def api_export_night(fdb: Store, settings: Settings, night_id: str, body: NightExportRequest = NightExportRequest()):

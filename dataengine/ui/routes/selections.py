@@ -11,7 +11,8 @@ from dataengine.ui import views
 from dataengine.ui.deps import Page, Settings, Store
 from dataengine.ui.encoding import encode
 from dataengine.ui.routes.twins import Twin, serve
-from dataengine.ui.schemas_curation import Decision, DecisionRequest, Export, ExportRequest, Selection, Selections
+from dataengine.ui.schemas_curation import (Decision, DecisionRequest, Export, ExportRequest, Selections,
+                                             SelectionWithImages)
 
 api = APIRouter(prefix="/api", tags=["selections"])
 pages = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
@@ -20,7 +21,7 @@ serve(api, pages, Twin("/selections", views.selections, Selections, "every selec
                        "selections.html", "selections", "selections"))
 
 
-@api.get("/selections/{selection_id}", response_model=Selection,
+@api.get("/selections/{selection_id}", response_model=SelectionWithImages,
          summary="a selection's ranked images and random arm")
 def api_selection(fdb: Store, selection_id: str):
     return encode(views.selection(fdb, selection_id))
