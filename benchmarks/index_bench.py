@@ -3,7 +3,7 @@
     python benchmarks/index_bench.py [--sizes 100000 1000000] [--queries 1000] [--n-trees 50] [--search-k 2000]
                                      [--rerank 100] [--proj-dim 64] [--whiten] [--out benchmarks/results/index.json]
 
-For each N: generate N x --dim FC-like vectors (fdb.index.synthetic: low-dimensional latent clusters mixed through
+For each N: generate N x --dim FC-like vectors (fdb.vector_index.synthetic: low-dimensional latent clusters mixed through
 a random matrix, ReLU, noise; seeded), build the Annoy index (projection and Annoy timed separately), save it
 through `save_index` (versioned directory + CURRENT) and load it back memory-mapped, as a server would, then time
 
@@ -36,9 +36,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fdb.index import AnnoyConfig, AnnoyIndex, ExactIndex, load_current, save_index  # noqa: E402
-from fdb.index.kernels import normalize_rows  # noqa: E402
-from fdb.index.synthetic import FCLikeGenerator  # noqa: E402
+from fdb.vector_index import AnnoyConfig, AnnoyIndex, ExactIndex, load_current, save_index  # noqa: E402
+from fdb.vector_index.kernels import normalize_rows  # noqa: E402
+from fdb.vector_index.synthetic import FCLikeGenerator  # noqa: E402
 
 
 def rss_gb(field: str = "VmRSS") -> float:

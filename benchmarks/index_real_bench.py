@@ -1,4 +1,4 @@
-"""Vector-index recall and speed on the detector's REAL feature vectors (not fdb.index.synthetic's FC-like ones).
+"""Vector-index recall and speed on the detector's REAL feature vectors (not fdb.vector_index.synthetic's FC-like ones).
 
 Two layers, as the demo's model writes them to the feature database: the box-head fc7 vectors (records.BOX_LAYER,
 one per detection) and the image vectors (records.IMAGE_LAYER, one per image). Two sizes per layer: the demo
@@ -7,16 +7,16 @@ running the same seed model over seeded augmented copies of the demo's pool imag
 same vectors, centred on the pool mean with cosine distance as `mining.selection` does, and answers the same
 queries, held out of the pool before building, two ways (--holdouts): "random" rows of the set, and "source" rows
 from images the pool does not hold (the demo's val images; for the tiled set, every augmented copy of 10% of the
-source images), which is what mining's error queries are. Recall@10 is measured against `fdb.index.ExactIndex`
+source images), which is what mining's error queries are. Recall@10 is measured against `fdb.vector_index.ExactIndex`
 (the ground truth); faiss `IndexFlatIP` is a cross-check of it.
 
 Backends (each built once in its own forked process, so its build time, size and peak-RSS delta are its own; the
 query-time parameters are then swept over that one build):
-  exact         fdb.index.ExactIndex (numpy brute force)
+  exact         fdb.vector_index.ExactIndex (numpy brute force)
   faiss-flat    faiss IndexFlatIP over L2-normalised vectors
-  annoy         fdb.index.AnnoyIndex, AnnoyConfig's defaults; then search_k/rerank 2000/100 and 500/30
+  annoy         fdb.vector_index.AnnoyIndex, AnnoyConfig's defaults; then search_k/rerank 2000/100 and 500/30
   hnswlib       hnswlib.Index(space="cosine"), M=16, ef_construction=200, ef 10/20/50/100/200
-  hnsw          the project's HnswIndex (fdb.index.BACKENDS["hnsw"], if fdb/index/hnsw_index.py exists), HnswConfig's
+  hnsw          the project's HnswIndex (fdb.vector_index.BACKENDS["hnsw"], if fdb/vector_index/hnsw_index.py exists), HnswConfig's
                 defaults; then ef/rerank 50/50 and 20/20
   faiss-hnsw    faiss IndexHNSWFlat (inner product, M=32, efConstruction 40), efSearch 16/32/64/128
   faiss-ivf     faiss IndexIVFFlat (inner product, nlist = 4 sqrt(N), trained on the pool), nprobe 2/4/8/16/32
@@ -57,8 +57,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fdb.index import ExactIndex  # noqa: E402
-from fdb.index.kernels import normalize_rows  # noqa: E402
+from fdb.vector_index import ExactIndex  # noqa: E402
+from fdb.vector_index.kernels import normalize_rows  # noqa: E402
 from records import BOX_LAYER, IMAGE_LAYER  # noqa: E402
 
 K = 10
@@ -265,14 +265,14 @@ def _unit_copy(x: np.ndarray) -> np.ndarray:
 
 
 class ProjectIndex:
-    """An fdb.index backend: ids in, ids out. Query-time parameters (search_k, rerank, ef) are read from the
+    """An fdb.vector_index backend: ids in, ids out. Query-time parameters (search_k, rerank, ef) are read from the
     index's params at every query, so one build serves the whole sweep."""
 
     def __init__(self, backend: str, params: dict):
         self.backend, self.build_params = backend, params
 
     def build(self, pool, ids):
-        from fdb.index import build_index
+        from fdb.vector_index import build_index
         self.index = build_index(pool, ids, "real", "bench", backend=self.backend, exact_threshold=0,
                                  **self.build_params)
         self.defaults = dict(self.index.params)
@@ -401,7 +401,7 @@ def bench_one(backend: str, build_params: dict, sweep: list[dict]) -> list[dict]
 def settings(n: int, args) -> list[tuple[str, dict, list[dict]]]:
     """(backend, build parameters, query-time settings swept over one build). The brief's settings plus cheaper
     ones, so the "recommended" pick can find the cheapest setting that still reaches recall@10 >= 0.95."""
-    from fdb.index import BACKENDS
+    from fdb.vector_index import BACKENDS
     out = [("exact", {}, [{}]), ("faiss-flat", {}, [{}]),
            ("annoy", {}, [{}, {"search_k": 2000, "rerank": 100}, {"search_k": 500, "rerank": 30}])]
     out.append(("hnswlib", {"M": 16, "ef_construction": 200}, [{"ef": ef} for ef in (10, 20, 50, 100, 200)]))
@@ -551,7 +551,7 @@ def cmd_run(args) -> None:
         "holdouts": {h: HOLDOUTS[h] for h in args.holdouts},
         "method": f"rows deduplicated; up to {args.queries} queries per case (random hold-out: at most N/5), see "
                   f"holdouts; n = pool size after the hold-out; pool and queries centred on the pool mean; cosine; "
-                  f"recall@10 against fdb.index.ExactIndex; single = one "
+                  f"recall@10 against fdb.vector_index.ExactIndex; single = one "
                   f"query per call (first --single-queries={args.single_queries} queries), batched = all queries in "
                   f"one call; size_mb = what serves queries (saved directory / serialised index, original vectors "
                   f"included); peak_rss_mb = VmHWM delta over the build and queries, each backend in its own process",

@@ -7,7 +7,7 @@ The archive is simulated, the stages are the engine's own functions:
 
 - **Archive**: N pool images in one MongoDB (a throwaway embedded mongod), each with an image record (processed
   by the model, as the detect task leaves it), one detection, one box-head (fc7) vector and one image vector
-  (1024-d, float16, from the FC-like generator `fdb.index.synthetic`), and a file under the incoming root
+  (1024-d, float16, from the FC-like generator `fdb.vector_index.synthetic`), and a file under the incoming root
   (hard links to a few real PNGs: the listing walks a million real directory entries, the disk holds a few
   images). The pool index is grown as nights would grow it (`fdb.pool_index`, after every 100k images), and the
   root's listing mark is recorded, as a finished night leaves them.
@@ -218,7 +218,7 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
     from detectors.config import DetectConfig  # noqa: PLC0415
     from fdb import StoreConfig, listings  # noqa: PLC0415
     from fdb import pool_index as pool_index_module  # noqa: PLC0415
-    from fdb.index.synthetic import FCLikeGenerator  # noqa: PLC0415
+    from fdb.vector_index.synthetic import FCLikeGenerator  # noqa: PLC0415
     from fdb.pool_index import update_pool_index  # noqa: PLC0415
     from mining.config import MiningConfig  # noqa: PLC0415
     from mining.queries import Query  # noqa: PLC0415
@@ -292,8 +292,8 @@ def night(uri: str, root: str, work: str, stub_cost: float) -> dict:
 # ---------------------------------------------------------------------------------------------------- float16
 def float16_recall(n: int = 100_000, queries: int = 500) -> dict:
     """Exact recall@10 when the stored vectors are float16 instead of float32 (queries stay float32)."""
-    from fdb.index import ExactIndex  # noqa: PLC0415
-    from fdb.index.synthetic import FCLikeGenerator  # noqa: PLC0415
+    from fdb.vector_index import ExactIndex  # noqa: PLC0415
+    from fdb.vector_index.synthetic import FCLikeGenerator  # noqa: PLC0415
 
     gen = FCLikeGenerator(dim=DIM, seed=11)
     base, q = gen.generate(n), gen.generate(queries, stream=1)
@@ -406,7 +406,7 @@ def main() -> None:
         return
 
     from fdb import StoreConfig, listings  # noqa: PLC0415
-    from fdb.index.synthetic import FCLikeGenerator  # noqa: PLC0415
+    from fdb.vector_index.synthetic import FCLikeGenerator  # noqa: PLC0415
     from fdb.server import EmbeddedMongo  # noqa: PLC0415
     from storage import list_images_since  # noqa: PLC0415
     from jobs.context import connection  # noqa: PLC0415

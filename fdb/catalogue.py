@@ -19,7 +19,7 @@ RENAMED_FIELDS: dict[str, list[tuple[str, str, str | None]]] = {
 }
 
 # Collection name -> its indexes. The unique ones define idempotency.
-INDEXES: dict[str, list[IndexModel]] = {
+COLLECTION_INDEXES: dict[str, list[IndexModel]] = {
     "images": [
         IndexModel([("uri", ASCENDING)], unique=True, name="uri_unique"),
         IndexModel([("sha256", ASCENDING)], name="sha256"),

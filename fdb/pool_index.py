@@ -18,7 +18,7 @@ one index per (model, layer, backend) and, at each upkeep (`update_pool_index`, 
   neighbours that were exported, labelled or quarantined since (`fdb.images.eligible_among`). So an export never
   forces a rebuild.
 - **Backends**: a small pool is served by exact search, which the night grows in place (a new version of a small
-  index); once it reaches `exact_threshold` vectors it is rebuilt once as an HNSW index (`fdb.index.hnsw_index`).
+  index); once it reaches `exact_threshold` vectors it is rebuilt once as an HNSW index (`fdb.vector_index.hnsw_index`).
   `rebuild=True` (`dataengine reindex`) builds afresh: a new mean and projection for a pool that drifted.
 - **A night beside a graph** (an HNSW or Annoy main): saving a grown HNSW graph writes the whole graph again
   (~0.6 GB per layer at a million vectors) and an Annoy forest cannot grow at all, so the night leaves the main's
@@ -33,7 +33,7 @@ one index per (model, layer, backend) and, at each upkeep (`update_pool_index`, 
   ago; a night never merges for that. Past `RECENT_HARD_FACTOR` times the size limit the night merges itself, so
   the side's exact search stays bounded even if the weekly merge never runs.
 
-Every version is saved through `fdb.index.save_index` (atomic CURRENT switch; HNSW chunks hard-linked, not
+Every version is saved through `fdb.vector_index.save_index` (atomic CURRENT switch; HNSW chunks hard-linked, not
 copied) and recorded in `indexes` with its watermark and centre; the two newest versions of a key are kept on disk.
 The side is rewritten whole each night it grows (it is exact search: one array), a cost bounded by its limit.
 """
@@ -51,8 +51,8 @@ from pathlib import Path
 import numpy as np
 
 from fdb import images as image_store
-from fdb import indexes as index_store
-from fdb.index import EXACT_THRESHOLD, LayeredIndex, VectorIndex, build_index, load_index, prune, save_index
+from fdb import index_versions as index_store
+from fdb.vector_index import EXACT_THRESHOLD, LayeredIndex, VectorIndex, build_index, load_index, prune, save_index
 from fdb.store import FeatureDB
 from fdb.writes import utcnow
 

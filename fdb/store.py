@@ -22,7 +22,7 @@ from pymongo import WriteConcern
 from pymongo.database import Database
 from pymongo.errors import CollectionInvalid
 
-from fdb.catalogue import INDEXES, RENAMED_FIELDS
+from fdb.catalogue import COLLECTION_INDEXES, RENAMED_FIELDS
 from fdb.server import EmbeddedMongo
 from fdb.vectors import (
     FeatureShapeError,
@@ -85,7 +85,7 @@ class FeatureDB:
                 self.db.create_collection(
                     "features", storageEngine={"wiredTiger": {"configString": "block_compressor=none"}})
         self._rename_old_fields()
-        for name, indexes in INDEXES.items():
+        for name, indexes in COLLECTION_INDEXES.items():
             if indexes:
                 self.db[name].create_indexes(indexes)
 
@@ -99,7 +99,7 @@ class FeatureDB:
                     collection.update_many({old: {"$exists": True}}, {"$rename": {old: new}})
 
     def counts(self) -> dict[str, int]:
-        counts = {name: self.db[name].estimated_document_count() for name in INDEXES}
+        counts = {name: self.db[name].estimated_document_count() for name in COLLECTION_INDEXES}
         counts["images_quarantined"] = self.images.count_documents({"status": "quarantined"})
         return counts
 

@@ -1,4 +1,4 @@
-"""Vector indexes (fdb.index): exact reference, Annoy + re-ranking recall, query checks, save/load, atomic swap."""
+"""Vector indexes (fdb.vector_index): exact reference, Annoy + re-ranking recall, query checks, save/load, atomic swap."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from fdb import index as fi
-from fdb.index import (
+from fdb import vector_index as fi
+from fdb.vector_index import (
     AnnoyIndex,
     ExactIndex,
     HnswIndex,
@@ -23,7 +23,7 @@ from fdb.index import (
     read_current,
     save_index,
 )
-from fdb.index.synthetic import FCLikeGenerator
+from fdb.vector_index.synthetic import FCLikeGenerator
 
 N, DIM = 5000, 128
 SMALL_ANNOY = dict(proj_dim=32, n_trees=10, search_k=800, rerank=50, pca_samples=5000, n_jobs=1)

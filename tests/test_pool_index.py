@@ -12,9 +12,9 @@ from bson import ObjectId
 
 from fdb import detections as detection_store
 from fdb import images as image_store
-from fdb import index as fdb_index
+from fdb import vector_index as fdb_index
 from fdb import pool_index as pool_index_module
-from fdb.index import build_index, list_versions
+from fdb.vector_index import build_index, list_versions
 from fdb.pool_index import PoolIndexBehind, merge_recent_index, pool_key, update_pool_index
 from fdb.vectors import to_object_ids
 from mining.config import MiningConfig

@@ -3,7 +3,7 @@
 A strategy ranks the eligible pool (unlabelled, readable, processed by the model, not yet exported) for a labelling
 budget and says why each image is there. It reads what the store holds (detections, vectors, the errors' queries)
 and never runs a model, like the rest of `mining`. Strategies are registered by name, the way the index backends
-are (`fdb.index.BACKENDS`), so the CLI, the flows, the loop and the nightly choose one by name:
+are (`fdb.vector_index.BACKENDS`), so the CLI, the flows, the loop and the nightly choose one by name:
 
     ranking = build_strategy("uncertainty", MiningConfig()).rank(context, budget=40)
     selection = select(context, "hybrid", budget=40)     # ranked, then recorded with its strategy and parameters

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fdb.index.annoy_index import Projection, rerank
-from fdb.index.base import VectorIndex
-from fdb.index.kernels import prepare_base
+from fdb.vector_index.annoy_index import Projection, rerank
+from fdb.vector_index.base import VectorIndex
+from fdb.vector_index.kernels import prepare_base
 
 GRAPH_LIBRARIES = ("faiss", "hnswlib")
 PROJECTION_FILE = "projection.npz"

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from fdb.index.kernels import normalize_rows, prepare_base
+from fdb.vector_index.kernels import normalize_rows, prepare_base
 
 METRICS = ("cosine", "euclidean")
 SPEC_FILE = "spec.json"
@@ -240,7 +240,7 @@ class VectorIndex(abc.ABC):
         return out_ids, out_dist
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write the index into `directory` (created; must be empty or absent). Use `fdb.index.save_index` for a
+        """Write the index into `directory` (created; must be empty or absent). Use `fdb.vector_index.save_index` for a
         versioned directory with an atomic switch-over."""
         self._require_built()
         directory = Path(directory)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fdb.index.base import VECTORS_FILE, VectorIndex
-from fdb.index.kernels import prepare_base
+from fdb.vector_index.base import VECTORS_FILE, VectorIndex
+from fdb.vector_index.kernels import prepare_base
 
 SQNORMS_FILE = "sqnorms.npy"
 # Rows of the base matrix multiplied against a block of queries at once: bounds the (queries x rows) float32

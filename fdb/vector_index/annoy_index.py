@@ -31,8 +31,8 @@ from pathlib import Path
 import annoy
 import numpy as np
 
-from fdb.index.base import VECTORS_FILE, VectorIndex
-from fdb.index.kernels import normalize_rows, prepare_base
+from fdb.vector_index.base import VECTORS_FILE, VectorIndex
+from fdb.vector_index.kernels import normalize_rows, prepare_base
 
 ANNOY_FILE = "annoy.ann"
 PROJECTION_FILE = "projection.npz"

@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from fdb.index.annoy_index import AnnoyConfig, AnnoyIndex
-from fdb.index.base import IndexShapeError, IndexSpec, VectorIndex, new_version, read_spec
-from fdb.index.exact import ExactConfig, ExactIndex
-from fdb.index.hnsw_index import HnswConfig, HnswIndex
-from fdb.index.layered import LayeredIndex
+from fdb.vector_index.annoy_index import AnnoyConfig, AnnoyIndex
+from fdb.vector_index.base import IndexShapeError, IndexSpec, VectorIndex, new_version, read_spec
+from fdb.vector_index.exact import ExactConfig, ExactIndex
+from fdb.vector_index.hnsw_index import HnswConfig, HnswIndex
+from fdb.vector_index.layered import LayeredIndex
 
 BACKENDS: dict[str, type[VectorIndex]] = {"exact": ExactIndex, "annoy": AnnoyIndex, "hnsw": HnswIndex}
 EXACT_THRESHOLD = 20_000

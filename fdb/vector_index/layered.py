@@ -4,7 +4,7 @@ A graph index (HNSW, Annoy) is costly to save: a grown HNSW graph is written who
 forest cannot grow at all. So a night puts its vectors into a small exact "recent" index beside the main one,
 and the two are merged weekly. Mining asks `LayeredIndex` what it asks any `VectorIndex` (`len`, `spec.version`,
 `check_query`, `query`): both parts are searched, and since every backend returns exact original-space distances
-(fdb.index.base), each query's rows are merged by distance.
+(fdb.vector_index.base), each query's rows are merged by distance.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from fdb.index.base import IndexShapeError, IndexSpec, VectorIndex
+from fdb.vector_index.base import IndexShapeError, IndexSpec, VectorIndex
 
 
 class LayeredIndex:
