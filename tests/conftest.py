@@ -187,8 +187,8 @@ def tiny_demo(prefect_backend, mongod, tmp_path_factory):
     counts = {"labelled exports": db.exports.count_documents({"status": "labelled"}),
               "labels": db.labels.count_documents({}),
               "arm models": db.models.count_documents({"parent": {"$ne": None}})}
-    yield {"result": result, "database": result["database"], "base": base, "sizes": sizes, "home": tmp / "home",
-           "root": tmp / "demo", "tmp": tmp, "counts": counts}
+    yield {"result": result, "database": result["database"], "base": base, "home": tmp / "home", "root": tmp / "demo",
+           "tmp": tmp, "counts": counts}
     client.drop_database(result["database"])
     client.close()
 
